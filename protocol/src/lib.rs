@@ -1,0 +1,10 @@
+//! Sans-IO implementation of the AWS SSM Session Manager data-channel protocol.
+//!
+//! Pure state machines fed with bytes and the current time; no runtime, sockets, files, clock
+//! or OS randomness live here. See `docs/design/protocol-api.md` and `../shared/protocol/SPEC.md`.
+
+pub mod codec;
+pub mod error;
+
+pub use codec::*;
+pub use error::{DecodeError, EncodeError, PayloadError};

@@ -1,0 +1,1 @@
+//! aws (placeholder, being built).

@@ -1,0 +1,1 @@
+//! emulator (placeholder, being built).

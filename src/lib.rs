@@ -1,0 +1,12 @@
+//! postern: reach every instance in every AWS account through SSM Session Manager, natively.
+//!
+//! The binary's modules live here so integration tests and benches can start the emulator and
+//! drivers in-process. Dependencies point one way: `cli` -> drivers -> `postern_protocol`;
+//! `aws` never imports the protocol; the emulator runs the protocol in the agent role.
+
+pub mod aws;
+pub mod cli;
+pub mod emulator;
+pub mod report;
+pub mod term;
+pub mod transport;

@@ -1,0 +1,1 @@
+//! The one place that prints user-facing errors and maps them to exit codes.

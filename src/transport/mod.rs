@@ -1,0 +1,1 @@
+//! transport (placeholder, being built).
