@@ -5,6 +5,18 @@
 
 pub mod codec;
 pub mod error;
+pub mod flow;
+pub mod fuzzing;
+pub mod handshake;
+pub mod rng;
+pub mod seq;
+pub mod session;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 
 pub use codec::*;
 pub use error::{DecodeError, EncodeError, PayloadError};
+pub use session::{
+    AgentConfig, CloseReason, DataKey, Event, KmsContext, KmsRequest, Limits, MessageError,
+    ReadyInfo, Role, Session, SessionConfig, SessionStats, Transmit, Violation, ViolationKind,
+};

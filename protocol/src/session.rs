@@ -23,3 +23,1352 @@
 //!
 //! Agent role: `SendingRequest` (or `Ready` when no handshake is needed) -> `AwaitingResponse`
 //! -> [`AwaitingDataKey` -> `AwaitingChallengeResponse`] -> `Ready` -> `Closed`.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::codec::{
+    AcknowledgeContent, ChannelClosed, ClientMessage, ExitCode, Flag, HandshakeComplete,
+    HandshakeRequest, HandshakeResponse, KmsEncryptionParameters, MessageId, MessageType,
+    PayloadType, SCHEMA_VERSION, SequenceNumber, SessionType, SizeData,
+};
+use crate::error::DecodeError;
+use crate::flow::{Publication, SendGate};
+use crate::handshake::{ClientHandshakePlan, agent_check_response, agent_request};
+use crate::rng::SeededRng;
+use crate::seq::{Arrival, ReorderBuffer, ResendBuffer, RttEstimator};
+
+/// Which end of the data channel this session plays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// The user's side (postern, session-manager-plugin).
+    Client,
+    /// The managed node's side (our emulator).
+    Agent,
+}
+
+/// Everything a session needs at birth.
+#[derive(Clone, Debug)]
+pub struct SessionConfig {
+    /// Client or agent.
+    pub role: Role,
+    /// Seed for message ids, nonces and challenges.
+    pub rng_seed: u64,
+    /// Unix epoch milliseconds at the `now` given to [`Session::new`] (for CreatedDate).
+    pub epoch_millis: u64,
+    /// Client role: the ClientVersion reported in the HandshakeResponse.
+    pub client_version: String,
+    /// Agent role: what the agent asks for and how it behaves.
+    pub agent: Option<AgentConfig>,
+    /// Session id and target, for the KMS encryption context.
+    pub kms_context: Option<KmsContext>,
+    /// Buffer sizes and deadlines.
+    pub limits: Limits,
+}
+
+impl SessionConfig {
+    /// A client-role configuration with client limits.
+    pub fn client(client_version: &str, rng_seed: u64, epoch_millis: u64) -> Self {
+        Self {
+            role: Role::Client,
+            rng_seed,
+            epoch_millis,
+            client_version: client_version.to_owned(),
+            agent: None,
+            kms_context: None,
+            limits: Limits::client(),
+        }
+    }
+
+    /// An agent-role configuration with agent limits.
+    pub fn agent(agent: AgentConfig, rng_seed: u64, epoch_millis: u64) -> Self {
+        Self {
+            role: Role::Agent,
+            rng_seed,
+            epoch_millis,
+            client_version: String::new(),
+            agent: Some(agent),
+            kms_context: None,
+            limits: Limits::agent(),
+        }
+    }
+}
+
+/// How the agent role behaves.
+#[derive(Clone, Debug)]
+pub struct AgentConfig {
+    /// Reported in the HandshakeRequest; drives the client's feature thresholds.
+    pub agent_version: String,
+    /// The document's session type.
+    pub session_type: SessionType,
+    /// Port-session properties echoed to the client (null for shells).
+    pub properties: Value,
+    /// Request KMS encryption with this key (ignored for Port sessions, as the real agent).
+    pub kms_key_id: Option<String>,
+    /// Deadline for each handshake answer (agent `handshakeTimeout`, 15 s).
+    pub handshake_timeout: Duration,
+    /// Pause after each new data message (agent read loops sleep 1 ms); `None` disables.
+    pub pacing: Option<Duration>,
+}
+
+impl AgentConfig {
+    /// An agent of `agent_version` serving `session_type`, with upstream defaults.
+    pub fn new(agent_version: &str, session_type: SessionType, properties: Value) -> Self {
+        Self {
+            agent_version: agent_version.to_owned(),
+            session_type,
+            properties,
+            kms_key_id: None,
+            handshake_timeout: HANDSHAKE_TIMEOUT,
+            pacing: Some(AGENT_PACING),
+        }
+    }
+
+    fn needs_handshake(&self) -> bool {
+        self.needs_handshake_without_kms() || self.kms_key_id.is_some()
+    }
+
+    /// Port and non-interactive sessions always shake hands (SPEC.md §2.7).
+    fn needs_handshake_without_kms(&self) -> bool {
+        matches!(
+            self.session_type,
+            SessionType::Port | SessionType::NonInteractiveCommands
+        )
+    }
+}
+
+/// Identifies the session for the KMS encryption context (SPEC.md §7.2).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KmsContext {
+    /// `aws:ssm:SessionId`.
+    pub session_id: String,
+    /// `aws:ssm:TargetId`.
+    pub target_id: String,
+}
+
+/// Buffer caps and deadlines.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Largest stream payload we send (SPEC.md §5.9: 1024).
+    pub max_payload: usize,
+    /// Outgoing stream messages queued or unacked before `send_*` pushes back.
+    pub send_window: usize,
+    /// Messages transmitted and unacked at once.
+    pub max_in_flight: usize,
+    /// Early messages held for reordering.
+    pub reorder_capacity: usize,
+    /// Close with [`CloseReason::GaveUp`] after this long without ack progress.
+    pub give_up_after: Option<Duration>,
+}
+
+impl Limits {
+    /// Client defaults: official capacities, with backpressure instead of dropping (SPEC.md §12).
+    pub fn client() -> Self {
+        Self {
+            max_payload: STREAM_PAYLOAD_SIZE,
+            send_window: CLIENT_BUFFER_CAPACITY,
+            max_in_flight: CLIENT_BUFFER_CAPACITY,
+            reorder_capacity: CLIENT_BUFFER_CAPACITY,
+            give_up_after: Some(CLIENT_GIVE_UP),
+        }
+    }
+
+    /// Agent defaults (agent `config.go`).
+    pub fn agent() -> Self {
+        Self {
+            max_payload: STREAM_PAYLOAD_SIZE,
+            send_window: AGENT_BUFFER_CAPACITY,
+            max_in_flight: AGENT_BUFFER_CAPACITY,
+            reorder_capacity: AGENT_BUFFER_CAPACITY,
+            give_up_after: None,
+        }
+    }
+}
+
+/// One binary websocket frame to send.
+#[must_use = "a transmit must be sent on the websocket"]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transmit {
+    /// The encoded ClientMessage.
+    pub frame: Vec<u8>,
+}
+
+/// Something the driver must act on.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    /// The session layer may start: handshake complete, or the first shell output arrived.
+    Ready(ReadyInfo),
+    /// Stream data (PayloadType 1), decrypted: terminal/TCP/smux bytes.
+    Output(Vec<u8>),
+    /// Standard error of a non-interactive command (PayloadType 11).
+    StdErr(Vec<u8>),
+    /// The remote command's exit status (PayloadType 12).
+    ExitCode(i32),
+    /// Agent role: the client's terminal size.
+    Size(SizeData),
+    /// A flag from the peer.
+    Flag(Flag),
+    /// The driver must call KMS, then [`Session::provide_data_key`].
+    KmsDataKeyRequired(KmsRequest),
+    /// The service closed the channel.
+    ChannelClosed(ChannelClosed),
+    /// The service paused publication: the peer is away.
+    Paused,
+    /// Publication resumed.
+    Resumed,
+    /// `send_*` pushed back earlier and now has room.
+    Writable,
+    /// The peer deviated from the protocol.
+    Violation(Violation),
+    /// The session is over; nothing more will be sent.
+    Closed(CloseReason),
+}
+
+/// What the handshake (or its absence) established.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReadyInfo {
+    /// The session type.
+    pub session_type: SessionType,
+    /// Port-session properties (null otherwise).
+    pub properties: Value,
+    /// The agent's version, when a handshake told us.
+    pub agent_version: Option<String>,
+    /// Agent role: the version the client reported.
+    pub client_version: Option<String>,
+    /// Text to show the user, when non-empty.
+    pub customer_message: Option<String>,
+    /// Whether payloads are KMS-encrypted.
+    pub encrypted: bool,
+}
+
+/// A KMS call the driver makes for the session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KmsRequest {
+    /// Client: `GenerateDataKey` with 64 bytes and this context.
+    GenerateDataKey {
+        /// Key id from the request, verbatim.
+        key_id: String,
+        /// Encryption context.
+        encryption_context: BTreeMap<String, String>,
+    },
+    /// Agent: `Decrypt` of the client's blob with this context.
+    Decrypt {
+        /// Key id.
+        key_id: String,
+        /// The client's CiphertextBlob.
+        ciphertext_blob: Vec<u8>,
+        /// Encryption context.
+        encryption_context: BTreeMap<String, String>,
+    },
+}
+
+/// A KMS data key: plaintext (64 bytes) and the KMS ciphertext blob.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DataKey {
+    /// 64 secret bytes.
+    pub plaintext: Vec<u8>,
+    /// What KMS returned as CiphertextBlob.
+    pub ciphertext_blob: Vec<u8>,
+}
+
+impl std::fmt::Debug for DataKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataKey")
+            .field("plaintext", &"<redacted>")
+            .field("ciphertext_blob_len", &self.ciphertext_blob.len())
+            .finish()
+    }
+}
+
+/// A protocol deviation by the peer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    /// What kind.
+    pub kind: ViolationKind,
+    /// Details for the log (never payload bytes).
+    pub detail: String,
+}
+
+/// Kinds of peer deviation, stable names for logs and counters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ViolationKind {
+    /// The frame failed to decode (truncated, bad lengths, missing fields).
+    MalformedMessage,
+    /// The payload digest did not match.
+    BadDigest,
+    /// Unknown MessageType.
+    UnknownMessageType,
+    /// Unknown PayloadType.
+    UnknownPayloadType,
+    /// A message type or payload type this role never receives.
+    UnexpectedMessage,
+    /// An ack that could not be parsed.
+    MalformedAck,
+    /// An ack for a sequence number never sent.
+    AckForUnknownSequence,
+    /// An ack whose message id or type does not match the acked message.
+    AckMismatch,
+    /// One of our messages went unacknowledged through repeated retransmissions.
+    MissingAck,
+    /// A negative or far-ahead sequence number.
+    UnexpectedSequence,
+    /// An empty stream payload (official implementations never send one).
+    EmptyPayload,
+    /// A stream payload over the 1024-byte limit.
+    OversizePayload,
+    /// A HandshakeResponse that does not parse or does not answer the request.
+    MalformedHandshakeResponse,
+    /// A second HandshakeResponse or EncChallengeResponse.
+    RepeatedHandshakeMessage,
+    /// Stream data before the handshake completed (acked and discarded).
+    DataBeforeHandshake,
+    /// A Size payload that does not parse.
+    MalformedSize,
+    /// A Flag payload that does not parse or is not allowed here.
+    MalformedFlag,
+    /// An encrypted payload that does not decrypt or a wrong challenge answer.
+    EncryptionFailure,
+}
+
+impl ViolationKind {
+    /// Stable snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::MalformedMessage => "malformed_message",
+            Self::BadDigest => "bad_digest",
+            Self::UnknownMessageType => "unknown_message_type",
+            Self::UnknownPayloadType => "unknown_payload_type",
+            Self::UnexpectedMessage => "unexpected_message",
+            Self::MalformedAck => "malformed_ack",
+            Self::AckForUnknownSequence => "ack_for_unknown_sequence",
+            Self::AckMismatch => "ack_mismatch",
+            Self::MissingAck => "missing_ack",
+            Self::UnexpectedSequence => "unexpected_sequence",
+            Self::EmptyPayload => "empty_payload",
+            Self::OversizePayload => "oversize_payload",
+            Self::MalformedHandshakeResponse => "malformed_handshake_response",
+            Self::RepeatedHandshakeMessage => "repeated_handshake_message",
+            Self::DataBeforeHandshake => "data_before_handshake",
+            Self::MalformedSize => "malformed_size",
+            Self::MalformedFlag => "malformed_flag",
+            Self::EncryptionFailure => "encryption_failure",
+        }
+    }
+}
+
+/// Why the session ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The service sent channel_closed.
+    ChannelClosed,
+    /// No ack progress for this long (SPEC.md §5.6): the driver should call TerminateSession.
+    GaveUp(Duration),
+    /// A handshake deadline passed.
+    HandshakeTimeout,
+    /// The handshake failed (rejected response, KMS failure).
+    HandshakeFailed(String),
+}
+
+/// Why `handle_message` dropped a frame (also reported as [`Event::Violation`]; count those).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MessageError {
+    /// The frame did not decode.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// The frame decoded but was rejected.
+    #[error("{}: {}", .0.kind.as_str(), .0.detail)]
+    Rejected(Violation),
+}
+
+/// Counters for benchmarks and diagnostics.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SessionStats {
+    /// Stream messages transmitted for the first time.
+    pub messages_sent: u64,
+    /// Retransmissions.
+    pub retransmissions: u64,
+    /// Stream messages delivered in order.
+    pub messages_delivered: u64,
+    /// Duplicates received (re-acked).
+    pub duplicates: u64,
+    /// Acks sent.
+    pub acks_sent: u64,
+    /// Payload bytes delivered.
+    pub bytes_delivered: u64,
+    /// Smoothed RTT.
+    pub rtt: Duration,
+}
+
+/// The data-channel session. See the module docs.
+#[derive(Debug)]
+pub struct Session {
+    role: Role,
+    client_version: String,
+    agent: Option<AgentConfig>,
+    kms_context: Option<KmsContext>,
+    limits: Limits,
+    start: Instant,
+    epoch_millis: u64,
+    rng: SeededRng,
+    phase: Phase,
+    reorder: ReorderBuffer<ClientMessage>,
+    resend: ResendBuffer,
+    rtt: RttEstimator,
+    gate: SendGate,
+    control: VecDeque<Vec<u8>>,
+    held: VecDeque<(PayloadType, Vec<u8>)>,
+    held_size: Option<SizeData>,
+    events: VecDeque<Event>,
+    receive_ready: bool,
+    last_progress: Instant,
+    wants_writable: bool,
+    rejected_seq: Option<SequenceNumber>,
+    missing_ack_reported: Option<SequenceNumber>,
+    handshake_seen: HandshakeSeen,
+    stats: SessionStats,
+}
+
+/// Session phases; the module docs draw the diagram.
+#[derive(Debug)]
+enum Phase {
+    /// Client: nothing received yet.
+    AwaitingFirstMessage,
+    /// Client: waiting for the driver's GenerateDataKey answer.
+    AwaitingDataKey(ClientHandshakePlan),
+    /// Client: response sent, waiting for HandshakeComplete.
+    AwaitingHandshakeComplete(Box<ReadyInfo>),
+    /// Agent: request sent, waiting for the response.
+    AwaitingResponse {
+        request: HandshakeRequest,
+        deadline: Instant,
+        started: Instant,
+    },
+    /// Agent: waiting for the driver's KMS Decrypt answer.
+    AwaitingDecrypt,
+    /// Session layer running.
+    Ready(Box<ReadyInfo>),
+    /// Over.
+    Closed,
+}
+
+/// Which one-shot handshake messages already arrived (agent role).
+#[derive(Debug, Default)]
+struct HandshakeSeen {
+    response: bool,
+}
+
+impl Session {
+    /// A new session; an agent that needs a handshake queues its HandshakeRequest now.
+    pub fn new(config: SessionConfig, now: Instant) -> Self {
+        let pacing = config.agent.as_ref().and_then(|a| a.pacing);
+        let mut session = Self {
+            role: config.role,
+            client_version: config.client_version,
+            agent: config.agent,
+            kms_context: config.kms_context,
+            start: now,
+            epoch_millis: config.epoch_millis,
+            rng: SeededRng::new(config.rng_seed),
+            phase: Phase::AwaitingFirstMessage,
+            reorder: ReorderBuffer::new(config.limits.reorder_capacity),
+            resend: ResendBuffer::default(),
+            rtt: RttEstimator::default(),
+            gate: SendGate::new(pacing, config.limits.max_in_flight),
+            control: VecDeque::new(),
+            held: VecDeque::new(),
+            held_size: None,
+            events: VecDeque::new(),
+            receive_ready: true,
+            last_progress: now,
+            wants_writable: false,
+            rejected_seq: None,
+            missing_ack_reported: None,
+            handshake_seen: HandshakeSeen::default(),
+            stats: SessionStats::default(),
+            limits: config.limits,
+        };
+        if session.role == Role::Agent {
+            session.start_agent(now);
+        }
+        session
+    }
+
+    /// Feeds one received frame. On `Err` the frame was dropped and state is unchanged apart
+    /// from the [`Event::Violation`] that reports it.
+    pub fn handle_message(&mut self, now: Instant, frame: &[u8]) -> Result<(), MessageError> {
+        let message = match ClientMessage::decode(frame) {
+            Ok(m) => m,
+            Err(err) => {
+                let kind = match err {
+                    DecodeError::BadDigest => ViolationKind::BadDigest,
+                    DecodeError::UnknownMessageType(_) => ViolationKind::UnknownMessageType,
+                    DecodeError::UnknownPayloadType(_) => ViolationKind::UnknownPayloadType,
+                    _ => ViolationKind::MalformedMessage,
+                };
+                self.violation(kind, err.to_string());
+                return Err(err.into());
+            }
+        };
+        tracing::trace!(
+            message_type = message.message_type.as_str(),
+            seq = message.sequence_number.0,
+            payload_type = ?message.payload_type,
+            len = message.payload.len(),
+            "received"
+        );
+        if matches!(self.phase, Phase::Closed) {
+            return Ok(());
+        }
+        match message.message_type {
+            MessageType::Acknowledge => self.handle_ack(now, &message),
+            MessageType::InputStreamData | MessageType::OutputStreamData => {
+                self.handle_stream(now, message)
+            }
+            MessageType::ChannelClosed => {
+                let closed = ChannelClosed::parse_lenient(&message.payload);
+                self.events.push_back(Event::ChannelClosed(closed));
+                self.close(CloseReason::ChannelClosed);
+                Ok(())
+            }
+            MessageType::PausePublication => {
+                if self.gate.set_publication(Publication::Paused) {
+                    self.events.push_back(Event::Paused);
+                }
+                Ok(())
+            }
+            MessageType::StartPublication => {
+                self.resume_publication();
+                Ok(())
+            }
+            MessageType::AgentSessionState => Ok(()),
+        }
+    }
+
+    /// Lets time pass: handshake deadlines and the give-up limit. Spurious calls are harmless.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if let Phase::AwaitingResponse { deadline, .. } = &self.phase
+            && now >= *deadline
+        {
+            self.close(CloseReason::HandshakeTimeout);
+            return;
+        }
+        if let Some(limit) = self.limits.give_up_after
+            && self.resend.in_flight() > 0
+            && now.duration_since(self.last_progress) >= limit
+        {
+            self.close(CloseReason::GaveUp(limit));
+        }
+    }
+
+    /// A new websocket replaced the old one: unacked messages become due for resending now.
+    pub fn handle_reconnect(&mut self, now: Instant) {
+        self.resend.expire_all(now, self.rtt.rto());
+        self.last_progress = now;
+        self.resume_publication();
+    }
+
+    /// Queues Output (PayloadType 1) data; returns the bytes accepted (fewer when the send
+    /// window is full, then [`Event::Writable`] follows when room frees up).
+    pub fn send_output(&mut self, now: Instant, data: &[u8]) -> usize {
+        self.queue_data(now, PayloadType::Output, data)
+    }
+
+    /// Agent role: queues StdErr (PayloadType 11) data.
+    pub fn send_stderr(&mut self, now: Instant, data: &[u8]) -> usize {
+        debug_assert_eq!(self.role, Role::Agent, "only agents send stderr");
+        self.queue_data(now, PayloadType::StdErr, data)
+    }
+
+    /// Agent role: queues the ExitCode payload.
+    pub fn send_exit_code(&mut self, now: Instant, code: i32) {
+        debug_assert_eq!(self.role, Role::Agent, "only agents send exit codes");
+        self.queue_message(now, PayloadType::ExitCode, ExitCode(code).encode());
+    }
+
+    /// Client role: queues a terminal size; before Ready only the latest size is kept and it is
+    /// sent first once the session is ready.
+    pub fn send_size(&mut self, now: Instant, size: SizeData) {
+        if self.is_ready() {
+            let payload = serde_json::to_vec(&size).unwrap_or_default();
+            self.push_stream(now, PayloadType::Size, payload);
+        } else {
+            self.held_size = Some(size);
+        }
+    }
+
+    /// Queues a flag (held until Ready like data).
+    pub fn send_flag(&mut self, now: Instant, flag: Flag) {
+        self.queue_message(now, PayloadType::Flag, flag.encode().to_vec());
+    }
+
+    /// Answers [`Event::KmsDataKeyRequired`].
+    pub fn provide_data_key(&mut self, now: Instant, result: Result<DataKey, String>) {
+        match std::mem::replace(&mut self.phase, Phase::Closed) {
+            Phase::AwaitingDataKey(plan) => {
+                // Payload encryption lands with the KMS work; until then the action is refused
+                // cleanly rather than pretending.
+                let outcome = match result {
+                    Ok(_) => Err("KMS session encryption is not supported yet".to_owned()),
+                    Err(e) => Err(e),
+                };
+                self.answer_handshake(now, &plan, Some(outcome));
+            }
+            Phase::AwaitingDecrypt => {
+                let reason = match result {
+                    Ok(_) => "KMS session encryption is not supported yet".to_owned(),
+                    Err(e) => e,
+                };
+                self.close(CloseReason::HandshakeFailed(reason));
+            }
+            other => self.phase = other,
+        }
+    }
+
+    /// When false, in-order stream data is neither delivered nor acked (the peer retransmits).
+    pub fn set_receive_ready(&mut self, ready: bool) {
+        self.receive_ready = ready;
+    }
+
+    /// The next frame to send, if any: acks first, then a due retransmission, then new data.
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
+        if let Some(frame) = self.control.pop_front() {
+            return Some(Transmit { frame });
+        }
+        if matches!(self.phase, Phase::Closed) {
+            return None;
+        }
+        let running = self.gate.publication() == Publication::Running;
+        let rto = self.rtt.rto();
+        if running && let Some((seq, head)) = self.resend.head_in_flight() {
+            let due = head.last_sent.is_some_and(|t| now >= t + rto);
+            if due {
+                head.last_sent = Some(now);
+                head.retransmissions += 1;
+                let frame = head.frame.clone();
+                let retransmissions = head.retransmissions;
+                self.stats.retransmissions += 1;
+                if self.role == Role::Agent
+                    && retransmissions == MISSING_ACK_RETRANSMISSIONS
+                    && self.missing_ack_reported != Some(seq)
+                {
+                    self.missing_ack_reported = Some(seq);
+                    self.violation(
+                        ViolationKind::MissingAck,
+                        format!(
+                            "message {seq} unacknowledged after {retransmissions} retransmissions"
+                        ),
+                    );
+                }
+                tracing::trace!(seq = seq.0, retransmissions, "retransmit");
+                return Some(Transmit { frame });
+            }
+        }
+        if self.gate.may_send(now, self.resend.in_flight())
+            && let Some((seq, msg)) = self.resend.next_unsent()
+        {
+            let frame = msg.frame.clone();
+            self.resend.mark_sent(seq, now);
+            self.gate.on_sent(now);
+            self.stats.messages_sent += 1;
+            if self.resend.in_flight() == 1 {
+                self.last_progress = now;
+            }
+            return Some(Transmit { frame });
+        }
+        None
+    }
+
+    /// When [`Session::handle_timeout`] or [`Session::poll_transmit`] next has work.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if matches!(self.phase, Phase::Closed) {
+            return None;
+        }
+        let mut next: Option<Instant> = None;
+        let mut consider = |t: Option<Instant>| {
+            if let Some(t) = t {
+                next = Some(next.map_or(t, |n| n.min(t)));
+            }
+        };
+        let running = self.gate.publication() == Publication::Running;
+        if running {
+            consider(self.resend.head_deadline(self.rtt.rto()));
+            let has_unsent = self.resend.len() > self.resend.in_flight();
+            if has_unsent && self.resend.in_flight() < self.gate.max_in_flight() {
+                consider(self.gate.pacing_deadline(self.start));
+                // pacing_deadline filters on `start`; any past deadline means "now", which the
+                // driver's drain already covered, so only future ones matter here.
+            }
+        }
+        if let Phase::AwaitingResponse { deadline, .. } = &self.phase {
+            consider(Some(*deadline));
+        }
+        if let Some(limit) = self.limits.give_up_after
+            && self.resend.in_flight() > 0
+        {
+            consider(Some(self.last_progress + limit));
+        }
+        next
+    }
+
+    /// The next event for the driver.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Bytes `send_output` would accept now.
+    pub fn send_capacity(&self) -> usize {
+        if matches!(self.phase, Phase::Closed) {
+            return 0;
+        }
+        let used = self.resend.len() + self.held.len();
+        self.limits.send_window.saturating_sub(used) * self.limits.max_payload
+    }
+
+    /// Whether the session layer is running.
+    pub fn is_ready(&self) -> bool {
+        matches!(self.phase, Phase::Ready(_))
+    }
+
+    /// Whether the session is over.
+    pub fn is_closed(&self) -> bool {
+        matches!(self.phase, Phase::Closed)
+    }
+
+    /// Whether any outgoing stream message awaits an ack (or has not been sent yet).
+    pub fn has_unacked(&self) -> bool {
+        !self.resend.is_empty() || !self.held.is_empty()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> SessionStats {
+        SessionStats {
+            rtt: self.rtt.rtt(),
+            ..self.stats.clone()
+        }
+    }
+
+    /// The role this session plays.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// What the handshake established, once ready.
+    pub fn ready_info(&self) -> Option<&ReadyInfo> {
+        match &self.phase {
+            Phase::Ready(info) => Some(info),
+            _ => None,
+        }
+    }
+
+    // ----- helpers -----
+
+    fn start_agent(&mut self, now: Instant) {
+        let Some(agent) = self.agent.clone() else {
+            return;
+        };
+        let kms_key = agent
+            .kms_key_id
+            .clone()
+            .filter(|_| agent.session_type != SessionType::Port);
+        if !agent.needs_handshake() || (kms_key.is_none() && !agent.needs_handshake_without_kms()) {
+            self.become_ready(ReadyInfo {
+                session_type: agent.session_type.clone(),
+                properties: agent.properties.clone(),
+                agent_version: Some(agent.agent_version.clone()),
+                client_version: None,
+                customer_message: None,
+                encrypted: false,
+            });
+            return;
+        }
+        let kms = kms_key.map(|key| KmsEncryptionParameters {
+            kms_key_id: key,
+            challenge: None,
+        });
+        let request = agent_request(
+            &agent.agent_version,
+            &agent.session_type,
+            &agent.properties,
+            kms.as_ref(),
+        );
+        let payload = serde_json::to_vec(&request).unwrap_or_default();
+        self.push_stream(now, PayloadType::HandshakeRequest, payload);
+        self.phase = Phase::AwaitingResponse {
+            request,
+            deadline: now + agent.handshake_timeout,
+            started: now,
+        };
+    }
+
+    fn handle_ack(&mut self, now: Instant, message: &ClientMessage) -> Result<(), MessageError> {
+        let ack: AcknowledgeContent = match serde_json::from_slice(&message.payload) {
+            Ok(a) => a,
+            Err(e) => {
+                return Err(self.reject(ViolationKind::MalformedAck, format!("ack payload: {e}")));
+            }
+        };
+        self.resume_publication();
+        let seq = SequenceNumber(ack.sequence_number);
+        match self.resend.ack(seq) {
+            Some(acked) => {
+                if acked.message_id != ack.message_id
+                    || ack.message_type != self.outgoing_type().as_str()
+                {
+                    self.violation(
+                        ViolationKind::AckMismatch,
+                        format!(
+                            "ack for {seq} names {} {}, sent {} {}",
+                            ack.message_type,
+                            ack.message_id,
+                            self.outgoing_type().as_str(),
+                            acked.message_id
+                        ),
+                    );
+                }
+                if acked.retransmissions == 0
+                    && let Some(sent) = acked.first_sent
+                {
+                    self.rtt.update(now.saturating_duration_since(sent));
+                }
+                self.last_progress = now;
+                if self.wants_writable && self.send_capacity() > 0 {
+                    self.wants_writable = false;
+                    self.events.push_back(Event::Writable);
+                }
+            }
+            None if seq >= self.resend.next_seq() || seq.0 < 0 => {
+                self.violation(
+                    ViolationKind::AckForUnknownSequence,
+                    format!("ack for {seq}, never sent"),
+                );
+            }
+            // Late ack of a retransmitted message: harmless.
+            None => {}
+        }
+        Ok(())
+    }
+
+    fn handle_stream(&mut self, now: Instant, message: ClientMessage) -> Result<(), MessageError> {
+        if message.message_type != self.incoming_type() {
+            return Err(self.reject(
+                ViolationKind::UnexpectedMessage,
+                format!(
+                    "{} received by the {:?} side",
+                    message.message_type.as_str(),
+                    self.role
+                ),
+            ));
+        }
+        let seq = message.sequence_number;
+        if seq.0 < 0 {
+            return Err(self.reject(
+                ViolationKind::UnexpectedSequence,
+                format!("negative sequence number {seq}"),
+            ));
+        }
+        self.resume_publication();
+        match self.reorder.classify(seq) {
+            Arrival::InOrder => {
+                self.deliver_in_order(now, message);
+                while self.reorder_pending_ready() {
+                    let Some(next) = self.reorder.take_expected() else {
+                        break;
+                    };
+                    if !self.deliver_in_order(now, next.clone()) {
+                        // Not accepted (receiver not ready): keep it for later.
+                        self.reorder.insert_early(next.sequence_number, next);
+                        break;
+                    }
+                }
+            }
+            Arrival::Early => {
+                self.queue_ack(now, &message);
+                self.reorder.insert_early(seq, message);
+            }
+            Arrival::Duplicate => {
+                self.stats.duplicates += 1;
+                self.queue_ack(now, &message);
+            }
+            Arrival::OutOfWindow => {
+                return Err(self.reject(
+                    ViolationKind::UnexpectedSequence,
+                    format!(
+                        "sequence {seq} beyond the reorder window (expected {})",
+                        self.reorder.expected()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn reorder_pending_ready(&self) -> bool {
+        self.reorder.buffered() > 0 && !matches!(self.phase, Phase::Closed)
+    }
+
+    /// Delivers the expected message; returns whether it was accepted (acked and advanced).
+    fn deliver_in_order(&mut self, now: Instant, message: ClientMessage) -> bool {
+        let payload_type = message.payload_type;
+        if payload_type.is_handshake() {
+            self.queue_ack(now, &message);
+            self.reorder.advance();
+            self.process_handshake(now, message);
+            return true;
+        }
+        if !self.receive_ready && self.is_ready() {
+            return false;
+        }
+        let accepted = match self.role {
+            Role::Client => self.client_deliver(now, &message),
+            Role::Agent => self.agent_deliver(&message),
+        };
+        if accepted {
+            self.queue_ack(now, &message);
+            self.reorder.advance();
+            self.stats.messages_delivered += 1;
+            self.stats.bytes_delivered += message.payload.len() as u64;
+        }
+        accepted
+    }
+
+    fn client_deliver(&mut self, now: Instant, message: &ClientMessage) -> bool {
+        if matches!(self.phase, Phase::AwaitingFirstMessage) {
+            // No handshake: legacy shell path (SPEC.md §2.7); any first payload counts as output.
+            self.become_ready(ReadyInfo {
+                session_type: SessionType::StandardStream,
+                properties: Value::Null,
+                agent_version: None,
+                client_version: None,
+                customer_message: None,
+                encrypted: false,
+            });
+            self.flush_held(now);
+        }
+        let payload = message.payload.clone();
+        match message.payload_type {
+            PayloadType::Output => self.events.push_back(Event::Output(payload)),
+            PayloadType::StdErr => self.events.push_back(Event::StdErr(payload)),
+            PayloadType::ExitCode => match ExitCode::decode(&payload) {
+                Ok(code) => self.events.push_back(Event::ExitCode(code.0)),
+                Err(e) => self.violation(ViolationKind::UnexpectedMessage, e.to_string()),
+            },
+            PayloadType::Flag => match Flag::decode(&payload) {
+                Ok(flag) => self.events.push_back(Event::Flag(flag)),
+                Err(e) => self.violation(ViolationKind::MalformedFlag, e.to_string()),
+            },
+            other => self.violation(
+                ViolationKind::UnexpectedMessage,
+                format!("payload type {other:?} from the agent"),
+            ),
+        }
+        true
+    }
+
+    fn agent_deliver(&mut self, message: &ClientMessage) -> bool {
+        let seq = message.sequence_number;
+        if message.payload.is_empty() {
+            self.violation(ViolationKind::EmptyPayload, format!("message {seq}"));
+        } else if message.payload.len() > self.limits.max_payload {
+            self.violation(
+                ViolationKind::OversizePayload,
+                format!(
+                    "message {seq} carries {} bytes, limit {}",
+                    message.payload.len(),
+                    self.limits.max_payload
+                ),
+            );
+        }
+        if !self.is_ready() {
+            // The real agent acks and discards data during the handshake (SPEC.md §2.7).
+            self.violation(
+                ViolationKind::DataBeforeHandshake,
+                format!(
+                    "{:?} message {seq} before HandshakeComplete",
+                    message.payload_type
+                ),
+            );
+            return true;
+        }
+        match message.payload_type {
+            PayloadType::Output => {
+                self.events
+                    .push_back(Event::Output(message.payload.clone()));
+                true
+            }
+            PayloadType::Size => match serde_json::from_slice::<SizeData>(&message.payload) {
+                Ok(size) => {
+                    self.events.push_back(Event::Size(size));
+                    true
+                }
+                Err(e) => {
+                    // Not acked, as the real agent: the client will retransmit it forever.
+                    if self.rejected_seq != Some(seq) {
+                        self.rejected_seq = Some(seq);
+                        self.violation(ViolationKind::MalformedSize, e.to_string());
+                    }
+                    false
+                }
+            },
+            PayloadType::Flag => {
+                match Flag::decode(&message.payload) {
+                    Ok(Flag::ConnectToPortError) => self.violation(
+                        ViolationKind::MalformedFlag,
+                        "ConnectToPortError is an agent flag".to_owned(),
+                    ),
+                    Ok(flag) => self.events.push_back(Event::Flag(flag)),
+                    Err(e) => self.violation(ViolationKind::MalformedFlag, e.to_string()),
+                }
+                true
+            }
+            other => {
+                self.violation(
+                    ViolationKind::UnexpectedMessage,
+                    format!("payload type {other:?} from the client"),
+                );
+                true
+            }
+        }
+    }
+
+    fn process_handshake(&mut self, now: Instant, message: ClientMessage) {
+        match (self.role, message.payload_type) {
+            (Role::Client, PayloadType::HandshakeRequest) => self.client_on_request(now, &message),
+            (Role::Client, PayloadType::HandshakeComplete) => {
+                self.client_on_complete(now, &message)
+            }
+            (Role::Client, PayloadType::EncChallengeRequest) => self.violation(
+                ViolationKind::UnexpectedMessage,
+                "encryption challenge without KMS encryption".to_owned(),
+            ),
+            (Role::Agent, PayloadType::HandshakeResponse) => self.agent_on_response(now, &message),
+            (role, other) => self.violation(
+                ViolationKind::UnexpectedMessage,
+                format!("{other:?} received by the {role:?} side"),
+            ),
+        }
+    }
+
+    fn client_on_request(&mut self, now: Instant, message: &ClientMessage) {
+        if !matches!(self.phase, Phase::AwaitingFirstMessage) {
+            self.violation(
+                ViolationKind::RepeatedHandshakeMessage,
+                format!("second HandshakeRequest at {}", message.sequence_number),
+            );
+            return;
+        }
+        let request: HandshakeRequest = match serde_json::from_slice(&message.payload) {
+            Ok(r) => r,
+            Err(e) => {
+                self.violation(
+                    ViolationKind::UnexpectedMessage,
+                    format!("handshake request: {e}"),
+                );
+                self.close(CloseReason::HandshakeFailed(format!(
+                    "the agent sent a malformed handshake request: {e}"
+                )));
+                return;
+            }
+        };
+        let plan = ClientHandshakePlan::from_request(&request);
+        let info = ReadyInfo {
+            session_type: plan
+                .session
+                .as_ref()
+                .map_or(SessionType::StandardStream, |s| s.session_type.clone()),
+            properties: plan
+                .session
+                .as_ref()
+                .map_or(Value::Null, |s| s.properties.clone()),
+            agent_version: Some(request.agent_version.clone()),
+            client_version: None,
+            customer_message: None,
+            encrypted: plan.needs_data_key(),
+        };
+        if let Some(kms) = &plan.kms {
+            let mut context = BTreeMap::new();
+            if let Some(ctx) = &self.kms_context {
+                context.insert("aws:ssm:SessionId".to_owned(), ctx.session_id.clone());
+                context.insert("aws:ssm:TargetId".to_owned(), ctx.target_id.clone());
+            }
+            if let Some(challenge) = kms.challenge.as_ref().filter(|c| !c.is_empty()) {
+                context.insert("aws:ssm:RandomChallenge".to_owned(), challenge.clone());
+            }
+            self.events
+                .push_back(Event::KmsDataKeyRequired(KmsRequest::GenerateDataKey {
+                    key_id: kms.kms_key_id.clone(),
+                    encryption_context: context,
+                }));
+            self.phase = Phase::AwaitingDataKey(plan);
+            return;
+        }
+        self.phase = Phase::AwaitingHandshakeComplete(Box::new(info));
+        self.answer_handshake(now, &plan, None);
+    }
+
+    fn answer_handshake(
+        &mut self,
+        now: Instant,
+        plan: &ClientHandshakePlan,
+        kms: Option<Result<crate::codec::KmsEncryptionResult, String>>,
+    ) {
+        let response = plan.response(&self.client_version, kms);
+        let payload = serde_json::to_vec(&response).unwrap_or_default();
+        self.push_stream(now, PayloadType::HandshakeResponse, payload);
+        if matches!(self.phase, Phase::Closed | Phase::AwaitingFirstMessage) {
+            let info = ReadyInfo {
+                session_type: plan
+                    .session
+                    .as_ref()
+                    .map_or(SessionType::StandardStream, |s| s.session_type.clone()),
+                properties: plan
+                    .session
+                    .as_ref()
+                    .map_or(Value::Null, |s| s.properties.clone()),
+                agent_version: None,
+                client_version: None,
+                customer_message: None,
+                encrypted: false,
+            };
+            self.phase = Phase::AwaitingHandshakeComplete(Box::new(info));
+        }
+    }
+
+    fn client_on_complete(&mut self, now: Instant, message: &ClientMessage) {
+        let Phase::AwaitingHandshakeComplete(info) = &self.phase else {
+            self.violation(
+                ViolationKind::UnexpectedMessage,
+                "HandshakeComplete without a pending handshake".to_owned(),
+            );
+            return;
+        };
+        let mut info = (**info).clone();
+        match serde_json::from_slice::<HandshakeComplete>(&message.payload) {
+            Ok(complete) => {
+                info.customer_message = Some(complete.customer_message).filter(|m| !m.is_empty());
+            }
+            Err(e) => self.violation(
+                ViolationKind::UnexpectedMessage,
+                format!("handshake complete: {e}"),
+            ),
+        }
+        self.become_ready(info);
+        self.flush_held(now);
+    }
+
+    fn agent_on_response(&mut self, now: Instant, message: &ClientMessage) {
+        let (request, started) = match &self.phase {
+            Phase::AwaitingResponse {
+                request, started, ..
+            } if !self.handshake_seen.response => (request.clone(), *started),
+            _ => {
+                self.violation(
+                    ViolationKind::RepeatedHandshakeMessage,
+                    format!(
+                        "HandshakeResponse at {} after the first",
+                        message.sequence_number
+                    ),
+                );
+                return;
+            }
+        };
+        self.handshake_seen.response = true;
+        let response: HandshakeResponse = match serde_json::from_slice(&message.payload) {
+            Ok(r) => r,
+            Err(e) => {
+                self.violation(ViolationKind::MalformedHandshakeResponse, e.to_string());
+                self.close(CloseReason::HandshakeFailed(format!(
+                    "malformed handshake response: {e}"
+                )));
+                return;
+            }
+        };
+        match agent_check_response(&request, &response) {
+            Err(rejection) => {
+                self.violation(
+                    ViolationKind::MalformedHandshakeResponse,
+                    rejection.to_string(),
+                );
+                self.close(CloseReason::HandshakeFailed(rejection.to_string()));
+            }
+            Ok(Some(_kms)) => {
+                self.phase = Phase::AwaitingDecrypt;
+                self.close(CloseReason::HandshakeFailed(
+                    "KMS session encryption is not supported yet".to_owned(),
+                ));
+            }
+            Ok(None) => {
+                let complete = HandshakeComplete {
+                    handshake_time_to_complete: now.saturating_duration_since(started).as_nanos()
+                        as i64,
+                    customer_message: String::new(),
+                };
+                let payload = serde_json::to_vec(&complete).unwrap_or_default();
+                self.push_stream(now, PayloadType::HandshakeComplete, payload);
+                let agent = self.agent.as_ref();
+                self.become_ready(ReadyInfo {
+                    session_type: agent
+                        .map_or(SessionType::StandardStream, |a| a.session_type.clone()),
+                    properties: agent.map_or(Value::Null, |a| a.properties.clone()),
+                    agent_version: agent.map(|a| a.agent_version.clone()),
+                    client_version: Some(response.client_version),
+                    customer_message: None,
+                    encrypted: false,
+                });
+                self.flush_held(now);
+            }
+        }
+    }
+
+    fn become_ready(&mut self, info: ReadyInfo) {
+        self.events.push_back(Event::Ready(info.clone()));
+        self.phase = Phase::Ready(Box::new(info));
+    }
+
+    fn flush_held(&mut self, now: Instant) {
+        if let Some(size) = self.held_size.take() {
+            let payload = serde_json::to_vec(&size).unwrap_or_default();
+            self.push_stream(now, PayloadType::Size, payload);
+        }
+        while let Some((payload_type, payload)) = self.held.pop_front() {
+            self.push_stream(now, payload_type, payload);
+        }
+    }
+
+    fn queue_data(&mut self, now: Instant, payload_type: PayloadType, data: &[u8]) -> usize {
+        let capacity = self.send_capacity();
+        let accepted = data.len().min(capacity);
+        for chunk in data[..accepted].chunks(self.limits.max_payload) {
+            self.queue_message(now, payload_type, chunk.to_vec());
+        }
+        if accepted < data.len() {
+            self.wants_writable = true;
+        }
+        accepted
+    }
+
+    fn queue_message(&mut self, now: Instant, payload_type: PayloadType, payload: Vec<u8>) {
+        if payload.is_empty() || matches!(self.phase, Phase::Closed) {
+            return;
+        }
+        if self.is_ready() {
+            self.push_stream(now, payload_type, payload);
+        } else {
+            self.held.push_back((payload_type, payload));
+        }
+    }
+
+    fn push_stream(&mut self, now: Instant, payload_type: PayloadType, payload: Vec<u8>) {
+        let message_type = self.outgoing_type();
+        let role = self.role;
+        let created_date = self.created_date(now);
+        let id = MessageId::from_random_bytes(self.rng.bytes16());
+        self.resend.push(|seq| {
+            let flags = if role == Role::Agent && seq.0 == 0 {
+                1
+            } else {
+                0
+            };
+            let message = ClientMessage {
+                message_type,
+                schema_version: SCHEMA_VERSION,
+                created_date,
+                sequence_number: seq,
+                flags,
+                message_id: id,
+                payload_type,
+                payload,
+            };
+            // Payloads are capped far below MAX_PAYLOAD_LEN and the type name is fixed.
+            let frame = message.encode().unwrap_or_default();
+            (frame, id.to_canonical_string())
+        });
+    }
+
+    fn queue_ack(&mut self, now: Instant, message: &ClientMessage) {
+        let content = AcknowledgeContent {
+            message_type: message.message_type.as_str().to_owned(),
+            message_id: message.message_id.to_canonical_string(),
+            sequence_number: message.sequence_number.0,
+            is_sequential_message: true,
+        };
+        let ack = ClientMessage {
+            message_type: MessageType::Acknowledge,
+            schema_version: SCHEMA_VERSION,
+            created_date: self.created_date(now),
+            sequence_number: SequenceNumber(0),
+            flags: ACK_FLAGS,
+            message_id: MessageId::from_random_bytes(self.rng.bytes16()),
+            payload_type: PayloadType::Null,
+            payload: serde_json::to_vec(&content).unwrap_or_default(),
+        };
+        if let Ok(frame) = ack.encode() {
+            self.stats.acks_sent += 1;
+            self.control.push_back(frame);
+        }
+    }
+
+    fn resume_publication(&mut self) {
+        if self.gate.set_publication(Publication::Running) {
+            self.events.push_back(Event::Resumed);
+        }
+    }
+
+    fn close(&mut self, reason: CloseReason) {
+        if !matches!(self.phase, Phase::Closed) {
+            tracing::debug!(?reason, "session closed");
+            self.phase = Phase::Closed;
+            self.events.push_back(Event::Closed(reason));
+        }
+    }
+
+    fn violation(&mut self, kind: ViolationKind, detail: String) {
+        tracing::debug!(kind = kind.as_str(), %detail, "peer protocol violation");
+        self.events
+            .push_back(Event::Violation(Violation { kind, detail }));
+    }
+
+    fn reject(&mut self, kind: ViolationKind, detail: String) -> MessageError {
+        let violation = Violation { kind, detail };
+        self.events.push_back(Event::Violation(violation.clone()));
+        MessageError::Rejected(violation)
+    }
+
+    fn created_date(&self, now: Instant) -> u64 {
+        let elapsed = now.saturating_duration_since(self.start).as_millis() as u64;
+        (self.epoch_millis + elapsed).max(1)
+    }
+
+    fn outgoing_type(&self) -> MessageType {
+        match self.role {
+            Role::Client => MessageType::InputStreamData,
+            Role::Agent => MessageType::OutputStreamData,
+        }
+    }
+
+    fn incoming_type(&self) -> MessageType {
+        match self.role {
+            Role::Client => MessageType::OutputStreamData,
+            Role::Agent => MessageType::InputStreamData,
+        }
+    }
+}
+
+/// Stream payload chunk size (plugin `config.go` `StreamDataPayloadSize`).
+pub const STREAM_PAYLOAD_SIZE: usize = 1024;
+/// Official client buffer capacities (plugin `config.go` `OutgoingMessageBufferCapacity`,
+/// `IncomingMessageBufferCapacity`).
+pub const CLIENT_BUFFER_CAPACITY: usize = 10_000;
+/// Agent buffer capacities (agent `agent/session/config/config.go`).
+pub const AGENT_BUFFER_CAPACITY: usize = 100_000;
+/// Agent handshake deadline per step (agent `datachannel.go` `handshakeTimeout`).
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
+/// Agent pause after each chunk read (agent read loops, SPEC.md §5.9).
+pub const AGENT_PACING: Duration = Duration::from_millis(1);
+/// Give up after this long without ack progress (SPEC.md §5.6 recommendation).
+pub const CLIENT_GIVE_UP: Duration = Duration::from_secs(300);
+/// Flags of acknowledge messages (SPEC.md §3.2).
+const ACK_FLAGS: u64 = 3;
+/// Retransmissions of one message after which the agent role reports a missing ack.
+const MISSING_ACK_RETRANSMISSIONS: u32 = 5;
