@@ -13,7 +13,10 @@ pub enum DecodeError {
         len: usize,
     },
     /// Longer than the 120-byte header plus the payload cap.
-    #[error("message of {len} bytes exceeds the cap of 120 + {} bytes", crate::codec::MAX_PAYLOAD_LEN)]
+    #[error(
+        "message of {len} bytes exceeds the cap of 120 + {} bytes",
+        crate::codec::MAX_PAYLOAD_LEN
+    )]
     Oversized {
         /// Bytes received.
         len: usize,
@@ -59,7 +62,10 @@ pub enum EncodeError {
         len: usize,
     },
     /// Payload larger than the cap.
-    #[error("payload of {len} bytes exceeds the cap of {} bytes", crate::codec::MAX_PAYLOAD_LEN)]
+    #[error(
+        "payload of {len} bytes exceeds the cap of {} bytes",
+        crate::codec::MAX_PAYLOAD_LEN
+    )]
     PayloadTooLarge {
         /// Its length.
         len: usize,

@@ -1,7 +1,8 @@
 //! Handshake payloads (SPEC.md §4.2–4.5; agent `datachannel.go` `buildHandshakeRequestPayload`,
 //! `model.go`; plugin `streaming.go` `handleHandshakeRequest`).
 
-use serde::{Deserialize, Serialize};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
 
 use crate::error::PayloadError;
@@ -24,7 +25,8 @@ pub struct RequestedClientAction {
     #[serde(rename = "ActionType")]
     pub action_type: ActionType,
     /// Action-specific parameters; see [`SessionTypeParameters`], [`KmsEncryptionParameters`].
-    #[serde(rename = "ActionParameters")]
+    /// Serialized with the upstream struct's key order (see [`serialize_in_go_order`]).
+    #[serde(rename = "ActionParameters", serialize_with = "serialize_in_go_order")]
     pub action_parameters: Value,
 }
 
@@ -78,8 +80,9 @@ pub struct SessionTypeParameters {
     /// The agent-side session type.
     #[serde(rename = "SessionType")]
     pub session_type: SessionType,
-    /// Document properties for `Port` sessions (keys alphabetical), else null.
-    #[serde(rename = "Properties")]
+    /// Document properties for `Port` sessions (keys alphabetical), else null. A missing key
+    /// reads as null, as Go's decoder does.
+    #[serde(rename = "Properties", default)]
     pub properties: Value,
 }
 
@@ -158,7 +161,8 @@ pub struct ProcessedClientAction {
     #[serde(rename = "ActionStatus")]
     pub action_status: ActionStatus,
     /// Action-specific result ([`KmsEncryptionResult`] for KMS), else null.
-    #[serde(rename = "ActionResult")]
+    /// Serialized with the upstream struct's key order (see [`serialize_in_go_order`]).
+    #[serde(rename = "ActionResult", serialize_with = "serialize_in_go_order")]
     pub action_result: Value,
     /// Error text, `""` on success.
     #[serde(rename = "Error")]
@@ -236,4 +240,96 @@ pub struct EncryptionChallenge {
     /// Standard base64 with padding.
     #[serde(rename = "Challenge")]
     pub challenge: String,
+}
+
+/// Serializes an action's `ActionParameters`/`ActionResult` with the key order the upstream Go
+/// structs produce, so our JSON is byte-identical to the official encoders' output.
+///
+/// The fields are untyped [`Value`]s, whose maps serialize with keys sorted; that would emit
+/// `{"Properties":…,"SessionType":…}` where the agent emits `{"SessionType":…,"Properties":…}`
+/// (agent `model.go` `SessionTypeRequest`, `KMSEncryptionRequest`; plugin `clientmessage.go`
+/// `KMSEncryptionResponse`). Top-level keys of those structs come first in declaration order;
+/// any other key follows, sorted, as Go sorts map keys. Nested values (such as `Properties`, a
+/// Go map) keep sorted keys.
+fn serialize_in_go_order<S: Serializer>(value: &Value, serializer: S) -> Result<S::Ok, S::Error> {
+    let Value::Object(map) = value else {
+        return value.serialize(serializer);
+    };
+    let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+    entries.sort_by(|(a, _), (b, _)| go_struct_rank(a).cmp(&go_struct_rank(b)).then(a.cmp(b)));
+    let mut out = serializer.serialize_map(Some(entries.len()))?;
+    for (key, entry) in entries {
+        out.serialize_entry(key, entry)?;
+    }
+    out.end()
+}
+
+/// Declaration index of `key` in the upstream struct that carries it; unknown keys sort last.
+/// The three structs share no key, so one table serves all of them.
+fn go_struct_rank(key: &str) -> usize {
+    GO_STRUCT_KEY_ORDER
+        .iter()
+        .find_map(|fields| fields.iter().position(|field| *field == key))
+        .unwrap_or(usize::MAX)
+}
+
+/// Field order of the upstream structs carried in `ActionParameters` and `ActionResult`:
+/// agent `model.go` `SessionTypeRequest` and `KMSEncryptionRequest`, plugin `clientmessage.go`
+/// `KMSEncryptionResponse` (plus the agent's `ChallengeAcknowledgement` extension).
+const GO_STRUCT_KEY_ORDER: [&[&str]; 3] = [
+    &["SessionType", "Properties"],
+    &["KMSKeyId", "Challenge"],
+    &[
+        "KMSCipherTextKey",
+        "KMSCipherTextHash",
+        "ChallengeAcknowledgement",
+    ],
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn action_parameters_keep_upstream_key_order() {
+        let action = RequestedClientAction {
+            action_type: ActionType::SessionType,
+            action_parameters: serde_json::to_value(SessionTypeParameters {
+                session_type: SessionType::Port,
+                properties: serde_json::json!({"type": "LocalPortForwarding", "portNumber": "22"}),
+            })
+            .unwrap(),
+        };
+        assert_eq!(
+            serde_json::to_string(&action).unwrap(),
+            r#"{"ActionType":"SessionType","ActionParameters":{"SessionType":"Port","Properties":{"portNumber":"22","type":"LocalPortForwarding"}}}"#
+        );
+    }
+
+    #[test]
+    fn action_result_keeps_upstream_key_order_and_sorts_unknown_keys_last() {
+        let action = ProcessedClientAction {
+            action_type: ActionType::KmsEncryption,
+            action_status: ActionStatus::Success,
+            action_result: serde_json::json!({
+                "Zeta": 1, "Alpha": 2, "KMSCipherTextHash": null, "KMSCipherTextKey": "k",
+            }),
+            error: String::new(),
+        };
+        assert_eq!(
+            serde_json::to_string(&action).unwrap(),
+            r#"{"ActionType":"KMSEncryption","ActionStatus":1,"ActionResult":{"KMSCipherTextKey":"k","KMSCipherTextHash":null,"Alpha":2,"Zeta":1},"Error":""}"#
+        );
+    }
+
+    #[test]
+    fn session_type_parameters_read_missing_properties_as_null() {
+        let action: RequestedClientAction = serde_json::from_str(
+            r#"{"ActionType":"SessionType","ActionParameters":{"SessionType":"Standard_Stream"}}"#,
+        )
+        .unwrap();
+        let params = action.session_type_parameters().unwrap();
+        assert_eq!(params.session_type, SessionType::StandardStream);
+        assert_eq!(params.properties, Value::Null);
+    }
 }

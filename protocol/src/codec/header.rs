@@ -91,8 +91,8 @@ impl ClientMessage {
     /// Parses and validates one frame received from the peer.
     ///
     /// Checks, in order: length ≥ 120, length ≤ 120 + [`MAX_PAYLOAD_LEN`], HeaderLength = 116,
-    /// MessageType present and known, CreatedDate ≠ 0, PayloadLength = length − 120, digest,
-    /// PayloadType known. `start_publication`/`pause_publication` are exempt from the
+    /// MessageType present and known, CreatedDate ≠ 0, PayloadLength = length − 120, digest
+    /// (when the payload is non-empty), PayloadType known. `start_publication`/`pause_publication` are exempt from the
     /// HeaderLength and CreatedDate checks, as in the official client (SPEC.md §3.4).
     pub fn decode(frame: &[u8]) -> Result<Self, DecodeError> {
         if frame.len() < PAYLOAD_OFFSET {
@@ -128,7 +128,10 @@ impl ClientMessage {
                 actual: payload.len(),
             });
         }
-        if Sha256::digest(payload).as_slice() != &frame[80..112] {
+        // A header-only message is not digest-checked, as in the official client (SPEC.md §3.4,
+        // plugin `messageparser.go` `Validate`): the service's header-only control messages
+        // need not carry SHA-256 of the empty string.
+        if !payload.is_empty() && Sha256::digest(payload).as_slice() != &frame[80..112] {
             return Err(DecodeError::BadDigest);
         }
         let raw_payload_type = be_u32(frame, 112);
@@ -399,3 +402,50 @@ pub const SCHEMA_VERSION: u32 = 1;
 /// (+28 when KMS-encrypted) and handshake JSON is a few KiB; this cap bounds memory per frame
 /// against a hostile peer.
 pub const MAX_PAYLOAD_LEN: usize = 256 * 1024;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header_only(message_type: MessageType, digest: [u8; 32]) -> Vec<u8> {
+        let message = ClientMessage {
+            message_type,
+            schema_version: SCHEMA_VERSION,
+            created_date: 1_700_000_000_000,
+            sequence_number: SequenceNumber(0),
+            flags: 3,
+            message_id: MessageId::from_random_bytes([7; 16]),
+            payload_type: PayloadType::Null,
+            payload: Vec::new(),
+        };
+        let mut frame = message.encode().unwrap();
+        frame[80..112].copy_from_slice(&digest);
+        frame
+    }
+
+    #[test]
+    fn accepts_header_only_message_whatever_its_digest() {
+        let frame = header_only(MessageType::PausePublication, [0; 32]);
+        let decoded = ClientMessage::decode(&frame).unwrap();
+        assert_eq!(decoded.message_type, MessageType::PausePublication);
+        assert!(decoded.payload.is_empty());
+    }
+
+    #[test]
+    fn rejects_bad_digest_on_non_empty_payload() {
+        let mut frame = header_only(MessageType::OutputStreamData, [0; 32]);
+        frame.push(b'x');
+        frame[116..120].copy_from_slice(&1u32.to_be_bytes());
+        assert_eq!(ClientMessage::decode(&frame), Err(DecodeError::BadDigest));
+    }
+
+    #[test]
+    fn message_id_wire_form_swaps_halves() {
+        let id = MessageId(uuid::Uuid::from_bytes(core::array::from_fn(|i| i as u8)));
+        assert_eq!(
+            id.to_wire(),
+            [8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7]
+        );
+        assert_eq!(MessageId::from_wire(&id.to_wire()), id);
+    }
+}

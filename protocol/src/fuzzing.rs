@@ -1,0 +1,124 @@
+//! Entry points for the fuzz targets in `fuzz/` and for the corpus replay test
+//! (`tests/fuzz_corpus.rs`), so both exercise exactly the same code (STYLE.md §6 item 4).
+//!
+//! Each entry point takes arbitrary bytes from a hostile peer. Rejecting them is fine; a panic
+//! is a bug. The entry points also check invariants (decode ∘ encode is the identity, typed
+//! payloads re-parse to themselves) with `assert!`: a failed assertion is a finding the fuzzer
+//! reports. Nothing here does IO.
+
+use crate::codec::{
+    AcknowledgeContent, AgentSessionState, ChannelClosed, ClientMessage, EncryptionChallenge,
+    ExitCode, Flag, HandshakeComplete, HandshakeRequest, HandshakeResponse, MessageType,
+    PayloadType, SizeData,
+};
+
+/// Decodes `data` as one websocket binary frame; when it is accepted, checks that it encodes and
+/// decodes back to the same message, and runs its payload through the typed payload parsers.
+///
+/// # Panics
+///
+/// Only when the codec breaks an invariant (that is what the fuzzer looks for).
+pub fn decode_message(data: &[u8]) {
+    let Ok(message) = ClientMessage::decode(data) else {
+        return;
+    };
+    // Whatever the decoder accepts must be encodable: its caps are the encoder's caps.
+    let encoded = match message.encode() {
+        Ok(encoded) => encoded,
+        Err(err) => panic!("decoded message does not re-encode: {err}"),
+    };
+    assert_eq!(
+        ClientMessage::decode(&encoded).as_ref(),
+        Ok(&message),
+        "re-encoded message decodes differently"
+    );
+    parse_payload(&message);
+}
+
+/// Feeds `data` to a client-role session as one received frame.
+///
+/// FILL IN (session author): build a `Session` from a fixed seed and `now`, call
+/// `handle_message`, then drain `poll_transmit`/`poll_event`/`poll_timeout`. Until the session
+/// exists this only decodes, so the fuzz target and the corpus test already run.
+pub fn session_input(data: &[u8]) {
+    decode_message(data);
+}
+
+/// Parses the payload with the typed parser its header selects; JSON that parses must
+/// re-serialize to JSON that parses back to the same value.
+fn parse_payload(message: &ClientMessage) {
+    let payload = &message.payload[..];
+    match message.message_type {
+        MessageType::Acknowledge => {
+            json_round_trip::<AcknowledgeContent>(payload);
+        }
+        MessageType::ChannelClosed => {
+            let _lenient = ChannelClosed::parse_lenient(payload);
+            json_round_trip::<ChannelClosed>(payload);
+        }
+        MessageType::AgentSessionState => {
+            json_round_trip::<AgentSessionState>(payload);
+        }
+        MessageType::InputStreamData
+        | MessageType::OutputStreamData
+        | MessageType::StartPublication
+        | MessageType::PausePublication => match message.payload_type {
+            PayloadType::Size => {
+                json_round_trip::<SizeData>(payload);
+            }
+            PayloadType::HandshakeRequest => {
+                if let Some(request) = json_round_trip::<HandshakeRequest>(payload) {
+                    for action in &request.requested_client_actions {
+                        let _session = action.session_type_parameters();
+                        let _kms = action.kms_parameters();
+                    }
+                }
+            }
+            PayloadType::HandshakeResponse => {
+                json_round_trip::<HandshakeResponse>(payload);
+            }
+            PayloadType::HandshakeComplete => {
+                json_round_trip::<HandshakeComplete>(payload);
+            }
+            PayloadType::EncChallengeRequest | PayloadType::EncChallengeResponse => {
+                json_round_trip::<EncryptionChallenge>(payload);
+            }
+            PayloadType::Flag => {
+                if let Ok(flag) = Flag::decode(payload) {
+                    assert_eq!(Flag::decode(&flag.encode()), Ok(flag), "flag round trip");
+                }
+            }
+            PayloadType::ExitCode => {
+                if let Ok(code) = ExitCode::decode(payload) {
+                    assert_eq!(
+                        ExitCode::decode(&code.encode()),
+                        Ok(code),
+                        "exit code round trip"
+                    );
+                }
+            }
+            PayloadType::Null
+            | PayloadType::Output
+            | PayloadType::Error
+            | PayloadType::Parameter
+            | PayloadType::StdErr => {}
+        },
+    }
+}
+
+/// Parses `payload` as `T`; when that works, serializes and re-parses, and asserts equality.
+fn json_round_trip<T>(payload: &[u8]) -> Option<T>
+where
+    T: serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+{
+    let value: T = serde_json::from_slice(payload).ok()?;
+    let text = match serde_json::to_vec(&value) {
+        Ok(text) => text,
+        Err(err) => panic!("parsed payload does not serialize: {err}"),
+    };
+    match serde_json::from_slice::<T>(&text) {
+        Ok(again) => assert_eq!(again, value, "payload JSON round trip"),
+        Err(err) => panic!("serialized payload does not parse back: {err}"),
+    }
+    Some(value)
+}
