@@ -132,6 +132,11 @@ impl<T> ReorderBuffer<T> {
     pub fn buffered(&self) -> usize {
         self.early.len()
     }
+
+    /// Sequence numbers of the buffered early messages, ascending.
+    pub fn buffered_sequence_numbers(&self) -> Vec<i64> {
+        self.early.keys().copied().collect()
+    }
 }
 
 /// One outgoing stream message kept until acknowledged.
@@ -239,6 +244,11 @@ impl ResendBuffer {
     pub fn in_flight(&self) -> usize {
         let unsent = (self.next_seq.0 - self.next_unsent.0).max(0) as usize;
         self.messages.len().saturating_sub(unsent)
+    }
+
+    /// Sequence numbers queued or in flight, ascending.
+    pub fn sequence_numbers(&self) -> Vec<i64> {
+        self.messages.keys().copied().collect()
     }
 
     /// Messages queued or in flight.

@@ -749,6 +749,26 @@ impl Session {
         }
     }
 
+    /// The next incoming sequence number to deliver.
+    pub fn expected_sequence_number(&self) -> SequenceNumber {
+        self.reorder.expected()
+    }
+
+    /// The sequence number the next outgoing stream message gets.
+    pub fn next_outgoing_sequence_number(&self) -> SequenceNumber {
+        self.resend.next_seq()
+    }
+
+    /// Outgoing stream messages not yet acknowledged, ascending.
+    pub fn unacked_sequence_numbers(&self) -> Vec<i64> {
+        self.resend.sequence_numbers()
+    }
+
+    /// Early incoming messages waiting for a gap to fill, ascending.
+    pub fn buffered_sequence_numbers(&self) -> Vec<i64> {
+        self.reorder.buffered_sequence_numbers()
+    }
+
     /// The role this session plays.
     pub fn role(&self) -> Role {
         self.role
@@ -871,12 +891,12 @@ impl Session {
         self.resume_publication();
         match self.reorder.classify(seq) {
             Arrival::InOrder => {
-                self.deliver_in_order(now, message);
+                self.deliver_in_order(now, message, false);
                 while self.reorder_pending_ready() {
                     let Some(next) = self.reorder.take_expected() else {
                         break;
                     };
-                    if !self.deliver_in_order(now, next.clone()) {
+                    if !self.deliver_in_order(now, next.clone(), true) {
                         // Not accepted (receiver not ready): keep it for later.
                         self.reorder.insert_early(next.sequence_number, next);
                         break;
@@ -909,10 +929,13 @@ impl Session {
     }
 
     /// Delivers the expected message; returns whether it was accepted (acked and advanced).
-    fn deliver_in_order(&mut self, now: Instant, message: ClientMessage) -> bool {
+    /// Early messages drained from the reorder buffer were acked on arrival (`acked`).
+    fn deliver_in_order(&mut self, now: Instant, message: ClientMessage, acked: bool) -> bool {
         let payload_type = message.payload_type;
         if payload_type.is_handshake() {
-            self.queue_ack(now, &message);
+            if !acked {
+                self.queue_ack(now, &message);
+            }
             self.reorder.advance();
             self.process_handshake(now, message);
             return true;
@@ -925,7 +948,9 @@ impl Session {
             Role::Agent => self.agent_deliver(&message),
         };
         if accepted {
-            self.queue_ack(now, &message);
+            if !acked {
+                self.queue_ack(now, &message);
+            }
             self.reorder.advance();
             self.stats.messages_delivered += 1;
             self.stats.bytes_delivered += message.payload.len() as u64;
