@@ -9,8 +9,9 @@
 use crate::codec::{
     AcknowledgeContent, AgentSessionState, ChannelClosed, ClientMessage, EncryptionChallenge,
     ExitCode, Flag, HandshakeComplete, HandshakeRequest, HandshakeResponse, MessageType,
-    PayloadType, SizeData,
+    PayloadType, SessionType, SizeData,
 };
+use crate::session::{AgentConfig, Session, SessionConfig};
 
 /// Decodes `data` as one websocket binary frame; when it is accepted, checks that it encodes and
 /// decodes back to the same message, and runs its payload through the typed payload parsers.
@@ -35,13 +36,43 @@ pub fn decode_message(data: &[u8]) {
     parse_payload(&message);
 }
 
-/// Feeds `data` to a client-role session as one received frame.
+/// Feeds `data` to a session as a sequence of received frames: the first byte picks the role
+/// (even: client, odd: agent), then frames follow as `u16` big-endian length + bytes. After
+/// every frame the outputs are drained and time advances, as a driver would.
 ///
-/// FILL IN (session author): build a `Session` from a fixed seed and `now`, call
-/// `handle_message`, then drain `poll_transmit`/`poll_event`/`poll_timeout`. Until the session
-/// exists this only decodes, so the fuzz target and the corpus test already run.
+/// # Panics
+///
+/// Only when the session breaks an invariant (that is what the fuzzer looks for).
 pub fn session_input(data: &[u8]) {
-    decode_message(data);
+    let Some((&selector, mut rest)) = data.split_first() else {
+        return;
+    };
+    let now = std::time::Instant::now();
+    let config = if selector % 2 == 0 {
+        SessionConfig::client("1.2.707.0", 1, 1_700_000_000_000)
+    } else {
+        let agent = AgentConfig::new("3.3.0.0", SessionType::Port, serde_json::Value::Null);
+        SessionConfig::agent(agent, 1, 1_700_000_000_000)
+    };
+    let mut session = Session::new(config, now);
+    let mut tick = now;
+    while rest.len() >= 2 {
+        let len = usize::from(u16::from_be_bytes([rest[0], rest[1]])).min(rest.len() - 2);
+        let (frame, tail) = rest[2..].split_at(len);
+        rest = tail;
+        let _ = session.handle_message(tick, frame);
+        while session.poll_transmit(tick).is_some() {}
+        while session.poll_event().is_some() {}
+        if let Some(deadline) = session.poll_timeout() {
+            assert!(
+                deadline + std::time::Duration::from_secs(3600) > tick,
+                "timer far in the past"
+            );
+            tick = tick.max(deadline);
+            session.handle_timeout(tick);
+        }
+        let _ = session.send_output(tick, b"fuzz");
+    }
 }
 
 /// Parses the payload with the typed parser its header selects; JSON that parses must
