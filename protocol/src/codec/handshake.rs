@@ -25,7 +25,8 @@ pub struct RequestedClientAction {
     #[serde(rename = "ActionType")]
     pub action_type: ActionType,
     /// Action-specific parameters; see [`SessionTypeParameters`], [`KmsEncryptionParameters`].
-    /// Serialized with the upstream struct's key order (see [`serialize_in_go_order`]).
+    /// Serialized with the upstream Go struct's key order, so the JSON is byte-identical to the
+    /// official encoders' (a plain `Value` map would sort the keys).
     #[serde(rename = "ActionParameters", serialize_with = "serialize_in_go_order")]
     pub action_parameters: Value,
 }
@@ -161,7 +162,8 @@ pub struct ProcessedClientAction {
     #[serde(rename = "ActionStatus")]
     pub action_status: ActionStatus,
     /// Action-specific result ([`KmsEncryptionResult`] for KMS), else null.
-    /// Serialized with the upstream struct's key order (see [`serialize_in_go_order`]).
+    /// Serialized with the upstream Go struct's key order, so the JSON is byte-identical to the
+    /// official encoders' (a plain `Value` map would sort the keys).
     #[serde(rename = "ActionResult", serialize_with = "serialize_in_go_order")]
     pub action_result: Value,
     /// Error text, `""` on success.
