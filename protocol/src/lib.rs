@@ -4,13 +4,16 @@
 //! or OS randomness live here. See `docs/design/protocol-api.md` and `../shared/protocol/SPEC.md`.
 
 pub mod codec;
+pub mod crypto;
 pub mod error;
 pub mod flow;
 pub mod fuzzing;
 pub mod handshake;
+pub mod mux;
 pub mod rng;
 pub mod seq;
 pub mod session;
+pub mod version;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
