@@ -9,8 +9,8 @@
 //! What it owns: sequence numbers, acks, the reorder buffer, retransmission, publication flow
 //! control, the handshake (both sides) and KMS payload encryption. What it must not do: the
 //! websocket, the OpenDataChannelInput frame, PTYs, TCP, the terminal or AWS calls; those are
-//! the drivers' jobs (the driver answers [`Event::KmsDataKeyRequired`] /
-//! [`Event::KmsDecryptRequired`] by calling KMS and then [`Session::provide_data_key`]).
+//! the drivers' jobs (the driver answers [`Event::KmsDataKeyRequired`] by calling KMS and then
+//! [`Session::provide_data_key`]).
 //!
 //! State diagram (client role):
 //!
@@ -21,8 +21,8 @@
 //!  any state --channel_closed / give-up / fatal--> Closed
 //! ```
 //!
-//! Agent role: `SendingRequest` (or `Ready` when no handshake is needed) -> `AwaitingResponse`
-//! -> [`AwaitingDataKey` -> `AwaitingChallengeResponse`] -> `Ready` -> `Closed`.
+//! Agent role: `AwaitingResponse` (or `Ready` at once when no handshake is needed) ->
+//! (KMS: `AwaitingDecrypt`) -> `Ready` -> `Closed`.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};

@@ -54,6 +54,9 @@ pub enum Side {
     Agent,
 }
 
+/// A frame on the simulated wire: (arrival, tiebreak, destination, bytes).
+type WireFrame = (Instant, u64, Side, Vec<u8>);
+
 /// Two sessions, a link and a virtual clock.
 pub struct Pair {
     /// The client-role session.
@@ -65,7 +68,7 @@ pub struct Pair {
     link: LinkConfig,
     rng: SeededRng,
     /// Frames on the wire: (arrival, tiebreak, destination, frame).
-    wire: BinaryHeap<Reverse<(Instant, u64, Side, Vec<u8>)>>,
+    wire: BinaryHeap<Reverse<WireFrame>>,
     counter: u64,
     /// Bytes the client still has to hand to its session (fed as capacity allows).
     pub client_outbox: VecDeque<u8>,
