@@ -1,0 +1,91 @@
+//! The emulator's in-process configuration: what `Emulator::start` takes. Built from
+//! [`crate::emulator::EmulatorArgs`] on the command line or directly by tests and benches.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::emulator::instances::{InstanceSpec, default_instances};
+use crate::emulator::pacing::Pacing;
+
+/// Everything the emulator needs to start.
+#[derive(Clone, Debug)]
+pub struct EmulatorConfig {
+    /// Address to listen on; must be loopback. Port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Region reported in the ready line and used in stream URLs' context.
+    pub region: String,
+    /// The instances sessions may target.
+    pub instances: Vec<InstanceSpec>,
+    /// Agent pacing of outgoing stream data; `None` sends as fast as the client acks.
+    pub pacing: Option<Pacing>,
+    /// Where to append one JSON line per client violation.
+    pub violations_log: Option<PathBuf>,
+    /// Faults injected into the service's behaviour.
+    pub faults: Faults,
+    /// The shell run for `Standard_Stream` sessions (the agent runs `sh` on Linux).
+    pub shell: PathBuf,
+    /// Port that `AWS-StartSSHSession` sessions asking for port 22 connect to instead.
+    pub ssh_port: Option<u16>,
+    /// Stop by itself after this long (tests bound every server they start).
+    pub lifetime: Option<Duration>,
+    /// How long a started session waits for its first websocket before it is dropped.
+    pub attach_timeout: Duration,
+    /// How long a session whose websocket broke waits for a new one before it ends.
+    pub detach_timeout: Duration,
+    /// Seed for message ids; `None` takes one from the OS.
+    pub rng_seed: Option<u64>,
+}
+
+impl Default for EmulatorConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            region: DEFAULT_REGION.to_owned(),
+            instances: default_instances(),
+            pacing: Some(Pacing::AGENT),
+            violations_log: None,
+            faults: Faults::default(),
+            shell: PathBuf::from(DEFAULT_SHELL),
+            ssh_port: None,
+            lifetime: None,
+            attach_timeout: DEFAULT_ATTACH_TIMEOUT,
+            detach_timeout: DEFAULT_DETACH_TIMEOUT,
+            rng_seed: None,
+        }
+    }
+}
+
+/// Faults the emulator injects, each off by default. "Messages" are binary data-channel frames
+/// in either direction on one websocket.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Faults {
+    /// Close the websocket once, when the session has carried this many messages.
+    pub close_after: Option<u64>,
+    /// Close every websocket after it has carried this many messages.
+    pub close_every: Option<u64>,
+    /// Hold every outgoing message this long before sending it (order kept).
+    pub delay: Option<Duration>,
+    /// Send every N-th outgoing stream message twice.
+    pub duplicate_every: Option<u64>,
+    /// Swap every N-th outgoing message with the one after it.
+    pub reorder_every: Option<u64>,
+    /// Drop every N-th acknowledgement the agent sends.
+    pub drop_acks_every: Option<u64>,
+    /// After every N outgoing messages, send `pause_publication`, hold output for
+    /// [`Faults::pause_for`], then send `start_publication`.
+    pub pause_every: Option<u64>,
+    /// Length of each publication pause.
+    pub pause_for: Duration,
+    /// Make every StartSession fail with this AWS error code.
+    pub fail_start_session: Option<String>,
+}
+
+/// us-east-1, the SDKs' usual default.
+pub(crate) const DEFAULT_REGION: &str = "us-east-1";
+/// The agent's Linux shell (agent `agent/session/shell/shell_unix.go`).
+const DEFAULT_SHELL: &str = "/bin/sh";
+const DEFAULT_ATTACH_TIMEOUT: Duration = Duration::from_secs(60);
+const DEFAULT_DETACH_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default length of a publication pause fault.
+pub(crate) const DEFAULT_PAUSE_FOR: Duration = Duration::from_millis(200);

@@ -1,0 +1,242 @@
+//! The HTTP server: one loopback port serving the AWS control plane (`POST /`) and the
+//! data-channel websockets (`/v1/data-channel/{session_id}`), plus the in-process handle tests
+//! and benches use. It owns startup, shutdown and the session tasks; it decides no protocol.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::{any, post};
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::{JoinHandle, JoinSet};
+
+use crate::emulator::config::EmulatorConfig;
+use crate::emulator::error::EmulatorError;
+use crate::emulator::instances::InstanceSpec;
+use crate::emulator::sessions::Registry;
+use crate::emulator::violations::{ViolationCounts, ViolationLog};
+use crate::emulator::{control, datachannel};
+
+/// Entry point for starting an emulator in-process.
+#[derive(Debug)]
+pub struct Emulator;
+
+impl Emulator {
+    /// Binds, starts serving and returns once the endpoint accepts connections.
+    pub async fn start(config: EmulatorConfig) -> Result<EmulatorHandle, EmulatorError> {
+        if !config.listen.ip().is_loopback() {
+            return Err(EmulatorError::NotLoopback(config.listen));
+        }
+        if config.instances.is_empty() {
+            return Err(EmulatorError::NoInstances);
+        }
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| EmulatorError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| EmulatorError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        let violations = ViolationLog::open(config.violations_log.as_deref())?;
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let instances = config
+            .instances
+            .iter()
+            .map(|spec| (spec.id.clone(), spec.clone()))
+            .collect();
+        let shared = Arc::new(Shared {
+            addr,
+            instances,
+            registry: Registry::default(),
+            violations,
+            shutdown: shutdown_rx.clone(),
+            tasks: Mutex::new(JoinSet::new()),
+            config,
+        });
+        let router = Router::new()
+            .route("/", post(control::handle))
+            .route(DATA_CHANNEL_ROUTE, any(datachannel::upgrade))
+            .with_state(Arc::clone(&shared));
+        let mut stop = shutdown_rx;
+        let lifetime = shared.config.lifetime;
+        let stop_tx = shutdown_tx.clone();
+        let server = tokio::spawn(async move {
+            let stopped = async move {
+                match lifetime {
+                    Some(limit) => {
+                        tokio::select! {
+                            _ = stop.wait_for(|stop| *stop) => {}
+                            () = tokio::time::sleep(limit) => {
+                                tracing::info!(?limit, "emulator lifetime reached, stopping");
+                                let _ = stop_tx.send(true);
+                            }
+                        }
+                    }
+                    None => {
+                        let _ = stop.wait_for(|stop| *stop).await;
+                    }
+                }
+            };
+            axum::serve(listener, router)
+                .with_graceful_shutdown(stopped)
+                .await
+        });
+        tracing::info!(%addr, "emulator listening");
+        Ok(EmulatorHandle {
+            shared,
+            shutdown: shutdown_tx,
+            server: Some(server),
+        })
+    }
+}
+
+/// A running emulator. Dropping it stops the emulator without waiting.
+#[derive(Debug)]
+pub struct EmulatorHandle {
+    shared: Arc<Shared>,
+    shutdown: watch::Sender<bool>,
+    server: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl EmulatorHandle {
+    /// `http://127.0.0.1:PORT`: the endpoint for every AWS API the emulator serves.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.shared.addr)
+    }
+
+    /// The region the emulator reports.
+    pub fn region(&self) -> &str {
+        &self.shared.config.region
+    }
+
+    /// Instance ids, in configuration order.
+    pub fn instances(&self) -> Vec<String> {
+        self.shared
+            .config
+            .instances
+            .iter()
+            .map(|spec| spec.id.clone())
+            .collect()
+    }
+
+    /// The instances with their agent versions.
+    pub fn instance_specs(&self) -> &[InstanceSpec] {
+        &self.shared.config.instances
+    }
+
+    /// Client violations recorded so far, by kind.
+    pub fn violations(&self) -> ViolationCounts {
+        self.shared.violations.counts()
+    }
+
+    /// The JSON ready line `postern emulator` prints.
+    pub fn ready_line(&self) -> ReadyLine {
+        ReadyLine {
+            endpoint: self.endpoint(),
+            region: self.region().to_owned(),
+            instances: self.instances(),
+        }
+    }
+
+    /// Resolves when the emulator has been asked to stop (by [`EmulatorHandle::shutdown`] from
+    /// another clone of the signal, or because its lifetime elapsed).
+    pub async fn stopping(&self) {
+        let mut rx = self.shutdown.subscribe();
+        let _ = rx.wait_for(|stop| *stop).await;
+    }
+
+    /// Stops serving, ends every session (their clients get `channel_closed`) and waits for
+    /// the tasks, at most a few seconds.
+    pub async fn shutdown(mut self) -> Result<ViolationCounts, EmulatorError> {
+        let _ = self.shutdown.send(true);
+        let mut tasks = std::mem::take(&mut *self.shared.lock_tasks());
+        let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!("sessions did not end in time, aborting them");
+            tasks.abort_all();
+        }
+        if let Some(server) = self.server.take() {
+            match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
+                Ok(Ok(Ok(()))) | Err(_) => {}
+                Ok(Ok(Err(err))) => return Err(EmulatorError::Serve(err)),
+                Ok(Err(join)) => {
+                    return Err(EmulatorError::Serve(std::io::Error::other(join)));
+                }
+            }
+        }
+        Ok(self.violations())
+    }
+}
+
+impl Drop for EmulatorHandle {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+    }
+}
+
+/// What `postern emulator` prints once ready (one JSON line). Part 2 adds accounts and regions.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ReadyLine {
+    /// `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+    /// The region.
+    pub region: String,
+    /// Instance ids.
+    pub instances: Vec<String>,
+}
+
+/// State shared by the HTTP handlers and the session tasks.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) addr: SocketAddr,
+    pub(crate) config: EmulatorConfig,
+    pub(crate) instances: HashMap<String, InstanceSpec>,
+    pub(crate) registry: Registry,
+    pub(crate) violations: ViolationLog,
+    pub(crate) shutdown: watch::Receiver<bool>,
+    tasks: Mutex<JoinSet<()>>,
+}
+
+impl Shared {
+    /// Runs a session task, tracked so shutdown can wait for it.
+    pub(crate) fn spawn_session<F>(&self, task: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let mut tasks = self.lock_tasks();
+        // Reap finished tasks so the set does not grow with every session.
+        while tasks.try_join_next().is_some() {}
+        tasks.spawn(task);
+    }
+
+    /// The websocket URL of a session.
+    pub(crate) fn stream_url(&self, session_id: &str) -> String {
+        format!(
+            "ws://{}/v1/data-channel/{session_id}?role=publish_subscribe",
+            self.addr
+        )
+    }
+
+    fn lock_tasks(&self) -> std::sync::MutexGuard<'_, JoinSet<()>> {
+        // Spawning and taking are single operations: a poisoned set is still usable.
+        self.tasks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+const DATA_CHANNEL_ROUTE: &str = "/v1/data-channel/{session_id}";
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
