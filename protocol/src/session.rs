@@ -29,11 +29,16 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+
 use crate::codec::{
-    AcknowledgeContent, ChannelClosed, ClientMessage, ExitCode, Flag, HandshakeComplete,
-    HandshakeRequest, HandshakeResponse, KmsEncryptionParameters, MessageId, MessageType,
-    PayloadType, SCHEMA_VERSION, SequenceNumber, SessionType, SizeData,
+    AcknowledgeContent, ChannelClosed, ClientMessage, EncryptionChallenge, ExitCode, Flag,
+    HandshakeComplete, HandshakeRequest, HandshakeResponse, KmsEncryptionParameters,
+    KmsEncryptionResult, MessageId, MessageType, PayloadType, SCHEMA_VERSION, SequenceNumber,
+    SessionType, SizeData,
 };
+use crate::crypto::{PayloadCrypto, PlaintextDataKey, encryption_context};
 use crate::error::DecodeError;
 use crate::flow::{Publication, SendGate};
 use crate::handshake::{ClientHandshakePlan, agent_check_response, agent_request};
@@ -369,6 +374,8 @@ pub enum CloseReason {
     HandshakeTimeout,
     /// The handshake failed (rejected response, KMS failure).
     HandshakeFailed(String),
+    /// A received payload did not decrypt (wrong key or tampered ciphertext).
+    DecryptionFailed(String),
 }
 
 /// Why `handle_message` dropped a frame (also reported as [`Event::Violation`]; count those).
@@ -427,6 +434,8 @@ pub struct Session {
     rejected_seq: Option<SequenceNumber>,
     missing_ack_reported: Option<SequenceNumber>,
     handshake_seen: HandshakeSeen,
+    crypto: Option<PayloadCrypto>,
+    challenge_answered: bool,
     stats: SessionStats,
 }
 
@@ -436,7 +445,7 @@ enum Phase {
     /// Client: nothing received yet.
     AwaitingFirstMessage,
     /// Client: waiting for the driver's GenerateDataKey answer.
-    AwaitingDataKey(ClientHandshakePlan),
+    AwaitingDataKey(ClientHandshakePlan, Box<ReadyInfo>),
     /// Client: response sent, waiting for HandshakeComplete.
     AwaitingHandshakeComplete(Box<ReadyInfo>),
     /// Agent: request sent, waiting for the response.
@@ -446,7 +455,18 @@ enum Phase {
         started: Instant,
     },
     /// Agent: waiting for the driver's KMS Decrypt answer.
-    AwaitingDecrypt,
+    AwaitingDecrypt {
+        client_version: String,
+        deadline: Instant,
+        started: Instant,
+    },
+    /// Agent: challenge sent, waiting for the client to re-encrypt it.
+    AwaitingChallengeResponse {
+        client_version: String,
+        expected: Vec<u8>,
+        deadline: Instant,
+        started: Instant,
+    },
     /// Session layer running.
     Ready(Box<ReadyInfo>),
     /// Over.
@@ -486,6 +506,8 @@ impl Session {
             rejected_seq: None,
             missing_ack_reported: None,
             handshake_seen: HandshakeSeen::default(),
+            crypto: None,
+            challenge_answered: false,
             stats: SessionStats::default(),
             limits: config.limits,
         };
@@ -548,8 +570,8 @@ impl Session {
 
     /// Lets time pass: handshake deadlines and the give-up limit. Spurious calls are harmless.
     pub fn handle_timeout(&mut self, now: Instant) {
-        if let Phase::AwaitingResponse { deadline, .. } = &self.phase
-            && now >= *deadline
+        if let Some(deadline) = self.handshake_deadline()
+            && now >= deadline
         {
             self.close(CloseReason::HandshakeTimeout);
             return;
@@ -603,25 +625,70 @@ impl Session {
         self.queue_message(now, PayloadType::Flag, flag.encode().to_vec());
     }
 
-    /// Answers [`Event::KmsDataKeyRequired`].
+    /// Answers [`Event::KmsDataKeyRequired`] with the data key (client: from GenerateDataKey;
+    /// agent: the plaintext from Decrypt) or the KMS error text.
     pub fn provide_data_key(&mut self, now: Instant, result: Result<DataKey, String>) {
+        let key = result.and_then(|key| {
+            PlaintextDataKey::from_slice(&key.plaintext)
+                .map(|plain| (plain, key.ciphertext_blob))
+                .map_err(|e| format!("unusable KMS data key: {e}"))
+        });
         match std::mem::replace(&mut self.phase, Phase::Closed) {
-            Phase::AwaitingDataKey(plan) => {
-                // Payload encryption lands with the KMS work; until then the action is refused
-                // cleanly rather than pretending.
-                let outcome = match result {
-                    Ok(_) => Err("KMS session encryption is not supported yet".to_owned()),
-                    Err(e) => Err(e),
-                };
+            Phase::AwaitingDataKey(plan, mut info) => {
+                let challenge_ack = plan
+                    .kms
+                    .as_ref()
+                    .and_then(|k| k.challenge.as_ref())
+                    .is_some_and(|c| !c.is_empty());
+                let outcome = key.map(|(plain, blob)| {
+                    self.crypto = Some(PayloadCrypto::client(&plain, self.rng.next_u64()));
+                    KmsEncryptionResult {
+                        kms_cipher_text_key: BASE64.encode(blob),
+                        kms_cipher_text_hash: None,
+                        challenge_acknowledgement: challenge_ack.then_some(true),
+                    }
+                });
+                info.encrypted = outcome.is_ok();
+                self.phase = Phase::AwaitingHandshakeComplete(info);
                 self.answer_handshake(now, &plan, Some(outcome));
             }
-            Phase::AwaitingDecrypt => {
-                let reason = match result {
-                    Ok(_) => "KMS session encryption is not supported yet".to_owned(),
-                    Err(e) => e,
-                };
-                self.close(CloseReason::HandshakeFailed(reason));
-            }
+            Phase::AwaitingDecrypt {
+                client_version,
+                deadline,
+                started,
+            } => match key {
+                Ok((plain, _)) => {
+                    let mut nonce = [0u32; 3];
+                    for word in &mut nonce {
+                        *word = self.rng.next_u64() as u32;
+                    }
+                    let mut crypto = PayloadCrypto::agent(&plain, nonce);
+                    let mut expected = vec![0u8; CHALLENGE_LEN];
+                    self.rng.fill(&mut expected);
+                    match crypto.encrypt(&expected) {
+                        Ok(sealed) => {
+                            self.crypto = Some(crypto);
+                            let request = EncryptionChallenge {
+                                challenge: BASE64.encode(sealed),
+                            };
+                            let payload = serde_json::to_vec(&request).unwrap_or_default();
+                            self.push_stream(now, PayloadType::EncChallengeRequest, payload);
+                            let timeout = self
+                                .agent
+                                .as_ref()
+                                .map_or(HANDSHAKE_TIMEOUT, |a| a.handshake_timeout);
+                            self.phase = Phase::AwaitingChallengeResponse {
+                                client_version,
+                                expected,
+                                deadline: deadline.max(now + timeout),
+                                started,
+                            };
+                        }
+                        Err(e) => self.close(CloseReason::HandshakeFailed(e.to_string())),
+                    }
+                }
+                Err(e) => self.close(CloseReason::HandshakeFailed(e)),
+            },
             other => self.phase = other,
         }
     }
@@ -701,9 +768,7 @@ impl Session {
                 // driver's drain already covered, so only future ones matter here.
             }
         }
-        if let Phase::AwaitingResponse { deadline, .. } = &self.phase {
-            consider(Some(*deadline));
-        }
+        consider(self.handshake_deadline());
         if let Some(limit) = self.limits.give_up_after
             && self.resend.in_flight() > 0
         {
@@ -803,9 +868,10 @@ impl Session {
             });
             return;
         }
+        let challenge = BASE64.encode(self.rng.bytes16());
         let kms = kms_key.map(|key| KmsEncryptionParameters {
             kms_key_id: key,
-            challenge: None,
+            challenge: Some(challenge),
         });
         let request = agent_request(
             &agent.agent_version,
@@ -971,7 +1037,23 @@ impl Session {
             });
             self.flush_held(now);
         }
-        let payload = message.payload.clone();
+        let mut payload = message.payload.clone();
+        if let Some(crypto) = &self.crypto
+            && matches!(
+                message.payload_type,
+                PayloadType::Output | PayloadType::StdErr | PayloadType::ExitCode
+            )
+        {
+            match crypto.decrypt(&payload) {
+                Ok(plain) => payload = plain,
+                Err(e) => {
+                    let detail = format!("message {}: {e}", message.sequence_number);
+                    self.violation(ViolationKind::EncryptionFailure, detail.clone());
+                    self.close(CloseReason::DecryptionFailed(detail));
+                    return false;
+                }
+            }
+        }
         match message.payload_type {
             PayloadType::Output => self.events.push_back(Event::Output(payload)),
             PayloadType::StdErr => self.events.push_back(Event::StdErr(payload)),
@@ -995,7 +1077,7 @@ impl Session {
         let seq = message.sequence_number;
         if message.payload.is_empty() {
             self.violation(ViolationKind::EmptyPayload, format!("message {seq}"));
-        } else if message.payload.len() > self.limits.max_payload {
+        } else if message.payload.len() > self.limits.max_payload + self.encryption_overhead() {
             self.violation(
                 ViolationKind::OversizePayload,
                 format!(
@@ -1018,8 +1100,24 @@ impl Session {
         }
         match message.payload_type {
             PayloadType::Output => {
-                self.events
-                    .push_back(Event::Output(message.payload.clone()));
+                let payload = match &self.crypto {
+                    None => message.payload.clone(),
+                    Some(crypto) => match crypto.decrypt(&message.payload) {
+                        Ok(plain) => plain,
+                        Err(e) => {
+                            // Not acked, as the real agent (SPEC.md §5.8).
+                            if self.rejected_seq != Some(seq) {
+                                self.rejected_seq = Some(seq);
+                                self.violation(
+                                    ViolationKind::EncryptionFailure,
+                                    format!("message {seq}: {e}"),
+                                );
+                            }
+                            return false;
+                        }
+                    },
+                };
+                self.events.push_back(Event::Output(payload));
                 true
             }
             PayloadType::Size => match serde_json::from_slice::<SizeData>(&message.payload) {
@@ -1063,10 +1161,12 @@ impl Session {
             (Role::Client, PayloadType::HandshakeComplete) => {
                 self.client_on_complete(now, &message)
             }
-            (Role::Client, PayloadType::EncChallengeRequest) => self.violation(
-                ViolationKind::UnexpectedMessage,
-                "encryption challenge without KMS encryption".to_owned(),
-            ),
+            (Role::Client, PayloadType::EncChallengeRequest) => {
+                self.client_on_challenge(now, &message)
+            }
+            (Role::Agent, PayloadType::EncChallengeResponse) => {
+                self.agent_on_challenge_response(now, &message)
+            }
             (Role::Agent, PayloadType::HandshakeResponse) => self.agent_on_response(now, &message),
             (role, other) => self.violation(
                 ViolationKind::UnexpectedMessage,
@@ -1112,20 +1212,17 @@ impl Session {
             encrypted: plan.needs_data_key(),
         };
         if let Some(kms) = &plan.kms {
-            let mut context = BTreeMap::new();
-            if let Some(ctx) = &self.kms_context {
-                context.insert("aws:ssm:SessionId".to_owned(), ctx.session_id.clone());
-                context.insert("aws:ssm:TargetId".to_owned(), ctx.target_id.clone());
-            }
-            if let Some(challenge) = kms.challenge.as_ref().filter(|c| !c.is_empty()) {
-                context.insert("aws:ssm:RandomChallenge".to_owned(), challenge.clone());
-            }
+            let (session_id, target_id) = self
+                .kms_context
+                .as_ref()
+                .map_or(("", ""), |c| (c.session_id.as_str(), c.target_id.as_str()));
+            let context = encryption_context(session_id, target_id, kms.challenge.as_deref());
             self.events
                 .push_back(Event::KmsDataKeyRequired(KmsRequest::GenerateDataKey {
                     key_id: kms.kms_key_id.clone(),
                     encryption_context: context,
                 }));
-            self.phase = Phase::AwaitingDataKey(plan);
+            self.phase = Phase::AwaitingDataKey(plan, Box::new(info));
             return;
         }
         self.phase = Phase::AwaitingHandshakeComplete(Box::new(info));
@@ -1136,27 +1233,138 @@ impl Session {
         &mut self,
         now: Instant,
         plan: &ClientHandshakePlan,
-        kms: Option<Result<crate::codec::KmsEncryptionResult, String>>,
+        kms: Option<Result<KmsEncryptionResult, String>>,
     ) {
         let response = plan.response(&self.client_version, kms);
         let payload = serde_json::to_vec(&response).unwrap_or_default();
         self.push_stream(now, PayloadType::HandshakeResponse, payload);
-        if matches!(self.phase, Phase::Closed | Phase::AwaitingFirstMessage) {
-            let info = ReadyInfo {
-                session_type: plan
-                    .session
+    }
+
+    fn client_on_challenge(&mut self, now: Instant, message: &ClientMessage) {
+        if self.challenge_answered {
+            self.violation(
+                ViolationKind::RepeatedHandshakeMessage,
+                format!("second EncChallengeRequest at {}", message.sequence_number),
+            );
+            return;
+        }
+        let answer = self
+            .crypto
+            .as_mut()
+            .ok_or_else(|| "no KMS encryption was agreed".to_owned())
+            .and_then(|crypto| {
+                let request: EncryptionChallenge =
+                    serde_json::from_slice(&message.payload).map_err(|e| e.to_string())?;
+                let sealed = BASE64
+                    .decode(request.challenge)
+                    .map_err(|e| e.to_string())?;
+                crypto.answer_challenge(&sealed).map_err(|e| e.to_string())
+            });
+        match answer {
+            Ok(sealed) => {
+                self.challenge_answered = true;
+                let response = EncryptionChallenge {
+                    challenge: BASE64.encode(sealed),
+                };
+                let payload = serde_json::to_vec(&response).unwrap_or_default();
+                self.push_stream(now, PayloadType::EncChallengeResponse, payload);
+            }
+            Err(e) => {
+                self.violation(
+                    ViolationKind::EncryptionFailure,
+                    format!("encryption challenge: {e}"),
+                );
+                self.close(CloseReason::HandshakeFailed(format!(
+                    "the agent's encryption challenge could not be answered: {e}"
+                )));
+            }
+        }
+    }
+
+    fn agent_on_challenge_response(&mut self, now: Instant, message: &ClientMessage) {
+        let Phase::AwaitingChallengeResponse {
+            client_version,
+            expected,
+            started,
+            ..
+        } = &self.phase
+        else {
+            self.violation(
+                ViolationKind::RepeatedHandshakeMessage,
+                format!(
+                    "unexpected EncChallengeResponse at {}",
+                    message.sequence_number
+                ),
+            );
+            return;
+        };
+        let (client_version, expected, started) =
+            (client_version.clone(), expected.clone(), *started);
+        let opened = serde_json::from_slice::<EncryptionChallenge>(&message.payload)
+            .map_err(|e| e.to_string())
+            .and_then(|c| BASE64.decode(c.challenge).map_err(|e| e.to_string()))
+            .and_then(|sealed| {
+                self.crypto
                     .as_ref()
-                    .map_or(SessionType::StandardStream, |s| s.session_type.clone()),
-                properties: plan
-                    .session
-                    .as_ref()
-                    .map_or(Value::Null, |s| s.properties.clone()),
-                agent_version: None,
-                client_version: None,
-                customer_message: None,
-                encrypted: false,
-            };
-            self.phase = Phase::AwaitingHandshakeComplete(Box::new(info));
+                    .ok_or_else(|| "no keys".to_owned())
+                    .and_then(|c| c.decrypt(&sealed).map_err(|e| e.to_string()))
+            });
+        match opened {
+            Ok(plain) if plain == expected => {
+                self.complete_agent_handshake(now, started, client_version, KMS_CUSTOMER_MESSAGE);
+            }
+            Ok(_) => {
+                self.violation(
+                    ViolationKind::EncryptionFailure,
+                    "challenge answer does not match".to_owned(),
+                );
+                self.close(CloseReason::HandshakeFailed(
+                    "wrong encryption challenge answer".to_owned(),
+                ));
+            }
+            Err(e) => {
+                self.violation(
+                    ViolationKind::EncryptionFailure,
+                    format!("challenge answer: {e}"),
+                );
+                self.close(CloseReason::HandshakeFailed(format!(
+                    "bad encryption challenge answer: {e}"
+                )));
+            }
+        }
+    }
+
+    fn complete_agent_handshake(
+        &mut self,
+        now: Instant,
+        started: Instant,
+        client_version: String,
+        customer_message: &str,
+    ) {
+        let complete = HandshakeComplete {
+            handshake_time_to_complete: now.saturating_duration_since(started).as_nanos() as i64,
+            customer_message: customer_message.to_owned(),
+        };
+        let payload = serde_json::to_vec(&complete).unwrap_or_default();
+        self.push_stream(now, PayloadType::HandshakeComplete, payload);
+        let agent = self.agent.as_ref();
+        self.become_ready(ReadyInfo {
+            session_type: agent.map_or(SessionType::StandardStream, |a| a.session_type.clone()),
+            properties: agent.map_or(Value::Null, |a| a.properties.clone()),
+            agent_version: agent.map(|a| a.agent_version.clone()),
+            client_version: Some(client_version),
+            customer_message: Some(customer_message.to_owned()).filter(|m| !m.is_empty()),
+            encrypted: self.crypto.is_some(),
+        });
+        self.flush_held(now);
+    }
+
+    fn handshake_deadline(&self) -> Option<Instant> {
+        match &self.phase {
+            Phase::AwaitingResponse { deadline, .. }
+            | Phase::AwaitingDecrypt { deadline, .. }
+            | Phase::AwaitingChallengeResponse { deadline, .. } => Some(*deadline),
+            _ => None,
         }
     }
 
@@ -1217,31 +1425,54 @@ impl Session {
                 );
                 self.close(CloseReason::HandshakeFailed(rejection.to_string()));
             }
-            Ok(Some(_kms)) => {
-                self.phase = Phase::AwaitingDecrypt;
-                self.close(CloseReason::HandshakeFailed(
-                    "KMS session encryption is not supported yet".to_owned(),
-                ));
+            Ok(Some(kms)) => {
+                let Some(blob) = BASE64.decode(&kms.kms_cipher_text_key).ok() else {
+                    self.violation(
+                        ViolationKind::MalformedHandshakeResponse,
+                        "KMSCipherTextKey is not base64".to_owned(),
+                    );
+                    self.close(CloseReason::HandshakeFailed(
+                        "bad KMS ciphertext key".to_owned(),
+                    ));
+                    return;
+                };
+                let challenge = match request.requested_client_actions.get(1) {
+                    Some(action) if kms.challenge_acknowledgement == Some(true) => {
+                        action.kms_parameters().ok().and_then(|p| p.challenge)
+                    }
+                    _ => None,
+                };
+                let (session_id, target_id) = self
+                    .kms_context
+                    .as_ref()
+                    .map_or(("", ""), |c| (c.session_id.as_str(), c.target_id.as_str()));
+                let key_id = self
+                    .agent
+                    .as_ref()
+                    .and_then(|a| a.kms_key_id.clone())
+                    .unwrap_or_default();
+                self.events
+                    .push_back(Event::KmsDataKeyRequired(KmsRequest::Decrypt {
+                        key_id,
+                        ciphertext_blob: blob,
+                        encryption_context: encryption_context(
+                            session_id,
+                            target_id,
+                            challenge.as_deref(),
+                        ),
+                    }));
+                let timeout = self
+                    .agent
+                    .as_ref()
+                    .map_or(HANDSHAKE_TIMEOUT, |a| a.handshake_timeout);
+                self.phase = Phase::AwaitingDecrypt {
+                    client_version: response.client_version,
+                    deadline: now + timeout,
+                    started,
+                };
             }
             Ok(None) => {
-                let complete = HandshakeComplete {
-                    handshake_time_to_complete: now.saturating_duration_since(started).as_nanos()
-                        as i64,
-                    customer_message: String::new(),
-                };
-                let payload = serde_json::to_vec(&complete).unwrap_or_default();
-                self.push_stream(now, PayloadType::HandshakeComplete, payload);
-                let agent = self.agent.as_ref();
-                self.become_ready(ReadyInfo {
-                    session_type: agent
-                        .map_or(SessionType::StandardStream, |a| a.session_type.clone()),
-                    properties: agent.map_or(Value::Null, |a| a.properties.clone()),
-                    agent_version: agent.map(|a| a.agent_version.clone()),
-                    client_version: Some(response.client_version),
-                    customer_message: None,
-                    encrypted: false,
-                });
-                self.flush_held(now);
+                self.complete_agent_handshake(now, started, response.client_version, "");
             }
         }
     }
@@ -1285,6 +1516,23 @@ impl Session {
     }
 
     fn push_stream(&mut self, now: Instant, payload_type: PayloadType, payload: Vec<u8>) {
+        let encrypt = match self.role {
+            Role::Client => payload_type == PayloadType::Output,
+            Role::Agent => matches!(
+                payload_type,
+                PayloadType::Output | PayloadType::StdErr | PayloadType::ExitCode
+            ),
+        };
+        let payload = match self.crypto.as_mut() {
+            Some(crypto) if encrypt => match crypto.encrypt(&payload) {
+                Ok(sealed) => sealed,
+                Err(e) => {
+                    tracing::warn!(error = %e, "payload not sent: encryption failed");
+                    return;
+                }
+            },
+            _ => payload,
+        };
         let message_type = self.outgoing_type();
         let role = self.role;
         let created_date = self.created_date(now);
@@ -1360,6 +1608,14 @@ impl Session {
         MessageError::Rejected(violation)
     }
 
+    fn encryption_overhead(&self) -> usize {
+        if self.crypto.is_some() {
+            ENCRYPTION_OVERHEAD
+        } else {
+            0
+        }
+    }
+
     fn created_date(&self, now: Instant) -> u64 {
         let elapsed = now.saturating_duration_since(self.start).as_millis() as u64;
         (self.epoch_millis + elapsed).max(1)
@@ -1393,6 +1649,12 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
 pub const AGENT_PACING: Duration = Duration::from_millis(1);
 /// Give up after this long without ack progress (SPEC.md §5.6 recommendation).
 pub const CLIENT_GIVE_UP: Duration = Duration::from_secs(300);
+/// Bytes of random challenge the agent encrypts (agent `datachannel.go`, SPEC.md §4.5).
+const CHALLENGE_LEN: usize = 64;
+/// Nonce and tag added to every encrypted payload (SPEC.md §7.4).
+const ENCRYPTION_OVERHEAD: usize = 28;
+/// HandshakeComplete text of encrypted sessions (agent `datachannel.go`).
+const KMS_CUSTOMER_MESSAGE: &str = "This session is encrypted using AWS KMS.";
 /// Flags of acknowledge messages (SPEC.md §3.2).
 const ACK_FLAGS: u64 = 3;
 /// Retransmissions of one message after which the agent role reports a missing ack.

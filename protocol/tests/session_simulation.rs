@@ -149,3 +149,53 @@ fn idle_session_stays_idle_for_a_simulated_hour() {
     pair.run_until_idle(1000).expect("delivers");
     assert_eq!(pair.agent_received, b"still alive");
 }
+
+#[test]
+fn kms_encrypted_shell_over_hostile_links_for_50_seeds() {
+    for seed in 5000..5050 {
+        let mut rng = SeededRng::new(seed);
+        let link = LinkConfig::random(&mut rng);
+        let mut client = SessionConfig::client("1.2.707.0", seed, 1_700_000_000_000);
+        client.kms_context = Some(postern_protocol::KmsContext {
+            session_id: "alice-0123".into(),
+            target_id: "i-0123456789abcdef0".into(),
+        });
+        let mut agent = agent_config(0);
+        agent.kms_key_id = Some("alias/session-key".into());
+        let mut agent = SessionConfig::agent(agent, seed + 1, 1_700_000_000_000);
+        agent.kms_context = client.kms_context.clone();
+        let mut pair = Pair::new(client, agent, link.clone(), seed);
+        let up = random_bytes(&mut rng, 16 * 1024);
+        let down = random_bytes(&mut rng, 16 * 1024);
+        pair.client_outbox.extend(up.iter().copied());
+        pair.agent_outbox.extend(down.iter().copied());
+        pair.run_until_idle(2_000_000)
+            .unwrap_or_else(|e| panic!("seed {seed} link {link:?}: {e}"));
+        assert!(pair.agent_received == up, "seed {seed}: client→agent bytes");
+        assert!(
+            pair.client_received == down,
+            "seed {seed}: agent→client bytes"
+        );
+        let ready = pair.client_events.iter().find_map(|e| match e {
+            Event::Ready(info) => Some(info.clone()),
+            _ => None,
+        });
+        let ready = ready.expect("client ready");
+        assert!(ready.encrypted, "seed {seed}: session must be encrypted");
+        assert_eq!(
+            ready.customer_message.as_deref(),
+            Some("This session is encrypted using AWS KMS.")
+        );
+        // The client asked for the key with the three-key context (challenge acknowledged).
+        let context = pair.client_events.iter().find_map(|e| match e {
+            Event::KmsDataKeyRequired(postern_protocol::KmsRequest::GenerateDataKey {
+                encryption_context,
+                ..
+            }) => Some(encryption_context.clone()),
+            _ => None,
+        });
+        let context = context.expect("GenerateDataKey requested");
+        assert_eq!(context["aws:ssm:TargetId"], "i-0123456789abcdef0");
+        assert!(context.contains_key("aws:ssm:RandomChallenge"));
+    }
+}

@@ -201,3 +201,135 @@ fn rto_estimator_matches_recorded_rows() {
         }
     }
 }
+
+#[test]
+fn kms_encrypted_shell_trace_decrypts_and_answers_like_official_client() {
+    let doc = vectors::load_json("datachannel_behaviour.json");
+    let kms = vectors::load_json("kms.json");
+    let scenario = doc["scenarios"]
+        .as_array()
+        .expect("scenarios")
+        .iter()
+        .find(|s| s["name"] == "kms_encrypted_shell")
+        .expect("scenario present");
+    let steps = scenario["steps"].as_array().expect("steps");
+    assert_eq!(steps.len(), 7, "scenario shrank");
+    let now = Instant::now();
+    let mut config = SessionConfig::client("1.2.0.0", 1, 1_700_000_000_000);
+    config.kms_context = Some(postern_protocol::KmsContext {
+        session_id: kms["session_id"].as_str().expect("sid").into(),
+        target_id: kms["target_id"].as_str().expect("tid").into(),
+    });
+    let mut session = Session::new(config, now);
+    let data_key = hex(kms["data_key_hex"].as_str().expect("key"));
+    let blob = hex(kms["ciphertext_blob_hex"].as_str().expect("blob"));
+
+    // Step 0: the KMS handshake request asks for a data key with the recorded context.
+    session
+        .handle_message(now, &hex(steps[0]["input_hex"].as_str().expect("input")))
+        .expect("request");
+    let request = std::iter::from_fn(|| session.poll_event())
+        .find_map(|e| match e {
+            Event::KmsDataKeyRequired(r) => Some(r),
+            _ => None,
+        })
+        .expect("data key requested");
+    let recorded = &kms["client_generate_data_key_calls"][0];
+    match request {
+        postern_protocol::KmsRequest::GenerateDataKey {
+            key_id,
+            encryption_context,
+        } => {
+            assert_eq!(key_id, recorded["KeyId"].as_str().expect("key id"));
+            for (k, v) in recorded["EncryptionContext"].as_object().expect("context") {
+                assert_eq!(
+                    encryption_context.get(k).map(String::as_str),
+                    v.as_str(),
+                    "{k}"
+                );
+            }
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    session.provide_data_key(
+        now,
+        Ok(postern_protocol::DataKey {
+            plaintext: data_key.clone(),
+            ciphertext_blob: blob,
+        }),
+    );
+    let sent = drain(&mut session, now);
+    let kinds: Vec<_> = sent.iter().map(|m| m.payload_type.to_u32()).collect();
+    assert_eq!(kinds, vec![0, 6], "ack then response");
+    let response: serde_json::Value = serde_json::from_slice(&sent[1].payload).expect("json");
+    let recorded: serde_json::Value = serde_json::from_str(
+        steps[0]["client_sent"][1]["payload_text"]
+            .as_str()
+            .expect("text"),
+    )
+    .expect("json");
+    assert_eq!(
+        response["ProcessedClientActions"][1]["ActionResult"]["KMSCipherTextKey"],
+        recorded["ProcessedClientActions"][1]["ActionResult"]["KMSCipherTextKey"]
+    );
+
+    // Step 1: the challenge is answered with the same 64 bytes under the client key.
+    session
+        .handle_message(now, &hex(steps[1]["input_hex"].as_str().expect("input")))
+        .expect("challenge");
+    let sent = drain(&mut session, now);
+    assert_eq!(sent.len(), 2);
+    assert_eq!(sent[1].payload_type.to_u32(), 9);
+    let answer: postern_protocol::EncryptionChallenge =
+        serde_json::from_slice(&sent[1].payload).expect("json");
+    use base64::Engine as _;
+    let sealed = base64::engine::general_purpose::STANDARD
+        .decode(answer.challenge)
+        .expect("base64");
+    let agent = postern_protocol::crypto::PayloadCrypto::agent(
+        &postern_protocol::crypto::PlaintextDataKey::from_slice(&data_key).expect("64 bytes"),
+        [0, 0, 0],
+    );
+    assert_eq!(
+        agent.decrypt(&sealed).expect("agent opens our answer"),
+        hex(kms["encryption_challenge"]["challenge_plaintext_hex"]
+            .as_str()
+            .expect("plain"))
+    );
+
+    // Steps 2 and 4: handshake complete, then encrypted output decrypted before delivery.
+    for i in [2, 4] {
+        session
+            .handle_message(now, &hex(steps[i]["input_hex"].as_str().expect("input")))
+            .expect("accepted");
+    }
+    let _ = drain(&mut session, now);
+    assert!(session.ready_info().expect("ready").encrypted);
+    assert_eq!(
+        outputs(&mut session),
+        vec![b"hello from agent\r\n".to_vec()]
+    );
+
+    // Our keystrokes are encrypted; our size is not.
+    session.send_output(now, b"ls\r");
+    session.send_size(now, postern_protocol::SizeData { cols: 80, rows: 24 });
+    let sent = drain(&mut session, now);
+    assert_eq!(agent.decrypt(&sent[0].payload).expect("opens"), b"ls\r");
+    assert_eq!(sent[1].payload, br#"{"cols":80,"rows":24}"#);
+
+    // A tampered ciphertext closes the session instead of printing garbage.
+    let mut tampered = ClientMessage::decode(&hex(steps[4]["input_hex"].as_str().expect("input")))
+        .expect("decodes");
+    tampered.sequence_number = postern_protocol::SequenceNumber(4);
+    let last = tampered.payload.len() - 1;
+    tampered.payload[last] ^= 0x55;
+    session
+        .handle_message(now, &tampered.encode().expect("encodes"))
+        .expect("frame itself is valid");
+    let events: Vec<_> = std::iter::from_fn(|| session.poll_event()).collect();
+    assert!(events.iter().any(|e| matches!(
+        e,
+        Event::Closed(postern_protocol::CloseReason::DecryptionFailed(_))
+    )));
+    assert!(!events.iter().any(|e| matches!(e, Event::Output(_))));
+}

@@ -7,7 +7,7 @@ use std::collections::{BinaryHeap, VecDeque};
 use std::time::{Duration, Instant};
 
 use crate::rng::SeededRng;
-use crate::session::{Event, Session, SessionConfig};
+use crate::session::{DataKey, Event, KmsRequest, Session, SessionConfig};
 
 /// How the simulated link mistreats frames (applied independently in each direction).
 #[derive(Clone, Debug, PartialEq)]
@@ -221,6 +221,7 @@ impl Pair {
             };
             self.put_on_wire(destination, transmit.frame);
         }
+        let mut kms_answered = false;
         loop {
             let (session, received, events) = match side {
                 Side::Client => (
@@ -239,8 +240,25 @@ impl Pair {
             };
             match event {
                 Event::Output(bytes) => received.extend_from_slice(&bytes),
+                Event::KmsDataKeyRequired(request) => {
+                    // The fake KMS: one data key, whose "ciphertext" is a fixed blob.
+                    let answer = match &request {
+                        KmsRequest::GenerateDataKey { .. } => Ok(fake_data_key()),
+                        KmsRequest::Decrypt {
+                            ciphertext_blob, ..
+                        } if *ciphertext_blob == FAKE_KMS_BLOB => Ok(fake_data_key()),
+                        KmsRequest::Decrypt { .. } => Err("InvalidCiphertextException".to_owned()),
+                    };
+                    events.push(Event::KmsDataKeyRequired(request));
+                    session.provide_data_key(now, answer);
+                    kms_answered = true;
+                }
                 other => events.push(other),
             }
+        }
+        if kms_answered {
+            // The answer queued handshake frames: send them now.
+            self.drain(side);
         }
     }
 
@@ -271,3 +289,14 @@ impl Pair {
         p > 0.0 && ((self.rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64) < p
     }
 }
+
+/// The fake KMS's data key: bytes 0..64.
+pub fn fake_data_key() -> DataKey {
+    DataKey {
+        plaintext: (0u8..64).collect(),
+        ciphertext_blob: FAKE_KMS_BLOB.to_vec(),
+    }
+}
+
+/// The fake KMS's ciphertext blob for [`fake_data_key`].
+pub const FAKE_KMS_BLOB: &[u8] = b"fake-kms-ciphertext-blob";
