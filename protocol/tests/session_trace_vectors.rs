@@ -261,8 +261,8 @@ fn kms_encrypted_shell_trace_decrypts_and_answers_like_official_client() {
     let sent = drain(&mut session, now);
     let kinds: Vec<_> = sent.iter().map(|m| m.payload_type.to_u32()).collect();
     assert_eq!(kinds, vec![0, 6], "ack then response");
-    let response: serde_json::Value = serde_json::from_slice(&sent[1].payload).expect("json");
-    let recorded: serde_json::Value = serde_json::from_str(
+    let response: Value = serde_json::from_slice(&sent[1].payload).expect("json");
+    let recorded: Value = serde_json::from_str(
         steps[0]["client_sent"][1]["payload_text"]
             .as_str()
             .expect("text"),
