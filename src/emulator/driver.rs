@@ -336,6 +336,7 @@ impl Driver {
                     CloseReason::HandshakeTimeout => "handshake timed out".to_owned(),
                     CloseReason::HandshakeFailed(why) => format!("handshake failed: {why}"),
                     CloseReason::GaveUp(after) => format!("no acknowledgement for {after:?}"),
+                    CloseReason::DecryptionFailed(why) => format!("decryption failed: {why}"),
                     CloseReason::ChannelClosed => String::new(),
                 };
                 self.plugin = None;
