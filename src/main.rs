@@ -1,1 +1,14 @@
-fn main() {}
+//! The `postern` binary: parse, run, report, exit (ripgrep `crates/core/main.rs`).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use postern::{cli, report};
+
+fn main() -> ExitCode {
+    let args = cli::Args::parse();
+    match cli::run(args) {
+        Ok(code) => code,
+        Err(err) => report::error(&err),
+    }
+}

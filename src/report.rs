@@ -1,1 +1,264 @@
-//! The one place that prints user-facing errors and maps them to exit codes.
+//! The one place that prints user-facing errors and maps them to exit codes (ripgrep
+//! `crates/core/messages.rs`, nextest `nextest-metadata/src/exit_codes.rs`).
+//!
+//! Every error states what failed in the user's terms, the target, the cause chain under
+//! "Caused by:", and a `hint:` when there is a next step; never a secret and never a `{:?}`
+//! dump. Callers restore the terminal before reporting.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::io::Write;
+use std::process::ExitCode;
+
+/// Anticipated failures, each with a documented exit code (see [`ErrorKind::exit_code`]).
+#[derive(Debug)]
+pub struct ExpectedError {
+    kind: ErrorKind,
+    what: String,
+    target: Option<String>,
+    hint: Option<String>,
+    source: Option<Box<dyn StdError + Send + Sync + 'static>>,
+}
+
+/// The anticipated failure classes. Exit codes are part of the CLI's contract (README,
+/// "Exit codes"): they sit high so that `postern exec` rarely confuses them with the remote
+/// command's own status, as ssh does with 255.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Bad command line (clap uses the same code).
+    Usage,
+    /// The session needs a feature postern lacks (KMS encryption today).
+    Unsupported,
+    /// An AWS call failed for another reason (throttling, invalid document, server error).
+    AwsRequest,
+    /// `postern exec`: the session ended before the command reported its status.
+    NoExitStatus,
+    /// AWS configuration or credentials: no region, unknown profile, expired credentials.
+    AwsConfig,
+    /// The target's SSM agent is not connected (or the target does not exist there).
+    TargetNotConnected,
+    /// Missing IAM permission.
+    AccessDenied,
+    /// The SSM endpoint or the data-channel endpoint could not be reached.
+    EndpointUnreachable,
+    /// The agent did not start the session in time.
+    HandshakeTimeout,
+    /// The data channel broke or the session failed after it started.
+    ConnectionLost,
+}
+
+impl ErrorKind {
+    /// The process exit code.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Self::Usage => exit_codes::USAGE,
+            Self::Unsupported => exit_codes::UNSUPPORTED,
+            Self::AwsRequest => exit_codes::AWS_REQUEST,
+            Self::NoExitStatus => exit_codes::NO_EXIT_STATUS,
+            Self::AwsConfig => exit_codes::AWS_CONFIG,
+            Self::TargetNotConnected => exit_codes::TARGET_NOT_CONNECTED,
+            Self::AccessDenied => exit_codes::ACCESS_DENIED,
+            Self::EndpointUnreachable => exit_codes::ENDPOINT_UNREACHABLE,
+            Self::HandshakeTimeout => exit_codes::HANDSHAKE_TIMEOUT,
+            Self::ConnectionLost => exit_codes::CONNECTION_LOST,
+        }
+    }
+}
+
+impl ExpectedError {
+    /// An error of `kind`; `what` says what failed, in the user's terms.
+    pub fn new(kind: ErrorKind, what: impl Into<String>) -> Self {
+        Self {
+            kind,
+            what: what.into(),
+            target: None,
+            hint: None,
+            source: None,
+        }
+    }
+
+    /// Names the target (instance, region, profile).
+    pub fn target(mut self, target: impl Into<String>) -> Self {
+        self.target = Some(target.into());
+        self
+    }
+
+    /// Adds the next step for the user.
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    /// Attaches the cause.
+    pub fn source(mut self, source: impl StdError + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+
+    /// The class of failure.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+}
+
+impl fmt::Display for ExpectedError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.what)?;
+        if let Some(target) = &self.target {
+            write!(f, " ({target})")?;
+        }
+        Ok(())
+    }
+}
+
+impl StdError for ExpectedError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn StdError + 'static))
+    }
+}
+
+/// Prints `err` to stderr and returns its exit code: an [`ExpectedError`]'s documented code,
+/// else [`exit_codes::UNEXPECTED`].
+pub fn error(err: &anyhow::Error) -> ExitCode {
+    let text = render(err);
+    let mut stderr = std::io::stderr().lock();
+    // If stderr itself is gone there is nobody left to tell.
+    let _ = stderr.write_all(text.as_bytes());
+    let _ = stderr.flush();
+    ExitCode::from(code_of(err))
+}
+
+/// The exit code for `err`.
+pub fn code_of(err: &anyhow::Error) -> u8 {
+    err.downcast_ref::<ExpectedError>()
+        .map_or(exit_codes::UNEXPECTED, |e| e.kind.exit_code())
+}
+
+/// The full message for `err`, as [`error`] prints it.
+pub fn render(err: &anyhow::Error) -> String {
+    let mut out = format!("error: {err}\n");
+    let mut causes: Vec<String> = Vec::new();
+    for cause in err.chain().skip(1) {
+        let text = cause.to_string();
+        if !text.is_empty() && causes.last() != Some(&text) {
+            causes.push(text);
+        }
+    }
+    if !causes.is_empty() {
+        out.push_str("Caused by:\n");
+        for cause in causes {
+            out.push_str("  ");
+            out.push_str(&cause);
+            out.push('\n');
+        }
+    }
+    if let Some(hint) = err
+        .downcast_ref::<ExpectedError>()
+        .and_then(|e| e.hint.as_deref())
+    {
+        out.push_str("hint: ");
+        out.push_str(hint);
+        out.push('\n');
+    }
+    out
+}
+
+/// A one-line notice on stderr outside raw mode (e.g. why the service closed the session).
+pub fn notice(message: &str) {
+    let mut stderr = std::io::stderr().lock();
+    let _ = writeln!(stderr, "postern: {message}");
+}
+
+/// Exit codes. `postern exec` otherwise exits with the remote command's status, and a run
+/// ended by a signal with 128 + its number, as shells do.
+pub mod exit_codes {
+    /// Success (or the remote command's status 0).
+    pub const SUCCESS: u8 = 0;
+    /// An unexpected error (a bug, or a local I/O failure).
+    pub const UNEXPECTED: u8 = 1;
+    /// Bad command line.
+    pub const USAGE: u8 = 2;
+    /// Standard output was closed (128 + SIGPIPE), e.g. `postern exec … | head`.
+    pub const OUTPUT_CLOSED: u8 = 141;
+    /// The session needs a feature postern lacks (KMS encryption).
+    pub const UNSUPPORTED: u8 = 245;
+    /// Another AWS service error.
+    pub const AWS_REQUEST: u8 = 246;
+    /// `postern exec`: the session ended before the command's status arrived.
+    pub const NO_EXIT_STATUS: u8 = 247;
+    /// AWS configuration or credentials.
+    pub const AWS_CONFIG: u8 = 248;
+    /// The target is not connected to Session Manager.
+    pub const TARGET_NOT_CONNECTED: u8 = 250;
+    /// Access denied by IAM.
+    pub const ACCESS_DENIED: u8 = 251;
+    /// The SSM or data-channel endpoint could not be reached.
+    pub const ENDPOINT_UNREACHABLE: u8 = 252;
+    /// The agent did not start the session in time.
+    pub const HANDSHAKE_TIMEOUT: u8 = 253;
+    /// The data channel broke, or the session failed after it started.
+    pub const CONNECTION_LOST: u8 = 254;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Leaf;
+    impl fmt::Display for Leaf {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("connection refused (os error 111)")
+        }
+    }
+    impl StdError for Leaf {}
+
+    #[test]
+    fn renders_what_target_causes_and_hint() {
+        let err = anyhow::Error::new(
+            ExpectedError::new(
+                ErrorKind::EndpointUnreachable,
+                "could not reach the SSM endpoint",
+            )
+            .target("i-0abc in us-east-1")
+            .hint("check --endpoint-url")
+            .source(Leaf),
+        );
+        assert_eq!(
+            render(&err),
+            "error: could not reach the SSM endpoint (i-0abc in us-east-1)\n\
+             Caused by:\n  connection refused (os error 111)\n\
+             hint: check --endpoint-url\n"
+        );
+        assert_eq!(code_of(&err), 252);
+    }
+
+    #[test]
+    fn unexpected_errors_exit_one() {
+        let err = anyhow::anyhow!("boom");
+        assert_eq!(code_of(&err), exit_codes::UNEXPECTED);
+        assert_eq!(render(&err), "error: boom\n");
+    }
+
+    #[test]
+    fn exit_codes_are_distinct() {
+        let kinds = [
+            ErrorKind::Usage,
+            ErrorKind::Unsupported,
+            ErrorKind::AwsRequest,
+            ErrorKind::NoExitStatus,
+            ErrorKind::AwsConfig,
+            ErrorKind::TargetNotConnected,
+            ErrorKind::AccessDenied,
+            ErrorKind::EndpointUnreachable,
+            ErrorKind::HandshakeTimeout,
+            ErrorKind::ConnectionLost,
+        ];
+        let mut codes: Vec<u8> = kinds.iter().map(|k| k.exit_code()).collect();
+        codes.sort_unstable();
+        codes.dedup();
+        assert_eq!(codes.len(), kinds.len());
+    }
+}

@@ -1,0 +1,213 @@
+//! The three SSM session calls, wrapped so that tokens and stream URLs stay redacted.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use crate::aws::config::AwsContext;
+use crate::aws::error::{AwsError, AwsErrorKind};
+
+/// SSM client bound to one region and profile.
+#[derive(Clone, Debug)]
+pub struct SsmClient {
+    client: aws_sdk_ssm::Client,
+    region: String,
+    profile: Option<String>,
+}
+
+/// What to start: the target, and the document with its parameters (none = default shell).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StartSessionRequest {
+    /// Instance id (`i-…`, `mi-…`) or other SSM target.
+    pub target: String,
+    /// Session document; `None` gives the default shell.
+    pub document_name: Option<String>,
+    /// Document parameters; each value is a list of strings.
+    pub parameters: HashMap<String, Vec<String>>,
+    /// Free-text reason recorded by the service (`--reason`).
+    pub reason: Option<String>,
+}
+
+/// The data-channel coordinates StartSession or ResumeSession return.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionCredentials {
+    /// The session id, safe to show.
+    pub session_id: String,
+    /// The token authorising the data channel. Secret.
+    pub token: SessionToken,
+    /// The websocket URL. Its query is secret.
+    pub stream_url: StreamUrl,
+}
+
+/// A data-channel token; `Debug` and `Display` never show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SessionToken(String);
+
+/// A stream URL as returned by the service; `Debug` and `Display` drop the query.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StreamUrl(String);
+
+impl SsmClient {
+    /// A client using `context`'s configuration.
+    pub fn new(context: &AwsContext) -> Self {
+        Self {
+            client: aws_sdk_ssm::Client::new(&context.sdk),
+            region: context.region.clone(),
+            profile: context.profile.clone(),
+        }
+    }
+
+    /// Calls StartSession.
+    pub async fn start_session(
+        &self,
+        request: &StartSessionRequest,
+    ) -> Result<SessionCredentials, AwsError> {
+        let mut call = self
+            .client
+            .start_session()
+            .target(&request.target)
+            .set_document_name(request.document_name.clone())
+            .set_reason(request.reason.clone());
+        if !request.parameters.is_empty() {
+            call = call.set_parameters(Some(request.parameters.clone()));
+        }
+        let output = call.send().await.map_err(|err| {
+            AwsError::from_sdk("StartSession", &self.region, self.profile.as_deref(), err)
+        })?;
+        self.credentials(
+            "StartSession",
+            output.session_id(),
+            output.token_value(),
+            output.stream_url(),
+        )
+    }
+
+    /// Calls ResumeSession for a fresh token after the websocket broke.
+    pub async fn resume_session(&self, session_id: &str) -> Result<SessionCredentials, AwsError> {
+        let output = self
+            .client
+            .resume_session()
+            .session_id(session_id)
+            .send()
+            .await
+            .map_err(|err| {
+                AwsError::from_sdk("ResumeSession", &self.region, self.profile.as_deref(), err)
+            })?;
+        self.credentials(
+            "ResumeSession",
+            output.session_id().or(Some(session_id)),
+            output.token_value(),
+            output.stream_url(),
+        )
+    }
+
+    /// Calls TerminateSession so nothing stays open on the service.
+    pub async fn terminate_session(&self, session_id: &str) -> Result<(), AwsError> {
+        self.client
+            .terminate_session()
+            .session_id(session_id)
+            .send()
+            .await
+            .map_err(|err| {
+                AwsError::from_sdk(
+                    "TerminateSession",
+                    &self.region,
+                    self.profile.as_deref(),
+                    err,
+                )
+            })?;
+        Ok(())
+    }
+
+    /// The region calls go to.
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
+    /// The profile in use, if named.
+    pub fn profile(&self) -> Option<&str> {
+        self.profile.as_deref()
+    }
+
+    fn credentials(
+        &self,
+        operation: &'static str,
+        session_id: Option<&str>,
+        token: Option<&str>,
+        stream_url: Option<&str>,
+    ) -> Result<SessionCredentials, AwsError> {
+        match (session_id, token, stream_url) {
+            (Some(id), Some(token), Some(url))
+                if !id.is_empty() && !token.is_empty() && !url.is_empty() =>
+            {
+                Ok(SessionCredentials {
+                    session_id: id.to_owned(),
+                    token: SessionToken(token.to_owned()),
+                    stream_url: StreamUrl(url.to_owned()),
+                })
+            }
+            _ => Err(AwsError::local(
+                AwsErrorKind::Service,
+                operation,
+                Some(self.region.clone()),
+                self.profile.clone(),
+                "the response lacks a session id, token or stream URL",
+            )),
+        }
+    }
+}
+
+impl SessionToken {
+    /// The token itself, for the OpenDataChannelInput frame only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SessionToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SessionToken(<redacted>)")
+    }
+}
+
+impl StreamUrl {
+    /// The full URL, query included, for dialling only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL without its query or fragment, safe for messages and logs.
+    pub fn redacted(&self) -> &str {
+        let end = self.0.find(['?', '#']).unwrap_or(self.0.len());
+        &self.0[..end]
+    }
+}
+
+impl fmt::Debug for StreamUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "StreamUrl({})", self.redacted())
+    }
+}
+
+impl fmt::Display for StreamUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.redacted())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_url_display_drops_query() {
+        let url = StreamUrl("wss://h/v1/data-channel/s-1?role=publish_subscribe&x=secret".into());
+        assert_eq!(url.to_string(), "wss://h/v1/data-channel/s-1");
+        assert!(!format!("{url:?}").contains("secret"));
+    }
+
+    #[test]
+    fn token_debug_is_redacted() {
+        let token = SessionToken("tok-secret".into());
+        assert!(!format!("{token:?}").contains("tok-secret"));
+    }
+}

@@ -1,0 +1,119 @@
+//! Raw command-line arguments (clap derive). Flag doc comments are the help text.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use crate::emulator::EmulatorArgs;
+
+/// Reach every instance in every AWS account through SSM Session Manager, natively.
+#[derive(Parser, Debug)]
+#[command(name = "postern", version, about, max_term_width = 100)]
+pub struct Args {
+    /// Options shared by every command.
+    #[command(flatten)]
+    pub common: CommonArgs,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Options shared by every command.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct CommonArgs {
+    /// AWS profile from the shared config files (default: AWS_PROFILE, else the default
+    /// profile).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub profile: Option<String>,
+
+    /// AWS region (default: AWS_REGION, AWS_DEFAULT_REGION, or the profile's).
+    #[arg(long, global = true, value_name = "REGION")]
+    pub region: Option<String>,
+
+    /// Endpoint URL for AWS calls (the emulator, a VPC endpoint). AWS_ENDPOINT_URL_SSM and
+    /// AWS_ENDPOINT_URL are honoured too, as in the AWS CLI.
+    #[arg(long, global = true, value_name = "URL")]
+    pub endpoint_url: Option<String>,
+
+    /// More logging: -v info, -vv debug, -vvv trace. POSTERN_LOG (a tracing filter such as
+    /// `postern=debug`) overrides it. Inside a raw-mode session logs go to --log-file.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// File for logs (default inside a raw-mode session: postern.log in the temp directory).
+    #[arg(long, global = true, value_name = "FILE", env = "POSTERN_LOG_FILE")]
+    pub log_file: Option<PathBuf>,
+}
+
+/// The commands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Open an interactive shell on an instance.
+    Shell(ShellArgs),
+    /// Run one command on an instance and exit with its status.
+    Exec(ExecArgs),
+    /// Run a local Session Manager emulator (message gateway and SSM agent) on loopback.
+    Emulator(EmulatorArgs),
+}
+
+/// `postern shell`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ShellArgs {
+    /// Instance id (i-…, mi-…).
+    #[arg(value_name = "TARGET")]
+    pub target: String,
+
+    /// Session options.
+    #[command(flatten)]
+    pub session: SessionArgs,
+}
+
+/// `postern exec`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ExecArgs {
+    /// Instance id (i-…, mi-…).
+    #[arg(value_name = "TARGET")]
+    pub target: String,
+
+    /// The command and its arguments, after `--`. As with ssh, they are joined with spaces and
+    /// run by the remote `sh -c`, so quote what the remote shell must not expand.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+
+    /// Give the command an interactive terminal (default: when stdin and stdout are both
+    /// terminals).
+    #[arg(short = 't', long, conflicts_with = "no_tty")]
+    pub tty: bool,
+
+    /// Never treat the session as interactive: no raw mode, byte-exact output.
+    #[arg(short = 'T', long)]
+    pub no_tty: bool,
+
+    /// Run COMMAND through this session document's `command` parameter instead of
+    /// AWS-StartInteractiveCommand. The exit status then comes only from the document's
+    /// ExitCode message (NonInteractiveCommands documents with separate output streams).
+    #[arg(long, value_name = "NAME")]
+    pub document: Option<String>,
+
+    /// Session options.
+    #[command(flatten)]
+    pub session: SessionArgs,
+}
+
+/// Options of commands that open a session.
+#[derive(clap::Args, Debug, Clone)]
+pub struct SessionArgs {
+    /// Reason recorded with the session (StartSession `Reason`, 1-256 characters).
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
+
+    /// Give up when the agent has not started the session after this long.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub handshake_timeout: Duration,
+
+    /// Escape character for `~.` (close) and `~?` (help) after a newline, or `none`.
+    #[arg(short = 'e', long, value_name = "CHAR", default_value = "~")]
+    pub escape_char: String,
+}

@@ -1,0 +1,361 @@
+//! Carries out a [`Plan`]: StartSession, open the data channel, drive the session with the
+//! terminal in raw mode, TerminateSession, and turn the outcome into an exit code.
+
+use std::collections::HashMap;
+use std::os::fd::AsRawFd;
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use postern_protocol::{Session, SessionConfig};
+
+use crate::aws::{
+    self, AwsError, AwsErrorKind, SessionCredentials, SsmClient, StartSessionRequest,
+};
+use crate::cli::args::Args;
+use crate::cli::logging;
+use crate::cli::plan::{ExecPlan, Plan, SessionPlan};
+use crate::report::{self, ErrorKind, ExpectedError, exit_codes};
+use crate::term::{self, Signals, TerminalGuard};
+use crate::transport::{
+    self, CLIENT_VERSION, DriverConfig, DriverError, ExitMarker, Finished, Local, OpenError,
+    Outputs, SessionEnd,
+};
+
+/// Runs the command line; errors are for [`report::error`].
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let verbose = args.common.verbose;
+    let log_file = args.common.log_file.clone();
+    let plan = Plan::from_args(args)?;
+    let stdin_tty = term::is_terminal(std::io::stdin().as_raw_fd());
+    let stdout_tty = term::is_terminal(std::io::stdout().as_raw_fd());
+    let raw = match &plan {
+        Plan::Shell(_) => stdin_tty,
+        Plan::Exec(exec) => stdin_tty && exec.tty.unwrap_or(stdout_tty),
+        Plan::Emulator(_) => false,
+    };
+    logging::init(verbose, log_file, raw)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("could not start the async runtime")?;
+    let result = runtime.block_on(async {
+        match plan {
+            Plan::Emulator(args) => crate::emulator::run_from_cli(args)
+                .await
+                .map(|()| ExitCode::SUCCESS),
+            Plan::Shell(session) => {
+                let mode = Mode::Shell { raw };
+                run_session(&session, &mode).await
+            }
+            Plan::Exec(exec) => {
+                let tty = exec.tty.unwrap_or(stdin_tty && stdout_tty);
+                let mode = Mode::Exec {
+                    raw,
+                    tty,
+                    plan: Box::new(exec.clone()),
+                };
+                run_session(&exec.session, &mode).await
+            }
+        }
+    });
+    // Standard-stream writes may still sit in blocking threads; give them a moment, never
+    // hang on them.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    result
+}
+
+/// Shell or command, with the terminal decisions made.
+enum Mode {
+    Shell {
+        raw: bool,
+    },
+    Exec {
+        raw: bool,
+        tty: bool,
+        plan: Box<ExecPlan>,
+    },
+}
+
+async fn run_session(plan: &SessionPlan, mode: &Mode) -> anyhow::Result<ExitCode> {
+    let target = plan.target.as_str();
+    let context = aws::load(&plan.aws).await.map_err(|e| {
+        aws_failure(
+            e,
+            "could not load the AWS configuration",
+            &describe(target, None, plan.aws.profile.as_deref()),
+        )
+    })?;
+    let described = describe(target, Some(&context.region), context.profile.as_deref());
+    let ssm = SsmClient::new(&context);
+
+    let marker = ExitMarker::new(rand::random());
+    let request = start_request(plan, mode, &marker);
+    tracing::info!(
+        target,
+        document = request.document_name.as_deref().unwrap_or("(default)"),
+        "StartSession"
+    );
+    let credentials = ssm
+        .start_session(&request)
+        .await
+        .map_err(|e| aws_failure(e, "could not start a session", &described))?;
+    tracing::info!(session_id = %credentials.session_id, url = %credentials.stream_url, "session started");
+
+    let outcome = drive(plan, mode, &credentials, &marker).await;
+
+    // Leave nothing open on the service, whatever happened.
+    let terminate = ssm.terminate_session(&credentials.session_id);
+    match tokio::time::timeout(TERMINATE_TIMEOUT, terminate).await {
+        Ok(Ok(())) => tracing::debug!("session terminated"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "TerminateSession failed"),
+        Err(_) => tracing::warn!("TerminateSession timed out"),
+    }
+
+    let finished = outcome.map_err(|e| driver_failure(e, &described, &credentials.session_id))?;
+    exit_code(&finished, mode, &described)
+}
+
+fn start_request(plan: &SessionPlan, mode: &Mode, marker: &ExitMarker) -> StartSessionRequest {
+    let mut request = StartSessionRequest {
+        target: plan.target.as_str().to_owned(),
+        document_name: None,
+        parameters: HashMap::new(),
+        reason: plan.reason.clone(),
+    };
+    if let Mode::Exec {
+        tty, plan: exec, ..
+    } = mode
+    {
+        let command = match &exec.document {
+            Some(_) => exec.command_line.clone(),
+            None => marker.wrap(&exec.command_line, *tty),
+        };
+        request.document_name = Some(
+            exec.document
+                .clone()
+                .unwrap_or_else(|| INTERACTIVE_COMMAND_DOCUMENT.to_owned()),
+        );
+        request
+            .parameters
+            .insert("command".to_owned(), vec![command]);
+    }
+    request
+}
+
+async fn drive(
+    plan: &SessionPlan,
+    mode: &Mode,
+    credentials: &SessionCredentials,
+    marker: &ExitMarker,
+) -> Result<Finished, SessionFailure> {
+    let ws = transport::open(
+        credentials.stream_url.expose(),
+        credentials.token.expose(),
+        OPEN_TIMEOUT,
+    )
+    .await
+    .map_err(SessionFailure::Open)?;
+
+    let (raw, tty, exit_marker) = match mode {
+        Mode::Shell { raw } => (*raw, true, None),
+        Mode::Exec {
+            raw,
+            tty,
+            plan: exec,
+        } => (
+            *raw,
+            *tty,
+            exec.document.is_none().then(|| marker.scanner()),
+        ),
+    };
+    let stdin_tty = term::is_terminal(std::io::stdin().as_raw_fd());
+    let config = DriverConfig {
+        handshake_timeout: plan.handshake_timeout,
+        escape: if raw { plan.escape } else { None },
+        send_size: tty,
+        eof_sends_ctrl_d: !stdin_tty,
+        exit_marker,
+    };
+    let input = transport::spawn_stdin_reader().map_err(SessionFailure::Local)?;
+    let signals = Signals::install(!raw).map_err(SessionFailure::Local)?;
+    let terminal = if raw {
+        TerminalGuard::enter().map_err(SessionFailure::Local)?
+    } else {
+        TerminalGuard::noop()
+    };
+    let now = tokio::time::Instant::now().into_std();
+    let epoch_millis = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let session = Session::new(
+        SessionConfig::client(CLIENT_VERSION, rand::random(), epoch_millis),
+        now,
+    );
+    let local = Local {
+        input,
+        outputs: Outputs::stdio(),
+        terminal,
+        signals: Some(signals),
+    };
+    // The guard lives in `local` and is dropped (terminal restored) when `run` returns.
+    transport::run(ws, session, local, config)
+        .await
+        .map_err(SessionFailure::Driver)
+}
+
+/// Why a started session failed.
+#[derive(Debug)]
+enum SessionFailure {
+    Open(OpenError),
+    Driver(DriverError),
+    Local(std::io::Error),
+}
+
+fn exit_code(finished: &Finished, mode: &Mode, described: &str) -> anyhow::Result<ExitCode> {
+    if let SessionEnd::ChannelClosed { output } = &finished.end
+        && !output.trim().is_empty()
+    {
+        report::notice(output.trim());
+    }
+    match (&finished.end, mode) {
+        (SessionEnd::Signalled(n), _) => Ok(ExitCode::from(signal_code(*n))),
+        (SessionEnd::OutputClosed, _) => Ok(ExitCode::from(exit_codes::OUTPUT_CLOSED)),
+        (_, Mode::Exec { .. }) => match finished.exit_status {
+            // Exit statuses are 0-255 on Unix; the agent's ExitCode may carry -1.
+            Some(status) => Ok(ExitCode::from(status.rem_euclid(256) as u8)),
+            None => Err(ExpectedError::new(
+                ErrorKind::NoExitStatus,
+                "the session ended before the command reported its exit status",
+            )
+            .target(described.to_owned())
+            .hint(if finished.end == SessionEnd::Disconnected {
+                "the session was closed with the ~. escape"
+            } else {
+                "the session was closed by the service: terminated elsewhere, an idle or \
+                 maximum-duration limit, or the agent stopped"
+            })
+            .into()),
+        },
+        (_, Mode::Shell { .. }) => Ok(ExitCode::from(
+            finished
+                .exit_status
+                .map_or(exit_codes::SUCCESS, |s| s.rem_euclid(256) as u8),
+        )),
+    }
+}
+
+fn signal_code(signal: i32) -> u8 {
+    u8::try_from(128 + signal).unwrap_or(exit_codes::UNEXPECTED)
+}
+
+fn describe(target: &str, region: Option<&str>, profile: Option<&str>) -> String {
+    let mut text = target.to_owned();
+    if let Some(region) = region {
+        text.push_str(" in ");
+        text.push_str(region);
+    }
+    if let Some(profile) = profile {
+        text.push_str(", profile ");
+        text.push_str(profile);
+    }
+    text
+}
+
+fn aws_failure(err: AwsError, what: &str, described: &str) -> anyhow::Error {
+    let (kind, hint) = match err.kind {
+        AwsErrorKind::TargetNotConnected => (
+            ErrorKind::TargetNotConnected,
+            "check that the instance exists in this account and region, is running, and that \
+             its SSM agent is online (`aws ssm describe-instance-information`)"
+                .to_owned(),
+        ),
+        AwsErrorKind::AccessDenied => (
+            ErrorKind::AccessDenied,
+            format!(
+                "the caller needs IAM permission for ssm:{} on the instance and the session \
+                 document, and ssm:TerminateSession on its own sessions",
+                err.operation
+            ),
+        ),
+        AwsErrorKind::Credentials => (
+            ErrorKind::AwsConfig,
+            "check the credentials: refresh them (e.g. `aws sso login`), or pick another \
+             --profile"
+                .to_owned(),
+        ),
+        AwsErrorKind::Configuration => (
+            ErrorKind::AwsConfig,
+            "pass --region or set AWS_REGION".to_owned(),
+        ),
+        AwsErrorKind::Unreachable => (
+            ErrorKind::EndpointUnreachable,
+            "check the network, --endpoint-url and AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_SSM"
+                .to_owned(),
+        ),
+        AwsErrorKind::Service => (
+            ErrorKind::AwsRequest,
+            "retry later; if it persists, quote the request id to AWS support".to_owned(),
+        ),
+    };
+    ExpectedError::new(kind, what)
+        .target(described.to_owned())
+        .hint(hint)
+        .source(err)
+        .into()
+}
+
+fn driver_failure(err: SessionFailure, described: &str, session_id: &str) -> anyhow::Error {
+    let target = format!("{described}, session {session_id}");
+    match err {
+        SessionFailure::Open(e) => ExpectedError::new(
+            ErrorKind::EndpointUnreachable,
+            "could not open the session's data channel",
+        )
+        .target(target)
+        .hint("check the network and any proxy between here and the Session Manager endpoint")
+        .source(e)
+        .into(),
+        SessionFailure::Local(e) => {
+            anyhow::Error::new(e).context(format!("could not set up the local terminal ({target})"))
+        }
+        SessionFailure::Driver(e) => {
+            let (kind, what, hint) = match &e {
+                DriverError::HandshakeTimeout(_) => (
+                    ErrorKind::HandshakeTimeout,
+                    "the session did not start",
+                    "the agent may be overloaded or too old; check its logs on the instance \
+                     (/var/log/amazon/ssm/amazon-ssm-agent.log)",
+                ),
+                DriverError::ConnectionLost { .. } | DriverError::Closed(_) => (
+                    ErrorKind::ConnectionLost,
+                    "the session was interrupted",
+                    "check the network; run the command again to start a new session",
+                ),
+                DriverError::KmsUnsupported => (
+                    ErrorKind::Unsupported,
+                    "the session could not start",
+                    "the account's Session Manager preferences turn on KMS encryption; \
+                     postern supports it in a later release",
+                ),
+                DriverError::Output(_) => {
+                    return anyhow::Error::new(e)
+                        .context(format!("session output failed ({target})"));
+                }
+            };
+            ExpectedError::new(kind, what)
+                .target(target)
+                .hint(hint)
+                .source(e)
+                .into()
+        }
+    }
+}
+
+/// The AWS-owned document running one command in a PTY (SPEC.md §1.2, §6.3).
+const INTERACTIVE_COMMAND_DOCUMENT: &str = "AWS-StartInteractiveCommand";
+/// Dial limit for the websocket, as the official client's 45 s handshake timeout (SPEC.md §2.1).
+const OPEN_TIMEOUT: Duration = Duration::from_secs(45);
+/// How long TerminateSession may take on exit.
+const TERMINATE_TIMEOUT: Duration = Duration::from_secs(3);

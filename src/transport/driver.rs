@@ -1,0 +1,668 @@
+//! The session driver: one task, one `select!` over the websocket, local input, output
+//! writes, signals and the session's next timeout; after every input it drains the core
+//! (`poll_transmit`, then `poll_event`) and sleeps until `poll_timeout` (STYLE.md §2, quinn
+//! `quinn/src/connection.rs`). It pumps; the core decides.
+//!
+//! It carries shells and commands today; port forwarding and reconnection attach here (a
+//! forward replaces [`Local`]'s terminal IO with TCP streams; a broken websocket becomes a
+//! ResumeSession plus [`Session::handle_reconnect`] instead of [`DriverError::ConnectionLost`]).
+
+use std::collections::VecDeque;
+use std::io;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use postern_protocol::{CloseReason, Event, ReadyInfo, Session, SizeData};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::{self, Message};
+
+use crate::term::{self, LocalSignal, Signals, TerminalGuard};
+use crate::transport::channel::DataChannel;
+use crate::transport::escape::{EscapeFilter, Escaped, HELP};
+use crate::transport::exit_marker::{Marked, MarkerScanner};
+use crate::transport::local::{Input, Outputs};
+
+/// How the driver treats local IO.
+#[derive(Debug)]
+pub struct DriverConfig {
+    /// Fail when the session is not ready this long after the websocket opened.
+    pub handshake_timeout: Duration,
+    /// Escape character for `~.`-style sequences; `None` disables them (not a terminal).
+    pub escape: Option<u8>,
+    /// Send the local window size on start and on SIGWINCH.
+    pub send_size: bool,
+    /// At end of input send the terminal EOF character (Ctrl-D) so the remote side sees
+    /// end of file, and keep the session open for the remaining output (SPEC.md §6.2).
+    pub eof_sends_ctrl_d: bool,
+    /// `postern exec` over AWS-StartInteractiveCommand: the wrapper's records to strip.
+    pub exit_marker: Option<MarkerScanner>,
+}
+
+/// Local resources the driver uses.
+#[derive(Debug)]
+pub struct Local {
+    /// Standard input, read on its own thread.
+    pub input: mpsc::Receiver<Input>,
+    /// Where remote output goes.
+    pub outputs: Outputs,
+    /// The raw-mode guard (no-op when not a terminal): released while suspended.
+    pub terminal: TerminalGuard,
+    /// Signal handlers; `None` in tests.
+    pub signals: Option<Signals>,
+}
+
+/// How a session ended without error.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SessionEnd {
+    /// The service closed the channel (the shell or command ended, or someone terminated it).
+    ChannelClosed {
+        /// The service's close text, if any.
+        output: String,
+    },
+    /// The user typed the `~.` escape.
+    Disconnected,
+    /// A terminating signal arrived (SIGTERM, SIGHUP, or a second SIGINT).
+    Signalled(i32),
+    /// Our standard output was closed (e.g. piped into `head`).
+    OutputClosed,
+    /// The exit record arrived but the channel did not close within the grace period.
+    ExitedWithoutClose,
+}
+
+/// What the driver learnt.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Finished {
+    /// Why it stopped.
+    pub end: SessionEnd,
+    /// The remote status: the ExitCode payload or the exec wrapper's record.
+    pub exit_status: Option<i32>,
+    /// The handshake's outcome, if the session became ready.
+    pub ready: Option<ReadyInfo>,
+}
+
+/// Why the driver failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    /// The agent sent nothing usable in time.
+    #[error(
+        "the agent did not start the session within {}",
+        humantime::format_duration(*.0)
+    )]
+    HandshakeTimeout(Duration),
+    /// The websocket failed or closed before the session ended.
+    #[error("the data channel was lost")]
+    ConnectionLost {
+        /// The websocket error or close frame, if any.
+        #[source]
+        source: Option<ChannelFailure>,
+    },
+    /// The core closed the session (no acknowledgements for too long, handshake failure).
+    #[error("the session failed: {0}")]
+    Closed(String),
+    /// The agent asked for KMS encryption, which is not supported yet.
+    #[error("the session requires KMS encryption, which postern does not support yet")]
+    KmsUnsupported,
+    /// Local output failed.
+    #[error("could not write the session's output")]
+    Output(#[source] io::Error),
+}
+
+/// What happened to the websocket.
+#[derive(Debug, thiserror::Error)]
+pub enum ChannelFailure {
+    /// A websocket error.
+    #[error(transparent)]
+    Websocket(#[from] tungstenite::Error),
+    /// The peer closed the websocket.
+    #[error("the service closed the websocket ({code}{})", if .reason.is_empty() { String::new() } else { format!(": {}", .reason) })]
+    Closed {
+        /// Close code.
+        code: u16,
+        /// Close reason.
+        reason: String,
+    },
+    /// The stream ended without a close frame.
+    #[error("the connection ended without a close frame")]
+    Ended,
+}
+
+/// Runs `session` over `ws` until it ends.
+pub async fn run(
+    mut ws: DataChannel,
+    mut session: Session,
+    mut local: Local,
+    mut config: DriverConfig,
+) -> Result<Finished, DriverError> {
+    let started = now();
+    let mut state = State {
+        input_enabled: false,
+        input_done: false,
+        input_pending: Vec::new(),
+        last_input_byte: b'\n',
+        interrupts: 0,
+        out: VecDeque::new(),
+        out_bytes: 0,
+        receive_paused: false,
+        exit_status: None,
+        grace_deadline: None,
+        end: None,
+        ready: None,
+        last_size: None,
+        escape: config.escape.map(EscapeFilter::new),
+        stdout_closed: false,
+    };
+    let result = loop {
+        let now = now();
+        push_input(&mut session, &mut state, now);
+        if let Err(source) = flush_transmits(&mut session, &mut ws, now).await {
+            if state.exit_status.is_some() {
+                break Ok(SessionEnd::ExitedWithoutClose);
+            }
+            break Err(DriverError::ConnectionLost {
+                source: Some(source.into()),
+            });
+        }
+        let mut failure = None;
+        while let Some(event) = session.poll_event() {
+            if let Err(e) = on_event(
+                event,
+                &mut session,
+                &mut state,
+                &mut local,
+                &mut config,
+                now,
+            ) {
+                failure = Some(e);
+                break;
+            }
+        }
+        if let Some(e) = failure {
+            break Err(e);
+        }
+        push_input(&mut session, &mut state, now);
+        if let Err(source) = flush_transmits(&mut session, &mut ws, now).await {
+            if state.exit_status.is_some() {
+                break Ok(SessionEnd::ExitedWithoutClose);
+            }
+            break Err(DriverError::ConnectionLost {
+                source: Some(source.into()),
+            });
+        }
+        if let Some(end) = state.end.clone() {
+            break Ok(end);
+        }
+        apply_backpressure(&mut session, &mut state);
+
+        let handshake_deadline =
+            (state.ready.is_none()).then(|| started + config.handshake_timeout);
+        let deadline = [
+            session.poll_timeout(),
+            handshake_deadline,
+            state.grace_deadline,
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        let want_input = state.input_enabled
+            && !state.input_done
+            && state.input_pending.is_empty()
+            && session.send_capacity() > 0;
+        let has_output = !state.out.is_empty();
+        let signals = async {
+            match &mut local.signals {
+                Some(s) => s.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+
+        tokio::select! {
+            message = ws.next() => {
+                let now = crate::transport::driver::now();
+                match message {
+                    Some(Ok(Message::Binary(data))) => deliver(&mut session, now, &data),
+                    Some(Ok(Message::Text(text))) => deliver(&mut session, now, text.as_bytes()),
+                    Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {
+                        // tungstenite queued the Pong; make sure it leaves now.
+                        let _ = ws.flush().await;
+                    }
+                    Some(Ok(Message::Close(frame))) => {
+                        if state.exit_status.is_some() {
+                            break Ok(SessionEnd::ExitedWithoutClose);
+                        }
+                        let (code, reason) = frame
+                            .map(|f| (u16::from(f.code), f.reason.to_string()))
+                            .unwrap_or((1005, String::new()));
+                        break Err(DriverError::ConnectionLost {
+                            source: Some(ChannelFailure::Closed { code, reason }),
+                        });
+                    }
+                    Some(Err(e)) => {
+                        if state.exit_status.is_some() {
+                            break Ok(SessionEnd::ExitedWithoutClose);
+                        }
+                        break Err(DriverError::ConnectionLost { source: Some(e.into()) });
+                    }
+                    None => {
+                        if state.exit_status.is_some() {
+                            break Ok(SessionEnd::ExitedWithoutClose);
+                        }
+                        break Err(DriverError::ConnectionLost {
+                            source: Some(ChannelFailure::Ended),
+                        });
+                    }
+                }
+            }
+            input = local.input.recv(), if want_input => {
+                on_input(input, &mut state, &mut local, &mut session, &config);
+            }
+            written = write_some(&mut local.outputs, &mut state.out), if has_output => {
+                match written {
+                    Ok(n) => state.out_bytes -= n,
+                    Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
+                        state.stdout_closed = true;
+                        state.out.clear();
+                        state.out_bytes = 0;
+                        state.end = Some(SessionEnd::OutputClosed);
+                    }
+                    Err(e) => break Err(DriverError::Output(e)),
+                }
+            }
+            signal = signals => {
+                on_signal(signal, &mut state, &mut local, &mut session, &config);
+            }
+            () = sleep_until(deadline), if deadline.is_some() => {
+                let now = crate::transport::driver::now();
+                session.handle_timeout(now);
+                if state.ready.is_none() && now >= started + config.handshake_timeout {
+                    break Err(DriverError::HandshakeTimeout(config.handshake_timeout));
+                }
+                if state.grace_deadline.is_some_and(|d| now >= d) {
+                    break Ok(SessionEnd::ExitedWithoutClose);
+                }
+            }
+        }
+    };
+    // Whatever happened, deliver the output already received.
+    if let Some(scanner) = config.exit_marker.as_mut() {
+        let tail = scanner.finish();
+        if !tail.is_empty() {
+            queue_out(&mut state, Dest::Stdout, tail);
+        }
+    }
+    let flushed = flush_outputs(&mut local.outputs, &mut state).await;
+    let end = result?;
+    flushed.map_err(DriverError::Output)?;
+    Ok(Finished {
+        end,
+        exit_status: state.exit_status,
+        ready: state.ready,
+    })
+}
+
+/// Driver bookkeeping between loop turns.
+struct State {
+    /// Local input may be sent (the session is ready and, for exec, the wrapper started).
+    input_enabled: bool,
+    /// End of input seen (or reading failed).
+    input_done: bool,
+    /// Input not yet accepted by the session.
+    input_pending: Vec<u8>,
+    last_input_byte: u8,
+    interrupts: u32,
+    out: VecDeque<(Dest, Vec<u8>)>,
+    out_bytes: usize,
+    receive_paused: bool,
+    exit_status: Option<i32>,
+    grace_deadline: Option<Instant>,
+    end: Option<SessionEnd>,
+    ready: Option<ReadyInfo>,
+    last_size: Option<SizeData>,
+    escape: Option<EscapeFilter>,
+    stdout_closed: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Dest {
+    Stdout,
+    Stderr,
+}
+
+fn on_event(
+    event: Event,
+    session: &mut Session,
+    state: &mut State,
+    local: &mut Local,
+    config: &mut DriverConfig,
+    now: Instant,
+) -> Result<(), DriverError> {
+    match event {
+        Event::Ready(info) => {
+            tracing::info!(
+                session_type = ?info.session_type,
+                agent_version = info.agent_version.as_deref().unwrap_or(""),
+                "session ready"
+            );
+            if let Some(message) = info.customer_message.as_deref().filter(|m| !m.is_empty()) {
+                let mut text = message.replace('\n', "\r\n").into_bytes();
+                if !text.ends_with(b"\n") {
+                    text.extend(b"\r\n");
+                }
+                queue_out(state, Dest::Stderr, text);
+            }
+            state.ready = Some(info);
+            if config.exit_marker.is_none() {
+                start_input(session, state, config, now);
+            }
+        }
+        Event::Output(data) => match config.exit_marker.as_mut() {
+            Some(scanner) => {
+                for marked in scanner.feed(&data) {
+                    match marked {
+                        Marked::Data(d) => queue_out(state, Dest::Stdout, d),
+                        Marked::Started => {
+                            tracing::debug!("exec wrapper started");
+                            start_input(session, state, config, now);
+                            // The newline the wrapper's `read` waits for.
+                            session.send_output(now, b"\n");
+                        }
+                        Marked::Exited(code) => {
+                            tracing::debug!(code, "exec wrapper reported the exit status");
+                            state.exit_status = Some(code);
+                            state.grace_deadline = Some(now + EXIT_GRACE);
+                        }
+                    }
+                }
+            }
+            None => queue_out(state, Dest::Stdout, data),
+        },
+        Event::StdErr(data) => queue_out(state, Dest::Stderr, data),
+        Event::ExitCode(code) => {
+            tracing::debug!(code, "exit code received");
+            state.exit_status = Some(code);
+        }
+        Event::ChannelClosed(closed) => {
+            tracing::info!("channel closed by the service");
+            state.end = Some(SessionEnd::ChannelClosed {
+                output: closed.output,
+            });
+        }
+        Event::Closed(reason) => {
+            if state.end.is_none() {
+                return Err(match reason {
+                    CloseReason::ChannelClosed => {
+                        state.end = Some(SessionEnd::ChannelClosed {
+                            output: String::new(),
+                        });
+                        return Ok(());
+                    }
+                    CloseReason::GaveUp(after) => DriverError::Closed(format!(
+                        "the agent acknowledged nothing for {}",
+                        humantime::format_duration(after)
+                    )),
+                    CloseReason::HandshakeTimeout => {
+                        DriverError::HandshakeTimeout(config.handshake_timeout)
+                    }
+                    // Handshake and decryption failures carry the core's explanation.
+                    other => DriverError::Closed(describe_failure(other)),
+                });
+            }
+        }
+        Event::KmsDataKeyRequired(_) => {
+            let _ = local;
+            return Err(DriverError::KmsUnsupported);
+        }
+        Event::Paused => tracing::debug!("agent paused publication"),
+        Event::Resumed => tracing::debug!("agent resumed publication"),
+        Event::Writable => {}
+        Event::Size(_) | Event::Flag(_) => {}
+        Event::Violation(v) => {
+            tracing::warn!(kind = v.kind.as_str(), detail = %v.detail, "peer violation");
+        }
+    }
+    Ok(())
+}
+
+fn describe_failure(reason: CloseReason) -> String {
+    match reason {
+        CloseReason::HandshakeFailed(why) => format!("the handshake failed: {why}"),
+        _ => "a message from the agent could not be decrypted".to_owned(),
+    }
+}
+
+/// Sends the size first, then lets local input flow.
+fn start_input(session: &mut Session, state: &mut State, config: &DriverConfig, now: Instant) {
+    if config.send_size {
+        send_size(session, state, now, true);
+    }
+    state.input_enabled = true;
+}
+
+fn send_size(session: &mut Session, state: &mut State, now: Instant, force: bool) {
+    let Some((cols, rows)) = term::window_size() else {
+        return;
+    };
+    let size = SizeData {
+        cols: u32::from(cols),
+        rows: u32::from(rows),
+    };
+    if force || state.last_size != Some(size) {
+        tracing::debug!(cols, rows, "sending window size");
+        session.send_size(now, size);
+        state.last_size = Some(size);
+    }
+}
+
+fn on_input(
+    input: Option<Input>,
+    state: &mut State,
+    local: &mut Local,
+    session: &mut Session,
+    config: &DriverConfig,
+) {
+    let now = now();
+    match input {
+        Some(Input::Data(data)) => {
+            let actions = match state.escape.as_mut() {
+                Some(filter) => filter.filter(&data),
+                None => vec![Escaped::Send(data)],
+            };
+            for action in actions {
+                match action {
+                    Escaped::Send(bytes) => {
+                        if let Some(&last) = bytes.last() {
+                            state.last_input_byte = last;
+                        }
+                        state.input_pending.extend(bytes);
+                    }
+                    Escaped::Disconnect => {
+                        state.end = Some(SessionEnd::Disconnected);
+                        return;
+                    }
+                    Escaped::Help => queue_out(state, Dest::Stderr, HELP.as_bytes().to_vec()),
+                    Escaped::Suspend => {
+                        if let Err(e) = term::suspend(&mut local.terminal) {
+                            tracing::warn!(error = %e, "could not suspend");
+                        }
+                        if config.send_size {
+                            send_size(session, state, now, false);
+                        }
+                    }
+                }
+            }
+        }
+        Some(Input::Eof) | None => {
+            state.input_done = true;
+            if config.eof_sends_ctrl_d {
+                // A partial last line needs one Ctrl-D to be read and a second for EOF.
+                if state.last_input_byte != b'\n' {
+                    state.input_pending.push(CTRL_D);
+                }
+                state.input_pending.push(CTRL_D);
+            }
+        }
+        Some(Input::Failed(e)) => {
+            tracing::warn!(error = %e, "reading standard input failed");
+            state.input_done = true;
+        }
+    }
+}
+
+fn on_signal(
+    signal: LocalSignal,
+    state: &mut State,
+    local: &mut Local,
+    session: &mut Session,
+    config: &DriverConfig,
+) {
+    let now = now();
+    tracing::debug!(?signal, "signal");
+    match signal {
+        LocalSignal::Terminate(n) => state.end = Some(SessionEnd::Signalled(n)),
+        LocalSignal::Interrupt => {
+            state.interrupts += 1;
+            if state.interrupts > 1 || !state.input_enabled {
+                state.end = Some(SessionEnd::Signalled(libc::SIGINT));
+            } else {
+                state.input_pending.push(CTRL_C);
+            }
+        }
+        LocalSignal::Suspend => {
+            if let Err(e) = term::suspend(&mut local.terminal) {
+                tracing::warn!(error = %e, "could not suspend");
+            }
+            if config.send_size && state.input_enabled {
+                send_size(session, state, now, false);
+            }
+        }
+        LocalSignal::Continue => {
+            if let Err(e) = local.terminal.retake() {
+                tracing::warn!(error = %e, "could not restore raw mode");
+            }
+            if config.send_size && state.input_enabled {
+                send_size(session, state, now, false);
+            }
+        }
+        LocalSignal::Resize => {
+            if config.send_size && state.input_enabled {
+                send_size(session, state, now, false);
+            }
+        }
+    }
+}
+
+fn push_input(session: &mut Session, state: &mut State, now: Instant) {
+    if state.input_pending.is_empty() || !state.input_enabled {
+        return;
+    }
+    let accepted = session.send_output(now, &state.input_pending);
+    state.input_pending.drain(..accepted);
+}
+
+fn deliver(session: &mut Session, now: Instant, frame: &[u8]) {
+    if let Err(e) = session.handle_message(now, frame) {
+        tracing::debug!(error = %e, "dropped a frame");
+    }
+}
+
+async fn flush_transmits(
+    session: &mut Session,
+    ws: &mut DataChannel,
+    now: Instant,
+) -> Result<(), tungstenite::Error> {
+    let mut sent = false;
+    while let Some(transmit) = session.poll_transmit(now) {
+        ws.feed(Message::binary(transmit.frame)).await?;
+        sent = true;
+    }
+    if sent {
+        ws.flush().await?;
+    }
+    Ok(())
+}
+
+fn queue_out(state: &mut State, dest: Dest, data: Vec<u8>) {
+    if data.is_empty() || (dest == Dest::Stdout && state.stdout_closed) {
+        return;
+    }
+    state.out_bytes += data.len();
+    state.out.push_back((dest, data));
+}
+
+/// Stops acknowledging output while the local side is behind, so the agent's pace follows
+/// the terminal's and memory stays bounded.
+fn apply_backpressure(session: &mut Session, state: &mut State) {
+    if !state.receive_paused && state.out_bytes > OUTPUT_HIGH_WATER {
+        session.set_receive_ready(false);
+        state.receive_paused = true;
+    } else if state.receive_paused && state.out_bytes < OUTPUT_LOW_WATER {
+        session.set_receive_ready(true);
+        state.receive_paused = false;
+    }
+}
+
+/// Writes some of the head chunk; cancel-safe (nothing is consumed unless the write completed).
+async fn write_some(
+    outputs: &mut Outputs,
+    out: &mut VecDeque<(Dest, Vec<u8>)>,
+) -> io::Result<usize> {
+    let Some((dest, data)) = out.front_mut() else {
+        return Ok(0);
+    };
+    let writer = match dest {
+        Dest::Stdout => &mut outputs.stdout,
+        Dest::Stderr => &mut outputs.stderr,
+    };
+    let n = writer.write(data).await?;
+    writer.flush().await?;
+    if n == 0 {
+        return Err(io::ErrorKind::WriteZero.into());
+    }
+    data.drain(..n);
+    if data.is_empty() {
+        out.pop_front();
+    }
+    Ok(n)
+}
+
+async fn flush_outputs(outputs: &mut Outputs, state: &mut State) -> io::Result<()> {
+    while let Some((dest, data)) = state.out.pop_front() {
+        let writer = match dest {
+            Dest::Stdout => &mut outputs.stdout,
+            Dest::Stderr => &mut outputs.stderr,
+        };
+        match writer.write_all(&data).await {
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => continue,
+            other => other?,
+        }
+    }
+    state.out_bytes = 0;
+    for writer in [&mut outputs.stdout, &mut outputs.stderr] {
+        match writer.flush().await {
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {}
+            other => other?,
+        }
+    }
+    Ok(())
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The driver's clock: tokio's, so tests with a paused clock control it.
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+/// How long after the exit record the channel may take to close.
+const EXIT_GRACE: Duration = Duration::from_secs(3);
+/// Pending output above which the driver stops acknowledging new output.
+const OUTPUT_HIGH_WATER: usize = 1024 * 1024;
+/// Pending output below which acknowledging resumes.
+const OUTPUT_LOW_WATER: usize = 256 * 1024;
+const CTRL_C: u8 = 0x03;
+const CTRL_D: u8 = 0x04;

@@ -1,0 +1,75 @@
+//! The local side of a session: standard input read on a dedicated thread (a blocking read
+//! cannot be cancelled, so it must not hold up the runtime's shutdown), and the writers the
+//! driver sends remote output to.
+
+use std::io::{self, Read};
+
+use tokio::io::AsyncWrite;
+use tokio::sync::mpsc;
+
+/// One read from standard input.
+#[derive(Debug)]
+pub enum Input {
+    /// Bytes read.
+    Data(Vec<u8>),
+    /// End of file.
+    Eof,
+    /// The read failed; nothing more will come.
+    Failed(io::Error),
+}
+
+/// Where remote output goes.
+pub struct Outputs {
+    /// Remote stdout (PayloadType 1).
+    pub stdout: Box<dyn AsyncWrite + Send + Unpin>,
+    /// Remote stderr (PayloadType 11) and local notices inside a raw-mode session.
+    pub stderr: Box<dyn AsyncWrite + Send + Unpin>,
+}
+
+impl Outputs {
+    /// The process's standard output and error.
+    pub fn stdio() -> Self {
+        Self {
+            stdout: Box::new(tokio::io::stdout()),
+            stderr: Box::new(tokio::io::stderr()),
+        }
+    }
+}
+
+impl std::fmt::Debug for Outputs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outputs").finish_non_exhaustive()
+    }
+}
+
+/// Starts reading standard input on its own thread. The thread ends at end of file, on a
+/// read error, or when the receiver is dropped (after its next read returns).
+pub fn spawn_stdin_reader() -> io::Result<mpsc::Receiver<Input>> {
+    let (tx, rx) = mpsc::channel(INPUT_QUEUE);
+    std::thread::Builder::new()
+        .name("postern-stdin".to_owned())
+        .spawn(move || {
+            let stdin = io::stdin();
+            let mut stdin = stdin.lock();
+            let mut buf = vec![0u8; READ_SIZE];
+            loop {
+                let input = match stdin.read(&mut buf) {
+                    Ok(0) => Input::Eof,
+                    Ok(n) => Input::Data(buf[..n].to_vec()),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => Input::Failed(e),
+                };
+                let last = !matches!(input, Input::Data(_));
+                if tx.blocking_send(input).is_err() || last {
+                    break;
+                }
+            }
+        })?;
+    Ok(rx)
+}
+
+/// Reads queued between the reader thread and the driver; small, so backpressure reaches
+/// the producer (a pipe) quickly.
+const INPUT_QUEUE: usize = 4;
+/// Bytes per read; the session chunks them to 1024-byte messages.
+const READ_SIZE: usize = 16 * 1024;
