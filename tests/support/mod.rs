@@ -323,6 +323,11 @@ impl Channel {
     pub(crate) fn take_events(&mut self) -> Vec<Event> {
         self.events.drain(..).collect()
     }
+
+    /// Whether events are waiting.
+    pub(crate) fn has_events(&self) -> bool {
+        !self.events.is_empty()
+    }
 }
 
 /// A loopback echo server; each connection echoes until EOF. Stops when dropped.
