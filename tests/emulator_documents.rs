@@ -13,14 +13,24 @@ async fn shell_round_trips_echo_through_a_pty_and_ends_on_exit() {
     let mut channel = Channel::open(&started).await;
     let info = channel.ready().await;
     assert_eq!(info.session_type, SessionType::StandardStream);
+    channel.session.send_size(
+        tokio::time::Instant::now().into_std(),
+        SizeData {
+            cols: 132,
+            rows: 40,
+        },
+    );
     channel
-        .session
-        .send_size(tokio::time::Instant::now().into_std(), SizeData { cols: 132, rows: 40 });
-    channel.send_output(b"stty size; echo postern-$((6*7))\r").await;
+        .send_output(b"stty size; echo postern-$((6*7))\r")
+        .await;
     let out = channel
         .output_until(|out| contains(out, b"postern-42"))
         .await;
-    assert!(contains(&out, b"40 132"), "{}", String::from_utf8_lossy(&out));
+    assert!(
+        contains(&out, b"40 132"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
     channel.send_output(b"echo $TERM; exit\r").await;
     let events = channel.until_closed().await;
     let output: Vec<u8> = events
@@ -31,8 +41,17 @@ async fn shell_round_trips_echo_through_a_pty_and_ends_on_exit() {
         })
         .flatten()
         .collect();
-    assert!(contains(&output, b"xterm-256color"), "{}", String::from_utf8_lossy(&output));
-    assert_eq!(emulator.violations().total(), 0, "{}", emulator.violations());
+    assert!(
+        contains(&output, b"xterm-256color"),
+        "{}",
+        String::from_utf8_lossy(&output)
+    );
+    assert_eq!(
+        emulator.violations().total(),
+        0,
+        "{}",
+        emulator.violations()
+    );
     emulator.shutdown().await.unwrap();
 }
 
@@ -48,7 +67,9 @@ async fn interactive_command_runs_in_a_pty_without_exit_code() {
     .await;
     let mut channel = Channel::open(&started).await;
     let events = channel.until_closed().await;
-    assert!(matches!(&events[0], Event::Ready(info) if info.session_type == SessionType::StandardStream));
+    assert!(
+        matches!(&events[0], Event::Ready(info) if info.session_type == SessionType::StandardStream)
+    );
     let output: Vec<u8> = events
         .iter()
         .filter_map(|e| match e {
@@ -57,9 +78,18 @@ async fn interactive_command_runs_in_a_pty_without_exit_code() {
         })
         .flatten()
         .collect();
-    assert!(contains(&output, b"on-a-tty"), "{}", String::from_utf8_lossy(&output));
+    assert!(
+        contains(&output, b"on-a-tty"),
+        "{}",
+        String::from_utf8_lossy(&output)
+    );
     assert!(!events.iter().any(|e| matches!(e, Event::ExitCode(_))));
-    assert_eq!(emulator.violations().total(), 0, "{}", emulator.violations());
+    assert_eq!(
+        emulator.violations().total(),
+        0,
+        "{}",
+        emulator.violations()
+    );
 }
 
 #[tokio::test]
@@ -94,9 +124,21 @@ async fn non_interactive_command_with_separate_streams_sends_stderr_and_exit_cod
     assert_eq!(stderr, b"to-stderr\n");
     assert_eq!(exit, Some(3));
     // The exit code comes after all output.
-    let exit_at = events.iter().position(|e| matches!(e, Event::ExitCode(_))).unwrap();
-    assert!(!events[exit_at..].iter().any(|e| matches!(e, Event::Output(_) | Event::StdErr(_))));
-    assert_eq!(emulator.violations().total(), 0, "{}", emulator.violations());
+    let exit_at = events
+        .iter()
+        .position(|e| matches!(e, Event::ExitCode(_)))
+        .unwrap();
+    assert!(
+        !events[exit_at..]
+            .iter()
+            .any(|e| matches!(e, Event::Output(_) | Event::StdErr(_)))
+    );
+    assert_eq!(
+        emulator.violations().total(),
+        0,
+        "{}",
+        emulator.violations()
+    );
 }
 
 #[tokio::test]
@@ -120,6 +162,15 @@ async fn non_interactive_command_without_separation_combines_output() {
         .flatten()
         .collect();
     assert_eq!(output, b"one\ntwo\n");
-    assert!(!events.iter().any(|e| matches!(e, Event::ExitCode(_) | Event::StdErr(_))));
-    assert_eq!(emulator.violations().total(), 0, "{}", emulator.violations());
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, Event::ExitCode(_) | Event::StdErr(_)))
+    );
+    assert_eq!(
+        emulator.violations().total(),
+        0,
+        "{}",
+        emulator.violations()
+    );
 }

@@ -53,7 +53,12 @@ async fn basic_port_session_moves_random_data_both_ways() {
         data.len() as f64 / elapsed.as_secs_f64() / 1e6
     );
     channel.until_acked().await;
-    assert_eq!(emulator.violations().total(), 0, "{}", emulator.violations());
+    assert_eq!(
+        emulator.violations().total(),
+        0,
+        "{}",
+        emulator.violations()
+    );
 }
 
 #[tokio::test]
@@ -81,7 +86,12 @@ async fn basic_mode_reconnects_after_disconnect_to_port() {
     channel.session.send_flag(now(), Flag::TerminateSession);
     channel.flush().await;
     channel.until_closed().await;
-    assert_eq!(emulator.violations().total(), 0, "{}", emulator.violations());
+    assert_eq!(
+        emulator.violations().total(),
+        0,
+        "{}",
+        emulator.violations()
+    );
 }
 
 #[tokio::test]
@@ -94,11 +104,19 @@ async fn ssh_session_connects_to_the_configured_port_without_a_type() {
     let info = channel.ready().await;
     assert_eq!(info.properties, serde_json::json!({ "portNumber": "22" }));
     let data = random_bytes(10_000);
-    assert_eq!(sha256(&echo_basic(&mut channel, &data).await), sha256(&data));
+    assert_eq!(
+        sha256(&echo_basic(&mut channel, &data).await),
+        sha256(&data)
+    );
     channel.session.send_flag(now(), Flag::TerminateSession);
     channel.flush().await;
     channel.until_closed().await;
-    assert_eq!(emulator.violations().total(), 0, "{}", emulator.violations());
+    assert_eq!(
+        emulator.violations().total(),
+        0,
+        "{}",
+        emulator.violations()
+    );
 }
 
 #[tokio::test]
@@ -198,14 +216,24 @@ async fn muxed_forwarding_carries_eight_concurrent_connections() {
         client.pump(deadline).await;
     }
     for (id, data) in &sent {
-        assert_eq!(sha256(&client.received[id]), sha256(data), "stream {}", id.get());
+        assert_eq!(
+            sha256(&client.received[id]),
+            sha256(data),
+            "stream {}",
+            id.get()
+        );
     }
     assert_eq!(echo.connections.load(Ordering::SeqCst), 8);
     for id in sent.keys() {
         client.mux.close(*id).unwrap();
     }
     client.pump(deadline).await;
-    assert_eq!(emulator.violations().total(), 0, "{}", emulator.violations());
+    assert_eq!(
+        emulator.violations().total(),
+        0,
+        "{}",
+        emulator.violations()
+    );
 }
 
 #[tokio::test]

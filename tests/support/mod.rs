@@ -4,7 +4,10 @@
 //!
 //! Every wait is bounded by [`STEP`]; nothing here sleeps to synchronise.
 
-#![allow(dead_code, reason = "each test binary uses a different part of the support module")]
+#![allow(
+    dead_code,
+    reason = "each test binary uses a different part of the support module"
+)]
 
 use std::collections::VecDeque;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -153,7 +156,8 @@ impl Channel {
 
     /// Opens a new websocket with `token` (after ResumeSession), keeping the session state.
     pub(crate) async fn reconnect(&mut self, started: &Started, token: &str) {
-        self.connect(&started.stream_url, token, CLIENT_VERSION).await;
+        self.connect(&started.stream_url, token, CLIENT_VERSION)
+            .await;
         self.session.handle_reconnect(Instant::now().into_std());
         self.flush().await;
     }
