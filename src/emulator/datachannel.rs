@@ -67,7 +67,7 @@ async fn accept(shared: Arc<Shared>, session_id: String, mut socket: WebSocket) 
         client_version = open.client_version.as_deref().unwrap_or(""),
         "data channel opened"
     );
-    let attachment = Attachment { socket, open };
+    let attachment = Box::new(Attachment { socket, open });
     if let Err(returned) = redeemed
         .commands
         .send(SessionCommand::Attach(attachment))

@@ -98,7 +98,7 @@ enum Wake {
 }
 
 impl Driver {
-    fn new(shared: Arc<Shared>, spec: SessionSpec, attachment: Attachment) -> Self {
+    fn new(shared: Arc<Shared>, spec: SessionSpec, attachment: Box<Attachment>) -> Self {
         let now = Instant::now();
         let agent = AgentConfig {
             // Pacing is the driver's: the agent paces its reads, not its transmissions.
@@ -236,7 +236,7 @@ impl Driver {
         }
     }
 
-    async fn attach(&mut self, now: Instant, attachment: Attachment) {
+    async fn attach(&mut self, now: Instant, attachment: Box<Attachment>) {
         if let Some(old) = self.socket.take() {
             tokio::spawn(close_with(old, None));
         }

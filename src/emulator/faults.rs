@@ -153,7 +153,7 @@ impl CloseCounter {
 }
 
 fn every(n: Option<u64>, count: u64) -> bool {
-    n.is_some_and(|n| n > 0 && count % n == 0)
+    n.is_some_and(|n| n > 0 && count.is_multiple_of(n))
 }
 
 /// Longest a reordered frame waits for a successor.

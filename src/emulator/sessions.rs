@@ -47,7 +47,7 @@ impl fmt::Debug for Token {
 #[derive(Debug)]
 pub(crate) enum SessionCommand {
     /// A client opened the data channel with a valid token.
-    Attach(Attachment),
+    Attach(Box<Attachment>),
     /// TerminateSession was called.
     Terminate,
 }
