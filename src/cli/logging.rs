@@ -48,7 +48,8 @@ pub(crate) fn init(verbose: u8, log_file: Option<PathBuf>, raw: bool) -> anyhow:
 
 fn default_filter(verbose: u8) -> &'static str {
     match verbose {
-        0 => "warn",
+        // The SDK's own warnings (an unreachable IMDS, say) are noise next to our errors.
+        0 => "error,postern=warn,postern_protocol=warn",
         1 => "warn,postern=info,postern_protocol=info",
         2 => "info,postern=debug,postern_protocol=debug",
         _ => "debug,postern=trace,postern_protocol=trace",

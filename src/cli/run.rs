@@ -80,14 +80,20 @@ enum Mode {
 
 async fn run_session(plan: &SessionPlan, mode: &Mode) -> anyhow::Result<ExitCode> {
     let target = plan.target.as_str();
+    let endpoint = plan.aws.endpoint_url.as_deref();
     let context = aws::load(&plan.aws).await.map_err(|e| {
         aws_failure(
             e,
             "could not load the AWS configuration",
-            &describe(target, None, plan.aws.profile.as_deref()),
+            &describe(target, None, plan.aws.profile.as_deref(), endpoint),
         )
     })?;
-    let described = describe(target, Some(&context.region), context.profile.as_deref());
+    let described = describe(
+        target,
+        Some(&context.region),
+        context.profile.as_deref(),
+        endpoint,
+    );
     let ssm = SsmClient::new(&context);
 
     let marker = ExitMarker::new(rand::random());
@@ -250,7 +256,12 @@ fn signal_code(signal: i32) -> u8 {
     u8::try_from(128 + signal).unwrap_or(exit_codes::UNEXPECTED)
 }
 
-fn describe(target: &str, region: Option<&str>, profile: Option<&str>) -> String {
+fn describe(
+    target: &str,
+    region: Option<&str>,
+    profile: Option<&str>,
+    endpoint: Option<&str>,
+) -> String {
     let mut text = target.to_owned();
     if let Some(region) = region {
         text.push_str(" in ");
@@ -259,6 +270,10 @@ fn describe(target: &str, region: Option<&str>, profile: Option<&str>) -> String
     if let Some(profile) = profile {
         text.push_str(", profile ");
         text.push_str(profile);
+    }
+    if let Some(endpoint) = endpoint {
+        text.push_str(", endpoint ");
+        text.push_str(endpoint);
     }
     text
 }

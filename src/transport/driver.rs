@@ -601,7 +601,8 @@ fn apply_backpressure(session: &mut Session, state: &mut State) {
     }
 }
 
-/// Writes some of the head chunk; cancel-safe (nothing is consumed unless the write completed).
+/// Writes some of the head chunk. Cancel-safe: the only await is the write itself, which
+/// consumes nothing unless it completes.
 async fn write_some(
     outputs: &mut Outputs,
     out: &mut VecDeque<(Dest, Vec<u8>)>,
@@ -613,8 +614,9 @@ async fn write_some(
         Dest::Stdout => &mut outputs.stdout,
         Dest::Stderr => &mut outputs.stderr,
     };
+    // No flush here: the stdio writers hand each write to a blocking thread at once, and an
+    // await after the write would make a cancelled future lose track of written bytes.
     let n = writer.write(data).await?;
-    writer.flush().await?;
     if n == 0 {
         return Err(io::ErrorKind::WriteZero.into());
     }

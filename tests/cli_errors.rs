@@ -1,0 +1,136 @@
+//! Error paths of the real binary: message text (what, target, cause, hint) and exit code.
+
+mod cli_util;
+
+use std::time::Duration;
+
+use cli_util::{Emulator, base_command, run, text};
+
+const LIMIT: Duration = Duration::from_secs(60);
+const INSTANCE: &str = "i-0a1b2c3d4e5f60718";
+
+#[test]
+fn target_not_connected() {
+    let emu = Emulator::start(&["--fail-start-session", "TargetNotConnected"]);
+    let out = run(emu.command(&["shell", INSTANCE]), LIMIT);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(250), "stderr {stderr}");
+    assert!(
+        stderr.starts_with(&format!(
+            "error: could not start a session ({INSTANCE} in us-east-1, endpoint {})\n\
+             Caused by:\n  StartSession failed: TargetNotConnected: ",
+            emu.endpoint
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("(request id "), "{stderr}");
+    assert!(
+        stderr.contains("\nhint: check that the instance exists"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn unknown_instance_is_not_connected() {
+    let emu = Emulator::start(&[]);
+    let out = run(
+        emu.command(&["exec", "i-0123456789abcdef0", "--", "true"]),
+        LIMIT,
+    );
+    assert_eq!(out.status.code(), Some(250), "stderr {}", text(&out.stderr));
+}
+
+#[test]
+fn access_denied_names_the_missing_action() {
+    let emu = Emulator::start(&["--fail-start-session", "AccessDeniedException"]);
+    let out = run(emu.command(&["exec", INSTANCE, "--", "true"]), LIMIT);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(251), "stderr {stderr}");
+    assert!(
+        stderr.contains("StartSession failed: AccessDeniedException"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("hint: the caller needs IAM permission for ssm:StartSession"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn unreachable_endpoint() {
+    // A port that was free a moment ago: connections are refused.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let mut cmd = base_command();
+    cmd.args(["--endpoint-url", &endpoint, "exec", INSTANCE, "--", "true"]);
+    let out = run(cmd, LIMIT);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(252), "stderr {stderr}");
+    assert!(stderr.contains("Connection refused"), "{stderr}");
+    assert!(stderr.contains(&endpoint), "{stderr}");
+    assert!(stderr.contains("hint: check the network"), "{stderr}");
+}
+
+#[test]
+fn endpoint_from_the_per_service_environment_variable() {
+    let emu = Emulator::start(&[]);
+    let mut cmd = base_command();
+    cmd.env("AWS_ENDPOINT_URL_SSM", &emu.endpoint)
+        .args(["exec", INSTANCE, "--", "exit 7"]);
+    let out = run(cmd, LIMIT);
+    assert_eq!(out.status.code(), Some(7), "stderr {}", text(&out.stderr));
+}
+
+#[test]
+fn no_region() {
+    let mut cmd = base_command();
+    cmd.env_remove("AWS_REGION")
+        .args(["--endpoint-url", "http://127.0.0.1:9", "shell", INSTANCE]);
+    let out = run(cmd, LIMIT);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(248), "stderr {stderr}");
+    assert!(stderr.contains("no region is configured"), "{stderr}");
+    assert!(stderr.contains("hint: pass --region"), "{stderr}");
+}
+
+#[test]
+fn a_name_is_not_an_instance_id_yet() {
+    let mut cmd = base_command();
+    cmd.args(["shell", "web-1"]);
+    let out = run(cmd, LIMIT);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        text(&out.stderr),
+        "error: `web-1` is not an instance id\nhint: give an EC2 instance id \
+         (i-0123456789abcdef0) or a managed node id (mi-0123456789abcdef0); names and tags \
+         arrive with instance discovery\n"
+    );
+}
+
+#[test]
+fn exec_without_a_command_is_a_usage_error() {
+    let mut cmd = base_command();
+    cmd.args(["exec", INSTANCE]);
+    let out = run(cmd, LIMIT);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn no_secret_reaches_stderr_even_verbose() {
+    let emu = Emulator::start(&[]);
+    let mut cmd = emu.command(&["-vvv", "exec", INSTANCE, "--", "true"]);
+    cmd.env("AWS_SECRET_ACCESS_KEY", "postern-test-secret");
+    let out = run(cmd, LIMIT);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "stderr {stderr}");
+    assert!(!stderr.contains("postern-test-secret"));
+    assert!(!stderr.contains("TokenValue\":\""), "token leaked");
+    assert!(
+        !stderr.contains("role=publish_subscribe"),
+        "stream URL query leaked"
+    );
+}
