@@ -39,9 +39,19 @@ impl Pacer {
     }
 
     /// Records that a chunk went out at `now`.
+    ///
+    /// While data keeps coming the schedule advances from the previous slot, not from `now`:
+    /// the runtime's timer fires up to a tick late, and counting from the late wake-up would
+    /// halve the rate. The agent's `time.Sleep(1 ms)` overshoots by a few percent only.
     pub(crate) fn chunk_sent(&mut self, now: Instant) {
         if let Some(pacing) = self.pacing {
-            self.next_read = Some(now + pacing.pause);
+            let next = match self.next_read {
+                // On schedule, at most a few pauses late: the next slot follows this one, so
+                // a late timer is made up for instead of lowering the rate.
+                Some(slot) if now < slot + pacing.pause * CATCH_UP_SLOTS => slot + pacing.pause,
+                _ => now + pacing.pause,
+            };
+            self.next_read = Some(next);
         }
     }
 
@@ -50,6 +60,9 @@ impl Pacer {
         self.next_read.filter(|at| *at > now)
     }
 }
+
+/// How many slots a late timer may make up for before the schedule restarts from now.
+const CATCH_UP_SLOTS: u32 = 4;
 
 /// Bytes read from a PTY or TCP connection per message, as the agent does
 /// (agent `agent/session/config/config.go` `StreamDataPayloadSize`).
@@ -75,5 +88,21 @@ mod tests {
         pacer.chunk_sent(now);
         assert_eq!(pacer.wait_until(now), Some(now + Duration::from_millis(1)));
         assert_eq!(pacer.wait_until(now + Duration::from_millis(1)), None);
+    }
+
+    #[test]
+    fn a_late_wake_up_does_not_push_the_schedule_back() {
+        let now = Instant::now();
+        let ms = Duration::from_millis(1);
+        let mut pacer = Pacer::new(Some(Pacing::AGENT));
+        pacer.chunk_sent(now);
+        // Woken 0.8 ms late for the 1 ms slot: the next slot is still at 2 ms.
+        let late = now + ms + Duration::from_micros(800);
+        pacer.chunk_sent(late);
+        assert_eq!(pacer.wait_until(late), Some(now + 2 * ms));
+        // After an idle gap the schedule restarts from the send.
+        let idle = now + 10 * ms;
+        pacer.chunk_sent(idle);
+        assert_eq!(pacer.wait_until(idle), Some(idle + ms));
     }
 }
