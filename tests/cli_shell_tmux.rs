@@ -1,0 +1,200 @@
+//! `postern shell` end to end in a real terminal: tmux runs the real binary against the
+//! emulator. Typing, resizing, Ctrl-C, the `~?` escape, `exit`, and the terminal restored
+//! afterwards; zero protocol violations.
+
+mod cli_util;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use cli_util::{Emulator, poll, postern};
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+/// A tmux server on its own socket, killed on drop.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn new(dir: &Path) -> Self {
+        let available = Command::new("tmux").arg("-V").output();
+        assert!(
+            available.is_ok_and(|o| o.status.success()),
+            "tmux is required for this test (apt-get install tmux)"
+        );
+        Self {
+            socket: dir.join("tmux.sock").display().to_string(),
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        let out = Command::new("tmux")
+            .args(["-S", &self.socket])
+            .args(args)
+            .output()
+            .expect("run tmux");
+        assert!(
+            out.status.success(),
+            "tmux {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn pane(&self) -> String {
+        self.run(&["capture-pane", "-p", "-t", "t", "-S", "-100"])
+    }
+
+    /// Waits until the pane shows `needle` `count` times.
+    fn wait_for(&self, needle: &str, count: usize) -> String {
+        poll(LIMIT, || {
+            let pane = self.pane();
+            (pane.matches(needle).count() >= count).then_some(pane)
+        })
+        .unwrap_or_else(|| panic!("pane never showed {needle:?} x{count}:\n{}", self.pane()))
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["-S", &self.socket, "kill-server"])
+            .output();
+    }
+}
+
+#[test]
+fn interactive_shell_in_a_real_terminal() {
+    let emu = Emulator::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let before = dir.path().join("stty.before");
+    let after = dir.path().join("stty.after");
+    let status = dir.path().join("status");
+    let script = dir.path().join("run.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "export AWS_ACCESS_KEY_ID=AKIDPOSTERNTEST AWS_SECRET_ACCESS_KEY=test \
+             AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true HOME=/nonexistent PS1='$ '\n\
+             stty -a | sed 1d > {before}; stty -g >> {before}\n\
+             {postern} --endpoint-url {endpoint} shell {instance}\n\
+             echo \"postern-exit=$?\" > {status}.tmp; mv {status}.tmp {status}\n\
+             stty -a | sed 1d > {after}; stty -g >> {after}\n\
+             exec sleep 60\n",
+            before = before.display(),
+            after = after.display(),
+            status = status.display(),
+            postern = postern(),
+            endpoint = emu.endpoint,
+            instance = emu.instance,
+        ),
+    )
+    .unwrap();
+    let tmux = Tmux::new(dir.path());
+    let command = format!("sh {}", script.display());
+    tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        "t",
+        "-x",
+        "100",
+        "-y",
+        "30",
+        &command,
+    ]);
+
+    // Typing reaches the shell and its output comes back.
+    tmux.run(&["send-keys", "-t", "t", "echo hel''lo", "Enter"]);
+    tmux.wait_for("\nhello", 1);
+
+    // The size was right from the start, and follows a resize (SIGWINCH).
+    tmux.run(&["send-keys", "-t", "t", "stty size", "Enter"]);
+    tmux.wait_for("30 100", 1);
+    tmux.run(&["resize-window", "-t", "t", "-x", "120", "-y", "40"]);
+    poll(LIMIT, || {
+        tmux.run(&["send-keys", "-t", "t", "stty size", "Enter"]);
+        let found = poll(Duration::from_secs(2), || {
+            tmux.pane().contains("40 120").then_some(())
+        });
+        found
+    })
+    .unwrap_or_else(|| panic!("size never became 40 120:\n{}", tmux.pane()));
+
+    // Ctrl-C interrupts the remote command, not postern; the session survives.
+    tmux.run(&["send-keys", "-t", "t", "sleep 100", "Enter"]);
+    tmux.wait_for("sleep 100", 1);
+    tmux.run(&["send-keys", "-t", "t", "C-c"]);
+    tmux.wait_for("^C", 1);
+    tmux.run(&["send-keys", "-t", "t", "echo sur''vived", "Enter"]);
+    // The typed text never contains the word; only the remote echo's output does.
+    tmux.wait_for("survived", 1);
+
+    // `~?` after a newline shows the escape help locally.
+    tmux.run(&["send-keys", "-t", "t", "Enter"]);
+    tmux.run(&["send-keys", "-t", "t", "-l", "~?"]);
+    tmux.wait_for("Supported escape sequences", 1);
+
+    // `exit` ends postern with 0.
+    tmux.run(&["send-keys", "-t", "t", "Enter"]);
+    tmux.run(&["send-keys", "-t", "t", "exit", "Enter"]);
+    let line = poll(LIMIT, || std::fs::read_to_string(&status).ok())
+        .unwrap_or_else(|| panic!("postern did not exit:\n{}", tmux.pane()));
+    assert_eq!(line.trim(), "postern-exit=0", "pane:\n{}", tmux.pane());
+
+    // The terminal is exactly as before (the size line aside, which the resize changed).
+    let after_text = poll(LIMIT, || {
+        std::fs::read_to_string(&after)
+            .ok()
+            .filter(|t| t.lines().count() > 1)
+    })
+    .expect("stty after");
+    assert_eq!(std::fs::read_to_string(&before).unwrap(), after_text);
+
+    assert_eq!(emu.stop(), Vec::<String>::new(), "violations");
+}
+
+#[test]
+fn tilde_dot_closes_the_session() {
+    let emu = Emulator::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let status = dir.path().join("status");
+    let script = dir.path().join("run.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "export AWS_ACCESS_KEY_ID=AKIDPOSTERNTEST AWS_SECRET_ACCESS_KEY=test \
+             AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true HOME=/nonexistent\n\
+             {postern} --endpoint-url {endpoint} shell {instance}\n\
+             echo \"postern-exit=$?\" > {status}.tmp; mv {status}.tmp {status}\n\
+             exec sleep 60\n",
+            status = status.display(),
+            postern = postern(),
+            endpoint = emu.endpoint,
+            instance = emu.instance,
+        ),
+    )
+    .unwrap();
+    let tmux = Tmux::new(dir.path());
+    let command = format!("sh {}", script.display());
+    tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        "t",
+        "-x",
+        "80",
+        "-y",
+        "24",
+        &command,
+    ]);
+    tmux.run(&["send-keys", "-t", "t", "echo rea''dy", "Enter"]);
+    tmux.wait_for("\nready", 1);
+    tmux.run(&["send-keys", "-t", "t", "-l", "~."]);
+    let line = poll(LIMIT, || std::fs::read_to_string(&status).ok())
+        .unwrap_or_else(|| panic!("postern did not exit:\n{}", tmux.pane()));
+    assert_eq!(line.trim(), "postern-exit=0");
+    assert_eq!(emu.stop(), Vec::<String>::new(), "violations");
+}
