@@ -134,3 +134,45 @@ fn no_secret_reaches_stderr_even_verbose() {
         "stream URL query leaked"
     );
 }
+
+#[test]
+fn handshake_timeout() {
+    // Every agent message is held back longer than we are willing to wait.
+    let emu = Emulator::start(&["--delay", "5s"]);
+    let out = run(
+        emu.command(&["exec", "--handshake-timeout", "1s", INSTANCE, "--", "true"]),
+        LIMIT,
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(253), "stderr {stderr}");
+    assert!(
+        stderr.starts_with("error: the session did not start ("),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("Caused by:\n  the agent did not start the session within 1s"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn connection_lost() {
+    // The service drops the websocket mid-session; reconnection arrives with issue 9.
+    let emu = Emulator::start(&["--close-after", "6"]);
+    let out = run(
+        emu.command(&[
+            "exec",
+            INSTANCE,
+            "--",
+            "for i in 1 2 3 4 5 6 7 8 9; do echo $i; sleep 0.05; done",
+        ]),
+        LIMIT,
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(254), "stderr {stderr}");
+    assert!(
+        stderr.starts_with("error: the session was interrupted ("),
+        "{stderr}"
+    );
+    assert!(stderr.contains("the data channel was lost"), "{stderr}");
+}

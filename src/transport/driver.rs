@@ -194,8 +194,8 @@ pub async fn run(
         }
         apply_backpressure(&mut session, &mut state);
 
-        let handshake_deadline =
-            (state.ready.is_none()).then(|| started + config.handshake_timeout);
+        // Until local input may flow (Ready, and for exec the wrapper's start record).
+        let handshake_deadline = (!state.input_enabled).then(|| started + config.handshake_timeout);
         let deadline = [
             session.poll_timeout(),
             handshake_deadline,
@@ -274,7 +274,7 @@ pub async fn run(
             () = sleep_until(deadline), if deadline.is_some() => {
                 let now = crate::transport::driver::now();
                 session.handle_timeout(now);
-                if state.ready.is_none() && now >= started + config.handshake_timeout {
+                if !state.input_enabled && now >= started + config.handshake_timeout {
                     break Err(DriverError::HandshakeTimeout(config.handshake_timeout));
                 }
                 if state.grace_deadline.is_some_and(|d| now >= d) {
