@@ -234,3 +234,35 @@ async fn wait_for_violation(
         );
     }
 }
+
+#[tokio::test]
+async fn service_messages_from_a_client_are_recorded_and_not_relayed() {
+    let emulator = emulator(|_| {}).await;
+    let started = start_session(&emulator, CURRENT, None, &[]).await;
+    let mut channel = Channel::open(&started).await;
+    channel.ready().await;
+    for message_type in [MessageType::ChannelClosed, MessageType::PausePublication] {
+        let frame = ClientMessage {
+            message_type,
+            schema_version: 1,
+            created_date: 1_700_000_000_000,
+            sequence_number: SequenceNumber(0),
+            flags: 0,
+            message_id: MessageId(uuid::Uuid::new_v4()),
+            payload_type: PayloadType::Null,
+            payload: b"{}".to_vec(),
+        }
+        .encode()
+        .unwrap();
+        channel.send_raw(frame).await;
+    }
+    // The agent neither closed nor paused: the shell still answers.
+    channel.send_output(b"echo alive\r").await;
+    channel.output_until(|out| contains(out, b"alive\r\n")).await;
+    assert_eq!(
+        emulator.violations().get("unexpected_message"),
+        2,
+        "{}",
+        emulator.violations()
+    );
+}

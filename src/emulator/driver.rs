@@ -16,7 +16,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use axum::extract::ws::{CloseFrame, Message, WebSocket, close_code};
 use futures_util::{SinkExt, StreamExt};
 use postern_protocol::{
-    AgentConfig, CloseReason, Event, Flag, Session, SessionConfig, SessionType, SizeData,
+    AgentConfig, CloseReason, Event, Flag, MessageType, Session, SessionConfig, SessionType,
+    SizeData,
 };
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -260,8 +261,19 @@ impl Driver {
     async fn on_frame(&mut self, now: Instant, frame: Option<Result<Message, axum::Error>>) {
         match frame {
             Some(Ok(Message::Binary(bytes))) => {
-                // Rejected frames are reported through Event::Violation.
-                let _ = self.session.handle_message(now.into_std(), &bytes);
+                if let Some(kind) = gateway::peek_message_type(&bytes)
+                    .filter(|kind| !CLIENT_MESSAGE_TYPES.contains(kind))
+                {
+                    // Service-only messages from a client are not relayed to the agent (the
+                    // gateway would not); feeding them would let a client pause or close it.
+                    self.record(
+                        postern_protocol::ViolationKind::UnexpectedMessage.as_str(),
+                        &format!("{} sent by the client", kind.as_str()),
+                    );
+                } else {
+                    // Rejected frames are reported through Event::Violation.
+                    let _ = self.session.handle_message(now.into_std(), &bytes);
+                }
                 if self.closes.count(&self.shared.config.faults) {
                     tracing::info!(session_id = %self.spec.session_id, "fault: closing the websocket");
                     self.detach(now).await;
@@ -526,5 +538,8 @@ async fn close_with(mut socket: WebSocket, last: Option<Vec<u8>>) {
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// Client input items waiting for the plugin before the session stops acking new data.
 const MAX_PENDING_INPUT: usize = 256;
+/// Message types a client may send; the rest are the gateway's or the agent's.
+const CLIENT_MESSAGE_TYPES: [MessageType; 2] =
+    [MessageType::InputStreamData, MessageType::Acknowledge];
 /// PTY size until the client sends one.
 const DEFAULT_SIZE: SizeData = SizeData { cols: 80, rows: 24 };
