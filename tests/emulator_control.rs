@@ -258,7 +258,9 @@ async fn service_messages_from_a_client_are_recorded_and_not_relayed() {
     }
     // The agent neither closed nor paused: the shell still answers.
     channel.send_output(b"echo alive\r").await;
-    channel.output_until(|out| contains(out, b"alive\r\n")).await;
+    channel
+        .output_until(|out| contains(out, b"alive\r\n"))
+        .await;
     assert_eq!(
         emulator.violations().get("unexpected_message"),
         2,
