@@ -806,6 +806,12 @@ impl Session {
         !self.resend.is_empty() || !self.held.is_empty()
     }
 
+    /// Outgoing stream messages queued but not yet transmitted (held before Ready, or waiting
+    /// for pacing, the in-flight cap or publication). Drivers pace their reads on it.
+    pub fn unsent_len(&self) -> usize {
+        self.resend.len() - self.resend.in_flight() + self.held.len()
+    }
+
     /// Counters.
     pub fn stats(&self) -> SessionStats {
         SessionStats {
