@@ -116,10 +116,9 @@ fn interactive_shell_in_a_real_terminal() {
     tmux.run(&["resize-window", "-t", "t", "-x", "120", "-y", "40"]);
     poll(LIMIT, || {
         tmux.run(&["send-keys", "-t", "t", "stty size", "Enter"]);
-        let found = poll(Duration::from_secs(2), || {
+        poll(Duration::from_secs(2), || {
             tmux.pane().contains("40 120").then_some(())
-        });
-        found
+        })
     })
     .unwrap_or_else(|| panic!("size never became 40 120:\n{}", tmux.pane()));
 
