@@ -197,3 +197,66 @@ fn tilde_dot_closes_the_session() {
     assert_eq!(line.trim(), "postern-exit=0");
     assert_eq!(emu.stop(), Vec::<String>::new(), "violations");
 }
+
+#[test]
+fn sigterm_restores_the_terminal_and_exits_143() {
+    let emu = Emulator::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let before = dir.path().join("stty.before");
+    let after = dir.path().join("stty.after");
+    let status = dir.path().join("status");
+    let pid = dir.path().join("pid");
+    let script = dir.path().join("run.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "export AWS_ACCESS_KEY_ID=AKIDPOSTERNTEST AWS_SECRET_ACCESS_KEY=test \
+             AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true HOME=/nonexistent\n\
+             stty -a > {before}; stty -g >> {before}\n\
+             sh -c 'echo $$ > {pid}; exec {postern} --endpoint-url {endpoint} shell {instance}'\n\
+             echo \"postern-exit=$?\" > {status}.tmp; mv {status}.tmp {status}\n\
+             stty -a > {after}; stty -g >> {after}\n\
+             exec sleep 60\n",
+            before = before.display(),
+            after = after.display(),
+            status = status.display(),
+            pid = pid.display(),
+            postern = postern(),
+            endpoint = emu.endpoint,
+            instance = emu.instance,
+        ),
+    )
+    .unwrap();
+    let tmux = Tmux::new(dir.path());
+    let command = format!("sh {}", script.display());
+    tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        "t",
+        "-x",
+        "80",
+        "-y",
+        "24",
+        &command,
+    ]);
+    tmux.run(&["send-keys", "-t", "t", "echo rea''dy", "Enter"]);
+    tmux.wait_for("\nready", 1);
+    let pid = std::fs::read_to_string(&pid).expect("pid file");
+    let killed = Command::new("kill")
+        .args(["-TERM", pid.trim()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let line = poll(LIMIT, || std::fs::read_to_string(&status).ok())
+        .unwrap_or_else(|| panic!("postern did not exit:\n{}", tmux.pane()));
+    assert_eq!(line.trim(), "postern-exit=143");
+    let after_text = poll(LIMIT, || {
+        std::fs::read_to_string(&after)
+            .ok()
+            .filter(|t| t.lines().count() > 1)
+    })
+    .expect("stty after");
+    assert_eq!(std::fs::read_to_string(&before).unwrap(), after_text);
+    assert_eq!(emu.stop(), Vec::<String>::new(), "violations");
+}
