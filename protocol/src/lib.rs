@@ -13,9 +13,9 @@ pub mod mux;
 pub mod rng;
 pub mod seq;
 pub mod session;
-pub mod version;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+pub mod version;
 
 pub use codec::*;
 pub use error::{DecodeError, EncodeError, PayloadError};
