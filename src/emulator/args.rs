@@ -9,24 +9,59 @@ use clap::Args;
 
 use crate::emulator::config::{DEFAULT_PAUSE_FOR, DEFAULT_REGION, EmulatorConfig, Faults};
 use crate::emulator::error::EmulatorError;
-use crate::emulator::fleet;
+use crate::emulator::fleet::Fleet;
+use crate::emulator::generate::{FleetShape, generate};
 use crate::emulator::instances::InstanceSpec;
 use crate::emulator::pacing::Pacing;
 
 /// Run a local Session Manager emulator (message gateway and SSM agent) on loopback.
-#[derive(Args, Clone, Debug, PartialEq, Eq)]
+#[derive(Args, Clone, Debug, PartialEq)]
 pub struct EmulatorArgs {
-    /// Fleet file (TOML) describing the instances to serve.
-    #[arg(long, value_name = "FILE")]
+    /// Fleet file (TOML) describing the accounts, regions and instances to serve (see
+    /// fleets/sample.toml). Without one: three instances in one account.
+    #[arg(long, value_name = "FILE", conflicts_with = "generate_fleet")]
     pub fleet: Option<PathBuf>,
+
+    /// Serve a deterministic synthetic fleet of this shape, for benchmarks (for example
+    /// `accounts=50,regions=3,instances=5000`).
+    #[arg(long, value_name = "SHAPE")]
+    pub generate_fleet: Option<FleetShape>,
+
+    /// Print the fleet as TOML on stdout and exit instead of serving it.
+    #[arg(long)]
+    pub print_fleet: bool,
 
     /// Loopback address to listen on; port 0 picks a free port.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
     pub listen: SocketAddr,
 
-    /// Region to report.
-    #[arg(long, value_name = "REGION", default_value = DEFAULT_REGION)]
-    pub region: String,
+    /// Region to report, where unsigned requests act (default: the fleet's first region, else
+    /// us-east-1).
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
+
+    /// Account that base credentials (any access key not issued by AssumeRole) act in
+    /// (default: the fleet's management account).
+    #[arg(long, value_name = "ACCOUNT_ID")]
+    pub management_account: Option<String>,
+
+    /// Lifetime of credentials issued by AssumeRole and GetSessionToken, overriding the
+    /// requested duration (for example `2s`; `0s` issues already-expired credentials).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub credential_lifetime: Option<Duration>,
+
+    /// The only MFA code accepted (default: any six digits).
+    #[arg(long, value_name = "CODE")]
+    pub mfa_code: Option<String>,
+
+    /// Latency added to every AWS API call (for example `50ms`).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub api_latency: Option<Duration>,
+
+    /// Throttle AWS API calls above RATE per second per account and service (bursts of RATE),
+    /// answering with each service's throttling error.
+    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    pub throttle_rate: Option<f64>,
 
     /// Send stream data as fast as the client acks instead of pacing it like the real agent
     /// (1024-byte chunks, 1 ms apart).
@@ -94,9 +129,32 @@ pub struct EmulatorArgs {
 impl EmulatorArgs {
     /// The configuration these flags describe.
     pub fn into_config(self) -> Result<EmulatorConfig, EmulatorError> {
-        let mut config = EmulatorConfig {
+        let mut fleet = match (&self.fleet, self.generate_fleet) {
+            (Some(path), _) => Fleet::load(path)?,
+            (None, Some(shape)) => generate(shape),
+            (None, None) => Fleet::builtin(self.region.as_deref().unwrap_or(DEFAULT_REGION)),
+        };
+        if let Some(account) = self.management_account {
+            if fleet.account(&account).is_none() {
+                return Err(EmulatorError::UnknownAccount(account));
+            }
+            fleet.management_account = account;
+        }
+        for spec in self.instances {
+            fleet.upsert_agent_version(spec);
+        }
+        let region = self
+            .region
+            .or_else(|| fleet.regions.first().cloned())
+            .unwrap_or_else(|| DEFAULT_REGION.to_owned());
+        let config = EmulatorConfig {
             listen: self.listen,
-            region: self.region,
+            region,
+            fleet,
+            credential_lifetime: self.credential_lifetime,
+            mfa_code: self.mfa_code,
+            api_latency: self.api_latency,
+            throttle_rate: self.throttle_rate,
             pacing: (!self.no_pacing).then_some(Pacing::AGENT),
             violations_log: self.violations_log,
             shell: self.shell,
@@ -115,20 +173,17 @@ impl EmulatorArgs {
             },
             ..EmulatorConfig::default()
         };
-        if let Some(path) = &self.fleet {
-            config.instances = fleet::load(path)?;
-        }
-        for spec in self.instances {
-            match config
-                .instances
-                .iter_mut()
-                .find(|known| known.id == spec.id)
-            {
-                Some(known) => known.agent_version = spec.agent_version,
-                None => config.instances.push(spec),
-            }
-        }
         Ok(config)
+    }
+}
+
+/// A positive, finite number of calls per second.
+fn parse_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
+        _ => Err(format!(
+            "{text:?} is not a positive number of calls per second"
+        )),
     }
 }
 
@@ -198,11 +253,48 @@ mod tests {
             "mi-0123456789abcdef0=3.2.0.0",
         ]);
         let current = config
+            .fleet
             .instances
             .iter()
             .find(|i| i.id == "i-0a1b2c3d4e5f60718")
             .unwrap();
         assert_eq!(current.agent_version, "3.0.100.0");
-        assert_eq!(config.instances.last().unwrap().id, "mi-0123456789abcdef0");
+        assert_eq!(
+            config.fleet.instances.last().unwrap().id,
+            "mi-0123456789abcdef0"
+        );
+    }
+
+    #[test]
+    fn control_plane_flags_reach_the_config() {
+        let config = parse(&[
+            "--generate-fleet",
+            "accounts=4,regions=2,instances=40",
+            "--credential-lifetime",
+            "0s",
+            "--api-latency",
+            "50ms",
+            "--throttle-rate",
+            "2.5",
+            "--mfa-code",
+            "123456",
+        ]);
+        assert_eq!(config.fleet.accounts.len(), 4);
+        assert_eq!(config.region, config.fleet.regions[0]);
+        assert_eq!(config.credential_lifetime, Some(Duration::ZERO));
+        assert_eq!(config.api_latency, Some(Duration::from_millis(50)));
+        assert_eq!(config.throttle_rate, Some(2.5));
+        assert_eq!(config.mfa_code.as_deref(), Some("123456"));
+    }
+
+    #[test]
+    fn management_account_must_be_in_the_fleet() {
+        let err = Cli::try_parse_from(["emulator", "--management-account", "999999999999"])
+            .unwrap()
+            .args
+            .into_config()
+            .unwrap_err();
+        assert!(err.to_string().contains("999999999999"), "{err}");
+        assert!(Cli::try_parse_from(["emulator", "--throttle-rate", "0"]).is_err());
     }
 }

@@ -10,11 +10,21 @@ use crate::emulator::args::EmulatorArgs;
 use crate::emulator::server::Emulator;
 
 /// Runs the emulator until SIGINT/SIGTERM (or `--exit-after`). Prints exactly one JSON line
-/// on stdout once ready, and a summary of client violations on stderr at shutdown.
+/// on stdout once ready, and a summary of client violations on stderr at shutdown. With
+/// `--print-fleet`, prints the fleet as TOML instead and returns.
 pub async fn run_from_cli(args: EmulatorArgs) -> anyhow::Result<()> {
+    let print_fleet = args.print_fleet;
     let config = args
         .into_config()
         .context("invalid emulator configuration")?;
+    if print_fleet {
+        let mut stdout = std::io::stdout().lock();
+        stdout
+            .write_all(config.fleet.to_toml().as_bytes())
+            .and_then(|()| stdout.flush())
+            .context("cannot write the fleet")?;
+        return Ok(());
+    }
     let handle = Emulator::start(config)
         .await
         .context("cannot start the emulator")?;

@@ -5,7 +5,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::emulator::instances::{InstanceSpec, default_instances};
+use crate::emulator::fleet::Fleet;
 use crate::emulator::pacing::Pacing;
 
 /// Everything the emulator needs to start.
@@ -13,10 +13,19 @@ use crate::emulator::pacing::Pacing;
 pub struct EmulatorConfig {
     /// Address to listen on; must be loopback. Port 0 picks a free port.
     pub listen: SocketAddr,
-    /// Region reported in the ready line and used in stream URLs' context.
+    /// Region reported in the ready line; unsigned requests act here.
     pub region: String,
-    /// The instances sessions may target.
-    pub instances: Vec<InstanceSpec>,
+    /// The accounts, regions and instances served.
+    pub fleet: Fleet,
+    /// Lifetime of credentials from AssumeRole and GetSessionToken, overriding the requested
+    /// duration (tests shorten it; zero issues credentials that are already expired).
+    pub credential_lifetime: Option<Duration>,
+    /// The only MFA code GetSessionToken and AssumeRole accept; `None` accepts any six digits.
+    pub mfa_code: Option<String>,
+    /// Latency added to every control-plane call.
+    pub api_latency: Option<Duration>,
+    /// Calls per second allowed per account and service before throttling errors.
+    pub throttle_rate: Option<f64>,
     /// Agent pacing of outgoing stream data; `None` sends as fast as the client acks.
     pub pacing: Option<Pacing>,
     /// Where to append one JSON line per client violation.
@@ -42,7 +51,11 @@ impl Default for EmulatorConfig {
         Self {
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             region: DEFAULT_REGION.to_owned(),
-            instances: default_instances(),
+            fleet: Fleet::builtin(DEFAULT_REGION),
+            credential_lifetime: None,
+            mfa_code: None,
+            api_latency: None,
+            throttle_rate: None,
             pacing: Some(Pacing::AGENT),
             violations_log: None,
             faults: Faults::default(),

@@ -1,20 +1,45 @@
-//! The AWS control plane's front door (`POST /`): checks the request is authenticated and
-//! routes it by protocol and service. JSON 1.1 requests carry `X-Amz-Target: <Prefix>.<Op>`;
-//! query-protocol services (STS, EC2: part 2) carry a form body with `Action=`.
+//! The AWS control plane's front door (`POST /`): authenticates the request, scopes it to an
+//! account and region, applies injected latency and throttling, and routes it by protocol and
+//! service. JSON 1.1 requests carry `X-Amz-Target: <Prefix>.<Op>` (SSM, Organizations);
+//! query-protocol requests (STS, EC2) carry a form body with `Action=` and `Version=`.
 //!
-//! It only checks that an `Authorization` header is present (the emulator accepts any
-//! credentials); it never logs request bodies, which may hold tokens.
+//! The caller is read from the SigV4 `Authorization` header: its access key id picks the
+//! principal (issued credentials act in their account; anything else acts in the management
+//! account) and its credential scope the region. It never logs request bodies, signatures,
+//! secret keys or tokens.
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::emulator::awserror::{AwsError, JSON_1_1_CONTENT_TYPE, REQUEST_ID_HEADER};
+use crate::emulator::auth::{Principal, SigningScope};
+use crate::emulator::awserror::{
+    AwsError, JSON_1_1_CONTENT_TYPE, REQUEST_ID_HEADER, Service, XML_CONTENT_TYPE,
+};
+use crate::emulator::instances::InstanceSpec;
+use crate::emulator::query::Form;
 use crate::emulator::server::Shared;
-use crate::emulator::ssm;
+use crate::emulator::{ec2, organizations, ssm, sts};
+
+/// Who a request acts as, and where.
+#[derive(Clone, Debug)]
+pub(crate) struct Caller {
+    /// The identity, with its account.
+    pub(crate) principal: Principal,
+    /// The region the request was signed for (the emulator's region when unsigned).
+    pub(crate) region: String,
+}
+
+impl Caller {
+    /// Whether `instance` belongs to this caller's account and region.
+    pub(crate) fn sees(&self, instance: &InstanceSpec) -> bool {
+        instance.account == self.principal.account && instance.region == self.region
+    }
+}
 
 /// Handles one control-plane request.
 pub(crate) async fn handle(
@@ -23,52 +48,186 @@ pub(crate) async fn handle(
     body: Bytes,
 ) -> Response {
     let request_id = uuid::Uuid::new_v4().to_string();
-    let result = route(&shared, &headers, &body);
-    match result {
-        Ok(json) => {
-            let mut response = (axum::http::StatusCode::OK, json.to_string()).into_response();
-            let headers = response.headers_mut();
-            headers.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static(JSON_1_1_CONTENT_TYPE),
-            );
-            if let Ok(value) = HeaderValue::from_str(&request_id) {
-                headers.insert(REQUEST_ID_HEADER, value);
-            }
-            response
+    if let Some(latency) = shared.config.api_latency {
+        // Injected service latency, as configured (`--api-latency`), not synchronisation.
+        tokio::time::sleep(latency).await;
+    }
+    let request = match Request::classify(&headers, &body) {
+        Ok(request) => request,
+        Err((service, err)) => return failure(err, service, &request_id),
+    };
+    let service = request.service();
+    match route(&shared, &headers, &request, &body, &request_id) {
+        Ok(Reply::Json(json)) => success(json.to_string(), JSON_1_1_CONTENT_TYPE, &request_id),
+        Ok(Reply::Xml(xml)) => success(xml, XML_CONTENT_TYPE, &request_id),
+        Err(err) => failure(err, service, &request_id),
+    }
+}
+
+/// A request's protocol, service and operation.
+enum Request {
+    /// JSON 1.1 with `X-Amz-Target`.
+    Json { service: Service, operation: String },
+    /// AWS query or EC2 query with a form body.
+    Query { service: Service, form: Form },
+}
+
+impl Request {
+    fn classify(headers: &HeaderMap, body: &[u8]) -> Result<Self, (Service, AwsError)> {
+        if let Some(target) = headers.get(AMZ_TARGET_HEADER) {
+            let target = target.to_str().unwrap_or_default();
+            let unknown = || (Service::Ssm, AwsError::unknown_operation(target));
+            let (prefix, operation) = target.split_once('.').ok_or_else(unknown)?;
+            let service = match prefix {
+                SSM_TARGET_PREFIX => Service::Ssm,
+                ORGANIZATIONS_TARGET_PREFIX => Service::Organizations,
+                _ => return Err(unknown()),
+            };
+            return Ok(Self::Json {
+                service,
+                operation: operation.to_owned(),
+            });
         }
-        Err(err) => {
-            tracing::info!(code = %err.code, %request_id, "control plane request failed");
-            err.into_json_response(&request_id)
+        let form = Form::parse(body);
+        let scope_service = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(SigningScope::parse)
+            .map(|scope| scope.service);
+        let service = match (form.get("Version"), scope_service.as_deref()) {
+            (Some(STS_VERSION), _) | (None, Some("sts")) => Service::Sts,
+            (Some(EC2_VERSION), _) | (None, Some("ec2")) => Service::Ec2,
+            _ => {
+                return Err((
+                    Service::Sts,
+                    AwsError::new(
+                        "InvalidAction",
+                        "the request names no operation this emulator serves",
+                    ),
+                ));
+            }
+        };
+        Ok(Self::Query { service, form })
+    }
+
+    fn service(&self) -> Service {
+        match self {
+            Self::Json { service, .. } | Self::Query { service, .. } => *service,
         }
     }
+
+    fn operation(&self) -> &str {
+        match self {
+            Self::Json { operation, .. } => operation,
+            Self::Query { form, .. } => form.get("Action").unwrap_or_default(),
+        }
+    }
+}
+
+/// A successful answer in the service's format.
+enum Reply {
+    Json(serde_json::Value),
+    Xml(String),
 }
 
 fn route(
     shared: &Arc<Shared>,
     headers: &HeaderMap,
+    request: &Request,
     body: &[u8],
-) -> Result<serde_json::Value, AwsError> {
-    let authorized = headers
+    request_id: &str,
+) -> Result<Reply, AwsError> {
+    let service = request.service();
+    let authorization = headers
         .get(header::AUTHORIZATION)
-        .is_some_and(|value| !value.is_empty());
-    if !authorized {
-        return Err(AwsError::missing_authentication());
-    }
-    let target = headers
-        .get(AMZ_TARGET_HEADER)
         .and_then(|value| value.to_str().ok())
-        .unwrap_or_default();
-    let (service, operation) = target
-        .split_once('.')
-        .ok_or_else(|| AwsError::unknown_operation(target))?;
-    tracing::debug!(service, operation, "control plane request");
-    match service {
-        SSM_TARGET_PREFIX => ssm::handle(shared, operation, body),
-        _ => Err(AwsError::unknown_operation(target)),
+        .filter(|value| !value.is_empty())
+        .ok_or_else(AwsError::missing_authentication)?;
+    let caller = authenticate(shared, headers, authorization, service)?;
+    tracing::debug!(
+        service = service.iam_prefix(),
+        operation = request.operation(),
+        account = %caller.principal.account,
+        region = %caller.region,
+        "control plane request"
+    );
+    if let Some(throttle) = &shared.throttle {
+        let now = tokio::time::Instant::now();
+        if !throttle.admit(&caller.principal.account, service.iam_prefix(), now) {
+            tracing::info!(service = service.iam_prefix(), "request throttled");
+            return Err(service.throttled());
+        }
+    }
+    match request {
+        Request::Json {
+            service: Service::Ssm,
+            operation,
+        } => ssm::handle(shared, &caller, operation, body).map(Reply::Json),
+        Request::Json { operation, .. } => {
+            organizations::handle(shared, &caller, operation, body).map(Reply::Json)
+        }
+        Request::Query {
+            service: Service::Sts,
+            form,
+        } => sts::handle(shared, &caller, form, request_id).map(Reply::Xml),
+        Request::Query { form, .. } => {
+            ec2::handle(shared, &caller, form, request_id).map(Reply::Xml)
+        }
     }
 }
 
+/// The caller of a request with an `Authorization` header.
+fn authenticate(
+    shared: &Shared,
+    headers: &HeaderMap,
+    authorization: &str,
+    service: Service,
+) -> Result<Caller, AwsError> {
+    let base = Principal::base_user(&shared.config.fleet.management_account);
+    let Some(scope) = SigningScope::parse(authorization) else {
+        // Not SigV4 (hand-made test requests): base credentials in the emulator's region.
+        return Ok(Caller {
+            principal: base,
+            region: shared.config.region.clone(),
+        });
+    };
+    let token = headers
+        .get(SECURITY_TOKEN_HEADER)
+        .and_then(|v| v.to_str().ok());
+    let principal = shared
+        .credentials
+        .resolve(&scope.access_key_id, token, SystemTime::now(), &base)
+        .map_err(|problem| {
+            tracing::info!(access_key_id = %scope.access_key_id, ?problem, "credentials refused");
+            service.credential_error(problem)
+        })?;
+    Ok(Caller {
+        principal,
+        region: scope.region,
+    })
+}
+
+fn success(body: String, content_type: &'static str, request_id: &str) -> Response {
+    let mut response = (StatusCode::OK, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if let Ok(value) = HeaderValue::from_str(request_id) {
+        headers.insert(REQUEST_ID_HEADER, value);
+    }
+    response
+}
+
+fn failure(err: AwsError, service: Service, request_id: &str) -> Response {
+    tracing::info!(code = %err.code, %request_id, "control plane request failed");
+    err.into_response(service, request_id)
+}
+
 const AMZ_TARGET_HEADER: &str = "x-amz-target";
+const SECURITY_TOKEN_HEADER: &str = "x-amz-security-token";
 /// `X-Amz-Target` prefix of SSM operations.
 const SSM_TARGET_PREFIX: &str = "AmazonSSM";
+/// `X-Amz-Target` prefix of Organizations operations.
+const ORGANIZATIONS_TARGET_PREFIX: &str = "AWSOrganizationsV20161128";
+/// API versions named by query-protocol requests.
+const STS_VERSION: &str = "2011-06-15";
+const EC2_VERSION: &str = "2016-11-15";

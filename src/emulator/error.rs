@@ -53,6 +53,15 @@ pub enum EmulatorError {
         "invalid instance {0:?}, expected ID=AGENT_VERSION such as i-0123456789abcdef0=3.3.0.0"
     )]
     BadInstanceSpec(String),
+    /// A `--generate-fleet` value is not `accounts=N,regions=N,instances=N`.
+    #[error(
+        "invalid fleet shape {0:?}, expected accounts=N,regions=N,instances=N such as \
+         accounts=50,regions=3,instances=5000 (at most 6 regions)"
+    )]
+    BadFleetShape(String),
+    /// `--management-account` names no account of the fleet.
+    #[error("management account {0} is not an account of the fleet")]
+    UnknownAccount(String),
     /// No instances to serve.
     #[error("the emulator needs at least one instance")]
     NoInstances,

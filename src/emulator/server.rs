@@ -14,10 +14,13 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
+use crate::emulator::auth::CredentialStore;
 use crate::emulator::config::EmulatorConfig;
 use crate::emulator::error::EmulatorError;
+use crate::emulator::fleet::{AccountSpec, Fleet};
 use crate::emulator::instances::InstanceSpec;
 use crate::emulator::sessions::Registry;
+use crate::emulator::throttle::Throttle;
 use crate::emulator::violations::{ViolationCounts, ViolationLog};
 use crate::emulator::{control, datachannel};
 
@@ -31,7 +34,7 @@ impl Emulator {
         if !config.listen.ip().is_loopback() {
             return Err(EmulatorError::NotLoopback(config.listen));
         }
-        if config.instances.is_empty() {
+        if config.fleet.instances.is_empty() {
             return Err(EmulatorError::NoInstances);
         }
         let listener =
@@ -50,6 +53,7 @@ impl Emulator {
         let violations = ViolationLog::open(config.violations_log.as_deref())?;
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let instances = config
+            .fleet
             .instances
             .iter()
             .map(|spec| (spec.id.clone(), spec.clone()))
@@ -58,6 +62,8 @@ impl Emulator {
             addr,
             instances,
             registry: Registry::default(),
+            credentials: CredentialStore::default(),
+            throttle: config.throttle_rate.map(Throttle::new),
             violations,
             shutdown: shutdown_rx.clone(),
             tasks: Mutex::new(JoinSet::new()),
@@ -119,19 +125,25 @@ impl EmulatorHandle {
         &self.shared.config.region
     }
 
-    /// Instance ids, in configuration order.
+    /// Instance ids, in fleet order.
     pub fn instances(&self) -> Vec<String> {
         self.shared
             .config
+            .fleet
             .instances
             .iter()
             .map(|spec| spec.id.clone())
             .collect()
     }
 
-    /// The instances with their agent versions.
+    /// The instances with their accounts, regions and agent versions.
     pub fn instance_specs(&self) -> &[InstanceSpec] {
-        &self.shared.config.instances
+        &self.shared.config.fleet.instances
+    }
+
+    /// The fleet served.
+    pub fn fleet(&self) -> &Fleet {
+        &self.shared.config.fleet
     }
 
     /// Client violations recorded so far, by kind.
@@ -141,10 +153,14 @@ impl EmulatorHandle {
 
     /// The JSON ready line `postern emulator` prints.
     pub fn ready_line(&self) -> ReadyLine {
+        let fleet = self.fleet();
         ReadyLine {
             endpoint: self.endpoint(),
             region: self.region().to_owned(),
             instances: self.instances(),
+            accounts: fleet.accounts.clone(),
+            regions: fleet.regions.clone(),
+            management_account: fleet.management_account.clone(),
         }
     }
 
@@ -187,15 +203,21 @@ impl Drop for EmulatorHandle {
     }
 }
 
-/// What `postern emulator` prints once ready (one JSON line). Part 2 adds accounts and regions.
+/// What `postern emulator` prints once ready (one JSON line).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ReadyLine {
     /// `http://127.0.0.1:PORT`.
     pub endpoint: String,
-    /// The region.
+    /// The default region (unsigned requests act here).
     pub region: String,
     /// Instance ids.
     pub instances: Vec<String>,
+    /// The accounts: `{"id","alias","env","roles"}` each.
+    pub accounts: Vec<AccountSpec>,
+    /// The regions the fleet spans.
+    pub regions: Vec<String>,
+    /// The account base credentials act in.
+    pub management_account: String,
 }
 
 /// State shared by the HTTP handlers and the session tasks.
@@ -205,6 +227,8 @@ pub(crate) struct Shared {
     pub(crate) config: EmulatorConfig,
     pub(crate) instances: HashMap<String, InstanceSpec>,
     pub(crate) registry: Registry,
+    pub(crate) credentials: CredentialStore,
+    pub(crate) throttle: Option<Throttle>,
     pub(crate) violations: ViolationLog,
     pub(crate) shutdown: watch::Receiver<bool>,
     tasks: Mutex<JoinSet<()>>,

@@ -1,28 +1,37 @@
 //! SSM operations of the control plane (JSON 1.1): `StartSession`, `ResumeSession` and
-//! `TerminateSession` (SPEC.md §1). Part 2 adds `DescribeInstanceInformation` here.
+//! `TerminateSession` (SPEC.md §1), and `DescribeInstanceInformation`.
 //!
-//! StartSession validates the target and document, creates the registry entry and spawns the
-//! session's task; the task itself waits for the websocket.
+//! StartSession validates the target (an online instance of the caller's account and region)
+//! and document, creates the registry entry and spawns the session's task; the task itself
+//! waits for the websocket. Every session, whatever the instance, runs on this machine.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::emulator::awserror::AwsError;
+use crate::emulator::control::Caller;
 use crate::emulator::documents;
 use crate::emulator::driver;
+use crate::emulator::instances::{CURRENT_AGENT_VERSION, InstanceSpec, PingStatus};
+use crate::emulator::query::{page, wildcard_match};
 use crate::emulator::server::Shared;
 
 /// Runs one SSM operation.
 pub(crate) fn handle(
     shared: &Arc<Shared>,
+    caller: &Caller,
     operation: &str,
     body: &[u8],
 ) -> Result<Value, AwsError> {
     match operation {
-        "StartSession" => start_session(shared, parse(body)?),
+        "StartSession" => start_session(shared, caller, parse(body)?),
+        "DescribeInstanceInformation" => {
+            describe_instance_information(shared, caller, parse(body)?)
+        }
         "ResumeSession" => resume_session(shared, parse(body)?),
         "TerminateSession" => terminate_session(shared, parse(body)?),
         other => Err(AwsError::unknown_operation(&format!("AmazonSSM.{other}"))),
@@ -44,14 +53,23 @@ struct SessionIdRequest {
     session_id: Option<String>,
 }
 
-fn start_session(shared: &Arc<Shared>, request: StartSessionRequest) -> Result<Value, AwsError> {
+fn start_session(
+    shared: &Arc<Shared>,
+    caller: &Caller,
+    request: StartSessionRequest,
+) -> Result<Value, AwsError> {
     if let Some(code) = &shared.config.faults.fail_start_session {
         return Err(AwsError::new(code, injected_message(code)));
     }
     let target = request.target.ok_or_else(|| {
         validation("Value null at 'target' failed to satisfy constraint: Member must not be null")
     })?;
-    let Some(instance) = shared.instances.get(&target) else {
+    // Instances of other accounts or regions, stopped or offline ones: all "not connected".
+    let reachable = shared
+        .instances
+        .get(&target)
+        .filter(|i| caller.sees(i) && i.is_connected());
+    let Some(instance) = reachable else {
         return Err(AwsError::new(
             "TargetNotConnected",
             format!("{target} is not connected."),
@@ -114,6 +132,187 @@ fn terminate_session(shared: &Shared, request: SessionIdRequest) -> Result<Value
     Ok(json!({ "SessionId": session_id }))
 }
 
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+struct DescribeInstanceInformationRequest {
+    #[serde(default)]
+    instance_information_filter_list: Vec<LegacyFilter>,
+    #[serde(default)]
+    filters: Vec<Filter>,
+    max_results: Option<usize>,
+    next_token: Option<String>,
+}
+
+/// `InstanceInformationFilterList` items (lowercase keys, as the API defines them).
+#[derive(Deserialize)]
+struct LegacyFilter {
+    key: String,
+    #[serde(rename = "valueSet", default)]
+    value_set: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Filter {
+    key: String,
+    #[serde(default)]
+    values: Vec<String>,
+}
+
+fn describe_instance_information(
+    shared: &Shared,
+    caller: &Caller,
+    request: DescribeInstanceInformationRequest,
+) -> Result<Value, AwsError> {
+    let max = request.max_results.unwrap_or(MAX_INFORMATION_RESULTS);
+    if !(MIN_INFORMATION_RESULTS..=MAX_INFORMATION_RESULTS).contains(&max) {
+        return Err(validation(&format!(
+            "Value '{max}' at 'maxResults' failed to satisfy constraint: Member must have value \
+             {} {}",
+            if max < MIN_INFORMATION_RESULTS {
+                "greater than or equal to"
+            } else {
+                "less than or equal to"
+            },
+            if max < MIN_INFORMATION_RESULTS {
+                MIN_INFORMATION_RESULTS
+            } else {
+                MAX_INFORMATION_RESULTS
+            }
+        )));
+    }
+    if !request.instance_information_filter_list.is_empty() && !request.filters.is_empty() {
+        return Err(AwsError::new(
+            "InvalidFilter",
+            "InstanceInformationFilterList and Filters cannot be used together",
+        ));
+    }
+    let filters: Vec<(String, Vec<String>)> = request
+        .instance_information_filter_list
+        .into_iter()
+        .map(|f| (f.key, f.value_set))
+        .chain(request.filters.into_iter().map(|f| (f.key, f.values)))
+        .collect();
+    for (key, values) in &filters {
+        if !is_known_information_filter(key) {
+            return Err(AwsError::new(
+                "InvalidFilterKey",
+                format!("The specified key {key} is not valid."),
+            ));
+        }
+        if values.is_empty() {
+            return Err(AwsError::new(
+                "InvalidInstanceInformationFilterValue",
+                format!("The filter {key} has no values."),
+            ));
+        }
+    }
+    let selected: Vec<&InstanceSpec> = shared
+        .config
+        .fleet
+        .instances
+        .iter()
+        .filter(|i| i.ping_status != PingStatus::Unmanaged && caller.sees(i))
+        .filter(|i| {
+            filters
+                .iter()
+                .all(|(key, values)| information_matches(i, key, values))
+        })
+        .collect();
+    let scope = format!(
+        "ssm:{}:{}:{filters:?}",
+        caller.principal.account, caller.region
+    );
+    let (items, next) = page(&selected, max, request.next_token.as_deref(), &scope)
+        .map_err(|()| AwsError::new("InvalidNextToken", "The specified token is not valid."))?;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64().floor());
+    let list: Vec<Value> = items.iter().map(|i| information(i, now)).collect();
+    let mut response = json!({ "InstanceInformationList": list });
+    if let Some(next) = next {
+        response["NextToken"] = Value::String(next);
+    }
+    Ok(response)
+}
+
+/// One `InstanceInformation`, as SSM reports it.
+fn information(instance: &InstanceSpec, now: f64) -> Value {
+    let managed = instance.is_managed_instance();
+    // Online agents pinged within the last few minutes; lost ones a day ago.
+    let last_ping = match instance.ping_status {
+        PingStatus::Online => now - 60.0,
+        _ => now - 86_400.0,
+    };
+    let mut value = json!({
+        "InstanceId": instance.id,
+        "PingStatus": instance.ping_status.as_str(),
+        "LastPingDateTime": last_ping,
+        "AgentVersion": instance.agent_version,
+        "IsLatestVersion": instance.agent_version == CURRENT_AGENT_VERSION,
+        "PlatformType": instance.platform.as_str(),
+        "PlatformName": instance.platform_name,
+        "PlatformVersion": instance.platform_version,
+        "ResourceType": if managed { "ManagedInstance" } else { "EC2Instance" },
+        "IPAddress": instance.private_ip,
+        "ComputerName": instance.private_dns,
+        "AssociationStatus": "Success",
+        "LastAssociationExecutionDate": last_ping,
+        "LastSuccessfulAssociationExecutionDate": last_ping,
+        "SourceId": instance.id,
+        "SourceType": if managed { "AWS::SSM::ManagedInstance" } else { "AWS::EC2::Instance" },
+    });
+    if managed {
+        value["Name"] = Value::String(instance.name.clone());
+        value["IamRole"] = Value::String("SSMServiceRole".to_owned());
+        value["RegistrationDate"] = json!(REGISTRATION_DATE);
+        value["ActivationId"] = Value::String(format!(
+            "{:0>8}-0000-4000-8000-000000000000",
+            &instance.account[..8]
+        ));
+    }
+    value
+}
+
+fn is_known_information_filter(key: &str) -> bool {
+    key.starts_with("tag:")
+        || matches!(
+            key,
+            "InstanceIds"
+                | "AgentVersion"
+                | "PingStatus"
+                | "PlatformTypes"
+                | "ResourceType"
+                | "AssociationStatus"
+                | "tag-key"
+        )
+}
+
+fn information_matches(instance: &InstanceSpec, key: &str, values: &[String]) -> bool {
+    let any = |text: &str| values.iter().any(|v| v == text);
+    if let Some(tag) = key.strip_prefix("tag:") {
+        let value = match tag {
+            "Name" => Some(&instance.name),
+            _ => instance.tags.get(tag),
+        };
+        return value.is_some_and(|v| values.iter().any(|p| wildcard_match(p, v)));
+    }
+    match key {
+        "InstanceIds" => any(&instance.id),
+        "AgentVersion" => any(&instance.agent_version),
+        "PingStatus" => any(instance.ping_status.as_str()),
+        "PlatformTypes" => any(instance.platform.as_str()),
+        "ResourceType" => any(if instance.is_managed_instance() {
+            "ManagedInstance"
+        } else {
+            "EC2Instance"
+        }),
+        "AssociationStatus" => any("Success"),
+        "tag-key" => any("Name") || instance.tags.keys().any(|k| any(k)),
+        _ => false,
+    }
+}
+
 fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, AwsError> {
     serde_json::from_slice(body).map_err(|err| AwsError::serialization(err.to_string()))
 }
@@ -146,3 +345,9 @@ fn injected_message(code: &str) -> String {
         other => format!("{other} (injected by the emulator)"),
     }
 }
+
+/// DescribeInstanceInformation pages hold 5 to 50 items (50 by default).
+const MIN_INFORMATION_RESULTS: usize = 5;
+const MAX_INFORMATION_RESULTS: usize = 50;
+/// 2024-05-01T08:00:00Z, when the fleet's managed instances registered.
+const REGISTRATION_DATE: f64 = 1_714_550_400.0;
