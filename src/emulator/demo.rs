@@ -78,14 +78,17 @@ pub struct DemoInstance {
     pub platform: String,
 }
 
-/// The running demo: the emulator and the temporary AWS environment pointing at it.
-struct Demo {
+/// The running demo: the emulator and the temporary AWS environment pointing at it. Tests use
+/// it to run the demo's steps one by one.
+#[derive(Debug)]
+pub struct Demo {
     emulator: EmulatorHandle,
     files: TempFiles,
 }
 
 impl Demo {
-    async fn start(fleet: Fleet) -> anyhow::Result<Self> {
+    /// Starts the emulator serving `fleet` and writes the temporary AWS configuration.
+    pub async fn start(fleet: Fleet) -> anyhow::Result<Self> {
         let region = fleet
             .regions
             .first()
@@ -134,34 +137,20 @@ impl Demo {
         self.shell(chosen).await
     }
 
-    /// Runs `postern shell` on `instance` as a child with the temporary environment only.
+    /// The emulator serving the demo.
+    pub fn emulator(&self) -> &EmulatorHandle {
+        &self.emulator
+    }
+
+    /// Runs `postern shell` on `instance` as a child of the current executable, with the
+    /// terminal, and returns its exit code.
     async fn shell(&self, instance: &DemoInstance) -> anyhow::Result<ExitCode> {
         let exe = std::env::current_exe().context("cannot find the postern executable")?;
-        let mut command = tokio::process::Command::new(exe);
-        command
-            .arg("shell")
-            .arg(&instance.id)
-            .arg("--profile")
-            .arg(profile_name(&instance.alias))
-            .arg("--region")
-            .arg(&instance.region)
-            .arg("--endpoint-url")
-            .arg(self.emulator.endpoint())
+        let mut child = self
+            .shell_command(&exe, instance)
             .stdin(Stdio::inherit())
             .stdout(Stdio::inherit())
-            .stderr(Stdio::inherit());
-        for (key, _) in std::env::vars_os() {
-            if key.to_str().is_some_and(|k| k.starts_with("AWS_")) {
-                command.env_remove(key);
-            }
-        }
-        command
-            .env("AWS_CONFIG_FILE", self.files.config())
-            .env("AWS_SHARED_CREDENTIALS_FILE", self.files.credentials())
-            .env("AWS_REGION", &instance.region)
-            .env("AWS_ENDPOINT_URL", self.emulator.endpoint())
-            .env("AWS_EC2_METADATA_DISABLED", "true");
-        let mut child = command
+            .stderr(Stdio::inherit())
             .spawn()
             .context("cannot start `postern shell` for the demo")?;
         loop {
@@ -177,7 +166,39 @@ impl Demo {
         }
     }
 
-    async fn stop(self) {
+    /// `postern shell INSTANCE` run by `postern_exe` with the account's demo profile and the
+    /// demo's temporary AWS environment only (every inherited `AWS_*` variable removed).
+    pub fn shell_command(
+        &self,
+        postern_exe: &Path,
+        instance: &DemoInstance,
+    ) -> tokio::process::Command {
+        let mut command = tokio::process::Command::new(postern_exe);
+        command
+            .arg("shell")
+            .arg(&instance.id)
+            .arg("--profile")
+            .arg(profile_name(&instance.alias))
+            .arg("--region")
+            .arg(&instance.region)
+            .arg("--endpoint-url")
+            .arg(self.emulator.endpoint());
+        for (key, _) in std::env::vars_os() {
+            if key.to_str().is_some_and(|k| k.starts_with("AWS_")) {
+                command.env_remove(key);
+            }
+        }
+        command
+            .env("AWS_CONFIG_FILE", self.files.config())
+            .env("AWS_SHARED_CREDENTIALS_FILE", self.files.credentials())
+            .env("AWS_REGION", &instance.region)
+            .env("AWS_ENDPOINT_URL", self.emulator.endpoint())
+            .env("AWS_EC2_METADATA_DISABLED", "true");
+        command
+    }
+
+    /// Stops the emulator and removes the temporary files.
+    pub async fn stop(self) {
         if let Err(err) = self.emulator.shutdown().await {
             tracing::warn!(error = %err, "demo emulator did not stop cleanly");
         }
@@ -426,6 +447,7 @@ fn exit_code(status: std::process::ExitStatus) -> ExitCode {
 
 /// A private (0700) temporary directory holding the demo's AWS config and credentials
 /// (0600), removed on drop.
+#[derive(Debug)]
 struct TempFiles {
     dir: PathBuf,
 }

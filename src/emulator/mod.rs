@@ -38,7 +38,7 @@ mod violations;
 pub use args::EmulatorArgs;
 pub use cli::run_from_cli;
 pub use config::{EmulatorConfig, Faults};
-pub use demo::{DemoArgs, DemoInstance, discover, render_list, run_demo, select};
+pub use demo::{Demo, DemoArgs, DemoInstance, discover, render_list, run_demo, select};
 pub use error::EmulatorError;
 pub use fleet::{AccountSpec, Env, Fleet};
 pub use generate::{FleetShape, generate};
