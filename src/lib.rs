@@ -7,6 +7,8 @@
 pub mod aws;
 pub mod cli;
 pub mod emulator;
+pub mod forward;
 pub mod report;
+pub mod stdio;
 pub mod term;
 pub mod transport;

@@ -45,6 +45,8 @@ pub enum ErrorKind {
     HandshakeTimeout,
     /// The data channel broke or the session failed after it started.
     ConnectionLost,
+    /// A local port could not be listened on (in use, not permitted, no such address).
+    LocalPort,
 }
 
 impl ErrorKind {
@@ -61,6 +63,7 @@ impl ErrorKind {
             Self::EndpointUnreachable => exit_codes::ENDPOINT_UNREACHABLE,
             Self::HandshakeTimeout => exit_codes::HANDSHAKE_TIMEOUT,
             Self::ConnectionLost => exit_codes::CONNECTION_LOST,
+            Self::LocalPort => exit_codes::LOCAL_PORT,
         }
     }
 }
@@ -190,6 +193,8 @@ pub mod exit_codes {
     pub const NO_EXIT_STATUS: u8 = 247;
     /// AWS configuration or credentials.
     pub const AWS_CONFIG: u8 = 248;
+    /// `postern forward`: a local port could not be listened on.
+    pub const LOCAL_PORT: u8 = 249;
     /// The target is not connected to Session Manager.
     pub const TARGET_NOT_CONNECTED: u8 = 250;
     /// Access denied by IAM.
@@ -255,6 +260,7 @@ mod tests {
             ErrorKind::EndpointUnreachable,
             ErrorKind::HandshakeTimeout,
             ErrorKind::ConnectionLost,
+            ErrorKind::LocalPort,
         ];
         let mut codes: Vec<u8> = kinds.iter().map(|k| k.exit_code()).collect();
         codes.sort_unstable();

@@ -54,8 +54,101 @@ pub enum Command {
     Shell(ShellArgs),
     /// Run one command on an instance and exit with its status.
     Exec(ExecArgs),
+    /// Forward local ports to ports on an instance, or through it to other hosts.
+    Forward(ForwardArgs),
+    /// Carry one SSH connection over Session Manager on stdin/stdout (for ssh's ProxyCommand).
+    SshProxy(SshProxyArgs),
+    /// Run the system ssh to an instance, with postern as its ProxyCommand.
+    Ssh(SshArgs),
+    /// Print an ssh_config block so that plain `ssh i-0123456789abcdef0.postern` works.
+    SshConfig(SshConfigArgs),
     /// Run a local Session Manager emulator (message gateway and SSM agent) on loopback.
     Emulator(EmulatorArgs),
+}
+
+/// `postern forward`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ForwardArgs {
+    /// Instance id (i-…, mi-…).
+    #[arg(value_name = "TARGET")]
+    pub target: String,
+
+    /// Forward [BIND:]LOCAL to REMOTE_PORT on the instance, or [BIND:]LOCAL:HOST:PORT to HOST:PORT
+    /// as reached from the instance. LOCAL 0 picks a free port; BIND defaults to 127.0.0.1.
+    /// Repeatable.
+    #[arg(
+        short = 'L',
+        long = "local",
+        required = true,
+        value_name = "[BIND:]LOCAL:[HOST:]PORT"
+    )]
+    pub forwards: Vec<String>,
+
+    /// Parallel SSM sessions per forward, opened as concurrent connections need them: a number,
+    /// or `auto` (up to 4 sessions, a new one once each carries 4 connections; in basic mode one
+    /// connection per session).
+    #[arg(long, value_name = "N|auto", default_value = "auto")]
+    pub sessions: String,
+
+    /// Print one JSON object per forward on stdout when it is ready, instead of a sentence.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Session options.
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
+
+/// `postern ssh-proxy`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct SshProxyArgs {
+    /// Instance id (i-…, mi-…), optionally with a `.postern` suffix (as `ssh-config` names it).
+    #[arg(value_name = "TARGET")]
+    pub target: String,
+
+    /// The port sshd listens on, on the instance.
+    #[arg(value_name = "PORT", default_value_t = 22)]
+    pub port: u16,
+
+    /// Session options.
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
+
+/// `postern ssh`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct SshArgs {
+    /// [USER@]TARGET: the instance id, optionally with the remote user.
+    #[arg(value_name = "[USER@]TARGET")]
+    pub destination: String,
+
+    /// Arguments for ssh after `--` (options, then the remote command).
+    #[arg(last = true, value_name = "SSH ARGS")]
+    pub ssh_args: Vec<String>,
+
+    /// The ssh program to run.
+    #[arg(long, value_name = "PROGRAM", default_value = "ssh")]
+    pub ssh_program: String,
+
+    /// Reason recorded with the session (StartSession `Reason`, 1-256 characters).
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
+}
+
+/// `postern ssh-config`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct SshConfigArgs {}
+
+/// Options of commands that start port or SSH sessions.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ConnectArgs {
+    /// Reason recorded with the session (StartSession `Reason`, 1-256 characters).
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
+
+    /// Give up when the agent has not started a session after this long.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub handshake_timeout: Duration,
 }
 
 /// `postern shell`.

@@ -3,10 +3,15 @@
 //! plan out. `anyhow` is used here and in `report` only.
 
 mod args;
+mod forward;
 mod logging;
 mod plan;
 mod run;
+mod ssh;
 
-pub use args::{Args, Command, CommonArgs, ExecArgs, SessionArgs, ShellArgs};
-pub use plan::{ExecPlan, Plan, SessionPlan, Target};
+pub use args::{
+    Args, Command, CommonArgs, ConnectArgs, ExecArgs, ForwardArgs, SessionArgs, ShellArgs, SshArgs,
+    SshConfigArgs, SshProxyArgs,
+};
+pub use plan::{ExecPlan, ForwardPlan, Plan, ProxyPlan, SessionPlan, SshPlan, Target};
 pub use run::run;

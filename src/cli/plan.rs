@@ -4,9 +4,13 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::aws::AwsOptions;
-use crate::cli::args::{Args, Command, CommonArgs, ExecArgs, SessionArgs, ShellArgs};
+use crate::cli::args::{
+    Args, Command, CommonArgs, ExecArgs, ForwardArgs, SessionArgs, ShellArgs, SshArgs, SshProxyArgs,
+};
 use crate::emulator::EmulatorArgs;
+use crate::forward::{ForwardOptions, ForwardSpec, SessionCount};
 use crate::report::{ErrorKind, ExpectedError};
+use crate::stdio::ProxyOptions;
 
 /// What the invocation will do.
 #[derive(Debug)]
@@ -15,8 +19,53 @@ pub enum Plan {
     Shell(SessionPlan),
     /// `postern exec TARGET -- COMMAND…`.
     Exec(ExecPlan),
+    /// `postern forward TARGET -L …`.
+    Forward(ForwardPlan),
+    /// `postern ssh-proxy TARGET [PORT]`.
+    SshProxy(ProxyPlan),
+    /// `postern ssh [USER@]TARGET [-- ARGS]`.
+    Ssh(SshPlan),
+    /// `postern ssh-config`.
+    SshConfig(AwsOptions),
     /// `postern emulator`.
     Emulator(EmulatorArgs),
+}
+
+/// Port forwards to run.
+#[derive(Clone, Debug)]
+pub struct ForwardPlan {
+    /// AWS configuration choices.
+    pub aws: AwsOptions,
+    /// What to forward.
+    pub options: ForwardOptions,
+    /// `--json` ready lines.
+    pub json: bool,
+}
+
+/// An SSH proxy to run.
+#[derive(Clone, Debug)]
+pub struct ProxyPlan {
+    /// AWS configuration choices.
+    pub aws: AwsOptions,
+    /// What to connect to.
+    pub options: ProxyOptions,
+}
+
+/// An ssh invocation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SshPlan {
+    /// AWS configuration choices, passed on to the ProxyCommand.
+    pub aws: AwsOptions,
+    /// The remote user, if given.
+    pub user: Option<String>,
+    /// The instance.
+    pub target: Target,
+    /// Further ssh arguments.
+    pub ssh_args: Vec<String>,
+    /// The ssh program.
+    pub ssh_program: String,
+    /// StartSession reason for the proxy.
+    pub reason: Option<String>,
 }
 
 /// A session to open.
@@ -65,6 +114,10 @@ impl Plan {
                 Ok(Self::Shell(SessionPlan::new(&common, &target, &session)?))
             }
             Some(Command::Exec(exec)) => Ok(Self::Exec(ExecPlan::new(&common, exec)?)),
+            Some(Command::Forward(args)) => Ok(Self::Forward(ForwardPlan::new(&common, args)?)),
+            Some(Command::SshProxy(args)) => Ok(Self::SshProxy(ProxyPlan::new(&common, args)?)),
+            Some(Command::Ssh(args)) => Ok(Self::Ssh(SshPlan::new(&common, args)?)),
+            Some(Command::SshConfig(_)) => Ok(Self::SshConfig(aws_options(&common)?)),
             Some(Command::Emulator(args)) => Ok(Self::Emulator(args)),
         }
     }
@@ -76,30 +129,10 @@ impl SessionPlan {
         target: &str,
         session: &SessionArgs,
     ) -> Result<Self, ExpectedError> {
-        if let Some(reason) = &session.reason
-            && !(1..=256).contains(&reason.chars().count())
-        {
-            return Err(ExpectedError::new(
-                ErrorKind::Usage,
-                "--reason must be 1 to 256 characters long",
-            ));
-        }
-        if let Some(url) = &common.endpoint_url
-            && url::Url::parse(url).is_err()
-        {
-            return Err(ExpectedError::new(
-                ErrorKind::Usage,
-                format!("--endpoint-url {url} is not a URL"),
-            )
-            .hint("give a full URL such as http://127.0.0.1:4566"));
-        }
+        check_reason(session.reason.as_deref())?;
         Ok(Self {
             target: Target::parse(target)?,
-            aws: AwsOptions {
-                profile: common.profile.clone(),
-                region: common.region.clone(),
-                endpoint_url: common.endpoint_url.clone(),
-            },
+            aws: aws_options(common)?,
             reason: session.reason.clone(),
             handshake_timeout: session.handshake_timeout,
             escape: parse_escape(&session.escape_char)?,
@@ -128,6 +161,122 @@ impl ExecPlan {
         })
     }
 }
+
+impl ForwardPlan {
+    fn new(common: &CommonArgs, args: ForwardArgs) -> Result<Self, ExpectedError> {
+        check_reason(args.connect.reason.as_deref())?;
+        let target = Target::parse(&args.target)?;
+        let forwards = args
+            .forwards
+            .iter()
+            .map(|raw| {
+                raw.parse::<ForwardSpec>().map_err(|e| {
+                    ExpectedError::new(ErrorKind::Usage, e.to_string()).hint(
+                        "write -L 8080:80 (local 8080 to port 80 on the instance) or \
+                         -L 0:db.internal:5432 (a free local port to db.internal:5432 as the \
+                         instance reaches it)",
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            aws: aws_options(common)?,
+            options: ForwardOptions {
+                target: target.as_str().to_owned(),
+                forwards,
+                sessions: parse_sessions(&args.sessions)?,
+                reason: args.connect.reason,
+                handshake_timeout: args.connect.handshake_timeout,
+            },
+            json: args.json,
+        })
+    }
+}
+
+impl ProxyPlan {
+    fn new(common: &CommonArgs, args: SshProxyArgs) -> Result<Self, ExpectedError> {
+        check_reason(args.connect.reason.as_deref())?;
+        let raw = args
+            .target
+            .strip_suffix(SSH_HOST_SUFFIX)
+            .unwrap_or(&args.target);
+        let target = Target::parse(raw)?;
+        Ok(Self {
+            aws: aws_options(common)?,
+            options: ProxyOptions {
+                target: target.as_str().to_owned(),
+                port: args.port,
+                reason: args.connect.reason,
+                handshake_timeout: args.connect.handshake_timeout,
+            },
+        })
+    }
+}
+
+impl SshPlan {
+    fn new(common: &CommonArgs, args: SshArgs) -> Result<Self, ExpectedError> {
+        check_reason(args.reason.as_deref())?;
+        let (user, host) = match args.destination.rsplit_once('@') {
+            Some((user, host)) if !user.is_empty() => (Some(user.to_owned()), host),
+            _ => (None, args.destination.as_str()),
+        };
+        let host = host.strip_suffix(SSH_HOST_SUFFIX).unwrap_or(host);
+        Ok(Self {
+            aws: aws_options(common)?,
+            user,
+            target: Target::parse(host)?,
+            ssh_args: args.ssh_args,
+            ssh_program: args.ssh_program,
+            reason: args.reason,
+        })
+    }
+}
+
+/// The host-name suffix `postern ssh-config` routes through postern.
+pub(crate) const SSH_HOST_SUFFIX: &str = ".postern";
+
+fn check_reason(reason: Option<&str>) -> Result<(), ExpectedError> {
+    match reason {
+        Some(reason) if !(1..=256).contains(&reason.chars().count()) => Err(ExpectedError::new(
+            ErrorKind::Usage,
+            "--reason must be 1 to 256 characters long",
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn aws_options(common: &CommonArgs) -> Result<AwsOptions, ExpectedError> {
+    if let Some(url) = &common.endpoint_url
+        && url::Url::parse(url).is_err()
+    {
+        return Err(ExpectedError::new(
+            ErrorKind::Usage,
+            format!("--endpoint-url {url} is not a URL"),
+        )
+        .hint("give a full URL such as http://127.0.0.1:4566"));
+    }
+    Ok(AwsOptions {
+        profile: common.profile.clone(),
+        region: common.region.clone(),
+        endpoint_url: common.endpoint_url.clone(),
+    })
+}
+
+fn parse_sessions(raw: &str) -> Result<SessionCount, ExpectedError> {
+    if raw == "auto" {
+        return Ok(SessionCount::Auto);
+    }
+    match raw.parse::<usize>() {
+        Ok(n) if (1..=MAX_SESSIONS).contains(&n) => Ok(SessionCount::Fixed(n)),
+        _ => Err(ExpectedError::new(
+            ErrorKind::Usage,
+            format!("--sessions `{raw}` must be `auto` or a number from 1 to {MAX_SESSIONS}"),
+        )),
+    }
+}
+
+/// Upper bound for `--sessions`: each session is a StartSession call and an agent process.
+const MAX_SESSIONS: usize = 32;
 
 impl Target {
     /// Accepts `i-` followed by 8 or 17 hex digits and `mi-` followed by 17.
@@ -249,6 +398,70 @@ mod tests {
             panic!("expected a shell plan");
         };
         assert_eq!(p.escape, None);
+    }
+
+    #[test]
+    fn forward_parses_several_forwards_and_sessions() {
+        let Ok(Plan::Forward(p)) = plan(&[
+            "forward",
+            "i-0123456789abcdef0",
+            "-L",
+            "0:80",
+            "-L",
+            "0.0.0.0:5432:db.internal:5432",
+            "--sessions",
+            "8",
+            "--json",
+        ]) else {
+            panic!("expected a forward plan");
+        };
+        assert_eq!(p.options.forwards.len(), 2);
+        assert_eq!(p.options.sessions, SessionCount::Fixed(8));
+        assert!(p.json);
+        let Ok(Plan::Forward(p)) = plan(&["forward", "i-0123456789abcdef0", "-L", "1:2"]) else {
+            panic!("expected a forward plan");
+        };
+        assert_eq!(p.options.sessions, SessionCount::Auto);
+    }
+
+    #[test]
+    fn forward_rejects_bad_specs_and_session_counts() {
+        let err = plan(&["forward", "i-0123456789abcdef0", "-L", "80"]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Usage);
+        assert!(err.to_string().starts_with("-L 80: "), "{err}");
+        let err = plan(&[
+            "forward",
+            "i-0123456789abcdef0",
+            "-L",
+            "0:80",
+            "--sessions",
+            "0",
+        ])
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "--sessions `0` must be `auto` or a number from 1 to 32"
+        );
+    }
+
+    #[test]
+    fn ssh_proxy_strips_the_postern_suffix_and_defaults_to_port_22() {
+        let Ok(Plan::SshProxy(p)) = plan(&["ssh-proxy", "i-0123456789abcdef0.postern"]) else {
+            panic!("expected a proxy plan");
+        };
+        assert_eq!(p.options.target, "i-0123456789abcdef0");
+        assert_eq!(p.options.port, 22);
+    }
+
+    #[test]
+    fn ssh_splits_user_and_keeps_arguments() {
+        let Ok(Plan::Ssh(p)) = plan(&["ssh", "ec2-user@i-0123456789abcdef0", "--", "-v", "uptime"])
+        else {
+            panic!("expected an ssh plan");
+        };
+        assert_eq!(p.user.as_deref(), Some("ec2-user"));
+        assert_eq!(p.target.as_str(), "i-0123456789abcdef0");
+        assert_eq!(p.ssh_args, ["-v", "uptime"]);
     }
 
     #[test]

@@ -15,6 +15,7 @@ use crate::aws::{
 use crate::cli::args::Args;
 use crate::cli::logging;
 use crate::cli::plan::{ExecPlan, Plan, SessionPlan};
+use crate::forward::ConnectError;
 use crate::report::{self, ErrorKind, ExpectedError, exit_codes};
 use crate::term::{self, Signals, TerminalGuard};
 use crate::transport::{
@@ -32,9 +33,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let raw = match &plan {
         Plan::Shell(_) => stdin_tty,
         Plan::Exec(exec) => stdin_tty && exec.tty.unwrap_or(stdout_tty),
-        Plan::Emulator(_) => false,
+        Plan::Forward(_) | Plan::Ssh(_) | Plan::SshConfig(_) | Plan::Emulator(_) => false,
+        // stdout carries the stream and stderr is ssh's screen: logs only to a file.
+        Plan::SshProxy(_) => true,
     };
     logging::init(verbose, log_file, raw)?;
+    match &plan {
+        Plan::Ssh(ssh) => return crate::cli::ssh::ssh(ssh),
+        Plan::SshConfig(aws) => return crate::cli::ssh::config(aws),
+        _ => {}
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -45,6 +53,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             Plan::Emulator(args) => crate::emulator::run_from_cli(args)
                 .await
                 .map(|()| ExitCode::SUCCESS),
+            Plan::Forward(forward) => crate::cli::forward::run(&forward).await,
+            Plan::SshProxy(proxy) => crate::cli::ssh::proxy(&proxy).await,
+            // Handled before the runtime starts.
+            Plan::Ssh(_) | Plan::SshConfig(_) => Ok(ExitCode::SUCCESS),
             Plan::Shell(session) => {
                 let mode = Mode::Shell { raw };
                 run_session(&session, &mode).await
@@ -256,7 +268,7 @@ fn signal_code(signal: i32) -> u8 {
     u8::try_from(128 + signal).unwrap_or(exit_codes::UNEXPECTED)
 }
 
-fn describe(
+pub(crate) fn describe(
     target: &str,
     region: Option<&str>,
     profile: Option<&str>,
@@ -278,7 +290,7 @@ fn describe(
     text
 }
 
-fn aws_failure(err: AwsError, what: &str, described: &str) -> anyhow::Error {
+pub(crate) fn aws_failure(err: AwsError, what: &str, described: &str) -> anyhow::Error {
     let (kind, hint) = match err.kind {
         AwsErrorKind::TargetNotConnected => (
             ErrorKind::TargetNotConnected,
@@ -313,6 +325,38 @@ fn aws_failure(err: AwsError, what: &str, described: &str) -> anyhow::Error {
             ErrorKind::AwsRequest,
             "retry later; if it persists, quote the request id to AWS support".to_owned(),
         ),
+    };
+    ExpectedError::new(kind, what)
+        .target(described.to_owned())
+        .hint(hint)
+        .source(err)
+        .into()
+}
+
+/// A port or SSH session that did not start. `ended_hint` applies when the agent ended it
+/// (typically: nothing listens at the destination).
+pub(crate) fn connect_failure(
+    err: ConnectError,
+    what: &str,
+    described: &str,
+    ended_hint: &str,
+) -> anyhow::Error {
+    let (kind, hint) = match err {
+        ConnectError::Start(e) => return aws_failure(e, what, described),
+        ConnectError::Open(_) => (
+            ErrorKind::EndpointUnreachable,
+            "check the network and any proxy between here and the Session Manager endpoint",
+        ),
+        ConnectError::HandshakeTimeout { .. } => (
+            ErrorKind::HandshakeTimeout,
+            "the agent may be overloaded or too old; check its logs on the instance \
+             (/var/log/amazon/ssm/amazon-ssm-agent.log)",
+        ),
+        ConnectError::Lost { .. } => (
+            ErrorKind::ConnectionLost,
+            "check the network; run the command again",
+        ),
+        ConnectError::Ended { .. } => (ErrorKind::ConnectionLost, ended_hint),
     };
     ExpectedError::new(kind, what)
         .target(described.to_owned())

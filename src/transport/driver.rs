@@ -11,17 +11,17 @@ use std::collections::VecDeque;
 use std::io;
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use postern_protocol::{CloseReason, Event, ReadyInfo, Session, SizeData};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::{self, Message};
 
 use crate::term::{self, LocalSignal, Signals, TerminalGuard};
 use crate::transport::channel::DataChannel;
 use crate::transport::escape::{EscapeFilter, Escaped, HELP};
 use crate::transport::exit_marker::{Marked, MarkerScanner};
 use crate::transport::local::{Input, Outputs};
+use crate::transport::pump::{self, ChannelFailure, flush_transmits, now, sleep_until};
 
 /// How the driver treats local IO.
 #[derive(Debug)]
@@ -106,25 +106,6 @@ pub enum DriverError {
     /// Local output failed.
     #[error("could not write the session's output")]
     Output(#[source] io::Error),
-}
-
-/// What happened to the websocket.
-#[derive(Debug, thiserror::Error)]
-pub enum ChannelFailure {
-    /// A websocket error.
-    #[error(transparent)]
-    Websocket(#[from] tungstenite::Error),
-    /// The peer closed the websocket.
-    #[error("the service closed the websocket ({code}{})", if .reason.is_empty() { String::new() } else { format!(": {}", .reason) })]
-    Closed {
-        /// Close code.
-        code: u16,
-        /// Close reason.
-        reason: String,
-    },
-    /// The stream ended without a close frame.
-    #[error("the connection ended without a close frame")]
-    Ended,
 }
 
 /// Runs `session` over `ws` until it ends.
@@ -218,39 +199,11 @@ pub async fn run(
 
         tokio::select! {
             message = ws.next() => {
-                let now = crate::transport::driver::now();
-                match message {
-                    Some(Ok(Message::Binary(data))) => deliver(&mut session, now, &data),
-                    Some(Ok(Message::Text(text))) => deliver(&mut session, now, text.as_bytes()),
-                    Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {
-                        // tungstenite queued the Pong; make sure it leaves now.
-                        let _ = ws.flush().await;
+                if let Err(failure) = pump::receive(&mut session, &mut ws, message).await {
+                    if state.exit_status.is_some() {
+                        break Ok(SessionEnd::ExitedWithoutClose);
                     }
-                    Some(Ok(Message::Close(frame))) => {
-                        if state.exit_status.is_some() {
-                            break Ok(SessionEnd::ExitedWithoutClose);
-                        }
-                        let (code, reason) = frame
-                            .map(|f| (u16::from(f.code), f.reason.to_string()))
-                            .unwrap_or((1005, String::new()));
-                        break Err(DriverError::ConnectionLost {
-                            source: Some(ChannelFailure::Closed { code, reason }),
-                        });
-                    }
-                    Some(Err(e)) => {
-                        if state.exit_status.is_some() {
-                            break Ok(SessionEnd::ExitedWithoutClose);
-                        }
-                        break Err(DriverError::ConnectionLost { source: Some(e.into()) });
-                    }
-                    None => {
-                        if state.exit_status.is_some() {
-                            break Ok(SessionEnd::ExitedWithoutClose);
-                        }
-                        break Err(DriverError::ConnectionLost {
-                            source: Some(ChannelFailure::Ended),
-                        });
-                    }
+                    break Err(DriverError::ConnectionLost { source: Some(failure) });
                 }
             }
             input = local.input.recv(), if want_input => {
@@ -272,7 +225,7 @@ pub async fn run(
                 on_signal(signal, &mut state, &mut local, &mut session, &config);
             }
             () = sleep_until(deadline), if deadline.is_some() => {
-                let now = crate::transport::driver::now();
+                let now = pump::now();
                 session.handle_timeout(now);
                 if !state.input_enabled && now >= started + config.handshake_timeout {
                     break Err(DriverError::HandshakeTimeout(config.handshake_timeout));
@@ -559,28 +512,6 @@ fn push_input(session: &mut Session, state: &mut State, now: Instant) {
     state.input_pending.drain(..accepted);
 }
 
-fn deliver(session: &mut Session, now: Instant, frame: &[u8]) {
-    if let Err(e) = session.handle_message(now, frame) {
-        tracing::debug!(error = %e, "dropped a frame");
-    }
-}
-
-async fn flush_transmits(
-    session: &mut Session,
-    ws: &mut DataChannel,
-    now: Instant,
-) -> Result<(), tungstenite::Error> {
-    let mut sent = false;
-    while let Some(transmit) = session.poll_transmit(now) {
-        ws.feed(Message::binary(transmit.frame)).await?;
-        sent = true;
-    }
-    if sent {
-        ws.flush().await?;
-    }
-    Ok(())
-}
-
 fn queue_out(state: &mut State, dest: Dest, data: Vec<u8>) {
     if data.is_empty() || (dest == Dest::Stdout && state.stdout_closed) {
         return;
@@ -646,18 +577,6 @@ async fn flush_outputs(outputs: &mut Outputs, state: &mut State) -> io::Result<(
         }
     }
     Ok(())
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
-        None => std::future::pending().await,
-    }
-}
-
-/// The driver's clock: tokio's, so tests with a paused clock control it.
-fn now() -> Instant {
-    tokio::time::Instant::now().into_std()
 }
 
 /// How long after the exit record the channel may take to close.

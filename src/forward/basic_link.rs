@@ -1,0 +1,194 @@
+//! A basic link (SPEC.md §6.6), for agents too old for smux: one SSM session carries one local
+//! connection at a time. When the local connection ends the link sends DisconnectToPort and
+//! takes the next one; output that arrives between connections belongs to the previous one
+//! and is dropped (acknowledged) rather than leaked into the next.
+//!
+//! One task, one `select!`, drained after every input, like the mux link.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+
+use futures_util::StreamExt;
+use postern_protocol::{Event, Flag};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+use crate::forward::conn::{
+    BACKLOG_HIGH_WATER, BACKLOG_LOW_WATER, Backlog, Conn, ConnKey, FromConn,
+};
+use crate::forward::connect::{Connected, describe_close, finish};
+use crate::forward::link::{LinkContext, Notice, connection_closed, outstanding};
+use crate::forward::pacing::UploadWindow;
+use crate::transport::{self, flush_transmits, now, sleep_until};
+
+/// Runs the link until its session ends or the process stops.
+pub(crate) async fn run(
+    connected: Connected,
+    mut ctx: LinkContext,
+    mut new_conns: mpsc::UnboundedReceiver<TcpStream>,
+    load: Arc<AtomicUsize>,
+) {
+    let Connected {
+        session_id,
+        mut ws,
+        mut session,
+        ready,
+    } = connected;
+    let agent_version = ready.agent_version.clone().unwrap_or_default();
+    let target = ctx.connector.request().target.clone();
+    let (to_link, mut from_conns) = mpsc::channel::<FromConn>(FROM_CONN_QUEUE);
+    let backlog = Arc::new(Backlog::default());
+    let mut current: Option<(ConnKey, Conn)> = None;
+    let mut waiting: VecDeque<TcpStream> = VecDeque::new();
+    let mut next_key: ConnKey = 0;
+    let mut pending: Vec<u8> = Vec::new();
+    let mut window = UploadWindow::new();
+    let mut receive_paused = false;
+    let mut first_accepted = false;
+    let mut stopping = false;
+    let mut discarded = 0u64;
+    let end: Option<String> = loop {
+        let now = now();
+        if current.is_none()
+            && let Some(stream) = waiting.pop_front()
+        {
+            next_key += 1;
+            tracing::debug!(key = next_key, "basic link takes a connection");
+            current = Some((
+                next_key,
+                Conn::spawn(next_key, stream, to_link.clone(), backlog.clone()),
+            ));
+            if !first_accepted {
+                // The agent dialled at session start; what it sent since goes to this one.
+                first_accepted = true;
+                session.set_receive_ready(true);
+            }
+        }
+        if !pending.is_empty() {
+            let accepted = session.send_output(now, &pending);
+            pending.drain(..accepted);
+        }
+        if let Err(e) = flush_transmits(&mut session, &mut ws, now).await {
+            break Some(format!("the data channel was lost: {e}"));
+        }
+        let mut end = None;
+        while let Some(event) = session.poll_event() {
+            match event {
+                Event::Output(data) => match &current {
+                    Some((_, conn)) => conn.write(data),
+                    None => discarded += data.len() as u64,
+                },
+                Event::ChannelClosed(closed) => {
+                    end = Some(if closed.output.trim().is_empty() {
+                        "the service closed the session".to_owned()
+                    } else {
+                        closed.output.trim().to_owned()
+                    });
+                }
+                Event::Closed(reason) => {
+                    end.get_or_insert_with(|| describe_close(&reason));
+                }
+                Event::Violation(v) => {
+                    tracing::warn!(kind = v.kind.as_str(), detail = %v.detail, "peer violation");
+                }
+                _ => {}
+            }
+        }
+        if end.is_some() {
+            break end;
+        }
+        if stopping {
+            break None;
+        }
+        let behind = backlog.bytes();
+        if first_accepted && !receive_paused && behind > BACKLOG_HIGH_WATER {
+            receive_paused = true;
+            session.set_receive_ready(false);
+        } else if receive_paused && behind < BACKLOG_LOW_WATER {
+            receive_paused = false;
+            session.set_receive_ready(true);
+        }
+        let in_flight = outstanding(&session, pending.len());
+        window.handle_rtt(now, session.stats().rtt, in_flight);
+        let may_read = pending.is_empty() && window.available(in_flight) > 0;
+        let deadline = session.poll_timeout();
+
+        tokio::select! {
+            message = ws.next() => {
+                if let Err(e) = transport::receive(&mut session, &mut ws, message).await {
+                    break Some(format!("the data channel was lost: {e}"));
+                }
+            }
+            input = from_conns.recv(), if may_read => {
+                // `to_link` lives here, so the channel never closes.
+                let Some(input) = input else { break None };
+                let current_key = current.as_ref().map(|(k, _)| *k);
+                match input {
+                    FromConn::Data(key, data) if Some(key) == current_key => pending.extend(data),
+                    FromConn::Closed(key, error) if Some(key) == current_key => {
+                        if let Some(error) = error {
+                            tracing::debug!(%error, "local connection failed");
+                        }
+                        current = None;
+                        // Tell the agent to drop its destination connection (SPEC.md §6.6).
+                        if !pending.is_empty() {
+                            let accepted = session.send_output(transport::now(), &pending);
+                            pending.drain(..accepted);
+                        }
+                        session.send_flag(transport::now(), Flag::DisconnectToPort);
+                        connection_closed(&load, &ctx.pool_wake);
+                    }
+                    // Late reads of a connection already closed.
+                    FromConn::Data(..) | FromConn::Closed(..) => {}
+                }
+            }
+            conn = new_conns.recv() => match conn {
+                Some(stream) => waiting.push_back(stream),
+                None => stopping = true,
+            },
+            () = backlog.drained(), if receive_paused => {}
+            _ = ctx.shutdown.changed() => stopping = true,
+            () = sleep_until(deadline), if deadline.is_some() => session.handle_timeout(transport::now()),
+        }
+    };
+    if discarded > 0 {
+        tracing::debug!(discarded, "dropped output that arrived between connections");
+    }
+    new_conns.close();
+    let closing = usize::from(current.take().is_some()) + waiting.len();
+    waiting.clear();
+    for _ in 0..closing {
+        connection_closed(&load, &ctx.pool_wake);
+    }
+    match end {
+        None => {
+            finish(
+                &ctx.connector,
+                &session_id,
+                &mut ws,
+                &mut session,
+                &agent_version,
+                DRAIN_ON_STOP,
+            )
+            .await;
+        }
+        Some(reason) => {
+            tracing::info!(%session_id, %reason, "session ended");
+            if !*ctx.shutdown.borrow() {
+                let _ = ctx.notices.send(Notice::SessionEnded {
+                    target,
+                    session_id: session_id.clone(),
+                    reason,
+                });
+            }
+            ctx.connector.terminate(&session_id).await;
+        }
+    }
+    ctx.pool_wake.notify_one();
+}
+
+/// Reads queued from the connection; small, so pacing stops the reader quickly.
+const FROM_CONN_QUEUE: usize = 8;
+/// How long outstanding uploads may take to be acknowledged when stopping.
+const DRAIN_ON_STOP: std::time::Duration = std::time::Duration::from_secs(2);

@@ -1,0 +1,297 @@
+//! Starting and ending the sessions forwards and `ssh-proxy` run over: StartSession, open the
+//! data channel, pump until the handshake is done (SPEC.md §2.7, §6.5); at the end, let
+//! outstanding data be acknowledged, send the TerminateSession flag when the agent knows it
+//! and call TerminateSession otherwise (§8.2).
+//!
+//! It must not touch local sockets or print: links own the local side, `cli` reports.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures_util::StreamExt;
+use postern_protocol::{CloseReason, Event, Flag, ReadyInfo, Session, SessionConfig};
+
+use crate::aws::{AwsError, SsmClient, StartSessionRequest};
+use crate::transport::{self, CLIENT_VERSION, ChannelFailure, DataChannel, OpenError};
+
+/// Opens sessions of one kind (document and parameters) on one target.
+#[derive(Clone, Debug)]
+pub struct Connector {
+    ssm: SsmClient,
+    request: StartSessionRequest,
+    handshake_timeout: Duration,
+}
+
+/// A session whose handshake is complete. Receiving is off
+/// ([`Session::set_receive_ready`]) until the caller's local side is ready.
+#[derive(Debug)]
+pub struct Connected {
+    /// The session id, for messages and TerminateSession.
+    pub session_id: String,
+    /// The data channel.
+    pub ws: DataChannel,
+    /// The core, ready.
+    pub session: Session,
+    /// What the handshake established (agent version, properties).
+    pub ready: ReadyInfo,
+}
+
+/// Why a session could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// StartSession failed.
+    #[error(transparent)]
+    Start(AwsError),
+    /// The data channel could not be opened.
+    #[error(transparent)]
+    Open(OpenError),
+    /// The agent did not complete the handshake in time.
+    #[error("the agent did not start session {session_id} within {}", humantime::format_duration(*.after))]
+    HandshakeTimeout {
+        /// The session.
+        session_id: String,
+        /// The limit.
+        after: Duration,
+    },
+    /// The websocket broke during the handshake.
+    #[error("the data channel of session {session_id} was lost during the handshake")]
+    Lost {
+        /// The session.
+        session_id: String,
+        /// What happened.
+        #[source]
+        source: ChannelFailure,
+    },
+    /// The agent or the service ended the session before it was ready.
+    #[error("session {session_id} ended before it started{}", if .reason.is_empty() { String::new() } else { format!(": {}", .reason) })]
+    Ended {
+        /// The session.
+        session_id: String,
+        /// The service's or the core's explanation.
+        reason: String,
+    },
+}
+
+impl Connector {
+    /// Sessions from `request`, failing when the handshake takes longer than
+    /// `handshake_timeout`.
+    pub fn new(ssm: SsmClient, request: StartSessionRequest, handshake_timeout: Duration) -> Self {
+        Self {
+            ssm,
+            request,
+            handshake_timeout,
+        }
+    }
+
+    /// The StartSession request sessions are started with.
+    pub fn request(&self) -> &StartSessionRequest {
+        &self.request
+    }
+
+    /// Starts a session and runs its handshake.
+    pub async fn connect(&self) -> Result<Connected, ConnectError> {
+        tracing::info!(
+            target = %self.request.target,
+            document = self.request.document_name.as_deref().unwrap_or("(default)"),
+            "StartSession"
+        );
+        let credentials = self
+            .ssm
+            .start_session(&self.request)
+            .await
+            .map_err(ConnectError::Start)?;
+        let session_id = credentials.session_id.clone();
+        tracing::info!(%session_id, "session started");
+        let result = async {
+            let ws = transport::open(
+                credentials.stream_url.expose(),
+                credentials.token.expose(),
+                OPEN_TIMEOUT,
+            )
+            .await
+            .map_err(ConnectError::Open)?;
+            handshake(ws, &session_id, self.handshake_timeout).await
+        }
+        .await;
+        if result.is_err() {
+            self.terminate(&session_id).await;
+        }
+        result
+    }
+
+    /// Calls TerminateSession, bounded; failures are logged only (the session may be gone).
+    pub async fn terminate(&self, session_id: &str) {
+        match tokio::time::timeout(TERMINATE_TIMEOUT, self.ssm.terminate_session(session_id)).await
+        {
+            Ok(Ok(())) => tracing::debug!(session_id, "session terminated"),
+            Ok(Err(e)) => tracing::debug!(session_id, error = %e, "TerminateSession failed"),
+            Err(_) => tracing::warn!(session_id, "TerminateSession timed out"),
+        }
+    }
+}
+
+/// Ends `connected`'s session politely: waits up to `drain` for outstanding data to be
+/// acknowledged, then sends the TerminateSession flag if the agent understands it and waits
+/// briefly for its ack or `channel_closed` (SPEC.md §8.2); otherwise, or if that fails, calls
+/// TerminateSession.
+pub async fn finish(
+    connector: &Connector,
+    session_id: &str,
+    ws: &mut DataChannel,
+    session: &mut Session,
+    agent_version: &str,
+    drain: Duration,
+) {
+    let mut closed = pump_until(ws, session, drain, |s| !s.has_unacked()).await;
+    let mut terminated = closed;
+    if !closed && postern_protocol::version::client_sends_terminate_flag(agent_version) {
+        session.send_flag(transport::now(), Flag::TerminateSession);
+        closed = pump_until(ws, session, FLAG_GRACE, |s| !s.has_unacked()).await;
+        terminated = closed || !session.has_unacked();
+    }
+    if !terminated {
+        connector.terminate(session_id).await;
+    }
+    let _ = ws.close(None).await;
+}
+
+/// Pumps `session` until `done` holds, the channel closes (returns true) or `limit` passes.
+/// Events other than the end are dropped: the local side is gone.
+async fn pump_until(
+    ws: &mut DataChannel,
+    session: &mut Session,
+    limit: Duration,
+    done: impl Fn(&Session) -> bool,
+) -> bool {
+    let deadline = transport::now() + limit;
+    loop {
+        let now = transport::now();
+        if transport::flush_transmits(session, ws, now).await.is_err() {
+            return true;
+        }
+        while let Some(event) = session.poll_event() {
+            if matches!(event, Event::ChannelClosed(_) | Event::Closed(_)) {
+                return true;
+            }
+        }
+        if done(session) || now >= deadline {
+            return false;
+        }
+        let wake = session.poll_timeout().map_or(deadline, |t| t.min(deadline));
+        tokio::select! {
+            message = ws.next() => {
+                if transport::receive(session, ws, message).await.is_err() {
+                    return true;
+                }
+            }
+            () = transport::sleep_until(Some(wake)) => session.handle_timeout(transport::now()),
+        }
+    }
+}
+
+async fn handshake(
+    mut ws: DataChannel,
+    session_id: &str,
+    timeout: Duration,
+) -> Result<Connected, ConnectError> {
+    let started = transport::now();
+    let mut session = Session::new(
+        SessionConfig::client(CLIENT_VERSION, rand::random(), epoch_millis()),
+        started,
+    );
+    // Until the local side is ready, stream data is neither delivered nor acknowledged; the
+    // agent retransmits it (SPEC.md §6.5).
+    session.set_receive_ready(false);
+    let deadline = started + timeout;
+    let lost = |source| ConnectError::Lost {
+        session_id: session_id.to_owned(),
+        source,
+    };
+    loop {
+        let now = transport::now();
+        transport::flush_transmits(&mut session, &mut ws, now)
+            .await
+            .map_err(|e| lost(e.into()))?;
+        while let Some(event) = session.poll_event() {
+            match event {
+                Event::Ready(ready) => {
+                    tracing::info!(
+                        session_id,
+                        agent_version = ready.agent_version.as_deref().unwrap_or(""),
+                        properties = %ready.properties,
+                        "session ready"
+                    );
+                    return Ok(Connected {
+                        session_id: session_id.to_owned(),
+                        ws,
+                        session,
+                        ready,
+                    });
+                }
+                Event::ChannelClosed(closed) => {
+                    return Err(ConnectError::Ended {
+                        session_id: session_id.to_owned(),
+                        reason: closed.output.trim().to_owned(),
+                    });
+                }
+                Event::Closed(reason) => {
+                    return Err(ConnectError::Ended {
+                        session_id: session_id.to_owned(),
+                        reason: describe_close(&reason),
+                    });
+                }
+                Event::KmsDataKeyRequired(_) => {
+                    return Err(ConnectError::Ended {
+                        session_id: session_id.to_owned(),
+                        reason: "the agent asked for KMS encryption, which port sessions never \
+                                 use"
+                        .to_owned(),
+                    });
+                }
+                Event::Violation(v) => {
+                    tracing::warn!(kind = v.kind.as_str(), detail = %v.detail, "peer violation");
+                }
+                _ => {}
+            }
+        }
+        if now >= deadline {
+            return Err(ConnectError::HandshakeTimeout {
+                session_id: session_id.to_owned(),
+                after: timeout,
+            });
+        }
+        let wake = session.poll_timeout().map_or(deadline, |t| t.min(deadline));
+        tokio::select! {
+            message = ws.next() => {
+                transport::receive(&mut session, &mut ws, message).await.map_err(lost)?;
+            }
+            () = transport::sleep_until(Some(wake)) => session.handle_timeout(transport::now()),
+        }
+    }
+}
+
+/// A short text for a core close reason.
+pub fn describe_close(reason: &CloseReason) -> String {
+    match reason {
+        CloseReason::ChannelClosed => "the service closed the channel".to_owned(),
+        CloseReason::GaveUp(after) => format!(
+            "the agent acknowledged nothing for {}",
+            humantime::format_duration(*after)
+        ),
+        CloseReason::HandshakeTimeout => "the handshake timed out".to_owned(),
+        CloseReason::HandshakeFailed(why) => format!("the handshake failed: {why}"),
+        CloseReason::DecryptionFailed(why) => format!("a message did not decrypt: {why}"),
+    }
+}
+
+fn epoch_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Dial limit for the websocket (the official client's 45 s handshake timeout, SPEC.md §2.1).
+const OPEN_TIMEOUT: Duration = Duration::from_secs(45);
+/// How long TerminateSession may take.
+const TERMINATE_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long to wait for the TerminateSession flag's ack or `channel_closed` (SPEC.md §8.2).
+const FLAG_GRACE: Duration = Duration::from_secs(2);

@@ -1,0 +1,262 @@
+//! `postern forward`: bind every `-L` listener, start each forward's first session (in
+//! parallel) so that the target, the agent and the mode are known before anything is
+//! announced, then run one [`Pool`] per forward until shutdown.
+//!
+//! It must not print: readiness is returned as [`ForwardReady`], trouble as [`Notice`]s.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+
+use crate::aws::{SsmClient, StartSessionRequest};
+use crate::forward::connect::{ConnectError, Connected, Connector};
+use crate::forward::link::Notice;
+use crate::forward::listener::{self, BindError};
+use crate::forward::pool::{LinkMode, Pool, SessionCount, link_mode};
+use crate::forward::spec::ForwardSpec;
+
+/// What `postern forward` does.
+#[derive(Clone, Debug)]
+pub struct ForwardOptions {
+    /// The instance.
+    pub target: String,
+    /// The `-L` arguments.
+    pub forwards: Vec<ForwardSpec>,
+    /// `--sessions`.
+    pub sessions: SessionCount,
+    /// StartSession reason.
+    pub reason: Option<String>,
+    /// Limit for each session's handshake.
+    pub handshake_timeout: Duration,
+}
+
+/// A forward that accepts connections.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ForwardReady {
+    /// The address it listens on.
+    pub local: SocketAddr,
+    /// Where connections go, as `host:port` seen from the instance.
+    pub remote: String,
+    /// The instance.
+    pub target: String,
+    /// Mux or basic.
+    pub mode: LinkMode,
+    /// The agent's version, from the first session's handshake.
+    pub agent_version: String,
+}
+
+/// Forwards whose first sessions are up; [`Forwarder::run`] serves them.
+#[derive(Debug)]
+pub struct Forwarder {
+    ready: Vec<ForwardReady>,
+    parts: Vec<(TcpListener, Connector, Connected)>,
+    sessions: SessionCount,
+}
+
+/// Why the forwards could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardError {
+    /// A local listener could not be bound.
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    /// A forward's first session failed.
+    #[error("could not start the session for {remote}")]
+    Connect {
+        /// The forward's remote end.
+        remote: String,
+        /// Why.
+        #[source]
+        source: ConnectError,
+    },
+    /// The agent lacks something the forward needs.
+    #[error(
+        "the SSM agent (version {agent_version}) is too old to {feature}; it needs {needed} or later"
+    )]
+    AgentTooOld {
+        /// The agent's version.
+        agent_version: String,
+        /// What the user asked for.
+        feature: &'static str,
+        /// The first agent version that supports it.
+        needed: &'static str,
+    },
+}
+
+impl Forwarder {
+    /// Binds every listener, then starts every forward's first session.
+    pub async fn start(ssm: SsmClient, options: &ForwardOptions) -> Result<Self, ForwardError> {
+        let mut listeners = Vec::new();
+        for spec in &options.forwards {
+            listeners.push(listener::bind(spec).await?);
+        }
+        let connectors: Vec<Connector> = options
+            .forwards
+            .iter()
+            .map(|spec| {
+                Connector::new(
+                    ssm.clone(),
+                    start_request(&options.target, spec, options.reason.clone()),
+                    options.handshake_timeout,
+                )
+            })
+            .collect();
+        let results = join_all(connectors.iter().map(Connector::connect)).await;
+        let mut connected = Vec::new();
+        let mut failure = None;
+        for (spec, result) in options.forwards.iter().zip(results) {
+            match result {
+                Ok(c) => connected.push(c),
+                Err(source) => {
+                    failure.get_or_insert(ForwardError::Connect {
+                        remote: spec.remote.to_string(),
+                        source,
+                    });
+                }
+            }
+        }
+        let check = failure.map_or_else(|| check_agents(&options.forwards, &connected), Err);
+        if let Err(e) = check {
+            for (c, connector) in connected.iter().zip(&connectors) {
+                connector.terminate(&c.session_id).await;
+            }
+            return Err(e);
+        }
+        let mut ready = Vec::new();
+        let mut parts = Vec::new();
+        for (((listener, local), connector), c) in
+            listeners.into_iter().zip(connectors).zip(connected)
+        {
+            let spec = &options.forwards[ready.len()];
+            ready.push(ForwardReady {
+                local,
+                remote: spec.remote.to_string(),
+                target: options.target.clone(),
+                mode: link_mode(&c),
+                agent_version: c.ready.agent_version.clone().unwrap_or_default(),
+            });
+            parts.push((listener, connector, c));
+        }
+        Ok(Self {
+            ready,
+            parts,
+            sessions: options.sessions,
+        })
+    }
+
+    /// The forwards, in `-L` order.
+    pub fn ready(&self) -> &[ForwardReady] {
+        &self.ready
+    }
+
+    /// Serves the forwards until `shutdown` becomes true; ends every session before returning.
+    pub async fn run(
+        self,
+        notices: mpsc::UnboundedSender<Notice>,
+        shutdown: watch::Receiver<bool>,
+    ) {
+        let mut pools = Vec::new();
+        for (ready, (listener, connector, first)) in self.ready.iter().zip(self.parts) {
+            let pool = Pool {
+                listener,
+                local: ready.local,
+                connector,
+                count: self.sessions,
+                remote: ready.remote.clone(),
+                notices: notices.clone(),
+                shutdown: shutdown.clone(),
+            };
+            pools.push(tokio::spawn(pool.run(first)));
+        }
+        for pool in pools {
+            let _ = pool.await;
+        }
+    }
+}
+
+/// The StartSession request for one forward (SPEC.md §1.2).
+pub fn start_request(
+    target: &str,
+    spec: &ForwardSpec,
+    reason: Option<String>,
+) -> StartSessionRequest {
+    let mut parameters = HashMap::new();
+    parameters.insert("portNumber".to_owned(), vec![spec.remote.port.to_string()]);
+    parameters.insert(
+        "localPortNumber".to_owned(),
+        vec![spec.local_port.to_string()],
+    );
+    let document = match &spec.remote.host {
+        Some(host) => {
+            parameters.insert("host".to_owned(), vec![host.clone()]);
+            REMOTE_HOST_DOCUMENT
+        }
+        None => INSTANCE_DOCUMENT,
+    };
+    StartSessionRequest {
+        target: target.to_owned(),
+        document_name: Some(document.to_owned()),
+        parameters,
+        reason,
+    }
+}
+
+fn check_agents(forwards: &[ForwardSpec], connected: &[Connected]) -> Result<(), ForwardError> {
+    for (spec, c) in forwards.iter().zip(connected) {
+        let agent = c.ready.agent_version.as_deref().unwrap_or_default();
+        if spec.remote.host.is_some() && !agent_at_least(agent, REMOTE_HOST_MIN_AGENT) {
+            return Err(ForwardError::AgentTooOld {
+                agent_version: agent.to_owned(),
+                feature: "forward to a remote host",
+                needed: REMOTE_HOST_MIN_AGENT,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `version` >= `minimum`, compared as the plugin compares (SPEC.md §6.9).
+pub fn agent_at_least(version: &str, minimum: &str) -> bool {
+    matches!(
+        postern_protocol::version::plugin_compare(version, minimum),
+        Ok(std::cmp::Ordering::Greater | std::cmp::Ordering::Equal)
+    )
+}
+
+/// Port forwarding to the instance itself.
+const INSTANCE_DOCUMENT: &str = "AWS-StartPortForwardingSession";
+/// Port forwarding through the instance to another host.
+const REMOTE_HOST_DOCUMENT: &str = "AWS-StartPortForwardingSessionToRemoteHost";
+/// AWS-StartPortForwardingSessionToRemoteHost needs SSM Agent 3.1.1374.0 (AWS Systems Manager
+/// user guide, "Port forwarding to remote hosts").
+const REMOTE_HOST_MIN_AGENT: &str = "3.1.1374.0";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_name_the_right_document_and_parameters() {
+        let spec: ForwardSpec = "0:db.internal:5432".parse().unwrap();
+        let r = start_request("i-0abc", &spec, None);
+        assert_eq!(r.document_name.as_deref(), Some(REMOTE_HOST_DOCUMENT));
+        assert_eq!(r.parameters["host"], vec!["db.internal"]);
+        assert_eq!(r.parameters["portNumber"], vec!["5432"]);
+        assert_eq!(r.parameters["localPortNumber"], vec!["0"]);
+        let spec: ForwardSpec = "8080:80".parse().unwrap();
+        let r = start_request("i-0abc", &spec, None);
+        assert_eq!(r.document_name.as_deref(), Some(INSTANCE_DOCUMENT));
+        assert!(!r.parameters.contains_key("host"));
+    }
+
+    #[test]
+    fn version_minimums_compare_numerically() {
+        assert!(agent_at_least("3.3.0.0", REMOTE_HOST_MIN_AGENT));
+        assert!(agent_at_least("3.1.1374.0", REMOTE_HOST_MIN_AGENT));
+        assert!(!agent_at_least("3.0.161.0", REMOTE_HOST_MIN_AGENT));
+        assert!(!agent_at_least("garbage", REMOTE_HOST_MIN_AGENT));
+    }
+}

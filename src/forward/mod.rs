@@ -1,0 +1,41 @@
+//! Port forwarding (`postern forward`) and the session plumbing `ssh-proxy` shares with it:
+//! `-L` parsing, local listeners, session start and end, mux and basic links, the session pool
+//! and upload pacing.
+//!
+//! It must not print or exit: results and [`Notice`]s go back to `cli`, which reports them.
+
+mod basic_link;
+mod conn;
+mod connect;
+mod forwarder;
+mod link;
+mod listener;
+mod mux_link;
+mod pacing;
+mod pool;
+mod spec;
+
+pub use connect::{ConnectError, Connected, Connector, describe_close, finish};
+pub use forwarder::{
+    ForwardError, ForwardOptions, ForwardReady, Forwarder, agent_at_least, start_request,
+};
+pub use link::{Notice, outstanding};
+pub use listener::BindError;
+pub use pacing::{INITIAL_WINDOW, MAX_WINDOW, MIN_WINDOW, UploadWindow};
+pub use pool::{AUTO_MAX_SESSIONS, AUTO_PER_SESSION, LinkMode, SessionCount};
+pub use spec::{ForwardSpec, Remote, SpecError};
+
+/// An error and its causes on one line, joined with `: ` (for notices, which have no
+/// "Caused by:" block).
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut current = Some(error);
+    while let Some(e) = current {
+        let text = e.to_string();
+        if !text.is_empty() && parts.last() != Some(&text) {
+            parts.push(text);
+        }
+        current = e.source();
+    }
+    parts.join(": ")
+}

@@ -1,0 +1,262 @@
+//! A multiplexed link (SPEC.md §6.7): one SSM session carrying an smux client session; every
+//! local connection is one smux stream. One task, one `select!` over the websocket, connection
+//! reads, new connections, the local write backlog, shutdown and the next timer (session and
+//! smux keepalive); after every input it drains the core and the mux.
+//!
+//! Upload pacing: connection reads are taken only while the [`UploadWindow`] allows, so the
+//! agent's 4 MiB smux buffer is never overrun. Download backpressure: when local sockets fall
+//! behind, the session stops acknowledging (the agent holds the data).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+
+use futures_util::StreamExt;
+use postern_protocol::mux::{Mux, MuxConfig, MuxEvent, StreamId};
+use postern_protocol::{Event, Flag, Session};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+use crate::forward::conn::{
+    BACKLOG_HIGH_WATER, BACKLOG_LOW_WATER, Backlog, Conn, ConnKey, FromConn,
+};
+use crate::forward::connect::{Connected, describe_close, finish};
+use crate::forward::link::{LinkContext, Notice, connection_closed, outstanding};
+use crate::forward::pacing::UploadWindow;
+use crate::transport::{self, flush_transmits, now, sleep_until};
+
+/// Runs the link until its session ends or the process stops.
+pub(crate) async fn run(
+    connected: Connected,
+    mut ctx: LinkContext,
+    mut new_conns: mpsc::UnboundedReceiver<TcpStream>,
+    load: Arc<AtomicUsize>,
+) {
+    let Connected {
+        session_id,
+        mut ws,
+        mut session,
+        ready,
+    } = connected;
+    let agent_version = ready.agent_version.clone().unwrap_or_default();
+    let target = ctx.connector.request().target.clone();
+    let mut mux = Mux::client(MuxConfig::for_client(&agent_version), now());
+    // The smux side is ready at once (the official client's "internal pipe", SPEC.md §6.5).
+    session.set_receive_ready(true);
+    let (to_link, mut from_conns) = mpsc::channel::<FromConn>(FROM_CONN_QUEUE);
+    let backlog = Arc::new(Backlog::default());
+    let mut conns: HashMap<StreamId, Conn> = HashMap::new();
+    let mut pending = Vec::new();
+    let mut window = UploadWindow::new();
+    let mut receive_paused = false;
+    let mut stopping = false;
+    let end: Option<String> = loop {
+        let now = now();
+        if let Err(e) = pump_out(&mut mux, &mut session, &mut ws, &mut pending, now).await {
+            break Some(format!("the data channel was lost: {e}"));
+        }
+        let mut end = None;
+        while let Some(event) = session.poll_event() {
+            match event {
+                Event::Output(data) => mux.handle_input(now, &data),
+                Event::Flag(Flag::ConnectToPortError) => {
+                    let _ = ctx.notices.send(Notice::ConnectToPortError {
+                        remote: ctx.remote.clone(),
+                        target: target.clone(),
+                        session_id: session_id.clone(),
+                    });
+                }
+                Event::ChannelClosed(closed) => {
+                    end = Some(if closed.output.trim().is_empty() {
+                        "the service closed the session".to_owned()
+                    } else {
+                        closed.output.trim().to_owned()
+                    });
+                }
+                Event::Closed(reason) => {
+                    end.get_or_insert_with(|| describe_close(&reason));
+                }
+                Event::Violation(v) => {
+                    tracing::warn!(kind = v.kind.as_str(), detail = %v.detail, "peer violation");
+                }
+                _ => {}
+            }
+        }
+        while let Some(event) = mux.poll_event() {
+            match event {
+                MuxEvent::Data(id, data) => {
+                    if let Some(conn) = conns.get(&id) {
+                        conn.write(data);
+                    }
+                }
+                MuxEvent::StreamClosed(id) => {
+                    tracing::debug!(stream = %id, "stream closed by the agent");
+                    if conns.remove(&id).is_some() {
+                        connection_closed(&load, &ctx.pool_wake);
+                    }
+                    let _ = mux.close(id);
+                }
+                MuxEvent::Closed(reason) => {
+                    end.get_or_insert_with(|| format!("the smux session failed: {reason}"));
+                }
+                MuxEvent::StreamOpened(_) => {}
+            }
+        }
+        if end.is_some() {
+            break end;
+        }
+        if let Err(e) = pump_out(&mut mux, &mut session, &mut ws, &mut pending, now).await {
+            break Some(format!("the data channel was lost: {e}"));
+        }
+        if stopping {
+            break None;
+        }
+        // Download backpressure, with hysteresis.
+        let behind = backlog.bytes() + mux.unread_bytes();
+        if !receive_paused && behind > BACKLOG_HIGH_WATER {
+            receive_paused = true;
+            session.set_receive_ready(false);
+        } else if receive_paused && behind < BACKLOG_LOW_WATER {
+            receive_paused = false;
+            session.set_receive_ready(true);
+        }
+        // Upload pacing.
+        let in_flight = outstanding(&session, pending.len() + mux.queued_output());
+        window.handle_rtt(now, session.stats().rtt, in_flight);
+        let may_read =
+            pending.is_empty() && mux.send_budget() > 0 && window.available(in_flight) > 0;
+        let deadline = [session.poll_timeout(), mux.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min();
+
+        tokio::select! {
+            message = ws.next() => {
+                if let Err(e) = transport::receive(&mut session, &mut ws, message).await {
+                    break Some(format!("the data channel was lost: {e}"));
+                }
+            }
+            input = from_conns.recv(), if may_read => {
+                // `to_link` lives here, so the channel never closes.
+                let Some(input) = input else { break None };
+                match input {
+                    FromConn::Data(key, data) => {
+                        let id = stream_id(key);
+                        if conns.contains_key(&id) {
+                            let mut rest = data.as_slice();
+                            while !rest.is_empty() {
+                                match mux.write(id, rest) {
+                                    Ok(n) if n > 0 => rest = &rest[n..],
+                                    _ => break,
+                                }
+                            }
+                            if !rest.is_empty() {
+                                // Only when the budget was short: move what the mux holds
+                                // out (that resets its budget) and queue the rest after it.
+                                pending.extend(mux.poll_output().unwrap_or_default());
+                                let _ = mux.write(id, rest);
+                            }
+                        }
+                    }
+                    FromConn::Closed(key, error) => {
+                        let id = stream_id(key);
+                        if let Some(error) = error {
+                            tracing::debug!(stream = %id, %error, "local connection failed");
+                        }
+                        if conns.remove(&id).is_some() {
+                            let _ = mux.close(id);
+                            connection_closed(&load, &ctx.pool_wake);
+                        }
+                    }
+                }
+            }
+            conn = new_conns.recv() => {
+                let Some(stream) = conn else {
+                    stopping = true;
+                    continue;
+                };
+                match mux.open_stream() {
+                    Ok(id) => {
+                        tracing::debug!(stream = %id, peer = ?stream.peer_addr().ok(), "new connection");
+                        conns.insert(id, Conn::spawn(key(id), stream, to_link.clone(), backlog.clone()));
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "no smux stream for a new connection");
+                        connection_closed(&load, &ctx.pool_wake);
+                    }
+                }
+            }
+            () = backlog.drained(), if receive_paused => {}
+            _ = ctx.shutdown.changed() => stopping = true,
+            () = sleep_until(deadline), if deadline.is_some() => {
+                let now = transport::now();
+                session.handle_timeout(now);
+                mux.handle_timeout(now);
+            }
+        }
+    };
+    // Refuse further connections, close the local ones.
+    new_conns.close();
+    let closing = conns.len();
+    conns.clear();
+    for _ in 0..closing {
+        connection_closed(&load, &ctx.pool_wake);
+    }
+    match end {
+        None => {
+            finish(
+                &ctx.connector,
+                &session_id,
+                &mut ws,
+                &mut session,
+                &agent_version,
+                DRAIN_ON_STOP,
+            )
+            .await;
+        }
+        Some(reason) => {
+            tracing::info!(%session_id, %reason, "session ended");
+            if !*ctx.shutdown.borrow() {
+                let _ = ctx.notices.send(Notice::SessionEnded {
+                    target,
+                    session_id: session_id.clone(),
+                    reason,
+                });
+            }
+            ctx.connector.terminate(&session_id).await;
+        }
+    }
+    ctx.pool_wake.notify_one();
+}
+
+/// Moves smux output into the session as far as it accepts, then sends what the session has.
+async fn pump_out(
+    mux: &mut Mux,
+    session: &mut Session,
+    ws: &mut transport::DataChannel,
+    pending: &mut Vec<u8>,
+    now: std::time::Instant,
+) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+    if let Some(out) = mux.poll_output() {
+        pending.extend(out);
+    }
+    if !pending.is_empty() {
+        let accepted = session.send_output(now, pending);
+        pending.drain(..accepted);
+    }
+    flush_transmits(session, ws, now).await
+}
+
+fn key(id: StreamId) -> ConnKey {
+    u64::from(id.get())
+}
+
+fn stream_id(key: ConnKey) -> StreamId {
+    // Keys are made from stream ids by `key`, so they fit.
+    StreamId::new(u32::try_from(key).unwrap_or(u32::MAX))
+}
+
+/// Reads queued from all connections of a link; small, so a paused link stops the readers.
+const FROM_CONN_QUEUE: usize = 8;
+/// How long outstanding uploads may take to be acknowledged when stopping.
+const DRAIN_ON_STOP: std::time::Duration = std::time::Duration::from_secs(2);

@@ -1,0 +1,300 @@
+//! The sessions of one forward: accepts local connections and spreads them over lazily opened
+//! SSM sessions (links), reusing them while they live (`--sessions`).
+//!
+//! Policy ([`decide`], pure): a connection goes to the least-loaded link while that link
+//! carries fewer than `per_session` connections; otherwise another session is opened (and the
+//! connection waits for it) until `max` sessions exist; beyond that, mux links take more
+//! connections each and basic links make them wait for a free session.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, mpsc, watch};
+use tokio::task::JoinSet;
+
+use crate::forward::connect::{ConnectError, Connected};
+use crate::forward::link::{LinkContext, LinkHandle, Notice};
+use crate::forward::{Connector, basic_link, mux_link};
+
+/// How many sessions a forward may use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SessionCount {
+    /// Up to [`AUTO_MAX_SESSIONS`]; a mux session takes [`AUTO_PER_SESSION`] connections
+    /// before another is opened.
+    Auto,
+    /// Up to this many; every concurrent connection gets its own session while there are
+    /// fewer.
+    Fixed(usize),
+}
+
+/// How a link carries connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkMode {
+    /// smux: many connections per session.
+    Mux,
+    /// One connection at a time per session.
+    Basic,
+}
+
+/// The spreading rule for one forward.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Policy {
+    /// Most sessions.
+    pub(crate) max: usize,
+    /// Connections a session takes before another is opened.
+    pub(crate) per_session: usize,
+    /// Whether `per_session` is a hard limit (basic mode).
+    pub(crate) hard: bool,
+}
+
+/// What to do with the connection at the head of the queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Decision {
+    /// Give it to the link at this index.
+    Dispatch(usize),
+    /// Open another session (then decide again).
+    Open,
+    /// Keep it queued until a session opens or frees up.
+    Wait,
+}
+
+impl Policy {
+    /// The rule for `count` sessions in `mode`.
+    pub(crate) fn new(count: SessionCount, mode: LinkMode) -> Self {
+        match (count, mode) {
+            (SessionCount::Auto, LinkMode::Mux) => Self {
+                max: AUTO_MAX_SESSIONS,
+                per_session: AUTO_PER_SESSION,
+                hard: false,
+            },
+            (SessionCount::Auto, LinkMode::Basic) => Self {
+                max: AUTO_MAX_SESSIONS,
+                per_session: 1,
+                hard: true,
+            },
+            (SessionCount::Fixed(n), mode) => Self {
+                max: n.max(1),
+                per_session: 1,
+                hard: mode == LinkMode::Basic,
+            },
+        }
+    }
+}
+
+/// Decides for the head of a queue of `queued` connections, given each link's load and the
+/// number of sessions being opened.
+pub(crate) fn decide(loads: &[usize], opening: usize, queued: usize, policy: Policy) -> Decision {
+    let least = loads
+        .iter()
+        .enumerate()
+        .min_by_key(|(_, load)| **load)
+        .map(|(i, load)| (i, *load));
+    if let Some((i, load)) = least
+        && load < policy.per_session
+    {
+        return Decision::Dispatch(i);
+    }
+    let coming = opening * policy.per_session;
+    if loads.len() + opening < policy.max && queued > coming {
+        return Decision::Open;
+    }
+    if opening > 0 && queued <= coming {
+        return Decision::Wait;
+    }
+    match least {
+        Some((i, _)) if !policy.hard => Decision::Dispatch(i),
+        _ => Decision::Wait,
+    }
+}
+
+/// One forward's listener and sessions.
+pub(crate) struct Pool {
+    pub(crate) listener: TcpListener,
+    pub(crate) local: SocketAddr,
+    pub(crate) connector: Connector,
+    pub(crate) count: SessionCount,
+    pub(crate) remote: String,
+    pub(crate) notices: mpsc::UnboundedSender<Notice>,
+    pub(crate) shutdown: watch::Receiver<bool>,
+}
+
+impl Pool {
+    /// Runs until shutdown, starting with the already connected `first` session.
+    pub(crate) async fn run(self, first: Connected) {
+        let mode = link_mode(&first);
+        let policy = Policy::new(self.count, mode);
+        let pool_wake = Arc::new(Notify::new());
+        let ctx = LinkContext {
+            connector: self.connector.clone(),
+            notices: self.notices.clone(),
+            remote: self.remote.clone(),
+            shutdown: self.shutdown.clone(),
+            pool_wake: pool_wake.clone(),
+        };
+        let mut shutdown = self.shutdown.clone();
+        let mut links: Vec<LinkHandle> = Vec::new();
+        let mut tasks = JoinSet::new();
+        let mut opens: JoinSet<Result<Connected, ConnectError>> = JoinSet::new();
+        let mut queue: VecDeque<TcpStream> = VecDeque::new();
+        links.push(start_link(first, &ctx, &mut tasks));
+        loop {
+            links.retain(LinkHandle::is_alive);
+            // Hand out queued connections.
+            while let Some(stream) = queue.pop_front() {
+                let loads: Vec<usize> = links.iter().map(LinkHandle::load).collect();
+                match decide(&loads, opens.len(), queue.len() + 1, policy) {
+                    Decision::Dispatch(i) => {
+                        let link = &links[i];
+                        link.load.fetch_add(1, Ordering::AcqRel);
+                        if let Err(returned) = link.conns.send(stream) {
+                            // The link just ended: try again without it.
+                            link.load.fetch_sub(1, Ordering::AcqRel);
+                            queue.push_front(returned.0);
+                            links.remove(i);
+                        }
+                    }
+                    Decision::Open => {
+                        queue.push_front(stream);
+                        let connector = self.connector.clone();
+                        tracing::debug!(
+                            sessions = links.len() + opens.len() + 1,
+                            "opening another session"
+                        );
+                        opens.spawn(async move { connector.connect().await });
+                    }
+                    Decision::Wait => {
+                        queue.push_front(stream);
+                        break;
+                    }
+                }
+            }
+            tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        tracing::debug!(%peer, local = %self.local, "accepted");
+                        queue.push_back(stream);
+                    }
+                    Err(error) => tracing::warn!(%error, local = %self.local, "accept failed"),
+                },
+                Some(opened) = opens.join_next(), if !opens.is_empty() => match opened {
+                    Ok(Ok(connected)) => links.push(start_link(connected, &ctx, &mut tasks)),
+                    Ok(Err(error)) => {
+                        let _ = self.notices.send(Notice::SessionFailed {
+                            target: self.connector.request().target.clone(),
+                            reason: crate::forward::error_chain(&error),
+                        });
+                        links.retain(LinkHandle::is_alive);
+                        if links.is_empty() && opens.is_empty() {
+                            for _ in queue.drain(..) {
+                                let _ = self.notices.send(Notice::ConnectionDropped {
+                                    local: self.local.to_string(),
+                                });
+                            }
+                        }
+                    }
+                    Err(join_error) => tracing::warn!(%join_error, "session opener failed"),
+                },
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                () = pool_wake.notified() => {}
+                _ = shutdown.changed() => break,
+            }
+            // Every link ended and nothing is queued: the next connection opens a new one.
+            links.retain(LinkHandle::is_alive);
+            if links.is_empty() && opens.is_empty() && !queue.is_empty() {
+                let connector = self.connector.clone();
+                opens.spawn(async move { connector.connect().await });
+            }
+        }
+        opens.abort_all();
+        drop(links);
+        while tasks.join_next().await.is_some() {}
+    }
+}
+
+/// Mux when the session is LocalPortForwarding and the agent is new enough (SPEC.md §6.5).
+pub(crate) fn link_mode(connected: &Connected) -> LinkMode {
+    let agent = connected.ready.agent_version.as_deref().unwrap_or_default();
+    let port_forwarding = connected.ready.properties["type"] == "LocalPortForwarding";
+    if port_forwarding && postern_protocol::version::client_uses_mux(agent) {
+        LinkMode::Mux
+    } else {
+        LinkMode::Basic
+    }
+}
+
+fn start_link(connected: Connected, ctx: &LinkContext, tasks: &mut JoinSet<()>) -> LinkHandle {
+    let (conns, receiver) = mpsc::unbounded_channel();
+    let load = Arc::new(AtomicUsize::new(0));
+    let mode = link_mode(&connected);
+    tracing::debug!(session_id = %connected.session_id, ?mode, "link starts");
+    let ctx = ctx.clone();
+    let link_load = load.clone();
+    match mode {
+        LinkMode::Mux => tasks.spawn(mux_link::run(connected, ctx, receiver, link_load)),
+        LinkMode::Basic => tasks.spawn(basic_link::run(connected, ctx, receiver, link_load)),
+    };
+    LinkHandle { conns, load }
+}
+
+/// `--sessions auto`: at most this many sessions per forward. Each session of a current agent
+/// is capped near 1 MB/s downstream by the agent's pacing (SPEC.md §10 item 17), so four give
+/// bulk workloads with many connections four times that, while StartSession calls (rate
+/// limited per account) and concurrent sessions (visible to administrators, limited per
+/// account) stay few.
+pub const AUTO_MAX_SESSIONS: usize = 4;
+/// `--sessions auto`: connections a mux session takes before another session is opened. An
+/// interactive client with a handful of connections never waits for a second StartSession.
+pub const AUTO_PER_SESSION: usize = 4;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FIXED_4_MUX: Policy = Policy {
+        max: 4,
+        per_session: 1,
+        hard: false,
+    };
+
+    #[test]
+    fn an_idle_session_takes_the_connection() {
+        assert_eq!(decide(&[1, 0], 0, 1, FIXED_4_MUX), Decision::Dispatch(1));
+    }
+
+    #[test]
+    fn busy_sessions_open_another_up_to_the_limit() {
+        assert_eq!(decide(&[1], 0, 1, FIXED_4_MUX), Decision::Open);
+        // One opening already covers one waiting connection.
+        assert_eq!(decide(&[1], 1, 1, FIXED_4_MUX), Decision::Wait);
+        assert_eq!(decide(&[1], 1, 2, FIXED_4_MUX), Decision::Open);
+        assert_eq!(decide(&[1, 1, 1], 1, 5, FIXED_4_MUX), Decision::Dispatch(0));
+    }
+
+    #[test]
+    fn at_the_limit_mux_doubles_up_and_basic_waits() {
+        assert_eq!(
+            decide(&[2, 1, 3, 1], 0, 1, FIXED_4_MUX),
+            Decision::Dispatch(1)
+        );
+        let basic = Policy::new(SessionCount::Fixed(2), LinkMode::Basic);
+        assert_eq!(decide(&[1, 1], 0, 1, basic), Decision::Wait);
+        assert_eq!(decide(&[1, 0], 0, 1, basic), Decision::Dispatch(1));
+    }
+
+    #[test]
+    fn auto_fills_a_mux_session_before_opening_another() {
+        let auto = Policy::new(SessionCount::Auto, LinkMode::Mux);
+        assert_eq!(decide(&[3], 0, 1, auto), Decision::Dispatch(0));
+        assert_eq!(decide(&[4], 0, 1, auto), Decision::Open);
+        assert_eq!(decide(&[4, 4, 4, 4], 0, 1, auto), Decision::Dispatch(0));
+    }
+
+    #[test]
+    fn no_session_at_all_opens_one() {
+        assert_eq!(decide(&[], 0, 1, FIXED_4_MUX), Decision::Open);
+        assert_eq!(decide(&[], 1, 1, FIXED_4_MUX), Decision::Wait);
+    }
+}
