@@ -17,7 +17,7 @@ pub struct Pacing {
 }
 
 impl Pacing {
-    /// The real agent: 1 ms after each chunk of at most [`CHUNK_SIZE`] bytes.
+    /// The real agent: 1 ms after each chunk of at most `CHUNK_SIZE` bytes.
     pub const AGENT: Self = Self {
         pause: Duration::from_millis(1),
     };
