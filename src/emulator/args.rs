@@ -14,9 +14,52 @@ use crate::emulator::generate::{FleetShape, generate};
 use crate::emulator::instances::InstanceSpec;
 use crate::emulator::pacing::Pacing;
 
-/// Run a local Session Manager emulator (message gateway and SSM agent) on loopback.
+/// Run a local Session Manager emulator (message gateway, SSM agent, and the AWS APIs postern
+/// calls) on loopback.
+// Flag groups are boxed so the `Emulator` command stays small beside the others.
 #[derive(Args, Clone, Debug, PartialEq)]
 pub struct EmulatorArgs {
+    /// Loopback address to listen on; port 0 picks a free port.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+    pub listen: SocketAddr,
+
+    /// Send stream data as fast as the client acks instead of pacing it like the real agent
+    /// (1024-byte chunks, 1 ms apart).
+    #[arg(long)]
+    pub no_pacing: bool,
+
+    /// Append one JSON line per client protocol violation to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub violations_log: Option<PathBuf>,
+
+    /// Shell run by shell sessions.
+    #[arg(long, value_name = "PATH", default_value = "/bin/sh")]
+    pub shell: PathBuf,
+
+    /// Port that SSH sessions asking for port 22 connect to on this machine.
+    #[arg(long, value_name = "PORT")]
+    pub ssh_port: Option<u16>,
+
+    /// Stop by itself after this long (for example `10m`).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub exit_after: Option<Duration>,
+
+    /// Accounts, regions and instances.
+    #[command(flatten, next_help_heading = "Fleet")]
+    pub fleet: Box<FleetArgs>,
+
+    /// Behaviour of the AWS APIs.
+    #[command(flatten, next_help_heading = "AWS APIs")]
+    pub api: Box<ApiArgs>,
+
+    /// Faults injected into sessions.
+    #[command(flatten, next_help_heading = "Faults")]
+    pub faults: Box<FaultArgs>,
+}
+
+/// `postern emulator`'s fleet flags.
+#[derive(Args, Clone, Debug, PartialEq, Eq)]
+pub struct FleetArgs {
     /// Fleet file (TOML) describing the accounts, regions and instances to serve (see
     /// fleets/sample.toml). Without one: three instances in one account.
     #[arg(long, value_name = "FILE", conflicts_with = "generate_fleet")]
@@ -31,10 +74,6 @@ pub struct EmulatorArgs {
     #[arg(long)]
     pub print_fleet: bool,
 
-    /// Loopback address to listen on; port 0 picks a free port.
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
-    pub listen: SocketAddr,
-
     /// Region to report, where unsigned requests act (default: the fleet's first region, else
     /// us-east-1).
     #[arg(long, value_name = "REGION")]
@@ -45,6 +84,14 @@ pub struct EmulatorArgs {
     #[arg(long, value_name = "ACCOUNT_ID")]
     pub management_account: Option<String>,
 
+    /// Add or redefine an instance and the agent version it reports (repeatable).
+    #[arg(long = "instance", value_name = "ID=AGENT_VERSION")]
+    pub instances: Vec<InstanceSpec>,
+}
+
+/// `postern emulator`'s AWS API flags.
+#[derive(Args, Clone, Debug, PartialEq)]
+pub struct ApiArgs {
     /// Lifetime of credentials issued by AssumeRole and GetSessionToken, overriding the
     /// requested duration (for example `2s`; `0s` issues already-expired credentials).
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
@@ -62,114 +109,102 @@ pub struct EmulatorArgs {
     /// answering with each service's throttling error.
     #[arg(long, value_name = "RATE", value_parser = parse_rate)]
     pub throttle_rate: Option<f64>,
+}
 
-    /// Send stream data as fast as the client acks instead of pacing it like the real agent
-    /// (1024-byte chunks, 1 ms apart).
-    #[arg(long)]
-    pub no_pacing: bool,
-
-    /// Append one JSON line per client protocol violation to FILE.
-    #[arg(long, value_name = "FILE")]
-    pub violations_log: Option<PathBuf>,
-
-    /// Add or redefine an instance and the agent version it reports (repeatable).
-    #[arg(long = "instance", value_name = "ID=AGENT_VERSION")]
-    pub instances: Vec<InstanceSpec>,
-
-    /// Shell run by shell sessions.
-    #[arg(long, value_name = "PATH", default_value = "/bin/sh")]
-    pub shell: PathBuf,
-
-    /// Port that SSH sessions asking for port 22 connect to on this machine.
-    #[arg(long, value_name = "PORT")]
-    pub ssh_port: Option<u16>,
-
-    /// Stop by itself after this long (for example `10m`).
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
-    pub exit_after: Option<Duration>,
-
+/// `postern emulator`'s fault flags.
+#[derive(Args, Clone, Debug, PartialEq, Eq)]
+pub struct FaultArgs {
     /// Fault: close the websocket once, after the session has carried N messages.
-    #[arg(long, value_name = "N", help_heading = "Faults")]
+    #[arg(long, value_name = "N")]
     pub close_after: Option<u64>,
 
     /// Fault: close every websocket after it has carried N messages.
-    #[arg(long, value_name = "N", help_heading = "Faults")]
+    #[arg(long, value_name = "N")]
     pub close_every: Option<u64>,
 
     /// Fault: hold every outgoing message for DURATION (for example `50ms`).
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, help_heading = "Faults")]
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub delay: Option<Duration>,
 
     /// Fault: send every N-th outgoing stream message twice.
-    #[arg(long, value_name = "N", help_heading = "Faults")]
+    #[arg(long, value_name = "N")]
     pub duplicate_every: Option<u64>,
 
     /// Fault: swap every N-th outgoing message with the next one.
-    #[arg(long, value_name = "N", help_heading = "Faults")]
+    #[arg(long, value_name = "N")]
     pub reorder_every: Option<u64>,
 
     /// Fault: drop every N-th acknowledgement sent to the client.
-    #[arg(long, value_name = "N", help_heading = "Faults")]
+    #[arg(long, value_name = "N")]
     pub drop_acks_every: Option<u64>,
 
     /// Fault: after every N outgoing messages, pause publication for --pause-for.
-    #[arg(long, value_name = "N", help_heading = "Faults")]
+    #[arg(long, value_name = "N")]
     pub pause_every: Option<u64>,
 
     /// Fault: length of each publication pause.
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, help_heading = "Faults")]
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub pause_for: Option<Duration>,
 
     /// Fault: make StartSession fail with this AWS error code (for example TargetNotConnected,
     /// AccessDeniedException, InvalidDocument).
-    #[arg(long, value_name = "CODE", help_heading = "Faults")]
+    #[arg(long, value_name = "CODE")]
     pub fail_start_session: Option<String>,
 }
 
 impl EmulatorArgs {
     /// The configuration these flags describe.
     pub fn into_config(self) -> Result<EmulatorConfig, EmulatorError> {
-        let mut fleet = match (&self.fleet, self.generate_fleet) {
+        let FleetArgs {
+            fleet: fleet_file,
+            generate_fleet,
+            print_fleet: _,
+            region,
+            management_account,
+            instances,
+        } = *self.fleet;
+        let api = *self.api;
+        let faults = *self.faults;
+        let mut fleet = match (&fleet_file, generate_fleet) {
             (Some(path), _) => Fleet::load(path)?,
             (None, Some(shape)) => generate(shape),
-            (None, None) => Fleet::builtin(self.region.as_deref().unwrap_or(DEFAULT_REGION)),
+            (None, None) => Fleet::builtin(region.as_deref().unwrap_or(DEFAULT_REGION)),
         };
-        if let Some(account) = self.management_account {
+        if let Some(account) = management_account {
             if fleet.account(&account).is_none() {
                 return Err(EmulatorError::UnknownAccount(account));
             }
             fleet.management_account = account;
         }
-        for spec in self.instances {
+        for spec in instances {
             fleet.upsert_agent_version(spec);
         }
-        let region = self
-            .region
+        let region = region
             .or_else(|| fleet.regions.first().cloned())
             .unwrap_or_else(|| DEFAULT_REGION.to_owned());
         let config = EmulatorConfig {
             listen: self.listen,
             region,
             fleet,
-            credential_lifetime: self.credential_lifetime,
-            mfa_code: self.mfa_code,
-            api_latency: self.api_latency,
-            throttle_rate: self.throttle_rate,
+            credential_lifetime: api.credential_lifetime,
+            mfa_code: api.mfa_code,
+            api_latency: api.api_latency,
+            throttle_rate: api.throttle_rate,
             pacing: (!self.no_pacing).then_some(Pacing::AGENT),
             violations_log: self.violations_log,
             shell: self.shell,
             ssh_port: self.ssh_port,
             lifetime: self.exit_after,
             faults: Faults {
-                close_after: self.close_after,
-                close_every: self.close_every,
-                delay: self.delay,
-                duplicate_every: self.duplicate_every,
-                reorder_every: self.reorder_every,
-                drop_acks_every: self.drop_acks_every,
-                pause_every: self.pause_every,
-                pause_for: self.pause_for.unwrap_or(DEFAULT_PAUSE_FOR),
-                fail_start_session: self.fail_start_session,
+                close_after: faults.close_after,
+                close_every: faults.close_every,
+                delay: faults.delay,
+                duplicate_every: faults.duplicate_every,
+                reorder_every: faults.reorder_every,
+                drop_acks_every: faults.drop_acks_every,
+                pause_every: faults.pause_every,
+                pause_for: faults.pause_for.unwrap_or(DEFAULT_PAUSE_FOR),
+                fail_start_session: faults.fail_start_session,
             },
             ..EmulatorConfig::default()
         };

@@ -13,7 +13,7 @@ use crate::emulator::server::Emulator;
 /// on stdout once ready, and a summary of client violations on stderr at shutdown. With
 /// `--print-fleet`, prints the fleet as TOML instead and returns.
 pub async fn run_from_cli(args: EmulatorArgs) -> anyhow::Result<()> {
-    let print_fleet = args.print_fleet;
+    let print_fleet = args.fleet.print_fleet;
     let config = args
         .into_config()
         .context("invalid emulator configuration")?;

@@ -35,7 +35,7 @@ mod sts;
 mod throttle;
 mod violations;
 
-pub use args::EmulatorArgs;
+pub use args::{ApiArgs, EmulatorArgs, FaultArgs, FleetArgs};
 pub use cli::run_from_cli;
 pub use config::{EmulatorConfig, Faults};
 pub use demo::{Demo, DemoArgs, DemoInstance, discover, render_list, run_demo, select};
