@@ -468,3 +468,31 @@ async fn generated_fleets_serve_every_instance() {
     assert_eq!(ids, fleet_ids(&emulator, &target, &region, true));
     assert_eq!(ids.len(), 50);
 }
+
+#[test]
+fn generated_fleet_files_are_deterministic_and_valid() {
+    let print = || {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_postern"))
+            .args([
+                "emulator",
+                "--generate-fleet",
+                "accounts=50,regions=3,instances=5000",
+                "--print-fleet",
+            ])
+            .env("HOME", "/nonexistent")
+            .output()
+            .expect("run postern emulator --print-fleet");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let first = print();
+    assert_eq!(first, print());
+    let fleet: postern::emulator::Fleet = first.parse().unwrap();
+    assert_eq!(fleet.accounts.len(), 50);
+    assert_eq!(fleet.regions.len(), 3);
+    assert_eq!(fleet.instances.len(), 5000);
+}
