@@ -84,3 +84,67 @@ async fn demo_shell_runs_a_command_on_a_member_account_instance() {
     assert_eq!(demo.emulator().violations().total(), 0);
     demo.stop().await;
 }
+
+#[test]
+fn postern_demo_opens_a_shell_on_the_selected_instance() {
+    use std::io::Write;
+    // A hostile environment: the user's AWS settings must not leak into the demo, and its
+    // temporary files must go away.
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir(home.path().join(".aws")).unwrap();
+    std::fs::write(
+        home.path().join(".aws/config"),
+        "[default]\nregion = nowhere-1\ncredential_process = false\n",
+    )
+    .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_postern"))
+        .args(["demo", "--select", "orders-api-prod-1"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", home.path())
+        .env("TMPDIR", tmp.path())
+        .env("AWS_PROFILE", "does-not-exist")
+        .env("AWS_ACCESS_KEY_ID", "AKIDUSERSREALKEY")
+        .env("AWS_SECRET_ACCESS_KEY", "users-real-secret")
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"echo demo-$((6*7))\nexit\n")
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let output = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("postern demo ends within 60 s")
+        .unwrap();
+    waiter.join().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "stderr: {stderr}");
+    assert!(
+        stdout.contains("demo-42"),
+        "stdout: {stdout}\nstderr: {stderr}"
+    );
+    let banner: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("a local demo"))
+        .collect();
+    assert_eq!(banner.len(), 1, "stderr: {stderr}");
+    assert!(banner[0].contains("every session runs on this machine"));
+    assert!(stderr.contains("orders-api-prod-1"), "stderr: {stderr}");
+    assert_eq!(
+        std::fs::read_dir(tmp.path()).unwrap().count(),
+        0,
+        "temporary files left behind"
+    );
+}

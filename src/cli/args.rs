@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use crate::emulator::EmulatorArgs;
+use crate::emulator::{DemoArgs, EmulatorArgs};
 
 /// Reach every instance in every AWS account through SSM Session Manager, natively.
 #[derive(Parser, Debug)]
@@ -64,6 +64,9 @@ pub enum Command {
     SshConfig(SshConfigArgs),
     /// Run a local Session Manager emulator (message gateway and SSM agent) on loopback.
     Emulator(EmulatorArgs),
+    /// Try postern on an emulated fleet: no AWS account, no network; every session runs on
+    /// this machine.
+    Demo(DemoArgs),
 }
 
 /// `postern forward`.

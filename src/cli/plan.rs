@@ -7,7 +7,7 @@ use crate::aws::AwsOptions;
 use crate::cli::args::{
     Args, Command, CommonArgs, ExecArgs, ForwardArgs, SessionArgs, ShellArgs, SshArgs, SshProxyArgs,
 };
-use crate::emulator::EmulatorArgs;
+use crate::emulator::{DemoArgs, EmulatorArgs};
 use crate::forward::{ForwardOptions, ForwardSpec, SessionCount};
 use crate::report::{ErrorKind, ExpectedError};
 use crate::stdio::ProxyOptions;
@@ -29,6 +29,8 @@ pub enum Plan {
     SshConfig(AwsOptions),
     /// `postern emulator`.
     Emulator(EmulatorArgs),
+    /// `postern demo`.
+    Demo(DemoArgs),
 }
 
 /// Port forwards to run.
@@ -119,6 +121,7 @@ impl Plan {
             Some(Command::Ssh(args)) => Ok(Self::Ssh(SshPlan::new(&common, args)?)),
             Some(Command::SshConfig(_)) => Ok(Self::SshConfig(aws_options(&common)?)),
             Some(Command::Emulator(args)) => Ok(Self::Emulator(args)),
+            Some(Command::Demo(args)) => Ok(Self::Demo(args)),
         }
     }
 }

@@ -34,6 +34,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Plan::Shell(_) => stdin_tty,
         Plan::Exec(exec) => stdin_tty && exec.tty.unwrap_or(stdout_tty),
         Plan::Forward(_) | Plan::Ssh(_) | Plan::SshConfig(_) | Plan::Emulator(_) => false,
+        // The demo's shell is a child `postern shell`, which takes the terminal itself.
+        Plan::Demo(_) => false,
         // stdout carries the stream and stderr is ssh's screen: logs only to a file.
         Plan::SshProxy(_) => true,
     };
@@ -53,6 +55,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             Plan::Emulator(args) => crate::emulator::run_from_cli(args)
                 .await
                 .map(|()| ExitCode::SUCCESS),
+            Plan::Demo(args) => crate::emulator::run_demo(args).await,
             Plan::Forward(forward) => crate::cli::forward::run(&forward).await,
             Plan::SshProxy(proxy) => crate::cli::ssh::proxy(&proxy).await,
             // Handled before the runtime starts.
