@@ -141,12 +141,14 @@ pub async fn finish(
     agent_version: &str,
     drain: Duration,
 ) {
-    let mut closed = pump_until(ws, session, drain, |s| !s.has_unacked()).await;
+    let closed = pump_until(ws, session, drain, |s| !s.has_unacked()).await;
     let mut terminated = closed;
     if !closed && postern_protocol::version::client_sends_terminate_flag(agent_version) {
         session.send_flag(transport::now(), Flag::TerminateSession);
-        closed = pump_until(ws, session, FLAG_GRACE, |s| !s.has_unacked()).await;
-        terminated = closed || !session.has_unacked();
+        // Keep acknowledging until the agent has ended the session: closing the websocket
+        // at the flag's ack would leave its last messages unacknowledged.
+        let ended = pump_until(ws, session, FLAG_GRACE, |_| false).await;
+        terminated = ended || !session.has_unacked();
     }
     if !terminated {
         connector.terminate(session_id).await;

@@ -114,6 +114,7 @@ pub(crate) async fn run(
         // Download backpressure, with hysteresis.
         let behind = backlog.bytes() + mux.unread_bytes();
         if !receive_paused && behind > BACKLOG_HIGH_WATER {
+            tracing::debug!(behind, "local sockets behind: not acknowledging new data");
             receive_paused = true;
             session.set_receive_ready(false);
         } else if receive_paused && behind < BACKLOG_LOW_WATER {
