@@ -133,9 +133,7 @@ async fn pump(
             let accepted = session.send_output(now, &pending);
             pending.drain(..accepted);
         }
-        if let Err(e) = flush_transmits(&mut session, &mut ws, now).await {
-            break Err(lost(format!("the data channel was lost: {e}")));
-        }
+        let flushed = flush_transmits(&mut session, &mut ws, now).await;
         let mut end = None;
         while let Some(event) = session.poll_event() {
             match event {
@@ -152,6 +150,11 @@ async fn pump(
         }
         if let Some(end) = end {
             break end;
+        }
+        // The service closes the websocket right after channel_closed, which the loop above
+        // has seen by now if it came; otherwise the channel broke.
+        if let Err(e) = flushed {
+            break Err(lost(format!("the data channel was lost: {e}")));
         }
         if stdout.is_closed() {
             break Ok(ProxyEnd::OutputClosed);

@@ -24,7 +24,7 @@ fn sixteen_connections_move_4_mib_each_way_sha256_verified() {
     let emu = Emulator::start(&["--no-pacing"]);
     let echo = echo_server();
     let spec = format!("0:{echo}");
-    let mut fw = Forward::start(
+    let fw = Forward::start(
         &emu,
         &[&emu.instance, "-L", &spec, "--sessions", "4", "--json"],
         1,
@@ -50,7 +50,7 @@ fn two_forwards_remote_host_local_zero_and_bind_address() {
     let echo = echo_server();
     let to_instance = format!("0:{echo}");
     let to_host = format!("127.0.0.2:0:127.0.0.1:{echo}");
-    let mut fw = Forward::start(
+    let fw = Forward::start(
         &emu,
         &[&emu.instance, "-L", &to_instance, "-L", &to_host],
         2,
@@ -81,7 +81,7 @@ fn an_old_agent_falls_back_to_basic_mode_with_a_warning() {
     let emu = Emulator::start(&["--no-pacing"]);
     let echo = echo_server();
     let spec = format!("0:{echo}");
-    let mut fw = Forward::start(&emu, &[OLD_AGENT, "-L", &spec, "--json"], 1);
+    let fw = Forward::start(&emu, &[OLD_AGENT, "-L", &spec, "--json"], 1);
     assert_eq!(fw.ready[0]["mode"], "basic");
     assert_eq!(fw.ready[0]["agent_version"], "3.0.161.0");
     let local = fw.ready[0]["local"].as_str().unwrap().to_owned();
