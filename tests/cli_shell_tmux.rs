@@ -81,7 +81,7 @@ fn interactive_shell_in_a_real_terminal() {
              stty -a | sed 1d > {before}; stty -g >> {before}\n\
              {postern} --endpoint-url {endpoint} shell {instance}\n\
              echo \"postern-exit=$?\" > {status}.tmp; mv {status}.tmp {status}\n\
-             stty -a | sed 1d > {after}; stty -g >> {after}\n\
+             {{ stty -a | sed 1d; stty -g; }} > {after}.tmp; mv {after}.tmp {after}\n\
              exec sleep 60\n",
             before = before.display(),
             after = after.display(),
@@ -215,7 +215,7 @@ fn sigterm_restores_the_terminal_and_exits_143() {
              stty -a > {before}; stty -g >> {before}\n\
              sh -c 'echo $$ > {pid}; exec {postern} --endpoint-url {endpoint} shell {instance}'\n\
              echo \"postern-exit=$?\" > {status}.tmp; mv {status}.tmp {status}\n\
-             stty -a > {after}; stty -g >> {after}\n\
+             {{ stty -a; stty -g; }} > {after}.tmp; mv {after}.tmp {after}\n\
              exec sleep 60\n",
             before = before.display(),
             after = after.display(),
