@@ -415,7 +415,7 @@ def print_table(r):
     rows.append((f"start to first prompt byte, median of {n} (local pty)",) + timed("start-up", s, "median_ms", 1))
     rows.append((f"start to first prompt byte, max of {n} (local pty)",) + timed("start-up", s, "max_ms", 1))
     rows.append(("RSS, idle session", f"{o['idle_rss_kib'] / 1024:.1f} MiB", "-", "-"))
-    rows.append((f"peak RSS (VmHWM), {mib:.0f} MiB of output (idle)", f"{o['peak_rss_kib'] / 1024:.1f} MiB", f"{o['idle_rss_kib'] / 1024:.1f} MiB", f"{o['peak_rss_kib'] / o['idle_rss_kib']:.2f}x"))
+    rows.append((f"peak RSS (VmHWM), {mib:.0f} MiB received (idle)", f"{o['peak_rss_kib'] / 1024:.1f} MiB", f"{o['idle_rss_kib'] / 1024:.1f} MiB", f"{o['peak_rss_kib'] / o['idle_rss_kib']:.2f}x"))
     rows.append(("output rate (agent pace, 1024 B per 1 ms)", f"{rate / 1e6:.2f} MB/s", f"{ceiling / 1e6:.2f} MB/s", f"{rate / ceiling:.2f}x"))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     for i, row in enumerate(rows):
