@@ -76,7 +76,7 @@ pub struct ForwardArgs {
     #[arg(value_name = "TARGET")]
     pub target: String,
 
-    /// Forward [BIND:]LOCAL to REMOTE_PORT on the instance, or [BIND:]LOCAL:HOST:PORT to HOST:PORT
+    /// Forward `[BIND:]LOCAL` to REMOTE_PORT on the instance, or `[BIND:]LOCAL:HOST:PORT` to HOST:PORT
     /// as reached from the instance. LOCAL 0 picks a free port; BIND defaults to 127.0.0.1.
     /// Repeatable.
     #[arg(
@@ -121,7 +121,7 @@ pub struct SshProxyArgs {
 /// `postern ssh`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct SshArgs {
-    /// [USER@]TARGET: the instance id, optionally with the remote user.
+    /// `[USER@]TARGET`: the instance id, optionally with the remote user.
     #[arg(value_name = "[USER@]TARGET")]
     pub destination: String,
 
