@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::{any, post};
+use axum::serve::ListenerExt as _;
 use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -93,6 +94,12 @@ impl Emulator {
                     }
                 }
             };
+            // Nagle off, as for the client: small echoes and acks must not wait for delayed acks.
+            let listener = listener.tap_io(|tcp| {
+                if let Err(err) = tcp.set_nodelay(true) {
+                    tracing::debug!(%err, "could not disable Nagle on an accepted connection");
+                }
+            });
             axum::serve(listener, router)
                 .with_graceful_shutdown(stopped)
                 .await

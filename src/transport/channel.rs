@@ -66,7 +66,9 @@ pub async fn open(
     let url = Url::parse(stream_url).map_err(|_| OpenError::InvalidUrl)?;
     let shown = redact(&url);
     check_scheme(&url).map_err(|()| OpenError::InsecureUrl { url: shown.clone() })?;
-    let dial = tokio_tungstenite::connect_async(url.as_str());
+    // Nagle off: keystrokes and acks are tiny and latency-bound; with Nagle and delayed acks
+    // each echo waited ~40 ms.
+    let dial = tokio_tungstenite::connect_async_with_config(url.as_str(), None, true);
     let (mut ws, _response) = match tokio::time::timeout(timeout, dial).await {
         Ok(Ok(pair)) => pair,
         Ok(Err(source)) => return Err(OpenError::Connect { url: shown, source }),

@@ -3,6 +3,7 @@
 //! driver sends remote output to.
 
 use std::io::{self, Read};
+use std::os::fd::AsFd;
 
 use tokio::io::AsyncWrite;
 use tokio::sync::mpsc;
@@ -27,10 +28,17 @@ pub struct Outputs {
 }
 
 impl Outputs {
-    /// The process's standard output and error.
+    /// The process's standard output and error, unbuffered: `tokio::io::stdout` goes through
+    /// std's line-buffered stdout, which would hold a shell prompt (no newline) back until the
+    /// next flush. A duplicate of the descriptor writes each chunk as it comes.
     pub fn stdio() -> Self {
+        let stdout: Box<dyn AsyncWrite + Send + Unpin> =
+            match io::stdout().as_fd().try_clone_to_owned() {
+                Ok(fd) => Box::new(tokio::fs::File::from_std(std::fs::File::from(fd))),
+                Err(_) => Box::new(tokio::io::stdout()),
+            };
         Self {
-            stdout: Box::new(tokio::io::stdout()),
+            stdout,
             stderr: Box::new(tokio::io::stderr()),
         }
     }
