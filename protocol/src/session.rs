@@ -715,16 +715,23 @@ impl Session {
                 head.retransmissions += 1;
                 let frame = head.frame.clone();
                 let retransmissions = head.retransmissions;
+                let unacked_for = head
+                    .first_sent
+                    .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
                 self.stats.retransmissions += 1;
+                // Both a count and an age: on loopback the RTO is ~11 ms, so a client that is
+                // merely descheduled for 60 ms would otherwise count as never acking.
                 if self.role == Role::Agent
-                    && retransmissions == MISSING_ACK_RETRANSMISSIONS
+                    && retransmissions >= MISSING_ACK_RETRANSMISSIONS
+                    && unacked_for >= MISSING_ACK_AGE
                     && self.missing_ack_reported != Some(seq)
                 {
                     self.missing_ack_reported = Some(seq);
                     self.violation(
                         ViolationKind::MissingAck,
                         format!(
-                            "message {seq} unacknowledged after {retransmissions} retransmissions"
+                            "message {seq} unacknowledged for {} ms through {retransmissions} retransmissions",
+                            unacked_for.as_millis()
                         ),
                     );
                 }
@@ -1663,5 +1670,7 @@ const ENCRYPTION_OVERHEAD: usize = 28;
 const KMS_CUSTOMER_MESSAGE: &str = "This session is encrypted using AWS KMS.";
 /// Flags of acknowledge messages (SPEC.md §3.2).
 const ACK_FLAGS: u64 = 3;
-/// Retransmissions of one message after which the agent role reports a missing ack.
+/// Retransmissions of one message after which the agent role reports a missing ack...
 const MISSING_ACK_RETRANSMISSIONS: u32 = 5;
+/// ...provided it has also been unacknowledged this long since its first transmission.
+const MISSING_ACK_AGE: Duration = Duration::from_secs(2);
