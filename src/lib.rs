@@ -6,9 +6,12 @@
 
 pub mod aws;
 pub mod cli;
+pub mod discovery;
 pub mod emulator;
 pub mod forward;
+pub mod picker;
 pub mod report;
 pub mod stdio;
+pub mod target;
 pub mod term;
 pub mod transport;

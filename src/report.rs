@@ -47,6 +47,8 @@ pub enum ErrorKind {
     ConnectionLost,
     /// A local port could not be listened on (in use, not permitted, no such address).
     LocalPort,
+    /// The target matched no instance of the index, or several.
+    TargetUnresolved,
 }
 
 impl ErrorKind {
@@ -64,6 +66,7 @@ impl ErrorKind {
             Self::HandshakeTimeout => exit_codes::HANDSHAKE_TIMEOUT,
             Self::ConnectionLost => exit_codes::CONNECTION_LOST,
             Self::LocalPort => exit_codes::LOCAL_PORT,
+            Self::TargetUnresolved => exit_codes::TARGET_UNRESOLVED,
         }
     }
 }
@@ -185,6 +188,8 @@ pub mod exit_codes {
     pub const USAGE: u8 = 2;
     /// Standard output was closed (128 + SIGPIPE), e.g. `postern exec … | head`.
     pub const OUTPUT_CLOSED: u8 = 141;
+    /// The target matched no instance of the index, or several (listed in the message).
+    pub const TARGET_UNRESOLVED: u8 = 244;
     /// The session needs a feature postern lacks (KMS encryption).
     pub const UNSUPPORTED: u8 = 245;
     /// Another AWS service error.
@@ -261,6 +266,7 @@ mod tests {
             ErrorKind::HandshakeTimeout,
             ErrorKind::ConnectionLost,
             ErrorKind::LocalPort,
+            ErrorKind::TargetUnresolved,
         ];
         let mut codes: Vec<u8> = kinds.iter().map(|k| k.exit_code()).collect();
         codes.sort_unstable();

@@ -62,6 +62,8 @@ pub enum Command {
     Ssh(SshArgs),
     /// Print an ssh_config block so that plain `ssh i-0123456789abcdef0.postern` works.
     SshConfig(SshConfigArgs),
+    /// List the instances of the index (cached, else discovered): a table or JSON lines.
+    List(crate::cli::index::ListArgs),
     /// Run a local Session Manager emulator (message gateway and SSM agent) on loopback.
     Emulator(EmulatorArgs),
     /// Try postern on an emulated fleet: no AWS account, no network; every session runs on

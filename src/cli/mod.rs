@@ -4,6 +4,7 @@
 
 mod args;
 mod forward;
+mod index;
 mod logging;
 mod plan;
 mod run;
@@ -14,4 +15,5 @@ pub use args::{
     SshConfigArgs, SshProxyArgs,
 };
 pub use plan::{ExecPlan, ForwardPlan, Plan, ProxyPlan, SessionPlan, SshPlan, Target};
+pub use index::{ListArgs, ListPlan};
 pub use run::run;

@@ -27,6 +27,8 @@ pub enum Plan {
     Ssh(SshPlan),
     /// `postern ssh-config`.
     SshConfig(AwsOptions),
+    /// `postern list`.
+    List(crate::cli::index::ListPlan),
     /// `postern emulator`.
     Emulator(EmulatorArgs),
     /// `postern demo`.
@@ -120,6 +122,10 @@ impl Plan {
             Some(Command::SshProxy(args)) => Ok(Self::SshProxy(ProxyPlan::new(&common, args)?)),
             Some(Command::Ssh(args)) => Ok(Self::Ssh(SshPlan::new(&common, args)?)),
             Some(Command::SshConfig(_)) => Ok(Self::SshConfig(aws_options(&common)?)),
+            Some(Command::List(args)) => Ok(Self::List(crate::cli::index::ListPlan::new(
+                aws_options(&common)?,
+                args,
+            )?)),
             Some(Command::Emulator(args)) => Ok(Self::Emulator(args)),
             Some(Command::Demo(args)) => Ok(Self::Demo(args)),
         }

@@ -27,6 +27,7 @@ use crate::transport::{
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let verbose = args.common.verbose;
     let log_file = args.common.log_file.clone();
+    let args = crate::cli::index::resolve_targets(args)?;
     let plan = Plan::from_args(args)?;
     let stdin_tty = term::is_terminal(std::io::stdin().as_raw_fd());
     let stdout_tty = term::is_terminal(std::io::stdout().as_raw_fd());
@@ -34,6 +35,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Plan::Shell(_) => stdin_tty,
         Plan::Exec(exec) => stdin_tty && exec.tty.unwrap_or(stdout_tty),
         Plan::Forward(_) | Plan::Ssh(_) | Plan::SshConfig(_) | Plan::Emulator(_) => false,
+        Plan::List(_) => false,
         // The demo's shell is a child `postern shell`, which takes the terminal itself.
         Plan::Demo(_) => false,
         // stdout carries the stream and stderr is ssh's screen: logs only to a file.
@@ -56,6 +58,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 .await
                 .map(|()| ExitCode::SUCCESS),
             Plan::Demo(args) => crate::emulator::run_demo(args).await,
+            Plan::List(list) => crate::cli::index::list(&list).await,
             Plan::Forward(forward) => crate::cli::forward::run(&forward).await,
             Plan::SshProxy(proxy) => crate::cli::ssh::proxy(&proxy).await,
             // Handled before the runtime starts.

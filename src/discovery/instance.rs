@@ -1,0 +1,95 @@
+//! One row of the index and the scope (account x region) it was listed in.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Where instances are listed: one account (or the single profile's identity) in one region.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Scope {
+    /// Cache key of the identity: the account id, or the profile label with a single profile.
+    pub account: String,
+    /// Short name shown to the user (account alias, or the profile name).
+    pub alias: String,
+    /// Environment (dev, stg, prod), when known.
+    pub env: Option<String>,
+    /// The region.
+    pub region: String,
+}
+
+/// One instance: EC2 facts (absent for `mi-` managed nodes) joined with SSM agent facts (absent
+/// when the agent never registered).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Instance {
+    /// `i-…` or `mi-…`.
+    pub id: String,
+    /// The Name tag (or the SSM-registered name of a managed node); empty when none.
+    pub name: String,
+    /// The owning account id (EC2 reservation owner), else the scope's account key.
+    pub account: String,
+    /// The scope's alias.
+    pub alias: String,
+    /// The scope's environment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<String>,
+    /// The region.
+    pub region: String,
+    /// EC2 state (running, stopped…), empty for managed nodes.
+    #[serde(default)]
+    pub state: String,
+    /// Private IPv4 address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_ip: Option<String>,
+    /// Public IPv4 address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_ip: Option<String>,
+    /// Private DNS name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_dns: Option<String>,
+    /// VPC id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vpc_id: Option<String>,
+    /// Launch time, RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launch_time: Option<String>,
+    /// Tags (EC2).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+    /// SSM ping status (Online, ConnectionLost, Inactive); `None` when SSM does not know it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ping_status: Option<String>,
+    /// SSM agent version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_version: Option<String>,
+    /// Platform as SSM reports it (name and version), else EC2's platform details.
+    #[serde(default)]
+    pub platform: String,
+}
+
+impl Instance {
+    /// Whether a session can be started: the agent is online.
+    pub fn is_online(&self) -> bool {
+        self.ping_status.as_deref() == Some("Online")
+    }
+
+    /// The agent status column: the ping status, or `no-agent`.
+    pub fn agent_status(&self) -> &str {
+        self.ping_status.as_deref().unwrap_or("no-agent")
+    }
+
+    /// Whether the instance belongs to a production environment.
+    pub fn is_prod(&self) -> bool {
+        self.env.as_deref() == Some("prod")
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.alias == self.account {
+            write!(f, "{} {}", self.alias, self.region)
+        } else {
+            write!(f, "{} ({}) {}", self.alias, self.account, self.region)
+        }
+    }
+}

@@ -1,0 +1,22 @@
+//! The instance index: every instance the caller can reach, per account and region, from EC2
+//! DescribeInstances joined with SSM DescribeInstanceInformation, listed in parallel with
+//! bounded concurrency and kept in a local cache.
+//!
+//! Listing one scope (account x region) sits behind [`InstanceSource`]: [`SdkSource`] calls AWS
+//! with the SDK configuration a [`ScopeConfigs`] gives it (today [`SingleProfile`], the
+//! default credential chain or `--profile`; the role broker plugs in there), [`FakeSource`]
+//! serves tests.
+
+mod cache;
+mod discover;
+mod fake;
+mod index;
+mod instance;
+mod source;
+
+pub use cache::{Cache, CacheEntry, cache_dir};
+pub use discover::{Discovery, Progress, RetryPolicy, ScopeFailure, discover};
+pub use fake::FakeSource;
+pub use index::{DEFAULT_CONCURRENCY, DEFAULT_MAX_AGE, Index, IndexOptions, build_index};
+pub use instance::{Instance, Scope};
+pub use source::{InstanceSource, ScopeConfigs, SdkSource, SingleProfile, SourceError};

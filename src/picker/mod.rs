@@ -1,0 +1,8 @@
+//! Choosing an instance: the [`Picker`] trait (a TTY implementation, or a scripted one in
+//! tests), the fuzzy [`Matcher`], and the rows the picker shows.
+
+mod matcher;
+mod rows;
+
+pub use matcher::Matcher;
+pub use rows::{PickOutcome, Picker, Row, ScriptedPicker, choose, rows_for};
