@@ -98,16 +98,21 @@ fn no_region() {
 }
 
 #[test]
-fn a_name_is_not_an_instance_id_yet() {
-    let mut cmd = base_command();
-    cmd.args(["shell", "web-1"]);
+fn a_name_that_matches_no_instance_exits_244() {
+    let emu = Emulator::start(&[]);
+    let cache = tempfile::tempdir().expect("temp dir");
+    let mut cmd = emu.command(&["shell", "no-such-host"]);
+    cmd.env("POSTERN_CACHE_DIR", cache.path());
     let out = run(cmd, LIMIT);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(244), "{}", text(&out.stderr));
     assert_eq!(
         text(&out.stderr),
-        "error: `web-1` is not an instance id\nhint: give an EC2 instance id \
-         (i-0123456789abcdef0) or a managed node id (mi-0123456789abcdef0); names and tags \
-         arrive with instance discovery\n"
+        format!(
+            "error: no instance matches `no-such-host` (profile default, endpoint {})\nhint: give an \
+             instance id, a Name tag, NAME@ACCOUNT-ALIAS, a private IP or DNS name; `postern \
+             list QUERY` shows what the index holds\n",
+            emu.endpoint
+        )
     );
 }
 

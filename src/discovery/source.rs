@@ -254,6 +254,10 @@ async fn describe_information(
 /// return), sorted by name then id.
 fn join(scope: &Scope, ec2: Vec<Instance>, mut ssm: HashMap<String, AgentFacts>) -> Vec<Instance> {
     let mut out = Vec::with_capacity(ec2.len() + ssm.len());
+    // SSM does not say which account a managed node is in; the scope's EC2 owner does.
+    let account = ec2
+        .first()
+        .map_or_else(|| scope.account.clone(), |i| i.account.clone());
     for mut instance in ec2 {
         if let Some(facts) = ssm.remove(&instance.id) {
             instance.ping_status = facts.ping_status;
@@ -273,7 +277,7 @@ fn join(scope: &Scope, ec2: Vec<Instance>, mut ssm: HashMap<String, AgentFacts>)
         out.push(Instance {
             id,
             name: facts.name.unwrap_or_default(),
-            account: scope.account.clone(),
+            account: account.clone(),
             alias: scope.alias.clone(),
             env: scope.env.clone(),
             region: scope.region.clone(),

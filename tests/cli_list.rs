@@ -1,0 +1,108 @@
+//! `postern list` and name targets through the real binary against a `postern emulator`
+//! process serving the sample fleet: the listing, cache reuse (the emulator gone), `--refresh`,
+//! a session opened by Name tag, and an unknown name.
+
+mod cli_util;
+
+use std::time::Duration;
+
+use cli_util::{Emulator, run, text};
+
+const LIMIT: Duration = Duration::from_secs(60);
+/// The management account's instances of the sample fleet in us-east-1 (the base credentials
+/// act there) include this one, with a current agent.
+const RUNNER: (&str, &str) = ("gitlab-runner-1", "i-08008511febb9dc38");
+
+fn sample() -> Emulator {
+    let fleet = concat!(env!("CARGO_MANIFEST_DIR"), "/fleets/sample.toml");
+    Emulator::start(&["--fleet", fleet])
+}
+
+#[test]
+fn lists_from_aws_then_from_the_cache_and_refreshes_on_demand() {
+    let emulator = sample();
+    let cache = tempfile::tempdir().unwrap();
+    let list = |emulator: &Emulator, extra: &[&str]| {
+        let mut args = vec!["list"];
+        args.extend_from_slice(extra);
+        let mut cmd = emulator.command(&args);
+        cmd.env("POSTERN_CACHE_DIR", cache.path());
+        run(cmd, LIMIT)
+    };
+    let out = list(&emulator, &["--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let rows: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(rows.len() > 2, "{rows:?}");
+    for row in &rows {
+        assert_eq!(row["region"], "us-east-1");
+        assert_eq!(row["account"], "402918375561");
+    }
+    let runner = rows.iter().find(|r| r["name"] == RUNNER.0).unwrap();
+    assert_eq!(runner["id"], RUNNER.1);
+    assert_eq!(runner["ping_status"], "Online");
+    assert_eq!(runner["tags"]["service"], "ci");
+
+    let table = list(&emulator, &["runner", "--tag", "service=ci"]);
+    assert!(table.status.success(), "{}", text(&table.stderr));
+    let table = text(&table.stdout);
+    let lines: Vec<_> = table.lines().collect();
+    assert!(lines[0].starts_with("ACCOUNT"), "{table}");
+    assert!(lines.len() >= 3, "{table}");
+    assert!(
+        lines[1..].iter().all(|l| l.contains("gitlab-runner")),
+        "{table}"
+    );
+
+    // The cache answers with the emulator gone; --refresh cannot.
+    let endpoint = emulator.endpoint.clone();
+    emulator.stop();
+    let gone = |extra: &[&str]| {
+        let mut cmd = cli_util::base_command();
+        cmd.args(["--endpoint-url", &endpoint, "list", "--json"])
+            .args(extra)
+            .env("POSTERN_CACHE_DIR", cache.path());
+        run(cmd, LIMIT)
+    };
+    let cached = gone(&[]);
+    assert!(cached.status.success(), "{}", text(&cached.stderr));
+    assert_eq!(text(&cached.stdout).lines().count(), rows.len());
+    let refreshed = gone(&["--refresh"]);
+    let stderr = text(&refreshed.stderr);
+    assert!(
+        stderr.contains("warning: DescribeInstances failed in default"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("showing its cached listing"), "{stderr}");
+    assert!(refreshed.status.success(), "{stderr}");
+    assert_eq!(text(&refreshed.stdout).lines().count(), rows.len());
+}
+
+#[test]
+fn exec_resolves_a_name_tag() {
+    let emulator = sample();
+    let cache = tempfile::tempdir().unwrap();
+    let mut cmd = emulator.command(&["exec", RUNNER.0, "--", "echo", "hello"]);
+    cmd.env("POSTERN_CACHE_DIR", cache.path());
+    let out = run(cmd, LIMIT);
+    assert_eq!(text(&out.stdout), "hello\n", "{}", text(&out.stderr));
+    assert!(out.status.success());
+}
+
+#[test]
+fn an_unknown_name_exits_244_with_a_hint() {
+    let emulator = sample();
+    let cache = tempfile::tempdir().unwrap();
+    let mut cmd = emulator.command(&["shell", "no-such-host"]);
+    cmd.env("POSTERN_CACHE_DIR", cache.path());
+    let out = run(cmd, LIMIT);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(244), "{stderr}");
+    assert!(
+        stderr.contains("error: no instance matches `no-such-host`"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("hint: "), "{stderr}");
+}
