@@ -13,7 +13,7 @@ use crate::cli::args::{Args, Command, CommonArgs};
 use crate::discovery::{
     Cache, Index, IndexOptions, Instance, Scope, SdkSource, SingleProfile, build_index, cache_dir,
 };
-use crate::picker::Matcher;
+use crate::picker::{Matcher, PickOutcome, TtyPicker, choose, rows_for};
 use crate::report::{self, ErrorKind, ExpectedError};
 use crate::target::{self, Resolution};
 
@@ -107,6 +107,9 @@ pub(crate) async fn list(plan: &ListPlan) -> anyhow::Result<ExitCode> {
 /// resolves to (and `--region` into the instance's region). An instance id is left alone: no
 /// discovery call is made for it.
 pub(crate) fn resolve_targets(mut args: Args) -> anyhow::Result<Args> {
+    if args.command.is_none() && interactive() {
+        return pick_shell(args);
+    }
     let target = match &mut args.command {
         Some(Command::Shell(shell)) => &mut shell.target,
         Some(Command::Exec(exec)) => &mut exec.target,
@@ -127,6 +130,39 @@ pub(crate) fn resolve_targets(mut args: Args) -> anyhow::Result<Args> {
     Ok(args)
 }
 
+/// Bare `postern` on a terminal: pick an instance from the whole index and open a shell on it.
+fn pick_shell(args: Args) -> anyhow::Result<Args> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("could not start the async runtime")?;
+    let aws = options(&args.common);
+    let index = runtime.block_on(load_index(&aws, &[], false))?;
+    let chosen = pick(&index.instances, "")?;
+    let mut shell = <Args as clap::Parser>::try_parse_from(["postern", "shell", &chosen.id])
+        .context("could not build the shell command")?;
+    shell.common = args.common;
+    shell.common.region = Some(chosen.region);
+    Ok(shell)
+}
+
+/// Opens the terminal picker over `instances`; cancelling is an error (nothing to open).
+fn pick(instances: &[Instance], query: &str) -> anyhow::Result<Instance> {
+    let rows = rows_for(instances);
+    match choose(&mut TtyPicker, &rows, query, false).context("the instance picker failed")? {
+        PickOutcome::Chosen(i) => Ok(instances[i].clone()),
+        PickOutcome::Cancelled => Err(ExpectedError::new(ErrorKind::Usage, "no instance chosen")
+            .hint("online instances can be opened; `postern list` shows every instance")
+            .into()),
+    }
+}
+
+/// Whether the picker can run: stdin and stderr are terminals.
+fn interactive() -> bool {
+    crate::term::is_terminal(std::io::stdin().as_raw_fd())
+        && crate::term::is_terminal(std::io::stderr().as_raw_fd())
+}
+
 /// Resolves `raw` through the index: from the cache first, then once more after a refresh when
 /// the cache does not know it.
 pub(crate) async fn resolve(aws: &AwsOptions, raw: &str) -> anyhow::Result<Instance> {
@@ -135,13 +171,11 @@ pub(crate) async fn resolve(aws: &AwsOptions, raw: &str) -> anyhow::Result<Insta
         match target::resolve(raw, &index.instances) {
             Resolution::Found(instance) => return Ok(instance.clone()),
             Resolution::Ambiguous(candidates) => {
-                let stdin_tty = crate::term::is_terminal(std::io::stdin().as_raw_fd());
-                let hint = if stdin_tty {
-                    "name one of them by instance id or as NAME@ACCOUNT-ALIAS (the interactive \
-                     picker is not available yet)"
-                } else {
-                    "name one of them by instance id or as NAME@ACCOUNT-ALIAS"
-                };
+                if interactive() {
+                    let candidates: Vec<Instance> = candidates.into_iter().cloned().collect();
+                    return pick(&candidates, "");
+                }
+                let hint = "name one of them by instance id or as NAME@ACCOUNT-ALIAS";
                 return Err(ExpectedError::new(
                     ErrorKind::TargetUnresolved,
                     format!(

@@ -3,6 +3,8 @@
 
 mod matcher;
 mod rows;
+mod tty;
 
 pub use matcher::Matcher;
 pub use rows::{PickOutcome, Picker, Row, ScriptedPicker, choose, rows_for};
+pub use tty::TtyPicker;
