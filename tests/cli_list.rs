@@ -106,3 +106,63 @@ fn an_unknown_name_exits_244_with_a_hint() {
     );
     assert!(stderr.contains("hint: "), "{stderr}");
 }
+
+#[test]
+fn an_ambiguous_name_lists_the_candidates_when_not_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let fleet = dir.path().join("fleet.toml");
+    std::fs::write(
+        &fleet,
+        r#"
+management_account = "111122223333"
+regions = ["us-east-1"]
+
+[[accounts]]
+id = "111122223333"
+alias = "acme-ops"
+env = "dev"
+roles = ["PosternAccess"]
+
+[[instances]]
+id = "i-0aaaaaaaaaaaaaaa1"
+name = "web"
+account = "111122223333"
+region = "us-east-1"
+private_ip = "10.0.0.1"
+
+[[instances]]
+id = "i-0aaaaaaaaaaaaaaa2"
+name = "web"
+account = "111122223333"
+region = "us-east-1"
+private_ip = "10.0.0.2"
+"#,
+    )
+    .unwrap();
+    let emulator = Emulator::start(&["--fleet", fleet.to_str().unwrap()]);
+    let cache = tempfile::tempdir().unwrap();
+    let mut cmd = emulator.command(&["exec", "web", "--", "true"]);
+    cmd.env("POSTERN_CACHE_DIR", cache.path());
+    let out = run(cmd, LIMIT);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(244), "{stderr}");
+    assert!(
+        stderr.starts_with("error: `web` matches 2 instances:\n"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("  web  i-0aaaaaaaaaaaaaaa1  default us-east-1  10.0.0.1  Online\n"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("i-0aaaaaaaaaaaaaaa2"), "{stderr}");
+    assert!(
+        stderr.contains("hint: name one of them by instance id"),
+        "{stderr}"
+    );
+
+    // The private IP is unambiguous.
+    let mut cmd = emulator.command(&["exec", "10.0.0.2", "--", "echo", "two"]);
+    cmd.env("POSTERN_CACHE_DIR", cache.path());
+    let out = run(cmd, LIMIT);
+    assert_eq!(text(&out.stdout), "two\n", "{}", text(&out.stderr));
+}
