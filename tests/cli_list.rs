@@ -166,3 +166,27 @@ private_ip = "10.0.0.2"
     let out = run(cmd, LIMIT);
     assert_eq!(text(&out.stdout), "two\n", "{}", text(&out.stderr));
 }
+
+#[test]
+fn account_filter_keeps_only_that_account() {
+    let emulator = sample();
+    let cache = tempfile::tempdir().unwrap();
+    let count = |extra: &[&str]| {
+        let mut args = vec!["list", "--json"];
+        args.extend_from_slice(extra);
+        let mut cmd = emulator.command(&args);
+        cmd.env("POSTERN_CACHE_DIR", cache.path());
+        let out = run(cmd, LIMIT);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout).lines().count()
+    };
+    let all = count(&[]);
+    assert!(all > 0);
+    assert_eq!(count(&["--account", "402918375561"]), all);
+    assert_eq!(count(&["--account", "999999999999"]), 0);
+    assert_eq!(
+        count(&["--env", "prod"]),
+        0,
+        "a single profile has no environment"
+    );
+}

@@ -28,6 +28,14 @@ pub struct ListArgs {
     #[arg(long, value_name = "REGION,…", value_delimiter = ',')]
     pub regions: Vec<String>,
 
+    /// Only instances of this account (alias or id).
+    #[arg(long, value_name = "ACCOUNT")]
+    pub account: Option<String>,
+
+    /// Only instances of this environment (dev, stg, prod).
+    #[arg(long, value_name = "ENV")]
+    pub env: Option<String>,
+
     /// Only instances with this tag value. Repeatable; all must match.
     #[arg(long = "tag", value_name = "KEY=VALUE")]
     pub tags: Vec<String>,
@@ -52,6 +60,10 @@ pub struct ListPlan {
     pub query: String,
     /// Tag filters.
     pub tags: Vec<(String, String)>,
+    /// Account filter (alias or id).
+    pub account: Option<String>,
+    /// Environment filter.
+    pub env: Option<String>,
     /// JSON lines.
     pub json: bool,
     /// `--refresh`.
@@ -78,6 +90,8 @@ impl ListPlan {
             regions: args.regions,
             query: args.query.unwrap_or_default(),
             tags,
+            account: args.account,
+            env: args.env,
             json: args.json,
             refresh: args.refresh,
         })
@@ -87,7 +101,20 @@ impl ListPlan {
 /// Runs `postern list`.
 pub(crate) async fn list(plan: &ListPlan) -> anyhow::Result<ExitCode> {
     let index = load_index(&plan.aws, &plan.regions, plan.refresh).await?;
-    let rows = filter(&index.instances, &plan.query, &plan.tags);
+    let scoped: Vec<Instance> = index
+        .instances
+        .into_iter()
+        .filter(|i| {
+            plan.account
+                .as_deref()
+                .is_none_or(|a| i.alias == a || i.account == a)
+                && plan
+                    .env
+                    .as_deref()
+                    .is_none_or(|e| i.env.as_deref() == Some(e))
+        })
+        .collect();
+    let rows = filter(&scoped, &plan.query, &plan.tags);
     let mut out = std::io::stdout().lock();
     if plan.json {
         for row in rows {
