@@ -531,11 +531,24 @@ async fn close_with(mut socket: WebSocket, last: Option<Vec<u8>>) {
         reason: "".into(),
     };
     let _ = socket.send(Message::Close(Some(close))).await;
+    // Read until the client answers the close (bounded): dropping a socket whose receive buffer
+    // still holds the client's last acks makes the kernel send a RST, which can destroy
+    // channel_closed before the client has read it.
+    let _ = tokio::time::timeout(CLOSE_DRAIN, async {
+        while let Some(Ok(message)) = socket.recv().await {
+            if matches!(message, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 /// The agent waits this long for its output to be acked before closing (agent
 /// `PrepareToCloseChannel`, SPEC.md §5.8).
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// How long a closing data channel waits for the client's close reply.
+const CLOSE_DRAIN: Duration = Duration::from_secs(1);
 /// Client input items waiting for the plugin before the session stops acking new data.
 const MAX_PENDING_INPUT: usize = 256;
 /// Message types a client may send; the rest are the gateway's or the agent's.
