@@ -5,6 +5,7 @@ use std::io::Write as _;
 use std::os::fd::AsRawFd;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use anyhow::Context as _;
 
@@ -13,7 +14,7 @@ use crate::cli::args::{Args, Command, CommonArgs};
 use crate::discovery::{
     Cache, Index, IndexOptions, Instance, Scope, SdkSource, SingleProfile, build_index, cache_dir,
 };
-use crate::picker::{Matcher, PickOutcome, TtyPicker, choose, rows_for};
+use crate::picker::{History, Matcher, PickOutcome, TtyPicker, choose, rows_for};
 use crate::report::{self, ErrorKind, ExpectedError};
 use crate::target::{self, Resolution};
 
@@ -152,6 +153,7 @@ pub(crate) fn resolve_targets(mut args: Args) -> anyhow::Result<Args> {
         .context("could not start the async runtime")?;
     let aws = options(&args.common);
     let chosen = runtime.block_on(resolve(&aws, target))?;
+    remember(&chosen.id);
     *target = chosen.id;
     args.common.region = Some(chosen.region);
     Ok(args)
@@ -166,6 +168,7 @@ fn pick_shell(args: Args) -> anyhow::Result<Args> {
     let aws = options(&args.common);
     let index = runtime.block_on(load_index(&aws, &[], false))?;
     let chosen = pick(&index.instances, "")?;
+    remember(&chosen.id);
     let mut shell = <Args as clap::Parser>::try_parse_from(["postern", "shell", &chosen.id])
         .context("could not build the shell command")?;
     shell.common = args.common;
@@ -175,12 +178,27 @@ fn pick_shell(args: Args) -> anyhow::Result<Args> {
 
 /// Opens the terminal picker over `instances`; cancelling is an error (nothing to open).
 fn pick(instances: &[Instance], query: &str) -> anyhow::Result<Instance> {
-    let rows = rows_for(instances);
+    let mut instances = instances.to_vec();
+    if let Some(dir) = cache_dir() {
+        History::load(&dir).sort(&mut instances, |i| &i.id, SystemTime::now());
+    }
+    let rows = rows_for(&instances);
     match choose(&mut TtyPicker, &rows, query, false).context("the instance picker failed")? {
         PickOutcome::Chosen(i) => Ok(instances[i].clone()),
         PickOutcome::Cancelled => Err(ExpectedError::new(ErrorKind::Usage, "no instance chosen")
             .hint("online instances can be opened; `postern list` shows every instance")
             .into()),
+    }
+}
+
+/// Records a chosen target in the frecency history (best effort).
+fn remember(id: &str) {
+    if let Some(dir) = cache_dir() {
+        let mut history = History::load(&dir);
+        history.record(id, SystemTime::now());
+        if let Err(e) = history.save() {
+            tracing::debug!(error = %e, "could not write the target history");
+        }
     }
 }
 

@@ -1,0 +1,123 @@
+//! Frecency: recently and often chosen targets float to the top of the picker. One small JSON
+//! file (`history.json` in the cache directory) maps instance ids to a use count and the last
+//! use; the score halves every week of disuse.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+/// The history file.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct History {
+    entries: HashMap<String, Use>,
+    #[serde(skip)]
+    path: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
+struct Use {
+    count: u32,
+    last: u64,
+}
+
+impl History {
+    /// Loads `dir/history.json`; a missing or corrupt file is an empty history.
+    pub fn load(dir: &Path) -> Self {
+        let path = dir.join("history.json");
+        let mut history: Self = std::fs::read(&path)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default();
+        history.path = Some(path);
+        history
+    }
+
+    /// Records a use of `id` at `now`, keeping the most recent entries only.
+    pub fn record(&mut self, id: &str, now: SystemTime) {
+        let entry = self.entries.entry(id.to_owned()).or_default();
+        entry.count = entry.count.saturating_add(1);
+        entry.last = seconds(now);
+        if self.entries.len() > MAX_ENTRIES {
+            let mut by_age: Vec<(u64, String)> = self
+                .entries
+                .iter()
+                .map(|(k, v)| (v.last, k.clone()))
+                .collect();
+            by_age.sort();
+            for (_, id) in by_age.into_iter().take(self.entries.len() - MAX_ENTRIES) {
+                self.entries.remove(&id);
+            }
+        }
+    }
+
+    /// Writes the file back (atomically).
+    pub fn save(&self) -> std::io::Result<()> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let tmp = path.with_extension(format!("json.{}.tmp", std::process::id()));
+        std::fs::write(
+            &tmp,
+            serde_json::to_vec(self).map_err(std::io::Error::other)?,
+        )?;
+        std::fs::rename(tmp, path)
+    }
+
+    /// The frecency of `id` at `now` (0 when never used).
+    pub fn score(&self, id: &str, now: SystemTime) -> f64 {
+        self.entries.get(id).map_or(0.0, |u| {
+            let weeks = seconds(now).saturating_sub(u.last) as f64 / WEEK;
+            f64::from(u.count) * 0.5f64.powf(weeks)
+        })
+    }
+
+    /// Sorts `items` by decreasing frecency of `id(item)`, keeping the order of equals.
+    pub fn sort<T>(&self, items: &mut [T], id: impl Fn(&T) -> &str, now: SystemTime) {
+        items.sort_by(|a, b| self.score(id(b), now).total_cmp(&self.score(id(a), now)));
+    }
+}
+
+fn seconds(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+const WEEK: f64 = 7.0 * 24.0 * 3600.0;
+const MAX_ENTRIES: usize = 500;
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn recent_and_frequent_targets_sort_first_and_persist() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = UNIX_EPOCH + Duration::from_secs(100 * 86_400);
+        let mut history = History::load(dir.path());
+        history.record("i-old", now - Duration::from_secs(30 * 86_400));
+        history.record("i-old", now - Duration::from_secs(30 * 86_400));
+        history.record("i-new", now);
+        history.save().unwrap();
+        let history = History::load(dir.path());
+        let mut ids = vec!["i-never", "i-old", "i-new"];
+        history.sort(&mut ids, |s| s, now);
+        assert_eq!(ids, ["i-new", "i-old", "i-never"]);
+        assert!(history.score("i-old", now) < 1.0);
+    }
+
+    #[test]
+    fn a_corrupt_file_is_an_empty_history() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("history.json"), b"[").unwrap();
+        assert_eq!(
+            History::load(dir.path()).score("i-1", SystemTime::now()),
+            0.0
+        );
+    }
+}
