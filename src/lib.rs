@@ -5,10 +5,13 @@
 //! `aws` never imports the protocol; the emulator runs the protocol in the agent role.
 
 pub mod aws;
+pub mod broker;
 pub mod cli;
+pub mod config;
 pub mod discovery;
 pub mod emulator;
 pub mod forward;
+pub mod guardrails;
 pub mod picker;
 pub mod report;
 pub mod stdio;

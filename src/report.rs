@@ -49,6 +49,10 @@ pub enum ErrorKind {
     LocalPort,
     /// The target matched no instance of the index, or several.
     TargetUnresolved,
+    /// The postern configuration file is missing or invalid.
+    Config,
+    /// A guardrail refused: production confirmation, reason, or source identity.
+    Guardrail,
 }
 
 impl ErrorKind {
@@ -67,6 +71,8 @@ impl ErrorKind {
             Self::ConnectionLost => exit_codes::CONNECTION_LOST,
             Self::LocalPort => exit_codes::LOCAL_PORT,
             Self::TargetUnresolved => exit_codes::TARGET_UNRESOLVED,
+            Self::Config => exit_codes::CONFIG,
+            Self::Guardrail => exit_codes::GUARDRAIL,
         }
     }
 }
@@ -188,6 +194,10 @@ pub mod exit_codes {
     pub const USAGE: u8 = 2;
     /// Standard output was closed (128 + SIGPIPE), e.g. `postern exec … | head`.
     pub const OUTPUT_CLOSED: u8 = 141;
+    /// The postern configuration file is missing or invalid.
+    pub const CONFIG: u8 = 240;
+    /// A guardrail refused (production confirmation, reason, source identity).
+    pub const GUARDRAIL: u8 = 241;
     /// The target matched no instance of the index, or several (listed in the message).
     pub const TARGET_UNRESOLVED: u8 = 244;
     /// The session needs a feature postern lacks (KMS encryption).
@@ -267,6 +277,8 @@ mod tests {
             ErrorKind::ConnectionLost,
             ErrorKind::LocalPort,
             ErrorKind::TargetUnresolved,
+            ErrorKind::Config,
+            ErrorKind::Guardrail,
         ];
         let mut codes: Vec<u8> = kinds.iter().map(|k| k.exit_code()).collect();
         codes.sort_unstable();

@@ -64,6 +64,13 @@ pub enum Command {
     SshConfig(SshConfigArgs),
     /// List the instances of the index (cached, else discovered): a table or JSON lines.
     List(crate::cli::index::ListArgs),
+    /// Print credentials for an account (credential_process JSON or shell exports) through the
+    /// role broker.
+    Creds(crate::cli::broker::CredsArgs),
+    /// Show the source identity and which configured accounts it reaches.
+    Whoami(crate::cli::broker::WhoamiArgs),
+    /// List configured accounts with environment, role and last success.
+    Accounts(crate::cli::broker::AccountsArgs),
     /// Run a local Session Manager emulator (message gateway and SSM agent) on loopback.
     Emulator(EmulatorArgs),
     /// Try postern on an emulated fleet: no AWS account, no network; every session runs on

@@ -3,6 +3,7 @@
 //! plan out. `anyhow` is used here and in `report` only.
 
 mod args;
+mod broker;
 mod forward;
 mod index;
 mod logging;
@@ -14,6 +15,7 @@ pub use args::{
     Args, Command, CommonArgs, ConnectArgs, ExecArgs, ForwardArgs, SessionArgs, ShellArgs, SshArgs,
     SshConfigArgs, SshProxyArgs,
 };
-pub use plan::{ExecPlan, ForwardPlan, Plan, ProxyPlan, SessionPlan, SshPlan, Target};
+pub use broker::{AccountsArgs, BrokerArgs, BrokerPlan, CredsArgs, WhoamiArgs};
 pub use index::{ListArgs, ListPlan};
+pub use plan::{ExecPlan, ForwardPlan, Plan, ProxyPlan, SessionPlan, SshPlan, Target};
 pub use run::run;

@@ -29,6 +29,8 @@ pub enum Plan {
     SshConfig(AwsOptions),
     /// `postern list`.
     List(crate::cli::index::ListPlan),
+    /// `postern creds`, `whoami`, `accounts`.
+    Broker(crate::cli::broker::BrokerPlan),
     /// `postern emulator`.
     Emulator(EmulatorArgs),
     /// `postern demo`.
@@ -126,6 +128,15 @@ impl Plan {
                 aws_options(&common)?,
                 args,
             )?)),
+            Some(Command::Creds(args)) => Ok(Self::Broker(
+                crate::cli::broker::BrokerPlan::creds(&common, args),
+            )),
+            Some(Command::Whoami(args)) => Ok(Self::Broker(
+                crate::cli::broker::BrokerPlan::whoami(&common, &args),
+            )),
+            Some(Command::Accounts(args)) => Ok(Self::Broker(
+                crate::cli::broker::BrokerPlan::accounts(&common, &args),
+            )),
             Some(Command::Emulator(args)) => Ok(Self::Emulator(args)),
             Some(Command::Demo(args)) => Ok(Self::Demo(args)),
         }

@@ -35,6 +35,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Plan::Shell(_) => stdin_tty,
         Plan::Exec(exec) => stdin_tty && exec.tty.unwrap_or(stdout_tty),
         Plan::Forward(_) | Plan::Ssh(_) | Plan::SshConfig(_) | Plan::Emulator(_) => false,
+        Plan::Broker(_) => false,
         Plan::List(_) => false,
         // The demo's shell is a child `postern shell`, which takes the terminal itself.
         Plan::Demo(_) => false,
@@ -58,6 +59,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 .await
                 .map(|()| ExitCode::SUCCESS),
             Plan::Demo(args) => crate::emulator::run_demo(args).await,
+            Plan::Broker(plan) => crate::cli::broker::run(plan).await,
             Plan::List(list) => crate::cli::index::list(&list).await,
             Plan::Forward(forward) => crate::cli::forward::run(&forward).await,
             Plan::SshProxy(proxy) => crate::cli::ssh::proxy(&proxy).await,

@@ -1,0 +1,481 @@
+//! [`Broker`]: resolves an account (alias, id or role ARN), picks and checks the source
+//! identity, and returns credentials from the cache or from STS AssumeRole (through
+//! GetSessionToken credentials when the source has an MFA device).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use aws_credential_types::Credentials;
+
+use crate::aws::{self, AwsContext, AwsError, AwsErrorKind, AwsOptions};
+use crate::broker::cache::{CachedCredentials, CredentialCache};
+use crate::broker::identity::is_assumed_role;
+use crate::broker::{MfaError, MfaSource, Secret, role_arn, session_name};
+use crate::config::{Account, AccountId, Config, Environment, Source};
+use crate::guardrails::{self, Refusal};
+
+/// Choices from the command line.
+#[derive(Clone, Debug)]
+pub struct BrokerOptions {
+    /// `--profile` (overrides the source identity's profile), `--region`, `--endpoint-url`.
+    pub aws: AwsOptions,
+    /// `--source NAME`: a named source identity from the configuration.
+    pub source: Option<String>,
+    /// Where MFA codes come from.
+    pub mfa: MfaSource,
+    /// The cache directory; `None` disables the cache.
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// Who the source credentials belong to (STS GetCallerIdentity).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallerIdentity {
+    /// The caller's ARN.
+    pub arn: String,
+    /// Its account.
+    pub account: String,
+    /// The label of the source in postern's terms (`default`, a source name, `profile P`).
+    pub source: String,
+}
+
+/// A role to assume, with the account it belongs to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoleTarget {
+    /// The account (from the configuration, or made up for an unlisted id or role ARN).
+    pub account: Account,
+    /// The role's ARN.
+    pub role_arn: String,
+}
+
+/// Credentials in a target account.
+#[derive(Clone, Debug)]
+pub struct AssumedCredentials {
+    /// Access key id.
+    pub access_key_id: String,
+    /// Secret access key.
+    pub secret_access_key: Secret,
+    /// Session token.
+    pub session_token: Secret,
+    /// When they lapse.
+    pub expiration: SystemTime,
+    /// Whether they came from the cache.
+    pub from_cache: bool,
+}
+
+/// Why no credentials could be had.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    /// Not an alias, id or role ARN postern knows.
+    #[error("no account `{0}` in the configuration")]
+    UnknownAccount(String),
+    /// Neither the account nor the configuration names a role.
+    #[error("no role to assume in account {0}")]
+    NoRole(String),
+    /// `--source NAME` or the configuration names a source that does not exist.
+    #[error("no source identity named `{0}` in the configuration")]
+    UnknownSource(String),
+    /// A guardrail refused.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    /// An STS call failed.
+    #[error(transparent)]
+    Aws(#[from] AwsError),
+    /// No MFA code.
+    #[error(transparent)]
+    Mfa(#[from] MfaError),
+}
+
+/// The role broker of one invocation.
+#[derive(Debug)]
+pub struct Broker {
+    config: Config,
+    options: BrokerOptions,
+    cache: Option<CredentialCache>,
+    sources: HashMap<String, SourceSession>,
+}
+
+impl Broker {
+    /// A broker over `config`.
+    pub fn new(config: Config, options: BrokerOptions) -> Self {
+        let cache = options.cache_dir.as_deref().map(CredentialCache::new);
+        Self {
+            config,
+            options,
+            cache,
+            sources: HashMap::new(),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The cache, when enabled.
+    pub fn cache(&self) -> Option<&CredentialCache> {
+        self.cache.as_ref()
+    }
+
+    /// Resolves an account alias, an account id or a role ARN.
+    pub fn resolve(&self, query: &str) -> Result<RoleTarget, BrokerError> {
+        if let Some(rest) = query.strip_prefix("arn:aws:iam::")
+            && let Some((id, _)) = rest.split_once(":role/")
+            && let Some(id) = AccountId::parse(id)
+        {
+            let account = self
+                .config
+                .account(id.as_str())
+                .cloned()
+                .unwrap_or_else(|| unlisted(id));
+            return Ok(RoleTarget {
+                account,
+                role_arn: query.to_owned(),
+            });
+        }
+        let account = match (self.config.account(query), AccountId::parse(query)) {
+            (Some(account), _) => account.clone(),
+            (None, Some(id)) => unlisted(id),
+            (None, None) => return Err(BrokerError::UnknownAccount(query.to_owned())),
+        };
+        let role = self
+            .config
+            .role_for(&account)
+            .ok_or_else(|| BrokerError::NoRole(account.alias.clone()))?;
+        Ok(RoleTarget {
+            role_arn: role_arn(account.id.as_str(), role),
+            account,
+        })
+    }
+
+    /// The environment settings of `target`.
+    pub fn environment(&self, target: &RoleTarget) -> Environment {
+        self.config.environment(&target.account.env)
+    }
+
+    /// The label of the source identity `target` is reached from, after the guardrail check.
+    pub fn source_for(&self, target: &RoleTarget) -> Result<String, BrokerError> {
+        let label = self.source_label(Some(&target.account))?;
+        let env = self.environment(target);
+        guardrails::check_source(&target.account.alias, &target.account.env, &env, &label)?;
+        Ok(label)
+    }
+
+    /// The identity of the source `target` would use, or of the default source.
+    pub async fn identity(
+        &mut self,
+        target: Option<&RoleTarget>,
+    ) -> Result<CallerIdentity, BrokerError> {
+        let label = self.source_label(target.map(|t| &t.account))?;
+        Ok(self.session(&label).await?.identity.clone())
+    }
+
+    /// Credentials for `target`: from the cache when still valid for the refresh margin, else
+    /// from AssumeRole (asking for one MFA code when the source has a device and no valid
+    /// GetSessionToken session is cached).
+    pub async fn credentials(
+        &mut self,
+        target: &RoleTarget,
+    ) -> Result<AssumedCredentials, BrokerError> {
+        let label = self.source_for(target)?;
+        let requested = self.config.duration;
+        let cache = self.cache.clone();
+        let mfa = self.options.mfa.clone();
+        let session = self.session(&label).await?;
+        let source_arn = session.identity.arn.clone();
+        let now = SystemTime::now();
+        if let Some(cached) = cache
+            .as_ref()
+            .and_then(|c| c.load(&source_arn, &target.role_arn, now, REFRESH_MARGIN))
+        {
+            tracing::debug!(role = %target.role_arn, "credentials cache hit");
+            record_success(cache.as_ref(), &target.account, now);
+            return Ok(AssumedCredentials {
+                access_key_id: cached.access_key_id,
+                secret_access_key: cached.secret_access_key,
+                session_token: cached.session_token,
+                expiration: cached.expiration,
+                from_cache: true,
+            });
+        }
+        tracing::debug!(role = %target.role_arn, "credentials cache miss");
+        let chained = is_assumed_role(&source_arn);
+        let duration = if chained && requested > CHAINING_CAP {
+            tracing::info!(
+                requested = requested.as_secs(),
+                "role chaining: AssumeRole duration capped at one hour"
+            );
+            CHAINING_CAP
+        } else {
+            requested
+        };
+        let client = session.sts_client(cache.as_ref(), &mfa).await?;
+        let output = client
+            .assume_role()
+            .role_arn(&target.role_arn)
+            .role_session_name(session_name(&source_arn))
+            .duration_seconds(i32::try_from(duration.as_secs()).unwrap_or(i32::MAX))
+            .set_external_id(target.account.external_id.clone())
+            .send()
+            .await
+            .map_err(|e| session.aws_error("AssumeRole", e))?;
+        let issued = convert(output.credentials, "AssumeRole", session)?;
+        if let Some(cache) = &cache
+            && let Err(e) = cache.store(&source_arn, &target.role_arn, &issued)
+        {
+            tracing::warn!(error = %e, "could not write the credentials cache");
+        }
+        record_success(cache.as_ref(), &target.account, now);
+        Ok(AssumedCredentials {
+            access_key_id: issued.access_key_id,
+            secret_access_key: issued.secret_access_key,
+            session_token: issued.session_token,
+            expiration: issued.expiration,
+            from_cache: false,
+        })
+    }
+
+    /// `default`, a source name, or `profile NAME` for an explicit `--profile`.
+    fn source_label(&self, account: Option<&Account>) -> Result<String, BrokerError> {
+        if let Some(name) = &self.options.source {
+            if !self.config.sources.contains_key(name) {
+                return Err(BrokerError::UnknownSource(name.clone()));
+            }
+            return Ok(name.clone());
+        }
+        if let Some(profile) = &self.options.aws.profile {
+            // A named source with that profile is that source.
+            let named = self
+                .config
+                .sources
+                .iter()
+                .find(|(_, s)| s.profile.as_deref() == Some(profile));
+            return Ok(match named {
+                Some((name, _)) => name.clone(),
+                None => format!("profile {profile}"),
+            });
+        }
+        match account.and_then(|a| self.config.source_name_for(a)) {
+            Some(name) if self.config.sources.contains_key(&name) => Ok(name),
+            Some(name) => Err(BrokerError::UnknownSource(name)),
+            None => Ok(DEFAULT_SOURCE.to_owned()),
+        }
+    }
+
+    /// The loaded source `label`, resolving its identity on first use.
+    async fn session(&mut self, label: &str) -> Result<&mut SourceSession, BrokerError> {
+        if !self.sources.contains_key(label) {
+            let spec = self.source_spec(label);
+            let session = SourceSession::load(label, spec, &self.options.aws, &self.config).await?;
+            self.sources.insert(label.to_owned(), session);
+        }
+        // Inserted just above when missing.
+        Ok(self
+            .sources
+            .get_mut(label)
+            .expect("the source session was just inserted"))
+    }
+
+    fn source_spec(&self, label: &str) -> Source {
+        if label == DEFAULT_SOURCE {
+            let mut source = self.config.source.clone();
+            if self.options.aws.profile.is_some() {
+                source.profile.clone_from(&self.options.aws.profile);
+            }
+            return source;
+        }
+        if let Some(source) = self.config.sources.get(label) {
+            return source.clone();
+        }
+        Source {
+            profile: self.options.aws.profile.clone(),
+            ..self.config.source.clone()
+        }
+    }
+}
+
+/// A loaded source identity.
+#[derive(Debug)]
+struct SourceSession {
+    context: AwsContext,
+    identity: CallerIdentity,
+    mfa_serial: Option<String>,
+    /// GetSessionToken credentials, once obtained.
+    session_credentials: Option<CachedCredentials>,
+}
+
+impl SourceSession {
+    async fn load(
+        label: &str,
+        spec: Source,
+        cli: &AwsOptions,
+        config: &Config,
+    ) -> Result<Self, BrokerError> {
+        let mut options = AwsOptions {
+            profile: spec.profile.clone(),
+            region: cli
+                .region
+                .clone()
+                .or(spec.region.clone())
+                .or_else(|| config.regions.first().cloned()),
+            endpoint_url: cli.endpoint_url.clone(),
+        };
+        let context = match aws::load(&options).await {
+            Ok(context) => context,
+            Err(e) if e.kind == AwsErrorKind::Configuration => {
+                // STS answers in every region; the source needs none of its own.
+                options.region = Some(FALLBACK_REGION.to_owned());
+                aws::load(&options).await?
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let output = aws_sdk_sts::Client::new(&context.sdk)
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(|e| {
+                AwsError::from_sdk(
+                    "GetCallerIdentity",
+                    &context.region,
+                    context.profile.as_deref(),
+                    e,
+                )
+            })?;
+        let identity = CallerIdentity {
+            arn: output.arn.unwrap_or_default(),
+            account: output.account.unwrap_or_default(),
+            source: label.to_owned(),
+        };
+        tracing::debug!(source = label, arn = %identity.arn, "source identity");
+        Ok(Self {
+            context,
+            identity,
+            mfa_serial: spec.mfa_serial,
+            session_credentials: None,
+        })
+    }
+
+    /// The STS client AssumeRole goes through: the source's own credentials, or MFA-backed
+    /// GetSessionToken credentials (cached, asking for a code only when none are valid).
+    async fn sts_client(
+        &mut self,
+        cache: Option<&CredentialCache>,
+        mfa: &MfaSource,
+    ) -> Result<aws_sdk_sts::Client, BrokerError> {
+        let Some(serial) = self.mfa_serial.clone() else {
+            return Ok(aws_sdk_sts::Client::new(&self.context.sdk));
+        };
+        let key = format!("{SESSION_TOKEN_KEY}{serial}");
+        let now = SystemTime::now();
+        let valid = self
+            .session_credentials
+            .clone()
+            .filter(|c| c.expiration > now + REFRESH_MARGIN)
+            .or_else(|| cache.and_then(|c| c.load(&self.identity.arn, &key, now, REFRESH_MARGIN)));
+        let credentials = match valid {
+            Some(credentials) => credentials,
+            None => {
+                let code = mfa.code(&serial).await?;
+                let output = aws_sdk_sts::Client::new(&self.context.sdk)
+                    .get_session_token()
+                    .serial_number(&serial)
+                    .token_code(code.expose())
+                    .send()
+                    .await
+                    .map_err(|e| self.aws_error("GetSessionToken", e))?;
+                let issued = convert(output.credentials, "GetSessionToken", self)?;
+                if let Some(cache) = cache
+                    && let Err(e) = cache.store(&self.identity.arn, &key, &issued)
+                {
+                    tracing::warn!(error = %e, "could not write the credentials cache");
+                }
+                issued
+            }
+        };
+        self.session_credentials = Some(credentials.clone());
+        let provider = Credentials::new(
+            credentials.access_key_id,
+            credentials.secret_access_key.expose(),
+            Some(credentials.session_token.expose().to_owned()),
+            Some(credentials.expiration),
+            "postern-mfa-session",
+        );
+        let config = aws_sdk_sts::config::Builder::from(&self.context.sdk)
+            .credentials_provider(provider)
+            .build();
+        Ok(aws_sdk_sts::Client::from_conf(config))
+    }
+
+    fn aws_error<E, R>(
+        &self,
+        operation: &'static str,
+        err: aws_sdk_sts::error::SdkError<E, R>,
+    ) -> AwsError
+    where
+        E: aws_sdk_sts::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        R: std::fmt::Debug + Send + Sync + 'static,
+        aws_sdk_sts::error::SdkError<E, R>: aws_types::request_id::RequestId,
+    {
+        AwsError::from_sdk(
+            operation,
+            &self.context.region,
+            self.context.profile.as_deref(),
+            err,
+        )
+    }
+}
+
+fn convert(
+    credentials: Option<aws_sdk_sts::types::Credentials>,
+    operation: &'static str,
+    session: &SourceSession,
+) -> Result<CachedCredentials, BrokerError> {
+    let missing = || {
+        AwsError::local(
+            AwsErrorKind::Service,
+            operation,
+            Some(session.context.region.clone()),
+            session.context.profile.clone(),
+            "the response carried no usable credentials",
+        )
+    };
+    let credentials = credentials.ok_or_else(missing)?;
+    let expiration = SystemTime::try_from(credentials.expiration).map_err(|_| missing())?;
+    Ok(CachedCredentials {
+        access_key_id: credentials.access_key_id,
+        secret_access_key: Secret::new(credentials.secret_access_key),
+        session_token: Secret::new(credentials.session_token),
+        expiration,
+    })
+}
+
+fn record_success(cache: Option<&CredentialCache>, account: &Account, now: SystemTime) {
+    if let Some(cache) = cache
+        && let Err(e) = cache.record_success(account.id.as_str(), now)
+    {
+        tracing::warn!(error = %e, "could not record the last success time");
+    }
+}
+
+/// An account the configuration does not list: known by id, environment unknown.
+fn unlisted(id: AccountId) -> Account {
+    Account {
+        alias: id.as_str().to_owned(),
+        id,
+        env: UNKNOWN_ENV.to_owned(),
+        role: None,
+        regions: Vec::new(),
+        source: None,
+        external_id: None,
+    }
+}
+
+/// Credentials expiring sooner than this are refreshed first (botocore refreshes 10-15 min
+/// early).
+const REFRESH_MARGIN: Duration = Duration::from_secs(600);
+/// AssumeRole from an assumed-role session lasts at most one hour (IAM "role chaining").
+const CHAINING_CAP: Duration = Duration::from_secs(3600);
+const DEFAULT_SOURCE: &str = "default";
+const UNKNOWN_ENV: &str = "unknown";
+const SESSION_TOKEN_KEY: &str = "session-token:";
+const FALLBACK_REGION: &str = "us-east-1";

@@ -1,0 +1,243 @@
+//! The credentials cache: one 0600 JSON file per (source identity, role ARN) in a 0700
+//! directory of the user's cache dir, written atomically (temp file, then rename). Entries
+//! expiring within the refresh margin count as missing, so a long session never starts on
+//! credentials about to lapse. Also the per-account "last success" times `postern accounts`
+//! shows.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::broker::Secret;
+
+/// Cached credentials of one role (or one GetSessionToken session).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CachedCredentials {
+    /// Access key id.
+    pub access_key_id: String,
+    /// Secret access key.
+    pub secret_access_key: Secret,
+    /// Session token.
+    pub session_token: Secret,
+    /// When they lapse.
+    pub expiration: SystemTime,
+}
+
+/// The credentials cache under one directory.
+#[derive(Clone, Debug)]
+pub struct CredentialCache {
+    dir: PathBuf,
+}
+
+/// When each account last gave credentials (`last-success.json`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastSuccess(BTreeMap<String, u64>);
+
+impl CredentialCache {
+    /// The cache under `root` (postern's cache dir).
+    pub fn new(root: &Path) -> Self {
+        Self {
+            dir: root.join("credentials"),
+        }
+    }
+
+    /// The file for `(source, key)`; `key` is a role ARN or a session-token marker.
+    pub fn path(&self, source: &str, key: &str) -> PathBuf {
+        let mut digest = Sha256::new();
+        digest.update(source.as_bytes());
+        digest.update([0]);
+        digest.update(key.as_bytes());
+        self.dir
+            .join(format!("{}.json", hex::encode(digest.finalize())))
+    }
+
+    /// Cached credentials still valid for `margin` after `now`. Unreadable or foreign entries
+    /// count as missing.
+    pub fn load(
+        &self,
+        source: &str,
+        key: &str,
+        now: SystemTime,
+        margin: Duration,
+    ) -> Option<CachedCredentials> {
+        let text = std::fs::read(self.path(source, key)).ok()?;
+        let entry: Entry = serde_json::from_slice(&text).ok()?;
+        if entry.source != source || entry.key != key {
+            return None;
+        }
+        let expiration = UNIX_EPOCH + Duration::from_secs(entry.expiration);
+        if expiration < now + margin {
+            return None;
+        }
+        Some(CachedCredentials {
+            access_key_id: entry.access_key_id,
+            secret_access_key: Secret::new(entry.secret_access_key),
+            session_token: Secret::new(entry.session_token),
+            expiration,
+        })
+    }
+
+    /// Stores `credentials` for `(source, key)`, file mode 0600.
+    pub fn store(
+        &self,
+        source: &str,
+        key: &str,
+        credentials: &CachedCredentials,
+    ) -> std::io::Result<()> {
+        let entry = Entry {
+            source: source.to_owned(),
+            key: key.to_owned(),
+            access_key_id: credentials.access_key_id.clone(),
+            secret_access_key: credentials.secret_access_key.expose().to_owned(),
+            session_token: credentials.session_token.expose().to_owned(),
+            expiration: epoch_seconds(credentials.expiration),
+        };
+        let json = serde_json::to_vec(&entry).map_err(std::io::Error::other)?;
+        write_private(&self.path(source, key), &json)
+    }
+
+    /// Records that `account` gave credentials at `now`.
+    pub fn record_success(&self, account: &str, now: SystemTime) -> std::io::Result<()> {
+        let mut last = self.last_success();
+        last.0.insert(account.to_owned(), epoch_seconds(now));
+        let json = serde_json::to_vec_pretty(&last).map_err(std::io::Error::other)?;
+        write_private(&self.last_success_path(), &json)
+    }
+
+    /// The recorded success times.
+    pub fn last_success(&self) -> LastSuccess {
+        std::fs::read(self.last_success_path())
+            .ok()
+            .and_then(|text| serde_json::from_slice(&text).ok())
+            .unwrap_or_default()
+    }
+
+    fn last_success_path(&self) -> PathBuf {
+        self.dir.join("last-success.json")
+    }
+}
+
+impl LastSuccess {
+    /// When `account` last gave credentials.
+    pub fn of(&self, account: &str) -> Option<SystemTime> {
+        self.0
+            .get(account)
+            .map(|s| UNIX_EPOCH + Duration::from_secs(*s))
+    }
+}
+
+/// The file format; secrets are plain here, protected by the file mode.
+#[derive(Serialize, Deserialize)]
+struct Entry {
+    source: String,
+    key: String,
+    access_key_id: String,
+    secret_access_key: String,
+    session_token: String,
+    /// Seconds since the Unix epoch.
+    expiration: u64,
+}
+
+fn epoch_seconds(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Writes `bytes` to `path` through a 0600 temp file renamed into place, creating the
+/// directory 0700.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .ok_or_else(|| std::io::Error::other("cache path has no directory"))?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let temp = dir.join(format!(
+        ".{}.{}.tmp",
+        path.file_name()
+            .map_or_else(Default::default, |n| n.to_string_lossy()),
+        std::process::id()
+    ));
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&temp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    drop(file);
+    std::fs::rename(&temp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn sample(expiration: SystemTime) -> CachedCredentials {
+        CachedCredentials {
+            access_key_id: "ASIAEXAMPLE".to_owned(),
+            secret_access_key: Secret::new("secret"),
+            session_token: Secret::new("token"),
+            expiration,
+        }
+    }
+
+    #[test]
+    fn stores_private_files_and_reads_them_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = CredentialCache::new(dir.path());
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let creds = sample(now + Duration::from_secs(3600));
+        cache.store("arn:user/a", "arn:role/R", &creds).unwrap();
+        let path = cache.path("arn:user/a", "arn:role/R");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let dir_mode = std::fs::metadata(path.parent().unwrap())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(dir_mode & 0o777, 0o700);
+        let margin = Duration::from_secs(600);
+        assert_eq!(
+            cache.load("arn:user/a", "arn:role/R", now, margin),
+            Some(creds)
+        );
+        // Another source or role is another entry.
+        assert_eq!(cache.load("arn:user/b", "arn:role/R", now, margin), None);
+        assert_eq!(cache.load("arn:user/a", "arn:role/S", now, margin), None);
+    }
+
+    #[test]
+    fn entries_within_the_refresh_margin_are_misses() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = CredentialCache::new(dir.path());
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        cache
+            .store("s", "r", &sample(now + Duration::from_secs(300)))
+            .unwrap();
+        assert!(
+            cache
+                .load("s", "r", now, Duration::from_secs(600))
+                .is_none()
+        );
+        assert!(cache.load("s", "r", now, Duration::from_secs(60)).is_some());
+    }
+
+    #[test]
+    fn records_last_success_per_account() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = CredentialCache::new(dir.path());
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        cache.record_success("318402957716", now).unwrap();
+        assert_eq!(cache.last_success().of("318402957716"), Some(now));
+        assert_eq!(cache.last_success().of("736250419937"), None);
+    }
+}

@@ -1,0 +1,18 @@
+//! The role broker: from one source identity (a profile, SSO, environment credentials) to
+//! credentials in any configured account, with one MFA prompt, an on-disk cache and the
+//! guardrails of each account's environment.
+//!
+//! It makes STS calls and reads and writes its cache; it never prints, and no secret reaches a
+//! log line or an error message (they travel in [`Secret`]).
+
+mod assume;
+mod cache;
+mod identity;
+mod mfa;
+
+pub use assume::{
+    AssumedCredentials, Broker, BrokerError, BrokerOptions, CallerIdentity, RoleTarget,
+};
+pub use cache::{CredentialCache, LastSuccess};
+pub use identity::{Secret, role_arn, session_name};
+pub use mfa::{MfaError, MfaSource};

@@ -1,0 +1,399 @@
+//! `postern creds`, `postern whoami` and `postern accounts`: the role broker on the command
+//! line. Arguments, plan and run live together here; output goes to stdout, errors to
+//! `report`.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+
+use crate::aws::{AwsErrorKind, AwsOptions};
+use crate::broker::{AssumedCredentials, Broker, BrokerError, BrokerOptions, MfaSource};
+use crate::cli::CommonArgs;
+use crate::config;
+use crate::guardrails::{self, Confirmation, Refusal};
+use crate::report::{ErrorKind, ExpectedError};
+
+/// Options of the commands using the role broker.
+#[derive(clap::Args, Debug, Clone)]
+pub struct BrokerArgs {
+    /// Configuration file (default: ~/.config/postern/config.toml).
+    #[arg(long, value_name = "FILE", env = "POSTERN_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Named source identity from the configuration (`[sources.NAME]`).
+    #[arg(long, value_name = "NAME")]
+    pub source: Option<String>,
+
+    /// Command printing an MFA code (run with `sh -c`, POSTERN_MFA_SERIAL set), instead of
+    /// asking on the terminal.
+    #[arg(long, value_name = "COMMAND", env = "POSTERN_MFA_COMMAND")]
+    pub mfa_command: Option<String>,
+
+    /// Neither read nor write the credentials cache.
+    #[arg(long)]
+    pub no_cache: bool,
+}
+
+/// `postern creds`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct CredsArgs {
+    /// Account alias, account id, or role ARN.
+    #[arg(value_name = "ACCOUNT|ROLE_ARN")]
+    pub target: String,
+
+    /// Output: `process` (credential_process JSON) or `env` (shell exports).
+    #[arg(long, value_name = "FORMAT", default_value = "process", value_parser = ["process", "env"])]
+    pub format: String,
+
+    /// Confirm access to a production account without asking.
+    #[arg(long)]
+    pub yes: bool,
+
+    /// Why (required by environments with `require_reason`).
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
+
+    /// Broker options.
+    #[command(flatten)]
+    pub broker: BrokerArgs,
+}
+
+/// `postern whoami`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct WhoamiArgs {
+    /// Broker options.
+    #[command(flatten)]
+    pub broker: BrokerArgs,
+}
+
+/// `postern accounts`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct AccountsArgs {
+    /// Broker options.
+    #[command(flatten)]
+    pub broker: BrokerArgs,
+}
+
+/// A validated broker command.
+#[derive(Clone, Debug)]
+pub struct BrokerPlan {
+    config: Option<PathBuf>,
+    options: BrokerOptions,
+    action: Action,
+}
+
+#[derive(Clone, Debug)]
+enum Action {
+    Creds {
+        target: String,
+        env_format: bool,
+        yes: bool,
+        reason: Option<String>,
+    },
+    Whoami,
+    Accounts,
+}
+
+impl BrokerPlan {
+    /// `postern creds`.
+    pub fn creds(common: &CommonArgs, args: CredsArgs) -> Self {
+        Self::new(
+            common,
+            &args.broker,
+            Action::Creds {
+                target: args.target,
+                env_format: args.format == "env",
+                yes: args.yes,
+                reason: args.reason,
+            },
+        )
+    }
+
+    /// `postern whoami`.
+    pub fn whoami(common: &CommonArgs, args: &WhoamiArgs) -> Self {
+        Self::new(common, &args.broker, Action::Whoami)
+    }
+
+    /// `postern accounts`.
+    pub fn accounts(common: &CommonArgs, args: &AccountsArgs) -> Self {
+        Self::new(common, &args.broker, Action::Accounts)
+    }
+
+    fn new(common: &CommonArgs, args: &BrokerArgs, action: Action) -> Self {
+        let options = BrokerOptions {
+            aws: AwsOptions {
+                profile: common.profile.clone(),
+                region: common.region.clone(),
+                endpoint_url: common.endpoint_url.clone(),
+            },
+            source: args.source.clone(),
+            mfa: args
+                .mfa_command
+                .clone()
+                .map_or(MfaSource::Terminal, MfaSource::Command),
+            cache_dir: if args.no_cache {
+                None
+            } else {
+                config::cache_dir()
+            },
+        };
+        Self {
+            config: args.config.clone(),
+            options,
+            action,
+        }
+    }
+}
+
+/// Runs a broker command.
+pub(crate) async fn run(plan: BrokerPlan) -> anyhow::Result<ExitCode> {
+    let config = config::load(plan.config.as_deref()).map_err(|e| {
+        let hint = match &e {
+            config::ConfigError::Read { .. } => "check --config and POSTERN_CONFIG",
+            config::ConfigError::Invalid { .. } => {
+                "see the configuration example in the README (\"Accounts and roles\")"
+            }
+        };
+        anyhow::Error::from(
+            ExpectedError::new(ErrorKind::Config, "the configuration file is not valid")
+                .hint(hint)
+                .source(e),
+        )
+    })?;
+    let mut broker = Broker::new(config, plan.options);
+    match plan.action {
+        Action::Creds {
+            target,
+            env_format,
+            yes,
+            reason,
+        } => creds(&mut broker, &target, env_format, yes, reason.as_deref()).await,
+        Action::Whoami => whoami(&mut broker).await,
+        Action::Accounts => accounts(&broker),
+    }
+}
+
+async fn creds(
+    broker: &mut Broker,
+    query: &str,
+    env_format: bool,
+    yes: bool,
+    reason: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    let what = "could not get credentials";
+    let target = broker
+        .resolve(query)
+        .map_err(|e| broker_failure(e, what, query))?;
+    let described = format!("account {}, role {}", target.account.alias, target.role_arn);
+    let env = broker.environment(&target);
+    let confirmation = if yes {
+        Confirmation::Given
+    } else if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
+        Confirmation::Ask
+    } else {
+        Confirmation::Impossible
+    };
+    guardrails::check_session(
+        &target.account.alias,
+        &target.account.env,
+        &env,
+        confirmation,
+        reason,
+    )
+    .map_err(|e| broker_failure(e.into(), what, &described))?;
+    if let Some(reason) = reason {
+        tracing::info!(account = %target.account.alias, reason, "credentials requested");
+    }
+    let credentials = broker
+        .credentials(&target)
+        .await
+        .map_err(|e| broker_failure(e, what, &described))?;
+    let text = if env_format {
+        env_exports(&credentials)
+    } else {
+        process_json(&credentials)
+    };
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        .context("could not write the credentials to stdout")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn whoami(broker: &mut Broker) -> anyhow::Result<ExitCode> {
+    let identity = broker.identity(None).await.map_err(|e| {
+        broker_failure(e, "could not resolve the source identity", "source default")
+    })?;
+    let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let mut out = format!(
+        "source identity: {} (account {}, source {})\n",
+        identity.arn, identity.account, identity.source
+    );
+    let accounts = broker.config().accounts.clone();
+    if accounts.is_empty() {
+        out.push_str("no accounts configured: add [[accounts]] to the configuration\n");
+    } else {
+        out.push_str(&format!(
+            "{:<24} {:<12} {:<6} {:<28} REACHABLE\n",
+            "ALIAS", "ACCOUNT", "ENV", "ROLE"
+        ));
+    }
+    for account in &accounts {
+        let env = broker.config().environment(&account.env);
+        let role = broker.config().role_for(account).unwrap_or("-").to_owned();
+        let status = match broker.resolve(account.id.as_str()) {
+            Ok(target) => match broker.credentials(&target).await {
+                Ok(_) => "yes".to_owned(),
+                Err(e) => format!("no: {}", short_reason(&e)),
+            },
+            Err(e) => format!("no: {e}"),
+        };
+        let alias = guardrails::paint(
+            &format!("{:<24}", account.alias),
+            &account.env,
+            &env,
+            colour,
+        );
+        out.push_str(&format!(
+            "{alias} {:<12} {:<6} {role:<28} {status}\n",
+            account.id.as_str(),
+            account.env
+        ));
+    }
+    print(&out)
+}
+
+fn accounts(broker: &Broker) -> anyhow::Result<ExitCode> {
+    let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let last = broker.cache().map(|c| c.last_success()).unwrap_or_default();
+    let mut out = format!(
+        "{:<24} {:<12} {:<6} {:<28} LAST SUCCESS\n",
+        "ALIAS", "ACCOUNT", "ENV", "ROLE"
+    );
+    for account in &broker.config().accounts {
+        let env = broker.config().environment(&account.env);
+        let role = broker.config().role_for(account).unwrap_or("-");
+        let when = last.of(account.id.as_str()).map_or_else(
+            || "never".to_owned(),
+            |t| humantime::format_rfc3339_seconds(t).to_string(),
+        );
+        let alias = guardrails::paint(
+            &format!("{:<24}", account.alias),
+            &account.env,
+            &env,
+            colour,
+        );
+        out.push_str(&format!(
+            "{alias} {:<12} {:<6} {role:<28} {when}\n",
+            account.id.as_str(),
+            account.env
+        ));
+    }
+    print(&out)
+}
+
+fn print(text: &str) -> anyhow::Result<ExitCode> {
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        .context("could not write to stdout")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `credential_process` output (AWS CLI "Sourcing credentials with an external process").
+fn process_json(credentials: &AssumedCredentials) -> String {
+    let value = serde_json::json!({
+        "Version": 1,
+        "AccessKeyId": credentials.access_key_id,
+        "SecretAccessKey": credentials.secret_access_key.expose(),
+        "SessionToken": credentials.session_token.expose(),
+        "Expiration": humantime::format_rfc3339_seconds(credentials.expiration).to_string(),
+    });
+    format!("{value}\n")
+}
+
+fn env_exports(credentials: &AssumedCredentials) -> String {
+    format!(
+        "export AWS_ACCESS_KEY_ID={}\nexport AWS_SECRET_ACCESS_KEY={}\nexport \
+         AWS_SESSION_TOKEN={}\nexport AWS_CREDENTIAL_EXPIRATION={}\n",
+        credentials.access_key_id,
+        credentials.secret_access_key.expose(),
+        credentials.session_token.expose(),
+        humantime::format_rfc3339_seconds(credentials.expiration)
+    )
+}
+
+fn short_reason(err: &BrokerError) -> String {
+    match err {
+        BrokerError::Aws(e) => e.code().unwrap_or(e.operation).to_owned(),
+        other => other.to_string(),
+    }
+}
+
+fn broker_failure(err: BrokerError, what: &str, target: &str) -> anyhow::Error {
+    let (kind, hint) = match &err {
+        BrokerError::UnknownAccount(_) => (
+            ErrorKind::Usage,
+            "name an account alias or id from `postern accounts`, or a role ARN".to_owned(),
+        ),
+        BrokerError::NoRole(_) => (
+            ErrorKind::Config,
+            "set `role` in the configuration or on the account".to_owned(),
+        ),
+        BrokerError::UnknownSource(_) => (
+            ErrorKind::Config,
+            "define the source in a [sources.NAME] table".to_owned(),
+        ),
+        BrokerError::Refused(refusal) => (ErrorKind::Guardrail, refusal_hint(refusal)),
+        BrokerError::Mfa(_) => (
+            ErrorKind::AwsConfig,
+            "run on a terminal, or pass --mfa-command to read codes from a program".to_owned(),
+        ),
+        BrokerError::Aws(e) => match e.kind {
+            AwsErrorKind::AccessDenied => (
+                ErrorKind::AccessDenied,
+                "the role's trust policy must allow the source identity to call \
+                 sts:AssumeRole, and the role must exist in that account"
+                    .to_owned(),
+            ),
+            AwsErrorKind::Credentials | AwsErrorKind::Configuration => (
+                ErrorKind::AwsConfig,
+                "check the source identity's credentials (e.g. `aws sso login`) or pick another \
+                 --profile"
+                    .to_owned(),
+            ),
+            AwsErrorKind::Unreachable => (
+                ErrorKind::EndpointUnreachable,
+                "check the network, --endpoint-url and AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_STS"
+                    .to_owned(),
+            ),
+            AwsErrorKind::TargetNotConnected | AwsErrorKind::Service => (
+                ErrorKind::AwsRequest,
+                "retry later; if it persists, quote the request id to AWS support".to_owned(),
+            ),
+        },
+    };
+    ExpectedError::new(kind, what)
+        .target(target.to_owned())
+        .hint(hint)
+        .source(err)
+        .into()
+}
+
+fn refusal_hint(refusal: &Refusal) -> String {
+    match refusal {
+        Refusal::NeedsConfirmation { .. } => {
+            "pass --yes to confirm, or run on a terminal to be asked".to_owned()
+        }
+        Refusal::Declined { .. } => "type the account alias exactly to confirm".to_owned(),
+        Refusal::NeedsReason { .. } => "pass --reason TEXT (e.g. a ticket id)".to_owned(),
+        Refusal::WrongSource { required, .. } => format!(
+            "use the source identity {required} (--source {required}), or drop --profile / \
+             --source"
+        ),
+    }
+}

@@ -1,0 +1,629 @@
+//! The configuration schema, its parsing and validation.
+//!
+//! Serde does the shape (unknown keys are errors); the spans `toml` keeps give the line, and a
+//! walk over the spanned document gives the dotted key (`accounts[1].env`) of any error.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+/// A loaded configuration. [`Config::default`] is "no configuration": the source identity is
+/// whatever `--profile`, `AWS_PROFILE` or the environment give, as in the AWS CLI.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// The file it came from, if any.
+    pub path: Option<PathBuf>,
+    /// The default source identity.
+    pub source: Source,
+    /// Named source identities (`[sources.NAME]`), for accounts or environments needing another.
+    pub sources: BTreeMap<String, Source>,
+    /// Role name assumed in accounts that name none.
+    pub role: Option<String>,
+    /// Default regions.
+    pub regions: Vec<String>,
+    /// Requested AssumeRole duration (capped at one hour when chaining roles).
+    pub duration: Duration,
+    /// Environment settings (`[environments.NAME]`).
+    pub environments: BTreeMap<String, Environment>,
+    /// Accounts: the config file's, then those of the accounts file not already listed.
+    pub accounts: Vec<Account>,
+}
+
+/// Where the credentials postern starts from come from.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Source {
+    /// AWS profile (any kind aws-config understands: keys, SSO, credential_process, roles);
+    /// none means `AWS_PROFILE` or environment credentials.
+    pub profile: Option<String>,
+    /// MFA device (ARN or serial): postern asks for one code, then reuses GetSessionToken
+    /// credentials for every account until they expire.
+    pub mfa_serial: Option<String>,
+    /// Region for STS calls.
+    pub region: Option<String>,
+}
+
+/// Guardrails of one environment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Environment {
+    /// Production: shown in red, sessions need confirmation.
+    pub production: bool,
+    /// Require a confirmation (or `--yes`) before opening a session or issuing credentials.
+    pub confirm: bool,
+    /// Require `--reason`.
+    pub require_reason: bool,
+    /// The named source identity this environment must be reached from; postern refuses any
+    /// other.
+    pub source: Option<String>,
+}
+
+/// A twelve-digit AWS account id.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct AccountId(String);
+
+/// One account postern can reach.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Account {
+    /// Account id.
+    pub id: AccountId,
+    /// Short name used on the command line.
+    pub alias: String,
+    /// Environment name (`dev`, `stg`, `prod`, ...).
+    pub env: String,
+    /// Role name overriding the default.
+    pub role: Option<String>,
+    /// Regions overriding the default.
+    pub regions: Vec<String>,
+    /// Named source identity overriding the environment's and the default.
+    pub source: Option<String>,
+    /// External id for AssumeRole.
+    pub external_id: Option<String>,
+}
+
+/// A configuration file that could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file exists (or was named explicitly) but could not be read.
+    #[error("could not read {}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid.
+    #[error("{}", invalid_text(path, *line, key.as_deref(), message))]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line of the fault.
+        line: usize,
+        /// Dotted key at fault (`accounts[1].env`), when known.
+        key: Option<String>,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            path: None,
+            source: Source::default(),
+            sources: BTreeMap::new(),
+            role: None,
+            regions: Vec::new(),
+            duration: DEFAULT_DURATION,
+            environments: BTreeMap::new(),
+            accounts: Vec::new(),
+        }
+    }
+}
+
+impl Config {
+    /// The account whose alias or id is `query`.
+    pub fn account(&self, query: &str) -> Option<&Account> {
+        self.accounts
+            .iter()
+            .find(|a| a.alias == query || a.id.as_str() == query)
+    }
+
+    /// The guardrails of `env`: its `[environments.NAME]` table, else the defaults (`prod` and
+    /// `production` are production environments needing confirmation).
+    pub fn environment(&self, env: &str) -> Environment {
+        self.environments
+            .get(env)
+            .cloned()
+            .unwrap_or_else(|| Environment::defaults(env))
+    }
+
+    /// The role name for `account`.
+    pub fn role_for<'a>(&'a self, account: &'a Account) -> Option<&'a str> {
+        account.role.as_deref().or(self.role.as_deref())
+    }
+
+    /// The named source `account` must be reached from (the account's, else its
+    /// environment's), `None` for the default source.
+    pub fn source_name_for(&self, account: &Account) -> Option<String> {
+        account
+            .source
+            .clone()
+            .or_else(|| self.environment(&account.env).source)
+    }
+
+    /// The sibling file `postern accounts sync` writes.
+    pub fn accounts_path(config_path: &Path) -> PathBuf {
+        config_path.with_file_name(ACCOUNTS_FILE)
+    }
+}
+
+impl Environment {
+    /// Settings of an environment the file does not describe.
+    pub fn defaults(name: &str) -> Self {
+        let production = is_production_name(name);
+        Self {
+            production,
+            confirm: production,
+            require_reason: false,
+            source: None,
+        }
+    }
+}
+
+impl AccountId {
+    /// Checks that `id` is twelve digits.
+    pub fn parse(id: &str) -> Option<Self> {
+        (id.len() == 12 && id.bytes().all(|b| b.is_ascii_digit())).then(|| Self(id.to_owned()))
+    }
+
+    /// The digits.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for AccountId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Loads `path`, or the default path when `None`. A missing default file is no configuration;
+/// a missing explicit file is an error. The sibling accounts file is merged in when present.
+pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+    let (path, explicit) = match path {
+        Some(path) => (path.to_owned(), true),
+        None => match super::default_config_path() {
+            Some(path) => (path, false),
+            None => return Ok(Config::default()),
+        },
+    };
+    let mut config = match std::fs::read_to_string(&path) {
+        Ok(text) => parse(&path, &text)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => Config {
+            path: Some(path.clone()),
+            ..Config::default()
+        },
+        Err(source) => return Err(ConfigError::Read { path, source }),
+    };
+    let accounts_path = Config::accounts_path(&path);
+    match std::fs::read_to_string(&accounts_path) {
+        Ok(text) => {
+            let known: HashSet<AccountId> = config.accounts.iter().map(|a| a.id.clone()).collect();
+            let synced = parse_accounts(&accounts_path, &text)?;
+            config
+                .accounts
+                .extend(synced.into_iter().filter(|a| !known.contains(&a.id)));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(source) => {
+            return Err(ConfigError::Read {
+                path: accounts_path,
+                source,
+            });
+        }
+    }
+    Ok(config)
+}
+
+/// Parses and validates the text of a configuration file read from `path`.
+pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    let raw: RawConfig = toml::from_str(text).map_err(|e| from_toml(path, text, &e))?;
+    let invalid =
+        |span: std::ops::Range<usize>, message: String| invalid_at(path, text, span.start, message);
+    let duration = match &raw.duration {
+        None => DEFAULT_DURATION,
+        Some(value) => {
+            let parsed = humantime::parse_duration(value.get_ref())
+                .map_err(|e| invalid(value.span(), format!("not a duration: {e}")))?;
+            if !(MIN_DURATION..=MAX_DURATION).contains(&parsed) {
+                return Err(invalid(
+                    value.span(),
+                    "must be between 15m and 12h (the AssumeRole limits)".to_owned(),
+                ));
+            }
+            parsed
+        }
+    };
+    let known_source = |name: &Spanned<String>| -> Result<String, ConfigError> {
+        if raw.sources.contains_key(name.get_ref()) {
+            Ok(name.get_ref().clone())
+        } else {
+            Err(invalid(
+                name.span(),
+                format!(
+                    "unknown source `{}`: define it in a [sources.{}] table",
+                    name.get_ref(),
+                    name.get_ref()
+                ),
+            ))
+        }
+    };
+    let mut environments = BTreeMap::new();
+    for (name, env) in &raw.environments {
+        let production = env.production.unwrap_or_else(|| is_production_name(name));
+        let source = env.source.as_ref().map(&known_source).transpose()?;
+        environments.insert(
+            name.clone(),
+            Environment {
+                production,
+                confirm: env.confirm.unwrap_or(production),
+                require_reason: env.require_reason,
+                source,
+            },
+        );
+    }
+    let accounts = accounts(path, text, raw.accounts, Some(&known_source))?;
+    Ok(Config {
+        path: Some(path.to_owned()),
+        source: raw.source.unwrap_or_default(),
+        sources: raw.sources,
+        role: raw.role,
+        regions: raw.regions,
+        duration,
+        environments,
+        accounts,
+    })
+}
+
+/// Parses an accounts file (only `[[accounts]]` tables).
+pub fn parse_accounts(path: &Path, text: &str) -> Result<Vec<Account>, ConfigError> {
+    let raw: RawAccountsFile = toml::from_str(text).map_err(|e| from_toml(path, text, &e))?;
+    accounts(path, text, raw.accounts, None)
+}
+
+type SourceCheck<'a> = &'a dyn Fn(&Spanned<String>) -> Result<String, ConfigError>;
+
+fn accounts(
+    path: &Path,
+    text: &str,
+    raw: Vec<RawAccount>,
+    known_source: Option<SourceCheck<'_>>,
+) -> Result<Vec<Account>, ConfigError> {
+    let mut ids = HashSet::new();
+    let mut aliases = HashSet::new();
+    let mut out = Vec::with_capacity(raw.len());
+    for account in raw {
+        let invalid = |span: std::ops::Range<usize>, message: String| {
+            invalid_at(path, text, span.start, message)
+        };
+        let id = AccountId::parse(account.id.get_ref()).ok_or_else(|| {
+            invalid(
+                account.id.span(),
+                format!(
+                    "`{}` is not an AWS account id (twelve digits)",
+                    account.id.get_ref()
+                ),
+            )
+        })?;
+        if !ids.insert(id.clone()) {
+            return Err(invalid(
+                account.id.span(),
+                format!("account {id} is listed twice"),
+            ));
+        }
+        let alias = account.alias.get_ref();
+        if alias.is_empty() || alias.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(invalid(
+                account.alias.span(),
+                "an alias must be non-empty and not only digits (those are account ids)".to_owned(),
+            ));
+        }
+        if !aliases.insert(alias.clone()) {
+            return Err(invalid(
+                account.alias.span(),
+                format!("alias `{alias}` is used by two accounts"),
+            ));
+        }
+        let source = match (&account.source, known_source) {
+            (Some(name), Some(check)) => Some(check(name)?),
+            (Some(name), None) => Some(name.get_ref().clone()),
+            (None, _) => None,
+        };
+        out.push(Account {
+            id,
+            alias: alias.clone(),
+            env: account.env,
+            role: account.role,
+            regions: account.regions,
+            source,
+            external_id: account.external_id,
+        });
+    }
+    Ok(out)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    source: Option<Source>,
+    #[serde(default)]
+    sources: BTreeMap<String, Source>,
+    role: Option<String>,
+    #[serde(default)]
+    regions: Vec<String>,
+    duration: Option<Spanned<String>>,
+    #[serde(default)]
+    environments: BTreeMap<String, RawEnvironment>,
+    #[serde(default)]
+    accounts: Vec<RawAccount>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAccountsFile {
+    #[serde(default)]
+    accounts: Vec<RawAccount>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEnvironment {
+    production: Option<bool>,
+    confirm: Option<bool>,
+    #[serde(default)]
+    require_reason: bool,
+    source: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAccount {
+    id: Spanned<String>,
+    alias: Spanned<String>,
+    env: String,
+    role: Option<String>,
+    #[serde(default)]
+    regions: Vec<String>,
+    source: Option<Spanned<String>>,
+    external_id: Option<String>,
+}
+
+fn is_production_name(name: &str) -> bool {
+    matches!(name, "prod" | "production")
+}
+
+fn from_toml(path: &Path, text: &str, err: &toml::de::Error) -> ConfigError {
+    let message = err.message().trim_end().to_owned();
+    match err.span() {
+        Some(span) => invalid_at(path, text, span.start, message),
+        None => ConfigError::Invalid {
+            path: path.to_owned(),
+            line: 1,
+            key: None,
+            message,
+        },
+    }
+}
+
+fn invalid_at(path: &Path, text: &str, offset: usize, message: String) -> ConfigError {
+    let offset = offset.min(text.len());
+    let line = text.as_bytes()[..offset]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1;
+    ConfigError::Invalid {
+        path: path.to_owned(),
+        line,
+        key: key_at(text, offset),
+        message,
+    }
+}
+
+fn invalid_text(path: &Path, line: usize, key: Option<&str>, message: &str) -> String {
+    match key {
+        Some(key) => format!("{}, line {line}, key `{key}`: {message}", path.display()),
+        None => format!("{}, line {line}: {message}", path.display()),
+    }
+}
+
+/// The dotted key whose key or value covers byte `offset`, from the spanned document.
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let document = DeTable::parse(text).ok()?;
+    let mut path = String::new();
+    walk_table(document.get_ref(), offset, &mut path);
+    (!path.is_empty()).then_some(path)
+}
+
+fn walk_table(table: &DeTable<'_>, offset: usize, path: &mut String) {
+    for (key, value) in table {
+        let covers = key.span().contains(&offset) || value.span().contains(&offset);
+        let inside = matches!(value.get_ref(), DeValue::Table(_) | DeValue::Array(_))
+            && contains_offset(value.get_ref(), offset);
+        if covers || inside {
+            if !path.is_empty() {
+                path.push('.');
+            }
+            path.push_str(key.get_ref());
+            walk_value(value.get_ref(), offset, path);
+            return;
+        }
+    }
+}
+
+fn walk_value(value: &DeValue<'_>, offset: usize, path: &mut String) {
+    match value {
+        DeValue::Table(table) => walk_table(table, offset, path),
+        DeValue::Array(items) => {
+            for (index, item) in items.iter().enumerate() {
+                if item.span().contains(&offset) || contains_offset(item.get_ref(), offset) {
+                    path.push_str(&format!("[{index}]"));
+                    walk_value(item.get_ref(), offset, path);
+                    return;
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Whether any key or value below `value` covers `offset` (tables from `[header]` sections
+/// have no span of their own covering their body).
+fn contains_offset(value: &DeValue<'_>, offset: usize) -> bool {
+    match value {
+        DeValue::Table(table) => table.iter().any(|(k, v)| {
+            k.span().contains(&offset)
+                || v.span().contains(&offset)
+                || contains_offset(v.get_ref(), offset)
+        }),
+        DeValue::Array(items) => items
+            .iter()
+            .any(|i| i.span().contains(&offset) || contains_offset(i.get_ref(), offset)),
+        _ => false,
+    }
+}
+
+/// The config file's name for accounts written by `postern accounts sync`.
+const ACCOUNTS_FILE: &str = "accounts.toml";
+/// AssumeRole's default and the role-chaining cap.
+const DEFAULT_DURATION: Duration = Duration::from_secs(3600);
+const MIN_DURATION: Duration = Duration::from_secs(900);
+const MAX_DURATION: Duration = Duration::from_secs(12 * 3600);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+role = "PosternAccess"
+regions = ["eu-west-1", "us-east-1"]
+
+[source]
+profile = "acme"
+mfa_serial = "arn:aws:iam::402918375561:mfa/alice"
+
+[sources.prod-admin]
+profile = "acme-prod"
+
+[environments.prod]
+require_reason = true
+source = "prod-admin"
+
+[[accounts]]
+id = "318402957716"
+alias = "acme-dev"
+env = "dev"
+
+[[accounts]]
+id = "736250419937"
+alias = "acme-prod"
+env = "prod"
+role = "PosternReadOnly"
+"#;
+
+    fn error_text(text: &str) -> String {
+        parse(Path::new("/home/a/config.toml"), text)
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn parses_a_full_file() {
+        let config = parse(Path::new("c.toml"), GOOD).unwrap();
+        assert_eq!(config.role.as_deref(), Some("PosternAccess"));
+        assert_eq!(config.accounts.len(), 2);
+        let prod = config.account("acme-prod").unwrap();
+        assert_eq!(config.role_for(prod), Some("PosternReadOnly"));
+        assert_eq!(config.source_name_for(prod).as_deref(), Some("prod-admin"));
+        let env = config.environment("prod");
+        assert!(env.production && env.confirm && env.require_reason);
+        assert!(!config.environment("dev").production);
+        assert_eq!(config.account("318402957716").unwrap().alias, "acme-dev");
+    }
+
+    #[test]
+    fn unknown_keys_name_line_and_key() {
+        let text = "role = \"R\"\n\n[[accounts]]\nid = \"318402957716\"\nalias = \"a\"\nenv = \"dev\"\n\n[[accounts]]\nid = \"736250419937\"\nalias = \"b\"\nenv = \"prod\"\nroel = \"X\"\n";
+        assert_eq!(
+            error_text(text),
+            "/home/a/config.toml, line 12, key `accounts[1].roel`: unknown field `roel`, \
+             expected one of `id`, `alias`, `env`, `role`, `regions`, `source`, `external_id`"
+        );
+    }
+
+    #[test]
+    fn bad_account_ids_name_line_and_key() {
+        let text = "[[accounts]]\nid = \"31840295771\"\nalias = \"a\"\nenv = \"dev\"\n";
+        assert_eq!(
+            error_text(text),
+            "/home/a/config.toml, line 2, key `accounts[0].id`: `31840295771` is not an AWS \
+             account id (twelve digits)"
+        );
+    }
+
+    #[test]
+    fn wrong_types_name_line_and_key() {
+        let text = "[source]\nprofile = 3\n";
+        assert_eq!(
+            error_text(text),
+            "/home/a/config.toml, line 2, key `source.profile`: invalid type: integer `3`, \
+             expected a string"
+        );
+    }
+
+    #[test]
+    fn unknown_sources_are_errors() {
+        let text = "[environments.prod]\nsource = \"nope\"\n";
+        assert_eq!(
+            error_text(text),
+            "/home/a/config.toml, line 2, key `environments.prod.source`: unknown source \
+             `nope`: define it in a [sources.nope] table"
+        );
+    }
+
+    #[test]
+    fn duplicate_aliases_and_bad_durations_are_errors() {
+        let text = "[[accounts]]\nid = \"318402957716\"\nalias = \"a\"\nenv = \"dev\"\n[[accounts]]\nid = \"736250419937\"\nalias = \"a\"\nenv = \"prod\"\n";
+        assert_eq!(
+            error_text(text),
+            "/home/a/config.toml, line 7, key `accounts[1].alias`: alias `a` is used by two \
+             accounts"
+        );
+        assert_eq!(
+            error_text("duration = \"13h\"\n"),
+            "/home/a/config.toml, line 1, key `duration`: must be between 15m and 12h (the \
+             AssumeRole limits)"
+        );
+    }
+
+    #[test]
+    fn syntax_errors_name_the_line() {
+        let text = "role = \"R\"\nregions = [\n";
+        let err = error_text(text);
+        assert!(err.starts_with("/home/a/config.toml, line 2"), "{err}");
+    }
+
+    #[test]
+    fn missing_required_keys_name_the_table() {
+        let text = "[[accounts]]\nid = \"318402957716\"\nenv = \"dev\"\n";
+        let err = error_text(text);
+        assert!(err.contains("missing field `alias`"), "{err}");
+    }
+}

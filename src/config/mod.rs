@@ -1,0 +1,13 @@
+//! The postern configuration file (`~/.config/postern/config.toml`, `--config`,
+//! `POSTERN_CONFIG`) and its sibling `accounts.toml` written by `postern accounts sync`.
+//!
+//! It parses and validates only: no AWS call, no printing. Every error names the file, the line
+//! and the key at fault.
+
+mod file;
+mod paths;
+
+pub use file::{
+    Account, AccountId, Config, ConfigError, Environment, Source, load, parse, parse_accounts,
+};
+pub use paths::{cache_dir, default_config_path};

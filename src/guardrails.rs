@@ -1,0 +1,230 @@
+//! Guardrails between environments: production accounts are painted red, need a confirmation
+//! (or `--yes`) and, when configured, a `--reason`; an environment that requires its own source
+//! identity refuses any other (no prod role from a dev identity).
+//!
+//! Pure decisions plus the one confirmation prompt; it never prints anything else.
+
+use std::io::{BufRead, BufReader, Write};
+
+use crate::config::Environment;
+
+/// Why a guardrail stopped the command.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// Production needs `--yes` or a typed confirmation, and there is no terminal to ask on.
+    #[error("{env} account {alias} needs a confirmation")]
+    NeedsConfirmation {
+        /// The account alias.
+        alias: String,
+        /// Its environment.
+        env: String,
+    },
+    /// The user did not confirm.
+    #[error("not confirmed for {env} account {alias}")]
+    Declined {
+        /// The account alias.
+        alias: String,
+        /// Its environment.
+        env: String,
+    },
+    /// The environment requires `--reason`.
+    #[error("{env} account {alias} requires a reason")]
+    NeedsReason {
+        /// The account alias.
+        alias: String,
+        /// Its environment.
+        env: String,
+    },
+    /// The environment must be reached from another source identity.
+    #[error(
+        "refusing to assume a role in {env} account {alias} from source identity {used}: {env} \
+         requires source identity {required}"
+    )]
+    WrongSource {
+        /// The account alias.
+        alias: String,
+        /// Its environment.
+        env: String,
+        /// The source identity the environment requires.
+        required: String,
+        /// The one in use.
+        used: String,
+    },
+}
+
+/// How a confirmation is obtained.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Confirmation {
+    /// `--yes` was given.
+    Given,
+    /// Ask on the terminal (stdin and stderr are terminals).
+    Ask,
+    /// No terminal and no `--yes`.
+    Impossible,
+}
+
+/// Checks confirmation and reason for opening a session (or issuing credentials) in `alias`.
+pub fn check_session(
+    alias: &str,
+    env_name: &str,
+    env: &Environment,
+    confirmation: Confirmation,
+    reason: Option<&str>,
+) -> Result<(), Refusal> {
+    if env.require_reason && reason.is_none_or(|r| r.trim().is_empty()) {
+        return Err(Refusal::NeedsReason {
+            alias: alias.to_owned(),
+            env: env_name.to_owned(),
+        });
+    }
+    if !env.confirm {
+        return Ok(());
+    }
+    match confirmation {
+        Confirmation::Given => Ok(()),
+        Confirmation::Impossible => Err(Refusal::NeedsConfirmation {
+            alias: alias.to_owned(),
+            env: env_name.to_owned(),
+        }),
+        Confirmation::Ask => {
+            if ask(alias, env_name).unwrap_or(false) {
+                Ok(())
+            } else {
+                Err(Refusal::Declined {
+                    alias: alias.to_owned(),
+                    env: env_name.to_owned(),
+                })
+            }
+        }
+    }
+}
+
+/// Checks that the source identity `used` may reach an account of `env`: an environment
+/// naming a source accepts only that one.
+pub fn check_source(
+    alias: &str,
+    env_name: &str,
+    env: &Environment,
+    used: &str,
+) -> Result<(), Refusal> {
+    match &env.source {
+        Some(required) if required != used => Err(Refusal::WrongSource {
+            alias: alias.to_owned(),
+            env: env_name.to_owned(),
+            required: required.clone(),
+            used: used.to_owned(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// `text` in the environment's colour when `colour` is on: production red and bold, `stg`
+/// and `staging` yellow, others green.
+pub fn paint(text: &str, env_name: &str, env: &Environment, colour: bool) -> String {
+    if !colour {
+        return text.to_owned();
+    }
+    let code = if env.production {
+        "1;31"
+    } else if matches!(env_name, "stg" | "staging") {
+        "33"
+    } else {
+        "32"
+    };
+    format!("\x1b[{code}m{text}\x1b[0m")
+}
+
+/// Asks on the terminal for the alias to be typed back.
+fn ask(alias: &str, env_name: &str) -> std::io::Result<bool> {
+    let tty = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")?;
+    let mut writer = &tty;
+    write!(
+        writer,
+        "{} is a {env_name} account. Type its alias to continue: ",
+        paint(alias, env_name, &Environment::defaults("prod"), true)
+    )?;
+    writer.flush()?;
+    let mut line = String::new();
+    BufReader::new(&tty).read_line(&mut line)?;
+    Ok(line.trim() == alias)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prod(require_reason: bool) -> Environment {
+        Environment {
+            require_reason,
+            ..Environment::defaults("prod")
+        }
+    }
+
+    #[test]
+    fn production_needs_yes_without_a_terminal() {
+        let env = prod(false);
+        assert_eq!(
+            check_session("acme-prod", "prod", &env, Confirmation::Impossible, None),
+            Err(Refusal::NeedsConfirmation {
+                alias: "acme-prod".to_owned(),
+                env: "prod".to_owned()
+            })
+        );
+        assert_eq!(
+            check_session("acme-prod", "prod", &env, Confirmation::Given, None),
+            Ok(())
+        );
+        let dev = Environment::defaults("dev");
+        assert_eq!(
+            check_session("acme-dev", "dev", &dev, Confirmation::Impossible, None),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn reasons_are_required_when_configured() {
+        let env = prod(true);
+        let err = check_session("p", "prod", &env, Confirmation::Given, Some("  ")).unwrap_err();
+        assert_eq!(err.to_string(), "prod account p requires a reason");
+        assert_eq!(
+            check_session("p", "prod", &env, Confirmation::Given, Some("INC-42")),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn environments_with_a_source_refuse_others() {
+        let env = Environment {
+            source: Some("prod-admin".to_owned()),
+            ..prod(false)
+        };
+        let err = check_source("acme-prod", "prod", &env, "default").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "refusing to assume a role in prod account acme-prod from source identity default: \
+             prod requires source identity prod-admin"
+        );
+        assert_eq!(
+            check_source("acme-prod", "prod", &env, "prod-admin"),
+            Ok(())
+        );
+        assert_eq!(
+            check_source("d", "dev", &Environment::defaults("dev"), "x"),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn paints_production_red_only_with_colour() {
+        let env = prod(false);
+        assert_eq!(paint("p", "prod", &env, false), "p");
+        assert_eq!(paint("p", "prod", &env, true), "\x1b[1;31mp\x1b[0m");
+        assert_eq!(
+            paint("d", "dev", &Environment::defaults("dev"), true),
+            "\x1b[32md\x1b[0m"
+        );
+    }
+}
