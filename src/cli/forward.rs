@@ -7,9 +7,9 @@ use std::process::ExitCode;
 use postern_protocol::version::client_uses_mux;
 use tokio::sync::{mpsc, watch};
 
-use crate::aws::{self, SsmClient};
+use crate::aws::SsmClient;
 use crate::cli::plan::ForwardPlan;
-use crate::cli::run::{aws_failure, connect_failure, describe};
+use crate::cli::run::{connect_failure, load_aws};
 use crate::forward::{ForwardError, ForwardReady, Forwarder, LinkMode, Notice};
 use crate::report::{self, ErrorKind, ExpectedError};
 use crate::term::{LocalSignal, Signals};
@@ -17,20 +17,7 @@ use crate::term::{LocalSignal, Signals};
 /// Runs the forwards until a terminating signal; exits 0 then.
 pub(crate) async fn run(plan: &ForwardPlan) -> anyhow::Result<ExitCode> {
     let target = plan.options.target.as_str();
-    let endpoint = plan.aws.endpoint_url.as_deref();
-    let context = aws::load(&plan.aws).await.map_err(|e| {
-        aws_failure(
-            e,
-            "could not load the AWS configuration",
-            &describe(target, None, plan.aws.profile.as_deref(), endpoint),
-        )
-    })?;
-    let described = describe(
-        target,
-        Some(&context.region),
-        context.profile.as_deref(),
-        endpoint,
-    );
+    let (context, described) = load_aws(&plan.aws, target).await?;
     let mut signals = Signals::install(true)?;
     let ssm = SsmClient::new(&context);
     let start = Forwarder::start(ssm, &plan.options);

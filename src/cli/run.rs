@@ -100,20 +100,7 @@ enum Mode {
 
 async fn run_session(plan: &SessionPlan, mode: &Mode) -> anyhow::Result<ExitCode> {
     let target = plan.target.as_str();
-    let endpoint = plan.aws.endpoint_url.as_deref();
-    let context = aws::load(&plan.aws).await.map_err(|e| {
-        aws_failure(
-            e,
-            "could not load the AWS configuration",
-            &describe(target, None, plan.aws.profile.as_deref(), endpoint),
-        )
-    })?;
-    let described = describe(
-        target,
-        Some(&context.region),
-        context.profile.as_deref(),
-        endpoint,
-    );
+    let (context, described) = load_aws(&plan.aws, target).await?;
     let ssm = SsmClient::new(&context);
 
     let marker = ExitMarker::new(rand::random());
@@ -274,6 +261,29 @@ fn exit_code(finished: &Finished, mode: &Mode, described: &str) -> anyhow::Resul
 
 fn signal_code(signal: i32) -> u8 {
     u8::try_from(128 + signal).unwrap_or(exit_codes::UNEXPECTED)
+}
+
+/// Loads the AWS configuration for a command on `target`; returns it with the target's
+/// description (target, region, profile, endpoint) that every later error message names.
+pub(crate) async fn load_aws(
+    options: &aws::AwsOptions,
+    target: &str,
+) -> anyhow::Result<(aws::AwsContext, String)> {
+    let endpoint = options.endpoint_url.as_deref();
+    let context = aws::load(options).await.map_err(|e| {
+        aws_failure(
+            e,
+            "could not load the AWS configuration",
+            &describe(target, None, options.profile.as_deref(), endpoint),
+        )
+    })?;
+    let described = describe(
+        target,
+        Some(&context.region),
+        context.profile.as_deref(),
+        endpoint,
+    );
+    Ok((context, described))
 }
 
 pub(crate) fn describe(

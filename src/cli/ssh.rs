@@ -7,9 +7,9 @@ use std::ffi::OsString;
 use std::os::unix::process::CommandExt as _;
 use std::process::{Command, ExitCode};
 
-use crate::aws::{self, AwsOptions, SsmClient};
+use crate::aws::{AwsOptions, SsmClient};
 use crate::cli::plan::{ProxyPlan, SSH_HOST_SUFFIX, SshPlan};
-use crate::cli::run::{aws_failure, connect_failure, describe};
+use crate::cli::run::{connect_failure, load_aws};
 use crate::report::{ErrorKind, ExpectedError};
 use crate::stdio::{self, ProxyError};
 use crate::transport::shell_quote;
@@ -17,20 +17,7 @@ use crate::transport::shell_quote;
 /// Runs the proxy; exits 0 however the stream ended.
 pub(crate) async fn proxy(plan: &ProxyPlan) -> anyhow::Result<ExitCode> {
     let target = plan.options.target.as_str();
-    let endpoint = plan.aws.endpoint_url.as_deref();
-    let context = aws::load(&plan.aws).await.map_err(|e| {
-        aws_failure(
-            e,
-            "could not load the AWS configuration",
-            &describe(target, None, plan.aws.profile.as_deref(), endpoint),
-        )
-    })?;
-    let described = describe(
-        target,
-        Some(&context.region),
-        context.profile.as_deref(),
-        endpoint,
-    );
+    let (context, described) = load_aws(&plan.aws, target).await?;
     let ssm = SsmClient::new(&context);
     match stdio::run(ssm, &plan.options).await {
         Ok(end) => {
