@@ -17,8 +17,8 @@ use tokio::sync::mpsc;
 use crate::forward::conn::{
     BACKLOG_HIGH_WATER, BACKLOG_LOW_WATER, Backlog, Conn, ConnKey, FromConn,
 };
-use crate::forward::connect::{Connected, describe_close, finish};
-use crate::forward::link::{LinkContext, Notice, connection_closed, outstanding};
+use crate::forward::connect::{Connected, describe_close};
+use crate::forward::link::{Ending, LinkContext, connection_closed, outstanding, wind_down};
 use crate::forward::pacing::UploadWindow;
 use crate::transport::{self, flush_transmits, now, sleep_until};
 
@@ -158,37 +158,21 @@ pub(crate) async fn run(
     new_conns.close();
     let closing = usize::from(current.take().is_some()) + waiting.len();
     waiting.clear();
-    for _ in 0..closing {
-        connection_closed(&load, &ctx.pool_wake);
-    }
-    match end {
-        None => {
-            finish(
-                &ctx.connector,
-                &session_id,
-                &mut ws,
-                &mut session,
-                &agent_version,
-                DRAIN_ON_STOP,
-            )
-            .await;
-        }
-        Some(reason) => {
-            tracing::info!(%session_id, %reason, "session ended");
-            if !*ctx.shutdown.borrow() {
-                let _ = ctx.notices.send(Notice::SessionEnded {
-                    target,
-                    session_id: session_id.clone(),
-                    reason,
-                });
-            }
-            ctx.connector.terminate(&session_id).await;
-        }
-    }
-    ctx.pool_wake.notify_one();
+    wind_down(
+        &ctx,
+        &load,
+        closing,
+        end,
+        target,
+        Ending {
+            session_id: &session_id,
+            ws: &mut ws,
+            session: &mut session,
+            agent_version: &agent_version,
+        },
+    )
+    .await;
 }
 
 /// Reads queued from the connection; small, so pacing stops the reader quickly.
 const FROM_CONN_QUEUE: usize = 8;
-/// How long outstanding uploads may take to be acknowledged when stopping.
-const DRAIN_ON_STOP: std::time::Duration = std::time::Duration::from_secs(2);

@@ -11,6 +11,8 @@ use tokio::net::TcpStream;
 use tokio::sync::{Notify, mpsc, watch};
 
 use crate::forward::Connector;
+use crate::forward::connect::finish;
+use crate::transport::DataChannel;
 
 /// Something the user should hear about while forwards run (printed by `cli` via `report`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -96,3 +98,60 @@ pub(crate) fn connection_closed(load: &AtomicUsize, pool_wake: &Notify) {
     let _ = load.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
     pool_wake.notify_one();
 }
+
+/// The session parts a link hands back when it ends.
+pub(crate) struct Ending<'a> {
+    /// The session id.
+    pub(crate) session_id: &'a str,
+    /// Its websocket.
+    pub(crate) ws: &'a mut DataChannel,
+    /// Its protocol state.
+    pub(crate) session: &'a mut Session,
+    /// The agent's version, for the TerminateSession flag decision.
+    pub(crate) agent_version: &'a str,
+}
+
+/// Ends a link: releases its `closing` connections from the pool's count, then finishes the
+/// session politely when the process is stopping (`end` is `None`), or reports why it ended and
+/// terminates it; finally wakes the pool.
+pub(crate) async fn wind_down(
+    ctx: &LinkContext,
+    load: &AtomicUsize,
+    closing: usize,
+    end: Option<String>,
+    target: String,
+    ending: Ending<'_>,
+) {
+    for _ in 0..closing {
+        connection_closed(load, &ctx.pool_wake);
+    }
+    let session_id = ending.session_id;
+    match end {
+        None => {
+            finish(
+                &ctx.connector,
+                session_id,
+                ending.ws,
+                ending.session,
+                ending.agent_version,
+                DRAIN_ON_STOP,
+            )
+            .await;
+        }
+        Some(reason) => {
+            tracing::info!(%session_id, %reason, "session ended");
+            if !*ctx.shutdown.borrow() {
+                let _ = ctx.notices.send(Notice::SessionEnded {
+                    target,
+                    session_id: session_id.to_owned(),
+                    reason,
+                });
+            }
+            ctx.connector.terminate(session_id).await;
+        }
+    }
+    ctx.pool_wake.notify_one();
+}
+
+/// How long a stopping link waits for its outstanding data to be acknowledged.
+const DRAIN_ON_STOP: std::time::Duration = std::time::Duration::from_secs(2);

@@ -20,8 +20,10 @@ use tokio::sync::mpsc;
 use crate::forward::conn::{
     BACKLOG_HIGH_WATER, BACKLOG_LOW_WATER, Backlog, Conn, ConnKey, FromConn,
 };
-use crate::forward::connect::{Connected, describe_close, finish};
-use crate::forward::link::{LinkContext, Notice, connection_closed, outstanding};
+use crate::forward::connect::{Connected, describe_close};
+use crate::forward::link::{
+    Ending, LinkContext, Notice, connection_closed, outstanding, wind_down,
+};
 use crate::forward::pacing::UploadWindow;
 use crate::transport::{self, flush_transmits, now, sleep_until};
 
@@ -200,34 +202,20 @@ pub(crate) async fn run(
     new_conns.close();
     let closing = conns.len();
     conns.clear();
-    for _ in 0..closing {
-        connection_closed(&load, &ctx.pool_wake);
-    }
-    match end {
-        None => {
-            finish(
-                &ctx.connector,
-                &session_id,
-                &mut ws,
-                &mut session,
-                &agent_version,
-                DRAIN_ON_STOP,
-            )
-            .await;
-        }
-        Some(reason) => {
-            tracing::info!(%session_id, %reason, "session ended");
-            if !*ctx.shutdown.borrow() {
-                let _ = ctx.notices.send(Notice::SessionEnded {
-                    target,
-                    session_id: session_id.clone(),
-                    reason,
-                });
-            }
-            ctx.connector.terminate(&session_id).await;
-        }
-    }
-    ctx.pool_wake.notify_one();
+    wind_down(
+        &ctx,
+        &load,
+        closing,
+        end,
+        target,
+        Ending {
+            session_id: &session_id,
+            ws: &mut ws,
+            session: &mut session,
+            agent_version: &agent_version,
+        },
+    )
+    .await;
 }
 
 /// Moves smux output into the session as far as it accepts, then sends what the session has.
@@ -259,5 +247,3 @@ fn stream_id(key: ConnKey) -> StreamId {
 
 /// Reads queued from all connections of a link; small, so a paused link stops the readers.
 const FROM_CONN_QUEUE: usize = 8;
-/// How long outstanding uploads may take to be acknowledged when stopping.
-const DRAIN_ON_STOP: std::time::Duration = std::time::Duration::from_secs(2);
