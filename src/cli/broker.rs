@@ -242,8 +242,6 @@ async fn whoami(broker: &mut Broker) -> anyhow::Result<ExitCode> {
         ));
     }
     for account in &accounts {
-        let env = broker.config().environment(&account.env);
-        let role = broker.config().role_for(account).unwrap_or("-").to_owned();
         let status = match broker.resolve(account.id.as_str()) {
             Ok(target) => match broker.credentials(&target).await {
                 Ok(_) => "yes".to_owned(),
@@ -251,17 +249,7 @@ async fn whoami(broker: &mut Broker) -> anyhow::Result<ExitCode> {
             },
             Err(e) => format!("no: {e}"),
         };
-        let alias = guardrails::paint(
-            &format!("{:<24}", account.alias),
-            &account.env,
-            &env,
-            colour,
-        );
-        out.push_str(&format!(
-            "{alias} {:<12} {:<6} {role:<28} {status}\n",
-            account.id.as_str(),
-            account.env
-        ));
+        out.push_str(&account_row(broker.config(), account, colour, &status));
     }
     print(&out)
 }
@@ -274,25 +262,35 @@ fn accounts(broker: &Broker) -> anyhow::Result<ExitCode> {
         "ALIAS", "ACCOUNT", "ENV", "ROLE"
     );
     for account in &broker.config().accounts {
-        let env = broker.config().environment(&account.env);
-        let role = broker.config().role_for(account).unwrap_or("-");
         let when = last.of(account.id.as_str()).map_or_else(
             || "never".to_owned(),
             |t| humantime::format_rfc3339_seconds(t).to_string(),
         );
-        let alias = guardrails::paint(
-            &format!("{:<24}", account.alias),
-            &account.env,
-            &env,
-            colour,
-        );
-        out.push_str(&format!(
-            "{alias} {:<12} {:<6} {role:<28} {when}\n",
-            account.id.as_str(),
-            account.env
-        ));
+        out.push_str(&account_row(broker.config(), account, colour, &when));
     }
     print(&out)
+}
+
+/// One line of the `whoami` / `accounts` tables: alias (prod coloured), id, env, role, `last`.
+fn account_row(
+    config: &config::Config,
+    account: &config::Account,
+    colour: bool,
+    last: &str,
+) -> String {
+    let env = config.environment(&account.env);
+    let role = config.role_for(account).unwrap_or("-");
+    let alias = guardrails::paint(
+        &format!("{:<24}", account.alias),
+        &account.env,
+        &env,
+        colour,
+    );
+    format!(
+        "{alias} {:<12} {:<6} {role:<28} {last}\n",
+        account.id.as_str(),
+        account.env
+    )
 }
 
 fn print(text: &str) -> anyhow::Result<ExitCode> {
