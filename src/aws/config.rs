@@ -5,7 +5,10 @@
 //! Loading makes no network call by itself: credentials are resolved lazily by the first
 //! request, so a plain StartSession is the only AWS call before the data channel opens.
 
+use std::fmt;
+
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::provider::SharedCredentialsProvider;
 
 use crate::aws::error::{AwsError, AwsErrorKind};
 
@@ -19,6 +22,19 @@ pub struct AwsOptions {
     /// Endpoint override for every service (`--endpoint-url`). Without it the SDK honours
     /// `AWS_ENDPOINT_URL_SSM`, `AWS_ENDPOINT_URL` and `endpoint_url` in the profile.
     pub endpoint_url: Option<String>,
+    /// Credentials postern chose itself (the role broker's for the target's account) instead
+    /// of the SDK's chain.
+    pub credentials: Option<CredentialsOverride>,
+}
+
+/// Credentials from postern's role broker, with the label messages name (`role R in account
+/// A`). Equality and `Debug` use the label only: never a secret.
+#[derive(Clone)]
+pub struct CredentialsOverride {
+    /// What the credentials are, for messages.
+    pub label: String,
+    /// Where they come from (refreshed by the provider before they lapse).
+    pub provider: SharedCredentialsProvider,
 }
 
 /// A loaded configuration with the facts error messages name.
@@ -44,6 +60,9 @@ pub async fn load(options: &AwsOptions) -> Result<AwsContext, AwsError> {
     if let Some(endpoint) = &options.endpoint_url {
         loader = loader.endpoint_url(endpoint);
     }
+    if let Some(credentials) = &options.credentials {
+        loader = loader.credentials_provider(credentials.provider.clone());
+    }
     let sdk = loader.load().await;
     let profile = options
         .profile
@@ -63,4 +82,20 @@ pub async fn load(options: &AwsOptions) -> Result<AwsContext, AwsError> {
         region,
         profile,
     })
+}
+
+impl PartialEq for CredentialsOverride {
+    fn eq(&self, other: &Self) -> bool {
+        self.label == other.label
+    }
+}
+
+impl Eq for CredentialsOverride {}
+
+impl fmt::Debug for CredentialsOverride {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CredentialsOverride")
+            .field("label", &self.label)
+            .finish_non_exhaustive()
+    }
 }

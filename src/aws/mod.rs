@@ -8,6 +8,6 @@ mod config;
 mod error;
 mod ssm;
 
-pub use config::{AwsContext, AwsOptions, load};
+pub use config::{AwsContext, AwsOptions, CredentialsOverride, load};
 pub use error::{AwsError, AwsErrorKind};
 pub use ssm::{SessionCredentials, SessionToken, SsmClient, StartSessionRequest, StreamUrl};

@@ -86,13 +86,15 @@ pub enum BrokerError {
     Mfa(#[from] MfaError),
 }
 
-/// The role broker of one invocation.
+/// The role broker of one invocation. Shared by reference (`Arc<Broker>`) between concurrent
+/// discovery tasks and credential providers: source identities load once, behind a lock that
+/// also keeps MFA prompts to one; AssumeRole calls run in parallel.
 #[derive(Debug)]
 pub struct Broker {
     config: Config,
     options: BrokerOptions,
     cache: Option<CredentialCache>,
-    sources: HashMap<String, SourceSession>,
+    sources: tokio::sync::Mutex<HashMap<String, SourceSession>>,
 }
 
 impl Broker {
@@ -103,7 +105,7 @@ impl Broker {
             config,
             options,
             cache,
-            sources: HashMap::new(),
+            sources: tokio::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -163,41 +165,61 @@ impl Broker {
 
     /// The identity of the source `target` would use, or of the default source.
     pub async fn identity(
-        &mut self,
+        &self,
         target: Option<&RoleTarget>,
     ) -> Result<CallerIdentity, BrokerError> {
         let label = self.source_label(target.map(|t| &t.account))?;
-        Ok(self.session(&label).await?.identity.clone())
+        let mut sources = self.sources.lock().await;
+        Ok(self.session(&mut sources, &label).await?.identity.clone())
+    }
+
+    /// The AWS context of the source identity itself (`--source`, `--profile`, else the
+    /// default source), for calls made as the source (Organizations ListAccounts).
+    pub async fn source_context(&self) -> Result<(AwsContext, CallerIdentity), BrokerError> {
+        let label = self.source_label(None)?;
+        let mut sources = self.sources.lock().await;
+        let session = self.session(&mut sources, &label).await?;
+        Ok((session.context.clone(), session.identity.clone()))
     }
 
     /// Credentials for `target`: from the cache when still valid for the refresh margin, else
     /// from AssumeRole (asking for one MFA code when the source has a device and no valid
     /// GetSessionToken session is cached).
     pub async fn credentials(
-        &mut self,
+        &self,
         target: &RoleTarget,
     ) -> Result<AssumedCredentials, BrokerError> {
         let label = self.source_for(target)?;
         let requested = self.config.duration;
-        let cache = self.cache.clone();
-        let mfa = self.options.mfa.clone();
-        let session = self.session(&label).await?;
-        let source_arn = session.identity.arn.clone();
+        let cache = self.cache.as_ref();
         let now = SystemTime::now();
-        if let Some(cached) = cache
-            .as_ref()
-            .and_then(|c| c.load(&source_arn, &target.role_arn, now, REFRESH_MARGIN))
-        {
-            tracing::debug!(role = %target.role_arn, "credentials cache hit");
-            record_success(cache.as_ref(), &target.account, now);
-            return Ok(AssumedCredentials {
-                access_key_id: cached.access_key_id,
-                secret_access_key: cached.secret_access_key,
-                session_token: cached.session_token,
-                expiration: cached.expiration,
-                from_cache: true,
-            });
-        }
+        // Under the lock: load the source once, answer from the cache, or get the STS client
+        // (asking for at most one MFA code). The AssumeRole call itself runs unlocked.
+        let (client, source_arn, region, profile) = {
+            let mut sources = self.sources.lock().await;
+            let session = self.session(&mut sources, &label).await?;
+            let source_arn = session.identity.arn.clone();
+            if let Some(cached) =
+                cache.and_then(|c| c.load(&source_arn, &target.role_arn, now, REFRESH_MARGIN))
+            {
+                tracing::debug!(role = %target.role_arn, "credentials cache hit");
+                record_success(cache, &target.account, now);
+                return Ok(AssumedCredentials {
+                    access_key_id: cached.access_key_id,
+                    secret_access_key: cached.secret_access_key,
+                    session_token: cached.session_token,
+                    expiration: cached.expiration,
+                    from_cache: true,
+                });
+            }
+            let client = session.sts_client(cache, &self.options.mfa).await?;
+            (
+                client,
+                source_arn,
+                session.context.region.clone(),
+                session.context.profile.clone(),
+            )
+        };
         tracing::debug!(role = %target.role_arn, "credentials cache miss");
         let chained = is_assumed_role(&source_arn);
         let duration = if chained && requested > CHAINING_CAP {
@@ -209,7 +231,6 @@ impl Broker {
         } else {
             requested
         };
-        let client = session.sts_client(cache.as_ref(), &mfa).await?;
         let output = client
             .assume_role()
             .role_arn(&target.role_arn)
@@ -218,14 +239,19 @@ impl Broker {
             .set_external_id(target.account.external_id.clone())
             .send()
             .await
-            .map_err(|e| session.aws_error("AssumeRole", e))?;
-        let issued = convert(output.credentials, "AssumeRole", session)?;
-        if let Some(cache) = &cache
+            .map_err(|e| AwsError::from_sdk("AssumeRole", &region, profile.as_deref(), e))?;
+        let issued = convert(
+            output.credentials,
+            "AssumeRole",
+            &region,
+            profile.as_deref(),
+        )?;
+        if let Some(cache) = cache
             && let Err(e) = cache.store(&source_arn, &target.role_arn, &issued)
         {
             tracing::warn!(error = %e, "could not write the credentials cache");
         }
-        record_success(cache.as_ref(), &target.account, now);
+        record_success(cache, &target.account, now);
         Ok(AssumedCredentials {
             access_key_id: issued.access_key_id,
             secret_access_key: issued.secret_access_key,
@@ -263,15 +289,18 @@ impl Broker {
     }
 
     /// The loaded source `label`, resolving its identity on first use.
-    async fn session(&mut self, label: &str) -> Result<&mut SourceSession, BrokerError> {
-        if !self.sources.contains_key(label) {
+    async fn session<'s>(
+        &self,
+        sources: &'s mut HashMap<String, SourceSession>,
+        label: &str,
+    ) -> Result<&'s mut SourceSession, BrokerError> {
+        if !sources.contains_key(label) {
             let spec = self.source_spec(label);
             let session = SourceSession::load(label, spec, &self.options.aws, &self.config).await?;
-            self.sources.insert(label.to_owned(), session);
+            sources.insert(label.to_owned(), session);
         }
         // Inserted just above when missing.
-        Ok(self
-            .sources
+        Ok(sources
             .get_mut(label)
             .expect("the source session was just inserted"))
     }
@@ -319,6 +348,7 @@ impl SourceSession {
                 .or(spec.region.clone())
                 .or_else(|| config.regions.first().cloned()),
             endpoint_url: cli.endpoint_url.clone(),
+            credentials: None,
         };
         let context = match aws::load(&options).await {
             Ok(context) => context,
@@ -383,7 +413,12 @@ impl SourceSession {
                     .send()
                     .await
                     .map_err(|e| self.aws_error("GetSessionToken", e))?;
-                let issued = convert(output.credentials, "GetSessionToken", self)?;
+                let issued = convert(
+                    output.credentials,
+                    "GetSessionToken",
+                    &self.context.region,
+                    self.context.profile.as_deref(),
+                )?;
                 if let Some(cache) = cache
                     && let Err(e) = cache.store(&self.identity.arn, &key, &issued)
                 {
@@ -428,14 +463,15 @@ impl SourceSession {
 fn convert(
     credentials: Option<aws_sdk_sts::types::Credentials>,
     operation: &'static str,
-    session: &SourceSession,
+    region: &str,
+    profile: Option<&str>,
 ) -> Result<CachedCredentials, BrokerError> {
     let missing = || {
         AwsError::local(
             AwsErrorKind::Service,
             operation,
-            Some(session.context.region.clone()),
-            session.context.profile.clone(),
+            Some(region.to_owned()),
+            profile.map(str::to_owned),
             "the response carried no usable credentials",
         )
     };

@@ -9,6 +9,7 @@ mod assume;
 mod cache;
 mod identity;
 mod mfa;
+mod provider;
 
 pub use assume::{
     AssumedCredentials, Broker, BrokerError, BrokerOptions, CallerIdentity, RoleTarget,
@@ -16,3 +17,4 @@ pub use assume::{
 pub use cache::{CredentialCache, LastSuccess};
 pub use identity::{Secret, role_arn, session_name};
 pub use mfa::{MfaError, MfaSource};
+pub use provider::BrokerCredentials;

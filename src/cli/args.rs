@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use clap_complete::ArgValueCandidates;
 
 use crate::emulator::{DemoArgs, EmulatorArgs};
 
@@ -45,6 +46,14 @@ pub struct CommonArgs {
     /// File for logs (default inside a raw-mode session: postern.log in the temp directory).
     #[arg(long, global = true, value_name = "FILE", env = "POSTERN_LOG_FILE")]
     pub log_file: Option<PathBuf>,
+
+    /// Role broker options.
+    #[command(flatten)]
+    pub broker: crate::cli::broker::BrokerArgs,
+
+    /// The target account's credentials, chosen by target resolution (not a flag).
+    #[arg(skip)]
+    pub credentials: Option<crate::aws::CredentialsOverride>,
 }
 
 /// The commands.
@@ -69,8 +78,12 @@ pub enum Command {
     Creds(crate::cli::broker::CredsArgs),
     /// Show the source identity and which configured accounts it reaches.
     Whoami(crate::cli::broker::WhoamiArgs),
-    /// List configured accounts with environment, role and last success.
+    /// List configured accounts with environment, role and last success; `accounts sync`
+    /// records the organization's accounts.
     Accounts(crate::cli::broker::AccountsArgs),
+    /// Print the shell's completion script (bash, zsh, fish); instance names complete from the
+    /// cache. Install with e.g. `postern completions bash > ~/.local/share/bash-completion/completions/postern`.
+    Completions(crate::cli::completions::CompletionsArgs),
     /// Run a local Session Manager emulator (message gateway and SSM agent) on loopback.
     Emulator(EmulatorArgs),
     /// Try postern on an emulated fleet: no AWS account, no network; every session runs on
@@ -81,8 +94,8 @@ pub enum Command {
 /// `postern forward`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ForwardArgs {
-    /// Instance id (i-…, mi-…).
-    #[arg(value_name = "TARGET")]
+    /// Instance id (i-…, mi-…), Name tag, NAME@ACCOUNT-ALIAS, private IP or DNS name.
+    #[arg(value_name = "TARGET", add = ArgValueCandidates::new(crate::cli::completions::targets))]
     pub target: String,
 
     /// Forward `[BIND:]LOCAL` to REMOTE_PORT on the instance, or `[BIND:]LOCAL:HOST:PORT` to HOST:PORT
@@ -114,8 +127,9 @@ pub struct ForwardArgs {
 /// `postern ssh-proxy`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct SshProxyArgs {
-    /// Instance id (i-…, mi-…), optionally with a `.postern` suffix (as `ssh-config` names it).
-    #[arg(value_name = "TARGET")]
+    /// Instance id (i-…, mi-…) or any TARGET of `shell`, optionally with a `.postern` suffix
+    /// (as `ssh-config` names it).
+    #[arg(value_name = "TARGET", add = ArgValueCandidates::new(crate::cli::completions::targets))]
     pub target: String,
 
     /// The port sshd listens on, on the instance.
@@ -130,8 +144,8 @@ pub struct SshProxyArgs {
 /// `postern ssh`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct SshArgs {
-    /// `[USER@]TARGET`: the instance id, optionally with the remote user.
-    #[arg(value_name = "[USER@]TARGET")]
+    /// `[USER@]TARGET`: the instance (as for `shell`), optionally with the remote user.
+    #[arg(value_name = "[USER@]TARGET", add = ArgValueCandidates::new(crate::cli::completions::targets))]
     pub destination: String,
 
     /// Arguments for ssh after `--` (options, then the remote command).
@@ -166,8 +180,8 @@ pub struct ConnectArgs {
 /// `postern shell`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ShellArgs {
-    /// Instance id (i-…, mi-…).
-    #[arg(value_name = "TARGET")]
+    /// Instance id (i-…, mi-…), Name tag, NAME@ACCOUNT-ALIAS, private IP or DNS name.
+    #[arg(value_name = "TARGET", add = ArgValueCandidates::new(crate::cli::completions::targets))]
     pub target: String,
 
     /// Session options.
@@ -178,8 +192,8 @@ pub struct ShellArgs {
 /// `postern exec`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ExecArgs {
-    /// Instance id (i-…, mi-…).
-    #[arg(value_name = "TARGET")]
+    /// Instance id (i-…, mi-…), Name tag, NAME@ACCOUNT-ALIAS, private IP or DNS name.
+    #[arg(value_name = "TARGET", add = ArgValueCandidates::new(crate::cli::completions::targets))]
     pub target: String,
 
     /// The command and its arguments, after `--`. As with ssh, they are joined with spaces and

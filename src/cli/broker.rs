@@ -15,25 +15,34 @@ use crate::config;
 use crate::guardrails::{self, Confirmation, Refusal};
 use crate::report::{ErrorKind, ExpectedError};
 
-/// Options of the commands using the role broker.
-#[derive(clap::Args, Debug, Clone)]
+/// Options of the role broker, shared by every command that reaches an account.
+#[derive(clap::Args, Debug, Clone, Default)]
 pub struct BrokerArgs {
     /// Configuration file (default: ~/.config/postern/config.toml).
-    #[arg(long, value_name = "FILE", env = "POSTERN_CONFIG")]
+    #[arg(long, global = true, value_name = "FILE", env = "POSTERN_CONFIG")]
     pub config: Option<PathBuf>,
 
     /// Named source identity from the configuration (`[sources.NAME]`).
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, global = true, value_name = "NAME")]
     pub source: Option<String>,
 
     /// Command printing an MFA code (run with `sh -c`, POSTERN_MFA_SERIAL set), instead of
     /// asking on the terminal.
-    #[arg(long, value_name = "COMMAND", env = "POSTERN_MFA_COMMAND")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "COMMAND",
+        env = "POSTERN_MFA_COMMAND"
+    )]
     pub mfa_command: Option<String>,
 
     /// Neither read nor write the credentials cache.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub no_cache: bool,
+
+    /// Confirm access to a production account without asking.
+    #[arg(long, short = 'y', global = true)]
+    pub yes: bool,
 }
 
 /// `postern creds`.
@@ -47,33 +56,29 @@ pub struct CredsArgs {
     #[arg(long, value_name = "FORMAT", default_value = "process", value_parser = ["process", "env"])]
     pub format: String,
 
-    /// Confirm access to a production account without asking.
-    #[arg(long)]
-    pub yes: bool,
-
     /// Why (required by environments with `require_reason`).
     #[arg(long, value_name = "TEXT")]
     pub reason: Option<String>,
-
-    /// Broker options.
-    #[command(flatten)]
-    pub broker: BrokerArgs,
 }
 
 /// `postern whoami`.
 #[derive(clap::Args, Debug, Clone)]
-pub struct WhoamiArgs {
-    /// Broker options.
-    #[command(flatten)]
-    pub broker: BrokerArgs,
-}
+pub struct WhoamiArgs {}
 
-/// `postern accounts`.
+/// `postern accounts [sync]`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct AccountsArgs {
-    /// Broker options.
-    #[command(flatten)]
-    pub broker: BrokerArgs,
+    /// Without a subcommand: list the configured accounts.
+    #[command(subcommand)]
+    pub command: Option<AccountsCommand>,
+}
+
+/// `postern accounts` subcommands.
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum AccountsCommand {
+    /// Record the organization's accounts (Organizations ListAccounts) in the accounts file
+    /// beside the configuration, so every account is reachable with no per-account setup.
+    Sync(crate::cli::sync::SyncArgs),
 }
 
 /// A validated broker command.
@@ -94,6 +99,7 @@ enum Action {
     },
     Whoami,
     Accounts,
+    Sync(crate::cli::sync::SyncArgs),
 }
 
 impl BrokerPlan {
@@ -101,82 +107,95 @@ impl BrokerPlan {
     pub fn creds(common: &CommonArgs, args: CredsArgs) -> Self {
         Self::new(
             common,
-            &args.broker,
             Action::Creds {
                 target: args.target,
                 env_format: args.format == "env",
-                yes: args.yes,
+                yes: common.broker.yes,
                 reason: args.reason,
             },
         )
     }
 
     /// `postern whoami`.
-    pub fn whoami(common: &CommonArgs, args: &WhoamiArgs) -> Self {
-        Self::new(common, &args.broker, Action::Whoami)
+    pub fn whoami(common: &CommonArgs, _args: &WhoamiArgs) -> Self {
+        Self::new(common, Action::Whoami)
     }
 
     /// `postern accounts`.
-    pub fn accounts(common: &CommonArgs, args: &AccountsArgs) -> Self {
-        Self::new(common, &args.broker, Action::Accounts)
+    pub fn accounts(common: &CommonArgs, args: AccountsArgs) -> Self {
+        let action = match args.command {
+            None => Action::Accounts,
+            Some(AccountsCommand::Sync(sync)) => Action::Sync(sync),
+        };
+        Self::new(common, action)
     }
 
-    fn new(common: &CommonArgs, args: &BrokerArgs, action: Action) -> Self {
-        let options = BrokerOptions {
-            aws: AwsOptions {
-                profile: common.profile.clone(),
-                region: common.region.clone(),
-                endpoint_url: common.endpoint_url.clone(),
-            },
-            source: args.source.clone(),
-            mfa: args
-                .mfa_command
-                .clone()
-                .map_or(MfaSource::Terminal, MfaSource::Command),
-            cache_dir: if args.no_cache {
-                None
-            } else {
-                config::cache_dir()
-            },
-        };
+    fn new(common: &CommonArgs, action: Action) -> Self {
         Self {
-            config: args.config.clone(),
-            options,
+            config: common.broker.config.clone(),
+            options: broker_options(common),
             action,
         }
     }
 }
 
-/// Runs a broker command.
-pub(crate) async fn run(plan: BrokerPlan) -> anyhow::Result<ExitCode> {
-    let config = config::load(plan.config.as_deref()).map_err(|e| {
+/// The broker options of `common`'s flags.
+pub(crate) fn broker_options(common: &CommonArgs) -> BrokerOptions {
+    let args = &common.broker;
+    BrokerOptions {
+        aws: AwsOptions {
+            profile: common.profile.clone(),
+            region: common.region.clone(),
+            endpoint_url: common.endpoint_url.clone(),
+            credentials: None,
+        },
+        source: args.source.clone(),
+        mfa: args
+            .mfa_command
+            .clone()
+            .map_or(MfaSource::Terminal, MfaSource::Command),
+        cache_dir: if args.no_cache {
+            None
+        } else {
+            config::cache_dir()
+        },
+    }
+}
+
+/// Loads the configuration file `path` (default when `None`), as an error for `report`.
+pub(crate) fn load_config(path: Option<&std::path::Path>) -> Result<config::Config, ExpectedError> {
+    config::load(path).map_err(|e| {
         let hint = match &e {
             config::ConfigError::Read { .. } => "check --config and POSTERN_CONFIG",
             config::ConfigError::Invalid { .. } => {
                 "see the configuration example in the README (\"Accounts and roles\")"
             }
         };
-        anyhow::Error::from(
-            ExpectedError::new(ErrorKind::Config, "the configuration file is not valid")
-                .hint(hint)
-                .source(e),
-        )
-    })?;
-    let mut broker = Broker::new(config, plan.options);
+        ExpectedError::new(ErrorKind::Config, "the configuration file is not valid")
+            .hint(hint)
+            .source(e)
+    })
+}
+
+/// Runs a broker command.
+pub(crate) async fn run(plan: BrokerPlan) -> anyhow::Result<ExitCode> {
+    let config = load_config(plan.config.as_deref())?;
+    let broker = Broker::new(config, plan.options);
     match plan.action {
         Action::Creds {
             target,
             env_format,
             yes,
             reason,
-        } => creds(&mut broker, &target, env_format, yes, reason.as_deref()).await,
-        Action::Whoami => whoami(&mut broker).await,
+        } => creds(&broker, &target, env_format, yes, reason.as_deref()).await,
+        Action::Whoami => whoami(&broker).await,
         Action::Accounts => accounts(&broker),
+        Action::Sync(sync) => crate::cli::sync::run(&broker, &sync).await,
     }
 }
 
 async fn creds(
-    broker: &mut Broker,
+    broker: &Broker,
     query: &str,
     env_format: bool,
     yes: bool,
@@ -223,7 +242,7 @@ async fn creds(
     Ok(ExitCode::SUCCESS)
 }
 
-async fn whoami(broker: &mut Broker) -> anyhow::Result<ExitCode> {
+async fn whoami(broker: &Broker) -> anyhow::Result<ExitCode> {
     let identity = broker.identity(None).await.map_err(|e| {
         broker_failure(e, "could not resolve the source identity", "source default")
     })?;
@@ -332,7 +351,7 @@ fn short_reason(err: &BrokerError) -> String {
     }
 }
 
-fn broker_failure(err: BrokerError, what: &str, target: &str) -> anyhow::Error {
+pub(crate) fn broker_failure(err: BrokerError, what: &str, target: &str) -> anyhow::Error {
     let (kind, hint) = match &err {
         BrokerError::UnknownAccount(_) => (
             ErrorKind::Usage,

@@ -9,10 +9,14 @@ use std::time::SystemTime;
 
 use anyhow::Context as _;
 
-use crate::aws::{self, AwsOptions};
-use crate::cli::args::{Args, Command, CommonArgs};
+use std::io::IsTerminal as _;
+
+use crate::aws::{self, AwsContext, AwsOptions};
+use crate::cli::args::{Args, Command};
+use crate::cli::plan::SSH_HOST_SUFFIX;
+use crate::cli::reach::{BrokerScopes, Reach, Scopes};
 use crate::discovery::{
-    Cache, Index, IndexOptions, Instance, Scope, SdkSource, SingleProfile, build_index, cache_dir,
+    Cache, Index, IndexOptions, Instance, SdkSource, SingleProfile, build_index, cache_dir,
 };
 use crate::picker::{History, Matcher, PickOutcome, TtyPicker, choose, rows_for};
 use crate::report::{self, ErrorKind, ExpectedError};
@@ -53,8 +57,8 @@ pub struct ListArgs {
 /// A validated `postern list`.
 #[derive(Clone, Debug)]
 pub struct ListPlan {
-    /// AWS configuration choices.
-    pub aws: AwsOptions,
+    /// The identities to list with.
+    pub(crate) reach: Reach,
     /// Regions to list (empty: the configured region).
     pub regions: Vec<String>,
     /// Fuzzy query.
@@ -73,7 +77,7 @@ pub struct ListPlan {
 
 impl ListPlan {
     /// Validates `postern list` arguments.
-    pub fn new(aws: AwsOptions, args: ListArgs) -> Result<Self, ExpectedError> {
+    pub(crate) fn new(reach: Reach, args: ListArgs) -> Result<Self, ExpectedError> {
         let tags = args
             .tags
             .iter()
@@ -87,7 +91,7 @@ impl ListPlan {
             })
             .collect::<Result<_, _>>()?;
         Ok(Self {
-            aws,
+            reach,
             regions: args.regions,
             query: args.query.unwrap_or_default(),
             tags,
@@ -101,7 +105,13 @@ impl ListPlan {
 
 /// Runs `postern list`.
 pub(crate) async fn list(plan: &ListPlan) -> anyhow::Result<ExitCode> {
-    let index = load_index(&plan.aws, &plan.regions, plan.refresh).await?;
+    let index = load_index(
+        &plan.reach,
+        &plan.regions,
+        plan.refresh,
+        plan.account.as_deref(),
+    )
+    .await?;
     let scoped: Vec<Instance> = index
         .instances
         .into_iter()
@@ -124,7 +134,8 @@ pub(crate) async fn list(plan: &ListPlan) -> anyhow::Result<ExitCode> {
                 .context("could not write the listing")?;
         }
     } else {
-        out.write_all(render_table(&rows).as_bytes())
+        let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+        out.write_all(render_table(&rows, colour).as_bytes())
             .context("could not write the listing")?;
     }
     out.flush().context("could not write the listing")?;
@@ -132,48 +143,137 @@ pub(crate) async fn list(plan: &ListPlan) -> anyhow::Result<ExitCode> {
 }
 
 /// Rewrites a session command's TARGET that is not an instance id into the instance id it
-/// resolves to (and `--region` into the instance's region). An instance id is left alone: no
-/// discovery call is made for it.
-pub(crate) fn resolve_targets(mut args: Args) -> anyhow::Result<Args> {
+/// resolves to (and `--region` into the instance's region), and, for an instance of an account
+/// the configuration lists, checks that account's guardrails and gives the command its role's
+/// credentials. A bare instance id costs no AWS call outside the broker; with it, the cached
+/// index tells its account.
+pub(crate) async fn resolve_targets(mut args: Args) -> anyhow::Result<Args> {
     if args.command.is_none() && interactive() {
-        return pick_shell(args);
+        let reach = Reach::new(&args.common)?;
+        return pick_shell(args, &reach).await;
     }
-    let target = match &mut args.command {
-        Some(Command::Shell(shell)) => &mut shell.target,
-        Some(Command::Exec(exec)) => &mut exec.target,
-        Some(Command::Forward(forward)) => &mut forward.target,
-        _ => return Ok(args),
+    let Some((raw, reason)) = session_target(&args) else {
+        return Ok(args);
     };
-    if target::is_instance_id(target) {
+    let is_id = target::is_instance_id(&raw);
+    let reach = Reach::new(&args.common)?;
+    if is_id && reach.broker.is_none() {
         return Ok(args);
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("could not start the async runtime")?;
-    let aws = options(&args.common);
-    let chosen = runtime.block_on(resolve(&aws, target))?;
-    remember(&chosen.id);
-    *target = chosen.id;
-    args.common.region = Some(chosen.region);
+    let chosen = if is_id {
+        match find_cached(&reach, &raw).await? {
+            Some(instance) => instance,
+            None => return Ok(args),
+        }
+    } else {
+        let chosen = resolve(&reach, &raw).await?;
+        remember(&chosen.id);
+        chosen
+    };
+    set_target(&mut args, &chosen.id);
+    args.common.region = Some(chosen.region.clone());
+    args.common.credentials = reach
+        .session_credentials(&chosen.account, reason.as_deref())
+        .await
+        .map_err(|refused| {
+            crate::cli::broker::broker_failure(
+                refused.error,
+                &format!("could not open a session on {}", describe_instance(&chosen)),
+                &refused.target,
+            )
+        })?;
     Ok(args)
 }
 
+/// The TARGET (without the `.postern` suffix of ssh names, without ssh's `USER@`) and
+/// `--reason` of a session command.
+fn session_target(args: &Args) -> Option<(String, Option<String>)> {
+    let (target, reason) = match &args.command {
+        Some(Command::Shell(shell)) => (shell.target.as_str(), &shell.session.reason),
+        Some(Command::Exec(exec)) => (exec.target.as_str(), &exec.session.reason),
+        Some(Command::Forward(forward)) => (forward.target.as_str(), &forward.connect.reason),
+        Some(Command::SshProxy(proxy)) => (proxy.target.as_str(), &proxy.connect.reason),
+        Some(Command::Ssh(ssh)) => (ssh_host(&ssh.destination).1, &ssh.reason),
+        _ => return None,
+    };
+    let target = target.strip_suffix(SSH_HOST_SUFFIX).unwrap_or(target);
+    Some((target.to_owned(), reason.clone()))
+}
+
+/// Replaces the session command's TARGET with the instance id it resolved to.
+fn set_target(args: &mut Args, id: &str) {
+    match &mut args.command {
+        Some(Command::Shell(shell)) => id.clone_into(&mut shell.target),
+        Some(Command::Exec(exec)) => id.clone_into(&mut exec.target),
+        Some(Command::Forward(forward)) => id.clone_into(&mut forward.target),
+        Some(Command::SshProxy(proxy)) => id.clone_into(&mut proxy.target),
+        Some(Command::Ssh(ssh)) => {
+            ssh.destination = match ssh_host(&ssh.destination).0 {
+                Some(user) => format!("{user}@{id}"),
+                None => id.to_owned(),
+            };
+        }
+        _ => {}
+    }
+}
+
+/// `USER@HOST` split at the last `@`.
+fn ssh_host(destination: &str) -> (Option<&str>, &str) {
+    match destination.rsplit_once('@') {
+        Some((user, host)) if !user.is_empty() => (Some(user), host),
+        _ => (None, destination),
+    }
+}
+
+/// "web-1 (i-0123…, account acme-dev, eu-west-1)".
+fn describe_instance(instance: &Instance) -> String {
+    let name = if instance.name.is_empty() {
+        instance.id.clone()
+    } else {
+        format!("{} ({})", instance.name, instance.id)
+    };
+    format!("{name}, account {}, {}", instance.alias, instance.region)
+}
+
 /// Bare `postern` on a terminal: pick an instance from the whole index and open a shell on it.
-fn pick_shell(args: Args) -> anyhow::Result<Args> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("could not start the async runtime")?;
-    let aws = options(&args.common);
-    let index = runtime.block_on(load_index(&aws, &[], false))?;
-    let chosen = pick(&index.instances, "")?;
+async fn pick_shell(args: Args, reach: &Reach) -> anyhow::Result<Args> {
+    let index = load_index(reach, &[], false, None).await?;
+    let chosen = tokio::task::block_in_place(|| pick(&index.instances, ""))?;
     remember(&chosen.id);
     let mut shell = <Args as clap::Parser>::try_parse_from(["postern", "shell", &chosen.id])
         .context("could not build the shell command")?;
     shell.common = args.common;
-    shell.common.region = Some(chosen.region);
+    shell.common.region = Some(chosen.region.clone());
+    shell.common.credentials = reach
+        .session_credentials(&chosen.account, None)
+        .await
+        .map_err(|refused| {
+            crate::cli::broker::broker_failure(
+                refused.error,
+                &format!("could not open a session on {}", describe_instance(&chosen)),
+                &refused.target,
+            )
+        })?;
     Ok(shell)
+}
+
+/// The instance `id` as some cached listing knows it (any age: ids do not move), else as a
+/// refreshed index knows it; `None` when no configured account has it.
+async fn find_cached(reach: &Reach, id: &str) -> anyhow::Result<Option<Instance>> {
+    let context = load_context(&reach.aws).await?;
+    let scopes = reach.scopes(&context, &[], None);
+    if let Some(cache) = cache_dir().map(Cache::new) {
+        for scope in &scopes.scopes {
+            if let Some(found) = cache
+                .load(scope)
+                .and_then(|entry| entry.instances.into_iter().find(|i| i.id == id))
+            {
+                return Ok(Some(found));
+            }
+        }
+    }
+    let index = load_index(reach, &[], true, None).await?;
+    Ok(index.instances.into_iter().find(|i| i.id == id))
 }
 
 /// Opens the terminal picker over `instances`; cancelling is an error (nothing to open).
@@ -210,15 +310,15 @@ fn interactive() -> bool {
 
 /// Resolves `raw` through the index: from the cache first, then once more after a refresh when
 /// the cache does not know it.
-pub(crate) async fn resolve(aws: &AwsOptions, raw: &str) -> anyhow::Result<Instance> {
+pub(crate) async fn resolve(reach: &Reach, raw: &str) -> anyhow::Result<Instance> {
     for refresh in [false, true] {
-        let index = load_index(aws, &[], refresh).await?;
+        let index = load_index(reach, &[], refresh, None).await?;
         match target::resolve(raw, &index.instances) {
             Resolution::Found(instance) => return Ok(instance.clone()),
             Resolution::Ambiguous(candidates) => {
                 if interactive() {
                     let candidates: Vec<Instance> = candidates.into_iter().cloned().collect();
-                    return pick(&candidates, "");
+                    return tokio::task::block_in_place(|| pick(&candidates, ""));
                 }
                 let hint = "name one of them by instance id or as NAME@ACCOUNT-ALIAS";
                 return Err(ExpectedError::new(
@@ -239,7 +339,7 @@ pub(crate) async fn resolve(aws: &AwsOptions, raw: &str) -> anyhow::Result<Insta
         ErrorKind::TargetUnresolved,
         format!("no instance matches `{raw}`"),
     )
-    .target(describe_aws(aws))
+    .target(describe_reach(reach))
     .hint(
         "give an instance id, a Name tag, NAME@ACCOUNT-ALIAS, a private IP or DNS name; \
          `postern list QUERY` shows what the index holds",
@@ -247,47 +347,36 @@ pub(crate) async fn resolve(aws: &AwsOptions, raw: &str) -> anyhow::Result<Insta
     .into())
 }
 
-/// Builds the index for the single profile (`--profile` or the default chain) over `regions`
-/// (empty: the configured region), printing a warning line per unreachable region.
+/// Builds the index over `regions` (empty: each account's or the configured ones): every
+/// configured account through the role broker (only `account` when given), else the single
+/// profile; prints a warning line per unreachable scope.
 pub(crate) async fn load_index(
-    aws_options: &AwsOptions,
+    reach: &Reach,
     regions: &[String],
     refresh: bool,
+    account: Option<&str>,
 ) -> anyhow::Result<Index> {
-    let context = aws::load(aws_options).await.map_err(|e| {
-        ExpectedError::new(ErrorKind::AwsConfig, "could not load the AWS configuration")
-            .target(describe_aws(aws_options))
-            .source(e)
-    })?;
-    let regions = if regions.is_empty() {
-        vec![context.region.clone()]
-    } else {
-        regions.to_vec()
-    };
-    let label = profile_label(
-        context.profile.as_deref(),
-        aws_options.endpoint_url.as_deref(),
-    );
-    let scopes: Vec<Scope> = regions
-        .iter()
-        .map(|region| Scope {
-            account: label.clone(),
-            alias: context
-                .profile
-                .clone()
-                .unwrap_or_else(|| "default".to_owned()),
-            env: None,
-            region: region.clone(),
-        })
-        .collect();
+    let context = load_context(&reach.aws).await?;
+    let Scopes { scopes, skipped } = reach.scopes(&context, regions, account);
+    for (alias, why) in &skipped {
+        report::notice(&format!("note: skipping account {alias}: {why}"));
+    }
+    if scopes.is_empty() {
+        return Err(ExpectedError::new(ErrorKind::Config, "no account to list")
+            .target(describe_reach(reach))
+            .hint(match account {
+                Some(a) => format!("`{a}` is no alias or id of `postern accounts`"),
+                None => "add [[accounts]] to the configuration, or use another --source".to_owned(),
+            })
+            .into());
+    }
     let cache = cache_dir().map(Cache::new);
-    let source = Arc::new(SdkSource::new(SingleProfile::new(context.sdk.clone())));
     let options = IndexOptions {
         refresh,
         ..IndexOptions::default()
     };
     let progress_tty = crate::term::is_terminal(std::io::stderr().as_raw_fd());
-    let index = build_index(source, &scopes, cache.as_ref(), options, |p| {
+    let progress = |p: crate::discovery::Progress| {
         if progress_tty && p.total > 1 {
             eprint!(
                 "\rpostern: listed {}/{} scopes, {} instances",
@@ -297,8 +386,18 @@ pub(crate) async fn load_index(
                 eprintln!();
             }
         }
-    })
-    .await;
+    };
+    let index = match &reach.broker {
+        Some(broker) => {
+            let configs = BrokerScopes::new(Arc::clone(broker), context.sdk.clone());
+            let source = Arc::new(SdkSource::new(configs));
+            build_index(source, &scopes, cache.as_ref(), options, progress).await
+        }
+        None => {
+            let source = Arc::new(SdkSource::new(SingleProfile::new(context.sdk.clone())));
+            build_index(source, &scopes, cache.as_ref(), options, progress).await
+        }
+    };
     for failure in &index.failures {
         let error = &failure.error;
         let stale = if index.stale.contains(&error.scope) {
@@ -316,13 +415,23 @@ pub(crate) async fn load_index(
     if index.failures.len() == scopes.len() && index.stale.is_empty() {
         return Err(ExpectedError::new(
             ErrorKind::AwsRequest,
-            "could not list instances in any region",
+            "could not list instances in any account or region",
         )
-        .target(describe_aws(aws_options))
-        .hint("check the credentials and region; the warnings above give each region's reason")
+        .target(describe_reach(reach))
+        .hint("check the credentials and region; the warnings above give each scope's reason")
         .into());
     }
     Ok(index)
+}
+
+/// The SDK configuration of the command line's identity (endpoint, region, retry settings).
+async fn load_context(aws_options: &AwsOptions) -> anyhow::Result<AwsContext> {
+    aws::load(aws_options).await.map_err(|e| {
+        ExpectedError::new(ErrorKind::AwsConfig, "could not load the AWS configuration")
+            .target(describe_aws(aws_options))
+            .source(e)
+            .into()
+    })
 }
 
 /// Instances matching the fuzzy `query` (best first) and every `tags` filter.
@@ -343,8 +452,8 @@ pub(crate) fn filter<'a>(
     matcher.rank(&texts).into_iter().map(|i| kept[i]).collect()
 }
 
-/// The table `postern list` prints.
-pub(crate) fn render_table(rows: &[&Instance]) -> String {
+/// The table `postern list` prints; with `colour`, production rows are red.
+pub(crate) fn render_table(rows: &[&Instance], colour: bool) -> String {
     let header = [
         "ACCOUNT",
         "ENV",
@@ -397,8 +506,16 @@ pub(crate) fn render_table(rows: &[&Instance]) -> String {
         s
     };
     let mut out = line(&header.map(str::to_owned));
-    for row in &cells {
-        out.push_str(&line(row));
+    for (row, instance) in cells.iter().zip(rows) {
+        let text = line(row);
+        if colour && instance.is_prod() {
+            out.push_str(&format!(
+                "{PROD_COLOUR}{}{RESET}\n",
+                text.trim_end_matches('\n')
+            ));
+        } else {
+            out.push_str(&text);
+        }
     }
     out
 }
@@ -417,25 +534,22 @@ fn search_text(i: &Instance) -> String {
     )
 }
 
-fn options(common: &CommonArgs) -> AwsOptions {
-    AwsOptions {
-        profile: common.profile.clone(),
-        region: common.region.clone(),
-        endpoint_url: common.endpoint_url.clone(),
-    }
-}
-
-/// The cache key of the single-profile identity: the profile name, plus a digest of the
-/// endpoint when one is set (the emulator and AWS must not share a listing).
-fn profile_label(profile: Option<&str>, endpoint: Option<&str>) -> String {
-    let profile = profile.unwrap_or("default");
-    match endpoint {
-        Some(endpoint) => {
-            use sha2::Digest as _;
-            let digest = sha2::Sha256::digest(endpoint.as_bytes());
-            format!("profile-{profile}-{}", &hex::encode(digest)[..12])
+fn describe_reach(reach: &Reach) -> String {
+    match &reach.broker {
+        Some(broker) => {
+            let path = broker
+                .config()
+                .path
+                .as_deref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default();
+            let mut text = format!("the accounts of {path}");
+            if let Some(endpoint) = &reach.aws.endpoint_url {
+                text.push_str(&format!(", endpoint {endpoint}"));
+            }
+            text
         }
-        None => format!("profile-{profile}"),
+        None => describe_aws(&reach.aws),
     }
 }
 
@@ -491,7 +605,7 @@ mod tests {
     fn table_has_a_header_and_aligned_columns() {
         let rows = [instance("i-1", "api-1", "prod")];
         let refs: Vec<_> = rows.iter().collect();
-        let table = render_table(&refs);
+        let table = render_table(&refs, false);
         let lines: Vec<_> = table.lines().collect();
         assert!(
             lines[0].starts_with("ACCOUNT  ENV  REGION     NAME   INSTANCE"),
@@ -503,13 +617,8 @@ mod tests {
         );
         assert!(lines[1].ends_with("Online"));
     }
-
-    #[test]
-    fn cache_key_separates_endpoints() {
-        assert_eq!(profile_label(None, None), "profile-default");
-        let a = profile_label(Some("p"), Some("http://127.0.0.1:1"));
-        let b = profile_label(Some("p"), Some("http://127.0.0.1:2"));
-        assert_ne!(a, b);
-        assert!(a.starts_with("profile-p-"));
-    }
 }
+
+/// Production rows: red, as the guardrails paint production accounts.
+const PROD_COLOUR: &str = "\x1b[31m";
+const RESET: &str = "\x1b[0m";

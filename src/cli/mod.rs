@@ -4,18 +4,23 @@
 
 mod args;
 mod broker;
+mod completions;
 mod forward;
 mod index;
 mod logging;
 mod plan;
+mod reach;
 mod run;
 mod ssh;
+mod sync;
 
 pub use args::{
     Args, Command, CommonArgs, ConnectArgs, ExecArgs, ForwardArgs, SessionArgs, ShellArgs, SshArgs,
     SshConfigArgs, SshProxyArgs,
 };
-pub use broker::{AccountsArgs, BrokerArgs, BrokerPlan, CredsArgs, WhoamiArgs};
+pub use broker::{AccountsArgs, AccountsCommand, BrokerArgs, BrokerPlan, CredsArgs, WhoamiArgs};
+pub use completions::CompletionsArgs;
 pub use index::{ListArgs, ListPlan};
 pub use plan::{ExecPlan, ForwardPlan, Plan, ProxyPlan, SessionPlan, SshPlan, Target};
 pub use run::run;
+pub use sync::SyncArgs;

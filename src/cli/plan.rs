@@ -31,6 +31,8 @@ pub enum Plan {
     List(crate::cli::index::ListPlan),
     /// `postern creds`, `whoami`, `accounts`.
     Broker(crate::cli::broker::BrokerPlan),
+    /// `postern completions`.
+    Completions(crate::cli::completions::CompletionsArgs),
     /// `postern emulator`.
     Emulator(EmulatorArgs),
     /// `postern demo`.
@@ -72,6 +74,8 @@ pub struct SshPlan {
     pub ssh_program: String,
     /// StartSession reason for the proxy.
     pub reason: Option<String>,
+    /// Role broker flags passed on to the ProxyCommand (`--config`, `--source`, …).
+    pub broker_flags: Vec<String>,
 }
 
 /// A session to open.
@@ -124,10 +128,13 @@ impl Plan {
             Some(Command::SshProxy(args)) => Ok(Self::SshProxy(ProxyPlan::new(&common, args)?)),
             Some(Command::Ssh(args)) => Ok(Self::Ssh(SshPlan::new(&common, args)?)),
             Some(Command::SshConfig(_)) => Ok(Self::SshConfig(aws_options(&common)?)),
-            Some(Command::List(args)) => Ok(Self::List(crate::cli::index::ListPlan::new(
-                aws_options(&common)?,
-                args,
-            )?)),
+            Some(Command::List(args)) => {
+                aws_options(&common)?;
+                Ok(Self::List(crate::cli::index::ListPlan::new(
+                    crate::cli::reach::Reach::new(&common)?,
+                    args,
+                )?))
+            }
             Some(Command::Creds(args)) => Ok(Self::Broker(
                 crate::cli::broker::BrokerPlan::creds(&common, args),
             )),
@@ -135,8 +142,9 @@ impl Plan {
                 crate::cli::broker::BrokerPlan::whoami(&common, &args),
             )),
             Some(Command::Accounts(args)) => Ok(Self::Broker(
-                crate::cli::broker::BrokerPlan::accounts(&common, &args),
+                crate::cli::broker::BrokerPlan::accounts(&common, args),
             )),
+            Some(Command::Completions(args)) => Ok(Self::Completions(args)),
             Some(Command::Emulator(args)) => Ok(Self::Emulator(args)),
             Some(Command::Demo(args)) => Ok(Self::Demo(args)),
         }
@@ -243,6 +251,7 @@ impl SshPlan {
         let host = host.strip_suffix(SSH_HOST_SUFFIX).unwrap_or(host);
         Ok(Self {
             aws: aws_options(common)?,
+            broker_flags: broker_flags(common),
             user,
             target: Target::parse(host)?,
             ssh_args: args.ssh_args,
@@ -279,7 +288,31 @@ fn aws_options(common: &CommonArgs) -> Result<AwsOptions, ExpectedError> {
         profile: common.profile.clone(),
         region: common.region.clone(),
         endpoint_url: common.endpoint_url.clone(),
+        credentials: common.credentials.clone(),
     })
+}
+
+/// The role broker flags of `common`, as arguments for a child postern.
+fn broker_flags(common: &CommonArgs) -> Vec<String> {
+    let broker = &common.broker;
+    let mut flags = Vec::new();
+    if let Some(config) = &broker.config {
+        flags.extend(["--config".to_owned(), config.display().to_string()]);
+    }
+    if let Some(source) = &broker.source {
+        flags.extend(["--source".to_owned(), source.clone()]);
+    }
+    if let Some(command) = &broker.mfa_command {
+        flags.extend(["--mfa-command".to_owned(), command.clone()]);
+    }
+    if broker.no_cache {
+        flags.push("--no-cache".to_owned());
+    }
+    // Resolution confirmed the account's guardrails already.
+    if broker.yes || common.credentials.is_some() {
+        flags.push("--yes".to_owned());
+    }
+    flags
 }
 
 fn parse_sessions(raw: &str) -> Result<SessionCount, ExpectedError> {

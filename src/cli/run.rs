@@ -27,7 +27,14 @@ use crate::transport::{
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let verbose = args.common.verbose;
     let log_file = args.common.log_file.clone();
-    let args = crate::cli::index::resolve_targets(args)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("could not start the async runtime")?;
+    // Resolution runs on the runtime the session uses: the broker's credential providers and
+    // their HTTP connections live on it.
+    let args = runtime.block_on(crate::cli::index::resolve_targets(args))?;
     let plan = Plan::from_args(args)?;
     let stdin_tty = term::is_terminal(std::io::stdin().as_raw_fd());
     let stdout_tty = term::is_terminal(std::io::stdout().as_raw_fd());
@@ -35,7 +42,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Plan::Shell(_) => stdin_tty,
         Plan::Exec(exec) => stdin_tty && exec.tty.unwrap_or(stdout_tty),
         Plan::Forward(_) | Plan::Ssh(_) | Plan::SshConfig(_) | Plan::Emulator(_) => false,
-        Plan::Broker(_) => false,
+        Plan::Broker(_) | Plan::Completions(_) => false,
         Plan::List(_) => false,
         // The demo's shell is a child `postern shell`, which takes the terminal itself.
         Plan::Demo(_) => false,
@@ -46,13 +53,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match &plan {
         Plan::Ssh(ssh) => return crate::cli::ssh::ssh(ssh),
         Plan::SshConfig(aws) => return crate::cli::ssh::config(aws),
+        Plan::Completions(args) => return crate::cli::completions::print(args),
         _ => {}
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("could not start the async runtime")?;
     let result = runtime.block_on(async {
         match plan {
             Plan::Emulator(args) => crate::emulator::run_from_cli(args)
@@ -64,7 +67,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             Plan::Forward(forward) => crate::cli::forward::run(&forward).await,
             Plan::SshProxy(proxy) => crate::cli::ssh::proxy(&proxy).await,
             // Handled before the runtime starts.
-            Plan::Ssh(_) | Plan::SshConfig(_) => Ok(ExitCode::SUCCESS),
+            Plan::Ssh(_) | Plan::SshConfig(_) | Plan::Completions(_) => Ok(ExitCode::SUCCESS),
             Plan::Shell(session) => {
                 let mode = Mode::Shell { raw };
                 run_session(&session, &mode).await
@@ -277,12 +280,16 @@ pub(crate) async fn load_aws(
             &describe(target, None, options.profile.as_deref(), endpoint),
         )
     })?;
-    let described = describe(
+    let mut described = describe(
         target,
         Some(&context.region),
         context.profile.as_deref(),
         endpoint,
     );
+    if let Some(credentials) = &options.credentials {
+        described.push_str(", ");
+        described.push_str(&credentials.label);
+    }
     Ok((context, described))
 }
 

@@ -56,7 +56,7 @@ pub(crate) async fn proxy(plan: &ProxyPlan) -> anyhow::Result<ExitCode> {
 
 /// Replaces this process with ssh; returns only if ssh could not be started.
 pub(crate) fn ssh(plan: &SshPlan) -> anyhow::Result<ExitCode> {
-    let proxy = proxy_command(&plan.aws, plan.reason.as_deref())?;
+    let proxy = proxy_command(&plan.aws, plan.reason.as_deref(), &plan.broker_flags)?;
     let destination = match &plan.user {
         Some(user) => format!("{user}@{}", plan.target),
         None => plan.target.to_string(),
@@ -80,7 +80,7 @@ pub(crate) fn ssh(plan: &SshPlan) -> anyhow::Result<ExitCode> {
 
 /// Prints the ssh_config block.
 pub(crate) fn config(aws: &AwsOptions) -> anyhow::Result<ExitCode> {
-    let proxy = proxy_command(aws, None)?;
+    let proxy = proxy_command(aws, None, &[])?;
     println!(
         "# Added by `postern ssh-config`: `ssh i-0123456789abcdef0{SSH_HOST_SUFFIX}` reaches the \
          instance\n# through AWS Systems Manager Session Manager, with no open inbound port.\n\
@@ -90,7 +90,11 @@ pub(crate) fn config(aws: &AwsOptions) -> anyhow::Result<ExitCode> {
 }
 
 /// `'/path/to/postern' [AWS options] ssh-proxy %h %p`, quoted for the shell ssh runs it with.
-fn proxy_command(aws: &AwsOptions, reason: Option<&str>) -> anyhow::Result<String> {
+fn proxy_command(
+    aws: &AwsOptions,
+    reason: Option<&str>,
+    broker_flags: &[String],
+) -> anyhow::Result<String> {
     let exe: OsString = std::env::current_exe()?.into_os_string();
     let mut words = vec![shell_quote(&exe.to_string_lossy())];
     let options = [
@@ -106,6 +110,11 @@ fn proxy_command(aws: &AwsOptions, reason: Option<&str>) -> anyhow::Result<Strin
             words.push(shell_quote(&value.replace('%', "%%")));
         }
     }
+    words.extend(
+        broker_flags
+            .iter()
+            .map(|f| shell_quote(&f.replace('%', "%%"))),
+    );
     words.extend(["ssh-proxy".to_owned(), "%h".to_owned(), "%p".to_owned()]);
     Ok(words.join(" "))
 }

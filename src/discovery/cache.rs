@@ -91,6 +91,32 @@ impl Cache {
         std::fs::rename(&tmp, &path)
     }
 
+    /// Every readable cached listing, whatever its scope and age (for shell completion).
+    pub fn all(&self) -> Vec<CacheEntry> {
+        let Ok(accounts) = std::fs::read_dir(self.root.join("index")) else {
+            return Vec::new();
+        };
+        let mut entries = Vec::new();
+        for account in accounts.flatten() {
+            let Ok(files) = std::fs::read_dir(account.path()) else {
+                continue;
+            };
+            for file in files.flatten() {
+                let path = file.path();
+                if path.extension().is_none_or(|e| e != "json") {
+                    continue;
+                }
+                let entry = std::fs::read(&path)
+                    .ok()
+                    .and_then(|text| serde_json::from_slice::<CacheEntry>(&text).ok())
+                    .filter(|entry| entry.version == FORMAT_VERSION);
+                entries.extend(entry);
+            }
+        }
+        entries.sort_by(|a, b| a.scope.cmp(&b.scope));
+        entries
+    }
+
     /// The file of `scope`.
     pub fn path(&self, scope: &Scope) -> PathBuf {
         self.root

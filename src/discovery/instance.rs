@@ -80,7 +80,7 @@ impl Instance {
 
     /// Whether the instance belongs to a production environment.
     pub fn is_prod(&self) -> bool {
-        self.env.as_deref() == Some("prod")
+        matches!(self.env.as_deref(), Some("prod" | "production"))
     }
 }
 

@@ -1,0 +1,304 @@
+//! How a command reaches AWS: one identity (`--profile`, the default chain), or the role broker
+//! over the configured accounts. It builds the discovery scopes (account x region), gives each
+//! scope its account's credentials, and, for a session on an instance of a configured account,
+//! applies that account's guardrails and hands the session the assumed-role credentials.
+
+use std::collections::HashMap;
+use std::io::IsTerminal as _;
+use std::sync::{Arc, Mutex};
+
+use aws_config::retry::RetryConfig;
+use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_types::SdkConfig;
+use aws_types::region::Region;
+use tokio::sync::OnceCell;
+
+use crate::aws::{AwsContext, AwsOptions, CredentialsOverride};
+use crate::broker::{Broker, BrokerCredentials, BrokerError};
+use crate::cli::args::CommonArgs;
+use crate::discovery::{Scope, ScopeConfigs, SourceError};
+use crate::guardrails::{self, Confirmation};
+
+/// The identities a command may use.
+#[derive(Clone, Debug)]
+pub(crate) struct Reach {
+    /// The command line's AWS choices.
+    pub aws: AwsOptions,
+    /// The broker, when the configuration lists accounts.
+    pub broker: Option<Arc<Broker>>,
+    /// `--yes`.
+    pub yes: bool,
+}
+
+/// Discovery scopes and the accounts left out of them.
+#[derive(Debug, Default)]
+pub(crate) struct Scopes {
+    /// What to list.
+    pub scopes: Vec<Scope>,
+    /// Accounts skipped because the source identity in use may not reach them (alias, why).
+    pub skipped: Vec<(String, String)>,
+}
+
+/// [`ScopeConfigs`] through the broker: each scope runs with its account's role credentials,
+/// assumed once per account however many regions list at once.
+#[derive(Debug)]
+pub(crate) struct BrokerScopes {
+    broker: Arc<Broker>,
+    base: SdkConfig,
+    providers: Mutex<HashMap<String, Arc<ProviderCell>>>,
+}
+
+type ProviderCell = OnceCell<Result<SharedCredentialsProvider, String>>;
+
+impl Reach {
+    /// Loads the configuration; the broker exists only when it lists accounts.
+    pub(crate) fn new(common: &CommonArgs) -> Result<Self, crate::report::ExpectedError> {
+        let config = crate::cli::broker::load_config(common.broker.config.as_deref())?;
+        let options = crate::cli::broker::broker_options(common);
+        let aws = options.aws.clone();
+        let broker = (!config.accounts.is_empty()).then(|| Arc::new(Broker::new(config, options)));
+        Ok(Self {
+            aws,
+            broker,
+            yes: common.broker.yes,
+        })
+    }
+
+    /// The scopes over `regions`: with a broker, every configured account (or only `account`,
+    /// an alias or id) in the regions given, else the account's, else the configuration's,
+    /// else `default_region`.
+    pub(crate) fn scopes(
+        &self,
+        context: &AwsContext,
+        regions: &[String],
+        account: Option<&str>,
+    ) -> Scopes {
+        let explicit: Vec<String> = if regions.is_empty() {
+            self.aws.region.iter().cloned().collect()
+        } else {
+            regions.to_vec()
+        };
+        let Some(broker) = &self.broker else {
+            let label = profile_label(context.profile.as_deref(), self.aws.endpoint_url.as_deref());
+            let regions = if explicit.is_empty() {
+                vec![context.region.clone()]
+            } else {
+                explicit
+            };
+            return Scopes {
+                scopes: regions
+                    .into_iter()
+                    .map(|region| Scope {
+                        account: label.clone(),
+                        alias: context
+                            .profile
+                            .clone()
+                            .unwrap_or_else(|| "default".to_owned()),
+                        env: None,
+                        region,
+                    })
+                    .collect(),
+                skipped: Vec::new(),
+            };
+        };
+        let config = broker.config();
+        let mut out = Scopes::default();
+        for entry in &config.accounts {
+            if account.is_some_and(|a| a != entry.alias && a != entry.id.as_str()) {
+                continue;
+            }
+            let reachable = broker
+                .resolve(entry.id.as_str())
+                .and_then(|target| broker.source_for(&target));
+            if let Err(e) = reachable {
+                out.skipped.push((entry.alias.clone(), e.to_string()));
+                continue;
+            }
+            let regions = if !explicit.is_empty() {
+                explicit.clone()
+            } else if !entry.regions.is_empty() {
+                entry.regions.clone()
+            } else if !config.regions.is_empty() {
+                config.regions.clone()
+            } else {
+                vec![context.region.clone()]
+            };
+            for region in regions {
+                out.scopes.push(Scope {
+                    account: account_key(entry.id.as_str(), self.aws.endpoint_url.as_deref()),
+                    alias: entry.alias.clone(),
+                    env: Some(entry.env.clone()),
+                    region,
+                });
+            }
+        }
+        out
+    }
+
+    /// The credentials a session on an instance of `account` (an id) runs with: `None` outside
+    /// the broker or for an account it does not list (the command line's identity then), else
+    /// the role's, after the account's guardrails (confirmation, `--reason`, source identity).
+    pub(crate) async fn session_credentials(
+        &self,
+        account: &str,
+        reason: Option<&str>,
+    ) -> Result<Option<CredentialsOverride>, SessionRefused> {
+        let Some(broker) = &self.broker else {
+            return Ok(None);
+        };
+        if broker.config().account(account).is_none() {
+            return Ok(None);
+        }
+        let target = broker.resolve(account).map_err(|e| SessionRefused {
+            target: account.to_owned(),
+            error: e,
+        })?;
+        let described = format!("account {}, role {}", target.account.alias, target.role_arn);
+        let refused = |error: BrokerError| SessionRefused {
+            target: described.clone(),
+            error,
+        };
+        let env = broker.environment(&target);
+        let confirmation = if self.yes {
+            Confirmation::Given
+        } else if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
+            Confirmation::Ask
+        } else {
+            Confirmation::Impossible
+        };
+        // The confirmation may read the terminal: keep it off the async workers.
+        tokio::task::block_in_place(|| {
+            guardrails::check_session(
+                &target.account.alias,
+                &target.account.env,
+                &env,
+                confirmation,
+                reason,
+            )
+        })
+        .map_err(|e| refused(e.into()))?;
+        // Asked now, so that an MFA prompt or a refusal comes before StartSession.
+        broker.credentials(&target).await.map_err(refused)?;
+        Ok(Some(
+            BrokerCredentials::new(Arc::clone(broker), target).into_override(),
+        ))
+    }
+}
+
+/// A session the broker would not give credentials for.
+#[derive(Debug)]
+pub(crate) struct SessionRefused {
+    /// The account and role, as messages name them.
+    pub target: String,
+    /// Why.
+    pub error: BrokerError,
+}
+
+impl BrokerScopes {
+    /// Scopes through `broker`, on top of `base` (endpoint, retry and timeout settings).
+    pub(crate) fn new(broker: Arc<Broker>, base: SdkConfig) -> Self {
+        Self {
+            broker,
+            base,
+            providers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    async fn provider(&self, scope: &Scope) -> Result<SharedCredentialsProvider, String> {
+        let id = scope
+            .account
+            .split('-')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        let cell = {
+            // Held only to find or insert the cell; never across an await.
+            let mut providers = self.providers.lock().unwrap_or_else(|p| p.into_inner());
+            Arc::clone(providers.entry(id.clone()).or_default())
+        };
+        cell.get_or_init(|| async {
+            let target = self.broker.resolve(&id).map_err(|e| e.to_string())?;
+            self.broker
+                .credentials(&target)
+                .await
+                .map_err(|e| describe_broker_error(&e))?;
+            Ok(SharedCredentialsProvider::new(BrokerCredentials::new(
+                Arc::clone(&self.broker),
+                target,
+            )))
+        })
+        .await
+        .clone()
+    }
+}
+
+impl ScopeConfigs for BrokerScopes {
+    async fn config(&self, scope: &Scope) -> Result<SdkConfig, SourceError> {
+        let provider = self
+            .provider(scope)
+            .await
+            .map_err(|message| SourceError::local(scope, "AssumeRole", message))?;
+        Ok(self
+            .base
+            .to_builder()
+            .region(Region::new(scope.region.clone()))
+            .credentials_provider(provider)
+            .retry_config(RetryConfig::disabled())
+            .build())
+    }
+}
+
+/// A broker error in one line for a warning: the AWS code and message when there is one.
+fn describe_broker_error(err: &BrokerError) -> String {
+    match err {
+        BrokerError::Aws(e) => match (e.code(), std::error::Error::source(e)) {
+            (Some(code), _) => format!("{code}: {e}"),
+            (None, Some(cause)) => format!("{e}: {cause}"),
+            (None, None) => e.to_string(),
+        },
+        other => other.to_string(),
+    }
+}
+
+/// The cache key of an account's scopes: its id, plus a digest of the endpoint when one is set
+/// (the emulator and AWS must not share a listing). The id comes first, up to the first `-`.
+pub(crate) fn account_key(id: &str, endpoint: Option<&str>) -> String {
+    match endpoint {
+        Some(endpoint) => format!("{id}-{}", endpoint_digest(endpoint)),
+        None => id.to_owned(),
+    }
+}
+
+/// The cache key of the single-profile identity: the profile name, plus a digest of the
+/// endpoint when one is set.
+pub(crate) fn profile_label(profile: Option<&str>, endpoint: Option<&str>) -> String {
+    let profile = profile.unwrap_or("default");
+    match endpoint {
+        Some(endpoint) => format!("profile-{profile}-{}", endpoint_digest(endpoint)),
+        None => format!("profile-{profile}"),
+    }
+}
+
+fn endpoint_digest(endpoint: &str) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(endpoint.as_bytes());
+    hex::encode(digest)[..12].to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_keys_separate_endpoints() {
+        assert_eq!(profile_label(None, None), "profile-default");
+        let a = profile_label(Some("p"), Some("http://127.0.0.1:1"));
+        let b = profile_label(Some("p"), Some("http://127.0.0.1:2"));
+        assert_ne!(a, b);
+        assert!(a.starts_with("profile-p-"));
+        assert_eq!(account_key("318402957716", None), "318402957716");
+        let key = account_key("318402957716", Some("http://127.0.0.1:1"));
+        assert_eq!(key.split('-').next(), Some("318402957716"));
+        assert_ne!(key, account_key("318402957716", Some("http://127.0.0.1:2")));
+    }
+}

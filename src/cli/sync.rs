@@ -1,0 +1,503 @@
+//! `postern accounts sync`: list the organization's accounts (Organizations ListAccounts, as the
+//! source identity) and record them in the accounts file beside the configuration, so a new
+//! account is reachable with no per-account setup. Accounts the configuration file lists itself
+//! are left to it; the accounts file is rewritten whole, atomically, on every sync.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{IsTerminal, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::SystemTime;
+
+use anyhow::Context as _;
+
+use crate::aws::{AwsError, AwsErrorKind};
+use crate::broker::{Broker, BrokerError};
+use crate::config::{self, Config};
+use crate::guardrails;
+use crate::report::{ErrorKind, ExpectedError};
+
+/// `postern accounts sync`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct SyncArgs {
+    /// Role to assume in every synced account (default: the configuration's `role`).
+    #[arg(long, value_name = "NAME")]
+    pub role_name: Option<String>,
+
+    /// Take each account's environment from this tag (ListTagsForResource), e.g. `environment`.
+    #[arg(long, value_name = "KEY", conflicts_with = "env_from_ou")]
+    pub env_from_tag: Option<String>,
+
+    /// Take each account's environment from the name of its organizational unit (lowercased).
+    #[arg(long)]
+    pub env_from_ou: bool,
+
+    /// Print what would be written, write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// One account as the organization describes it, with the environment postern gives it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct SyncedAccount {
+    id: String,
+    alias: String,
+    env: String,
+    /// Where the environment came from (`tag environment`, `OU Prod`, `name`, `unknown`).
+    env_origin: String,
+}
+
+/// Runs `postern accounts sync`.
+pub(crate) async fn run(broker: &Broker, args: &SyncArgs) -> anyhow::Result<ExitCode> {
+    let config = broker.config();
+    let path = accounts_path(config)?;
+    let role = args.role_name.clone().or_else(|| config.role.clone());
+    let (context, identity) = broker
+        .source_context()
+        .await
+        .map_err(|e| sync_failure(e, "source identity"))?;
+    let client = aws_sdk_organizations::Client::new(&context.sdk);
+    let described = format!(
+        "organization of {} (source {})",
+        identity.arn, identity.source
+    );
+    let region = context.region.clone();
+    let profile = context.profile.clone();
+
+    let mut listed = Vec::new();
+    let mut pages = client.list_accounts().into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = page
+            .map_err(|e| AwsError::from_sdk("ListAccounts", &region, profile.as_deref(), e))
+            .map_err(|e| sync_failure(BrokerError::Aws(e), &described))?;
+        listed.extend(page.accounts.unwrap_or_default());
+    }
+    let mut synced = Vec::new();
+    let mut ou_names: HashMap<String, String> = HashMap::new();
+    for account in listed {
+        let (Some(id), Some(name)) = (account.id, account.name) else {
+            continue;
+        };
+        let active = account
+            .status
+            .as_ref()
+            .is_none_or(|s| s.as_str() == "ACTIVE");
+        if !active {
+            tracing::info!(account = %id, "skipping an account that is not active");
+            continue;
+        }
+        let (env, env_origin) = if let Some(key) = &args.env_from_tag {
+            let tags = client
+                .list_tags_for_resource()
+                .resource_id(&id)
+                .send()
+                .await
+                .map_err(|e| {
+                    AwsError::from_sdk("ListTagsForResource", &region, profile.as_deref(), e)
+                })
+                .map_err(|e| sync_failure(BrokerError::Aws(e), &format!("account {id}")))?;
+            let value = tags
+                .tags
+                .unwrap_or_default()
+                .into_iter()
+                .find(|t| t.key.eq_ignore_ascii_case(key))
+                .map(|t| t.value);
+            match value {
+                Some(value) => (normalise_env(&value), format!("tag {key}")),
+                None => guess_env(&name),
+            }
+        } else if args.env_from_ou {
+            let parents = client
+                .list_parents()
+                .child_id(&id)
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk("ListParents", &region, profile.as_deref(), e))
+                .map_err(|e| sync_failure(BrokerError::Aws(e), &format!("account {id}")))?;
+            let ou = parents.parents.unwrap_or_default().into_iter().find(|p| {
+                p.r#type
+                    .as_ref()
+                    .is_some_and(|t| t.as_str() == "ORGANIZATIONAL_UNIT")
+            });
+            match ou.and_then(|p| p.id) {
+                Some(ou_id) => {
+                    if !ou_names.contains_key(&ou_id) {
+                        let described_ou = client
+                            .describe_organizational_unit()
+                            .organizational_unit_id(&ou_id)
+                            .send()
+                            .await
+                            .map_err(|e| {
+                                AwsError::from_sdk(
+                                    "DescribeOrganizationalUnit",
+                                    &region,
+                                    profile.as_deref(),
+                                    e,
+                                )
+                            })
+                            .map_err(|e| {
+                                sync_failure(BrokerError::Aws(e), &format!("OU {ou_id}"))
+                            })?;
+                        let name = described_ou
+                            .organizational_unit
+                            .and_then(|o| o.name)
+                            .unwrap_or_default();
+                        ou_names.insert(ou_id.clone(), name);
+                    }
+                    let ou_name = &ou_names[&ou_id];
+                    (normalise_env(ou_name), format!("OU {ou_name}"))
+                }
+                None => guess_env(&name),
+            }
+        } else {
+            guess_env(&name)
+        };
+        synced.push(SyncedAccount {
+            alias: alias_of(&name, &id),
+            id,
+            env,
+            env_origin,
+        });
+    }
+    dedupe_aliases(&mut synced);
+
+    let listed_here = configured_ids(config);
+    let previous = read_previous(&path);
+    let text = render(
+        &synced,
+        role.as_deref(),
+        config.role.as_deref(),
+        &identity.arn,
+    );
+    // Checked before writing: what we write must load.
+    config::parse_accounts(&path, &text).context("the accounts file postern wrote is invalid")?;
+
+    let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let mut out = format!(
+        "{:<24} {:<12} {:<10} {:<16} STATUS\n",
+        "ALIAS", "ACCOUNT", "ENV", "ENV FROM"
+    );
+    let mut unknown = 0;
+    for account in &synced {
+        let status = if listed_here.contains(&account.id) {
+            "in config.toml (kept as configured)"
+        } else if previous.contains(&account.id) {
+            "synced"
+        } else {
+            "new"
+        };
+        if account.env == UNKNOWN_ENV {
+            unknown += 1;
+        }
+        let env = config.environment(&account.env);
+        let alias = guardrails::paint(
+            &format!("{:<24}", account.alias),
+            &account.env,
+            &env,
+            colour,
+        );
+        out.push_str(&format!(
+            "{alias} {:<12} {:<10} {:<16} {status}\n",
+            account.id, account.env, account.env_origin
+        ));
+    }
+    let removed: Vec<&String> = previous
+        .iter()
+        .filter(|id| !synced.iter().any(|a| &a.id == *id))
+        .collect();
+    for id in &removed {
+        out.push_str(&format!(
+            "{id:<24} {id:<12} {:<10} {:<16} removed (no longer in the organization)\n",
+            "-", "-"
+        ));
+    }
+    if args.dry_run {
+        out.push_str(&format!(
+            "dry run: {} accounts would be written to {}\n",
+            synced.len(),
+            path.display()
+        ));
+    } else {
+        write_atomically(&path, &text)
+            .with_context(|| format!("could not write {}", path.display()))?;
+        out.push_str(&format!(
+            "{} accounts written to {} ({} new, {} removed)\n",
+            synced.len(),
+            path.display(),
+            synced.iter().filter(|a| !previous.contains(&a.id)).count(),
+            removed.len()
+        ));
+    }
+    if role.is_none() {
+        out.push_str(
+            "note: no role name: pass --role-name NAME or set `role` in the configuration, or \
+             no synced account is reachable\n",
+        );
+    }
+    if unknown > 0 {
+        out.push_str(&format!(
+            "note: {unknown} accounts have no known environment (env \"unknown\", not treated as \
+             production): use --env-from-tag KEY or --env-from-ou, or list them in the \
+             configuration file\n"
+        ));
+    }
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(out.as_bytes())
+        .and_then(|()| stdout.flush())
+        .context("could not write to stdout")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The accounts file beside the configuration file (which need not exist yet).
+fn accounts_path(config: &Config) -> anyhow::Result<PathBuf> {
+    let config_path = config
+        .path
+        .clone()
+        .or_else(config::default_config_path)
+        .ok_or_else(|| {
+            ExpectedError::new(
+                ErrorKind::Config,
+                "no place for the accounts file: no configuration path and no home directory",
+            )
+            .hint("pass --config FILE or set POSTERN_CONFIG")
+        })?;
+    Ok(Config::accounts_path(&config_path))
+}
+
+/// The account ids the configuration file itself lists (the loaded configuration merges in the
+/// accounts file, so the file is parsed alone).
+fn configured_ids(config: &Config) -> Vec<String> {
+    config
+        .path
+        .as_deref()
+        .and_then(|path| {
+            let text = std::fs::read_to_string(path).ok()?;
+            config::parse(path, &text).ok()
+        })
+        .map(|c| {
+            c.accounts
+                .iter()
+                .map(|a| a.id.as_str().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The account ids of the current accounts file (empty when absent or unreadable).
+fn read_previous(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| config::parse_accounts(path, &text).ok())
+        .map(|accounts| {
+            accounts
+                .into_iter()
+                .map(|a| a.id.as_str().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The accounts file's text.
+fn render(
+    accounts: &[SyncedAccount],
+    role: Option<&str>,
+    default_role: Option<&str>,
+    source: &str,
+) -> String {
+    let when = humantime::format_rfc3339_seconds(SystemTime::now());
+    let mut text = format!(
+        "# Written by `postern accounts sync` at {when} from Organizations ListAccounts as\n# \
+         {source}. The next sync rewrites this file: change an account in config.toml\n# \
+         instead (an account listed there wins over this file).\n"
+    );
+    for account in accounts {
+        text.push_str(&format!(
+            "\n[[accounts]]\nid = {}\nalias = {}\nenv = {}\n",
+            toml_string(&account.id),
+            toml_string(&account.alias),
+            toml_string(&account.env)
+        ));
+        if let Some(role) = role
+            && Some(role) != default_role
+        {
+            text.push_str(&format!("role = {}\n", toml_string(role)));
+        }
+    }
+    text
+}
+
+fn toml_string(value: &str) -> String {
+    toml::Value::String(value.to_owned()).to_string()
+}
+
+/// Writes `text` to `path` through a temporary file and a rename, creating the directory.
+fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let temporary = path.with_extension(format!("toml.{}.tmp", std::process::id()));
+    std::fs::write(&temporary, text)?;
+    std::fs::rename(&temporary, path)
+}
+
+/// A command-line alias from an account name: lowercase, runs of other characters as `-`.
+fn alias_of(name: &str, id: &str) -> String {
+    let mut alias = String::new();
+    for c in name.chars() {
+        if c.is_ascii_alphanumeric() {
+            alias.push(c.to_ascii_lowercase());
+        } else if !alias.ends_with('-') && !alias.is_empty() {
+            alias.push('-');
+        }
+    }
+    let alias = alias.trim_end_matches('-').to_owned();
+    if alias.is_empty() || alias.bytes().all(|b| b.is_ascii_digit()) {
+        format!("account-{id}")
+    } else {
+        alias
+    }
+}
+
+/// Two accounts with the same alias get their id appended.
+fn dedupe_aliases(accounts: &mut [SyncedAccount]) {
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for account in accounts.iter() {
+        *counts.entry(account.alias.clone()).or_default() += 1;
+    }
+    for account in accounts.iter_mut() {
+        if counts[&account.alias] > 1 {
+            account.alias = format!("{}-{}", account.alias, account.id);
+        }
+    }
+}
+
+/// An environment value from a tag or OU name: trimmed and lowercased.
+fn normalise_env(raw: &str) -> String {
+    let value = raw.trim().to_ascii_lowercase();
+    if value.is_empty() {
+        UNKNOWN_ENV.to_owned()
+    } else {
+        value
+    }
+}
+
+/// The environment a name suggests (`acme-prod` is prod), else unknown.
+fn guess_env(name: &str) -> (String, String) {
+    let lower = name.to_ascii_lowercase();
+    let words: Vec<&str> = lower
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .collect();
+    let has = |options: &[&str]| words.iter().any(|w| options.contains(w));
+    let env = if has(&["prod", "production", "prd"]) {
+        "prod"
+    } else if has(&["staging", "stg", "stage", "preprod"]) {
+        "stg"
+    } else if has(&["dev", "development", "sandbox", "test"]) {
+        "dev"
+    } else {
+        return (UNKNOWN_ENV.to_owned(), "unknown".to_owned());
+    };
+    (env.to_owned(), "name".to_owned())
+}
+
+fn sync_failure(err: BrokerError, target: &str) -> anyhow::Error {
+    let (kind, hint) = match &err {
+        BrokerError::Aws(e) if e.kind == AwsErrorKind::AccessDenied => (
+            ErrorKind::AccessDenied,
+            "ListAccounts works from the organization's management account or a delegated \
+             administrator: pick that source identity (--source, --profile)",
+        ),
+        BrokerError::Aws(e) if e.code() == Some("AWSOrganizationsNotInUseException") => (
+            ErrorKind::AwsRequest,
+            "this account is not in an organization: list accounts in the configuration file",
+        ),
+        BrokerError::Aws(e)
+            if matches!(
+                e.kind,
+                AwsErrorKind::Credentials | AwsErrorKind::Configuration
+            ) =>
+        {
+            (
+                ErrorKind::AwsConfig,
+                "check the source identity's credentials (e.g. `aws sso login`) or pick another \
+                 --profile",
+            )
+        }
+        BrokerError::Aws(e) if e.kind == AwsErrorKind::Unreachable => (
+            ErrorKind::EndpointUnreachable,
+            "check the network and --endpoint-url",
+        ),
+        _ => (
+            ErrorKind::AwsRequest,
+            "retry later; if it persists, quote the request id to AWS support",
+        ),
+    };
+    ExpectedError::new(kind, "could not sync the organization's accounts")
+        .target(target.to_owned())
+        .hint(hint)
+        .source(err)
+        .into()
+}
+
+/// The environment of an account nothing describes.
+const UNKNOWN_ENV: &str = "unknown";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aliases_are_command_line_words() {
+        assert_eq!(alias_of("Acme Prod (EU)", "111111111111"), "acme-prod-eu");
+        assert_eq!(alias_of("  ", "111111111111"), "account-111111111111");
+        assert_eq!(alias_of("123", "111111111111"), "account-111111111111");
+    }
+
+    #[test]
+    fn names_suggest_environments() {
+        assert_eq!(guess_env("acme-prod").0, "prod");
+        assert_eq!(guess_env("Acme Staging").0, "stg");
+        assert_eq!(guess_env("team-dev-1").0, "dev");
+        assert_eq!(guess_env("production-eu").0, "prod");
+        assert_eq!(guess_env("reproduce").0, UNKNOWN_ENV);
+    }
+
+    #[test]
+    fn duplicate_aliases_get_their_ids() {
+        let account = |id: &str| SyncedAccount {
+            id: id.to_owned(),
+            alias: "acme".to_owned(),
+            env: "dev".to_owned(),
+            env_origin: "name".to_owned(),
+        };
+        let mut accounts = vec![account("111111111111"), account("222222222222")];
+        dedupe_aliases(&mut accounts);
+        assert_eq!(accounts[0].alias, "acme-111111111111");
+        assert_eq!(accounts[1].alias, "acme-222222222222");
+    }
+
+    #[test]
+    fn rendered_file_loads_with_the_role_only_when_it_differs() {
+        let accounts = vec![SyncedAccount {
+            id: "318402957716".to_owned(),
+            alias: "acme-dev".to_owned(),
+            env: "dev".to_owned(),
+            env_origin: "name".to_owned(),
+        }];
+        let path = Path::new("/tmp/accounts.toml");
+        let text = render(&accounts, Some("Other"), Some("PosternAccess"), "arn:x");
+        let parsed = config::parse_accounts(path, &text).unwrap();
+        assert_eq!(parsed[0].role.as_deref(), Some("Other"));
+        let text = render(
+            &accounts,
+            Some("PosternAccess"),
+            Some("PosternAccess"),
+            "arn:x",
+        );
+        let parsed = config::parse_accounts(path, &text).unwrap();
+        assert_eq!(parsed[0].role, None);
+        assert_eq!(parsed[0].alias, "acme-dev");
+    }
+}

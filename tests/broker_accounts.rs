@@ -1,0 +1,427 @@
+//! Many accounts, one login, through the real binary against the emulator's multi-account
+//! sample fleet: `postern accounts sync` (Organizations), the index over every configured
+//! account, sessions that run with the target account's role, the production guardrails on
+//! sessions, and shell completion from the cached index.
+
+mod control_support;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use aws_credential_types::Credentials;
+use control_support::{assume, fleet_emulator};
+use postern::emulator::EmulatorHandle;
+
+const ACCOUNTS: &str = r#"
+[[accounts]]
+id = "402918375561"
+alias = "acme-shared-services"
+env = "prod"
+
+[[accounts]]
+id = "318402957716"
+alias = "acme-dev"
+env = "dev"
+
+[[accounts]]
+id = "529173064828"
+alias = "acme-staging"
+env = "stg"
+
+[[accounts]]
+id = "736250419937"
+alias = "acme-prod"
+env = "prod"
+"#;
+
+const HEAD: &str = "role = \"PosternAccess\"\nregions = [\"eu-west-1\", \"us-east-1\"]\n";
+
+/// A scratch home: config file, cache dir; postern runs with base (management) credentials.
+struct Home {
+    dir: tempfile::TempDir,
+}
+
+impl Home {
+    fn new(config: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("config.toml"), config).expect("write config");
+        Self { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn command(&self, emulator: &EmulatorHandle, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_postern"));
+        command
+            .args(["--endpoint-url", &emulator.endpoint()])
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.path())
+            .env("POSTERN_CONFIG", self.path().join("config.toml"))
+            .env("POSTERN_CACHE_DIR", self.path().join("cache"))
+            .env("AWS_CONFIG_FILE", self.path().join("no-aws-config"))
+            .env(
+                "AWS_SHARED_CREDENTIALS_FILE",
+                self.path().join("no-aws-credentials"),
+            )
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_REGION", "eu-west-1")
+            .env("AWS_ACCESS_KEY_ID", "AKIDBROKERTEST")
+            .env("AWS_SECRET_ACCESS_KEY", "broker-secret");
+        command
+    }
+
+    fn run(&self, emulator: &EmulatorHandle, args: &[&str]) -> Output {
+        self.command(emulator, args).output().expect("run postern")
+    }
+
+    fn run_as(&self, emulator: &EmulatorHandle, args: &[&str], who: &Credentials) -> Output {
+        let mut command = self.command(emulator, args);
+        command
+            .env("AWS_ACCESS_KEY_ID", who.access_key_id())
+            .env("AWS_SECRET_ACCESS_KEY", who.secret_access_key())
+            .env("AWS_SESSION_TOKEN", who.session_token().unwrap_or_default());
+        command.output().expect("run postern")
+    }
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn succeeded(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "postern failed ({:?}): {}",
+        output.status.code(),
+        stderr(output)
+    );
+    stdout(output)
+}
+
+fn row<'a>(table: &'a str, alias: &str) -> &'a str {
+    table
+        .lines()
+        .find(|l| l.starts_with(&format!("{alias} ")))
+        .unwrap_or_else(|| panic!("no row {alias} in {table}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_records_the_organizations_accounts_with_their_environments() {
+    let emulator = fleet_emulator(|_| {}).await;
+    let home = Home::new(HEAD);
+    let accounts_file = home.path().join("accounts.toml");
+
+    let dry = succeeded(&home.run(&emulator, &["accounts", "sync", "--dry-run"]));
+    assert!(
+        dry.contains("dry run: 4 accounts would be written"),
+        "{dry}"
+    );
+    assert!(!accounts_file.exists(), "a dry run writes nothing");
+
+    let text = succeeded(&home.run(
+        &emulator,
+        &["accounts", "sync", "--env-from-tag", "environment"],
+    ));
+    for (alias, id, env) in [
+        ("acme-shared-services", "402918375561", "prod"),
+        ("acme-dev", "318402957716", "dev"),
+        ("acme-staging", "529173064828", "stg"),
+        ("acme-prod", "736250419937", "prod"),
+    ] {
+        let line = row(&text, alias);
+        assert!(line.contains(id), "{line}");
+        assert!(line.contains(&format!(" {env} ")), "{line}");
+        assert!(line.contains("tag environment"), "{line}");
+        assert!(line.ends_with(" new"), "{line}");
+    }
+    assert!(text.contains("4 accounts written to"), "{text}");
+    let written = std::fs::read_to_string(&accounts_file).unwrap();
+    assert_eq!(written.matches("[[accounts]]").count(), 4, "{written}");
+    assert!(
+        !written.contains("role ="),
+        "the default role is not repeated"
+    );
+
+    // The synced accounts are the configuration's now: listed, reachable.
+    let listed = succeeded(&home.run(&emulator, &["accounts"]));
+    assert!(row(&listed, "acme-dev").contains(" dev "), "{listed}");
+    assert!(row(&listed, "acme-prod").contains(" prod "), "{listed}");
+    let creds = succeeded(&home.run(&emulator, &["creds", "acme-staging"]));
+    assert!(creds.contains("\"AccessKeyId\":\"ASIA"), "{creds}");
+
+    // A second sync from the OUs: the management account sits in the root, so its name decides
+    // (nothing in "acme-shared-services" names an environment).
+    let text = succeeded(&home.run(
+        &emulator,
+        &[
+            "accounts",
+            "sync",
+            "--env-from-ou",
+            "--role-name",
+            "Developer",
+        ],
+    ));
+    assert!(row(&text, "acme-dev").contains("OU Dev"), "{text}");
+    assert!(row(&text, "acme-dev").ends_with(" synced"), "{text}");
+    assert!(row(&text, "acme-prod").contains(" prod "), "{text}");
+    assert!(
+        row(&text, "acme-shared-services").contains(" unknown "),
+        "{text}"
+    );
+    assert!(
+        text.contains("1 accounts have no known environment"),
+        "{text}"
+    );
+    let written = std::fs::read_to_string(&accounts_file).unwrap();
+    assert_eq!(written.matches("role = \"Developer\"").count(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_from_a_member_account_is_denied_with_a_hint() {
+    let emulator = fleet_emulator(|_| {}).await;
+    let home = Home::new(HEAD);
+    let member = assume(&emulator, "318402957716", "PosternAccess").await;
+    let output = home.run_as(&emulator, &["accounts", "sync"], &member);
+    assert_eq!(output.status.code(), Some(251), "{}", stderr(&output));
+    let text = stderr(&output);
+    assert!(
+        text.starts_with("error: could not sync the organization's accounts (organization of arn:aws:sts::318402957716:assumed-role/PosternAccess/"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ListAccounts failed: AccessDeniedException"),
+        "{text}"
+    );
+    assert!(
+        text.contains("hint: ListAccounts works from the organization's management account"),
+        "{text}"
+    );
+    assert!(!home.path().join("accounts.toml").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_spans_every_configured_account_and_region() {
+    let emulator = fleet_emulator(|_| {}).await;
+    let home = Home::new(&format!("{HEAD}{ACCOUNTS}"));
+    let output = home.run(&emulator, &["list", "--json"]);
+    let text = succeeded(&output);
+    let rows: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let listed: BTreeSet<String> = rows
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_owned())
+        .collect();
+    let fleet: BTreeSet<String> = emulator
+        .fleet()
+        .instances
+        .iter()
+        .map(|i| i.id.clone())
+        .collect();
+    assert_eq!(listed, fleet, "every instance of every account and region");
+    assert_eq!(rows.len(), fleet.len(), "each once");
+    let web = rows
+        .iter()
+        .find(|r| r["name"] == "web-frontend-stg-1")
+        .unwrap();
+    assert_eq!(web["alias"], "acme-staging");
+    assert_eq!(web["account"], "529173064828");
+    assert_eq!(web["env"], "stg");
+
+    // Filters by account and environment, served from the cache this time.
+    let text = succeeded(&home.run(&emulator, &["list", "--account", "acme-dev"]));
+    assert!(
+        text.lines().skip(1).all(|l| l.starts_with("acme-dev ")),
+        "{text}"
+    );
+    assert_eq!(text.lines().count(), 1 + 8, "{text}");
+    let text = succeeded(&home.run(&emulator, &["list", "--env", "prod", "--json"]));
+    assert!(
+        text.lines().all(|l| l.contains("\"env\":\"prod\"")),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_account_warns_and_the_rest_is_listed() {
+    let emulator = fleet_emulator(|_| {}).await;
+    let broken = ACCOUNTS.replace(
+        "alias = \"acme-staging\"\nenv = \"stg\"",
+        "alias = \"acme-staging\"\nenv = \"stg\"\nrole = \"NoSuchRole\"",
+    );
+    let home = Home::new(&format!("{HEAD}{broken}"));
+    let output = home.run(&emulator, &["list", "--regions", "eu-west-1"]);
+    let text = succeeded(&output);
+    let warnings = stderr(&output);
+    assert!(
+        warnings.contains("warning: AssumeRole failed in acme-staging (529173064828) eu-west-1")
+            || warnings.contains("warning: AssumeRole failed in"),
+        "{warnings}"
+    );
+    assert!(warnings.contains("AccessDenied"), "{warnings}");
+    assert!(!text.contains("acme-staging"), "{text}");
+    assert!(text.contains("web-frontend-dev-1"), "{text}");
+    assert!(text.contains("web-frontend-prod-1"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_run_with_the_target_accounts_role() {
+    let emulator = fleet_emulator(|_| {}).await;
+    // Without the broker the base credentials act in the management account: a dev instance
+    // is not theirs to reach.
+    let plain = Home::new(HEAD);
+    let output = plain.run(
+        &emulator,
+        &["exec", "i-0040c7db20bbfd67e", "--", "echo", "unreachable"],
+    );
+    assert_eq!(output.status.code(), Some(250), "{}", stderr(&output));
+
+    let home = Home::new(&format!("{HEAD}{ACCOUNTS}"));
+    // By name: resolution through the index, then the account's role.
+    let output = home.run(
+        &emulator,
+        &["exec", "web-frontend-dev-1", "--", "echo", "hello from dev"],
+    );
+    assert_eq!(succeeded(&output), "hello from dev\n");
+    // By NAME@ALIAS and by a bare instance id (the cached index knows its account).
+    let output = home.run(
+        &emulator,
+        &["exec", "kafka-stg-1@acme-staging", "--", "echo", "stg"],
+    );
+    assert_eq!(succeeded(&output), "stg\n");
+    let output = home.run(
+        &emulator,
+        &["exec", "i-0040c7db20bbfd67e", "--", "exit", "7"],
+    );
+    assert_eq!(output.status.code(), Some(7), "{}", stderr(&output));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn production_sessions_need_confirmation_and_reason() {
+    let emulator = fleet_emulator(|_| {}).await;
+    let home = Home::new(&format!(
+        "{HEAD}{ACCOUNTS}\n[environments.prod]\nrequire_reason = true\n"
+    ));
+    let output = home.run(
+        &emulator,
+        &[
+            "exec",
+            "web-frontend-prod-1",
+            "--reason",
+            "INC-7",
+            "--",
+            "echo",
+            "x",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(241), "{}", stderr(&output));
+    assert_eq!(
+        stderr(&output),
+        "error: could not open a session on web-frontend-prod-1 (i-07a351b17cebd0b56), account \
+         acme-prod, eu-west-1 (account acme-prod, role \
+         arn:aws:iam::736250419937:role/PosternAccess)\n\
+         Caused by:\n  prod account acme-prod needs a confirmation\n\
+         hint: pass --yes to confirm, or run on a terminal to be asked\n"
+    );
+    let output = home.run(
+        &emulator,
+        &["exec", "web-frontend-prod-1", "--yes", "--", "echo", "x"],
+    );
+    assert_eq!(output.status.code(), Some(241), "{}", stderr(&output));
+    assert!(stderr(&output).contains("prod account acme-prod requires a reason"));
+    let output = home.run(
+        &emulator,
+        &[
+            "exec",
+            "web-frontend-prod-1",
+            "--yes",
+            "--reason",
+            "INC-7",
+            "--",
+            "echo",
+            "in prod",
+        ],
+    );
+    assert_eq!(succeeded(&output), "in prod\n");
+    // Dev needs neither.
+    let output = home.run(&emulator, &["exec", "kafka-dev-1", "--", "echo", "dev"]);
+    assert_eq!(succeeded(&output), "dev\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_non_prod_identity_never_reaches_prod_instances() {
+    let emulator = fleet_emulator(|_| {}).await;
+    let home = Home::new(&format!(
+        "{HEAD}{ACCOUNTS}\n[sources.prod-admin]\nprofile = \"prod-admin\"\n\n[sources.dev-user]\n\n[environments.prod]\nsource = \"prod-admin\"\n"
+    ));
+    let output = home.run(
+        &emulator,
+        &["list", "--regions", "eu-west-1", "--source", "dev-user"],
+    );
+    let text = succeeded(&output);
+    assert!(!text.contains("acme-prod"), "{text}");
+    assert!(text.contains("web-frontend-dev-1"), "{text}");
+    let notes = stderr(&output);
+    assert!(
+        notes.contains(
+            "note: skipping account acme-prod: refusing to assume a role in prod account \
+             acme-prod from source identity dev-user: prod requires source identity prod-admin"
+        ),
+        "{notes}"
+    );
+    let output = home.run(
+        &emulator,
+        &[
+            "exec",
+            "web-frontend-prod-1",
+            "--yes",
+            "--source",
+            "dev-user",
+            "--",
+            "echo",
+            "x",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(244), "{}", stderr(&output));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completion_offers_cached_instance_names() {
+    let emulator = fleet_emulator(|_| {}).await;
+    let home = Home::new(&format!("{HEAD}{ACCOUNTS}"));
+    let script = succeeded(&home.run(&emulator, &["completions", "bash"]));
+    assert!(script.contains("COMPLETE=\"bash\""), "{script}");
+    // Before any listing there is nothing to offer; after one, names, NAME@ALIAS and ids.
+    let ask = |word: &str| {
+        let mut command = home.command(&emulator, &[]);
+        command
+            .env("COMPLETE", "fish")
+            .args(["--", "postern", "shell", word]);
+        stdout(&command.output().unwrap())
+    };
+    assert!(!ask("kafka-d").contains("kafka-dev-1"));
+    succeeded(&home.run(&emulator, &["list"]));
+    let offered = ask("kafka-d");
+    assert!(
+        offered.lines().any(|l| l.starts_with("kafka-dev-1\t")),
+        "{offered}"
+    );
+    assert!(!offered.contains("kafka-prod-1"), "{offered}");
+    let offered = ask("kafka-prod-1@");
+    assert!(
+        offered
+            .lines()
+            .any(|l| l.starts_with("kafka-prod-1@acme-prod\t")),
+        "{offered}"
+    );
+}
