@@ -3,67 +3,15 @@
 //! afterwards; zero protocol violations.
 
 mod cli_util;
+mod tmux_support;
 
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use cli_util::{Emulator, poll, postern};
+use tmux_support::Tmux;
 
 const LIMIT: Duration = Duration::from_secs(30);
-
-/// A tmux server on its own socket, killed on drop.
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    fn new(dir: &Path) -> Self {
-        let available = Command::new("tmux").arg("-V").output();
-        assert!(
-            available.is_ok_and(|o| o.status.success()),
-            "tmux is required for this test (apt-get install tmux)"
-        );
-        Self {
-            socket: dir.join("tmux.sock").display().to_string(),
-        }
-    }
-
-    fn run(&self, args: &[&str]) -> String {
-        let out = Command::new("tmux")
-            .args(["-S", &self.socket])
-            .args(args)
-            .output()
-            .expect("run tmux");
-        assert!(
-            out.status.success(),
-            "tmux {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn pane(&self) -> String {
-        self.run(&["capture-pane", "-p", "-t", "t", "-S", "-100"])
-    }
-
-    /// Waits until the pane shows `needle` `count` times.
-    fn wait_for(&self, needle: &str, count: usize) -> String {
-        poll(LIMIT, || {
-            let pane = self.pane();
-            (pane.matches(needle).count() >= count).then_some(pane)
-        })
-        .unwrap_or_else(|| panic!("pane never showed {needle:?} x{count}:\n{}", self.pane()))
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .args(["-S", &self.socket, "kill-server"])
-            .output();
-    }
-}
 
 #[test]
 fn interactive_shell_in_a_real_terminal() {

@@ -73,7 +73,8 @@ fn ssh_and_scp_through_postern_reach_a_real_sshd() {
 #[test]
 fn ssh_proxy_writes_only_stream_bytes_and_exits_quietly_at_end_of_input() {
     let echo = echo_server();
-    for instance in [None, Some(ANCIENT)] {
+    // By id, by the id of an agent too old for mux, and by Name tag (resolved through the index).
+    for instance in [None, Some(ANCIENT), Some("web-1")] {
         let emu = Emulator::start(&["--no-pacing"]);
         let target = instance.unwrap_or(&emu.instance).to_owned();
         let input: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();

@@ -51,6 +51,14 @@ pub struct CommonArgs {
     #[command(flatten)]
     pub broker: crate::cli::broker::BrokerArgs,
 
+    /// Pre-fill the instance picker's query (bare `postern`, or a command without TARGET).
+    #[arg(long, global = true, value_name = "TEXT")]
+    pub query: Option<String>,
+
+    /// With the picker: take the only online match of --query without showing the picker.
+    #[arg(long = "select-1", global = true)]
+    pub select_one: bool,
+
     /// The target account's credentials, chosen by target resolution (not a flag).
     #[arg(skip)]
     pub credentials: Option<crate::aws::CredentialsOverride>,
@@ -94,9 +102,10 @@ pub enum Command {
 /// `postern forward`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ForwardArgs {
-    /// Instance id (i-…, mi-…), Name tag, NAME@ACCOUNT-ALIAS, private IP or DNS name.
+    /// Instance id (i-…, mi-…), Name tag, NAME@ACCOUNT-ALIAS, private IP or DNS name; none
+    /// opens the instance picker (on a terminal).
     #[arg(value_name = "TARGET", add = ArgValueCandidates::new(crate::cli::completions::targets))]
-    pub target: String,
+    pub target: Option<String>,
 
     /// Forward `[BIND:]LOCAL` to REMOTE_PORT on the instance, or `[BIND:]LOCAL:HOST:PORT` to HOST:PORT
     /// as reached from the instance. LOCAL 0 picks a free port; BIND defaults to 127.0.0.1.
@@ -180,9 +189,10 @@ pub struct ConnectArgs {
 /// `postern shell`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ShellArgs {
-    /// Instance id (i-…, mi-…), Name tag, NAME@ACCOUNT-ALIAS, private IP or DNS name.
+    /// Instance id (i-…, mi-…), Name tag, NAME@ACCOUNT-ALIAS, private IP or DNS name; none
+    /// opens the instance picker (on a terminal).
     #[arg(value_name = "TARGET", add = ArgValueCandidates::new(crate::cli::completions::targets))]
-    pub target: String,
+    pub target: Option<String>,
 
     /// Session options.
     #[command(flatten)]
@@ -192,9 +202,10 @@ pub struct ShellArgs {
 /// `postern exec`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ExecArgs {
-    /// Instance id (i-…, mi-…), Name tag, NAME@ACCOUNT-ALIAS, private IP or DNS name.
+    /// Instance id (i-…, mi-…), Name tag, NAME@ACCOUNT-ALIAS, private IP or DNS name; none
+    /// opens the instance picker (on a terminal).
     #[arg(value_name = "TARGET", add = ArgValueCandidates::new(crate::cli::completions::targets))]
-    pub target: String,
+    pub target: Option<String>,
 
     /// The command and its arguments, after `--`. As with ssh, they are joined with spaces and
     /// run by the remote `sh -c`, so quote what the remote shell must not expand.

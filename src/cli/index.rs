@@ -160,7 +160,18 @@ pub(crate) async fn resolve_targets(mut args: Args) -> anyhow::Result<Args> {
     if is_id && reach.broker.is_none() {
         return Ok(args);
     }
-    let chosen = if is_id {
+    let chosen = if raw.is_empty() {
+        if !interactive() {
+            // The plan reports the missing TARGET.
+            return Ok(args);
+        }
+        let index = load_index(&reach, &[], false, None).await?;
+        let query = args.common.query.clone().unwrap_or_default();
+        let select_one = args.common.select_one;
+        let chosen = tokio::task::block_in_place(|| pick(&index.instances, &query, select_one))?;
+        remember(&chosen.id);
+        chosen
+    } else if is_id {
         match find_cached(&reach, &raw).await? {
             Some(instance) => instance,
             None => return Ok(args),
@@ -185,27 +196,28 @@ pub(crate) async fn resolve_targets(mut args: Args) -> anyhow::Result<Args> {
     Ok(args)
 }
 
-/// The TARGET (without the `.postern` suffix of ssh names, without ssh's `USER@`) and
-/// `--reason` of a session command.
+/// The TARGET (without the `.postern` suffix of ssh names, without ssh's `USER@`; empty when
+/// left out) and `--reason` of a session command.
 fn session_target(args: &Args) -> Option<(String, Option<String>)> {
+    let given = |target: &Option<String>| target.as_deref().unwrap_or_default().to_owned();
     let (target, reason) = match &args.command {
-        Some(Command::Shell(shell)) => (shell.target.as_str(), &shell.session.reason),
-        Some(Command::Exec(exec)) => (exec.target.as_str(), &exec.session.reason),
-        Some(Command::Forward(forward)) => (forward.target.as_str(), &forward.connect.reason),
-        Some(Command::SshProxy(proxy)) => (proxy.target.as_str(), &proxy.connect.reason),
-        Some(Command::Ssh(ssh)) => (ssh_host(&ssh.destination).1, &ssh.reason),
+        Some(Command::Shell(shell)) => (given(&shell.target), &shell.session.reason),
+        Some(Command::Exec(exec)) => (given(&exec.target), &exec.session.reason),
+        Some(Command::Forward(forward)) => (given(&forward.target), &forward.connect.reason),
+        Some(Command::SshProxy(proxy)) => (proxy.target.clone(), &proxy.connect.reason),
+        Some(Command::Ssh(ssh)) => (ssh_host(&ssh.destination).1.to_owned(), &ssh.reason),
         _ => return None,
     };
-    let target = target.strip_suffix(SSH_HOST_SUFFIX).unwrap_or(target);
+    let target = target.strip_suffix(SSH_HOST_SUFFIX).unwrap_or(&target);
     Some((target.to_owned(), reason.clone()))
 }
 
 /// Replaces the session command's TARGET with the instance id it resolved to.
 fn set_target(args: &mut Args, id: &str) {
     match &mut args.command {
-        Some(Command::Shell(shell)) => id.clone_into(&mut shell.target),
-        Some(Command::Exec(exec)) => id.clone_into(&mut exec.target),
-        Some(Command::Forward(forward)) => id.clone_into(&mut forward.target),
+        Some(Command::Shell(shell)) => shell.target = Some(id.to_owned()),
+        Some(Command::Exec(exec)) => exec.target = Some(id.to_owned()),
+        Some(Command::Forward(forward)) => forward.target = Some(id.to_owned()),
         Some(Command::SshProxy(proxy)) => id.clone_into(&mut proxy.target),
         Some(Command::Ssh(ssh)) => {
             ssh.destination = match ssh_host(&ssh.destination).0 {
@@ -238,7 +250,9 @@ fn describe_instance(instance: &Instance) -> String {
 /// Bare `postern` on a terminal: pick an instance from the whole index and open a shell on it.
 async fn pick_shell(args: Args, reach: &Reach) -> anyhow::Result<Args> {
     let index = load_index(reach, &[], false, None).await?;
-    let chosen = tokio::task::block_in_place(|| pick(&index.instances, ""))?;
+    let query = args.common.query.clone().unwrap_or_default();
+    let select_one = args.common.select_one;
+    let chosen = tokio::task::block_in_place(|| pick(&index.instances, &query, select_one))?;
     remember(&chosen.id);
     let mut shell = <Args as clap::Parser>::try_parse_from(["postern", "shell", &chosen.id])
         .context("could not build the shell command")?;
@@ -276,14 +290,15 @@ async fn find_cached(reach: &Reach, id: &str) -> anyhow::Result<Option<Instance>
     Ok(index.instances.into_iter().find(|i| i.id == id))
 }
 
-/// Opens the terminal picker over `instances`; cancelling is an error (nothing to open).
-fn pick(instances: &[Instance], query: &str) -> anyhow::Result<Instance> {
+/// Opens the terminal picker over `instances` (with `select_one`, the only online match of
+/// `query` is taken without it); cancelling is an error (nothing to open).
+fn pick(instances: &[Instance], query: &str, select_one: bool) -> anyhow::Result<Instance> {
     let mut instances = instances.to_vec();
     if let Some(dir) = cache_dir() {
         History::load(&dir).sort(&mut instances, |i| &i.id, SystemTime::now());
     }
     let rows = rows_for(&instances);
-    match choose(&mut TtyPicker, &rows, query, false).context("the instance picker failed")? {
+    match choose(&mut TtyPicker, &rows, query, select_one).context("the instance picker failed")? {
         PickOutcome::Chosen(i) => Ok(instances[i].clone()),
         PickOutcome::Cancelled => Err(ExpectedError::new(ErrorKind::Usage, "no instance chosen")
             .hint("online instances can be opened; `postern list` shows every instance")
@@ -318,7 +333,7 @@ pub(crate) async fn resolve(reach: &Reach, raw: &str) -> anyhow::Result<Instance
             Resolution::Ambiguous(candidates) => {
                 if interactive() {
                     let candidates: Vec<Instance> = candidates.into_iter().cloned().collect();
-                    return tokio::task::block_in_place(|| pick(&candidates, ""));
+                    return tokio::task::block_in_place(|| pick(&candidates, "", false));
                 }
                 let hint = "name one of them by instance id or as NAME@ACCOUNT-ALIAS";
                 return Err(ExpectedError::new(
@@ -567,6 +582,10 @@ fn describe_aws(aws: &AwsOptions) -> String {
     parts.join(", ")
 }
 
+/// Production rows: red, as the guardrails paint production accounts.
+const PROD_COLOUR: &str = "\x1b[31m";
+const RESET: &str = "\x1b[0m";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -618,7 +637,3 @@ mod tests {
         assert!(lines[1].ends_with("Online"));
     }
 }
-
-/// Production rows: red, as the guardrails paint production accounts.
-const PROD_COLOUR: &str = "\x1b[31m";
-const RESET: &str = "\x1b[0m";

@@ -117,12 +117,12 @@ impl Plan {
         let common = args.common;
         match args.command {
             None => Err(ExpectedError::new(ErrorKind::Usage, "no command given").hint(
-                "run `postern shell i-0123456789abcdef0` or `postern exec i-0123456789abcdef0 -- \
-                 uptime`; the instance picker arrives with instance discovery",
+                "run `postern shell web-1` or `postern exec i-0123456789abcdef0 -- uptime`; on a \
+                 terminal, bare `postern` opens the instance picker",
             )),
-            Some(Command::Shell(ShellArgs { target, session })) => {
-                Ok(Self::Shell(SessionPlan::new(&common, &target, &session)?))
-            }
+            Some(Command::Shell(ShellArgs { target, session })) => Ok(Self::Shell(
+                SessionPlan::new(&common, target.as_deref().unwrap_or_default(), &session)?,
+            )),
             Some(Command::Exec(exec)) => Ok(Self::Exec(ExecPlan::new(&common, exec)?)),
             Some(Command::Forward(args)) => Ok(Self::Forward(ForwardPlan::new(&common, args)?)),
             Some(Command::SshProxy(args)) => Ok(Self::SshProxy(ProxyPlan::new(&common, args)?)),
@@ -170,7 +170,8 @@ impl SessionPlan {
 
 impl ExecPlan {
     fn new(common: &CommonArgs, exec: ExecArgs) -> Result<Self, ExpectedError> {
-        let session = SessionPlan::new(common, &exec.target, &exec.session)?;
+        let target = exec.target.as_deref().unwrap_or_default();
+        let session = SessionPlan::new(common, target, &exec.session)?;
         let command_line = exec.command.join(" ");
         if command_line.trim().is_empty() {
             return Err(ExpectedError::new(ErrorKind::Usage, "the command is empty")
@@ -193,7 +194,7 @@ impl ExecPlan {
 impl ForwardPlan {
     fn new(common: &CommonArgs, args: ForwardArgs) -> Result<Self, ExpectedError> {
         check_reason(args.connect.reason.as_deref())?;
-        let target = Target::parse(&args.target)?;
+        let target = Target::parse(args.target.as_deref().unwrap_or_default())?;
         let forwards = args
             .forwards
             .iter()
@@ -344,12 +345,20 @@ impl Target {
         };
         if ok {
             Ok(Self(raw.to_ascii_lowercase()))
+        } else if raw.is_empty() {
+            Err(
+                ExpectedError::new(ErrorKind::Usage, "no TARGET given").hint(
+                    "name the instance (an id, Name tag, NAME@ACCOUNT-ALIAS, private IP or DNS \
+                 name); on a terminal, leaving it out opens the instance picker",
+                ),
+            )
         } else {
             Err(
                 ExpectedError::new(ErrorKind::Usage, format!("`{raw}` is not an instance id"))
                     .hint(
                         "give an EC2 instance id (i-0123456789abcdef0) or a managed node id \
-                 (mi-0123456789abcdef0); names and tags arrive with instance discovery",
+                 (mi-0123456789abcdef0), or a Name tag, NAME@ACCOUNT-ALIAS, private IP or DNS \
+                 name",
                     ),
             )
         }

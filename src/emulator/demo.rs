@@ -193,7 +193,9 @@ impl Demo {
             .env("AWS_SHARED_CREDENTIALS_FILE", self.files.credentials())
             .env("AWS_REGION", &instance.region)
             .env("AWS_ENDPOINT_URL", self.emulator.endpoint())
-            .env("AWS_EC2_METADATA_DISABLED", "true");
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            // The user's own postern configuration names real accounts: not the demo's.
+            .env("POSTERN_CONFIG", self.files.postern_config());
         command
     }
 
@@ -478,6 +480,11 @@ impl TempFiles {
         self.dir.join("credentials")
     }
 
+    /// An empty postern configuration: the demo's profiles do the account switching.
+    fn postern_config(&self) -> PathBuf {
+        self.dir.join("postern.toml")
+    }
+
     /// A base profile with the demo's dummy keys, and one profile per account assuming the
     /// demo role from it; every profile points at the emulator.
     fn write_aws_config(&self, emulator: &EmulatorHandle) -> std::io::Result<()> {
@@ -501,6 +508,10 @@ impl TempFiles {
             );
         }
         write_private(&self.config(), &config)?;
+        write_private(
+            &self.postern_config(),
+            "# Written by `postern demo`: no accounts, the AWS profiles switch roles.\n",
+        )?;
         write_private(
             &self.credentials(),
             &format!(

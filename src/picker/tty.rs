@@ -51,7 +51,8 @@ fn run(rows: &[Row], query: &str, screen: &mut impl io::Write) -> io::Result<Opt
     loop {
         let ranked = Matcher::new(&query).rank(&texts);
         selected = selected.min(ranked.len().saturating_sub(1));
-        let (height, width) = window_size().map_or((24, 100), |(r, c)| (r as usize, c as usize));
+        // `window_size` gives (cols, rows).
+        let (width, height) = window_size().map_or((100, 24), |(c, r)| (c as usize, r as usize));
         let frame = draw(rows, &ranked, &widths, &query, selected, height, width);
         screen.write_all(frame.as_bytes())?;
         screen.flush()?;

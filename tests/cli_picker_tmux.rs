@@ -1,0 +1,161 @@
+//! The instance picker and the production confirmation in a real terminal: tmux runs the real
+//! binary against an emulator serving the multi-account sample fleet, with a configuration
+//! listing its accounts (every session runs with the account's role).
+
+mod cli_util;
+mod tmux_support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use cli_util::{Emulator, poll, postern};
+use tmux_support::Tmux;
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+const CONFIG: &str = r#"
+role = "PosternAccess"
+regions = ["eu-west-1", "us-east-1"]
+
+[[accounts]]
+id = "402918375561"
+alias = "acme-shared-services"
+env = "prod"
+
+[[accounts]]
+id = "318402957716"
+alias = "acme-dev"
+env = "dev"
+
+[[accounts]]
+id = "529173064828"
+alias = "acme-staging"
+env = "stg"
+
+[[accounts]]
+id = "736250419937"
+alias = "acme-prod"
+env = "prod"
+"#;
+
+/// Runs `postern ARGS` in a fresh tmux pane; the script records postern's exit status.
+struct Pane {
+    tmux: Tmux,
+    status: std::path::PathBuf,
+    _emulator: Emulator,
+    _dir: tempfile::TempDir,
+}
+
+impl Pane {
+    fn start(args: &str) -> Self {
+        let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("fleets/sample.toml");
+        let emulator = Emulator::start(&["--fleet", &sample.display().to_string()]);
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("config.toml"), CONFIG).unwrap();
+        let status = dir.path().join("status");
+        let script = dir.path().join("run.sh");
+        std::fs::write(
+            &script,
+            format!(
+                "export AWS_ACCESS_KEY_ID=AKIDPOSTERNTEST AWS_SECRET_ACCESS_KEY=test \
+                 AWS_REGION=eu-west-1 AWS_EC2_METADATA_DISABLED=true HOME={home} \
+                 POSTERN_CONFIG={home}/config.toml POSTERN_CACHE_DIR={home}/cache \
+                 AWS_CONFIG_FILE={home}/none AWS_SHARED_CREDENTIALS_FILE={home}/none PS1='$ '\n\
+                 {postern} --endpoint-url {endpoint} {args}\n\
+                 echo \"postern-exit=$?\" > {status}.tmp; mv {status}.tmp {status}\n\
+                 echo postern-done\n\
+                 exec sleep 60\n",
+                home = dir.path().display(),
+                status = status.display(),
+                postern = postern(),
+                endpoint = emulator.endpoint,
+            ),
+        )
+        .unwrap();
+        let tmux = Tmux::new(dir.path());
+        let command = format!("sh {}", script.display());
+        tmux.run(&[
+            "new-session",
+            "-d",
+            "-s",
+            "t",
+            "-x",
+            "160",
+            "-y",
+            "40",
+            &command,
+        ]);
+        Self {
+            tmux,
+            status,
+            _emulator: emulator,
+            _dir: dir,
+        }
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", "t"];
+        args.extend_from_slice(keys);
+        self.tmux.run(&args);
+    }
+
+    fn exit_status(&self) -> String {
+        poll(LIMIT, || std::fs::read_to_string(&self.status).ok())
+            .unwrap_or_else(|| panic!("postern never ended:\n{}", self.tmux.pane()))
+            .trim()
+            .to_owned()
+    }
+}
+
+#[test]
+fn select_one_takes_the_only_match_without_a_picker() {
+    let pane = Pane::start("--query kafka-dev --select-1 exec -- echo picked-$((6*7))");
+    pane.tmux.wait_for("picked-42", 1);
+    assert_eq!(pane.exit_status(), "postern-exit=0");
+}
+
+#[test]
+fn bare_postern_picks_an_instance_and_opens_a_shell() {
+    let pane = Pane::start("");
+    // The picker lists every account's instances; typing narrows, Enter opens a shell.
+    pane.tmux.wait_for("web-frontend-prod-1", 1);
+    pane.tmux.wait_for("kafka-stg-1", 1);
+    pane.keys(&["-l", "orders-api-stg"]);
+    poll(LIMIT, || {
+        let screen = pane.tmux.pane();
+        (!screen.contains("kafka-stg-1")).then_some(())
+    })
+    .unwrap_or_else(|| panic!("the query never narrowed:\n{}", pane.tmux.pane()));
+    pane.keys(&["Enter"]);
+    pane.keys(&["-l", "echo in-$((40+2))-shell"]);
+    pane.keys(&["Enter"]);
+    pane.tmux.wait_for("in-42-shell", 1);
+    pane.keys(&["-l", "exit"]);
+    pane.keys(&["Enter"]);
+    assert_eq!(pane.exit_status(), "postern-exit=0");
+}
+
+#[test]
+fn production_asks_for_the_alias_on_the_terminal() {
+    let pane = Pane::start("exec web-frontend-prod-1 -- echo confirmed-ok");
+    pane.tmux
+        .wait_for("is a prod account. Type its alias to continue:", 1);
+    pane.keys(&["-l", "acme-prod"]);
+    pane.keys(&["Enter"]);
+    pane.tmux.wait_for("confirmed-ok", 1);
+    assert_eq!(pane.exit_status(), "postern-exit=0");
+
+    let declined = Pane::start("exec web-frontend-prod-1 -- echo never");
+    declined
+        .tmux
+        .wait_for("is a prod account. Type its alias to continue:", 1);
+    declined.keys(&["-l", "acme-dev"]);
+    declined.keys(&["Enter"]);
+    assert_eq!(declined.exit_status(), "postern-exit=241");
+    let screen = declined.tmux.wait_for("postern-done", 1);
+    assert!(
+        screen.contains("not confirmed for prod account acme-prod"),
+        "{screen}"
+    );
+    assert!(!screen.contains("\nnever"), "{screen}");
+}
