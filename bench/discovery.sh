@@ -13,8 +13,14 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(dirname "$here")"
 profile="${PROFILE:-release}"
 cd "$repo"
+# The workspace's own feature set (as the tests build it), so a warm target dir is reused
+# rather than every AWS SDK crate rebuilt with other features.
+flags=(--quiet --locked --workspace --all-features --examples)
 if [[ "$profile" == release ]]; then
-    cargo run --quiet --release --locked --example discovery_bench
+    cargo build --release "${flags[@]}"
+    dir=release
 else
-    cargo run --quiet --locked --example discovery_bench
+    cargo build "${flags[@]}"
+    dir=debug
 fi
+exec "${CARGO_TARGET_DIR:-$repo/target}/$dir/examples/discovery_bench"

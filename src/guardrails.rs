@@ -63,6 +63,20 @@ pub enum Confirmation {
     Impossible,
 }
 
+impl Confirmation {
+    /// `Given` with `--yes`, else `Ask` when stdin and stderr are terminals, else `Impossible`.
+    pub fn from_terminal(yes: bool) -> Self {
+        use std::io::IsTerminal as _;
+        if yes {
+            Self::Given
+        } else if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
+            Self::Ask
+        } else {
+            Self::Impossible
+        }
+    }
+}
+
 /// Checks confirmation and reason for opening a session (or issuing credentials) in `alias`.
 pub fn check_session(
     alias: &str,

@@ -13,27 +13,8 @@ use aws_credential_types::Credentials;
 use control_support::{assume, fleet_emulator};
 use postern::emulator::EmulatorHandle;
 
-const ACCOUNTS: &str = r#"
-[[accounts]]
-id = "402918375561"
-alias = "acme-shared-services"
-env = "prod"
-
-[[accounts]]
-id = "318402957716"
-alias = "acme-dev"
-env = "dev"
-
-[[accounts]]
-id = "529173064828"
-alias = "acme-staging"
-env = "stg"
-
-[[accounts]]
-id = "736250419937"
-alias = "acme-prod"
-env = "prod"
-"#;
+/// The sample fleet's accounts as configuration.
+const ACCOUNTS: &str = include_str!("fixtures/sample_accounts.toml");
 
 const HEAD: &str = "role = \"PosternAccess\"\nregions = [\"eu-west-1\", \"us-east-1\"]\n";
 

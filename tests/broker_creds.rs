@@ -14,30 +14,10 @@ use aws_credential_types::Credentials;
 use control_support::{assume, fleet_emulator, sdk};
 use postern::emulator::EmulatorHandle;
 
-const CONFIG: &str = r#"
-role = "PosternAccess"
-regions = ["eu-west-1"]
-
-[[accounts]]
-id = "402918375561"
-alias = "acme-shared-services"
-env = "prod"
-
-[[accounts]]
-id = "318402957716"
-alias = "acme-dev"
-env = "dev"
-
-[[accounts]]
-id = "529173064828"
-alias = "acme-staging"
-env = "stg"
-
-[[accounts]]
-id = "736250419937"
-alias = "acme-prod"
-env = "prod"
-"#;
+const CONFIG: &str = concat!(
+    "role = \"PosternAccess\"\nregions = [\"eu-west-1\"]\n",
+    include_str!("fixtures/sample_accounts.toml")
+);
 
 /// A scratch home: config file, cache dir.
 struct Home {

@@ -13,30 +13,10 @@ use tmux_support::Tmux;
 
 const LIMIT: Duration = Duration::from_secs(30);
 
-const CONFIG: &str = r#"
-role = "PosternAccess"
-regions = ["eu-west-1", "us-east-1"]
-
-[[accounts]]
-id = "402918375561"
-alias = "acme-shared-services"
-env = "prod"
-
-[[accounts]]
-id = "318402957716"
-alias = "acme-dev"
-env = "dev"
-
-[[accounts]]
-id = "529173064828"
-alias = "acme-staging"
-env = "stg"
-
-[[accounts]]
-id = "736250419937"
-alias = "acme-prod"
-env = "prod"
-"#;
+const CONFIG: &str = concat!(
+    "role = \"PosternAccess\"\nregions = [\"eu-west-1\", \"us-east-1\"]\n",
+    include_str!("fixtures/sample_accounts.toml")
+);
 
 /// Runs `postern ARGS` in a fresh tmux pane; the script records postern's exit status.
 struct Pane {

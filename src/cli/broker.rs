@@ -207,13 +207,7 @@ async fn creds(
         .map_err(|e| broker_failure(e, what, query))?;
     let described = format!("account {}, role {}", target.account.alias, target.role_arn);
     let env = broker.environment(&target);
-    let confirmation = if yes {
-        Confirmation::Given
-    } else if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
-        Confirmation::Ask
-    } else {
-        Confirmation::Impossible
-    };
+    let confirmation = Confirmation::from_terminal(yes);
     guardrails::check_session(
         &target.account.alias,
         &target.account.env,

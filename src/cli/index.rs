@@ -181,19 +181,31 @@ pub(crate) async fn resolve_targets(mut args: Args) -> anyhow::Result<Args> {
         remember(&chosen.id);
         chosen
     };
-    set_target(&mut args, &chosen.id);
+    bind(&mut args, &reach, &chosen, reason.as_deref()).await?;
+    Ok(args)
+}
+
+/// Points the session command at `chosen`: its id, its region and, for an instance of a
+/// configured account, its role's credentials once the account's guardrails passed.
+async fn bind(
+    args: &mut Args,
+    reach: &Reach,
+    chosen: &Instance,
+    reason: Option<&str>,
+) -> anyhow::Result<()> {
+    set_target(args, &chosen.id);
     args.common.region = Some(chosen.region.clone());
     args.common.credentials = reach
-        .session_credentials(&chosen.account, reason.as_deref())
+        .session_credentials(&chosen.account, reason)
         .await
         .map_err(|refused| {
             crate::cli::broker::broker_failure(
                 refused.error,
-                &format!("could not open a session on {}", describe_instance(&chosen)),
+                &format!("could not open a session on {}", describe_instance(chosen)),
                 &refused.target,
             )
         })?;
-    Ok(args)
+    Ok(())
 }
 
 /// The TARGET (without the `.postern` suffix of ssh names, without ssh's `USER@`; empty when
@@ -257,17 +269,7 @@ async fn pick_shell(args: Args, reach: &Reach) -> anyhow::Result<Args> {
     let mut shell = <Args as clap::Parser>::try_parse_from(["postern", "shell", &chosen.id])
         .context("could not build the shell command")?;
     shell.common = args.common;
-    shell.common.region = Some(chosen.region.clone());
-    shell.common.credentials = reach
-        .session_credentials(&chosen.account, None)
-        .await
-        .map_err(|refused| {
-            crate::cli::broker::broker_failure(
-                refused.error,
-                &format!("could not open a session on {}", describe_instance(&chosen)),
-                &refused.target,
-            )
-        })?;
+    bind(&mut shell, reach, &chosen, None).await?;
     Ok(shell)
 }
 

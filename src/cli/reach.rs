@@ -4,7 +4,6 @@
 //! applies that account's guardrails and hands the session the assumed-role credentials.
 
 use std::collections::HashMap;
-use std::io::IsTerminal as _;
 use std::sync::{Arc, Mutex};
 
 use aws_config::retry::RetryConfig;
@@ -159,13 +158,7 @@ impl Reach {
             error,
         };
         let env = broker.environment(&target);
-        let confirmation = if self.yes {
-            Confirmation::Given
-        } else if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
-            Confirmation::Ask
-        } else {
-            Confirmation::Impossible
-        };
+        let confirmation = Confirmation::from_terminal(self.yes);
         // The confirmation may read the terminal: keep it off the async workers.
         tokio::task::block_in_place(|| {
             guardrails::check_session(
