@@ -134,6 +134,14 @@ impl<C: ScopeConfigs> SdkSource<C> {
             page_size: DESCRIBE_PAGE,
         }
     }
+
+    /// Asks for `page_size` items per DescribeInstances page instead of the API's maximum
+    /// (the API allows 5 to 1000): tests use it to turn many pages over a small fleet.
+    #[must_use]
+    pub fn with_page_size(mut self, page_size: i32) -> Self {
+        self.page_size = page_size;
+        self
+    }
 }
 
 impl<C: ScopeConfigs> InstanceSource for SdkSource<C> {
