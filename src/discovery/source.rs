@@ -153,7 +153,19 @@ impl<C: ScopeConfigs> InstanceSource for SdkSource<C> {
             describe_instances(&ec2, scope, self.page_size),
             describe_information(&ssm, scope)
         );
-        Ok(join(scope, ec2?, ssm?))
+        let ec2 = ec2?;
+        let ssm = match ssm {
+            Ok(ssm) => ssm,
+            // Discovery retries throttling. Any other SSM failure (a role without the SSM
+            // permission, an endpoint without the call) must not hide the EC2 listing: its
+            // rows stay, without agent facts.
+            Err(error) if !error.throttled => {
+                tracing::warn!("{error}; listing the EC2 instances without agent status");
+                HashMap::new()
+            }
+            Err(error) => return Err(error),
+        };
+        Ok(join(scope, ec2, ssm))
     }
 }
 
