@@ -134,6 +134,14 @@ impl<C: ScopeConfigs> SdkSource<C> {
             page_size: DESCRIBE_PAGE,
         }
     }
+
+    /// Asks for `page_size` items per DescribeInstances page instead of the API's maximum
+    /// (the API allows 5 to 1000): tests use it to turn many pages over a small fleet.
+    #[must_use]
+    pub fn with_page_size(mut self, page_size: i32) -> Self {
+        self.page_size = page_size;
+        self
+    }
 }
 
 impl<C: ScopeConfigs> InstanceSource for SdkSource<C> {
@@ -145,7 +153,19 @@ impl<C: ScopeConfigs> InstanceSource for SdkSource<C> {
             describe_instances(&ec2, scope, self.page_size),
             describe_information(&ssm, scope)
         );
-        Ok(join(scope, ec2?, ssm?))
+        let ec2 = ec2?;
+        let ssm = match ssm {
+            Ok(ssm) => ssm,
+            // Discovery retries throttling. Any other SSM failure (a role without the SSM
+            // permission, an endpoint without the call) must not hide the EC2 listing: its
+            // rows stay, without agent facts.
+            Err(error) if !error.throttled => {
+                tracing::warn!("{error}; listing the EC2 instances without agent status");
+                HashMap::new()
+            }
+            Err(error) => return Err(error),
+        };
+        Ok(join(scope, ec2, ssm))
     }
 }
 
