@@ -237,7 +237,6 @@ impl Home {
             .env("HOME", self.path())
             .env("XDG_CONFIG_HOME", self.path().join("xdg-config"))
             .env("XDG_CACHE_HOME", self.path().join("xdg-cache"))
-            .env("POSTERN_CONFIG", self.path().join("config.toml"))
             .env("POSTERN_CACHE_DIR", self.cache())
             .env("AWS_CONFIG_FILE", self.path().join("no-aws-config"))
             .env(
@@ -247,6 +246,12 @@ impl Home {
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
             .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY);
+        // Without a configuration the default path (under XDG_CONFIG_HOME) is simply absent; a
+        // POSTERN_CONFIG naming a missing file would be an error.
+        let config = self.path().join("config.toml");
+        if config.exists() {
+            command.env("POSTERN_CONFIG", config);
+        }
         command
     }
 }
