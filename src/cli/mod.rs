@@ -8,6 +8,7 @@ mod forward;
 mod index;
 mod logging;
 mod plan;
+mod resilience;
 mod run;
 mod ssh;
 
@@ -18,4 +19,5 @@ pub use args::{
 pub use broker::{AccountsArgs, BrokerArgs, BrokerPlan, CredsArgs, WhoamiArgs};
 pub use index::{ListArgs, ListPlan};
 pub use plan::{ExecPlan, ForwardPlan, Plan, ProxyPlan, SessionPlan, SshPlan, Target};
+pub use resilience::{NoticeStyle, ResilienceArgs};
 pub use run::run;
