@@ -27,8 +27,11 @@ pub struct ExpectedError {
 pub enum ErrorKind {
     /// Bad command line (clap uses the same code).
     Usage,
-    /// The session needs a feature postern lacks (KMS encryption today).
+    /// The session needs a feature postern lacks (an agent too old for the request).
     Unsupported,
+    /// A KMS-encrypted session failed: no data key, keys that disagree, or a message that
+    /// did not decrypt.
+    Encryption,
     /// An AWS call failed for another reason (throttling, invalid document, server error).
     AwsRequest,
     /// `postern exec`: the session ended before the command reported its status.
@@ -61,6 +64,7 @@ impl ErrorKind {
         match self {
             Self::Usage => exit_codes::USAGE,
             Self::Unsupported => exit_codes::UNSUPPORTED,
+            Self::Encryption => exit_codes::ENCRYPTION,
             Self::AwsRequest => exit_codes::AWS_REQUEST,
             Self::NoExitStatus => exit_codes::NO_EXIT_STATUS,
             Self::AwsConfig => exit_codes::AWS_CONFIG,
@@ -183,6 +187,14 @@ pub fn notice(message: &str) {
     let _ = writeln!(stderr, "postern: {message}");
 }
 
+/// A one-line notice inside a raw-mode terminal session: on stderr, on a line of its own,
+/// bracketed so it stands apart from the remote screen.
+pub fn raw_notice(message: &str) {
+    let mut stderr = std::io::stderr().lock();
+    let _ = write!(stderr, "\r\n[postern: {message}]\r\n");
+    let _ = stderr.flush();
+}
+
 /// Exit codes. `postern exec` otherwise exits with the remote command's status, and a run
 /// ended by a signal with 128 + its number, as shells do.
 pub mod exit_codes {
@@ -198,9 +210,11 @@ pub mod exit_codes {
     pub const CONFIG: u8 = 240;
     /// A guardrail refused (production confirmation, reason, source identity).
     pub const GUARDRAIL: u8 = 241;
+    /// A KMS-encrypted session failed (GenerateDataKey, disagreeing keys, undecryptable data).
+    pub const ENCRYPTION: u8 = 243;
     /// The target matched no instance of the index, or several (listed in the message).
     pub const TARGET_UNRESOLVED: u8 = 244;
-    /// The session needs a feature postern lacks (KMS encryption).
+    /// The session needs a feature postern lacks (an agent too old for what was asked).
     pub const UNSUPPORTED: u8 = 245;
     /// Another AWS service error.
     pub const AWS_REQUEST: u8 = 246;
@@ -267,6 +281,7 @@ mod tests {
         let kinds = [
             ErrorKind::Usage,
             ErrorKind::Unsupported,
+            ErrorKind::Encryption,
             ErrorKind::AwsRequest,
             ErrorKind::NoExitStatus,
             ErrorKind::AwsConfig,

@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use postern_protocol::Event;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{Notify, mpsc};
@@ -23,7 +22,7 @@ use crate::forward::{
     outstanding,
 };
 use crate::term::{LocalSignal, Signals};
-use crate::transport::{self, Input, flush_transmits, now, sleep_until};
+use crate::transport::{self, Input, Resilience, now, sleep_until};
 
 /// What `postern ssh-proxy` does.
 #[derive(Clone, Debug)]
@@ -36,6 +35,8 @@ pub struct ProxyOptions {
     pub reason: Option<String>,
     /// Limit for the handshake.
     pub handshake_timeout: Duration,
+    /// Keepalive and reconnection.
+    pub resilience: Resilience,
 }
 
 /// How the proxy ended without error.
@@ -90,7 +91,8 @@ pub fn start_request(options: &ProxyOptions) -> StartSessionRequest {
 /// Runs the proxy over the process's standard streams.
 pub async fn run(ssm: SsmClient, options: &ProxyOptions) -> Result<ProxyEnd, ProxyError> {
     let mut signals = Signals::install(true).map_err(ProxyError::Local)?;
-    let connector = Connector::new(ssm, start_request(options), options.handshake_timeout);
+    let connector = Connector::new(ssm, start_request(options), options.handshake_timeout)
+        .with_resilience(options.resilience.clone());
     let connected = tokio::select! {
         connected = connector.connect() => connected.map_err(ProxyError::Connect)?,
         signal = signals.recv() => return Ok(ProxyEnd::Signalled(signal_number(signal))),
@@ -113,7 +115,7 @@ async fn pump(
 ) -> Result<ProxyEnd, ProxyError> {
     let Connected {
         session_id,
-        mut ws,
+        mut pump,
         mut session,
         ..
     } = connected;
@@ -133,7 +135,7 @@ async fn pump(
             let accepted = session.send_output(now, &pending);
             pending.drain(..accepted);
         }
-        let flushed = flush_transmits(&mut session, &mut ws, now).await;
+        let flushed = pump.flush(&mut session, now).await;
         let mut end = None;
         while let Some(event) = session.poll_event() {
             match event {
@@ -154,7 +156,7 @@ async fn pump(
         // The service closes the websocket right after channel_closed, which the loop above
         // has seen by now if it came; otherwise the channel broke.
         if let Err(e) = flushed {
-            break Err(lost(format!("the data channel was lost: {e}")));
+            break Err(lost(crate::forward::error_chain(&e)));
         }
         if stdout.is_closed() {
             break Ok(ProxyEnd::OutputClosed);
@@ -175,9 +177,9 @@ async fn pump(
         let may_read = !input_done && pending.is_empty() && window.available(in_flight) > 0;
         let deadline = session.poll_timeout();
         tokio::select! {
-            message = ws.next() => {
-                if let Err(e) = transport::receive(&mut session, &mut ws, message).await {
-                    break Err(lost(format!("the data channel was lost: {e}")));
+            received = pump.recv(&mut session) => {
+                if let Err(e) = received {
+                    break Err(lost(crate::forward::error_chain(&e)));
                 }
             }
             read = input.recv(), if may_read => match read {
@@ -204,7 +206,7 @@ async fn pump(
             finish(
                 connector,
                 &session_id,
-                &mut ws,
+                &mut pump,
                 &mut session,
                 agent_version,
                 DRAIN_ON_END,

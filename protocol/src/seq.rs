@@ -240,6 +240,17 @@ impl ResendBuffer {
         }
     }
 
+    /// The first message at or after `from` that was transmitted and is still unacked.
+    pub fn in_flight_from(
+        &mut self,
+        from: SequenceNumber,
+    ) -> Option<(SequenceNumber, &mut Outgoing)> {
+        self.messages
+            .range_mut(from.0..self.next_unsent.0)
+            .find(|(_, msg)| msg.last_sent.is_some())
+            .map(|(&seq, msg)| (SequenceNumber(seq), msg))
+    }
+
     /// Messages transmitted but not acknowledged.
     pub fn in_flight(&self) -> usize {
         let unsent = (self.next_seq.0 - self.next_unsent.0).max(0) as usize;

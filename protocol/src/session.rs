@@ -436,6 +436,8 @@ pub struct Session {
     handshake_seen: HandshakeSeen,
     crypto: Option<PayloadCrypto>,
     challenge_answered: bool,
+    /// Client role after a reconnect: replay unacked messages from this sequence number on.
+    replay_from: Option<SequenceNumber>,
     stats: SessionStats,
 }
 
@@ -508,6 +510,7 @@ impl Session {
             handshake_seen: HandshakeSeen::default(),
             crypto: None,
             challenge_answered: false,
+            replay_from: None,
             stats: SessionStats::default(),
             limits: config.limits,
         };
@@ -585,8 +588,16 @@ impl Session {
     }
 
     /// A new websocket replaced the old one: unacked messages become due for resending now.
+    ///
+    /// The agent role resends only the head of its buffer, one message per RTO or ack, as the
+    /// real agent does (SPEC.md §5.7). The client role replays every unacked message once, in
+    /// order, at once: whatever was in flight when the websocket broke is lost, and resending
+    /// it one round trip at a time would stall a bulk transfer for seconds after each drop.
     pub fn handle_reconnect(&mut self, now: Instant) {
-        self.resend.expire_all(now, self.rtt.rto());
+        match self.role {
+            Role::Client => self.replay_from = Some(SequenceNumber(0)),
+            Role::Agent => self.resend.expire_all(now, self.rtt.rto()),
+        }
         self.last_progress = now;
         self.resume_publication();
     }
@@ -707,6 +718,20 @@ impl Session {
             return None;
         }
         let running = self.gate.publication() == Publication::Running;
+        if running && let Some(from) = self.replay_from {
+            match self.resend.in_flight_from(from) {
+                Some((seq, msg)) => {
+                    msg.last_sent = Some(now);
+                    msg.retransmissions += 1;
+                    let frame = msg.frame.clone();
+                    self.stats.retransmissions += 1;
+                    self.replay_from = Some(seq.next());
+                    tracing::trace!(seq = seq.0, "replay after reconnect");
+                    return Some(Transmit { frame });
+                }
+                None => self.replay_from = None,
+            }
+        }
         let rto = self.rtt.rto();
         if running && let Some((seq, head)) = self.resend.head_in_flight() {
             let due = head.last_sent.is_some_and(|t| now >= t + rto);

@@ -81,8 +81,15 @@ impl SsmClient {
         )
     }
 
-    /// Calls ResumeSession for a fresh token after the websocket broke.
-    pub async fn resume_session(&self, session_id: &str) -> Result<SessionCredentials, AwsError> {
+    /// Calls ResumeSession for a fresh token after the websocket broke; `Ok(None)` when the
+    /// service answers without a token: the session can no longer be resumed (SPEC.md §1.3).
+    /// Without a StreamUrl in the answer, `stream_url` (the session's first one) is kept, as
+    /// the official client always does.
+    pub async fn resume_session(
+        &self,
+        session_id: &str,
+        stream_url: &StreamUrl,
+    ) -> Result<Option<SessionCredentials>, AwsError> {
         let output = self
             .client
             .resume_session()
@@ -92,12 +99,19 @@ impl SsmClient {
             .map_err(|err| {
                 AwsError::from_sdk("ResumeSession", &self.region, self.profile.as_deref(), err)
             })?;
+        if output.token_value().is_none_or(str::is_empty) {
+            return Ok(None);
+        }
         self.credentials(
             "ResumeSession",
             output.session_id().or(Some(session_id)),
             output.token_value(),
-            output.stream_url(),
+            output
+                .stream_url()
+                .filter(|url| !url.is_empty())
+                .or(Some(stream_url.expose())),
         )
+        .map(Some)
     }
 
     /// Calls TerminateSession so nothing stays open on the service.

@@ -184,6 +184,10 @@ pub struct ConnectArgs {
     /// Give up when the agent has not started a session after this long.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
     pub handshake_timeout: Duration,
+
+    /// Keepalive and reconnection.
+    #[command(flatten)]
+    pub resilience: crate::cli::resilience::ResilienceArgs,
 }
 
 /// `postern shell`.
@@ -246,4 +250,8 @@ pub struct SessionArgs {
     /// Escape character for `~.` (close) and `~?` (help) after a newline, or `none`.
     #[arg(short = 'e', long, value_name = "CHAR", default_value = "~")]
     pub escape_char: String,
+
+    /// Keepalive and reconnection.
+    #[command(flatten)]
+    pub resilience: crate::cli::resilience::ResilienceArgs,
 }

@@ -10,6 +10,7 @@ mod index;
 mod logging;
 mod plan;
 mod reach;
+mod resilience;
 mod run;
 mod ssh;
 mod sync;
@@ -22,5 +23,6 @@ pub use broker::{AccountsArgs, AccountsCommand, BrokerArgs, BrokerPlan, CredsArg
 pub use completions::CompletionsArgs;
 pub use index::{ListArgs, ListPlan};
 pub use plan::{ExecPlan, ForwardPlan, Plan, ProxyPlan, SessionPlan, SshPlan, Target};
+pub use resilience::{NoticeStyle, ResilienceArgs};
 pub use run::run;
 pub use sync::SyncArgs;

@@ -7,6 +7,7 @@ use crate::aws::AwsOptions;
 use crate::cli::args::{
     Args, Command, CommonArgs, ExecArgs, ForwardArgs, SessionArgs, ShellArgs, SshArgs, SshProxyArgs,
 };
+use crate::cli::resilience::{NoticeStyle, ResilienceArgs};
 use crate::emulator::{DemoArgs, EmulatorArgs};
 use crate::forward::{ForwardOptions, ForwardSpec, SessionCount};
 use crate::report::{ErrorKind, ExpectedError};
@@ -91,6 +92,8 @@ pub struct SessionPlan {
     pub handshake_timeout: Duration,
     /// Escape character, `None` when disabled.
     pub escape: Option<u8>,
+    /// Keepalive and reconnection.
+    pub resilience: ResilienceArgs,
 }
 
 /// A command to run.
@@ -164,6 +167,7 @@ impl SessionPlan {
             reason: session.reason.clone(),
             handshake_timeout: session.handshake_timeout,
             escape: parse_escape(&session.escape_char)?,
+            resilience: session.resilience.clone(),
         })
     }
 }
@@ -216,6 +220,7 @@ impl ForwardPlan {
                 sessions: parse_sessions(&args.sessions)?,
                 reason: args.connect.reason,
                 handshake_timeout: args.connect.handshake_timeout,
+                resilience: args.connect.resilience.resilience(NoticeStyle::WithSession),
             },
             json: args.json,
         })
@@ -237,6 +242,7 @@ impl ProxyPlan {
                 port: args.port,
                 reason: args.connect.reason,
                 handshake_timeout: args.connect.handshake_timeout,
+                resilience: args.connect.resilience.resilience(NoticeStyle::Line),
             },
         })
     }

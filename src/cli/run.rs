@@ -7,20 +7,21 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
-use postern_protocol::{Session, SessionConfig};
+use postern_protocol::{KmsContext, Session, SessionConfig};
 
 use crate::aws::{
-    self, AwsError, AwsErrorKind, SessionCredentials, SsmClient, StartSessionRequest,
+    self, AwsError, AwsErrorKind, KmsClient, SessionCredentials, SsmClient, StartSessionRequest,
 };
 use crate::cli::args::Args;
 use crate::cli::logging;
 use crate::cli::plan::{ExecPlan, Plan, SessionPlan};
+use crate::cli::resilience::NoticeStyle;
 use crate::forward::ConnectError;
 use crate::report::{self, ErrorKind, ExpectedError, exit_codes};
 use crate::term::{self, Signals, TerminalGuard};
 use crate::transport::{
     self, CLIENT_VERSION, DriverConfig, DriverError, ExitMarker, Finished, Local, OpenError,
-    Outputs, SessionEnd,
+    Outputs, Pump, ResumeTarget, SessionEnd,
 };
 
 /// Runs the command line; errors are for [`report::error`].
@@ -119,7 +120,8 @@ async fn run_session(plan: &SessionPlan, mode: &Mode) -> anyhow::Result<ExitCode
         .map_err(|e| aws_failure(e, "could not start a session", &described))?;
     tracing::info!(session_id = %credentials.session_id, url = %credentials.stream_url, "session started");
 
-    let outcome = drive(plan, mode, &credentials, &marker).await;
+    let kms = KmsClient::new(&context);
+    let outcome = drive(plan, mode, (&ssm, &kms), &credentials, &marker).await;
 
     // Leave nothing open on the service, whatever happened.
     let terminate = ssm.terminate_session(&credentials.session_id);
@@ -163,6 +165,7 @@ fn start_request(plan: &SessionPlan, mode: &Mode, marker: &ExitMarker) -> StartS
 async fn drive(
     plan: &SessionPlan,
     mode: &Mode,
+    (ssm, kms): (&SsmClient, &KmsClient),
     credentials: &SessionCredentials,
     marker: &ExitMarker,
 ) -> Result<Finished, SessionFailure> {
@@ -193,6 +196,7 @@ async fn drive(
         send_size: tty,
         eof_sends_ctrl_d: !stdin_tty,
         exit_marker,
+        kms: Some(kms.clone()),
     };
     let input = transport::spawn_stdin_reader().map_err(SessionFailure::Local)?;
     let signals = Signals::install(!raw).map_err(SessionFailure::Local)?;
@@ -205,18 +209,37 @@ async fn drive(
     let epoch_millis = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-    let session = Session::new(
-        SessionConfig::client(CLIENT_VERSION, rand::random(), epoch_millis),
-        now,
-    );
+    let mut session_config = SessionConfig::client(CLIENT_VERSION, rand::random(), epoch_millis);
+    // The encryption context names the session and the target as started (SPEC.md §7.2).
+    session_config.kms_context = Some(KmsContext {
+        session_id: credentials.session_id.clone(),
+        target_id: plan.target.as_str().to_owned(),
+    });
+    let session = Session::new(session_config, now);
     let local = Local {
         input,
         outputs: Outputs::stdio(),
         terminal,
         signals: Some(signals),
     };
+    let style = if raw {
+        NoticeStyle::Raw
+    } else {
+        NoticeStyle::Line
+    };
+    let target = ResumeTarget {
+        ssm: ssm.clone(),
+        session_id: credentials.session_id.clone(),
+        stream_url: credentials.stream_url.clone(),
+    };
+    let pump = Pump::new(
+        ws,
+        target,
+        plan.resilience.resilience(style),
+        rand::random(),
+    );
     // The guard lives in `local` and is dropped (terminal restored) when `run` returns.
-    transport::run(ws, session, local, config)
+    transport::run(pump, session, local, config)
         .await
         .map_err(SessionFailure::Driver)
 }
@@ -412,17 +435,47 @@ fn driver_failure(err: SessionFailure, described: &str, session_id: &str) -> any
                     "the agent may be overloaded or too old; check its logs on the instance \
                      (/var/log/amazon/ssm/amazon-ssm-agent.log)",
                 ),
-                DriverError::ConnectionLost { .. } | DriverError::Closed(_) => (
+                DriverError::ConnectionLost(_) => (
+                    ErrorKind::ConnectionLost,
+                    "the session was interrupted",
+                    "check the network (and --reconnect-attempts, --keepalive); run the command \
+                     again to start a new session",
+                ),
+                DriverError::Closed(_) => (
                     ErrorKind::ConnectionLost,
                     "the session was interrupted",
                     "check the network; run the command again to start a new session",
                 ),
-                DriverError::KmsUnsupported => (
-                    ErrorKind::Unsupported,
-                    "the session could not start",
-                    "the account's Session Manager preferences turn on KMS encryption; \
-                     postern supports it in a later release",
+                DriverError::Encryption(_) => (
+                    ErrorKind::Encryption,
+                    "the KMS-encrypted session was closed",
+                    "the agent's data key does not match ours or a message was altered on the \
+                     way; nothing undecryptable was shown. Check the KMS key named in the \
+                     Session Manager preferences (the instance role needs kms:Decrypt) and retry",
                 ),
+                DriverError::Kms { source, .. } => {
+                    let (kind, hint) = match source.kind {
+                        AwsErrorKind::AccessDenied => (
+                            ErrorKind::AccessDenied,
+                            "the caller needs kms:GenerateDataKey on the key named in the \
+                             account's Session Manager preferences",
+                        ),
+                        AwsErrorKind::Credentials => (
+                            ErrorKind::AwsConfig,
+                            "check the credentials: refresh them (e.g. `aws sso login`)",
+                        ),
+                        _ => (
+                            ErrorKind::Encryption,
+                            "check that the KMS key in the Session Manager preferences exists \
+                             and is enabled in this region",
+                        ),
+                    };
+                    (
+                        kind,
+                        "the session is KMS-encrypted and no data key could be made",
+                        hint,
+                    )
+                }
                 DriverError::Output(_) => {
                     return anyhow::Error::new(e)
                         .context(format!("session output failed ({target})"));

@@ -44,6 +44,16 @@ pub struct EmulatorArgs {
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub exit_after: Option<Duration>,
 
+    /// Encrypt shell and command sessions with a data key under this KMS key, as the Session
+    /// Manager preferences' kmsKeyId does (port sessions are never encrypted).
+    #[arg(long, value_name = "KEY_ID")]
+    pub session_kms_key: Option<String>,
+
+    /// Close a websocket on which the client sent nothing, not even a ping, for DURATION (an
+    /// idle-connection timeout between client and service; the session stays resumable).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub idle_timeout: Option<Duration>,
+
     /// Accounts, regions and instances.
     #[command(flatten, next_help_heading = "Fleet")]
     pub fleet: Box<FleetArgs>,
@@ -150,6 +160,20 @@ pub struct FaultArgs {
     /// AccessDeniedException, InvalidDocument).
     #[arg(long, value_name = "CODE")]
     pub fail_start_session: Option<String>,
+
+    /// Fault: once a session has carried N messages, stop reading and writing its websocket
+    /// without closing it (a dead connection: no close frame, no pong).
+    #[arg(long, value_name = "N")]
+    pub stall_after: Option<u64>,
+
+    /// Fault: flip a byte in the payload of the N-th outgoing Output message (re-digested, so
+    /// only KMS decryption notices).
+    #[arg(long, value_name = "N")]
+    pub tamper_output: Option<u64>,
+
+    /// Fault: the agent's KMS Decrypt yields another data key than the client's.
+    #[arg(long)]
+    pub kms_wrong_key: bool,
 }
 
 impl EmulatorArgs {
@@ -205,7 +229,12 @@ impl EmulatorArgs {
                 pause_every: faults.pause_every,
                 pause_for: faults.pause_for.unwrap_or(DEFAULT_PAUSE_FOR),
                 fail_start_session: faults.fail_start_session,
+                stall_after: faults.stall_after,
+                tamper_output: faults.tamper_output,
+                kms_wrong_key: faults.kms_wrong_key,
             },
+            session_kms_key: self.session_kms_key,
+            idle_timeout: self.idle_timeout,
             ..EmulatorConfig::default()
         };
         Ok(config)

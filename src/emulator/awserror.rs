@@ -1,5 +1,5 @@
 //! AWS-shaped error responses, as the SDKs parse them: for JSON 1.1 services (SSM,
-//! Organizations) an HTTP 4xx/5xx with `{"__type": code, "message": text}` and an
+//! Organizations, KMS) an HTTP 4xx/5xx with `{"__type": code, "message": text}` and an
 //! `x-amzn-RequestId` header; for STS (AWS query) an `<ErrorResponse>` document; for EC2 (EC2
 //! query) a `<Response><Errors>` document. Also the per-service wording of the failures every
 //! service shares (expired or invalid credentials, throttling).
@@ -53,7 +53,9 @@ impl AwsError {
     /// The response `service` sends for this error.
     pub(crate) fn into_response(self, service: Service, request_id: &str) -> Response {
         match service {
-            Service::Ssm | Service::Organizations => self.into_json_response(request_id),
+            Service::Ssm | Service::Organizations | Service::Kms => {
+                self.into_json_response(request_id)
+            }
             Service::Sts => self.into_sts_response(request_id),
             Service::Ec2 => self.into_ec2_response(request_id),
         }
@@ -116,6 +118,8 @@ pub(crate) enum Service {
     Sts,
     /// EC2 (EC2 query, XML).
     Ec2,
+    /// KMS (JSON 1.1, `TrentService.*`).
+    Kms,
 }
 
 impl Service {
@@ -126,6 +130,7 @@ impl Service {
             Self::Organizations => "organizations",
             Self::Sts => "sts",
             Self::Ec2 => "ec2",
+            Self::Kms => "kms",
         }
     }
 
@@ -169,6 +174,7 @@ impl Service {
             ),
             Self::Sts => AwsError::new("Throttling", "Rate exceeded"),
             Self::Ec2 => AwsError::new("RequestLimitExceeded", "Request limit exceeded."),
+            Self::Kms => AwsError::new("ThrottlingException", "Rate exceeded"),
         }
     }
 }

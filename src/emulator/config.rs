@@ -44,6 +44,13 @@ pub struct EmulatorConfig {
     pub detach_timeout: Duration,
     /// Seed for message ids; `None` takes one from the OS.
     pub rng_seed: Option<u64>,
+    /// The KMS key of the Session Manager preferences: shell and command sessions (never
+    /// port sessions) are encrypted with a data key under it (SPEC.md §7.1).
+    pub session_kms_key: Option<String>,
+    /// Close a websocket on which the client sent nothing at all (no frame, no ping) for this
+    /// long, as idle-connection timeouts between client and service do; the session itself
+    /// stays resumable.
+    pub idle_timeout: Option<Duration>,
 }
 
 impl Default for EmulatorConfig {
@@ -65,6 +72,8 @@ impl Default for EmulatorConfig {
             attach_timeout: DEFAULT_ATTACH_TIMEOUT,
             detach_timeout: DEFAULT_DETACH_TIMEOUT,
             rng_seed: None,
+            session_kms_key: None,
+            idle_timeout: None,
         }
     }
 }
@@ -92,6 +101,14 @@ pub struct Faults {
     pub pause_for: Duration,
     /// Make every StartSession fail with this AWS error code.
     pub fail_start_session: Option<String>,
+    /// Once the session has carried this many messages, stop reading and writing its
+    /// websocket without closing it: a dead connection (no close frame, no pong).
+    pub stall_after: Option<u64>,
+    /// Flip one byte of the payload of this outgoing Output message (counted from 1) and
+    /// re-digest it, so that only decryption can notice (for KMS sessions).
+    pub tamper_output: Option<u64>,
+    /// The agent's KMS Decrypt yields a different data key than the client's.
+    pub kms_wrong_key: bool,
 }
 
 /// us-east-1, the SDKs' usual default.

@@ -1,6 +1,6 @@
 //! The AWS control plane's front door (`POST /`): authenticates the request, scopes it to an
 //! account and region, applies injected latency and throttling, and routes it by protocol and
-//! service. JSON 1.1 requests carry `X-Amz-Target: <Prefix>.<Op>` (SSM, Organizations);
+//! service. JSON 1.1 requests carry `X-Amz-Target: <Prefix>.<Op>` (SSM, Organizations, KMS);
 //! query-protocol requests (STS, EC2) carry a form body with `Action=` and `Version=`.
 //!
 //! The caller is read from the SigV4 `Authorization` header: its access key id picks the
@@ -23,7 +23,7 @@ use crate::emulator::awserror::{
 use crate::emulator::instances::InstanceSpec;
 use crate::emulator::query::Form;
 use crate::emulator::server::Shared;
-use crate::emulator::{ec2, organizations, ssm, sts};
+use crate::emulator::{ec2, kms, organizations, ssm, sts};
 
 /// Who a request acts as, and where.
 #[derive(Clone, Debug)]
@@ -81,6 +81,7 @@ impl Request {
             let service = match prefix {
                 SSM_TARGET_PREFIX => Service::Ssm,
                 ORGANIZATIONS_TARGET_PREFIX => Service::Organizations,
+                KMS_TARGET_PREFIX => Service::Kms,
                 _ => return Err(unknown()),
             };
             return Ok(Self::Json {
@@ -163,6 +164,10 @@ fn route(
             service: Service::Ssm,
             operation,
         } => ssm::handle(shared, &caller, operation, body).map(Reply::Json),
+        Request::Json {
+            service: Service::Kms,
+            operation,
+        } => kms::handle(shared, &caller, operation, body).map(Reply::Json),
         Request::Json { operation, .. } => {
             organizations::handle(shared, &caller, operation, body).map(Reply::Json)
         }
@@ -226,6 +231,8 @@ const AMZ_TARGET_HEADER: &str = "x-amz-target";
 const SECURITY_TOKEN_HEADER: &str = "x-amz-security-token";
 /// `X-Amz-Target` prefix of SSM operations.
 const SSM_TARGET_PREFIX: &str = "AmazonSSM";
+/// `X-Amz-Target` prefix of KMS operations.
+const KMS_TARGET_PREFIX: &str = "TrentService";
 /// `X-Amz-Target` prefix of Organizations operations.
 const ORGANIZATIONS_TARGET_PREFIX: &str = "AWSOrganizationsV20161128";
 /// API versions named by query-protocol requests.

@@ -16,8 +16,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use axum::extract::ws::{CloseFrame, Message, WebSocket, close_code};
 use futures_util::{SinkExt, StreamExt};
 use postern_protocol::{
-    AgentConfig, CloseReason, Event, Flag, MessageType, Session, SessionConfig, SessionType,
-    SizeData,
+    AgentConfig, CloseReason, DataKey, Event, Flag, KmsContext, KmsRequest, MessageType, Session,
+    SessionConfig, SessionType, SizeData,
 };
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -69,6 +69,12 @@ struct Driver {
     spec: SessionSpec,
     session: Session,
     socket: Option<WebSocket>,
+    /// A stalled websocket ([`Faults::stall_after`]): kept open, never read or written.
+    ///
+    /// [`Faults::stall_after`]: crate::emulator::Faults::stall_after
+    stalled: Option<WebSocket>,
+    /// When the client last sent anything on the attached websocket (for the idle timeout).
+    last_heard: Instant,
     detached_since: Option<Instant>,
     plugin: Option<PluginHandle>,
     plugin_input: Option<mpsc::Sender<PluginInput>>,
@@ -104,6 +110,8 @@ impl Driver {
         let agent = AgentConfig {
             // Pacing is the driver's: the agent paces its reads, not its transmissions.
             pacing: None,
+            // The Session Manager preferences' key; the core ignores it for Port sessions.
+            kms_key_id: shared.config.session_kms_key.clone(),
             ..AgentConfig::new(
                 &spec.instance.agent_version,
                 spec.plan.session_type.clone(),
@@ -114,10 +122,13 @@ impl Driver {
             .duration_since(UNIX_EPOCH)
             .map_or(1, |d| d.as_millis() as u64);
         let seed = shared.config.rng_seed.unwrap_or_else(rand::random);
-        let session = Session::new(
-            SessionConfig::agent(agent, seed, epoch_millis),
-            now.into_std(),
-        );
+        let mut config = SessionConfig::agent(agent, seed, epoch_millis);
+        // The agent decrypts with its own instance id as aws:ssm:TargetId (SPEC.md §7.2).
+        config.kms_context = Some(KmsContext {
+            session_id: spec.session_id.clone(),
+            target_id: spec.instance.id.clone(),
+        });
+        let session = Session::new(config, now.into_std());
         tracing::info!(
             session_id = %spec.session_id,
             target = %spec.instance.id,
@@ -131,6 +142,8 @@ impl Driver {
             spec,
             session,
             socket: Some(attachment.socket),
+            stalled: None,
+            last_heard: now,
             detached_since: None,
             plugin: None,
             plugin_input: None,
@@ -180,7 +193,20 @@ impl Driver {
                 }
                 // The plugin is gone: its input has nowhere to go.
                 Wake::InputPermit(None) => self.pending_input.clear(),
-                Wake::Timer => self.session.handle_timeout(now.into_std()),
+                Wake::Timer => {
+                    self.session.handle_timeout(now.into_std());
+                    if let Some(idle) = self.shared.config.idle_timeout
+                        && self.socket.is_some()
+                        && now >= self.last_heard + idle
+                    {
+                        tracing::info!(
+                            session_id = %self.spec.session_id,
+                            ?idle,
+                            "idle timeout: closing the websocket"
+                        );
+                        self.detach(now).await;
+                    }
+                }
                 Wake::Shutdown => {
                     self.end_now("the emulator is shutting down").await;
                     let _ = shutdown.borrow_and_update();
@@ -243,6 +269,8 @@ impl Driver {
         }
         tracing::info!(session_id = %self.spec.session_id, "data channel re-attached");
         self.socket = Some(attachment.socket);
+        self.stalled = None;
+        self.last_heard = now;
         self.detached_since = None;
         self.closes.new_socket();
         self.shaper.reset();
@@ -258,7 +286,20 @@ impl Driver {
         tracing::info!(session_id = %self.spec.session_id, "data channel detached");
     }
 
+    /// Stops serving the websocket without closing it ([`Faults::stall_after`]).
+    ///
+    /// [`Faults::stall_after`]: crate::emulator::Faults::stall_after
+    fn stall(&mut self, now: Instant) {
+        tracing::info!(session_id = %self.spec.session_id, "fault: stalling the websocket");
+        self.stalled = self.socket.take();
+        self.detached_since = Some(now);
+        self.shaper.reset();
+    }
+
     async fn on_frame(&mut self, now: Instant, frame: Option<Result<Message, axum::Error>>) {
+        if matches!(frame, Some(Ok(_))) {
+            self.last_heard = now;
+        }
         match frame {
             Some(Ok(Message::Binary(bytes))) => {
                 if let Some(kind) = gateway::peek_message_type(&bytes)
@@ -277,6 +318,8 @@ impl Driver {
                 if self.closes.count(&self.shared.config.faults) {
                     tracing::info!(session_id = %self.spec.session_id, "fault: closing the websocket");
                     self.detach(now).await;
+                } else if self.closes.stall(&self.shared.config.faults) {
+                    self.stall(now);
                 }
             }
             Some(Ok(Message::Text(_))) => {
@@ -285,7 +328,15 @@ impl Driver {
                     "text frame after the open frame",
                 );
             }
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+            Some(Ok(Message::Ping(_))) => {
+                // The library queued the Pong; send it now, the session may be idle.
+                if let Some(socket) = self.socket.as_mut()
+                    && socket.flush().await.is_err()
+                {
+                    self.detach(now).await;
+                }
+            }
+            Some(Ok(Message::Pong(_))) => {}
             Some(Ok(Message::Close(_)) | Err(_)) | None => self.detach(now).await,
         }
     }
@@ -360,7 +411,36 @@ impl Driver {
                     "channel_closed sent by the client",
                 );
             }
-            Event::StdErr(_) | Event::ExitCode(_) | Event::KmsDataKeyRequired(_) => {
+            Event::KmsDataKeyRequired(KmsRequest::Decrypt {
+                key_id,
+                ciphertext_blob,
+                encryption_context,
+            }) => {
+                let result = self
+                    .shared
+                    .kms
+                    .decrypt(&ciphertext_blob, &encryption_context, Some(&key_id))
+                    .map(|mut plaintext| {
+                        if self.shared.config.faults.kms_wrong_key
+                            && let Some(first) = plaintext.first_mut()
+                        {
+                            tracing::info!(session_id = %self.spec.session_id, "fault: wrong data key");
+                            *first ^= 0xff;
+                        }
+                        DataKey {
+                            plaintext,
+                            ciphertext_blob,
+                        }
+                    })
+                    .map_err(|e| e.to_string());
+                if let Err(why) = &result {
+                    tracing::info!(session_id = %self.spec.session_id, %why, "KMS Decrypt failed");
+                }
+                self.session.provide_data_key(now.into_std(), result);
+            }
+            Event::StdErr(_)
+            | Event::ExitCode(_)
+            | Event::KmsDataKeyRequired(KmsRequest::GenerateDataKey { .. }) => {
                 self.record(
                     "unexpected_message",
                     "agent-only payload sent by the client",
@@ -446,6 +526,13 @@ impl Driver {
                 self.detach(now).await;
                 return;
             }
+            if self.closes.stall(&self.shared.config.faults) {
+                if let Some(socket) = self.socket.as_mut() {
+                    let _ = socket.flush().await;
+                }
+                self.stall(now);
+                return;
+            }
         }
         if sent_any
             && let Some(socket) = self.socket.as_mut()
@@ -471,6 +558,10 @@ impl Driver {
             self.ending.as_ref().map(|e| e.deadline),
             self.detached_since
                 .map(|since| since + self.shared.config.detach_timeout),
+            self.socket
+                .as_ref()
+                .and(self.shared.config.idle_timeout)
+                .map(|idle| self.last_heard + idle),
         ]
         .into_iter()
         .flatten()

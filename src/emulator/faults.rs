@@ -1,14 +1,15 @@
 //! Fault injection on the path from the agent to the client: the [`Shaper`] sits between
 //! `Session::poll_transmit` and the websocket and delays, duplicates, reorders or drops frames
-//! and inserts publication pauses, as [`Faults`] asks. Websocket closes are counted here too
-//! ([`CloseCounter`]) and carried out by the driver.
+//! and inserts publication pauses, and tampers with an Output payload, as [`Faults`] asks.
+//! Websocket closes and stalls are counted here too ([`CloseCounter`]) and carried out by the
+//! driver.
 //!
 //! Deterministic: every fault fires on a message count, never at random.
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use postern_protocol::MessageType;
+use postern_protocol::{ClientMessage, MessageType, PayloadType};
 use tokio::time::Instant;
 
 use crate::emulator::config::Faults;
@@ -23,6 +24,7 @@ pub(crate) struct Shaper {
     outgoing: u64,
     stream: u64,
     acks: u64,
+    outputs: u64,
     pause: Option<Instant>,
 }
 
@@ -35,6 +37,7 @@ impl Shaper {
             outgoing: 0,
             stream: 0,
             acks: 0,
+            outputs: 0,
             pause: None,
         }
     }
@@ -42,6 +45,11 @@ impl Shaper {
     /// Takes one frame from the session.
     pub(crate) fn push(&mut self, now: Instant, frame: Vec<u8>) {
         let message_type = gateway::peek_message_type(&frame);
+        let frame = if message_type == Some(MessageType::OutputStreamData) {
+            self.maybe_tamper(frame)
+        } else {
+            frame
+        };
         if message_type == Some(MessageType::Acknowledge) {
             self.acks += 1;
             if every(self.faults.drop_acks_every, self.acks) {
@@ -73,6 +81,29 @@ impl Shaper {
             self.queue.push_front((now, gateway::pause_publication()));
             self.pause = Some(until);
         }
+    }
+
+    /// Flips the last payload byte of the [`Faults::tamper_output`]-th Output message and
+    /// re-encodes it with a valid digest: only payload decryption can tell.
+    fn maybe_tamper(&mut self, frame: Vec<u8>) -> Vec<u8> {
+        let Some(n) = self.faults.tamper_output else {
+            return frame;
+        };
+        let Ok(mut message) = ClientMessage::decode(&frame) else {
+            return frame;
+        };
+        if message.payload_type != PayloadType::Output {
+            return frame;
+        }
+        self.outputs += 1;
+        if self.outputs != n {
+            return frame;
+        }
+        if let Some(last) = message.payload.last_mut() {
+            *last ^= 0x01;
+        }
+        tracing::info!(output = n, "fault: tampering with an Output payload");
+        message.encode().unwrap_or(frame)
     }
 
     /// The next frame due at `now`, if any.
@@ -129,6 +160,7 @@ pub(crate) struct CloseCounter {
     on_socket: u64,
     in_session: u64,
     closed_once: bool,
+    stalled_once: bool,
 }
 
 impl CloseCounter {
@@ -150,6 +182,16 @@ impl CloseCounter {
     pub(crate) fn new_socket(&mut self) {
         self.on_socket = 0;
     }
+
+    /// Whether the websocket must now stall ([`Faults::stall_after`], once per session);
+    /// asked after [`CloseCounter::count`].
+    pub(crate) fn stall(&mut self, faults: &Faults) -> bool {
+        if !self.stalled_once && faults.stall_after.is_some_and(|n| self.in_session >= n) {
+            self.stalled_once = true;
+            return true;
+        }
+        false
+    }
 }
 
 fn every(n: Option<u64>, count: u64) -> bool {
@@ -161,9 +203,7 @@ const REORDER_HOLD_MAX: Duration = Duration::from_millis(20);
 
 #[cfg(test)]
 mod tests {
-    use postern_protocol::{
-        AcknowledgeContent, ClientMessage, MessageId, PayloadType, SCHEMA_VERSION, SequenceNumber,
-    };
+    use postern_protocol::{AcknowledgeContent, MessageId, SCHEMA_VERSION, SequenceNumber};
 
     use super::*;
 
@@ -304,6 +344,39 @@ mod tests {
             Some(MessageType::StartPublication)
         );
         assert_eq!(&later[1..], &[stream(0), stream(1)]);
+    }
+
+    #[test]
+    fn tampers_with_exactly_the_nth_output_and_keeps_the_digest_valid() {
+        let now = Instant::now();
+        let mut shaper = Shaper::new(Faults {
+            tamper_output: Some(2),
+            ..Faults::default()
+        });
+        for seq in 0..3 {
+            shaper.push(now, stream(seq));
+        }
+        let out = drain(&mut shaper, now);
+        assert_eq!(out[0], stream(0));
+        assert_eq!(out[2], stream(2));
+        let tampered = ClientMessage::decode(&out[1]).expect("still a valid message");
+        assert_eq!(tampered.payload, vec![b'x' ^ 0x01]);
+    }
+
+    #[test]
+    fn stall_fires_once_per_session() {
+        let faults = Faults {
+            stall_after: Some(2),
+            ..Faults::default()
+        };
+        let mut counter = CloseCounter::default();
+        assert!(!counter.count(&faults));
+        assert!(!counter.stall(&faults));
+        assert!(!counter.count(&faults));
+        assert!(counter.stall(&faults));
+        counter.new_socket();
+        assert!(!counter.count(&faults));
+        assert!(!counter.stall(&faults));
     }
 
     #[test]

@@ -24,6 +24,7 @@ mod fleet;
 mod gateway;
 mod generate;
 mod instances;
+mod kms;
 mod organizations;
 mod pacing;
 mod plugins;

@@ -20,6 +20,7 @@ use crate::emulator::config::EmulatorConfig;
 use crate::emulator::error::EmulatorError;
 use crate::emulator::fleet::{AccountSpec, Fleet};
 use crate::emulator::instances::InstanceSpec;
+use crate::emulator::kms::KeyStore;
 use crate::emulator::sessions::Registry;
 use crate::emulator::throttle::Throttle;
 use crate::emulator::violations::{ViolationCounts, ViolationLog};
@@ -64,6 +65,7 @@ impl Emulator {
             instances,
             registry: Registry::default(),
             credentials: CredentialStore::default(),
+            kms: KeyStore::default(),
             throttle: config.throttle_rate.map(Throttle::new),
             violations,
             shutdown: shutdown_rx.clone(),
@@ -235,6 +237,7 @@ pub(crate) struct Shared {
     pub(crate) instances: HashMap<String, InstanceSpec>,
     pub(crate) registry: Registry,
     pub(crate) credentials: CredentialStore,
+    pub(crate) kms: KeyStore,
     pub(crate) throttle: Option<Throttle>,
     pub(crate) violations: ViolationLog,
     pub(crate) shutdown: watch::Receiver<bool>,

@@ -9,7 +9,6 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 
-use futures_util::StreamExt;
 use postern_protocol::{Event, Flag};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -20,7 +19,7 @@ use crate::forward::conn::{
 use crate::forward::connect::{Connected, describe_close};
 use crate::forward::link::{Ending, LinkContext, connection_closed, outstanding, wind_down};
 use crate::forward::pacing::UploadWindow;
-use crate::transport::{self, flush_transmits, now, sleep_until};
+use crate::transport::{self, now, sleep_until};
 
 /// Runs the link until its session ends or the process stops.
 pub(crate) async fn run(
@@ -31,7 +30,7 @@ pub(crate) async fn run(
 ) {
     let Connected {
         session_id,
-        mut ws,
+        mut pump,
         mut session,
         ready,
     } = connected;
@@ -69,8 +68,8 @@ pub(crate) async fn run(
             let accepted = session.send_output(now, &pending);
             pending.drain(..accepted);
         }
-        if let Err(e) = flush_transmits(&mut session, &mut ws, now).await {
-            break Some(format!("the data channel was lost: {e}"));
+        if let Err(e) = pump.flush(&mut session, now).await {
+            break Some(crate::forward::error_chain(&e));
         }
         let mut end = None;
         while let Some(event) = session.poll_event() {
@@ -115,9 +114,9 @@ pub(crate) async fn run(
         let deadline = session.poll_timeout();
 
         tokio::select! {
-            message = ws.next() => {
-                if let Err(e) = transport::receive(&mut session, &mut ws, message).await {
-                    break Some(format!("the data channel was lost: {e}"));
+            received = pump.recv(&mut session) => {
+                if let Err(e) = received {
+                    break Some(crate::forward::error_chain(&e));
                 }
             }
             input = from_conns.recv(), if may_read => {
@@ -166,7 +165,7 @@ pub(crate) async fn run(
         target,
         Ending {
             session_id: &session_id,
-            ws: &mut ws,
+            pump: &mut pump,
             session: &mut session,
             agent_version: &agent_version,
         },

@@ -7,11 +7,10 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use futures_util::StreamExt;
 use postern_protocol::{CloseReason, Event, Flag, ReadyInfo, Session, SessionConfig};
 
 use crate::aws::{AwsError, SsmClient, StartSessionRequest};
-use crate::transport::{self, CLIENT_VERSION, ChannelFailure, DataChannel, OpenError};
+use crate::transport::{self, CLIENT_VERSION, Lost, OpenError, Pump, Resilience, ResumeTarget};
 
 /// Opens sessions of one kind (document and parameters) on one target.
 #[derive(Clone, Debug)]
@@ -19,6 +18,7 @@ pub struct Connector {
     ssm: SsmClient,
     request: StartSessionRequest,
     handshake_timeout: Duration,
+    resilience: Resilience,
 }
 
 /// A session whose handshake is complete. Receiving is off
@@ -27,8 +27,8 @@ pub struct Connector {
 pub struct Connected {
     /// The session id, for messages and TerminateSession.
     pub session_id: String,
-    /// The data channel.
-    pub ws: DataChannel,
+    /// The data channel, kept alive across drops.
+    pub pump: Pump,
     /// The core, ready.
     pub session: Session,
     /// What the handshake established (agent version, properties).
@@ -52,14 +52,14 @@ pub enum ConnectError {
         /// The limit.
         after: Duration,
     },
-    /// The websocket broke during the handshake.
+    /// The websocket broke during the handshake and could not be restored.
     #[error("the data channel of session {session_id} was lost during the handshake")]
     Lost {
         /// The session.
         session_id: String,
         /// What happened.
         #[source]
-        source: ChannelFailure,
+        source: Lost,
     },
     /// The agent or the service ended the session before it was ready.
     #[error("session {session_id} ended before it started{}", if .reason.is_empty() { String::new() } else { format!(": {}", .reason) })]
@@ -73,13 +73,20 @@ pub enum ConnectError {
 
 impl Connector {
     /// Sessions from `request`, failing when the handshake takes longer than
-    /// `handshake_timeout`.
+    /// `handshake_timeout`, with the default keepalive and reconnection.
     pub fn new(ssm: SsmClient, request: StartSessionRequest, handshake_timeout: Duration) -> Self {
         Self {
             ssm,
             request,
             handshake_timeout,
+            resilience: Resilience::default(),
         }
+    }
+
+    /// The same, keeping data channels alive as `resilience` says.
+    pub fn with_resilience(mut self, resilience: Resilience) -> Self {
+        self.resilience = resilience;
+        self
     }
 
     /// The StartSession request sessions are started with.
@@ -109,7 +116,13 @@ impl Connector {
             )
             .await
             .map_err(ConnectError::Open)?;
-            handshake(ws, &session_id, self.handshake_timeout).await
+            let target = ResumeTarget {
+                ssm: self.ssm.clone(),
+                session_id: session_id.clone(),
+                stream_url: credentials.stream_url.clone(),
+            };
+            let pump = Pump::new(ws, target, self.resilience.clone(), rand::random());
+            handshake(pump, &session_id, self.handshake_timeout).await
         }
         .await;
         if result.is_err() {
@@ -136,30 +149,30 @@ impl Connector {
 pub async fn finish(
     connector: &Connector,
     session_id: &str,
-    ws: &mut DataChannel,
+    pump: &mut Pump,
     session: &mut Session,
     agent_version: &str,
     drain: Duration,
 ) {
-    let closed = pump_until(ws, session, drain, |s| !s.has_unacked()).await;
+    let closed = pump_until(pump, session, drain, |s| !s.has_unacked()).await;
     let mut terminated = closed;
     if !closed && postern_protocol::version::client_sends_terminate_flag(agent_version) {
         session.send_flag(transport::now(), Flag::TerminateSession);
         // Keep acknowledging until the agent has ended the session: closing the websocket
         // at the flag's ack would leave its last messages unacknowledged.
-        let ended = pump_until(ws, session, FLAG_GRACE, |_| false).await;
+        let ended = pump_until(pump, session, FLAG_GRACE, |_| false).await;
         terminated = ended || !session.has_unacked();
     }
     if !terminated {
         connector.terminate(session_id).await;
     }
-    let _ = ws.close(None).await;
+    pump.close().await;
 }
 
 /// Pumps `session` until `done` holds, the channel closes (returns true) or `limit` passes.
 /// Events other than the end are dropped: the local side is gone.
 async fn pump_until(
-    ws: &mut DataChannel,
+    pump: &mut Pump,
     session: &mut Session,
     limit: Duration,
     done: impl Fn(&Session) -> bool,
@@ -167,7 +180,7 @@ async fn pump_until(
     let deadline = transport::now() + limit;
     loop {
         let now = transport::now();
-        if transport::flush_transmits(session, ws, now).await.is_err() {
+        if pump.flush(session, now).await.is_err() {
             return true;
         }
         while let Some(event) = session.poll_event() {
@@ -180,8 +193,8 @@ async fn pump_until(
         }
         let wake = session.poll_timeout().map_or(deadline, |t| t.min(deadline));
         tokio::select! {
-            message = ws.next() => {
-                if transport::receive(session, ws, message).await.is_err() {
+            received = pump.recv(session) => {
+                if received.is_err() {
                     return true;
                 }
             }
@@ -191,7 +204,7 @@ async fn pump_until(
 }
 
 async fn handshake(
-    mut ws: DataChannel,
+    mut pump: Pump,
     session_id: &str,
     timeout: Duration,
 ) -> Result<Connected, ConnectError> {
@@ -210,9 +223,7 @@ async fn handshake(
     };
     loop {
         let now = transport::now();
-        transport::flush_transmits(&mut session, &mut ws, now)
-            .await
-            .map_err(|e| lost(e.into()))?;
+        pump.flush(&mut session, now).await.map_err(lost)?;
         while let Some(event) = session.poll_event() {
             match event {
                 Event::Ready(ready) => {
@@ -224,7 +235,7 @@ async fn handshake(
                     );
                     return Ok(Connected {
                         session_id: session_id.to_owned(),
-                        ws,
+                        pump,
                         session,
                         ready,
                     });
@@ -263,9 +274,7 @@ async fn handshake(
         }
         let wake = session.poll_timeout().map_or(deadline, |t| t.min(deadline));
         tokio::select! {
-            message = ws.next() => {
-                transport::receive(&mut session, &mut ws, message).await.map_err(lost)?;
-            }
+            received = pump.recv(&mut session) => received.map_err(lost)?,
             () = transport::sleep_until(Some(wake)) => session.handle_timeout(transport::now()),
         }
     }

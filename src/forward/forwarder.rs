@@ -18,6 +18,7 @@ use crate::forward::link::Notice;
 use crate::forward::listener::{self, BindError};
 use crate::forward::pool::{LinkMode, Pool, SessionCount, link_mode};
 use crate::forward::spec::ForwardSpec;
+use crate::transport::Resilience;
 
 /// What `postern forward` does.
 #[derive(Clone, Debug)]
@@ -32,6 +33,8 @@ pub struct ForwardOptions {
     pub reason: Option<String>,
     /// Limit for each session's handshake.
     pub handshake_timeout: Duration,
+    /// Keepalive and reconnection of every session.
+    pub resilience: Resilience,
 }
 
 /// A forward that accepts connections.
@@ -102,6 +105,7 @@ impl Forwarder {
                     start_request(&options.target, spec, options.reason.clone()),
                     options.handshake_timeout,
                 )
+                .with_resilience(options.resilience.clone())
             })
             .collect();
         let results = join_all(connectors.iter().map(Connector::connect)).await;

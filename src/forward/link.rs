@@ -12,7 +12,7 @@ use tokio::sync::{Notify, mpsc, watch};
 
 use crate::forward::Connector;
 use crate::forward::connect::finish;
-use crate::transport::DataChannel;
+use crate::transport::Pump;
 
 /// Something the user should hear about while forwards run (printed by `cli` via `report`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -103,8 +103,8 @@ pub(crate) fn connection_closed(load: &AtomicUsize, pool_wake: &Notify) {
 pub(crate) struct Ending<'a> {
     /// The session id.
     pub(crate) session_id: &'a str,
-    /// Its websocket.
-    pub(crate) ws: &'a mut DataChannel,
+    /// Its data channel.
+    pub(crate) pump: &'a mut Pump,
     /// Its protocol state.
     pub(crate) session: &'a mut Session,
     /// The agent's version, for the TerminateSession flag decision.
@@ -131,7 +131,7 @@ pub(crate) async fn wind_down(
             finish(
                 &ctx.connector,
                 session_id,
-                ending.ws,
+                ending.pump,
                 ending.session,
                 ending.agent_version,
                 DRAIN_ON_STOP,

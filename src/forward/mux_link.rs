@@ -11,7 +11,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 
-use futures_util::StreamExt;
 use postern_protocol::mux::{Mux, MuxConfig, MuxEvent, StreamId};
 use postern_protocol::{Event, Flag, Session};
 use tokio::net::TcpStream;
@@ -25,7 +24,7 @@ use crate::forward::link::{
     Ending, LinkContext, Notice, connection_closed, outstanding, wind_down,
 };
 use crate::forward::pacing::UploadWindow;
-use crate::transport::{self, flush_transmits, now, sleep_until};
+use crate::transport::{self, Lost, Pump, now, sleep_until};
 
 /// Runs the link until its session ends or the process stops.
 pub(crate) async fn run(
@@ -36,7 +35,7 @@ pub(crate) async fn run(
 ) {
     let Connected {
         session_id,
-        mut ws,
+        mut pump,
         mut session,
         ready,
     } = connected;
@@ -54,8 +53,8 @@ pub(crate) async fn run(
     let mut stopping = false;
     let end: Option<String> = loop {
         let now = now();
-        if let Err(e) = pump_out(&mut mux, &mut session, &mut ws, &mut pending, now).await {
-            break Some(format!("the data channel was lost: {e}"));
+        if let Err(e) = pump_out(&mut mux, &mut session, &mut pump, &mut pending, now).await {
+            break Some(crate::forward::error_chain(&e));
         }
         let mut end = None;
         while let Some(event) = session.poll_event() {
@@ -107,8 +106,8 @@ pub(crate) async fn run(
         if end.is_some() {
             break end;
         }
-        if let Err(e) = pump_out(&mut mux, &mut session, &mut ws, &mut pending, now).await {
-            break Some(format!("the data channel was lost: {e}"));
+        if let Err(e) = pump_out(&mut mux, &mut session, &mut pump, &mut pending, now).await {
+            break Some(crate::forward::error_chain(&e));
         }
         if stopping {
             break None;
@@ -134,9 +133,9 @@ pub(crate) async fn run(
             .min();
 
         tokio::select! {
-            message = ws.next() => {
-                if let Err(e) = transport::receive(&mut session, &mut ws, message).await {
-                    break Some(format!("the data channel was lost: {e}"));
+            received = pump.recv(&mut session) => {
+                if let Err(e) = received {
+                    break Some(crate::forward::error_chain(&e));
                 }
             }
             input = from_conns.recv(), if may_read => {
@@ -210,7 +209,7 @@ pub(crate) async fn run(
         target,
         Ending {
             session_id: &session_id,
-            ws: &mut ws,
+            pump: &mut pump,
             session: &mut session,
             agent_version: &agent_version,
         },
@@ -222,10 +221,10 @@ pub(crate) async fn run(
 async fn pump_out(
     mux: &mut Mux,
     session: &mut Session,
-    ws: &mut transport::DataChannel,
+    pump: &mut Pump,
     pending: &mut Vec<u8>,
     now: std::time::Instant,
-) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+) -> Result<(), Lost> {
     if let Some(out) = mux.poll_output() {
         pending.extend(out);
     }
@@ -233,7 +232,7 @@ async fn pump_out(
         let accepted = session.send_output(now, pending);
         pending.drain(..accepted);
     }
-    flush_transmits(session, ws, now).await
+    pump.flush(session, now).await
 }
 
 fn key(id: StreamId) -> ConnKey {

@@ -3,25 +3,25 @@
 //! (`poll_transmit`, then `poll_event`) and sleeps until `poll_timeout` (STYLE.md §2, quinn
 //! `quinn/src/connection.rs`). It pumps; the core decides.
 //!
-//! It carries shells and commands today; port forwarding and reconnection attach here (a
-//! forward replaces [`Local`]'s terminal IO with TCP streams; a broken websocket becomes a
-//! ResumeSession plus [`Session::handle_reconnect`] instead of [`DriverError::ConnectionLost`]).
+//! It carries shells and commands; the [`Pump`] keeps the websocket alive (keepalive,
+//! ResumeSession and [`Session::handle_reconnect`] after a drop), so the driver only sees
+//! [`DriverError::ConnectionLost`] once the pump gave up. KMS-encrypted sessions call
+//! GenerateDataKey here when the core asks ([`Event::KmsDataKeyRequired`]).
 
 use std::collections::VecDeque;
 use std::io;
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
-use postern_protocol::{CloseReason, Event, ReadyInfo, Session, SizeData};
+use postern_protocol::{CloseReason, DataKey, Event, KmsRequest, ReadyInfo, Session, SizeData};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
+use crate::aws::{AwsError, KmsClient};
 use crate::term::{self, LocalSignal, Signals, TerminalGuard};
-use crate::transport::channel::DataChannel;
 use crate::transport::escape::{EscapeFilter, Escaped, HELP};
 use crate::transport::exit_marker::{Marked, MarkerScanner};
 use crate::transport::local::{Input, Outputs};
-use crate::transport::pump::{self, ChannelFailure, flush_transmits, now, sleep_until};
+use crate::transport::pump::{self, Lost, Pump, now, sleep_until};
 
 /// How the driver treats local IO.
 #[derive(Debug)]
@@ -37,6 +37,8 @@ pub struct DriverConfig {
     pub eof_sends_ctrl_d: bool,
     /// `postern exec` over AWS-StartInteractiveCommand: the wrapper's records to strip.
     pub exit_marker: Option<MarkerScanner>,
+    /// KMS, for sessions the account's preferences encrypt (SPEC.md §7).
+    pub kms: Option<KmsClient>,
 }
 
 /// Local resources the driver uses.
@@ -90,27 +92,33 @@ pub enum DriverError {
         humantime::format_duration(*.0)
     )]
     HandshakeTimeout(Duration),
-    /// The websocket failed or closed before the session ended.
-    #[error("the data channel was lost")]
-    ConnectionLost {
-        /// The websocket error or close frame, if any.
-        #[source]
-        source: Option<ChannelFailure>,
-    },
+    /// The websocket broke before the session ended and could not be restored.
+    #[error(transparent)]
+    ConnectionLost(Lost),
     /// The core closed the session (no acknowledgements for too long, handshake failure).
     #[error("the session failed: {0}")]
     Closed(String),
-    /// The agent asked for KMS encryption, which is not supported yet.
-    #[error("the session requires KMS encryption, which postern does not support yet")]
-    KmsUnsupported,
+    /// GenerateDataKey failed for the session's KMS key.
+    #[error("could not get a data key from KMS key {key_id} for the encrypted session")]
+    Kms {
+        /// The key the agent named.
+        key_id: String,
+        /// The KMS failure.
+        #[source]
+        source: AwsError,
+    },
+    /// An encrypted session's keys did not agree, or a message did not decrypt (wrong key,
+    /// tampered ciphertext). Nothing undecryptable was shown.
+    #[error("the encrypted session failed: {0}")]
+    Encryption(String),
     /// Local output failed.
     #[error("could not write the session's output")]
     Output(#[source] io::Error),
 }
 
-/// Runs `session` over `ws` until it ends.
+/// Runs `session` over `pump`'s data channel until it ends.
 pub async fn run(
-    mut ws: DataChannel,
+    mut pump: Pump,
     mut session: Session,
     mut local: Local,
     mut config: DriverConfig,
@@ -132,17 +140,22 @@ pub async fn run(
         last_size: None,
         escape: config.escape.map(EscapeFilter::new),
         stdout_closed: false,
+        kms_pending: None,
+        kms_requested: false,
     };
     let result = loop {
         let now = now();
-        push_input(&mut session, &mut state, now);
-        if let Err(source) = flush_transmits(&mut session, &mut ws, now).await {
-            if state.exit_status.is_some() {
-                break Ok(SessionEnd::ExitedWithoutClose);
+        if let Some((key_id, context)) = state.kms_pending.take() {
+            if let Err(e) = answer_kms(&mut session, config.kms.as_ref(), key_id, &context).await {
+                // The core has sent the failure to the agent; let it leave, then stop.
+                let _ = pump.flush(&mut session, pump::now()).await;
+                break Err(e);
             }
-            break Err(DriverError::ConnectionLost {
-                source: Some(source.into()),
-            });
+            continue;
+        }
+        push_input(&mut session, &mut state, now);
+        if let Err(lost) = pump.flush(&mut session, now).await {
+            break lost_or_exited(&state, lost);
         }
         let mut failure = None;
         while let Some(event) = session.poll_event() {
@@ -161,14 +174,13 @@ pub async fn run(
         if let Some(e) = failure {
             break Err(e);
         }
+        if state.kms_pending.is_some() {
+            // The handshake waits for the data key: make the KMS call before anything else.
+            continue;
+        }
         push_input(&mut session, &mut state, now);
-        if let Err(source) = flush_transmits(&mut session, &mut ws, now).await {
-            if state.exit_status.is_some() {
-                break Ok(SessionEnd::ExitedWithoutClose);
-            }
-            break Err(DriverError::ConnectionLost {
-                source: Some(source.into()),
-            });
+        if let Err(lost) = pump.flush(&mut session, now).await {
+            break lost_or_exited(&state, lost);
         }
         if let Some(end) = state.end.clone() {
             break Ok(end);
@@ -198,12 +210,9 @@ pub async fn run(
         };
 
         tokio::select! {
-            message = ws.next() => {
-                if let Err(failure) = pump::receive(&mut session, &mut ws, message).await {
-                    if state.exit_status.is_some() {
-                        break Ok(SessionEnd::ExitedWithoutClose);
-                    }
-                    break Err(DriverError::ConnectionLost { source: Some(failure) });
+            received = pump.recv(&mut session) => {
+                if let Err(lost) = received {
+                    break lost_or_exited(&state, lost);
                 }
             }
             input = local.input.recv(), if want_input => {
@@ -253,6 +262,15 @@ pub async fn run(
     })
 }
 
+/// A lost data channel after the command reported its status is a normal end.
+fn lost_or_exited(state: &State, lost: Lost) -> Result<SessionEnd, DriverError> {
+    if state.exit_status.is_some() {
+        Ok(SessionEnd::ExitedWithoutClose)
+    } else {
+        Err(DriverError::ConnectionLost(lost))
+    }
+}
+
 /// Driver bookkeeping between loop turns.
 struct State {
     /// Local input may be sent (the session is ready and, for exec, the wrapper started).
@@ -273,6 +291,10 @@ struct State {
     last_size: Option<SizeData>,
     escape: Option<EscapeFilter>,
     stdout_closed: bool,
+    /// A GenerateDataKey the core asked for, not yet made: (key id, encryption context).
+    kms_pending: Option<(String, std::collections::BTreeMap<String, String>)>,
+    /// Whether the agent asked for encryption (failures then are encryption failures).
+    kms_requested: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -356,14 +378,28 @@ fn on_event(
                     CloseReason::HandshakeTimeout => {
                         DriverError::HandshakeTimeout(config.handshake_timeout)
                     }
-                    // Handshake and decryption failures carry the core's explanation.
+                    CloseReason::DecryptionFailed(why) => DriverError::Encryption(format!(
+                        "a message from the agent did not decrypt ({why}); the session was closed"
+                    )),
+                    CloseReason::HandshakeFailed(why) if state.kms_requested => {
+                        DriverError::Encryption(why)
+                    }
+                    // Handshake failures carry the core's explanation.
                     other => DriverError::Closed(describe_failure(other)),
                 });
             }
         }
-        Event::KmsDataKeyRequired(_) => {
+        Event::KmsDataKeyRequired(KmsRequest::GenerateDataKey {
+            key_id,
+            encryption_context,
+        }) => {
+            tracing::info!(%key_id, "the session is KMS-encrypted: GenerateDataKey");
+            state.kms_requested = true;
+            state.kms_pending = Some((key_id, encryption_context));
+        }
+        Event::KmsDataKeyRequired(KmsRequest::Decrypt { .. }) => {
+            // Only agents decrypt the client's blob; the core never asks a client to.
             let _ = local;
-            return Err(DriverError::KmsUnsupported);
         }
         Event::Paused => tracing::debug!("agent paused publication"),
         Event::Resumed => tracing::debug!("agent resumed publication"),
@@ -374,6 +410,55 @@ fn on_event(
         }
     }
     Ok(())
+}
+
+/// Calls GenerateDataKey (64 bytes, SPEC.md §7.2) and hands the key to the core; on failure
+/// the core answers the agent with the error (action status Failed) and the driver stops.
+async fn answer_kms(
+    session: &mut Session,
+    kms: Option<&KmsClient>,
+    key_id: String,
+    context: &std::collections::BTreeMap<String, String>,
+) -> Result<(), DriverError> {
+    let result = match kms {
+        Some(kms) => {
+            match tokio::time::timeout(KMS_TIMEOUT, kms.generate_data_key(&key_id, 64, context))
+                .await
+            {
+                Ok(result) => result,
+                Err(_) => Err(AwsError::local(
+                    crate::aws::AwsErrorKind::Unreachable,
+                    "GenerateDataKey",
+                    None,
+                    None,
+                    "KMS did not answer in time (the agent waits 15 s for the handshake)",
+                )),
+            }
+        }
+        None => Err(AwsError::local(
+            crate::aws::AwsErrorKind::Configuration,
+            "GenerateDataKey",
+            None,
+            None,
+            "no KMS client is configured for this session",
+        )),
+    };
+    match result {
+        Ok(key) => {
+            session.provide_data_key(
+                now(),
+                Ok(DataKey {
+                    plaintext: key.plaintext,
+                    ciphertext_blob: key.ciphertext_blob,
+                }),
+            );
+            Ok(())
+        }
+        Err(source) => {
+            session.provide_data_key(now(), Err(source.to_string()));
+            Err(DriverError::Kms { key_id, source })
+        }
+    }
 }
 
 fn describe_failure(reason: CloseReason) -> String {
@@ -579,6 +664,8 @@ async fn flush_outputs(outputs: &mut Outputs, state: &mut State) -> io::Result<(
     Ok(())
 }
 
+/// How long GenerateDataKey may take: the agent allows 15 s for the whole handshake answer.
+const KMS_TIMEOUT: Duration = Duration::from_secs(12);
 /// How long after the exit record the channel may take to close.
 const EXIT_GRACE: Duration = Duration::from_secs(3);
 /// Pending output above which the driver stops acknowledging new output.

@@ -1,5 +1,5 @@
-//! The data channel's transport: opening the websocket, the websocket pump every driver shares,
-//! and the session driver that pumps the sans-IO core against it and the local terminal.
+//! The data channel's transport: opening the websocket, the websocket pump every driver shares
+//! (keepalive and reconnection live there, once), and the session driver that pumps the sans-IO core against it and the local terminal.
 //!
 //! It must not decide protocol behaviour (the core does) or print user-facing errors
 //! (`report` does).
@@ -16,4 +16,7 @@ pub use driver::{DriverConfig, DriverError, Finished, Local, SessionEnd, run};
 pub use escape::{EscapeFilter, Escaped};
 pub use exit_marker::{ExitMarker, Marked, MarkerScanner, shell_quote};
 pub use local::{Input, Outputs, spawn_stdin_reader};
-pub use pump::{ChannelFailure, deliver, flush_transmits, now, receive, sleep_until};
+pub use pump::{
+    ChannelFailure, DEFAULT_KEEPALIVE, Lost, Notifier, Pump, ReconnectError, Reconnection,
+    Resilience, ResumeTarget, deliver, now, sleep_until,
+};

@@ -1,6 +1,6 @@
 //! `Pair`: a client-role and an agent-role [`Session`] joined by a simulated link with a virtual
-//! clock. The link drops, duplicates, reorders and delays frames from a seed, so every run
-//! replays exactly. A scenario that never goes idle fails ([`Pair::run_until_idle`]).
+//! clock. The link drops, duplicates, reorders and delays frames from a seed, and breaks for
+//! scheduled reconnects and outages, so every run replays exactly. A scenario that never goes idle fails ([`Pair::run_until_idle`]).
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -87,6 +87,11 @@ pub struct Pair {
     /// Scheduled reconnects: at these instants both sessions see `handle_reconnect` and every
     /// frame on the wire is lost.
     pub reconnects: Vec<Instant>,
+    /// Scheduled outages (start, length): from the start every frame on the wire and every
+    /// frame sent is lost (a broken websocket whose driver keeps draining transmits); at the
+    /// end both sessions see `handle_reconnect`.
+    pub outages: Vec<(Instant, Duration)>,
+    down_until: Option<Instant>,
 }
 
 impl Pair {
@@ -110,6 +115,8 @@ impl Pair {
             agent_events: Vec::new(),
             frames_sent: (0, 0),
             reconnects: Vec::new(),
+            outages: Vec::new(),
+            down_until: None,
         }
     }
 
@@ -147,15 +154,38 @@ impl Pair {
             .flatten()
             .min();
         let next_reconnect = self.reconnects.iter().copied().min();
-        let Some(next) = [next_arrival, next_timer, next_reconnect]
-            .into_iter()
-            .flatten()
-            .min()
-        else {
+        let next_outage = self.outages.iter().map(|(start, _)| *start).min();
+        let Some(next) = [
+            next_arrival,
+            next_timer,
+            next_reconnect,
+            next_outage,
+            self.down_until,
+        ]
+        .into_iter()
+        .flatten()
+        .min() else {
             return false;
         };
         if next > self.now {
             self.now = next;
+        }
+        if let Some(until) = self.down_until
+            && until <= self.now
+        {
+            self.down_until = None;
+            self.client.handle_reconnect(self.now);
+            self.agent.handle_reconnect(self.now);
+        }
+        if let Some(i) = self
+            .outages
+            .iter()
+            .position(|(start, _)| *start <= self.now)
+        {
+            let (_, length) = self.outages.swap_remove(i);
+            self.wire.clear();
+            let until = self.now + length;
+            self.down_until = Some(self.down_until.map_or(until, |d| d.max(until)));
         }
         if next_reconnect.is_some_and(|t| t <= self.now) {
             self.reconnects.retain(|&t| t > self.now);
@@ -263,7 +293,7 @@ impl Pair {
     }
 
     fn put_on_wire(&mut self, destination: Side, frame: Vec<u8>) {
-        if self.chance(self.link.drop) {
+        if self.down_until.is_some() || self.chance(self.link.drop) {
             return;
         }
         let copies = if self.chance(self.link.duplicate) {

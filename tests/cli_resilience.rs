@@ -1,0 +1,444 @@
+//! Sessions that survive: the real `postern` binary against `postern emulator` with faults
+//! that break the data channel. Websockets closed every N messages during a 64 MiB forward
+//! (sha256 identical) and during a command printing numbered lines (exact sequence); a
+//! stalled websocket found by keepalive; an idle forward kept open past the service's idle
+//! timeout; resume after the credentials of StartSession expired; the give-up limit. Every
+//! run ends with zero emulator violations.
+
+mod cli_util;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use cli_util::{Emulator, base_command, run, text};
+use sha2::{Digest, Sha256};
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+/// `seq 1 n` as the remote shell prints it.
+fn numbered(n: u32) -> String {
+    (1..=n).map(|i| format!("{i}\n")).collect()
+}
+
+fn reconnected(stderr: &str) -> usize {
+    stderr.matches("reconnected after").count()
+}
+
+#[test]
+fn exec_output_is_exact_across_a_websocket_closed_every_150_messages() {
+    let emu = Emulator::start(&["--no-pacing", "--close-every", "150"]);
+    let out = run(
+        emu.command(&["exec", &emu.instance, "--", "seq 1 40000"]),
+        LIMIT,
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "stderr {stderr}");
+    assert!(text(&out.stdout) == numbered(40000), "output differs");
+    assert!(reconnected(&stderr) >= 3, "stderr {stderr}");
+    assert!(stderr.contains("connection lost ("), "stderr {stderr}");
+    assert_eq!(emu.stop(), Vec::<String>::new(), "violations");
+}
+
+#[test]
+fn a_64_mib_forward_is_byte_identical_across_a_websocket_closed_every_4000_messages() {
+    let emu = Emulator::start(&["--no-pacing", "--close-every", "4000"]);
+    let echo = echo_server();
+    let spec = format!("0:{echo}");
+    let fw = Forward::start(&emu, &[&emu.instance, "-L", &spec, "--json"]);
+    let data = random_bytes(64 * 1024 * 1024, 9);
+    echo_round_trip(&fw.local, &data);
+    let stderr = fw.stop_ok();
+    assert!(reconnected(&stderr) >= 10, "stderr {stderr}");
+    assert_eq!(emu.stop(), Vec::<String>::new(), "violations");
+}
+
+#[test]
+fn a_stalled_websocket_is_found_by_keepalive_and_resumed() {
+    let emu = Emulator::start(&["--no-pacing", "--stall-after", "300"]);
+    // The command pauses so that the stall hits an idle session: only keepalive can tell.
+    let out = run(
+        emu.command(&[
+            "exec",
+            &emu.instance,
+            "--keepalive",
+            "300ms",
+            "--",
+            "seq 1 2000; sleep 2; seq 2001 4000",
+        ]),
+        LIMIT,
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "stderr {stderr}");
+    assert!(text(&out.stdout) == numbered(4000), "output differs");
+    assert!(
+        stderr.contains("answered no keepalive ping"),
+        "stderr {stderr}"
+    );
+    assert_eq!(reconnected(&stderr), 1, "stderr {stderr}");
+    assert_eq!(emu.stop(), Vec::<String>::new(), "violations");
+}
+
+#[test]
+fn an_idle_forward_outlives_the_services_idle_timeout_with_keepalive() {
+    let emu = Emulator::start(&["--no-pacing", "--idle-timeout", "1s"]);
+    let echo = echo_server();
+    let spec = format!("0:{echo}");
+    // With pings: no connection at all for 4 idle-timeouts, and nothing breaks.
+    let fw = Forward::start(&emu, &[&emu.instance, "-L", &spec, "--keepalive", "300ms"]);
+    thread::sleep(Duration::from_secs(4));
+    echo_round_trip(&fw.local, &random_bytes(256 * 1024, 1));
+    let stderr = fw.stop_ok();
+    assert!(!stderr.contains("connection lost"), "stderr {stderr}");
+    // Without pings the emulator's idle timeout really closes the websocket; postern resumes.
+    let fw = Forward::start(&emu, &[&emu.instance, "-L", &spec, "--keepalive", "0s"]);
+    thread::sleep(Duration::from_secs(3));
+    echo_round_trip(&fw.local, &random_bytes(256 * 1024, 2));
+    let stderr = fw.stop_ok();
+    assert!(stderr.contains("connection lost"), "stderr {stderr}");
+    assert!(reconnected(&stderr) >= 1, "stderr {stderr}");
+    assert_eq!(emu.stop(), Vec::<String>::new(), "violations");
+}
+
+#[test]
+fn resume_works_after_the_credentials_of_start_session_expired() {
+    // Assumed-role credentials that live 2 s; the websocket closes after the command slept 3 s.
+    let emu = Emulator::start(&[
+        "--no-pacing",
+        "--credential-lifetime",
+        "2s",
+        "--close-every",
+        "60",
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let (config, credentials) = role_profile(&emu, dir.path());
+    let mut cmd = base_command();
+    cmd.env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env("AWS_CONFIG_FILE", &config)
+        .env("AWS_SHARED_CREDENTIALS_FILE", &credentials)
+        .args(["--profile", "short", "exec", &emu.instance, "--"])
+        .arg("sleep 3; seq 1 3000");
+    let out = run(cmd, LIMIT);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "stderr {stderr}");
+    assert!(text(&out.stdout) == numbered(3000), "output differs");
+    assert!(reconnected(&stderr) >= 1, "stderr {stderr}");
+    assert_eq!(emu.stop(), Vec::<String>::new(), "violations");
+}
+
+#[test]
+fn static_credentials_that_expired_make_resume_give_up_with_a_clear_error() {
+    let emu = Emulator::start(&[
+        "--no-pacing",
+        "--credential-lifetime",
+        "2s",
+        "--close-every",
+        "60",
+    ]);
+    // One set of assumed credentials used as static ones: nothing can refresh them.
+    let keys = assume_role_keys(&emu);
+    let mut cmd = emu.command(&[
+        "exec",
+        &emu.instance,
+        "--reconnect-attempts",
+        "2",
+        "--",
+        "sleep 3; seq 1 3000",
+    ]);
+    cmd.env("AWS_ACCESS_KEY_ID", &keys.0)
+        .env("AWS_SECRET_ACCESS_KEY", &keys.1)
+        .env("AWS_SESSION_TOKEN", &keys.2);
+    let out = run(cmd, LIMIT);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(254), "stderr {stderr}");
+    assert!(
+        stderr.contains("gave up reconnecting after 2 attempts"),
+        "stderr {stderr}"
+    );
+    assert!(stderr.contains("ExpiredTokenException"), "stderr {stderr}");
+    assert!(
+        !stderr.contains(&keys.1) && !stderr.contains(&keys.2),
+        "a secret leaked"
+    );
+}
+
+#[test]
+fn reconnecting_gives_up_after_the_limit_with_exit_254() {
+    let emu = Emulator::start(&[]);
+    let mut child = emu
+        .command(&[
+            "exec",
+            &emu.instance,
+            "--reconnect-attempts",
+            "3",
+            "--",
+            "echo started; sleep 30",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    assert_eq!(first, "started\n");
+    // The service disappears: every ResumeSession fails to connect.
+    let _ = emu.stop();
+    let begin = Instant::now();
+    let status = wait_bounded(&mut child, LIMIT);
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(status, Some(254), "stderr {stderr}");
+    assert!(
+        stderr.contains("gave up reconnecting after 3 attempts"),
+        "stderr {stderr}"
+    );
+    assert!(
+        stderr.contains("reconnecting (attempt 2"),
+        "stderr {stderr}"
+    );
+    assert!(stderr.contains("hint:"), "stderr {stderr}");
+    assert!(begin.elapsed() < Duration::from_secs(30));
+}
+
+/// An AWS config with profile `short` assuming PosternAccess from static base keys, all at
+/// the emulator; returns (config file, credentials file).
+fn role_profile(emu: &Emulator, dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let config = dir.join("config");
+    let credentials = dir.join("credentials");
+    std::fs::write(
+        &config,
+        format!(
+            "[profile short]\nrole_arn = arn:aws:iam::{}:role/PosternAccess\nsource_profile = \
+             base\nrole_session_name = resilience-test\nregion = us-east-1\nendpoint_url = {}\n\n\
+             [profile base]\nregion = us-east-1\nendpoint_url = {}\n",
+            emulator_account(),
+            emu.endpoint,
+            emu.endpoint
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        &credentials,
+        "[base]\naws_access_key_id = AKIDPOSTERNTEST\naws_secret_access_key = postern-test-secret\n",
+    )
+    .unwrap();
+    (config, credentials)
+}
+
+/// The builtin fleet's account (the emulator's `--print-fleet` names it).
+fn emulator_account() -> String {
+    let out = Command::new(cli_util::postern())
+        .args(["emulator", "--print-fleet"])
+        .output()
+        .unwrap();
+    let fleet = text(&out.stdout);
+    fleet
+        .lines()
+        .find_map(|l| l.strip_prefix("management_account = "))
+        .map(|v| v.trim_matches('"').to_owned())
+        .expect("management account in the fleet")
+}
+
+/// AssumeRole through the emulator's STS (with curl-free std TCP): access key, secret, token.
+fn assume_role_keys(emu: &Emulator) -> (String, String, String) {
+    let account = emulator_account();
+    let body = format!(
+        "Action=AssumeRole&Version=2011-06-15&RoleArn=arn%3Aaws%3Aiam%3A%3A{account}%3Arole%2FPosternAccess&RoleSessionName=static"
+    );
+    let addr = emu.endpoint.strip_prefix("http://").unwrap();
+    let mut conn = TcpStream::connect(addr).unwrap();
+    write!(
+        conn,
+        "POST / HTTP/1.1\r\nHost: {addr}\r\nAuthorization: test\r\nContent-Type: \
+         application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    conn.read_to_string(&mut response).unwrap();
+    let field = |name: &str| {
+        let open = format!("<{name}>");
+        let start = response
+            .find(&open)
+            .unwrap_or_else(|| panic!("{name} in {response}"))
+            + open.len();
+        let end = response[start..].find('<').unwrap() + start;
+        response[start..end].to_owned()
+    };
+    (
+        field("AccessKeyId"),
+        field("SecretAccessKey"),
+        field("SessionToken"),
+    )
+}
+
+fn wait_bounded(child: &mut Child, limit: Duration) -> Option<i32> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code();
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            return None;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A running `postern forward` with one `-L`.
+struct Forward {
+    child: Child,
+    local: String,
+    stderr: mpsc::Receiver<String>,
+}
+
+impl Forward {
+    fn start(emu: &Emulator, args: &[&str]) -> Self {
+        let mut full = vec!["forward"];
+        full.extend_from_slice(args);
+        let mut child = emu
+            .command(&full)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn postern forward");
+        let stderr = lines(child.stderr.take().unwrap());
+        let stdout = lines(child.stdout.take().unwrap());
+        let line = stdout.recv_timeout(LIMIT).unwrap_or_else(|_| {
+            let _ = child.kill();
+            panic!(
+                "forward never became ready: {:?}",
+                stderr.try_iter().collect::<Vec<_>>()
+            )
+        });
+        let local = match serde_json::from_str::<serde_json::Value>(&line) {
+            Ok(json) => json["local"].as_str().unwrap().to_owned(),
+            Err(_) => line
+                .strip_prefix("forwarding ")
+                .and_then(|rest| rest.split_once(" -> "))
+                .map(|(local, _)| local.to_owned())
+                .expect("ready line"),
+        };
+        Self {
+            child,
+            local,
+            stderr,
+        }
+    }
+
+    /// SIGINT, then expects exit 0; returns all of stderr.
+    fn stop_ok(mut self) -> String {
+        Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        let status = wait_bounded(&mut self.child, LIMIT);
+        let mut seen: Vec<String> = Vec::new();
+        while let Ok(line) = self.stderr.recv_timeout(Duration::from_secs(5)) {
+            seen.push(line);
+        }
+        let stderr = seen.join("\n");
+        assert_eq!(status, Some(0), "stderr: {stderr}");
+        stderr
+    }
+}
+
+impl Drop for Forward {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn lines(source: impl Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(source).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// A loopback echo server on its own threads; returns the port.
+fn echo_server() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { break };
+            thread::spawn(move || {
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    match stream.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            if stream.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// Sends `data` through `local` while reading the echo; panics unless it comes back intact.
+fn echo_round_trip(local: &str, data: &[u8]) {
+    let mut conn = TcpStream::connect(local).expect("connect to the forward");
+    conn.set_read_timeout(Some(LIMIT)).unwrap();
+    let mut writer = conn.try_clone().unwrap();
+    let payload = data.to_vec();
+    let sender = thread::spawn(move || writer.write_all(&payload));
+    let mut back = Vec::with_capacity(data.len());
+    let mut buf = vec![0u8; 64 * 1024];
+    while back.len() < data.len() {
+        match conn.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => back.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("read after {} of {} bytes: {e}", back.len(), data.len()),
+        }
+    }
+    sender.join().unwrap().expect("write to the forward");
+    let _ = conn.shutdown(Shutdown::Both);
+    assert_eq!(back.len(), data.len(), "short echo");
+    assert_eq!(
+        hex::encode(Sha256::digest(&back)),
+        hex::encode(Sha256::digest(data)),
+        "echo differs"
+    );
+}
+
+/// Deterministic pseudo-random bytes (xorshift), distinct per `seed`.
+fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = 0x9E37_79B9_7F4A_7C15u64 ^ (seed + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        out.extend_from_slice(&state.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
