@@ -1,4 +1,7 @@
 //! The `postern` binary: parse, run, report, exit (ripgrep `crates/core/main.rs`).
+//!
+//! Started as `session-manager-plugin` (a link or a copy) it speaks the official plugin's
+//! command line instead (SPEC.md §9), for `aws ssm start-session`.
 
 use std::process::ExitCode;
 
@@ -6,8 +9,11 @@ use clap::Parser;
 use postern::{cli, report};
 
 fn main() -> ExitCode {
-    let args = cli::Args::parse();
-    match cli::run(args) {
+    let result = match cli::plugin_invocation() {
+        Some(args) => cli::run_plugin(&args),
+        None => cli::run(cli::Args::parse()),
+    };
+    match result {
         Ok(code) => code,
         Err(err) => report::error(&err),
     }
