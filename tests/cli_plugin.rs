@@ -237,10 +237,8 @@ fn aws_cli_port_forward_carries_data_and_stops_on_ctrl_c() {
     // (which started with SIGINT ignored) must still act on it.
     killpg(pid, Signal::SIGINT).expect("SIGINT to the process group");
     let status = child.wait().unwrap();
-    let mut rest: Vec<String> = lines.try_iter().collect();
-    for line in lines.iter() {
-        rest.push(line);
-    }
+    // The reader thread ends with the process's stdout: this drains what is left.
+    let rest: Vec<String> = lines.iter().collect();
     let mut stderr = String::new();
     child
         .stderr

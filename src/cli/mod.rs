@@ -21,6 +21,7 @@ pub use args::{
     InstallPluginArgs, PluginArgs, SessionArgs, ShellArgs, SshArgs, SshConfigArgs, SshProxyArgs,
 };
 pub use broker::{AccountsArgs, BrokerArgs, BrokerPlan, CredsArgs, WhoamiArgs};
+pub use doctor::DoctorPlan;
 pub use index::{ListArgs, ListPlan};
 pub use plan::{ExecPlan, ForwardPlan, Plan, ProxyPlan, SessionPlan, SshPlan, Target};
 pub use plugin::{PLUGIN_NAME, plugin_invocation, run_plugin};

@@ -63,7 +63,10 @@ pub async fn configuration(options: &AwsOptions) -> Result<(AwsContext, Check), 
     }
 }
 
-/// Reports the proxy and CA-bundle variables, and whether a named CA bundle is readable.
+/// Reports the proxy and CA-bundle variables and what postern does with them: the AWS SDK
+/// (behavior version 2025-08-07 and later, aws-smithy-runtime `client/http.rs`) sends API calls
+/// through `HTTPS_PROXY`/`NO_PROXY`, the data-channel websocket dials directly, and TLS trusts
+/// the system's roots (rustls-native-certs, which reads `SSL_CERT_FILE`), not `AWS_CA_BUNDLE`.
 pub fn network_settings(var: impl Fn(&str) -> Option<String>) -> Check {
     let mut found = Vec::new();
     for name in PROXY_VARIABLES {
@@ -72,31 +75,56 @@ pub fn network_settings(var: impl Fn(&str) -> Option<String>) -> Check {
         }
     }
     let bundle = var("AWS_CA_BUNDLE").filter(|v| !v.is_empty());
-    if let Some(path) = &bundle {
-        if let Err(e) = std::fs::read(path) {
-            return Check::fail(
-                "network settings",
-                ErrorKind::AwsConfig,
-                format!("AWS_CA_BUNDLE={path} cannot be read: {e}"),
-                "point AWS_CA_BUNDLE at a readable PEM file, or unset it",
-            );
-        }
-        found.push(format!("AWS_CA_BUNDLE={path} (readable)"));
+    if let Some(path) = &bundle
+        && let Err(e) = std::fs::read(path)
+    {
+        return Check::fail(
+            "network settings",
+            ErrorKind::AwsConfig,
+            format!("AWS_CA_BUNDLE={path} cannot be read: {e}"),
+            "point AWS_CA_BUNDLE at a readable PEM file, or unset it",
+        );
     }
-    if found.is_empty() {
-        Check::pass(
+    let proxied = !found.is_empty();
+    if let Some(path) = &bundle {
+        found.push(format!("AWS_CA_BUNDLE={path}"));
+    }
+    match (proxied, &bundle) {
+        (false, None) => Check::pass(
             "network settings",
             "no proxy variables (HTTPS_PROXY, NO_PROXY, …) and no AWS_CA_BUNDLE: direct TLS with \
              the system's root certificates",
-        )
-    } else {
-        Check::pass("network settings", found.join(", "))
+        ),
+        (_, Some(path)) => Check::warn(
+            "network settings",
+            format!(
+                "{}: postern's TLS trusts the system's roots and SSL_CERT_FILE, not AWS_CA_BUNDLE",
+                found.join(", ")
+            ),
+            format!(
+                "if the endpoints need that CA, run with SSL_CERT_FILE={path} (or add it to the system store)"
+            ),
+        ),
+        (true, None) => Check::warn(
+            "network settings",
+            format!(
+                "{}: AWS API calls go through the proxy; the session's websocket \
+                 (ssmmessages) dials directly",
+                found.join(", ")
+            ),
+            "if only the proxy reaches the internet, allow direct HTTPS to \
+             ssmmessages.REGION.amazonaws.com or use a VPC endpoint",
+        ),
     }
 }
 
 /// STS GetCallerIdentity: the credentials line, then the endpoint and clock lines read from
 /// the same response.
-pub async fn credentials(context: &AwsContext, sdk: &SdkConfig) -> (Vec<Check>, Option<Identity>) {
+pub async fn credentials(
+    context: &AwsContext,
+    sdk: &SdkConfig,
+    endpoint: Option<&str>,
+) -> (Vec<Check>, Option<Identity>) {
     let capture = DateCapture::default();
     let sts = aws_sdk_sts::Client::new(sdk);
     let sent = tokio::time::timeout(
@@ -143,7 +171,7 @@ pub async fn credentials(context: &AwsContext, sdk: &SdkConfig) -> (Vec<Check>, 
             )];
             checks.push(Check::pass(
                 "endpoint",
-                "STS answered over the configured endpoint (TLS verified where https)",
+                endpoint_detail(endpoint, &context.region),
             ));
             checks.push(clock(capture.date().as_deref(), SystemTime::now()));
             (checks, Some(identity))
@@ -596,6 +624,19 @@ impl Intercept for DateCapture {
     }
 }
 
+/// Which endpoint answered and how.
+fn endpoint_detail(endpoint: Option<&str>, region: &str) -> String {
+    match endpoint {
+        Some(url) if url.starts_with("http://") => {
+            format!("{url} answered over plain HTTP (loopback or test endpoints only)")
+        }
+        Some(url) => format!("{url} answered over TLS (certificate verified)"),
+        None => {
+            format!("https://sts.{region}.amazonaws.com answered over TLS (certificate verified)")
+        }
+    }
+}
+
 /// `http://user:pass@proxy:3128` without the credentials.
 fn without_userinfo(value: &str) -> String {
     match url::Url::parse(value) {
@@ -699,10 +740,11 @@ mod tests {
         };
         let check = network_settings(vars);
         assert_eq!(check.status, Status::Fail);
+        assert_eq!(network_settings(|_| None).status, Status::Pass);
         let proxy_only = network_settings(|name| {
             (name == "HTTPS_PROXY").then(|| "http://bob:secret@proxy:3128".to_owned())
         });
-        assert_eq!(proxy_only.status, Status::Pass);
+        assert_eq!(proxy_only.status, Status::Warn);
         assert!(
             !proxy_only.detail.contains("secret"),
             "{}",
