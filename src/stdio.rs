@@ -90,9 +90,15 @@ pub fn start_request(options: &ProxyOptions) -> StartSessionRequest {
 
 /// Runs the proxy over the process's standard streams.
 pub async fn run(ssm: SsmClient, options: &ProxyOptions) -> Result<ProxyEnd, ProxyError> {
-    let mut signals = Signals::install(true).map_err(ProxyError::Local)?;
     let connector = Connector::new(ssm, start_request(options), options.handshake_timeout)
         .with_resilience(options.resilience.clone());
+    run_with(connector).await
+}
+
+/// [`run`] over `connector`'s session (for a session started elsewhere:
+/// [`Connector::adopting`]).
+pub async fn run_with(connector: Connector) -> Result<ProxyEnd, ProxyError> {
+    let mut signals = Signals::install(true).map_err(ProxyError::Local)?;
     let connected = tokio::select! {
         connected = connector.connect() => connected.map_err(ProxyError::Connect)?,
         signal = signals.recv() => return Ok(ProxyEnd::Signalled(signal_number(signal))),

@@ -6,14 +6,15 @@
 //! fail with a clear message.
 
 mod cli_util;
+mod sshd;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use cli_util::{Emulator, base_command, postern, run, run_with_input, text};
+use sshd::Sshd;
 
 const LIMIT: Duration = Duration::from_secs(90);
 /// Built-in instance whose agent is 2.3.672.0: SSH sessions, but no TerminateSession flag.
@@ -134,99 +135,6 @@ fn shell(cmd: Command) -> Command {
     }
     sh.args(cmd.get_args());
     sh
-}
-
-/// A throwaway sshd: `sshd -D -e -f CONFIG` on a free loopback port, killed on drop and by its
-/// own `timeout` wrapper.
-struct Sshd {
-    child: Child,
-    port: u16,
-    dir: PathBuf,
-    _temp: tempfile::TempDir,
-}
-
-impl Sshd {
-    fn start() -> Self {
-        for tool in [
-            "/usr/sbin/sshd",
-            "/usr/bin/ssh",
-            "/usr/bin/ssh-keygen",
-            "/usr/bin/scp",
-        ] {
-            assert!(
-                Path::new(tool).exists(),
-                "{tool} not found: install openssh-server and openssh-client (`.ci/run` does)"
-            );
-        }
-        let temp = tempfile::tempdir().unwrap();
-        let dir = temp.path().to_path_buf();
-        // sshd refuses group- or world-writable directories on the key paths.
-        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
-            .unwrap();
-        for (key, kind) in [("host_key", "ed25519"), ("client_key", "ed25519")] {
-            let status = Command::new("ssh-keygen")
-                .args(["-q", "-t", kind, "-N", "", "-f"])
-                .arg(dir.join(key))
-                .status()
-                .unwrap();
-            assert!(status.success(), "ssh-keygen failed");
-        }
-        std::fs::copy(dir.join("client_key.pub"), dir.join("authorized_keys")).unwrap();
-        let port = {
-            let probe = TcpListener::bind("127.0.0.1:0").unwrap();
-            probe.local_addr().unwrap().port()
-        };
-        let user = std::env::var("USER").unwrap_or_else(|_| "root".to_owned());
-        let config = format!(
-            "ListenAddress 127.0.0.1:{port}\nHostKey {dir}/host_key\nAuthorizedKeysFile \
-             {dir}/authorized_keys\nPidFile {dir}/sshd.pid\nStrictModes no\nUsePAM no\n\
-             PasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication \
-             yes\nAllowUsers {user}\nSubsystem sftp internal-sftp\nLogLevel ERROR\n",
-            dir = dir.display()
-        );
-        std::fs::write(dir.join("sshd_config"), config).unwrap();
-        std::fs::create_dir_all("/run/sshd").ok();
-        let mut child = Command::new("timeout")
-            .args(["120", "/usr/sbin/sshd", "-D", "-e", "-f"])
-            .arg(dir.join("sshd_config"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start sshd");
-        let up = cli_util::poll(Duration::from_secs(20), || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
-        });
-        if up.is_none() {
-            let _ = child.kill();
-            let mut err = String::new();
-            let _ = child.stderr.take().unwrap().read_to_string(&mut err);
-            panic!("sshd did not listen on 127.0.0.1:{port}: {err}");
-        }
-        Self {
-            child,
-            port,
-            dir,
-            _temp: temp,
-        }
-    }
-
-    /// ssh options: our key, no known_hosts, the proxy.
-    fn client_options(&self, proxy: &str) -> String {
-        format!(
-            "-F /dev/null -i {key} -o IdentitiesOnly=yes -o BatchMode=yes -o \
-             StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o \
-             ProxyCommand='{proxy}'",
-            key = self.dir.join("client_key").display()
-        )
-    }
-}
-
-impl Drop for Sshd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// A loopback echo server on its own threads; returns the port.

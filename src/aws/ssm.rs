@@ -170,6 +170,18 @@ impl SsmClient {
     }
 }
 
+impl SessionCredentials {
+    /// Credentials from a StartSession response obtained elsewhere (the AWS CLI, in
+    /// `session-manager-plugin` mode).
+    pub fn from_parts(session_id: String, token: String, stream_url: String) -> Self {
+        Self {
+            session_id,
+            token: SessionToken(token),
+            stream_url: StreamUrl(stream_url),
+        }
+    }
+}
+
 impl SessionToken {
     /// The token itself, for the OpenDataChannelInput frame only.
     pub fn expose(&self) -> &str {

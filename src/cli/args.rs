@@ -92,11 +92,85 @@ pub enum Command {
     /// Print the shell's completion script (bash, zsh, fish); instance names complete from the
     /// cache. Install with e.g. `postern completions bash > ~/.local/share/bash-completion/completions/postern`.
     Completions(crate::cli::completions::CompletionsArgs),
+    /// Explain, step by step, whether a target is reachable and why not.
+    Doctor(DoctorArgs),
+    /// Show the local history of sessions (the audit trail).
+    History(HistoryArgs),
+    /// Link postern as `session-manager-plugin`, so `aws ssm start-session` uses it.
+    InstallPlugin(InstallPluginArgs),
+    /// Act as session-manager-plugin (the AWS CLI's argument contract); a link named
+    /// `session-manager-plugin` does the same.
+    #[command(disable_help_flag = true, disable_version_flag = true)]
+    Plugin(PluginArgs),
     /// Run a local Session Manager emulator (message gateway and SSM agent) on loopback.
     Emulator(EmulatorArgs),
     /// Try postern on an emulated fleet: no AWS account, no network; every session runs on
     /// this machine.
     Demo(DemoArgs),
+}
+
+/// `postern doctor`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DoctorArgs {
+    /// Instance id (i-…, mi-…) to check; without one only credentials, endpoint and clock are
+    /// checked.
+    #[arg(value_name = "TARGET")]
+    pub target: Option<String>,
+
+    /// Check role assumption into this account (alias, id or role ARN from the postern
+    /// configuration) and run the remaining checks with its credentials.
+    #[arg(long, value_name = "ACCOUNT")]
+    pub account: Option<String>,
+
+    /// Do not probe StartSession permission with a real session (StartSession followed at
+    /// once by TerminateSession).
+    #[arg(long)]
+    pub no_probe: bool,
+
+    /// The session document to probe with (default: the shell).
+    #[arg(long, value_name = "NAME")]
+    pub document: Option<String>,
+
+    /// Print one JSON object per check instead of lines.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `postern history`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct HistoryArgs {
+    /// Print the records as JSON lines, as stored.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Show the last N sessions.
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub limit: usize,
+}
+
+/// `postern install-plugin`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct InstallPluginArgs {
+    /// Directory for the `session-manager-plugin` link (default: ~/.local/bin).
+    #[arg(value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+
+    /// Replace an existing `session-manager-plugin` there (the official one, say).
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `postern plugin`: the official plugin's arguments, passed through.
+#[derive(clap::Args, Debug, Clone)]
+pub struct PluginArgs {
+    /// RESPONSE REGION StartSession PROFILE PARAMETERS ENDPOINT, or `--version`.
+    #[arg(
+        value_name = "ARGS",
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        num_args = 0..
+    )]
+    pub args: Vec<String>,
 }
 
 /// `postern forward`.

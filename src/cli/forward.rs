@@ -60,7 +60,9 @@ pub(crate) async fn run(plan: &ForwardPlan) -> anyhow::Result<ExitCode> {
     let (stop_tx, stop) = watch::channel(false);
     let printer = tokio::spawn(async move {
         while let Some(notice) = notices.recv().await {
-            report::notice(&render_notice(&notice));
+            if let Some(text) = render_notice(&notice) {
+                report::notice(&text);
+            }
         }
     });
     let running = tokio::spawn(forwarder.run(notices_tx, stop));
@@ -88,8 +90,9 @@ fn basic_mode_warning(ready: &ForwardReady) -> String {
     )
 }
 
-fn render_notice(notice: &Notice) -> String {
-    match notice {
+fn render_notice(notice: &Notice) -> Option<String> {
+    Some(match notice {
+        Notice::ConnectionAccepted { .. } => return None,
         Notice::ConnectToPortError {
             remote,
             target,
@@ -111,7 +114,7 @@ fn render_notice(notice: &Notice) -> String {
         Notice::ConnectionDropped { local } => {
             format!("closed a connection to {local}: no session could carry it")
         }
-    }
+    })
 }
 
 fn forward_failure(err: ForwardError, described: &str) -> anyhow::Error {

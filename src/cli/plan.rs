@@ -34,6 +34,12 @@ pub enum Plan {
     Broker(crate::cli::broker::BrokerPlan),
     /// `postern completions`.
     Completions(crate::cli::completions::CompletionsArgs),
+    /// `postern doctor`.
+    Doctor(crate::cli::doctor::DoctorPlan),
+    /// `postern history`.
+    History(crate::cli::HistoryArgs),
+    /// `postern install-plugin`.
+    InstallPlugin(crate::cli::InstallPluginArgs),
     /// `postern emulator`.
     Emulator(EmulatorArgs),
     /// `postern demo`.
@@ -148,6 +154,17 @@ impl Plan {
                 crate::cli::broker::BrokerPlan::accounts(&common, args),
             )),
             Some(Command::Completions(args)) => Ok(Self::Completions(args)),
+            Some(Command::Doctor(args)) => Ok(Self::Doctor(crate::cli::doctor::DoctorPlan::new(
+                aws_options(&common)?,
+                args,
+            )?)),
+            Some(Command::History(args)) => Ok(Self::History(args)),
+            Some(Command::InstallPlugin(args)) => Ok(Self::InstallPlugin(args)),
+            // `cli::run` hands it to the plugin contract before planning.
+            Some(Command::Plugin(_)) => Err(ExpectedError::new(
+                ErrorKind::Usage,
+                "`postern plugin` takes the AWS CLI's arguments",
+            )),
             Some(Command::Emulator(args)) => Ok(Self::Emulator(args)),
             Some(Command::Demo(args)) => Ok(Self::Demo(args)),
         }
@@ -368,6 +385,12 @@ impl Target {
                     ),
             )
         }
+    }
+
+    /// A target named by the service or the AWS CLI (`session-manager-plugin` mode), taken as
+    /// given: it may be any SSM target form (an ECS task, say), not only an instance id.
+    pub fn from_service(raw: &str) -> Self {
+        Self(raw.to_owned())
     }
 
     /// The id as SSM expects it.

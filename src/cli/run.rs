@@ -13,6 +13,7 @@ use crate::aws::{
     self, AwsError, AwsErrorKind, KmsClient, SessionCredentials, SsmClient, StartSessionRequest,
 };
 use crate::cli::args::Args;
+use crate::cli::audit::{Audit, AuditStart};
 use crate::cli::logging;
 use crate::cli::plan::{ExecPlan, Plan, SessionPlan};
 use crate::cli::resilience::NoticeStyle;
@@ -26,6 +27,9 @@ use crate::transport::{
 
 /// Runs the command line; errors are for [`report::error`].
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if let Some(crate::cli::args::Command::Plugin(plugin)) = &args.command {
+        return crate::cli::plugin::run_plugin(&plugin.args);
+    }
     let verbose = args.common.verbose;
     let log_file = args.common.log_file.clone();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -45,6 +49,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Plan::Forward(_) | Plan::Ssh(_) | Plan::SshConfig(_) | Plan::Emulator(_) => false,
         Plan::Broker(_) | Plan::Completions(_) => false,
         Plan::List(_) => false,
+        Plan::Doctor(_) | Plan::History(_) | Plan::InstallPlugin(_) => false,
         // The demo's shell is a child `postern shell`, which takes the terminal itself.
         Plan::Demo(_) => false,
         // stdout carries the stream and stderr is ssh's screen: logs only to a file.
@@ -55,10 +60,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Plan::Ssh(ssh) => return crate::cli::ssh::ssh(ssh),
         Plan::SshConfig(aws) => return crate::cli::ssh::config(aws),
         Plan::Completions(args) => return crate::cli::completions::print(args),
+        Plan::History(history) => return crate::cli::history::show(history),
+        Plan::InstallPlugin(install) => return crate::cli::install::run(install),
         _ => {}
     }
+    let audit = audit_start(&plan);
     let result = runtime.block_on(async {
-        match plan {
+        let audit = audit.map(Audit::begin);
+        let result = match plan {
             Plan::Emulator(args) => crate::emulator::run_from_cli(args)
                 .await
                 .map(|()| ExitCode::SUCCESS),
@@ -82,12 +91,59 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 };
                 run_session(&exec.session, &mode).await
             }
+            Plan::Doctor(doctor) => crate::cli::doctor::run(&doctor).await,
+            // Handled before the runtime starts.
+            Plan::History(_) | Plan::InstallPlugin(_) => Ok(ExitCode::SUCCESS),
+        };
+        if let Some(audit) = audit {
+            audit.finish(&result).await;
         }
+        result
     });
     // Standard-stream writes may still sit in blocking threads; give them a moment, never
     // hang on them.
     runtime.shutdown_timeout(Duration::from_secs(1));
     result
+}
+
+/// The audit-trail facts of a session command; `None` for other commands.
+fn audit_start(plan: &Plan) -> Option<AuditStart> {
+    let (kind, target, aws, document, reason) = match plan {
+        Plan::Shell(p) => ("shell", p.target.to_string(), &p.aws, None, &p.reason),
+        Plan::Exec(p) => (
+            "exec",
+            p.session.target.to_string(),
+            &p.session.aws,
+            Some(
+                p.document
+                    .clone()
+                    .unwrap_or_else(|| INTERACTIVE_COMMAND_DOCUMENT.to_owned()),
+            ),
+            &p.session.reason,
+        ),
+        Plan::Forward(p) => (
+            "forward",
+            p.options.target.clone(),
+            &p.aws,
+            None,
+            &p.options.reason,
+        ),
+        Plan::SshProxy(p) => (
+            "ssh",
+            p.options.target.clone(),
+            &p.aws,
+            Some(SSH_DOCUMENT.to_owned()),
+            &p.options.reason,
+        ),
+        _ => return None,
+    };
+    Some(AuditStart {
+        kind,
+        target,
+        aws: aws.clone(),
+        document,
+        reason: reason.clone(),
+    })
 }
 
 /// Shell or command, with the terminal decisions made.
@@ -119,9 +175,43 @@ async fn run_session(plan: &SessionPlan, mode: &Mode) -> anyhow::Result<ExitCode
         .await
         .map_err(|e| aws_failure(e, "could not start a session", &described))?;
     tracing::info!(session_id = %credentials.session_id, url = %credentials.stream_url, "session started");
-
+    crate::history::note_session(&credentials.session_id);
     let kms = KmsClient::new(&context);
-    let outcome = drive(plan, mode, (&ssm, &kms), &credentials, &marker).await;
+    carry_session(plan, mode, (&ssm, &kms), &credentials, &marker, &described).await
+}
+
+/// `session-manager-plugin` mode: runs the shell session the AWS CLI started, in raw mode when
+/// `raw`. `described` names the target for errors.
+pub(crate) async fn run_started_shell(
+    plan: &SessionPlan,
+    clients: (&SsmClient, &KmsClient),
+    credentials: &SessionCredentials,
+    raw: bool,
+    described: &str,
+) -> anyhow::Result<ExitCode> {
+    let marker = ExitMarker::new(rand::random());
+    carry_session(
+        plan,
+        &Mode::Shell { raw },
+        clients,
+        credentials,
+        &marker,
+        described,
+    )
+    .await
+}
+
+/// Drives a started session to its end, terminates it, and turns the outcome into the exit
+/// code.
+async fn carry_session(
+    plan: &SessionPlan,
+    mode: &Mode,
+    (ssm, kms): (&SsmClient, &KmsClient),
+    credentials: &SessionCredentials,
+    marker: &ExitMarker,
+    described: &str,
+) -> anyhow::Result<ExitCode> {
+    let outcome = drive(plan, mode, (ssm, kms), credentials, marker).await;
 
     // Leave nothing open on the service, whatever happened.
     let terminate = ssm.terminate_session(&credentials.session_id);
@@ -131,8 +221,8 @@ async fn run_session(plan: &SessionPlan, mode: &Mode) -> anyhow::Result<ExitCode
         Err(_) => tracing::warn!("TerminateSession timed out"),
     }
 
-    let finished = outcome.map_err(|e| driver_failure(e, &described, &credentials.session_id))?;
-    exit_code(&finished, mode, &described)
+    let finished = outcome.map_err(|e| driver_failure(e, described, &credentials.session_id))?;
+    exit_code(&finished, mode, described)
 }
 
 fn start_request(plan: &SessionPlan, mode: &Mode, marker: &ExitMarker) -> StartSessionRequest {
@@ -490,6 +580,8 @@ fn driver_failure(err: SessionFailure, described: &str, session_id: &str) -> any
     }
 }
 
+/// The SSH session document (SPEC.md §1.2).
+const SSH_DOCUMENT: &str = "AWS-StartSSHSession";
 /// The AWS-owned document running one command in a PTY (SPEC.md §1.2, §6.3).
 const INTERACTIVE_COMMAND_DOCUMENT: &str = "AWS-StartInteractiveCommand";
 /// Dial limit for the websocket, as the official client's 45 s handshake timeout (SPEC.md §2.1).

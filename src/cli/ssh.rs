@@ -11,7 +11,7 @@ use crate::aws::{AwsOptions, SsmClient};
 use crate::cli::plan::{ProxyPlan, SSH_HOST_SUFFIX, SshPlan};
 use crate::cli::run::{connect_failure, load_aws};
 use crate::report::{ErrorKind, ExpectedError};
-use crate::stdio::{self, ProxyError};
+use crate::stdio::{self, ProxyEnd, ProxyError};
 use crate::transport::shell_quote;
 
 /// Runs the proxy; exits 0 however the stream ended.
@@ -19,22 +19,27 @@ pub(crate) async fn proxy(plan: &ProxyPlan) -> anyhow::Result<ExitCode> {
     let target = plan.options.target.as_str();
     let (context, described) = load_aws(&plan.aws, target).await?;
     let ssm = SsmClient::new(&context);
-    match stdio::run(ssm, &plan.options).await {
+    let result = stdio::run(ssm, &plan.options).await;
+    proxy_outcome(result, plan.options.port, described)
+}
+
+/// The exit code or error for a proxy that ended with `result`; `port` is sshd's on the
+/// instance, `described` names the target.
+pub(crate) fn proxy_outcome(
+    result: Result<ProxyEnd, ProxyError>,
+    port: u16,
+    described: String,
+) -> anyhow::Result<ExitCode> {
+    match result {
         Ok(end) => {
             tracing::info!(?end, "ssh-proxy done");
             Ok(ExitCode::SUCCESS)
         }
         Err(ProxyError::Connect(e)) => Err(connect_failure(
             e,
-            &format!(
-                "could not start an SSH session to port {}",
-                plan.options.port
-            ),
+            &format!("could not start an SSH session to port {port}"),
             &described,
-            &format!(
-                "check that sshd listens on port {} of the instance",
-                plan.options.port
-            ),
+            &format!("check that sshd listens on port {port} of the instance"),
         )),
         Err(e @ ProxyError::AgentTooOld(_)) => {
             Err(ExpectedError::new(ErrorKind::Unsupported, e.to_string())

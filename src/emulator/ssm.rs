@@ -1,5 +1,6 @@
 //! SSM operations of the control plane (JSON 1.1): `StartSession`, `ResumeSession` and
-//! `TerminateSession` (SPEC.md §1), and `DescribeInstanceInformation`.
+//! `TerminateSession` (SPEC.md §1), `DescribeInstanceInformation`, and `GetDocument` (which
+//! serves no document: the emulated accounts have no Session Manager preferences saved).
 //!
 //! StartSession validates the target (an online instance of the caller's account and region)
 //! and document, creates the registry entry and spawns the session's task; the task itself
@@ -34,6 +35,7 @@ pub(crate) fn handle(
         }
         "ResumeSession" => resume_session(shared, parse(body)?),
         "TerminateSession" => terminate_session(shared, parse(body)?),
+        "GetDocument" => get_document(parse(body)?),
         other => Err(AwsError::unknown_operation(&format!("AmazonSSM.{other}"))),
     }
 }
@@ -130,6 +132,26 @@ fn terminate_session(shared: &Shared, request: SessionIdRequest) -> Result<Value
         tracing::info!(%session_id, "session termination requested");
     }
     Ok(json!({ "SessionId": session_id }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct GetDocumentRequest {
+    name: Option<String>,
+}
+
+/// No account of the emulator saved Session Manager preferences (SSM-SessionManagerRunShell)
+/// and the AWS-owned session documents are built in (`documents`), so every name is unknown,
+/// worded as SSM words it.
+fn get_document(request: GetDocumentRequest) -> Result<Value, AwsError> {
+    let name = request.name.filter(|n| !n.is_empty()).ok_or_else(|| {
+        validation("Value null at 'name' failed to satisfy constraint: Member must not be null")
+    })?;
+    tracing::debug!(%name, "GetDocument: no such document");
+    Err(AwsError::new(
+        "InvalidDocument",
+        "The specified document does not exist.",
+    ))
 }
 
 #[derive(Deserialize, Default)]

@@ -5,11 +5,12 @@
 //!
 //! It must not touch local sockets or print: links own the local side, `cli` reports.
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use postern_protocol::{CloseReason, Event, Flag, ReadyInfo, Session, SessionConfig};
 
-use crate::aws::{AwsError, SsmClient, StartSessionRequest};
+use crate::aws::{AwsError, SessionCredentials, SsmClient, StartSessionRequest};
 use crate::transport::{self, CLIENT_VERSION, Lost, OpenError, Pump, Resilience, ResumeTarget};
 
 /// Opens sessions of one kind (document and parameters) on one target.
@@ -19,6 +20,9 @@ pub struct Connector {
     request: StartSessionRequest,
     handshake_timeout: Duration,
     resilience: Resilience,
+    /// `Some` for [`Connector::adopting`]: the one session it may open, taken by the first
+    /// [`Connector::connect`].
+    adopted: Option<(String, Arc<Mutex<Option<SessionCredentials>>>)>,
 }
 
 /// A session whose handshake is complete. Receiving is off
@@ -80,6 +84,25 @@ impl Connector {
             request,
             handshake_timeout,
             resilience: Resilience::default(),
+            adopted: None,
+        }
+    }
+
+    /// A connector for one session someone else started (`session-manager-plugin` mode: the
+    /// AWS CLI called StartSession). The first [`Connector::connect`] opens it; later ones fail
+    /// with [`ConnectError::Ended`], since that caller owns the decision to start sessions.
+    pub fn adopting(
+        ssm: SsmClient,
+        request: StartSessionRequest,
+        handshake_timeout: Duration,
+        credentials: SessionCredentials,
+    ) -> Self {
+        Self {
+            adopted: Some((
+                credentials.session_id.clone(),
+                Arc::new(Mutex::new(Some(credentials))),
+            )),
+            ..Self::new(ssm, request, handshake_timeout)
         }
     }
 
@@ -96,17 +119,31 @@ impl Connector {
 
     /// Starts a session and runs its handshake.
     pub async fn connect(&self) -> Result<Connected, ConnectError> {
-        tracing::info!(
-            target = %self.request.target,
-            document = self.request.document_name.as_deref().unwrap_or("(default)"),
-            "StartSession"
-        );
-        let credentials = self
-            .ssm
-            .start_session(&self.request)
-            .await
-            .map_err(ConnectError::Start)?;
+        let credentials = match &self.adopted {
+            Some((adopted_id, slot)) => {
+                // A poisoned lock means a panic elsewhere; the slot's content is still valid.
+                let taken = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
+                taken.ok_or_else(|| ConnectError::Ended {
+                    session_id: adopted_id.clone(),
+                    reason: "the session handed over by the AWS CLI has ended; start another \
+                             with `aws ssm start-session`"
+                        .to_owned(),
+                })?
+            }
+            None => {
+                tracing::info!(
+                    target = %self.request.target,
+                    document = self.request.document_name.as_deref().unwrap_or("(default)"),
+                    "StartSession"
+                );
+                self.ssm
+                    .start_session(&self.request)
+                    .await
+                    .map_err(ConnectError::Start)?
+            }
+        };
         let session_id = credentials.session_id.clone();
+        crate::history::note_session(&session_id);
         tracing::info!(%session_id, "session started");
         let result = async {
             let ws = transport::open(

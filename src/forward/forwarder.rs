@@ -50,6 +50,8 @@ pub struct ForwardReady {
     pub mode: LinkMode,
     /// The agent's version, from the first session's handshake.
     pub agent_version: String,
+    /// The first session's id.
+    pub session_id: String,
 }
 
 /// Forwards whose first sessions are up; [`Forwarder::run`] serves them.
@@ -92,10 +94,6 @@ pub enum ForwardError {
 impl Forwarder {
     /// Binds every listener, then starts every forward's first session.
     pub async fn start(ssm: SsmClient, options: &ForwardOptions) -> Result<Self, ForwardError> {
-        let mut listeners = Vec::new();
-        for spec in &options.forwards {
-            listeners.push(listener::bind(spec).await?);
-        }
         let connectors: Vec<Connector> = options
             .forwards
             .iter()
@@ -108,6 +106,19 @@ impl Forwarder {
                 .with_resilience(options.resilience.clone())
             })
             .collect();
+        Self::start_with(options, connectors).await
+    }
+
+    /// [`Forwarder::start`] with one connector per forward, in `-L` order (for a session
+    /// started elsewhere: [`Connector::adopting`]).
+    pub async fn start_with(
+        options: &ForwardOptions,
+        connectors: Vec<Connector>,
+    ) -> Result<Self, ForwardError> {
+        let mut listeners = Vec::new();
+        for spec in &options.forwards {
+            listeners.push(listener::bind(spec).await?);
+        }
         let results = join_all(connectors.iter().map(Connector::connect)).await;
         let mut connected = Vec::new();
         let mut failure = None;
@@ -141,6 +152,7 @@ impl Forwarder {
                 target: options.target.clone(),
                 mode: link_mode(&c),
                 agent_version: c.ready.agent_version.clone().unwrap_or_default(),
+                session_id: c.session_id.clone(),
             });
             parts.push((listener, connector, c));
         }

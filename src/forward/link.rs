@@ -42,6 +42,11 @@ pub enum Notice {
         /// What went wrong, with its causes.
         reason: String,
     },
+    /// A local connection was accepted (`session-manager-plugin` mode announces the first).
+    ConnectionAccepted {
+        /// The forward's local address.
+        local: String,
+    },
     /// A local connection was refused because no session could carry it.
     ConnectionDropped {
         /// The forward's local address.

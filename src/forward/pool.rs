@@ -175,6 +175,9 @@ impl Pool {
                 accepted = self.listener.accept() => match accepted {
                     Ok((stream, peer)) => {
                         tracing::debug!(%peer, local = %self.local, "accepted");
+                        let _ = self.notices.send(Notice::ConnectionAccepted {
+                            local: self.local.to_string(),
+                        });
                         queue.push_back(stream);
                     }
                     Err(error) => tracing::warn!(%error, local = %self.local, "accept failed"),

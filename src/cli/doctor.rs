@@ -1,0 +1,280 @@
+//! `postern doctor [TARGET]`: runs the checks of [`crate::doctor`] in order, prints each line as
+//! it is known (or one JSON object per check with `--json`), and exits 0 only when nothing
+//! needed failed; otherwise with the first failure's documented code.
+
+use std::io::Write as _;
+use std::process::ExitCode;
+
+use aws_credential_types::Credentials;
+use aws_credential_types::provider::SharedCredentialsProvider;
+
+use crate::aws::{AwsOptions, SsmClient};
+use crate::broker::{Broker, BrokerError, BrokerOptions, MfaSource};
+use crate::cli::args::DoctorArgs;
+use crate::cli::plan::Target;
+use crate::config;
+use crate::doctor::{self, Check, Status};
+use crate::report::{ErrorKind, ExpectedError};
+
+/// A validated `postern doctor`.
+#[derive(Clone, Debug)]
+pub struct DoctorPlan {
+    aws: AwsOptions,
+    target: Option<Target>,
+    account: Option<String>,
+    probe: bool,
+    document: Option<String>,
+    json: bool,
+}
+
+impl DoctorPlan {
+    /// Validates the arguments.
+    pub(crate) fn new(aws: AwsOptions, args: DoctorArgs) -> Result<Self, ExpectedError> {
+        Ok(Self {
+            aws,
+            target: args.target.as_deref().map(Target::parse).transpose()?,
+            account: args.account,
+            probe: !args.no_probe,
+            document: args.document,
+            json: args.json,
+        })
+    }
+}
+
+/// Runs the checks.
+pub(crate) async fn run(plan: &DoctorPlan) -> anyhow::Result<ExitCode> {
+    let mut out = Output::new(plan.json);
+    if !plan.json {
+        match &plan.target {
+            Some(target) => {
+                out.line(&format!("postern doctor: can this machine reach {target}?"))?
+            }
+            None => out.line("postern doctor: can this machine reach AWS Systems Manager?")?,
+        }
+    }
+    let (mut context, check) = match doctor::configuration(&plan.aws).await {
+        Ok(found) => found,
+        Err(check) => {
+            out.check(check)?;
+            return out.finish(plan);
+        }
+    };
+    out.check(check)?;
+    out.check(doctor::network_settings(|name| std::env::var(name).ok()))?;
+    // The endpoint STS was sent to: --endpoint-url, else the SDK's environment overrides.
+    let sts_endpoint = plan.aws.endpoint_url.clone().or_else(|| {
+        ["AWS_ENDPOINT_URL_STS", "AWS_ENDPOINT_URL"]
+            .iter()
+            .find_map(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
+    });
+    let (checks, identity) =
+        doctor::credentials(&context, &context.sdk, sts_endpoint.as_deref()).await;
+    for check in checks {
+        out.check(check)?;
+    }
+    let Some(identity) = identity else {
+        out.skip_rest(plan, "needs working credentials")?;
+        return out.finish(plan);
+    };
+    let mut account = identity.account.clone();
+    match &plan.account {
+        None => out.check(Check::skip(
+            "role assumption",
+            "no --account given: the remaining checks use these credentials directly",
+        ))?,
+        Some(query) => match assume(plan, query).await {
+            Ok((credentials, role_arn, role_account, cached)) => {
+                context.sdk = context
+                    .sdk
+                    .to_builder()
+                    .credentials_provider(SharedCredentialsProvider::new(credentials))
+                    .build();
+                account = role_account;
+                out.check(Check::pass(
+                    "role assumption",
+                    format!(
+                        "assumed {role_arn}{}",
+                        if cached { " (cached credentials)" } else { "" }
+                    ),
+                ))?;
+            }
+            Err(check) => {
+                out.check(check)?;
+                out.skip_rest(plan, "needs the role's credentials")?;
+                return out.finish(plan);
+            }
+        },
+    }
+    let Some(target) = &plan.target else {
+        return out.finish(plan);
+    };
+    let (check, facts) =
+        doctor::instance(&context, &context.sdk, target.as_str(), Some(&account)).await;
+    let online = check.status == Status::Pass;
+    out.check(check)?;
+    match &facts {
+        Some(facts) => out.check(doctor::agent_features(&facts.agent_version))?,
+        None => out.check(Check::skip(
+            "agent features",
+            "the agent's version is unknown",
+        ))?,
+    }
+    if !plan.probe {
+        out.check(Check::skip(
+            "session permission",
+            "--no-probe: StartSession permission not tested",
+        ))?;
+    } else if !online {
+        out.check(Check::skip(
+            "session permission",
+            "needs an online instance (a probe would only fail with TargetNotConnected)",
+        ))?;
+    } else {
+        let ssm = SsmClient::new(&context);
+        out.check(
+            doctor::session_permission(&ssm, target.as_str(), plan.document.as_deref()).await,
+        )?;
+    }
+    out.check(doctor::kms(&context, &context.sdk).await)?;
+    out.finish(plan)
+}
+
+/// The role broker's credentials for `query`: (credentials, role ARN, account id, cached).
+async fn assume(
+    plan: &DoctorPlan,
+    query: &str,
+) -> Result<(Credentials, String, String, bool), Check> {
+    let config = config::load(None).map_err(|e| {
+        Check::fail(
+            "role assumption",
+            ErrorKind::Config,
+            format!("the postern configuration cannot be read: {e}"),
+            "fix the file named above (see `postern accounts`)",
+        )
+    })?;
+    let broker = Broker::new(
+        config,
+        BrokerOptions {
+            aws: plan.aws.clone(),
+            source: None,
+            mfa: MfaSource::Terminal,
+            cache_dir: config::cache_dir(),
+        },
+    );
+    let fail = |e: BrokerError| {
+        let (kind, hint) = match &e {
+            BrokerError::UnknownAccount(_) => (
+                ErrorKind::Usage,
+                "name an account alias or id from `postern accounts`, or a role ARN",
+            ),
+            BrokerError::NoRole(_) | BrokerError::UnknownSource(_) => (
+                ErrorKind::Config,
+                "set `role` in the configuration or on the account",
+            ),
+            BrokerError::Refused(_) => (
+                ErrorKind::Guardrail,
+                "the account's environment guardrails refuse this source identity or need a \
+                 confirmation; see `postern creds ACCOUNT`",
+            ),
+            BrokerError::Mfa(_) => (
+                ErrorKind::AwsConfig,
+                "run on a terminal to type the MFA code",
+            ),
+            BrokerError::Aws(_) => (
+                ErrorKind::AccessDenied,
+                "the role's trust policy must allow the source identity to call sts:AssumeRole, \
+                 and the role must exist in that account",
+            ),
+        };
+        Check::fail(
+            "role assumption",
+            kind,
+            crate::forward::error_chain(&e),
+            hint,
+        )
+    };
+    let target = broker.resolve(query).map_err(fail)?;
+    let assumed = broker.credentials(&target).await.map_err(fail)?;
+    let credentials = Credentials::new(
+        assumed.access_key_id.clone(),
+        assumed.secret_access_key.expose().to_owned(),
+        Some(assumed.session_token.expose().to_owned()),
+        Some(assumed.expiration),
+        "postern-broker",
+    );
+    Ok((
+        credentials,
+        target.role_arn.clone(),
+        target.account.id.as_str().to_owned(),
+        assumed.from_cache,
+    ))
+}
+
+/// Where the lines go, and what they add up to.
+struct Output {
+    json: bool,
+    checks: Vec<Check>,
+}
+
+impl Output {
+    fn new(json: bool) -> Self {
+        Self {
+            json,
+            checks: Vec::new(),
+        }
+    }
+
+    fn line(&self, text: &str) -> std::io::Result<()> {
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "{text}")?;
+        stdout.flush()
+    }
+
+    fn check(&mut self, check: Check) -> anyhow::Result<()> {
+        if self.json {
+            self.line(&serde_json::to_string(&check)?)?;
+        } else {
+            self.line(&check.to_string())?;
+        }
+        self.checks.push(check);
+        Ok(())
+    }
+
+    /// Marks the target checks that cannot run.
+    fn skip_rest(&mut self, plan: &DoctorPlan, why: &str) -> anyhow::Result<()> {
+        let mut names = vec!["role assumption"];
+        if plan.target.is_some() {
+            names.extend(["instance", "agent features", "session permission", "kms"]);
+        }
+        for name in names {
+            if !self.checks.iter().any(|c| c.name == name) {
+                self.check(Check::skip(name, why))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self, plan: &DoctorPlan) -> anyhow::Result<ExitCode> {
+        let code = doctor::exit_code(&self.checks);
+        if !self.json {
+            let subject = plan
+                .target
+                .as_ref()
+                .map_or_else(|| "Systems Manager".to_owned(), ToString::to_string);
+            let failed = self
+                .checks
+                .iter()
+                .filter(|c| c.status == Status::Fail)
+                .count();
+            if failed == 0 {
+                self.line(&format!("result: {subject} is reachable"))?;
+            } else {
+                self.line(&format!(
+                    "result: {subject} is not reachable: {failed} check(s) failed (exit code \
+                     {code})"
+                ))?;
+            }
+        }
+        Ok(ExitCode::from(code))
+    }
+}
