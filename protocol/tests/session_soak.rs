@@ -58,7 +58,7 @@ fn run_seed(seed: u64) -> Outcome {
     let breaks = 1 + (rng.next_u64() % 4) as usize;
     for _ in 0..breaks {
         let at = pair.now + Duration::from_millis(rng.next_u64() % 600);
-        if rng.next_u64() % 2 == 0 {
+        if rng.next_u64().is_multiple_of(2) {
             pair.reconnects.push(at);
         } else {
             let length = Duration::from_millis(rng.next_u64() % 2000);

@@ -378,7 +378,7 @@ fn forward_failure(err: ForwardError, described: &str) -> anyhow::Error {
             .into()
         }
         ForwardError::Connect { remote, source } => connect_failure(
-            source,
+            *source,
             &format!("could not start port forwarding to {remote}"),
             described,
             &format!(

@@ -75,7 +75,7 @@ pub enum ForwardError {
         remote: String,
         /// Why.
         #[source]
-        source: ConnectError,
+        source: Box<ConnectError>,
     },
     /// The agent lacks something the forward needs.
     #[error(
@@ -128,7 +128,7 @@ impl Forwarder {
                 Err(source) => {
                     failure.get_or_insert(ForwardError::Connect {
                         remote: spec.remote.to_string(),
-                        source,
+                        source: Box::new(source),
                     });
                 }
             }
