@@ -118,17 +118,32 @@ fn render_notice(notice: &Notice) -> Option<String> {
 }
 
 fn forward_failure(err: ForwardError, described: &str) -> anyhow::Error {
+    forward_failure_with(
+        err,
+        described,
+        "pick another LOCAL port",
+        "use an address of this machine (the default is 127.0.0.1) and a port you may open \
+         (ports below 1024 need privileges)",
+    )
+}
+
+/// [`ForwardError`] for `report`; the bind hints name the caller's way of choosing the local
+/// port (`another`: what to do when it is in use; `unusable`: when it may not be opened).
+pub(crate) fn forward_failure_with(
+    err: ForwardError,
+    described: &str,
+    another: &str,
+    unusable: &str,
+) -> anyhow::Error {
     match err {
         ForwardError::Bind(bind) => {
             let hint = if bind.in_use() {
                 format!(
-                    "another program listens on {}; pick another LOCAL port, or 0 for a free one",
+                    "another program listens on {}; {another}, or 0 for a free one",
                     bind.addr
                 )
             } else {
-                "use an address of this machine (the default is 127.0.0.1) and a port you may \
-                 open (ports below 1024 need privileges)"
-                    .to_owned()
+                unusable.to_owned()
             };
             ExpectedError::new(
                 ErrorKind::LocalPort,

@@ -25,7 +25,7 @@ use crate::cli::audit::{Audit, AuditStart};
 use crate::cli::logging;
 use crate::cli::plan::{SessionPlan, Target};
 use crate::cli::resilience::{NoticeStyle, ResilienceArgs};
-use crate::cli::run::{connect_failure, load_aws, run_started_shell};
+use crate::cli::run::{load_aws, run_started_shell};
 use crate::forward::{
     Connector, ForwardError, ForwardOptions, ForwardSpec, Forwarder, LinkMode, Notice, Remote,
     SessionCount,
@@ -358,41 +358,12 @@ fn contract_error(err: ContractError) -> anyhow::Error {
 }
 
 fn forward_failure(err: ForwardError, described: &str) -> anyhow::Error {
-    match err {
-        ForwardError::Bind(bind) => {
-            let hint = if bind.in_use() {
-                format!(
-                    "another program listens on {}; pass another localPortNumber, or 0 for a \
-                     free one",
-                    bind.addr
-                )
-            } else {
-                "pass a localPortNumber you may open (ports below 1024 need privileges)".to_owned()
-            };
-            ExpectedError::new(
-                ErrorKind::LocalPort,
-                format!("could not listen on {}", bind.addr),
-            )
-            .hint(hint)
-            .source(bind.source)
-            .into()
-        }
-        ForwardError::Connect { remote, source } => connect_failure(
-            *source,
-            &format!("could not start port forwarding to {remote}"),
-            described,
-            &format!(
-                "check that something listens on {remote} as seen from the instance, and that \
-                 the instance may reach it"
-            ),
-        ),
-        err @ ForwardError::AgentTooOld { .. } => {
-            ExpectedError::new(ErrorKind::Unsupported, err.to_string())
-                .target(described.to_owned())
-                .hint("update the SSM agent on the instance (the AWS-UpdateSSMAgent document)")
-                .into()
-        }
-    }
+    crate::cli::forward::forward_failure_with(
+        err,
+        described,
+        "pass another localPortNumber",
+        "pass a localPortNumber you may open (ports below 1024 need privileges)",
+    )
 }
 
 /// How long the agent may take to start the session (as `postern shell`'s default).
