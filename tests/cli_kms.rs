@@ -56,7 +56,6 @@ fn an_encrypted_shell_runs_piped_input_and_exits() {
 }
 
 #[test]
-#[ignore = "issue 9 open: a resume after the second drop gets no token (the emulator's session task has ended)"]
 fn an_encrypted_session_survives_websocket_drops() {
     let emu = Emulator::start(&[
         "--no-pacing",

@@ -438,6 +438,9 @@ pub struct Session {
     challenge_answered: bool,
     /// Client role after a reconnect: replay unacked messages from this sequence number on.
     replay_from: Option<SequenceNumber>,
+    /// Between [`Session::handle_disconnect`] and [`Session::handle_reconnect`]: nothing is
+    /// transmitted, retransmission clocks and the give-up limit stand still.
+    detached: bool,
     stats: SessionStats,
 }
 
@@ -511,6 +514,7 @@ impl Session {
             crypto: None,
             challenge_answered: false,
             replay_from: None,
+            detached: false,
             stats: SessionStats::default(),
             limits: config.limits,
         };
@@ -580,11 +584,20 @@ impl Session {
             return;
         }
         if let Some(limit) = self.limits.give_up_after
+            && !self.detached
             && self.resend.in_flight() > 0
             && now.duration_since(self.last_progress) >= limit
         {
             self.close(CloseReason::GaveUp(limit));
         }
+    }
+
+    /// The websocket is gone and no other is attached yet. Until [`Session::handle_reconnect`]
+    /// nothing is transmitted (frames would go nowhere), no retransmission is counted and the
+    /// give-up limit does not run: a peer that cannot be reached is not a peer that does not
+    /// ack. Data queued meanwhile is kept and sent after the reconnect.
+    pub fn handle_disconnect(&mut self, _now: Instant) {
+        self.detached = true;
     }
 
     /// A new websocket replaced the old one: unacked messages become due for resending now.
@@ -598,6 +611,7 @@ impl Session {
             Role::Client => self.replay_from = Some(SequenceNumber(0)),
             Role::Agent => self.resend.expire_all(now, self.rtt.rto()),
         }
+        self.detached = false;
         self.last_progress = now;
         self.resume_publication();
     }
@@ -711,6 +725,9 @@ impl Session {
 
     /// The next frame to send, if any: acks first, then a due retransmission, then new data.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
+        if self.detached {
+            return None;
+        }
         if let Some(frame) = self.control.pop_front() {
             return Some(Transmit { frame });
         }
@@ -790,7 +807,7 @@ impl Session {
                 next = Some(next.map_or(t, |n| n.min(t)));
             }
         };
-        let running = self.gate.publication() == Publication::Running;
+        let running = self.gate.publication() == Publication::Running && !self.detached;
         if running {
             consider(self.resend.head_deadline(self.rtt.rto()));
             let has_unsent = self.resend.len() > self.resend.in_flight();
@@ -802,6 +819,7 @@ impl Session {
         }
         consider(self.handshake_deadline());
         if let Some(limit) = self.limits.give_up_after
+            && !self.detached
             && self.resend.in_flight() > 0
         {
             consider(Some(self.last_progress + limit));

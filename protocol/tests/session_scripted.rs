@@ -419,3 +419,35 @@ fn agent_flags_bad_digest_bad_ack_oversize_and_missing_acks() {
     // The malformed size is not acked: everything after it waits, as with the real agent.
     assert_eq!(agent.expected_sequence_number().0, 1);
 }
+
+#[test]
+fn a_detached_agent_neither_transmits_nor_counts_missing_acks_until_the_reconnect() {
+    let t0 = Instant::now();
+    let mut agent = agent_session(SessionType::StandardStream, t0);
+    let _ = events(&mut agent);
+    agent.send_output(t0, b"before");
+    let sent = transmits(&mut agent, t0);
+    assert_eq!(sent.len(), 1, "the output goes out while attached");
+    // The websocket breaks: a minute without a peer, output still produced meanwhile.
+    agent.handle_disconnect(t0);
+    agent.send_output(t0, b"during");
+    assert_eq!(agent.poll_timeout(), None, "no retransmission armed");
+    let mut t = t0;
+    for _ in 0..60 {
+        t += Duration::from_secs(1);
+        agent.handle_timeout(t);
+        assert!(transmits(&mut agent, t).is_empty(), "sent while detached");
+    }
+    assert!(violations(&events(&mut agent)).is_empty());
+    // The reconnect resends the unacked head at once, then sends what was produced meanwhile.
+    agent.handle_reconnect(t);
+    let resent = transmits(&mut agent, t);
+    let payloads: Vec<&[u8]> = resent.iter().map(|(_, m)| m.payload.as_slice()).collect();
+    assert_eq!(payloads, [&b"before"[..], &b"during"[..]]);
+    let mut client = ScriptedPeer::new(Role::Client, 2);
+    for (frame, _) in &resent {
+        agent.handle_message(t, &client.ack(frame)).expect("ack");
+    }
+    assert!(!agent.has_unacked());
+    assert!(violations(&events(&mut agent)).is_empty());
+}

@@ -229,7 +229,10 @@ impl Driver {
         let Some(ending) = &self.ending else {
             return false;
         };
-        if self.session.has_unacked() && now < ending.deadline && self.socket.is_some() {
+        // Unacked output waits for its ack: up to the grace period while a websocket is
+        // attached, and for the client's resume while none is (the detach timeout above ends
+        // a session whose client never comes back).
+        if self.session.has_unacked() && (now < ending.deadline || self.socket.is_none()) {
             return false;
         }
         let reason = ending.reason.clone();
@@ -275,14 +278,20 @@ impl Driver {
         self.closes.new_socket();
         self.shaper.reset();
         self.session.handle_reconnect(now.into_std());
+        if let Some(ending) = self.ending.as_mut() {
+            // The grace period for the last acks restarts with the new websocket.
+            ending.deadline = ending.deadline.max(now + CLOSE_GRACE);
+        }
     }
 
     async fn detach(&mut self, now: Instant) {
-        if let Some(socket) = self.socket.take() {
-            tokio::spawn(close_with(socket, None));
-        }
+        let Some(socket) = self.socket.take() else {
+            return;
+        };
+        tokio::spawn(close_with(socket, None));
         self.detached_since = Some(now);
         self.shaper.reset();
+        self.session.handle_disconnect(now.into_std());
         tracing::info!(session_id = %self.spec.session_id, "data channel detached");
     }
 
@@ -294,6 +303,7 @@ impl Driver {
         self.stalled = self.socket.take();
         self.detached_since = Some(now);
         self.shaper.reset();
+        self.session.handle_disconnect(now.into_std());
     }
 
     async fn on_frame(&mut self, now: Instant, frame: Option<Result<Message, axum::Error>>) {

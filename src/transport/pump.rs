@@ -7,8 +7,9 @@
 //! (SPEC.md §2.4-2.6). Shared by the shell/exec driver, port forwarding and `ssh-proxy`.
 //!
 //! It must not decide what to send or when (the core does) or print (its [`Notifier`] does).
-//! While the websocket is down, transmits are drained and dropped: the core keeps every
-//! unacknowledged message and replays it after the reconnect; the peer does the same.
+//! While the websocket is down the core is detached ([`Session::handle_disconnect`]): it
+//! transmits nothing, keeps every unacknowledged message and replays it after the reconnect;
+//! the peer does the same.
 
 use std::fmt;
 use std::future::Future;
@@ -396,7 +397,7 @@ impl Pump {
 
     fn broke(
         &mut self,
-        session: &Session,
+        session: &mut Session,
         cause: ChannelFailure,
         now: Instant,
     ) -> Result<(), Lost> {
@@ -405,6 +406,8 @@ impl Pump {
             self.link = Link::Gone;
             return Err(Lost::Broken(cause));
         }
+        // The core keeps everything unacked and holds its clocks until the reconnect.
+        session.handle_disconnect(now);
         self.outage_since.get_or_insert(now);
         // The first attempt follows at once: most drops (a recycle, a proxy timeout) leave
         // the network fine. Later ones back off.

@@ -94,6 +94,15 @@ impl Emulator {
     }
 }
 
+impl Emulator {
+    /// Kills the emulator with SIGKILL: the service vanishes without closing anything, as a
+    /// network outage looks from the client.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for Emulator {
     fn drop(&mut self) {
         terminate(&mut self.child);

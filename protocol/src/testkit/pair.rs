@@ -87,9 +87,9 @@ pub struct Pair {
     /// Scheduled reconnects: at these instants both sessions see `handle_reconnect` and every
     /// frame on the wire is lost.
     pub reconnects: Vec<Instant>,
-    /// Scheduled outages (start, length): from the start every frame on the wire and every
-    /// frame sent is lost (a broken websocket whose driver keeps draining transmits); at the
-    /// end both sessions see `handle_reconnect`.
+    /// Scheduled outages (start, length): at the start every frame on the wire is lost and
+    /// both sessions see `handle_disconnect` (a broken websocket, as the drivers report it);
+    /// frames sent meanwhile are lost too; at the end both sessions see `handle_reconnect`.
     pub outages: Vec<(Instant, Duration)>,
     down_until: Option<Instant>,
 }
@@ -184,6 +184,8 @@ impl Pair {
         {
             let (_, length) = self.outages.swap_remove(i);
             self.wire.clear();
+            self.client.handle_disconnect(self.now);
+            self.agent.handle_disconnect(self.now);
             let until = self.now + length;
             self.down_until = Some(self.down_until.map_or(until, |d| d.max(until)));
         }
