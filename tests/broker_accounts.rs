@@ -406,3 +406,43 @@ async fn completion_offers_cached_instance_names() {
         "{offered}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_resumes_with_refreshed_role_credentials_and_no_second_mfa_prompt() {
+    // Role credentials live 2 s under an MFA session that lives for hours; the websocket
+    // closes every 60 messages, the first time after the command slept 3 s: ResumeSession
+    // needs role credentials the broker must fetch again, from the cached MFA session.
+    let emulator = fleet_emulator(|c| {
+        c.mfa_code = Some("271828".to_owned());
+        c.role_credential_lifetime = Some(std::time::Duration::from_secs(2));
+        c.faults.close_every = Some(60);
+        c.pacing = None;
+    })
+    .await;
+    let home = Home::new(&format!(
+        "{HEAD}{ACCOUNTS}\n[source]\nmfa_serial = \"arn:aws:iam::402918375561:mfa/alice\"\n"
+    ));
+    let asked = home.path().join("asked");
+    let mfa = format!("echo asked >> '{}'; echo 271828", asked.display());
+    let output = home.run(
+        &emulator,
+        &[
+            "exec",
+            "web-frontend-dev-1",
+            "--mfa-command",
+            &mfa,
+            "--",
+            "sleep 3; seq 1 20000",
+        ],
+    );
+    let expected: String = (1..=20000).map(|i| format!("{i}\n")).collect();
+    assert!(succeeded(&output) == expected, "output differs");
+    let notices = stderr(&output);
+    assert!(notices.contains("reconnected after"), "{notices}");
+    let prompts = std::fs::read_to_string(&asked).expect("the MFA command ran");
+    assert_eq!(
+        prompts.lines().count(),
+        1,
+        "one MFA code for the whole session"
+    );
+}

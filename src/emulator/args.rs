@@ -107,6 +107,10 @@ pub struct ApiArgs {
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub credential_lifetime: Option<Duration>,
 
+    /// Lifetime of AssumeRole credentials only, overriding --credential-lifetime for them.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub role_credential_lifetime: Option<Duration>,
+
     /// The only MFA code accepted (default: any six digits).
     #[arg(long, value_name = "CODE")]
     pub mfa_code: Option<String>,
@@ -211,6 +215,7 @@ impl EmulatorArgs {
             region,
             fleet,
             credential_lifetime: api.credential_lifetime,
+            role_credential_lifetime: api.role_credential_lifetime,
             mfa_code: api.mfa_code,
             api_latency: api.api_latency,
             throttle_rate: api.throttle_rate,

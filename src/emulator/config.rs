@@ -20,6 +20,9 @@ pub struct EmulatorConfig {
     /// Lifetime of credentials from AssumeRole and GetSessionToken, overriding the requested
     /// duration (tests shorten it; zero issues credentials that are already expired).
     pub credential_lifetime: Option<Duration>,
+    /// Lifetime of AssumeRole credentials alone, overriding `credential_lifetime` for them
+    /// (short role credentials under a long MFA session, as in real accounts).
+    pub role_credential_lifetime: Option<Duration>,
     /// The only MFA code GetSessionToken and AssumeRole accept; `None` accepts any six digits.
     pub mfa_code: Option<String>,
     /// Latency added to every control-plane call.
@@ -60,6 +63,7 @@ impl Default for EmulatorConfig {
             region: DEFAULT_REGION.to_owned(),
             fleet: Fleet::builtin(DEFAULT_REGION),
             credential_lifetime: None,
+            role_credential_lifetime: None,
             mfa_code: None,
             api_latency: None,
             throttle_rate: None,

@@ -75,7 +75,11 @@ fn assume_role(
         return Err(denied());
     }
     let principal = Principal::assumed_role(account, role, session_name);
-    let lifetime = shared.config.credential_lifetime.unwrap_or(duration);
+    let lifetime = shared
+        .config
+        .role_credential_lifetime
+        .or(shared.config.credential_lifetime)
+        .unwrap_or(duration);
     let issued = shared
         .credentials
         .issue(principal.clone(), lifetime, SystemTime::now());
