@@ -2,7 +2,7 @@
 //! that break the data channel. Websockets closed every N messages during a 64 MiB forward
 //! (sha256 identical) and during a command printing numbered lines (exact sequence); a
 //! stalled websocket found by keepalive; an idle forward kept open past the service's idle
-//! timeout; resume after the credentials of StartSession expired; the give-up limit. Every
+//! timeout; one TCP connection across the service's websocket recycles; resume after the credentials of StartSession expired; the give-up limit. Every
 //! run ends with zero emulator violations.
 
 mod cli_util;
@@ -103,6 +103,38 @@ fn an_idle_forward_outlives_the_services_idle_timeout_with_keepalive() {
     let stderr = fw.stop_ok();
     assert!(stderr.contains("connection lost"), "stderr {stderr}");
     assert!(reconnected(&stderr) >= 1, "stderr {stderr}");
+    assert_eq!(emu.stop(), Vec::<String>::new(), "violations");
+}
+
+#[test]
+fn one_tcp_connection_outlives_the_services_websocket_recycles() {
+    // The service recycles every websocket after 700 ms (an hour, scaled down). One TCP
+    // connection through the forward trades a numbered message every 50 ms for 3 s, idle in
+    // between: it spans four recycles and sees every echo, in order, with no byte lost.
+    let emu = Emulator::start(&["--no-pacing", "--recycle-after", "700ms"]);
+    let echo = echo_server();
+    let spec = format!("0:{echo}");
+    let fw = Forward::start(&emu, &[&emu.instance, "-L", &spec]);
+    let mut conn = TcpStream::connect(&fw.local).unwrap();
+    conn.set_read_timeout(Some(LIMIT)).unwrap();
+    let begin = Instant::now();
+    let mut round = 0u32;
+    while begin.elapsed() < Duration::from_secs(3) {
+        let message = format!("message {round:05}\n");
+        conn.write_all(message.as_bytes()).unwrap();
+        let mut back = vec![0u8; message.len()];
+        conn.read_exact(&mut back).unwrap();
+        assert_eq!(back, message.as_bytes(), "round {round}");
+        round += 1;
+        thread::sleep(Duration::from_millis(50));
+    }
+    conn.shutdown(Shutdown::Write).unwrap();
+    let mut rest = Vec::new();
+    conn.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty(), "nothing more: {rest:?}");
+    let stderr = fw.stop_ok();
+    assert!(reconnected(&stderr) >= 3, "stderr {stderr}");
+    assert!(round >= 20, "only {round} rounds");
     assert_eq!(emu.stop(), Vec::<String>::new(), "violations");
 }
 

@@ -54,6 +54,11 @@ pub struct EmulatorArgs {
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub idle_timeout: Option<Duration>,
 
+    /// Close every websocket once it has been open for DURATION, busy or not, as the service
+    /// recycles its websockets about hourly (the session stays resumable).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub recycle_after: Option<Duration>,
+
     /// Accounts, regions and instances.
     #[command(flatten, next_help_heading = "Fleet")]
     pub fleet: Box<FleetArgs>,
@@ -240,6 +245,7 @@ impl EmulatorArgs {
             },
             session_kms_key: self.session_kms_key,
             idle_timeout: self.idle_timeout,
+            recycle_after: self.recycle_after,
             ..EmulatorConfig::default()
         };
         Ok(config)

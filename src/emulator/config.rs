@@ -54,6 +54,9 @@ pub struct EmulatorConfig {
     /// long, as idle-connection timeouts between client and service do; the session itself
     /// stays resumable.
     pub idle_timeout: Option<Duration>,
+    /// Close every websocket after it has been open this long, as the service's hourly
+    /// recycle does; the session stays resumable.
+    pub recycle_after: Option<Duration>,
 }
 
 impl Default for EmulatorConfig {
@@ -78,6 +81,7 @@ impl Default for EmulatorConfig {
             rng_seed: None,
             session_kms_key: None,
             idle_timeout: None,
+            recycle_after: None,
         }
     }
 }

@@ -75,6 +75,8 @@ struct Driver {
     stalled: Option<WebSocket>,
     /// When the client last sent anything on the attached websocket (for the idle timeout).
     last_heard: Instant,
+    /// When the attached websocket was attached (for the recycle).
+    attached_at: Instant,
     detached_since: Option<Instant>,
     plugin: Option<PluginHandle>,
     plugin_input: Option<mpsc::Sender<PluginInput>>,
@@ -144,6 +146,7 @@ impl Driver {
             socket: Some(attachment.socket),
             stalled: None,
             last_heard: now,
+            attached_at: now,
             detached_since: None,
             plugin: None,
             plugin_input: None,
@@ -203,6 +206,17 @@ impl Driver {
                             session_id = %self.spec.session_id,
                             ?idle,
                             "idle timeout: closing the websocket"
+                        );
+                        self.detach(now).await;
+                    }
+                    if let Some(age) = self.shared.config.recycle_after
+                        && self.socket.is_some()
+                        && now >= self.attached_at + age
+                    {
+                        tracing::info!(
+                            session_id = %self.spec.session_id,
+                            ?age,
+                            "recycle: closing the websocket"
                         );
                         self.detach(now).await;
                     }
@@ -274,6 +288,7 @@ impl Driver {
         self.socket = Some(attachment.socket);
         self.stalled = None;
         self.last_heard = now;
+        self.attached_at = now;
         self.detached_since = None;
         self.closes.new_socket();
         self.shaper.reset();
@@ -572,6 +587,10 @@ impl Driver {
                 .as_ref()
                 .and(self.shared.config.idle_timeout)
                 .map(|idle| self.last_heard + idle),
+            self.socket
+                .as_ref()
+                .and(self.shared.config.recycle_after)
+                .map(|age| self.attached_at + age),
         ]
         .into_iter()
         .flatten()
