@@ -400,6 +400,8 @@ pub struct SessionStats {
     pub messages_delivered: u64,
     /// Duplicates received (re-acked).
     pub duplicates: u64,
+    /// Messages too far ahead for the reorder buffer, dropped unacked for the peer to resend.
+    pub dropped_out_of_window: u64,
     /// Acks sent.
     pub acks_sent: u64,
     /// Payload bytes delivered.
@@ -1034,13 +1036,17 @@ impl Session {
                 self.queue_ack(now, &message);
             }
             Arrival::OutOfWindow => {
-                return Err(self.reject(
-                    ViolationKind::UnexpectedSequence,
-                    format!(
-                        "sequence {seq} beyond the reorder window (expected {})",
-                        self.reorder.expected()
-                    ),
-                ));
+                // Not a violation: while our receiver pushes back, the expected message stays
+                // unacked but later ones are acked into the reorder buffer, so the peer may
+                // legitimately run this far ahead. Dropped unacked, it is resent, as the
+                // official client's full IncomingMessageBuffer does (plugin
+                // `src/datachannel/streaming.go` `HandleOutputMessage`).
+                self.stats.dropped_out_of_window += 1;
+                tracing::debug!(
+                    %seq,
+                    expected = %self.reorder.expected(),
+                    "beyond the reorder window: dropped unacked"
+                );
             }
         }
         Ok(())

@@ -451,3 +451,55 @@ fn a_detached_agent_neither_transmits_nor_counts_missing_acks_until_the_reconnec
     assert!(!agent.has_unacked());
     assert!(violations(&events(&mut agent)).is_empty());
 }
+
+#[test]
+fn messages_beyond_a_full_reorder_buffer_are_dropped_unacked_and_resent_later() {
+    let now = Instant::now();
+    let mut config = SessionConfig::client("1.2.707.0", 9, EPOCH);
+    config.limits.reorder_capacity = 4;
+    let mut client = Session::new(config, now);
+    let mut agent = ScriptedPeer::new(Role::Agent, 1);
+    client
+        .handle_message(now, &agent.stream_at(0, PayloadType::Output, b"0"))
+        .expect("first output");
+    let _ = transmits(&mut client, now);
+    // 1 is lost; 2..=5 fill the buffer (acked); 6..=8 are beyond it: dropped, no ack, and
+    // no violation (the official client's full IncomingMessageBuffer does the same).
+    for seq in 2..=8 {
+        let payload = seq.to_string();
+        client
+            .handle_message(
+                now,
+                &agent.stream_at(seq, PayloadType::Output, payload.as_bytes()),
+            )
+            .expect("accepted or dropped, never an error");
+    }
+    let acked: Vec<i64> = transmits(&mut client, now)
+        .iter()
+        .map(|(_, m)| serde_json::from_slice::<Value>(&m.payload).unwrap())
+        .map(|ack| ack["AcknowledgedMessageSequenceNumber"].as_i64().unwrap())
+        .collect();
+    assert_eq!(acked, [2, 3, 4, 5]);
+    assert_eq!(client.stats().dropped_out_of_window, 3);
+    // The agent resends 1, then 6..=8: everything arrives once, in order.
+    for seq in [1, 6, 7, 8] {
+        let payload = seq.to_string();
+        client
+            .handle_message(
+                now,
+                &agent.stream_at(seq, PayloadType::Output, payload.as_bytes()),
+            )
+            .expect("resent");
+    }
+    let evs = events(&mut client);
+    assert!(violations(&evs).is_empty(), "{evs:?}");
+    let output: Vec<u8> = evs
+        .iter()
+        .filter_map(|e| match e {
+            Event::Output(bytes) => Some(bytes.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert_eq!(output, b"012345678");
+}
