@@ -164,13 +164,17 @@ def main():
     rounds = 2000 if QUICK else 6000
     rtts, figures = ping_pong_across_drops(rounds, 150)
     normal = statistics.median(rtts)
-    hit = [r for r in rtts if r > 5 * normal + 2]
+    worst = sorted(rtts)[-len(figures):] if figures else []
     print(f"1-byte ping-pong through a forward, {rounds} rounds, websocket closed every 150 "
           f"messages ({len(figures)} drops):")
-    print(f"  normal round trip median {normal:.2f} ms; rounds hit by a drop: {len(hit)}, "
-          f"drop to data flowing again median {statistics.median(hit) if hit else 0:.1f} ms, "
-          f"p95 {pct(hit, 0.95) if hit else 0:.1f} ms "
-          f"(ratio to a normal round trip {statistics.median(hit) / normal if hit else 0:.1f}x)")
+    print(f"  round trip median {normal:.2f} ms, p99 {pct(rtts, 0.99):.2f} ms, "
+          f"max {max(rtts):.2f} ms")
+    if worst:
+        # Each drop stalls at most the round in flight: the slowest rounds, one per drop,
+        # bound the drop-to-data-flowing-again time seen by the application.
+        print(f"  the {len(worst)} slowest rounds (one per drop): median "
+              f"{statistics.median(worst):.2f} ms, max {max(worst):.2f} ms "
+              f"(ratio to a normal round trip {statistics.median(worst) / normal:.1f}x)")
     size = (20 if QUICK else 100) * 1_000_000
     plain, _ = exec_throughput(size)
     encrypted, notice = exec_throughput(size, "--session-kms-key", "alias/bench")
