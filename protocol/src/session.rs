@@ -1721,5 +1721,7 @@ const KMS_CUSTOMER_MESSAGE: &str = "This session is encrypted using AWS KMS.";
 const ACK_FLAGS: u64 = 3;
 /// Retransmissions of one message after which the agent role reports a missing ack...
 const MISSING_ACK_RETRANSMISSIONS: u32 = 5;
-/// ...provided it has also been unacknowledged this long since its first transmission.
-const MISSING_ACK_AGE: Duration = Duration::from_secs(2);
+/// ...provided it has also been unacknowledged this long since its first transmission. A
+/// client whose receiver pushes back (a slow TCP reader) legitimately holds its acks, as the
+/// official client does while it writes; 2 s flagged a loaded CI machine's 64 MiB forward.
+const MISSING_ACK_AGE: Duration = Duration::from_secs(5);
