@@ -27,14 +27,8 @@ const BANNER: &str = "This session is encrypted using AWS KMS.";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_encrypted_session_completes_with_data_keys_from_moto() {
-    let moto = Moto::start();
-    let kms = aws_sdk_kms::Client::new(&moto.sdk(REGION));
-    create_key_with_alias(&kms).await;
-    let client_kms = KmsClient::new(&AwsContext {
-        sdk: moto.sdk(REGION),
-        region: REGION.to_owned(),
-        profile: None,
-    });
+    let (moto, kms, _) = moto_with_key().await;
+    let client_kms = postern_kms(&moto);
 
     let mut run = Run::new(TARGET);
     let outcome = run.drive(&client_kms, &kms).await;
@@ -72,14 +66,8 @@ async fn an_encrypted_session_completes_with_data_keys_from_moto() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_data_key_bound_to_another_target_fails_the_session_at_moto_s_decrypt() {
-    let moto = Moto::start();
-    let kms = aws_sdk_kms::Client::new(&moto.sdk(REGION));
-    create_key_with_alias(&kms).await;
-    let client_kms = KmsClient::new(&AwsContext {
-        sdk: moto.sdk(REGION),
-        region: REGION.to_owned(),
-        profile: None,
-    });
+    let (moto, kms, _) = moto_with_key().await;
+    let client_kms = postern_kms(&moto);
     // The client names a target the agent is not (SPEC.md §7.2): the agent's Decrypt uses
     // its own id, the blob was bound to the client's.
     let mut run = Run::with_targets("i-0aaaaaaaaaaaaaaaa", TARGET);
@@ -97,9 +85,7 @@ async fn a_data_key_bound_to_another_target_fails_the_session_at_moto_s_decrypt(
 async fn moto_checks_the_shape_we_rely_on() {
     // A control for the test above: moto does validate GenerateDataKey, so its acceptance of
     // ours means something. KeySpec and NumberOfBytes together are refused, as by real KMS.
-    let moto = Moto::start();
-    let kms = aws_sdk_kms::Client::new(&moto.sdk(REGION));
-    let key = create_key_with_alias(&kms).await;
+    let (moto, kms, key) = moto_with_key().await;
     let both = kms
         .generate_data_key()
         .key_id(&key)
@@ -114,18 +100,30 @@ async fn moto_checks_the_shape_we_rely_on() {
     );
 
     // An unknown key: postern's error names the operation and moto's code.
-    let client_kms = KmsClient::new(&AwsContext {
-        sdk: moto.sdk(REGION),
-        region: REGION.to_owned(),
-        profile: None,
-    });
-    let missing = client_kms
+    let missing = postern_kms(&moto)
         .generate_data_key("alias/no-such-key", 64, &BTreeMap::new())
         .await
         .expect_err("no such key");
     let shown = missing.to_string();
     assert!(shown.starts_with("GenerateDataKey failed"), "{shown}");
     assert!(shown.contains("NotFoundException"), "{shown}");
+}
+
+/// moto with a symmetric key under `ALIAS`: the server, a KMS client on it, the key id.
+async fn moto_with_key() -> (Moto, aws_sdk_kms::Client, String) {
+    let moto = Moto::start();
+    let kms = aws_sdk_kms::Client::new(&moto.sdk(REGION));
+    let key = create_key_with_alias(&kms).await;
+    (moto, kms, key)
+}
+
+/// postern's own KMS client, pointed at moto.
+fn postern_kms(moto: &Moto) -> KmsClient {
+    KmsClient::new(&AwsContext {
+        sdk: moto.sdk(REGION),
+        region: REGION.to_owned(),
+        profile: None,
+    })
 }
 
 /// Creates a symmetric key and `ALIAS` for it; returns the key id.

@@ -465,7 +465,8 @@ fn messages_beyond_a_full_reorder_buffer_are_dropped_unacked_and_resent_later() 
     let _ = transmits(&mut client, now);
     // 1 is lost; 2..=5 fill the buffer (acked); 6..=8 are beyond it: dropped, no ack, and
     // no violation (the official client's full IncomingMessageBuffer does the same).
-    for seq in 2..=8 {
+    // Each message's payload is its sequence number.
+    let mut deliver = |client: &mut Session, seq: i64| {
         let payload = seq.to_string();
         client
             .handle_message(
@@ -473,6 +474,9 @@ fn messages_beyond_a_full_reorder_buffer_are_dropped_unacked_and_resent_later() 
                 &agent.stream_at(seq, PayloadType::Output, payload.as_bytes()),
             )
             .expect("accepted or dropped, never an error");
+    };
+    for seq in 2..=8 {
+        deliver(&mut client, seq);
     }
     let acked: Vec<i64> = transmits(&mut client, now)
         .iter()
@@ -483,13 +487,7 @@ fn messages_beyond_a_full_reorder_buffer_are_dropped_unacked_and_resent_later() 
     assert_eq!(client.stats().dropped_out_of_window, 3);
     // The agent resends 1, then 6..=8: everything arrives once, in order.
     for seq in [1, 6, 7, 8] {
-        let payload = seq.to_string();
-        client
-            .handle_message(
-                now,
-                &agent.stream_at(seq, PayloadType::Output, payload.as_bytes()),
-            )
-            .expect("resent");
+        deliver(&mut client, seq);
     }
     let evs = events(&mut client);
     assert!(violations(&evs).is_empty(), "{evs:?}");
