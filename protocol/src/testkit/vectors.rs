@@ -1,8 +1,9 @@
-//! Access to the golden vectors in `../shared/protocol/vectors/` (STYLE.md §6 item 2).
+//! Access to the golden vectors in `protocol/tests/vectors/` (STYLE.md §6 item 2).
 //!
-//! The vectors are produced by the official client and agent; they are read in place, never
-//! copied into this repository and never silently skipped: a missing folder or file panics with
-//! the path that was tried. This is test support behind the `testkit` feature and the only place
+//! The vectors are produced by the official client and agent. The repository carries
+//! byte-identical copies of `../shared/protocol/vectors/` (the test `vectors_match_shared`
+//! compares them when `../shared` is present) so a fresh clone runs its tests. They are never
+//! silently skipped: a missing folder or file panics with the path that was tried. This is test support behind the `testkit` feature and the only place
 //! in this crate that reads files; the shipped protocol code must not use it.
 
 use std::path::{Path, PathBuf};
@@ -12,8 +13,8 @@ use serde_json::Value;
 /// Environment variable that overrides where the vectors are looked for.
 pub const VECTORS_DIR_ENV: &str = "POSTERN_VECTORS_DIR";
 
-/// The vectors folder: `$POSTERN_VECTORS_DIR` when set, else the `shared` checkout next to
-/// the repository (`<repo>/../shared/protocol/vectors`), the layout of dev machines and CI.
+/// The vectors folder: `$POSTERN_VECTORS_DIR` when set, else the repository's copy
+/// (`protocol/tests/vectors`).
 ///
 /// # Panics
 ///
@@ -23,15 +24,16 @@ pub fn vectors_dir() -> PathBuf {
         Some(dir) if !dir.is_empty() => (PathBuf::from(dir), "from $POSTERN_VECTORS_DIR"),
         _ => (
             Path::new(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_RELATIVE_DIR),
-            "default sibling checkout",
+            "the repository's copy",
         ),
     };
     assert!(
         dir.is_dir(),
         "\n\n*** golden vectors not found ***\n\
          tried: {} ({origin})\n\
-         Check out the shared repository next to this one (<parent>/shared/protocol/vectors) \
-         or set {VECTORS_DIR_ENV} to the vectors folder. Vector tests are never skipped.\n",
+         The repository carries them in protocol/tests/vectors; restore that folder \
+         (git checkout -- protocol/tests/vectors) or set {VECTORS_DIR_ENV} to a vectors folder. \
+         Vector tests are never skipped.\n",
         dir.display(),
     );
     dir
@@ -47,7 +49,7 @@ pub fn vector_path(name: &str) -> PathBuf {
     assert!(
         path.is_file(),
         "\n\n*** golden vector file not found ***\ntried: {}\n(folder chosen by {VECTORS_DIR_ENV} \
-         or the default sibling checkout)\n",
+         or the repository's copy)\n",
         path.display(),
     );
     path
@@ -147,8 +149,8 @@ fn nibble(c: u8) -> u8 {
     }
 }
 
-/// From `protocol/` (this crate's manifest dir): up to the repository's parent, then `shared`.
-const DEFAULT_RELATIVE_DIR: &str = "../../shared/protocol/vectors";
+/// From `protocol/` (this crate's manifest dir): the repository's copy of the vectors.
+const DEFAULT_RELATIVE_DIR: &str = "tests/vectors";
 
 #[cfg(test)]
 mod tests {
