@@ -5,8 +5,8 @@
 //! ignores), and ssh with `ProxyCommand="aws ssm start-session --document-name
 //! AWS-StartSSHSession …"` against a loopback sshd. Also the plugin's own argument contract.
 //!
-//! The AWS CLI comes from POSTERN_TEST_AWS_CLI, else the venv `.ci/run` creates; when neither
-//! exists the tests fail and say how to create it.
+//! The AWS CLI comes from POSTERN_TEST_AWS_CLI, which `scripts/test` sets to the venv it
+//! creates; without it the tests fail and say how to create it.
 
 mod cli_util;
 mod sshd;
@@ -328,13 +328,14 @@ impl PluginDir {
 /// The AWS CLI to test with.
 fn aws_cli() -> PathBuf {
     let candidate = std::env::var_os("POSTERN_TEST_AWS_CLI")
+        .filter(|path| !path.is_empty())
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_AWS_CLI));
+        .unwrap_or_default();
     assert!(
         candidate.is_file(),
-        "the AWS CLI for these tests is missing at {}: create it with `python3 -m venv \
-         /var/cache/postern/venv-awscli && /var/cache/postern/venv-awscli/bin/pip install \
-         awscli` (`.ci/run` does), or point POSTERN_TEST_AWS_CLI at an `aws` executable",
+        "the AWS CLI for these tests is missing (POSTERN_TEST_AWS_CLI={:?}): run the tests with \
+         `scripts/test` (it makes a pinned awscli venv and sets POSTERN_TEST_AWS_CLI), or point \
+         POSTERN_TEST_AWS_CLI at an `aws` executable",
         candidate.display()
     );
     candidate
@@ -434,5 +435,3 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Where `.ci/run` creates the AWS CLI's venv.
-const DEFAULT_AWS_CLI: &str = "/var/cache/postern/venv-awscli/bin/aws";

@@ -3,7 +3,7 @@
 //! static credentials; and a scratch home for running the real `postern` binary against it
 //! without touching the real `~/.aws`, `~/.config` or `~/.cache`.
 //!
-//! `.ci/run` installs moto in a venv and exports `POSTERN_TEST_MOTO_SERVER`. A missing moto is
+//! `scripts/test` installs moto in a venv and exports `POSTERN_TEST_MOTO_SERVER`. A missing moto is
 //! a test failure that says how to install it, never a silent skip.
 
 #![allow(
@@ -256,24 +256,19 @@ impl Home {
     }
 }
 
-/// The moto server executable: `POSTERN_TEST_MOTO_SERVER`, else the venv `.ci/run` makes.
-/// Panics with install instructions when there is none.
+/// The moto server executable: `POSTERN_TEST_MOTO_SERVER` (`scripts/test` creates the venv
+/// and sets it). Panics with install instructions when there is none.
 pub fn executable() -> PathBuf {
-    if let Some(path) = std::env::var_os(ENV_VAR).filter(|p| !p.is_empty()) {
-        let path = PathBuf::from(path);
-        assert!(
-            path.is_file(),
-            "{ENV_VAR}={} is not a file.\n{INSTALL}",
-            path.display()
-        );
-        return path;
-    }
-    let default = PathBuf::from(DEFAULT_EXECUTABLE);
+    let Some(path) = std::env::var_os(ENV_VAR).filter(|p| !p.is_empty()) else {
+        panic!("moto is not installed: {ENV_VAR} is unset.\n{INSTALL}");
+    };
+    let path = PathBuf::from(path);
     assert!(
-        default.is_file(),
-        "moto is not installed: {ENV_VAR} is unset and {DEFAULT_EXECUTABLE} does not exist.\n{INSTALL}"
+        path.is_file(),
+        "{ENV_VAR}={} is not a file.\n{INSTALL}",
+        path.display()
     );
-    default
+    path
 }
 
 /// The chosen port was taken before moto could bind it; the log says so.
@@ -292,12 +287,9 @@ fn join_log(log: &Mutex<VecDeque<String>>) -> String {
 }
 
 const ENV_VAR: &str = "POSTERN_TEST_MOTO_SERVER";
-/// Where `.ci/run` installs moto by default.
-const DEFAULT_EXECUTABLE: &str = "/var/cache/postern/venv-moto/bin/moto_server";
-const INSTALL: &str = "install moto with `bash .ci/run` (it makes the venv and exports \
-POSTERN_TEST_MOTO_SERVER), or by hand:\n  python3 -m venv /var/cache/postern/venv-moto\n  \
-/var/cache/postern/venv-moto/bin/pip install 'moto[server]==5.2.5'\n  export \
-POSTERN_TEST_MOTO_SERVER=/var/cache/postern/venv-moto/bin/moto_server";
+const INSTALL: &str = "run the tests with `scripts/test` (it makes a pinned moto venv in its \
+cache directory and exports POSTERN_TEST_MOTO_SERVER), or by hand:\n  python3 -m venv VENV\n  \
+VENV/bin/pip install 'moto[server]==5.2.5'\n  export POSTERN_TEST_MOTO_SERVER=VENV/bin/moto_server";
 /// The watchdog stops moto after this long, whatever happens to the test.
 const LIFETIME: Duration = Duration::from_secs(300);
 /// moto takes one to two seconds to import and bind; a loaded machine may need more.
