@@ -434,4 +434,3 @@ fn killpg(pgid: u32, signal: Signal) -> nix::Result<()> {
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
-

@@ -54,8 +54,8 @@ fn vectors_match_shared() {
 
 /// Every regular file of `dir`, by name.
 fn files(dir: &PathBuf) -> BTreeMap<String, Vec<u8>> {
-    let entries = std::fs::read_dir(dir)
-        .unwrap_or_else(|err| panic!("cannot list {}: {err}", dir.display()));
+    let entries =
+        std::fs::read_dir(dir).unwrap_or_else(|err| panic!("cannot list {}: {err}", dir.display()));
     entries
         .map(|entry| entry.unwrap_or_else(|err| panic!("cannot list {}: {err}", dir.display())))
         .filter(|entry| entry.file_type().is_ok_and(|kind| kind.is_file()))
