@@ -19,8 +19,8 @@ use aws_types::region::Region;
 use postern::discovery::{
     Cache, IndexOptions, Scope, ScopeConfigs, SdkSource, SourceError, build_index,
 };
-use postern::emulator::{Emulator, EmulatorConfig, FleetShape, generate};
 use postern::picker::Matcher;
+use postern_emulator::{Emulator, EmulatorConfig, FleetShape, generate};
 
 struct PerAccount {
     endpoint: String,

@@ -44,28 +44,9 @@ pub struct SessionRecord {
     pub exit_status: u8,
 }
 
-/// Where the history lives: `POSTERN_HISTORY_FILE`, else `history.jsonl` in
-/// `POSTERN_STATE_DIR`, `$XDG_STATE_HOME/postern`, `~/Library/Application Support/postern`
-/// (macOS) or `~/.local/state/postern`. `None` without a home directory.
+/// Where the history lives (see [`crate::paths::history_file`]).
 pub fn default_path() -> Option<PathBuf> {
-    if let Some(file) = non_empty_var("POSTERN_HISTORY_FILE") {
-        return Some(PathBuf::from(file));
-    }
-    let dir = if let Some(dir) = non_empty_var("POSTERN_STATE_DIR") {
-        PathBuf::from(dir)
-    } else if let Some(dir) = non_empty_var("XDG_STATE_HOME") {
-        PathBuf::from(dir).join("postern")
-    } else {
-        let home = PathBuf::from(non_empty_var("HOME")?);
-        if cfg!(target_os = "macos") {
-            home.join("Library")
-                .join("Application Support")
-                .join("postern")
-        } else {
-            home.join(".local").join("state").join("postern")
-        }
-    };
-    Some(dir.join(FILE_NAME))
+    crate::paths::history_file()
 }
 
 /// Appends `record` to the file at `path`, creating it (0600) and its directory (0700).
@@ -145,14 +126,8 @@ pub fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
-fn non_empty_var(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
-}
-
 static STARTED: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
-/// The history file's name inside the state directory.
-const FILE_NAME: &str = "history.jsonl";
 /// Session ids kept per record: a long-running forward reopening sessions must not grow
 /// without bound.
 const MAX_NOTED: usize = 64;

@@ -11,7 +11,7 @@ use std::process::{Command, Output};
 
 use aws_credential_types::Credentials;
 use control_support::{assume, fleet_emulator};
-use postern::emulator::EmulatorHandle;
+use postern_emulator::EmulatorHandle;
 
 /// The sample fleet's accounts as configuration.
 const ACCOUNTS: &str = include_str!("fixtures/sample_accounts.toml");

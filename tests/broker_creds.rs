@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use aws_credential_types::Credentials;
 use control_support::{assume, fleet_emulator, sdk};
-use postern::emulator::EmulatorHandle;
+use postern_emulator::EmulatorHandle;
 
 const CONFIG: &str = concat!(
     "role = \"PosternAccess\"\nregions = [\"eu-west-1\"]\n",

@@ -18,7 +18,7 @@ use postern::discovery::{
     Cache, IndexOptions, InstanceSource as _, RetryPolicy, Scope, ScopeConfigs, SdkSource,
     SourceError, build_index,
 };
-use postern::emulator::{EmulatorHandle, FleetShape, generate};
+use postern_emulator::{EmulatorHandle, FleetShape, generate};
 
 /// Per-account credentials, as the role broker will give them.
 struct PerAccount {

@@ -5,7 +5,7 @@
 mod support;
 
 use aws_sdk_ssm::error::ProvideErrorMetadata;
-use postern::emulator::EmulatorArgs;
+use postern_emulator::EmulatorArgs;
 use postern_protocol::{ClientMessage, Event, MessageId, MessageType, PayloadType, SequenceNumber};
 use support::{CURRENT, Channel, STEP, contains, emulator, resume_session, ssm, start_session};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -221,7 +221,7 @@ fn cli_flags_parse_into_a_config() {
 }
 
 async fn wait_for_violation(
-    emulator: &postern::emulator::EmulatorHandle,
+    emulator: &postern_emulator::EmulatorHandle,
     channel: &mut Channel,
     kind: &str,
 ) {

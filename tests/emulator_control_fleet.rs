@@ -9,7 +9,7 @@ use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_sdk_ec2::types::Filter;
 use aws_sdk_ssm::types::{InstanceInformationStringFilter, PingStatus, ResourceType};
 use control_support::{account, assume, base, fleet_emulator, fleet_ids, id_of, sdk};
-use postern::emulator::{EmulatorConfig, FleetShape, generate};
+use postern_emulator::{EmulatorConfig, FleetShape, generate};
 
 #[tokio::test]
 async fn ready_line_lists_accounts_and_regions() {
@@ -301,7 +301,7 @@ async fn describe_instance_information_reports_agents_and_managed_instances() {
         .instances
         .iter()
         .filter(|i| i.account == prod && i.region == "eu-west-1")
-        .filter(|i| i.ping_status == postern::emulator::PingStatus::Online)
+        .filter(|i| i.ping_status == postern_emulator::PingStatus::Online)
         .map(|i| i.id.clone())
         .collect();
     assert_eq!(online, expected);
@@ -441,7 +441,7 @@ async fn generated_fleets_serve_every_instance() {
     let shape: FleetShape = "accounts=5,regions=2,instances=500".parse().unwrap();
     let fleet = generate(shape);
     let region = fleet.regions[1].clone();
-    let emulator = postern::emulator::Emulator::start(EmulatorConfig {
+    let emulator = postern_emulator::Emulator::start(EmulatorConfig {
         lifetime: Some(std::time::Duration::from_secs(90)),
         region: fleet.regions[0].clone(),
         fleet,
@@ -491,7 +491,7 @@ fn generated_fleet_files_are_deterministic_and_valid() {
     };
     let first = print();
     assert_eq!(first, print());
-    let fleet: postern::emulator::Fleet = first.parse().unwrap();
+    let fleet: postern_emulator::Fleet = first.parse().unwrap();
     assert_eq!(fleet.accounts.len(), 50);
     assert_eq!(fleet.regions.len(), 3);
     assert_eq!(fleet.instances.len(), 5000);

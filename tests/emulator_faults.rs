@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use aws_sdk_ssm::error::ProvideErrorMetadata;
-use postern::emulator::{EmulatorConfig, EmulatorHandle, Faults};
+use postern_emulator::{EmulatorConfig, EmulatorHandle, Faults};
 use postern_protocol::Event;
 use support::{
     Channel, EchoServer, OLD, STEP, Started, emulator, random_bytes, resume_session, sha256, ssm,

@@ -7,7 +7,7 @@ mod support;
 use aws_sdk_kms::error::ProvideErrorMetadata;
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_ssm::config::{BehaviorVersion, Credentials, Region};
-use postern::emulator::EmulatorHandle;
+use postern_emulator::EmulatorHandle;
 use support::emulator;
 
 fn kms(emulator: &EmulatorHandle) -> aws_sdk_kms::Client {

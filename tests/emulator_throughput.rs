@@ -30,7 +30,7 @@ async fn download(paced: bool, len: usize) -> Duration {
     let (port, task) = source(data.clone()).await;
     let emulator = emulator(|config| {
         if paced {
-            config.pacing = Some(postern::emulator::Pacing::AGENT);
+            config.pacing = Some(postern_emulator::Pacing::AGENT);
         }
     })
     .await;

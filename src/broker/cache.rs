@@ -1,12 +1,10 @@
 //! The credentials cache: one 0600 JSON file per (source identity, role ARN) in a 0700
-//! directory of the user's cache dir, written atomically (temp file, then rename). Entries
+//! directory of the user's cache dir, written by [`write_private`] (atomic). Entries
 //! expiring within the refresh margin count as missing, so a long session never starts on
 //! credentials about to lapse. Also the per-account "last success" times `postern accounts`
 //! shows.
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -14,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::broker::Secret;
+use crate::private_file::write_private;
 
 /// Cached credentials of one role (or one GetSessionToken session).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -103,6 +102,11 @@ impl CredentialCache {
 
     /// Records that `account` gave credentials at `now`.
     pub fn record_success(&self, account: &str, now: SystemTime) -> std::io::Result<()> {
+        // Accounts are assumed concurrently: one read-modify-write at a time in this process.
+        static ONE_WRITER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _guard = ONE_WRITER
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut last = self.last_success();
         last.0.insert(account.to_owned(), epoch_seconds(now));
         let json = serde_json::to_vec_pretty(&last).map_err(std::io::Error::other)?;
@@ -145,34 +149,6 @@ struct Entry {
 
 fn epoch_seconds(time: SystemTime) -> u64 {
     time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
-/// Writes `bytes` to `path` through a 0600 temp file renamed into place, creating the
-/// directory 0700.
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .ok_or_else(|| std::io::Error::other("cache path has no directory"))?;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)?;
-    let temp = dir.join(format!(
-        ".{}.{}.tmp",
-        path.file_name()
-            .map_or_else(Default::default, |n| n.to_string_lossy()),
-        std::process::id()
-    ));
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&temp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    drop(file);
-    std::fs::rename(&temp, path)
 }
 
 #[cfg(test)]

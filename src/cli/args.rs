@@ -6,7 +6,8 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use clap_complete::ArgValueCandidates;
 
-use crate::emulator::{DemoArgs, EmulatorArgs};
+use crate::cli::demo::DemoArgs;
+use postern_emulator::EmulatorArgs;
 
 /// Reach every instance in every AWS account through SSM Session Manager, natively.
 #[derive(Parser, Debug)]

@@ -10,7 +10,8 @@ use anyhow::Context as _;
 use clap_complete::CompletionCandidate;
 use clap_complete::env::{Bash, EnvCompleter, Fish, Zsh};
 
-use crate::discovery::{Cache, cache_dir};
+use crate::discovery::Cache;
+use crate::paths::cache_dir;
 
 /// `postern completions`.
 #[derive(clap::Args, Debug, Clone)]

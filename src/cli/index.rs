@@ -16,9 +16,10 @@ use crate::cli::args::{Args, Command};
 use crate::cli::plan::SSH_HOST_SUFFIX;
 use crate::cli::reach::{BrokerScopes, Reach, Scopes};
 use crate::discovery::{
-    Cache, Index, IndexOptions, Instance, SdkSource, SingleProfile, build_index, cache_dir,
+    Cache, Index, IndexOptions, Instance, SdkSource, SingleProfile, build_index,
 };
-use crate::picker::{History, Matcher, PickOutcome, TtyPicker, choose, rows_for};
+use crate::paths::cache_dir;
+use crate::picker::{Frecency, Matcher, PickOutcome, TtyPicker, choose, rows_for};
 use crate::report::{self, ErrorKind, ExpectedError};
 use crate::target::{self, Resolution};
 
@@ -297,7 +298,7 @@ async fn find_cached(reach: &Reach, id: &str) -> anyhow::Result<Option<Instance>
 fn pick(instances: &[Instance], query: &str, select_one: bool) -> anyhow::Result<Instance> {
     let mut instances = instances.to_vec();
     if let Some(dir) = cache_dir() {
-        History::load(&dir).sort(&mut instances, |i| &i.id, SystemTime::now());
+        Frecency::load(&dir).sort(&mut instances, |i| &i.id, SystemTime::now());
     }
     let rows = rows_for(&instances);
     match choose(&mut TtyPicker, &rows, query, select_one).context("the instance picker failed")? {
@@ -308,12 +309,12 @@ fn pick(instances: &[Instance], query: &str, select_one: bool) -> anyhow::Result
     }
 }
 
-/// Records a chosen target in the frecency history (best effort).
+/// Records a chosen target in the frecency file (best effort).
 fn remember(id: &str) {
     if let Some(dir) = cache_dir() {
-        let mut history = History::load(&dir);
-        history.record(id, SystemTime::now());
-        if let Err(e) = history.save() {
+        let mut frecency = Frecency::load(&dir);
+        frecency.record(id, SystemTime::now());
+        if let Err(e) = frecency.save() {
             tracing::debug!(error = %e, "could not write the target history");
         }
     }

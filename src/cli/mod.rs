@@ -6,6 +6,7 @@ mod args;
 mod audit;
 mod broker;
 mod completions;
+mod demo;
 mod doctor;
 mod forward;
 mod history;
@@ -26,6 +27,7 @@ pub use args::{
 };
 pub use broker::{AccountsArgs, AccountsCommand, BrokerArgs, BrokerPlan, CredsArgs, WhoamiArgs};
 pub use completions::CompletionsArgs;
+pub use demo::DemoArgs;
 pub use doctor::DoctorPlan;
 pub use index::{ListArgs, ListPlan};
 pub use plan::{ExecPlan, ForwardPlan, Plan, ProxyPlan, SessionPlan, SshPlan, Target};

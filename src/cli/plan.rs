@@ -7,11 +7,12 @@ use crate::aws::AwsOptions;
 use crate::cli::args::{
     Args, Command, CommonArgs, ExecArgs, ForwardArgs, SessionArgs, ShellArgs, SshArgs, SshProxyArgs,
 };
+use crate::cli::demo::DemoArgs;
 use crate::cli::resilience::{NoticeStyle, ResilienceArgs};
-use crate::emulator::{DemoArgs, EmulatorArgs};
 use crate::forward::{ForwardOptions, ForwardSpec, SessionCount};
 use crate::report::{ErrorKind, ExpectedError};
 use crate::stdio::ProxyOptions;
+use postern_emulator::EmulatorArgs;
 
 /// What the invocation will do.
 #[derive(Debug)]

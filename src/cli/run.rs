@@ -68,10 +68,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let result = runtime.block_on(async {
         let audit = audit.map(Audit::begin);
         let result = match plan {
-            Plan::Emulator(args) => crate::emulator::run_from_cli(args)
+            Plan::Emulator(args) => postern_emulator::run_from_cli(args)
                 .await
                 .map(|()| ExitCode::SUCCESS),
-            Plan::Demo(args) => crate::emulator::run_demo(args).await,
+            Plan::Demo(args) => crate::cli::demo::run(args).await,
             Plan::Broker(plan) => crate::cli::broker::run(plan).await,
             Plan::List(list) => crate::cli::index::list(&list).await,
             Plan::Forward(forward) => crate::cli::forward::run(&forward).await,

@@ -218,7 +218,7 @@ pub(crate) async fn run(broker: &Broker, args: &SyncArgs) -> anyhow::Result<Exit
             path.display()
         ));
     } else {
-        write_atomically(&path, &text)
+        crate::private_file::write_private(&path, text.as_bytes())
             .with_context(|| format!("could not write {}", path.display()))?;
         out.push_str(&format!(
             "{} accounts written to {} ({} new, {} removed)\n",
@@ -329,16 +329,6 @@ fn render(
 
 fn toml_string(value: &str) -> String {
     toml::Value::String(value.to_owned()).to_string()
-}
-
-/// Writes `text` to `path` through a temporary file and a rename, creating the directory.
-fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let temporary = path.with_extension(format!("toml.{}.tmp", std::process::id()));
-    std::fs::write(&temporary, text)?;
-    std::fs::rename(&temporary, path)
 }
 
 /// A command-line alias from an account name: lowercase, runs of other characters as `-`.

@@ -5,9 +5,8 @@
 //! and the key at fault.
 
 mod file;
-mod paths;
 
+pub use crate::paths::{cache_dir, default_config_path};
 pub use file::{
     Account, AccountId, Config, ConfigError, Environment, Source, load, parse, parse_accounts,
 };
-pub use paths::{cache_dir, default_config_path};

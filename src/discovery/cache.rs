@@ -28,28 +28,6 @@ pub struct CacheEntry {
     pub instances: Vec<Instance>,
 }
 
-/// postern's cache directory: `POSTERN_CACHE_DIR`, else `$XDG_CACHE_HOME/postern`, else
-/// `~/Library/Caches/postern` on macOS and `~/.cache/postern` elsewhere. `None` without a home.
-pub fn cache_dir() -> Option<PathBuf> {
-    let var = |name: &str| {
-        std::env::var_os(name)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
-    if let Some(dir) = var("POSTERN_CACHE_DIR") {
-        return Some(dir);
-    }
-    if let Some(dir) = var("XDG_CACHE_HOME") {
-        return Some(dir.join("postern"));
-    }
-    let home = var("HOME")?;
-    if cfg!(target_os = "macos") {
-        Some(home.join("Library/Caches/postern"))
-    } else {
-        Some(home.join(".cache/postern"))
-    }
-}
-
 impl Cache {
     /// A cache under `root` (created on first write).
     pub fn new(root: impl Into<PathBuf>) -> Self {
@@ -77,8 +55,6 @@ impl Cache {
         fetched_at: SystemTime,
     ) -> io::Result<()> {
         let path = self.path(scope);
-        let dir = path.parent().unwrap_or(&self.root);
-        std::fs::create_dir_all(dir)?;
         let entry = CacheEntryRef {
             version: FORMAT_VERSION,
             fetched_at: unix_seconds(fetched_at),
@@ -86,9 +62,7 @@ impl Cache {
             instances,
         };
         let text = serde_json::to_vec(&entry).map_err(io::Error::other)?;
-        let tmp = path.with_extension(format!("json.{}.tmp", std::process::id()));
-        std::fs::write(&tmp, text)?;
-        std::fs::rename(&tmp, &path)
+        crate::private_file::write_private(&path, &text)
     }
 
     /// Every readable cached listing, whatever its scope and age (for shell completion).

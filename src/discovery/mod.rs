@@ -14,7 +14,7 @@ mod index;
 mod instance;
 mod source;
 
-pub use cache::{Cache, CacheEntry, cache_dir};
+pub use cache::{Cache, CacheEntry};
 pub use discover::{Discovery, Progress, RetryPolicy, ScopeFailure, discover};
 pub use fake::FakeSource;
 pub use index::{DEFAULT_CONCURRENCY, DEFAULT_MAX_AGE, Index, IndexOptions, build_index};

@@ -1,12 +1,12 @@
 //! Choosing an instance: the [`Picker`] trait (a TTY implementation, or a scripted one in
 //! tests), the fuzzy [`Matcher`], and the rows the picker shows.
 
-mod history;
+mod frecency;
 mod matcher;
 mod rows;
 mod tty;
 
-pub use history::History;
+pub use frecency::Frecency;
 pub use matcher::Matcher;
 pub use rows::{PickOutcome, Picker, Row, ScriptedPicker, choose, rows_for};
 pub use tty::TtyPicker;

@@ -15,7 +15,7 @@ use aws_credential_types::Credentials;
 use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_types::SdkConfig;
 use aws_types::region::Region;
-use postern::emulator::{AccountSpec, Emulator, EmulatorConfig, EmulatorHandle, Fleet};
+use postern_emulator::{AccountSpec, Emulator, EmulatorConfig, EmulatorHandle, Fleet};
 
 /// Base credentials: not issued by the emulator, so they act in the management account.
 pub(crate) const BASE_KEY: &str = "AKIDCONTROLTEST";

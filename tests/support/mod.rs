@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use aws_credential_types::Credentials;
 use aws_sdk_ssm::config::{BehaviorVersion, Region};
 use futures_util::{SinkExt, StreamExt};
-use postern::emulator::{Emulator, EmulatorConfig, EmulatorHandle};
+use postern_emulator::{Emulator, EmulatorConfig, EmulatorHandle};
 use postern_protocol::{ChannelClosed, Event, OpenDataChannelInput, Session, SessionConfig};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

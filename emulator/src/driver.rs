@@ -22,15 +22,15 @@ use postern_protocol::{
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::emulator::documents::{PluginSpec, PortKind, SessionPlan};
-use crate::emulator::faults::{CloseCounter, Shaper};
-use crate::emulator::gateway;
-use crate::emulator::instances::InstanceSpec;
-use crate::emulator::pacing::{CHUNK_SIZE, Pacer};
-use crate::emulator::plugins::{PluginHandle, PluginInput, PluginOutput, PluginStart, PortMode};
-use crate::emulator::server::Shared;
-use crate::emulator::sessions::{Attachment, SessionCommand};
-use crate::emulator::violations::{Place, ViolationKind};
+use crate::documents::{PluginSpec, PortKind, SessionPlan};
+use crate::faults::{CloseCounter, Shaper};
+use crate::gateway;
+use crate::instances::InstanceSpec;
+use crate::pacing::{CHUNK_SIZE, Pacer};
+use crate::plugins::{PluginHandle, PluginInput, PluginOutput, PluginStart, PortMode};
+use crate::server::Shared;
+use crate::sessions::{Attachment, SessionCommand};
+use crate::violations::{Place, ViolationKind};
 
 /// What a session task serves.
 #[derive(Debug)]
@@ -71,7 +71,7 @@ struct Driver {
     socket: Option<WebSocket>,
     /// A stalled websocket ([`Faults::stall_after`]): kept open, never read or written.
     ///
-    /// [`Faults::stall_after`]: crate::emulator::Faults::stall_after
+    /// [`Faults::stall_after`]: crate::Faults::stall_after
     stalled: Option<WebSocket>,
     /// When the client last sent anything on the attached websocket (for the idle timeout).
     last_heard: Instant,
@@ -312,7 +312,7 @@ impl Driver {
 
     /// Stops serving the websocket without closing it ([`Faults::stall_after`]).
     ///
-    /// [`Faults::stall_after`]: crate::emulator::Faults::stall_after
+    /// [`Faults::stall_after`]: crate::Faults::stall_after
     fn stall(&mut self, now: Instant) {
         tracing::info!(session_id = %self.spec.session_id, "fault: stalling the websocket");
         self.stalled = self.socket.take();

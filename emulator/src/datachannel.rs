@@ -14,9 +14,9 @@ use axum::response::Response;
 use futures_util::StreamExt;
 use postern_protocol::OpenDataChannelInput;
 
-use crate::emulator::server::Shared;
-use crate::emulator::sessions::{Attachment, RedeemError, SessionCommand, Token};
-use crate::emulator::violations::{Place, ViolationKind};
+use crate::server::Shared;
+use crate::sessions::{Attachment, RedeemError, SessionCommand, Token};
+use crate::violations::{Place, ViolationKind};
 
 /// Upgrades the request to a websocket and accepts it in the background.
 pub(crate) async fn upgrade(

@@ -1,12 +1,12 @@
 //! The emulator's in-process configuration: what `Emulator::start` takes. Built from
-//! [`crate::emulator::EmulatorArgs`] on the command line or directly by tests and benches.
+//! [`crate::EmulatorArgs`] on the command line or directly by tests and benches.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::emulator::fleet::Fleet;
-use crate::emulator::pacing::Pacing;
+use crate::fleet::Fleet;
+use crate::pacing::Pacing;
 
 /// Everything the emulator needs to start.
 #[derive(Clone, Debug)]

@@ -1,5 +1,5 @@
 //! Frecency: recently and often chosen targets float to the top of the picker. One small JSON
-//! file (`history.json` in the cache directory) maps instance ids to a use count and the last
+//! file (`frecency.json` in the cache directory) maps instance ids to a use count and the last
 //! use; the score halves every week of disuse.
 
 use std::collections::HashMap;
@@ -8,9 +8,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-/// The history file.
+/// The frecency file (`frecency.json` in the cache directory).
 #[derive(Debug, Default, Serialize, Deserialize)]
-pub struct History {
+pub struct Frecency {
     entries: HashMap<String, Use>,
     #[serde(skip)]
     path: Option<PathBuf>,
@@ -22,16 +22,16 @@ struct Use {
     last: u64,
 }
 
-impl History {
-    /// Loads `dir/history.json`; a missing or corrupt file is an empty history.
+impl Frecency {
+    /// Loads `dir/frecency.json`; a missing or corrupt file is empty.
     pub fn load(dir: &Path) -> Self {
-        let path = dir.join("history.json");
-        let mut history: Self = std::fs::read(&path)
+        let path = dir.join(FILE_NAME);
+        let mut frecency: Self = std::fs::read(&path)
             .ok()
             .and_then(|bytes| serde_json::from_slice(&bytes).ok())
             .unwrap_or_default();
-        history.path = Some(path);
-        history
+        frecency.path = Some(path);
+        frecency
     }
 
     /// Records a use of `id` at `now`, keeping the most recent entries only.
@@ -57,15 +57,8 @@ impl History {
         let Some(path) = &self.path else {
             return Ok(());
         };
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let tmp = path.with_extension(format!("json.{}.tmp", std::process::id()));
-        std::fs::write(
-            &tmp,
-            serde_json::to_vec(self).map_err(std::io::Error::other)?,
-        )?;
-        std::fs::rename(tmp, path)
+        let bytes = serde_json::to_vec(self).map_err(std::io::Error::other)?;
+        crate::private_file::write_private(path, &bytes)
     }
 
     /// The frecency of `id` at `now` (0 when never used).
@@ -89,6 +82,9 @@ fn seconds(time: SystemTime) -> u64 {
 const WEEK: f64 = 7.0 * 24.0 * 3600.0;
 const MAX_ENTRIES: usize = 500;
 
+/// The file in the cache directory.
+const FILE_NAME: &str = "frecency.json";
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -99,24 +95,24 @@ mod tests {
     fn recent_and_frequent_targets_sort_first_and_persist() {
         let dir = tempfile::tempdir().unwrap();
         let now = UNIX_EPOCH + Duration::from_secs(100 * 86_400);
-        let mut history = History::load(dir.path());
-        history.record("i-old", now - Duration::from_secs(30 * 86_400));
-        history.record("i-old", now - Duration::from_secs(30 * 86_400));
-        history.record("i-new", now);
-        history.save().unwrap();
-        let history = History::load(dir.path());
+        let mut frecency = Frecency::load(dir.path());
+        frecency.record("i-old", now - Duration::from_secs(30 * 86_400));
+        frecency.record("i-old", now - Duration::from_secs(30 * 86_400));
+        frecency.record("i-new", now);
+        frecency.save().unwrap();
+        let frecency = Frecency::load(dir.path());
         let mut ids = vec!["i-never", "i-old", "i-new"];
-        history.sort(&mut ids, |s| s, now);
+        frecency.sort(&mut ids, |s| s, now);
         assert_eq!(ids, ["i-new", "i-old", "i-never"]);
-        assert!(history.score("i-old", now) < 1.0);
+        assert!(frecency.score("i-old", now) < 1.0);
     }
 
     #[test]
-    fn a_corrupt_file_is_an_empty_history() {
+    fn a_corrupt_file_is_empty() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("history.json"), b"[").unwrap();
+        std::fs::write(dir.path().join(FILE_NAME), b"[").unwrap();
         assert_eq!(
-            History::load(dir.path()).score("i-1", SystemTime::now()),
+            Frecency::load(dir.path()).score("i-1", SystemTime::now()),
             0.0
         );
     }

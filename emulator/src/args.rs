@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::emulator::config::{DEFAULT_PAUSE_FOR, DEFAULT_REGION, EmulatorConfig, Faults};
-use crate::emulator::error::EmulatorError;
-use crate::emulator::fleet::Fleet;
-use crate::emulator::generate::{FleetShape, generate};
-use crate::emulator::instances::InstanceSpec;
-use crate::emulator::pacing::Pacing;
+use crate::config::{DEFAULT_PAUSE_FOR, DEFAULT_REGION, EmulatorConfig, Faults};
+use crate::error::EmulatorError;
+use crate::fleet::Fleet;
+use crate::generate::{FleetShape, generate};
+use crate::instances::InstanceSpec;
+use crate::pacing::Pacing;
 
 /// Run a local Session Manager emulator (message gateway, SSM agent, and the AWS APIs postern
 /// calls) on loopback.

@@ -7,11 +7,11 @@
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::emulator::awserror::AwsError;
-use crate::emulator::control::Caller;
-use crate::emulator::fleet::{AccountSpec, Env};
-use crate::emulator::query::page;
-use crate::emulator::server::Shared;
+use crate::awserror::AwsError;
+use crate::control::Caller;
+use crate::fleet::{AccountSpec, Env};
+use crate::query::page;
+use crate::server::Shared;
 
 /// Runs one Organizations operation.
 pub(crate) fn handle(

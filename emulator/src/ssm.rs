@@ -13,13 +13,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::emulator::awserror::AwsError;
-use crate::emulator::control::Caller;
-use crate::emulator::documents;
-use crate::emulator::driver;
-use crate::emulator::instances::{CURRENT_AGENT_VERSION, InstanceSpec, PingStatus};
-use crate::emulator::query::{page, wildcard_match};
-use crate::emulator::server::Shared;
+use crate::awserror::AwsError;
+use crate::control::Caller;
+use crate::documents;
+use crate::driver;
+use crate::instances::{CURRENT_AGENT_VERSION, InstanceSpec, PingStatus};
+use crate::query::{page, wildcard_match};
+use crate::server::Shared;
 
 /// Runs one SSM operation.
 pub(crate) fn handle(

@@ -15,16 +15,16 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
-use crate::emulator::auth::CredentialStore;
-use crate::emulator::config::EmulatorConfig;
-use crate::emulator::error::EmulatorError;
-use crate::emulator::fleet::{AccountSpec, Fleet};
-use crate::emulator::instances::InstanceSpec;
-use crate::emulator::kms::KeyStore;
-use crate::emulator::sessions::Registry;
-use crate::emulator::throttle::Throttle;
-use crate::emulator::violations::{ViolationCounts, ViolationLog};
-use crate::emulator::{control, datachannel};
+use crate::auth::CredentialStore;
+use crate::config::EmulatorConfig;
+use crate::error::EmulatorError;
+use crate::fleet::{AccountSpec, Fleet};
+use crate::instances::InstanceSpec;
+use crate::kms::KeyStore;
+use crate::sessions::Registry;
+use crate::throttle::Throttle;
+use crate::violations::{ViolationCounts, ViolationLog};
+use crate::{control, datachannel};
 
 /// Entry point for starting an emulator in-process.
 #[derive(Debug)]

@@ -10,7 +10,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::emulator::error::EmulatorError;
+use crate::error::EmulatorError;
 
 /// One emulated node: an EC2 instance (`i-…`) or an SSM managed instance (`mi-…`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -55,9 +55,9 @@ impl InstanceSpec {
             name: format!("emulated-{id}"),
             agent_version: agent_version.to_owned(),
             account: DEFAULT_ACCOUNT.to_owned(),
-            region: crate::emulator::config::DEFAULT_REGION.to_owned(),
+            region: crate::config::DEFAULT_REGION.to_owned(),
             tags: BTreeMap::new(),
-            private_dns: private_dns_name(&private_ip, crate::emulator::config::DEFAULT_REGION),
+            private_dns: private_dns_name(&private_ip, crate::config::DEFAULT_REGION),
             private_ip,
             platform: Platform::Linux,
             platform_name: "Amazon Linux".to_owned(),

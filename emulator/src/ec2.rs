@@ -4,11 +4,11 @@
 //! `private-dns-name`, `platform`), tags, and `MaxResults`/`NextToken` pagination. Managed
 //! (`mi-`) instances are not EC2 instances and never appear.
 
-use crate::emulator::awserror::{AwsError, EC2_XMLNS};
-use crate::emulator::control::Caller;
-use crate::emulator::instances::{InstanceSpec, Platform, is_valid_instance_id};
-use crate::emulator::query::{Form, Xml, page, wildcard_match};
-use crate::emulator::server::Shared;
+use crate::awserror::{AwsError, EC2_XMLNS};
+use crate::control::Caller;
+use crate::instances::{InstanceSpec, Platform, is_valid_instance_id};
+use crate::query::{Form, Xml, page, wildcard_match};
+use crate::server::Shared;
 
 /// Runs one EC2 action; the `Ok` value is the XML body.
 pub(crate) fn handle(

@@ -8,9 +8,9 @@ use std::sync::Arc;
 
 use postern_protocol::SizeData;
 
-use crate::emulator::pacing::CHUNK_SIZE;
-use crate::emulator::plugins::pty::Pty;
-use crate::emulator::plugins::{PluginInput, PluginIo, PluginOutput};
+use crate::pacing::CHUNK_SIZE;
+use crate::plugins::pty::Pty;
+use crate::plugins::{PluginInput, PluginIo, PluginOutput};
 
 /// Runs the PTY plugin until the child's side of the PTY closes.
 pub(crate) async fn run(io: PluginIo, shell: PathBuf, command: Option<String>, size: SizeData) {

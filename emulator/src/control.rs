@@ -16,14 +16,14 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::emulator::auth::{Principal, SigningScope};
-use crate::emulator::awserror::{
+use crate::auth::{Principal, SigningScope};
+use crate::awserror::{
     AwsError, JSON_1_1_CONTENT_TYPE, REQUEST_ID_HEADER, Service, XML_CONTENT_TYPE,
 };
-use crate::emulator::instances::InstanceSpec;
-use crate::emulator::query::Form;
-use crate::emulator::server::Shared;
-use crate::emulator::{ec2, kms, organizations, ssm, sts};
+use crate::instances::InstanceSpec;
+use crate::query::Form;
+use crate::server::Shared;
+use crate::{ec2, kms, organizations, ssm, sts};
 
 /// Who a request acts as, and where.
 #[derive(Clone, Debug)]

@@ -1,6 +1,6 @@
 //! Fleets: the accounts, regions and instances one emulator serves, read from a TOML file
 //! (`fleets/sample.toml` is the reference), built in (`Fleet::sample`, the default fleet), or
-//! generated (`crate::emulator::generate`). This module parses and validates; it serves nothing.
+//! generated (`crate::generate`). This module parses and validates; it serves nothing.
 //!
 //! ```toml
 //! management_account = "111111111111"   # base credentials act here (default: first account)
@@ -31,9 +31,9 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::emulator::config::DEFAULT_REGION;
-use crate::emulator::error::EmulatorError;
-use crate::emulator::instances::{
+use crate::config::DEFAULT_REGION;
+use crate::error::EmulatorError;
+use crate::instances::{
     CURRENT_AGENT_VERSION, DEFAULT_ACCOUNT, InstanceSpec, InstanceState, PingStatus, Platform,
     default_instances, derived_private_ip, is_valid_agent_version, is_valid_instance_id,
     private_dns_name,

@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
-use crate::emulator::error::EmulatorError;
-use crate::emulator::fleet::{AccountSpec, Env, Fleet};
-use crate::emulator::instances::{
+use crate::error::EmulatorError;
+use crate::fleet::{AccountSpec, Env, Fleet};
+use crate::instances::{
     CURRENT_AGENT_VERSION, InstanceSpec, InstanceState, PingStatus, Platform, private_dns_name,
 };
 

@@ -15,9 +15,9 @@ use rand::RngCore;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::emulator::awserror::AwsError;
-use crate::emulator::control::Caller;
-use crate::emulator::server::Shared;
+use crate::awserror::AwsError;
+use crate::control::Caller;
+use crate::server::Shared;
 
 /// Data keys issued by GenerateDataKey, by ciphertext blob.
 #[derive(Debug, Default)]

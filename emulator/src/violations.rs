@@ -14,7 +14,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use crate::emulator::error::EmulatorError;
+use crate::error::EmulatorError;
 
 /// Deviations the emulator itself detects, outside the protocol core.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -11,9 +11,9 @@ use postern_protocol::Flag;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::emulator::documents::PortKind;
-use crate::emulator::pacing::CHUNK_SIZE;
-use crate::emulator::plugins::{PluginInput, PluginIo, PluginOutput};
+use crate::documents::PortKind;
+use crate::pacing::CHUNK_SIZE;
+use crate::plugins::{PluginInput, PluginIo, PluginOutput};
 
 /// Runs the basic port plugin until the session ends.
 pub(crate) async fn run(io: PluginIo, host: String, port: u16, kind: PortKind) {

@@ -14,7 +14,7 @@ use postern_protocol::{Flag, SizeData};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::emulator::documents::{PluginSpec, PortKind};
+use crate::documents::{PluginSpec, PortKind};
 
 /// What the driver hands a plugin.
 #[derive(Debug)]

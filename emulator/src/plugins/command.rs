@@ -12,8 +12,8 @@ use nix::unistd::Pid;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
 
-use crate::emulator::pacing::CHUNK_SIZE;
-use crate::emulator::plugins::{PluginInput, PluginIo, PluginOutput};
+use crate::pacing::CHUNK_SIZE;
+use crate::plugins::{PluginInput, PluginIo, PluginOutput};
 
 /// Runs the command until it exits.
 pub(crate) async fn run(io: PluginIo, command: String, separate_streams: bool) {

@@ -8,8 +8,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::emulator::auth::CredentialProblem;
-use crate::emulator::query::Xml;
+use crate::auth::CredentialProblem;
+use crate::query::Xml;
 
 /// One AWS service error.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -12,8 +12,8 @@ use std::time::Duration;
 use postern_protocol::{ClientMessage, MessageType, PayloadType};
 use tokio::time::Instant;
 
-use crate::emulator::config::Faults;
-use crate::emulator::gateway;
+use crate::config::Faults;
+use crate::gateway;
 
 /// Shapes one session's outgoing frames.
 #[derive(Debug)]

@@ -8,11 +8,11 @@
 
 use std::time::{Duration, SystemTime};
 
-use crate::emulator::auth::{IssuedCredentials, Principal, PrincipalKind};
-use crate::emulator::awserror::{AwsError, STS_XMLNS};
-use crate::emulator::control::Caller;
-use crate::emulator::query::{Form, Xml};
-use crate::emulator::server::Shared;
+use crate::auth::{IssuedCredentials, Principal, PrincipalKind};
+use crate::awserror::{AwsError, STS_XMLNS};
+use crate::control::Caller;
+use crate::query::{Form, Xml};
+use crate::server::Shared;
 
 /// Runs one STS action; the `Ok` value is the XML body.
 pub(crate) fn handle(

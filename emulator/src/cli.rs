@@ -6,8 +6,8 @@ use std::io::Write;
 use anyhow::Context;
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::emulator::args::EmulatorArgs;
-use crate::emulator::server::Emulator;
+use crate::args::EmulatorArgs;
+use crate::server::Emulator;
 
 /// Runs the emulator until SIGINT/SIGTERM (or `--exit-after`). Prints exactly one JSON line
 /// on stdout once ready, and a summary of client violations on stderr at shutdown. With

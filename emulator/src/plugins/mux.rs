@@ -12,9 +12,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use crate::emulator::pacing::CHUNK_SIZE;
-use crate::emulator::plugins::port::dial;
-use crate::emulator::plugins::{PluginInput, PluginIo, PluginOutput};
+use crate::pacing::CHUNK_SIZE;
+use crate::plugins::port::dial;
+use crate::plugins::{PluginInput, PluginIo, PluginOutput};
 
 /// What a stream's connection task reports.
 #[derive(Debug)]
