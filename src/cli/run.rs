@@ -4,10 +4,10 @@
 use std::collections::HashMap;
 use std::os::fd::AsRawFd;
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::Context as _;
-use postern_protocol::{KmsContext, Session, SessionConfig};
+use postern_protocol::KmsContext;
 
 use crate::aws::{
     self, AwsError, AwsErrorKind, KmsClient, SessionCredentials, SsmClient, StartSessionRequest,
@@ -21,8 +21,8 @@ use crate::forward::ConnectError;
 use crate::report::{self, ErrorKind, ExpectedError, exit_codes};
 use crate::term::{self, Signals, TerminalGuard};
 use crate::transport::{
-    self, CLIENT_VERSION, DriverConfig, DriverError, ExitMarker, Finished, Local, OpenError,
-    Outputs, Pump, ResumeTarget, SessionEnd,
+    self, DriverConfig, DriverError, ExitMarker, Finished, Local, OpenError, Outputs, SessionEnd,
+    lifecycle,
 };
 
 /// Runs the command line; errors are for [`report::error`].
@@ -165,17 +165,9 @@ async fn run_session(plan: &SessionPlan, mode: &Mode) -> anyhow::Result<ExitCode
 
     let marker = ExitMarker::new(rand::random());
     let request = start_request(plan, mode, &marker);
-    tracing::info!(
-        target,
-        document = request.document_name.as_deref().unwrap_or("(default)"),
-        "StartSession"
-    );
-    let credentials = ssm
-        .start_session(&request)
+    let credentials = lifecycle::start(&ssm, &request)
         .await
         .map_err(|e| aws_failure(e, "could not start a session", &described))?;
-    tracing::info!(session_id = %credentials.session_id, url = %credentials.stream_url, "session started");
-    crate::history::note_session(&credentials.session_id);
     let kms = KmsClient::new(&context);
     carry_session(plan, mode, (&ssm, &kms), &credentials, &marker, &described).await
 }
@@ -214,12 +206,7 @@ async fn carry_session(
     let outcome = drive(plan, mode, (ssm, kms), credentials, marker).await;
 
     // Leave nothing open on the service, whatever happened.
-    let terminate = ssm.terminate_session(&credentials.session_id);
-    match tokio::time::timeout(TERMINATE_TIMEOUT, terminate).await {
-        Ok(Ok(())) => tracing::debug!("session terminated"),
-        Ok(Err(e)) => tracing::warn!(error = %e, "TerminateSession failed"),
-        Err(_) => tracing::warn!("TerminateSession timed out"),
-    }
+    lifecycle::terminate(ssm, &credentials.session_id).await;
 
     let finished = outcome.map_err(|e| driver_failure(e, described, &credentials.session_id))?;
     exit_code(&finished, mode, described)
@@ -259,13 +246,14 @@ async fn drive(
     credentials: &SessionCredentials,
     marker: &ExitMarker,
 ) -> Result<Finished, SessionFailure> {
-    let ws = transport::open(
-        credentials.stream_url.expose(),
-        credentials.token.expose(),
-        OPEN_TIMEOUT,
-    )
-    .await
-    .map_err(SessionFailure::Open)?;
+    let style = if raw_mode(mode) {
+        NoticeStyle::Raw
+    } else {
+        NoticeStyle::Line
+    };
+    let pump = lifecycle::open(ssm, credentials, plan.resilience.resilience(style))
+        .await
+        .map_err(SessionFailure::Open)?;
 
     let (raw, tty, exit_marker) = match mode {
         Mode::Shell { raw } => (*raw, true, None),
@@ -295,43 +283,30 @@ async fn drive(
     } else {
         TerminalGuard::noop()
     };
-    let now = tokio::time::Instant::now().into_std();
-    let epoch_millis = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-    let mut session_config = SessionConfig::client(CLIENT_VERSION, rand::random(), epoch_millis);
     // The encryption context names the session and the target as started (SPEC.md §7.2).
-    session_config.kms_context = Some(KmsContext {
-        session_id: credentials.session_id.clone(),
-        target_id: plan.target.as_str().to_owned(),
-    });
-    let session = Session::new(session_config, now);
+    let session = lifecycle::client_core(
+        transport::now(),
+        Some(KmsContext {
+            session_id: credentials.session_id.clone(),
+            target_id: plan.target.as_str().to_owned(),
+        }),
+    );
     let local = Local {
         input,
         outputs: Outputs::stdio(),
         terminal,
         signals: Some(signals),
     };
-    let style = if raw {
-        NoticeStyle::Raw
-    } else {
-        NoticeStyle::Line
-    };
-    let target = ResumeTarget {
-        ssm: ssm.clone(),
-        session_id: credentials.session_id.clone(),
-        stream_url: credentials.stream_url.clone(),
-    };
-    let pump = Pump::new(
-        ws,
-        target,
-        plan.resilience.resilience(style),
-        rand::random(),
-    );
     // The guard lives in `local` and is dropped (terminal restored) when `run` returns.
     transport::run(pump, session, local, config)
         .await
         .map_err(SessionFailure::Driver)
+}
+
+fn raw_mode(mode: &Mode) -> bool {
+    match mode {
+        Mode::Shell { raw } | Mode::Exec { raw, .. } => *raw,
+    }
 }
 
 /// Why a started session failed.
@@ -584,7 +559,3 @@ fn driver_failure(err: SessionFailure, described: &str, session_id: &str) -> any
 const SSH_DOCUMENT: &str = "AWS-StartSSHSession";
 /// The AWS-owned document running one command in a PTY (SPEC.md §1.2, §6.3).
 const INTERACTIVE_COMMAND_DOCUMENT: &str = "AWS-StartInteractiveCommand";
-/// Dial limit for the websocket, as the official client's 45 s handshake timeout (SPEC.md §2.1).
-const OPEN_TIMEOUT: Duration = Duration::from_secs(45);
-/// How long TerminateSession may take on exit.
-const TERMINATE_TIMEOUT: Duration = Duration::from_secs(3);

@@ -6,12 +6,12 @@
 //! It must not touch local sockets or print: links own the local side, `cli` reports.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use postern_protocol::{CloseReason, Event, Flag, ReadyInfo, Session, SessionConfig};
+use postern_protocol::{CloseReason, Event, Flag, ReadyInfo, Session};
 
 use crate::aws::{AwsError, SessionCredentials, SsmClient, StartSessionRequest};
-use crate::transport::{self, CLIENT_VERSION, Lost, OpenError, Pump, Resilience, ResumeTarget};
+use crate::transport::{self, Lost, OpenError, Pump, Resilience, lifecycle};
 
 /// Opens sessions of one kind (document and parameters) on one target.
 #[derive(Clone, Debug)]
@@ -130,35 +130,15 @@ impl Connector {
                         .to_owned(),
                 })?
             }
-            None => {
-                tracing::info!(
-                    target = %self.request.target,
-                    document = self.request.document_name.as_deref().unwrap_or("(default)"),
-                    "StartSession"
-                );
-                self.ssm
-                    .start_session(&self.request)
-                    .await
-                    .map_err(ConnectError::Start)?
-            }
+            None => lifecycle::start(&self.ssm, &self.request)
+                .await
+                .map_err(ConnectError::Start)?,
         };
         let session_id = credentials.session_id.clone();
-        crate::history::note_session(&session_id);
-        tracing::info!(%session_id, "session started");
         let result = async {
-            let ws = transport::open(
-                credentials.stream_url.expose(),
-                credentials.token.expose(),
-                OPEN_TIMEOUT,
-            )
-            .await
-            .map_err(ConnectError::Open)?;
-            let target = ResumeTarget {
-                ssm: self.ssm.clone(),
-                session_id: session_id.clone(),
-                stream_url: credentials.stream_url.clone(),
-            };
-            let pump = Pump::new(ws, target, self.resilience.clone(), rand::random());
+            let pump = lifecycle::open(&self.ssm, &credentials, self.resilience.clone())
+                .await
+                .map_err(ConnectError::Open)?;
             handshake(pump, &session_id, self.handshake_timeout).await
         }
         .await;
@@ -170,12 +150,7 @@ impl Connector {
 
     /// Calls TerminateSession, bounded; failures are logged only (the session may be gone).
     pub async fn terminate(&self, session_id: &str) {
-        match tokio::time::timeout(TERMINATE_TIMEOUT, self.ssm.terminate_session(session_id)).await
-        {
-            Ok(Ok(())) => tracing::debug!(session_id, "session terminated"),
-            Ok(Err(e)) => tracing::debug!(session_id, error = %e, "TerminateSession failed"),
-            Err(_) => tracing::warn!(session_id, "TerminateSession timed out"),
-        }
+        lifecycle::terminate(&self.ssm, session_id).await;
     }
 }
 
@@ -246,10 +221,7 @@ async fn handshake(
     timeout: Duration,
 ) -> Result<Connected, ConnectError> {
     let started = transport::now();
-    let mut session = Session::new(
-        SessionConfig::client(CLIENT_VERSION, rand::random(), epoch_millis()),
-        started,
-    );
+    let mut session = lifecycle::client_core(started, None);
     // Until the local side is ready, stream data is neither delivered nor acknowledged; the
     // agent retransmits it (SPEC.md §6.5).
     session.set_receive_ready(false);
@@ -331,15 +303,5 @@ pub fn describe_close(reason: &CloseReason) -> String {
     }
 }
 
-fn epoch_millis() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
-/// Dial limit for the websocket (the official client's 45 s handshake timeout, SPEC.md §2.1).
-const OPEN_TIMEOUT: Duration = Duration::from_secs(45);
-/// How long TerminateSession may take.
-const TERMINATE_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long to wait for the TerminateSession flag's ack or `channel_closed` (SPEC.md §8.2).
 const FLAG_GRACE: Duration = Duration::from_secs(2);

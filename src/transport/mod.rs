@@ -1,4 +1,4 @@
-//! The data channel's transport: opening the websocket, the websocket pump every driver shares
+//! The data channel's transport: each session's start-up and end ([`lifecycle`]), opening the websocket, the websocket pump every driver shares
 //! (keepalive and reconnection live there, once), and the session driver that pumps the sans-IO core against it and the local terminal.
 //!
 //! It must not decide protocol behaviour (the core does) or print user-facing errors
@@ -8,6 +8,7 @@ mod channel;
 mod driver;
 mod escape;
 mod exit_marker;
+pub mod lifecycle;
 mod local;
 mod pump;
 

@@ -1,0 +1,76 @@
+//! Every session's start-up and end, written once for shell, exec, forward links, `ssh-proxy`
+//! and plugin mode: StartSession (noted in the audit trail), open the data channel behind a
+//! [`Pump`] (which keeps it alive and resumes it), a client core, and a bounded
+//! TerminateSession. The drivers (`transport::run` for terminals, `forward::Connector` for
+//! links) sit on top and own the handshake and the data.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use postern_protocol::{KmsContext, Session, SessionConfig};
+
+use crate::aws::{AwsError, SessionCredentials, SsmClient, StartSessionRequest};
+use crate::transport::{CLIENT_VERSION, OpenError, Pump, Resilience, ResumeTarget};
+
+/// Dial limit for the websocket, as the official client's 45 s handshake timeout (SPEC.md §2.1).
+pub const OPEN_TIMEOUT: Duration = Duration::from_secs(45);
+/// How long TerminateSession may take when a session ends.
+pub const TERMINATE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Calls StartSession for `request` and notes the session in the audit trail.
+pub async fn start(
+    ssm: &SsmClient,
+    request: &StartSessionRequest,
+) -> Result<SessionCredentials, AwsError> {
+    tracing::info!(
+        target = %request.target,
+        document = request.document_name.as_deref().unwrap_or("(default)"),
+        "StartSession"
+    );
+    let credentials = ssm.start_session(request).await?;
+    // The StreamUrl's query and the token are secrets: only the id is logged.
+    tracing::info!(session_id = %credentials.session_id, "session started");
+    crate::history::note_session(&credentials.session_id);
+    Ok(credentials)
+}
+
+/// Opens the data channel of the started session `credentials` and puts it behind a pump that
+/// keeps it alive and resumes it (ResumeSession through `ssm`) as `resilience` says.
+pub async fn open(
+    ssm: &SsmClient,
+    credentials: &SessionCredentials,
+    resilience: Resilience,
+) -> Result<Pump, OpenError> {
+    let ws = crate::transport::open(
+        credentials.stream_url.expose(),
+        credentials.token.expose(),
+        OPEN_TIMEOUT,
+    )
+    .await?;
+    let target = ResumeTarget {
+        ssm: ssm.clone(),
+        session_id: credentials.session_id.clone(),
+        stream_url: credentials.stream_url.clone(),
+    };
+    Ok(Pump::new(ws, target, resilience, rand::random()))
+}
+
+/// A client-role core starting at `now`; `kms` names the session and target for a
+/// KMS-encrypted session's encryption context (SPEC.md §7.2).
+pub fn client_core(now: Instant, kms: Option<KmsContext>) -> Session {
+    let epoch_millis = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let mut config = SessionConfig::client(CLIENT_VERSION, rand::random(), epoch_millis);
+    config.kms_context = kms;
+    Session::new(config, now)
+}
+
+/// Calls TerminateSession, bounded by [`TERMINATE_TIMEOUT`]; failures are logged only (the
+/// session may already be gone).
+pub async fn terminate(ssm: &SsmClient, session_id: &str) {
+    match tokio::time::timeout(TERMINATE_TIMEOUT, ssm.terminate_session(session_id)).await {
+        Ok(Ok(())) => tracing::debug!(session_id, "session terminated"),
+        Ok(Err(e)) => tracing::warn!(session_id, error = %e, "TerminateSession failed"),
+        Err(_) => tracing::warn!(session_id, "TerminateSession timed out"),
+    }
+}
