@@ -13,10 +13,12 @@ use aws_types::region::Region;
 use tokio::sync::OnceCell;
 
 use crate::aws::{AwsContext, AwsOptions, CredentialsOverride};
-use crate::broker::{Broker, BrokerCredentials, BrokerError};
-use crate::cli::args::CommonArgs;
+use crate::broker::{Broker, BrokerCredentials, BrokerError, BrokerOptions, MfaSource};
+use crate::cli::common::CommonArgs;
+use crate::config;
 use crate::discovery::{Scope, ScopeConfigs, SourceError};
 use crate::guardrails::{self, Confirmation};
+use crate::report::{ErrorKind, ExpectedError};
 
 /// The identities a command may use.
 #[derive(Clone, Debug)]
@@ -51,9 +53,9 @@ type ProviderCell = OnceCell<Result<SharedCredentialsProvider, String>>;
 
 impl Reach {
     /// Loads the configuration; the broker exists only when it lists accounts.
-    pub(crate) fn new(common: &CommonArgs) -> Result<Self, crate::report::ExpectedError> {
-        let config = crate::cli::broker::load_config(common.broker.config.as_deref())?;
-        let options = crate::cli::broker::broker_options(common);
+    pub(crate) fn new(common: &CommonArgs) -> Result<Self, ExpectedError> {
+        let config = load_config(common.broker.config.as_deref())?;
+        let options = broker_options(common);
         let aws = options.aws.clone();
         let broker = (!config.accounts.is_empty()).then(|| Arc::new(Broker::new(config, options)));
         Ok(Self {
@@ -276,6 +278,44 @@ fn endpoint_digest(endpoint: &str) -> String {
     use sha2::Digest as _;
     let digest = sha2::Sha256::digest(endpoint.as_bytes());
     hex::encode(digest)[..12].to_owned()
+}
+
+/// The broker options of `common`'s flags.
+pub(crate) fn broker_options(common: &CommonArgs) -> BrokerOptions {
+    let args = &common.broker;
+    BrokerOptions {
+        aws: AwsOptions {
+            profile: common.profile.clone(),
+            region: common.region.clone(),
+            endpoint_url: common.endpoint_url.clone(),
+            credentials: None,
+        },
+        source: args.source.clone(),
+        mfa: args
+            .mfa_command
+            .clone()
+            .map_or(MfaSource::Terminal, MfaSource::Command),
+        cache_dir: if args.no_cache {
+            None
+        } else {
+            config::cache_dir()
+        },
+    }
+}
+
+/// Loads the configuration file `path` (default when `None`), as an error for `report`.
+pub(crate) fn load_config(path: Option<&std::path::Path>) -> Result<config::Config, ExpectedError> {
+    config::load(path).map_err(|e| {
+        let hint = match &e {
+            config::ConfigError::Read { .. } => "check --config and POSTERN_CONFIG",
+            config::ConfigError::Invalid { .. } => {
+                "see the configuration example in the README (\"Accounts and roles\")"
+            }
+        };
+        ExpectedError::new(ErrorKind::Config, "the configuration file is not valid")
+            .hint(hint)
+            .source(e)
+    })
 }
 
 #[cfg(test)]

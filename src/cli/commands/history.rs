@@ -4,9 +4,20 @@
 use std::io::Write as _;
 use std::process::ExitCode;
 
-use crate::cli::args::HistoryArgs;
 use crate::history::{self, SessionRecord};
 use crate::report::{self, ErrorKind, ExpectedError};
+
+/// `postern history`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct HistoryArgs {
+    /// Print the records as JSON lines, as stored.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Show the last N sessions.
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub limit: usize,
+}
 
 /// Prints the history.
 pub(crate) fn show(args: &HistoryArgs) -> anyhow::Result<ExitCode> {

@@ -7,12 +7,111 @@ use std::process::ExitCode;
 use postern_protocol::version::client_uses_mux;
 use tokio::sync::{mpsc, watch};
 
-use crate::aws::SsmClient;
-use crate::cli::plan::ForwardPlan;
-use crate::cli::run::{connect_failure, load_aws};
-use crate::forward::{ForwardError, ForwardReady, Forwarder, LinkMode, Notice};
+use clap_complete::ArgValueCandidates;
+
+use crate::aws::{AwsOptions, SsmClient};
+use crate::cli::aws_context::load_aws;
+use crate::cli::common::{CommonArgs, ConnectArgs, Target, aws_options, check_reason};
+use crate::cli::errors::{FORWARD_PORT_WORDS, forward_failure};
+use crate::cli::resilience::NoticeStyle;
+use crate::forward::{
+    ForwardOptions, ForwardReady, ForwardSpec, Forwarder, LinkMode, Notice, SessionCount,
+};
 use crate::report::{self, ErrorKind, ExpectedError};
 use crate::term::{LocalSignal, Signals};
+
+/// `postern forward`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ForwardArgs {
+    /// Instance id (i-…, mi-…), Name tag, NAME@ACCOUNT-ALIAS, private IP or DNS name; none
+    /// opens the instance picker (on a terminal).
+    #[arg(value_name = "TARGET", add = ArgValueCandidates::new(crate::cli::commands::completions::targets))]
+    pub target: Option<String>,
+
+    /// Forward `[BIND:]LOCAL` to REMOTE_PORT on the instance, or `[BIND:]LOCAL:HOST:PORT` to HOST:PORT
+    /// as reached from the instance. LOCAL 0 picks a free port; BIND defaults to 127.0.0.1.
+    /// Repeatable.
+    #[arg(
+        short = 'L',
+        long = "local",
+        required = true,
+        value_name = "[BIND:]LOCAL:[HOST:]PORT"
+    )]
+    pub forwards: Vec<String>,
+
+    /// Parallel SSM sessions per forward, opened as concurrent connections need them: a number,
+    /// or `auto` (up to 4 sessions, a new one once each carries 4 connections; in basic mode one
+    /// connection per session).
+    #[arg(long, value_name = "N|auto", default_value = "auto")]
+    pub sessions: String,
+
+    /// Print one JSON object per forward on stdout when it is ready, instead of a sentence.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Session options.
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
+
+/// Port forwards to run.
+#[derive(Clone, Debug)]
+pub struct ForwardPlan {
+    /// AWS configuration choices.
+    pub aws: AwsOptions,
+    /// What to forward.
+    pub options: ForwardOptions,
+    /// `--json` ready lines.
+    pub json: bool,
+}
+
+impl ForwardPlan {
+    pub(crate) fn new(common: &CommonArgs, args: ForwardArgs) -> Result<Self, ExpectedError> {
+        check_reason(args.connect.reason.as_deref())?;
+        let target = Target::given(args.target.as_deref().unwrap_or_default());
+        let forwards = args
+            .forwards
+            .iter()
+            .map(|raw| {
+                raw.parse::<ForwardSpec>().map_err(|e| {
+                    ExpectedError::new(ErrorKind::Usage, e.to_string()).hint(
+                        "write -L 8080:80 (local 8080 to port 80 on the instance) or \
+                         -L 0:db.internal:5432 (a free local port to db.internal:5432 as the \
+                         instance reaches it)",
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            aws: aws_options(common)?,
+            options: ForwardOptions {
+                target: target.as_str().to_owned(),
+                forwards,
+                sessions: parse_sessions(&args.sessions)?,
+                reason: args.connect.reason,
+                handshake_timeout: args.connect.handshake_timeout,
+                resilience: args.connect.resilience.resilience(NoticeStyle::WithSession),
+            },
+            json: args.json,
+        })
+    }
+}
+
+fn parse_sessions(raw: &str) -> Result<SessionCount, ExpectedError> {
+    if raw == "auto" {
+        return Ok(SessionCount::Auto);
+    }
+    match raw.parse::<usize>() {
+        Ok(n) if (1..=MAX_SESSIONS).contains(&n) => Ok(SessionCount::Fixed(n)),
+        _ => Err(ExpectedError::new(
+            ErrorKind::Usage,
+            format!("--sessions `{raw}` must be `auto` or a number from 1 to {MAX_SESSIONS}"),
+        )),
+    }
+}
+
+/// Upper bound for `--sessions`: each session is a StartSession call and an agent process.
+const MAX_SESSIONS: usize = 32;
 
 /// Runs the forwards until a terminating signal; exits 0 then.
 pub(crate) async fn run(plan: &ForwardPlan) -> anyhow::Result<ExitCode> {
@@ -22,7 +121,7 @@ pub(crate) async fn run(plan: &ForwardPlan) -> anyhow::Result<ExitCode> {
     let ssm = SsmClient::new(&context);
     let start = Forwarder::start(ssm, &plan.options);
     let forwarder = tokio::select! {
-        started = start => started.map_err(|e| forward_failure(e, &described))?,
+        started = start => started.map_err(|e| forward_failure(e, &described, FORWARD_PORT_WORDS))?,
         _ = signals.recv() => return Ok(ExitCode::SUCCESS),
     };
     let via = match &context.profile {
@@ -115,58 +214,4 @@ fn render_notice(notice: &Notice) -> Option<String> {
             format!("closed a connection to {local}: no session could carry it")
         }
     })
-}
-
-fn forward_failure(err: ForwardError, described: &str) -> anyhow::Error {
-    forward_failure_with(
-        err,
-        described,
-        "pick another LOCAL port",
-        "use an address of this machine (the default is 127.0.0.1) and a port you may open \
-         (ports below 1024 need privileges)",
-    )
-}
-
-/// [`ForwardError`] for `report`; the bind hints name the caller's way of choosing the local
-/// port (`another`: what to do when it is in use; `unusable`: when it may not be opened).
-pub(crate) fn forward_failure_with(
-    err: ForwardError,
-    described: &str,
-    another: &str,
-    unusable: &str,
-) -> anyhow::Error {
-    match err {
-        ForwardError::Bind(bind) => {
-            let hint = if bind.in_use() {
-                format!(
-                    "another program listens on {}; {another}, or 0 for a free one",
-                    bind.addr
-                )
-            } else {
-                unusable.to_owned()
-            };
-            ExpectedError::new(
-                ErrorKind::LocalPort,
-                format!("could not listen on {}", bind.addr),
-            )
-            .hint(hint)
-            .source(bind.source)
-            .into()
-        }
-        ForwardError::Connect { remote, source } => connect_failure(
-            *source,
-            &format!("could not start port forwarding to {remote}"),
-            described,
-            &format!(
-                "check that something listens on {remote} as seen from the instance, and that \
-                 the instance may reach it"
-            ),
-        ),
-        err @ ForwardError::AgentTooOld { .. } => {
-            ExpectedError::new(ErrorKind::Unsupported, err.to_string())
-                .target(described.to_owned())
-                .hint("update the SSM agent on the instance (the AWS-UpdateSSMAgent document)")
-                .into()
-        }
-    }
 }

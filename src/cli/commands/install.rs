@@ -9,10 +9,21 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 
-use crate::cli::args::InstallPluginArgs;
-use crate::cli::plugin::PLUGIN_NAME;
+use crate::cli::commands::plugin::PLUGIN_NAME;
 use crate::plugin::PLUGIN_VERSION;
 use crate::report::{ErrorKind, ExpectedError};
+
+/// `postern install-plugin`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct InstallPluginArgs {
+    /// Directory for the `session-manager-plugin` link (default: ~/.local/bin).
+    #[arg(value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+
+    /// Replace an existing `session-manager-plugin` there (the official one, say).
+    #[arg(long)]
+    pub force: bool,
+}
 
 /// Creates the link and reports.
 pub(crate) fn run(args: &InstallPluginArgs) -> anyhow::Result<ExitCode> {

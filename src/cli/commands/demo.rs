@@ -217,7 +217,7 @@ mod tests {
     fn config_lists_every_account_of_the_sample_fleet() {
         let fleet = Fleet::sample();
         let text = postern_config(&fleet);
-        let parsed = crate::config::file::parse(Path::new("demo.toml"), &text).unwrap();
+        let parsed = crate::config::parse(Path::new("demo.toml"), &text).unwrap();
         assert_eq!(parsed.accounts.len(), fleet.accounts.len());
         assert_eq!(parsed.role.as_deref(), Some(DEMO_ROLE));
         assert_eq!(parsed.source.profile.as_deref(), Some(PROFILE));

@@ -8,42 +8,12 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 
-use crate::aws::{AwsErrorKind, AwsOptions};
-use crate::broker::{AssumedCredentials, Broker, BrokerError, BrokerOptions, MfaSource};
-use crate::cli::CommonArgs;
+use crate::broker::{AssumedCredentials, Broker, BrokerError, BrokerOptions};
+use crate::cli::common::CommonArgs;
+use crate::cli::errors::broker_failure;
+use crate::cli::reach::{broker_options, load_config};
 use crate::config;
-use crate::guardrails::{self, Confirmation, Refusal};
-use crate::report::{ErrorKind, ExpectedError};
-
-/// Options of the role broker, shared by every command that reaches an account.
-#[derive(clap::Args, Debug, Clone, Default)]
-pub struct BrokerArgs {
-    /// Configuration file (default: ~/.config/postern/config.toml).
-    #[arg(long, global = true, value_name = "FILE", env = "POSTERN_CONFIG")]
-    pub config: Option<PathBuf>,
-
-    /// Named source identity from the configuration (`[sources.NAME]`).
-    #[arg(long, global = true, value_name = "NAME")]
-    pub source: Option<String>,
-
-    /// Command printing an MFA code (run with `sh -c`, POSTERN_MFA_SERIAL set), instead of
-    /// asking on the terminal.
-    #[arg(
-        long,
-        global = true,
-        value_name = "COMMAND",
-        env = "POSTERN_MFA_COMMAND"
-    )]
-    pub mfa_command: Option<String>,
-
-    /// Neither read nor write the credentials cache.
-    #[arg(long, global = true)]
-    pub no_cache: bool,
-
-    /// Confirm access to a production account without asking.
-    #[arg(long, short = 'y', global = true)]
-    pub yes: bool,
-}
+use crate::guardrails::{self, Confirmation};
 
 /// `postern creds`.
 #[derive(clap::Args, Debug, Clone)]
@@ -78,7 +48,7 @@ pub struct AccountsArgs {
 pub enum AccountsCommand {
     /// Record the organization's accounts (Organizations ListAccounts) in the accounts file
     /// beside the configuration, so every account is reachable with no per-account setup.
-    Sync(crate::cli::sync::SyncArgs),
+    Sync(crate::cli::commands::sync::SyncArgs),
 }
 
 /// A validated broker command.
@@ -99,7 +69,7 @@ enum Action {
     },
     Whoami,
     Accounts,
-    Sync(crate::cli::sync::SyncArgs),
+    Sync(crate::cli::commands::sync::SyncArgs),
 }
 
 impl BrokerPlan {
@@ -139,44 +109,6 @@ impl BrokerPlan {
     }
 }
 
-/// The broker options of `common`'s flags.
-pub(crate) fn broker_options(common: &CommonArgs) -> BrokerOptions {
-    let args = &common.broker;
-    BrokerOptions {
-        aws: AwsOptions {
-            profile: common.profile.clone(),
-            region: common.region.clone(),
-            endpoint_url: common.endpoint_url.clone(),
-            credentials: None,
-        },
-        source: args.source.clone(),
-        mfa: args
-            .mfa_command
-            .clone()
-            .map_or(MfaSource::Terminal, MfaSource::Command),
-        cache_dir: if args.no_cache {
-            None
-        } else {
-            config::cache_dir()
-        },
-    }
-}
-
-/// Loads the configuration file `path` (default when `None`), as an error for `report`.
-pub(crate) fn load_config(path: Option<&std::path::Path>) -> Result<config::Config, ExpectedError> {
-    config::load(path).map_err(|e| {
-        let hint = match &e {
-            config::ConfigError::Read { .. } => "check --config and POSTERN_CONFIG",
-            config::ConfigError::Invalid { .. } => {
-                "see the configuration example in the README (\"Accounts and roles\")"
-            }
-        };
-        ExpectedError::new(ErrorKind::Config, "the configuration file is not valid")
-            .hint(hint)
-            .source(e)
-    })
-}
-
 /// Runs a broker command.
 pub(crate) async fn run(plan: BrokerPlan) -> anyhow::Result<ExitCode> {
     let config = load_config(plan.config.as_deref())?;
@@ -190,7 +122,7 @@ pub(crate) async fn run(plan: BrokerPlan) -> anyhow::Result<ExitCode> {
         } => creds(&broker, &target, env_format, yes, reason.as_deref()).await,
         Action::Whoami => whoami(&broker).await,
         Action::Accounts => accounts(&broker),
-        Action::Sync(sync) => crate::cli::sync::run(&broker, &sync).await,
+        Action::Sync(sync) => crate::cli::commands::sync::run(&broker, &sync).await,
     }
 }
 
@@ -342,69 +274,5 @@ fn short_reason(err: &BrokerError) -> String {
     match err {
         BrokerError::Aws(e) => e.code().unwrap_or(e.operation).to_owned(),
         other => other.to_string(),
-    }
-}
-
-pub(crate) fn broker_failure(err: BrokerError, what: &str, target: &str) -> anyhow::Error {
-    let (kind, hint) = match &err {
-        BrokerError::UnknownAccount(_) => (
-            ErrorKind::Usage,
-            "name an account alias or id from `postern accounts`, or a role ARN".to_owned(),
-        ),
-        BrokerError::NoRole(_) => (
-            ErrorKind::Config,
-            "set `role` in the configuration or on the account".to_owned(),
-        ),
-        BrokerError::UnknownSource(_) => (
-            ErrorKind::Config,
-            "define the source in a [sources.NAME] table".to_owned(),
-        ),
-        BrokerError::Refused(refusal) => (ErrorKind::Guardrail, refusal_hint(refusal)),
-        BrokerError::Mfa(_) => (
-            ErrorKind::AwsConfig,
-            "run on a terminal, or pass --mfa-command to read codes from a program".to_owned(),
-        ),
-        BrokerError::Aws(e) => match e.kind {
-            AwsErrorKind::AccessDenied => (
-                ErrorKind::AccessDenied,
-                "the role's trust policy must allow the source identity to call \
-                 sts:AssumeRole, and the role must exist in that account"
-                    .to_owned(),
-            ),
-            AwsErrorKind::Credentials | AwsErrorKind::Configuration => (
-                ErrorKind::AwsConfig,
-                "check the source identity's credentials (e.g. `aws sso login`) or pick another \
-                 --profile"
-                    .to_owned(),
-            ),
-            AwsErrorKind::Unreachable => (
-                ErrorKind::EndpointUnreachable,
-                "check the network, --endpoint-url and AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_STS"
-                    .to_owned(),
-            ),
-            AwsErrorKind::TargetNotConnected | AwsErrorKind::Service => (
-                ErrorKind::AwsRequest,
-                "retry later; if it persists, quote the request id to AWS support".to_owned(),
-            ),
-        },
-    };
-    ExpectedError::new(kind, what)
-        .target(target.to_owned())
-        .hint(hint)
-        .source(err)
-        .into()
-}
-
-fn refusal_hint(refusal: &Refusal) -> String {
-    match refusal {
-        Refusal::NeedsConfirmation { .. } => {
-            "pass --yes to confirm, or run on a terminal to be asked".to_owned()
-        }
-        Refusal::Declined { .. } => "type the account alias exactly to confirm".to_owned(),
-        Refusal::NeedsReason { .. } => "pass --reason TEXT (e.g. a ticket id)".to_owned(),
-        Refusal::WrongSource { required, .. } => format!(
-            "use the source identity {required} (--source {required}), or drop --profile / \
-             --source"
-        ),
     }
 }

@@ -22,17 +22,31 @@ use tokio::sync::{mpsc, watch};
 
 use crate::aws::{AwsOptions, KmsClient, SessionCredentials, SsmClient, StartSessionRequest};
 use crate::cli::audit::{Audit, AuditStart};
+use crate::cli::aws_context::load_aws;
+use crate::cli::commands::session::{SessionPlan, run_started_shell};
+use crate::cli::common::Target;
+use crate::cli::errors::{LocalPortWords, forward_failure};
 use crate::cli::logging;
-use crate::cli::plan::{SessionPlan, Target};
 use crate::cli::resilience::{NoticeStyle, ResilienceArgs};
-use crate::cli::run::{load_aws, run_started_shell};
 use crate::forward::{
-    Connector, ForwardError, ForwardOptions, ForwardSpec, Forwarder, LinkMode, Notice, Remote,
-    SessionCount,
+    Connector, ForwardOptions, ForwardSpec, Forwarder, LinkMode, Notice, Remote, SessionCount,
 };
 use crate::plugin::{self, ContractError, DocumentKind, Invocation, PluginStart};
 use crate::report::{self, ErrorKind, ExpectedError};
 use crate::term::{self, LocalSignal, Signals};
+
+/// `postern plugin`: the official plugin's arguments, passed through.
+#[derive(clap::Args, Debug, Clone)]
+pub struct PluginArgs {
+    /// RESPONSE REGION StartSession PROFILE PARAMETERS ENDPOINT, or `--version`.
+    #[arg(
+        value_name = "ARGS",
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        num_args = 0..
+    )]
+    pub args: Vec<String>,
+}
 
 /// The file name that makes postern act as the plugin (the AWS CLI runs this name from PATH).
 pub const PLUGIN_NAME: &str = "session-manager-plugin";
@@ -202,7 +216,7 @@ async fn forward(
     let mut signals = Signals::install(true)?;
     let start = Forwarder::start_with(&options, vec![connector]);
     let forwarder = tokio::select! {
-        started = start => started.map_err(|e| forward_failure(e, described))?,
+        started = start => started.map_err(|e| forward_failure(e, described, PLUGIN_PORT_WORDS))?,
         _ = signals.recv() => return Ok(ExitCode::SUCCESS),
     };
     // One forward: its readiness is the only entry.
@@ -278,7 +292,7 @@ async fn ssh(
     let connector = Connector::adopting(ssm, request, HANDSHAKE_TIMEOUT, credentials)
         .with_resilience(ResilienceArgs::default().resilience(NoticeStyle::Line));
     let result = crate::stdio::run_with(connector).await;
-    crate::cli::ssh::proxy_outcome(result, port, described)
+    crate::cli::commands::ssh::proxy_outcome(result, port, described)
 }
 
 /// The one forward a port-forwarding document describes: `localPortNumber` (absent or 0: a
@@ -357,15 +371,11 @@ fn contract_error(err: ContractError) -> anyhow::Error {
     .into()
 }
 
-fn forward_failure(err: ForwardError, described: &str) -> anyhow::Error {
-    crate::cli::forward::forward_failure_with(
-        err,
-        described,
-        "pass another localPortNumber",
-        "pass a localPortNumber you may open (ports below 1024 need privileges)",
-    )
-}
-
+/// Plugin mode names the local port as the AWS CLI's parameter.
+const PLUGIN_PORT_WORDS: LocalPortWords = LocalPortWords {
+    another: "pass another localPortNumber",
+    unusable: "pass a localPortNumber you may open (ports below 1024 need privileges)",
+};
 /// How long the agent may take to start the session (as `postern shell`'s default).
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// sshd's port when the SSH document gets no portNumber.

@@ -10,11 +10,38 @@ use aws_credential_types::provider::SharedCredentialsProvider;
 
 use crate::aws::{AwsOptions, SsmClient};
 use crate::broker::{Broker, BrokerError, BrokerOptions, MfaSource};
-use crate::cli::args::DoctorArgs;
-use crate::cli::plan::Target;
+use crate::cli::common::Target;
+use crate::cli::errors::broker_kind;
 use crate::config;
 use crate::doctor::{self, Check, Status};
 use crate::report::{ErrorKind, ExpectedError};
+
+/// `postern doctor`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DoctorArgs {
+    /// Instance id (i-…, mi-…) to check; without one only credentials, endpoint and clock are
+    /// checked.
+    #[arg(value_name = "TARGET")]
+    pub target: Option<String>,
+
+    /// Check role assumption into this account (alias, id or role ARN from the postern
+    /// configuration) and run the remaining checks with its credentials.
+    #[arg(long, value_name = "ACCOUNT")]
+    pub account: Option<String>,
+
+    /// Do not probe StartSession permission with a real session (StartSession followed at
+    /// once by TerminateSession).
+    #[arg(long)]
+    pub no_probe: bool,
+
+    /// The session document to probe with (default: the shell).
+    #[arg(long, value_name = "NAME")]
+    pub document: Option<String>,
+
+    /// Print one JSON object per check instead of lines.
+    #[arg(long)]
+    pub json: bool,
+}
 
 /// A validated `postern doctor`.
 #[derive(Clone, Debug)]
@@ -162,35 +189,12 @@ async fn assume(
         },
     );
     let fail = |e: BrokerError| {
-        let (kind, hint) = match &e {
-            BrokerError::UnknownAccount(_) => (
-                ErrorKind::Usage,
-                "name an account alias or id from `postern accounts`, or a role ARN",
-            ),
-            BrokerError::NoRole(_) | BrokerError::UnknownSource(_) => (
-                ErrorKind::Config,
-                "set `role` in the configuration or on the account",
-            ),
-            BrokerError::Refused(_) => (
-                ErrorKind::Guardrail,
-                "the account's environment guardrails refuse this source identity or need a \
-                 confirmation; see `postern creds ACCOUNT`",
-            ),
-            BrokerError::Mfa(_) => (
-                ErrorKind::AwsConfig,
-                "run on a terminal to type the MFA code",
-            ),
-            BrokerError::Aws(_) => (
-                ErrorKind::AccessDenied,
-                "the role's trust policy must allow the source identity to call sts:AssumeRole, \
-                 and the role must exist in that account",
-            ),
-        };
+        let (kind, hint) = broker_kind(&e);
         Check::fail(
             "role assumption",
             kind,
             crate::forward::error_chain(&e),
-            hint,
+            &hint,
         )
     };
     let target = broker.resolve(query).map_err(fail)?;

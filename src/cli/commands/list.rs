@@ -5,23 +5,19 @@ use std::io::Write as _;
 use std::os::fd::AsRawFd;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use anyhow::Context as _;
 
 use std::io::IsTerminal as _;
 
 use crate::aws::{self, AwsContext, AwsOptions};
-use crate::cli::args::{Args, Command};
-use crate::cli::plan::SSH_HOST_SUFFIX;
 use crate::cli::reach::{BrokerScopes, Reach, Scopes};
 use crate::discovery::{
     Cache, Index, IndexOptions, Instance, SdkSource, SingleProfile, build_index,
 };
 use crate::paths::cache_dir;
-use crate::picker::{Frecency, Matcher, PickOutcome, TtyPicker, choose, rows_for};
+use crate::picker::Matcher;
 use crate::report::{self, ErrorKind, ExpectedError};
-use crate::target::{self, Resolution};
 
 /// `postern list`.
 #[derive(clap::Args, Debug, Clone)]
@@ -143,228 +139,6 @@ pub(crate) async fn list(plan: &ListPlan) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Rewrites a session command's TARGET that is not an instance id into the instance id it
-/// resolves to (and `--region` into the instance's region), and, for an instance of an account
-/// the configuration lists, checks that account's guardrails and gives the command its role's
-/// credentials. A bare instance id costs no AWS call outside the broker; with it, the cached
-/// index tells its account.
-pub(crate) async fn resolve_targets(mut args: Args) -> anyhow::Result<Args> {
-    if args.command.is_none() && interactive() {
-        let reach = Reach::new(&args.common)?;
-        return pick_shell(args, &reach).await;
-    }
-    let Some((raw, reason)) = session_target(&args) else {
-        return Ok(args);
-    };
-    let is_id = target::is_instance_id(&raw);
-    let reach = Reach::new(&args.common)?;
-    if is_id && reach.broker.is_none() {
-        return Ok(args);
-    }
-    let chosen = if raw.is_empty() {
-        if !interactive() {
-            // The plan reports the missing TARGET.
-            return Ok(args);
-        }
-        let index = load_index(&reach, &[], false, None).await?;
-        let query = args.common.query.clone().unwrap_or_default();
-        let select_one = args.common.select_one;
-        let chosen = tokio::task::block_in_place(|| pick(&index.instances, &query, select_one))?;
-        remember(&chosen.id);
-        chosen
-    } else if is_id {
-        match find_cached(&reach, &raw).await? {
-            Some(instance) => instance,
-            None => return Ok(args),
-        }
-    } else {
-        let chosen = resolve(&reach, &raw).await?;
-        remember(&chosen.id);
-        chosen
-    };
-    bind(&mut args, &reach, &chosen, reason.as_deref()).await?;
-    Ok(args)
-}
-
-/// Points the session command at `chosen`: its id, its region and, for an instance of a
-/// configured account, its role's credentials once the account's guardrails passed.
-async fn bind(
-    args: &mut Args,
-    reach: &Reach,
-    chosen: &Instance,
-    reason: Option<&str>,
-) -> anyhow::Result<()> {
-    set_target(args, &chosen.id);
-    args.common.region = Some(chosen.region.clone());
-    args.common.credentials = reach
-        .session_credentials(&chosen.account, reason)
-        .await
-        .map_err(|refused| {
-            crate::cli::broker::broker_failure(
-                refused.error,
-                &format!("could not open a session on {}", describe_instance(chosen)),
-                &refused.target,
-            )
-        })?;
-    Ok(())
-}
-
-/// The TARGET (without the `.postern` suffix of ssh names, without ssh's `USER@`; empty when
-/// left out) and `--reason` of a session command.
-fn session_target(args: &Args) -> Option<(String, Option<String>)> {
-    let given = |target: &Option<String>| target.as_deref().unwrap_or_default().to_owned();
-    let (target, reason) = match &args.command {
-        Some(Command::Shell(shell)) => (given(&shell.target), &shell.session.reason),
-        Some(Command::Exec(exec)) => (given(&exec.target), &exec.session.reason),
-        Some(Command::Forward(forward)) => (given(&forward.target), &forward.connect.reason),
-        Some(Command::SshProxy(proxy)) => (proxy.target.clone(), &proxy.connect.reason),
-        Some(Command::Ssh(ssh)) => (ssh_host(&ssh.destination).1.to_owned(), &ssh.reason),
-        _ => return None,
-    };
-    let target = target.strip_suffix(SSH_HOST_SUFFIX).unwrap_or(&target);
-    Some((target.to_owned(), reason.clone()))
-}
-
-/// Replaces the session command's TARGET with the instance id it resolved to.
-fn set_target(args: &mut Args, id: &str) {
-    match &mut args.command {
-        Some(Command::Shell(shell)) => shell.target = Some(id.to_owned()),
-        Some(Command::Exec(exec)) => exec.target = Some(id.to_owned()),
-        Some(Command::Forward(forward)) => forward.target = Some(id.to_owned()),
-        Some(Command::SshProxy(proxy)) => id.clone_into(&mut proxy.target),
-        Some(Command::Ssh(ssh)) => {
-            ssh.destination = match ssh_host(&ssh.destination).0 {
-                Some(user) => format!("{user}@{id}"),
-                None => id.to_owned(),
-            };
-        }
-        _ => {}
-    }
-}
-
-/// `USER@HOST` split at the last `@`.
-fn ssh_host(destination: &str) -> (Option<&str>, &str) {
-    match destination.rsplit_once('@') {
-        Some((user, host)) if !user.is_empty() => (Some(user), host),
-        _ => (None, destination),
-    }
-}
-
-/// "web-1 (i-0123…, account acme-dev, eu-west-1)".
-fn describe_instance(instance: &Instance) -> String {
-    let name = if instance.name.is_empty() {
-        instance.id.clone()
-    } else {
-        format!("{} ({})", instance.name, instance.id)
-    };
-    format!("{name}, account {}, {}", instance.alias, instance.region)
-}
-
-/// Bare `postern` on a terminal: pick an instance from the whole index and open a shell on it.
-async fn pick_shell(args: Args, reach: &Reach) -> anyhow::Result<Args> {
-    let index = load_index(reach, &[], false, None).await?;
-    let query = args.common.query.clone().unwrap_or_default();
-    let select_one = args.common.select_one;
-    let chosen = tokio::task::block_in_place(|| pick(&index.instances, &query, select_one))?;
-    remember(&chosen.id);
-    let mut shell = <Args as clap::Parser>::try_parse_from(["postern", "shell", &chosen.id])
-        .context("could not build the shell command")?;
-    shell.common = args.common;
-    bind(&mut shell, reach, &chosen, None).await?;
-    Ok(shell)
-}
-
-/// The instance `id` as some cached listing knows it (any age: ids do not move), else as a
-/// refreshed index knows it; `None` when no configured account has it.
-async fn find_cached(reach: &Reach, id: &str) -> anyhow::Result<Option<Instance>> {
-    let context = load_context(&reach.aws).await?;
-    let scopes = reach.scopes(&context, &[], None);
-    if let Some(cache) = cache_dir().map(Cache::new) {
-        for scope in &scopes.scopes {
-            if let Some(found) = cache
-                .load(scope)
-                .and_then(|entry| entry.instances.into_iter().find(|i| i.id == id))
-            {
-                return Ok(Some(found));
-            }
-        }
-    }
-    let index = load_index(reach, &[], true, None).await?;
-    Ok(index.instances.into_iter().find(|i| i.id == id))
-}
-
-/// Opens the terminal picker over `instances` (with `select_one`, the only online match of
-/// `query` is taken without it); cancelling is an error (nothing to open).
-fn pick(instances: &[Instance], query: &str, select_one: bool) -> anyhow::Result<Instance> {
-    let mut instances = instances.to_vec();
-    if let Some(dir) = cache_dir() {
-        Frecency::load(&dir).sort(&mut instances, |i| &i.id, SystemTime::now());
-    }
-    let rows = rows_for(&instances);
-    match choose(&mut TtyPicker, &rows, query, select_one).context("the instance picker failed")? {
-        PickOutcome::Chosen(i) => Ok(instances[i].clone()),
-        PickOutcome::Cancelled => Err(ExpectedError::new(ErrorKind::Usage, "no instance chosen")
-            .hint("online instances can be opened; `postern list` shows every instance")
-            .into()),
-    }
-}
-
-/// Records a chosen target in the frecency file (best effort).
-fn remember(id: &str) {
-    if let Some(dir) = cache_dir() {
-        let mut frecency = Frecency::load(&dir);
-        frecency.record(id, SystemTime::now());
-        if let Err(e) = frecency.save() {
-            tracing::debug!(error = %e, "could not write the target history");
-        }
-    }
-}
-
-/// Whether the picker can run: stdin and stderr are terminals.
-fn interactive() -> bool {
-    crate::term::is_terminal(std::io::stdin().as_raw_fd())
-        && crate::term::is_terminal(std::io::stderr().as_raw_fd())
-}
-
-/// Resolves `raw` through the index: from the cache first, then once more after a refresh when
-/// the cache does not know it.
-pub(crate) async fn resolve(reach: &Reach, raw: &str) -> anyhow::Result<Instance> {
-    for refresh in [false, true] {
-        let index = load_index(reach, &[], refresh, None).await?;
-        match target::resolve(raw, &index.instances) {
-            Resolution::Found(instance) => return Ok(instance.clone()),
-            Resolution::Ambiguous(candidates) => {
-                if interactive() {
-                    let candidates: Vec<Instance> = candidates.into_iter().cloned().collect();
-                    return tokio::task::block_in_place(|| pick(&candidates, "", false));
-                }
-                let hint = "name one of them by instance id or as NAME@ACCOUNT-ALIAS";
-                return Err(ExpectedError::new(
-                    ErrorKind::TargetUnresolved,
-                    format!(
-                        "`{raw}` matches {} instances:\n{}",
-                        candidates.len(),
-                        target::describe_candidates(&candidates)
-                    ),
-                )
-                .hint(hint)
-                .into());
-            }
-            Resolution::NotFound => {}
-        }
-    }
-    Err(ExpectedError::new(
-        ErrorKind::TargetUnresolved,
-        format!("no instance matches `{raw}`"),
-    )
-    .target(describe_reach(reach))
-    .hint(
-        "give an instance id, a Name tag, NAME@ACCOUNT-ALIAS, a private IP or DNS name; \
-         `postern list QUERY` shows what the index holds",
-    )
-    .into())
-}
-
 /// Builds the index over `regions` (empty: each account's or the configured ones): every
 /// configured account through the role broker (only `account` when given), else the single
 /// profile; prints a warning line per unreachable scope.
@@ -443,7 +217,7 @@ pub(crate) async fn load_index(
 }
 
 /// The SDK configuration of the command line's identity (endpoint, region, retry settings).
-async fn load_context(aws_options: &AwsOptions) -> anyhow::Result<AwsContext> {
+pub(crate) async fn load_context(aws_options: &AwsOptions) -> anyhow::Result<AwsContext> {
     aws::load(aws_options).await.map_err(|e| {
         ExpectedError::new(ErrorKind::AwsConfig, "could not load the AWS configuration")
             .target(describe_aws(aws_options))
@@ -552,7 +326,7 @@ fn search_text(i: &Instance) -> String {
     )
 }
 
-fn describe_reach(reach: &Reach) -> String {
+pub(crate) fn describe_reach(reach: &Reach) -> String {
     match &reach.broker {
         Some(broker) => {
             let path = broker

@@ -11,7 +11,7 @@ use std::time::SystemTime;
 
 use anyhow::Context as _;
 
-use crate::aws::{AwsError, AwsErrorKind};
+use crate::aws::AwsError;
 use crate::broker::{Broker, BrokerError};
 use crate::config::{self, Config};
 use crate::guardrails;
@@ -393,42 +393,7 @@ fn guess_env(name: &str) -> (String, String) {
 }
 
 fn sync_failure(err: BrokerError, target: &str) -> anyhow::Error {
-    let (kind, hint) = match &err {
-        BrokerError::Aws(e) if e.kind == AwsErrorKind::AccessDenied => (
-            ErrorKind::AccessDenied,
-            "ListAccounts works from the organization's management account or a delegated \
-             administrator: pick that source identity (--source, --profile)",
-        ),
-        BrokerError::Aws(e) if e.code() == Some("AWSOrganizationsNotInUseException") => (
-            ErrorKind::AwsRequest,
-            "this account is not in an organization: list accounts in the configuration file",
-        ),
-        BrokerError::Aws(e)
-            if matches!(
-                e.kind,
-                AwsErrorKind::Credentials | AwsErrorKind::Configuration
-            ) =>
-        {
-            (
-                ErrorKind::AwsConfig,
-                "check the source identity's credentials (e.g. `aws sso login`) or pick another \
-                 --profile",
-            )
-        }
-        BrokerError::Aws(e) if e.kind == AwsErrorKind::Unreachable => (
-            ErrorKind::EndpointUnreachable,
-            "check the network and --endpoint-url",
-        ),
-        _ => (
-            ErrorKind::AwsRequest,
-            "retry later; if it persists, quote the request id to AWS support",
-        ),
-    };
-    ExpectedError::new(kind, "could not sync the organization's accounts")
-        .target(target.to_owned())
-        .hint(hint)
-        .source(err)
-        .into()
+    crate::cli::errors::broker_failure(err, "could not sync the organization's accounts", target)
 }
 
 /// The environment of an account nothing describes.

@@ -1,0 +1,14 @@
+//! One file per command: its arguments (clap), its validated plan, and its run.
+
+pub(crate) mod broker;
+pub(crate) mod completions;
+pub(crate) mod demo;
+pub(crate) mod doctor;
+pub(crate) mod forward;
+pub(crate) mod history;
+pub(crate) mod install;
+pub(crate) mod list;
+pub(crate) mod plugin;
+pub(crate) mod session;
+pub(crate) mod ssh;
+pub(crate) mod sync;

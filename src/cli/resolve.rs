@@ -1,0 +1,241 @@
+//! Target resolution: the explicit step between the plan (validated, no network) and the run.
+//!
+//! A session command's TARGET as given (an instance id, a Name tag, NAME@ACCOUNT-ALIAS, a
+//! private IP or DNS name, or nothing at all on a terminal) becomes one instance id: through
+//! the index (cache first, then one refresh), or the picker. For an instance of an account the
+//! configuration lists, the account's guardrails are checked and the session gets the account
+//! role's credentials and the instance's region. A bare instance id with no configured account
+//! costs no AWS call.
+
+use std::os::fd::AsRawFd;
+use std::time::SystemTime;
+
+use anyhow::Context as _;
+
+use crate::cli::commands::list::{describe_reach, load_context, load_index};
+use crate::cli::common::{CommonArgs, Target};
+use crate::cli::errors::broker_failure;
+use crate::cli::plan::{Plan, TargetSlot};
+use crate::cli::reach::Reach;
+use crate::discovery::{Cache, Instance};
+use crate::paths::cache_dir;
+use crate::picker::{Frecency, PickOutcome, TtyPicker, choose, rows_for};
+use crate::report::{ErrorKind, ExpectedError};
+use crate::target::{self, Resolution};
+
+/// Resolves `plan`'s session target (commands without one pass through unchanged).
+pub(crate) async fn resolve(mut plan: Plan, common: &CommonArgs) -> anyhow::Result<Plan> {
+    let Some(slot) = plan.target_slot() else {
+        return Ok(plan);
+    };
+    let raw = slot.target.clone();
+    let is_id = target::is_instance_id(&raw);
+    if raw.is_empty() && !interactive() {
+        return Err(no_target().into());
+    }
+    let reach = Reach::new(common)?;
+    if is_id && reach.broker.is_none() {
+        check_target(slot)?;
+        return Ok(plan);
+    }
+    let chosen = if raw.is_empty() {
+        let index = load_index(&reach, &[], false, None).await?;
+        let query = common.query.clone().unwrap_or_default();
+        let chosen =
+            tokio::task::block_in_place(|| pick(&index.instances, &query, common.select_one))?;
+        remember(&chosen.id);
+        chosen
+    } else if is_id {
+        match find_cached(&reach, &raw).await? {
+            Some(instance) => instance,
+            // No configured account has it: the command line's identity opens it.
+            None => {
+                check_target(slot)?;
+                return Ok(plan);
+            }
+        }
+    } else {
+        let chosen = find(&reach, &raw).await?;
+        remember(&chosen.id);
+        chosen
+    };
+    bind(slot, &reach, &chosen).await?;
+    Ok(plan)
+}
+
+/// Points the session at `chosen`: its id, its region and, for an instance of a configured
+/// account, its role's credentials once the account's guardrails passed.
+async fn bind(slot: TargetSlot<'_>, reach: &Reach, chosen: &Instance) -> anyhow::Result<()> {
+    let credentials = reach
+        .session_credentials(&chosen.account, slot.reason.as_deref())
+        .await
+        .map_err(|refused| {
+            broker_failure(
+                refused.error,
+                &format!("could not open a session on {}", describe_instance(chosen)),
+                &refused.target,
+            )
+        })?;
+    chosen.id.clone_into(slot.target);
+    slot.aws.region = Some(chosen.region.clone());
+    if credentials.is_some()
+        && let Some(flags) = slot.broker_flags
+        && !flags.iter().any(|f| f == "--yes")
+    {
+        // The guardrails were checked here: the ProxyCommand's postern must not ask again.
+        flags.push("--yes".to_owned());
+    }
+    slot.aws.credentials = credentials;
+    check_target(TargetSlot {
+        target: slot.target,
+        aws: slot.aws,
+        reason: None,
+        broker_flags: None,
+    })?;
+    Ok(())
+}
+
+/// Checks that the resolved target is an instance id (and normalises its case).
+fn check_target(slot: TargetSlot<'_>) -> Result<(), ExpectedError> {
+    let target = Target::parse(slot.target)?;
+    target.as_str().clone_into(slot.target);
+    Ok(())
+}
+
+fn no_target() -> ExpectedError {
+    ExpectedError::new(ErrorKind::Usage, "no TARGET given").hint(
+        "name the instance (an id, Name tag, NAME@ACCOUNT-ALIAS, private IP or DNS name); on a \
+         terminal, leaving it out opens the instance picker",
+    )
+}
+
+/// "web-1 (i-0123…, account acme-dev, eu-west-1)".
+fn describe_instance(instance: &Instance) -> String {
+    let name = if instance.name.is_empty() {
+        instance.id.clone()
+    } else {
+        format!("{} ({})", instance.name, instance.id)
+    };
+    format!("{name}, account {}, {}", instance.alias, instance.region)
+}
+
+/// The instance `id` as some cached listing knows it (any age: ids do not move), else as a
+/// refreshed index knows it; `None` when no configured account has it.
+async fn find_cached(reach: &Reach, id: &str) -> anyhow::Result<Option<Instance>> {
+    let context = load_context(&reach.aws).await?;
+    let scopes = reach.scopes(&context, &[], None);
+    if let Some(cache) = cache_dir().map(Cache::new) {
+        for scope in &scopes.scopes {
+            if let Some(found) = cache
+                .load(scope)
+                .and_then(|entry| entry.instances.into_iter().find(|i| i.id == id))
+            {
+                return Ok(Some(found));
+            }
+        }
+    }
+    let index = load_index(reach, &[], true, None).await?;
+    Ok(index.instances.into_iter().find(|i| i.id == id))
+}
+
+/// Opens the terminal picker over `instances` (with `select_one`, the only online match of
+/// `query` is taken without it); cancelling is an error (nothing to open).
+fn pick(instances: &[Instance], query: &str, select_one: bool) -> anyhow::Result<Instance> {
+    let mut instances = instances.to_vec();
+    if let Some(dir) = cache_dir() {
+        Frecency::load(&dir).sort(&mut instances, |i| &i.id, SystemTime::now());
+    }
+    let rows = rows_for(&instances);
+    match choose(&mut TtyPicker, &rows, query, select_one).context("the instance picker failed")? {
+        PickOutcome::Chosen(i) => Ok(instances[i].clone()),
+        PickOutcome::Cancelled => Err(ExpectedError::new(ErrorKind::Usage, "no instance chosen")
+            .hint("online instances can be opened; `postern list` shows every instance")
+            .into()),
+    }
+}
+
+/// Records a chosen target in the frecency file (best effort).
+fn remember(id: &str) {
+    if let Some(dir) = cache_dir() {
+        let mut frecency = Frecency::load(&dir);
+        frecency.record(id, SystemTime::now());
+        if let Err(e) = frecency.save() {
+            tracing::debug!(error = %e, "could not write the frecency file");
+        }
+    }
+}
+
+/// Whether the picker can run: stdin and stderr are terminals.
+pub(crate) fn interactive() -> bool {
+    crate::term::is_terminal(std::io::stdin().as_raw_fd())
+        && crate::term::is_terminal(std::io::stderr().as_raw_fd())
+}
+
+/// Finds `raw` through the index: from the cache first, then once more after a refresh when
+/// the cache does not know it.
+async fn find(reach: &Reach, raw: &str) -> anyhow::Result<Instance> {
+    for refresh in [false, true] {
+        let index = load_index(reach, &[], refresh, None).await?;
+        match target::resolve(raw, &index.instances) {
+            Resolution::Found(instance) => return Ok(instance.clone()),
+            Resolution::Ambiguous(candidates) => {
+                if interactive() {
+                    let candidates: Vec<Instance> = candidates.into_iter().cloned().collect();
+                    return tokio::task::block_in_place(|| pick(&candidates, "", false));
+                }
+                let hint = "name one of them by instance id or as NAME@ACCOUNT-ALIAS";
+                return Err(ExpectedError::new(
+                    ErrorKind::TargetUnresolved,
+                    format!(
+                        "`{raw}` matches {} instances:\n{}",
+                        candidates.len(),
+                        target::describe_candidates(&candidates)
+                    ),
+                )
+                .hint(hint)
+                .into());
+            }
+            Resolution::NotFound => {}
+        }
+    }
+    Err(ExpectedError::new(
+        ErrorKind::TargetUnresolved,
+        format!("no instance matches `{raw}`"),
+    )
+    .target(describe_reach(reach))
+    .hint(
+        "give an instance id, a Name tag, NAME@ACCOUNT-ALIAS, a private IP or DNS name; \
+         `postern list QUERY` shows what the index holds",
+    )
+    .into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aws::AwsOptions;
+
+    fn check(raw: &str) -> Result<String, ExpectedError> {
+        let mut target = raw.to_owned();
+        let mut aws = AwsOptions::default();
+        check_target(TargetSlot {
+            target: &mut target,
+            aws: &mut aws,
+            reason: None,
+            broker_flags: None,
+        })?;
+        Ok(target)
+    }
+
+    #[test]
+    fn a_resolved_target_is_an_instance_id() {
+        assert_eq!(check("i-0123456789ABCDEF0").unwrap(), "i-0123456789abcdef0");
+        assert_eq!(
+            check("mi-0123456789abcdef0").unwrap(),
+            "mi-0123456789abcdef0"
+        );
+        let err = check("web-1").unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Usage);
+        assert_eq!(err.to_string(), "`web-1` is not an instance id");
+    }
+}
