@@ -1,9 +1,12 @@
 //! postern: reach every instance in every AWS account through SSM Session Manager, natively.
 //!
-//! The binary's modules live here so integration tests and benches can start the emulator and
-//! drivers in-process. Dependencies point one way: `cli` -> drivers -> `postern_protocol`;
-//! `aws` never imports the protocol; the emulator runs the protocol in the agent role.
+//! Three floors, dependencies pointing down only: `postern_protocol` (the sans-IO protocol),
+//! `postern_emulator` (the service side, for the demo and the tests; it knows only the
+//! protocol), and this crate: the drivers (`transport`, `forward`, `discovery`, `broker`,
+//! `aws`, `term`, `picker`) and, on top, `cli`. `aws` never imports the protocol; nothing but
+//! `cli` imports `cli`.
 
+pub mod audit_trail;
 pub mod aws;
 pub mod broker;
 pub mod cli;
@@ -11,14 +14,10 @@ pub mod config;
 pub mod discovery;
 pub mod doctor;
 pub mod forward;
-pub mod guardrails;
-pub mod history;
 pub mod paths;
 pub mod picker;
 pub mod plugin;
 pub mod private_file;
 pub mod report;
-pub mod stdio;
-pub mod target;
 pub mod term;
 pub mod transport;

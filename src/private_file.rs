@@ -5,7 +5,7 @@
 //! bytes go to a 0600 temporary file beside the target (`tempfile` creates it with that mode),
 //! which is flushed and renamed over the target, so a reader sees the old file or the new one,
 //! never half of either. The append-only session history is the one exception, by design: it
-//! is appended a line at a time (see [`crate::history`]), with the same modes.
+//! is appended a line at a time (see [`crate::audit_trail`]), with the same modes.
 
 use std::io::Write as _;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};

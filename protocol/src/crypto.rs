@@ -4,7 +4,7 @@
 //!
 //! Makes no KMS call (the driver does) and draws no OS randomness: client nonces come from a
 //! PRNG seeded by the caller. The cipher sits behind [`PayloadCipher`] so simulations can use
-//! [`TestCipher`]; shipped code and vectors use [`Aes256GcmCipher`].
+//! [`TestCipher`] (`testkit` feature or tests); shipped code and vectors use [`Aes256GcmCipher`].
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -182,12 +182,14 @@ impl PayloadCipher for Aes256GcmCipher {
     }
 }
 
+#[cfg(any(test, feature = "testkit"))]
 /// A transparent stand-in for simulations: the "ciphertext" is the plaintext XOR `0x5a`, the tag
 /// the first 16 bytes of SHA-256(key || nonce || ciphertext). It still fails on a wrong key or
 /// altered bytes, like the real cipher. Provides no confidentiality: never ship it.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TestCipher;
 
+#[cfg(any(test, feature = "testkit"))]
 impl TestCipher {
     fn tag(key: &AeadKey, nonce: &[u8; NONCE_LEN], body: &[u8]) -> [u8; TAG_LEN] {
         let digest = Sha256::new()
@@ -201,6 +203,7 @@ impl TestCipher {
     }
 }
 
+#[cfg(any(test, feature = "testkit"))]
 impl PayloadCipher for TestCipher {
     fn seal(
         &self,
@@ -450,6 +453,7 @@ pub const CONTEXT_SESSION_ID: &str = "aws:ssm:SessionId";
 pub const CONTEXT_TARGET_ID: &str = "aws:ssm:TargetId";
 /// Encryption-context key of the agent's random challenge (agent `blockcipher.go`).
 pub const CONTEXT_RANDOM_CHALLENGE: &str = "aws:ssm:RandomChallenge";
+#[cfg(any(test, feature = "testkit"))]
 /// Byte mask of [`TestCipher`].
 const TEST_CIPHER_MASK: u8 = 0x5a;
 

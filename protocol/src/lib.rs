@@ -7,6 +7,7 @@ pub mod codec;
 pub mod crypto;
 pub mod error;
 pub mod flow;
+#[cfg(feature = "testkit")]
 pub mod fuzzing;
 pub mod handshake;
 pub mod keepalive;

@@ -1,7 +1,7 @@
 //! Replays the committed fuzz seed corpus (`fuzz/corpus/*/`) through every
 //! `postern_protocol::fuzzing` entry point on stable, so the fuzz targets' code runs in every
 //! test run (STYLE.md §6 item 4). Also holds the ignored generator that derives the seeds from
-//! the golden vectors: `cargo test -p postern-protocol --features testkit --test fuzz_corpus
+//! the golden vectors: `cargo test -p postern-protocol --test fuzz_corpus
 //! -- --ignored regenerate_seed_corpus`.
 
 use std::path::{Path, PathBuf};

@@ -10,10 +10,10 @@ use aws_credential_types::Credentials;
 
 use crate::aws::{self, AwsContext, AwsError, AwsErrorKind, AwsOptions};
 use crate::broker::cache::{CachedCredentials, CredentialCache};
+use crate::broker::guardrails::{self, Refusal};
 use crate::broker::identity::is_assumed_role;
 use crate::broker::{MfaError, MfaSource, Secret, role_arn, session_name};
 use crate::config::{Account, AccountId, Config, Environment, Source};
-use crate::guardrails::{self, Refusal};
 
 /// Choices from the command line.
 #[derive(Clone, Debug)]

@@ -7,6 +7,7 @@
 
 mod assume;
 mod cache;
+pub mod guardrails;
 mod identity;
 mod mfa;
 mod provider;

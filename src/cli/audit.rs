@@ -1,4 +1,4 @@
-//! Writes the audit-trail record of a session command ([`crate::history`]): started before the
+//! Writes the audit-trail record of a session command ([`crate::audit_trail`]): started before the
 //! session with the plan's facts, it looks the caller's identity up (STS GetCallerIdentity)
 //! alongside the session, never before it, and appends the record when the command ends.
 //!
@@ -9,8 +9,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::task::JoinHandle;
 
+use crate::audit_trail::{self, SessionRecord};
 use crate::aws::{self, AwsOptions};
-use crate::history::{self, SessionRecord};
 use crate::report;
 
 /// What is known of a session command before it runs.
@@ -70,7 +70,7 @@ impl Audit {
             _ => Lookup::default(),
         };
         let record = SessionRecord {
-            time: history::format_time(self.time),
+            time: audit_trail::format_time(self.time),
             kind: self.start.kind.to_owned(),
             identity: lookup.identity,
             account: lookup.account,
@@ -78,16 +78,16 @@ impl Audit {
             profile: lookup.profile.or(self.start.aws.profile.clone()),
             target: self.start.target,
             document: self.start.document,
-            session_ids: history::take_sessions(),
+            session_ids: audit_trail::take_sessions(),
             reason: self.start.reason,
-            duration_ms: history::millis(duration),
+            duration_ms: audit_trail::millis(duration),
             exit_status,
         };
-        let Some(path) = history::default_path() else {
+        let Some(path) = audit_trail::default_path() else {
             tracing::info!("no home directory: the session history is not written");
             return;
         };
-        if let Err(error) = history::append(&path, &record) {
+        if let Err(error) = audit_trail::append(&path, &record) {
             tracing::info!(%error, path = %path.display(), "could not append to the session history");
         }
     }

@@ -7,10 +7,10 @@
 
 use crate::aws::{AwsError, AwsErrorKind};
 use crate::broker::BrokerError;
+use crate::broker::guardrails::Refusal;
+use crate::forward::stdio::ProxyError;
 use crate::forward::{ConnectError, ForwardError};
-use crate::guardrails::Refusal;
 use crate::report::{ErrorKind, ExpectedError};
-use crate::stdio::ProxyError;
 use crate::transport::{DriverError, OpenError};
 
 /// The one classification of AWS errors into exit-code kinds.

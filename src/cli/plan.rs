@@ -57,7 +57,7 @@ impl Plan {
         let common = args.common;
         match args.command {
             // Bare `postern` on a terminal: the picker, then a shell.
-            None if crate::cli::resolve::interactive() => Ok(Self::Shell(SessionPlan::new(
+            None if crate::term::interactive() => Ok(Self::Shell(SessionPlan::new(
                 &common,
                 "",
                 &ShellArgs::defaults()?.session,

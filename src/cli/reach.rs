@@ -13,11 +13,11 @@ use aws_types::region::Region;
 use tokio::sync::OnceCell;
 
 use crate::aws::{AwsContext, AwsOptions, CredentialsOverride};
+use crate::broker::guardrails::{self, Confirmation};
 use crate::broker::{Broker, BrokerCredentials, BrokerError, BrokerOptions, MfaSource};
 use crate::cli::common::CommonArgs;
 use crate::config;
 use crate::discovery::{Scope, ScopeConfigs, SourceError};
-use crate::guardrails::{self, Confirmation};
 use crate::report::{ErrorKind, ExpectedError};
 
 /// The identities a command may use.

@@ -7,7 +7,6 @@
 //! role's credentials and the instance's region. A bare instance id with no configured account
 //! costs no AWS call.
 
-use std::os::fd::AsRawFd;
 use std::time::SystemTime;
 
 use anyhow::Context as _;
@@ -17,11 +16,11 @@ use crate::cli::common::{CommonArgs, Target};
 use crate::cli::errors::broker_failure;
 use crate::cli::plan::{Plan, TargetSlot};
 use crate::cli::reach::Reach;
+use crate::discovery::target::{self, Resolution};
 use crate::discovery::{Cache, Instance};
 use crate::paths::cache_dir;
 use crate::picker::{Frecency, PickOutcome, TtyPicker, choose, rows_for};
 use crate::report::{ErrorKind, ExpectedError};
-use crate::target::{self, Resolution};
 
 /// Resolves `plan`'s session target (commands without one pass through unchanged).
 pub(crate) async fn resolve(mut plan: Plan, common: &CommonArgs) -> anyhow::Result<Plan> {
@@ -30,7 +29,7 @@ pub(crate) async fn resolve(mut plan: Plan, common: &CommonArgs) -> anyhow::Resu
     };
     let raw = slot.target.clone();
     let is_id = target::is_instance_id(&raw);
-    if raw.is_empty() && !interactive() {
+    if raw.is_empty() && !crate::term::interactive() {
         return Err(no_target().into());
     }
     let reach = Reach::new(common)?;
@@ -165,12 +164,6 @@ fn remember(id: &str) {
     }
 }
 
-/// Whether the picker can run: stdin and stderr are terminals.
-pub(crate) fn interactive() -> bool {
-    crate::term::is_terminal(std::io::stdin().as_raw_fd())
-        && crate::term::is_terminal(std::io::stderr().as_raw_fd())
-}
-
 /// Finds `raw` through the index: from the cache first, then once more after a refresh when
 /// the cache does not know it.
 async fn find(reach: &Reach, raw: &str) -> anyhow::Result<Instance> {
@@ -179,7 +172,7 @@ async fn find(reach: &Reach, raw: &str) -> anyhow::Result<Instance> {
         match target::resolve(raw, &index.instances) {
             Resolution::Found(instance) => return Ok(instance.clone()),
             Resolution::Ambiguous(candidates) => {
-                if interactive() {
+                if crate::term::interactive() {
                     let candidates: Vec<Instance> = candidates.into_iter().cloned().collect();
                     return tokio::task::block_in_place(|| pick(&candidates, "", false));
                 }

@@ -9,14 +9,17 @@
 
 mod cache;
 mod discover;
+#[cfg(test)]
 mod fake;
 mod index;
 mod instance;
 mod source;
+pub mod target;
 
 pub use cache::{Cache, CacheEntry};
 pub use discover::{Discovery, Progress, RetryPolicy, ScopeFailure, discover};
-pub use fake::FakeSource;
+#[cfg(test)]
+pub(crate) use fake::FakeSource;
 pub use index::{DEFAULT_CONCURRENCY, DEFAULT_MAX_AGE, Index, IndexOptions, build_index};
 pub use instance::{Instance, Scope};
 pub use source::{InstanceSource, ScopeConfigs, SdkSource, SingleProfile, SourceError};

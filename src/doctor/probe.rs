@@ -418,10 +418,10 @@ pub fn agent_features(agent_version: &str) -> Check {
             "port forwarding to remote hosts (needs {REMOTE_HOST_MIN_AGENT})"
         ));
     }
-    if !crate::forward::agent_at_least(agent_version, crate::stdio::SSH_MIN_AGENT) {
+    if !crate::forward::agent_at_least(agent_version, crate::forward::stdio::SSH_MIN_AGENT) {
         lacks.push(format!(
             "SSH sessions (needs {})",
-            crate::stdio::SSH_MIN_AGENT
+            crate::forward::stdio::SSH_MIN_AGENT
         ));
     }
     if lacks.is_empty() {

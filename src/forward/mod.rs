@@ -14,6 +14,7 @@ mod mux_link;
 mod pacing;
 mod pool;
 mod spec;
+pub mod stdio;
 
 pub use connect::{ConnectError, Connected, Connector, describe_close, finish};
 pub use forwarder::{

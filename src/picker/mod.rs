@@ -8,5 +8,7 @@ mod tty;
 
 pub use frecency::Frecency;
 pub use matcher::Matcher;
-pub use rows::{PickOutcome, Picker, Row, ScriptedPicker, choose, rows_for};
+#[cfg(test)]
+pub(crate) use rows::ScriptedPicker;
+pub use rows::{PickOutcome, Picker, Row, choose, rows_for};
 pub use tty::TtyPicker;

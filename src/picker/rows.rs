@@ -32,10 +32,11 @@ pub enum PickOutcome {
     Cancelled,
 }
 
+#[cfg(test)]
 /// A picker that chooses the `nth` selectable row matching the pre-filled query, best first;
 /// it records each query it was opened with.
 #[derive(Debug, Default)]
-pub struct ScriptedPicker {
+pub(crate) struct ScriptedPicker {
     /// Which match to choose; `None` cancels.
     pub nth: Option<usize>,
     /// Queries the picker was opened with.
@@ -93,6 +94,7 @@ pub fn choose(
     })
 }
 
+#[cfg(test)]
 impl Picker for ScriptedPicker {
     fn pick(&mut self, rows: &[Row], query: &str) -> std::io::Result<Option<usize>> {
         self.opened.push(query.to_owned());

@@ -9,4 +9,4 @@ mod size;
 
 pub use raw::TerminalGuard;
 pub use signals::{LocalSignal, Signals, suspend};
-pub use size::{is_terminal, window_size};
+pub use size::{interactive, is_terminal, window_size};

@@ -10,6 +10,12 @@ pub fn window_size() -> Option<(u16, u16)> {
         .find_map(size_of)
 }
 
+/// Whether the user can be asked (a picker, a confirmation): stdin and stderr are terminals.
+pub fn interactive() -> bool {
+    use std::os::fd::AsRawFd as _;
+    is_terminal(std::io::stdin().as_raw_fd()) && is_terminal(std::io::stderr().as_raw_fd())
+}
+
 /// Whether `fd` refers to a terminal.
 pub fn is_terminal(fd: RawFd) -> bool {
     // SAFETY: isatty accepts any integer and only inspects it.

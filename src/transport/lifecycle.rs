@@ -29,7 +29,7 @@ pub async fn start(
     let credentials = ssm.start_session(request).await?;
     // The StreamUrl's query and the token are secrets: only the id is logged.
     tracing::info!(session_id = %credentials.session_id, "session started");
-    crate::history::note_session(&credentials.session_id);
+    crate::audit_trail::note_session(&credentials.session_id);
     Ok(credentials)
 }
 

@@ -8,12 +8,12 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 
+use crate::broker::guardrails::{self, Confirmation};
 use crate::broker::{AssumedCredentials, Broker, BrokerError, BrokerOptions};
 use crate::cli::common::CommonArgs;
 use crate::cli::errors::broker_failure;
 use crate::cli::reach::{broker_options, load_config};
 use crate::config;
-use crate::guardrails::{self, Confirmation};
 
 /// `postern creds`.
 #[derive(clap::Args, Debug, Clone)]

@@ -4,7 +4,7 @@
 use std::io::Write as _;
 use std::process::ExitCode;
 
-use crate::history::{self, SessionRecord};
+use crate::audit_trail::{self, SessionRecord};
 use crate::report::{self, ErrorKind, ExpectedError};
 
 /// `postern history`.
@@ -21,14 +21,14 @@ pub struct HistoryArgs {
 
 /// Prints the history.
 pub(crate) fn show(args: &HistoryArgs) -> anyhow::Result<ExitCode> {
-    let path = history::default_path().ok_or_else(|| {
+    let path = audit_trail::default_path().ok_or_else(|| {
         ExpectedError::new(
             ErrorKind::Config,
             "no home directory to find the session history in",
         )
         .hint("set HOME, or POSTERN_HISTORY_FILE to the history file")
     })?;
-    let (records, skipped) = history::read_last(&path, args.limit).map_err(|e| {
+    let (records, skipped) = audit_trail::read_last(&path, args.limit).map_err(|e| {
         ExpectedError::new(
             ErrorKind::Config,
             format!("could not read the session history {}", path.display()),

@@ -135,7 +135,7 @@ async fn start_session(start: PluginStart, raw: bool) -> anyhow::Result<ExitCode
         endpoint_url: endpoint,
         credentials: None,
     };
-    crate::history::note_session(&credentials.session_id);
+    crate::audit_trail::note_session(&credentials.session_id);
     // argv[6] is the SSM endpoint: the identity lookup resolves STS's own.
     let audit = Audit::begin(AuditStart {
         kind: "plugin",
@@ -291,7 +291,7 @@ async fn ssh(
     // Nothing on stdout but the stream: the official plugin's banner would reach ssh (§6.8).
     let connector = Connector::adopting(ssm, request, HANDSHAKE_TIMEOUT, credentials)
         .with_resilience(ResilienceArgs::default().resilience(NoticeStyle::Line));
-    let result = crate::stdio::run_with(connector).await;
+    let result = crate::forward::stdio::run_with(connector).await;
     crate::cli::commands::ssh::proxy_outcome(result, port, described)
 }
 

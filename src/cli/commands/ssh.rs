@@ -16,8 +16,8 @@ use crate::cli::common::{
 };
 use crate::cli::errors::proxy_failure;
 use crate::cli::resilience::NoticeStyle;
+use crate::forward::stdio::{self, ProxyEnd, ProxyError, ProxyOptions};
 use crate::report::{ErrorKind, ExpectedError};
-use crate::stdio::{self, ProxyEnd, ProxyError, ProxyOptions};
 use crate::transport::shell_quote;
 
 /// `postern ssh-proxy`.

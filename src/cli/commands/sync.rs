@@ -12,9 +12,9 @@ use std::time::SystemTime;
 use anyhow::Context as _;
 
 use crate::aws::AwsError;
+use crate::broker::guardrails;
 use crate::broker::{Broker, BrokerError};
 use crate::config::{self, Config};
-use crate::guardrails;
 use crate::report::{ErrorKind, ExpectedError};
 
 /// `postern accounts sync`.
