@@ -159,7 +159,18 @@ impl Broker {
     pub fn source_for(&self, target: &RoleTarget) -> Result<String, BrokerError> {
         let label = self.source_label(Some(&target.account))?;
         let env = self.environment(target);
-        guardrails::check_source(&target.account.alias, &target.account.env, &env, &label)?;
+        let allowed = self
+            .config
+            .sources
+            .get(&label)
+            .map_or(&[][..], |s| s.environments.as_slice());
+        guardrails::check_source(
+            &target.account.alias,
+            &target.account.env,
+            &env,
+            &label,
+            allowed,
+        )?;
         Ok(label)
     }
 

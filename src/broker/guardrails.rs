@@ -35,6 +35,21 @@ pub enum Refusal {
         /// Its environment.
         env: String,
     },
+    /// The source identity in use is limited to other environments.
+    #[error(
+        "refusing to assume a role in {env} account {alias} from source identity {used}: {used} \
+         may only reach {allowed}"
+    )]
+    SourceNotForEnv {
+        /// The account alias.
+        alias: String,
+        /// Its environment.
+        env: String,
+        /// The source identity in use.
+        used: String,
+        /// The environments it may reach, comma-separated.
+        allowed: String,
+    },
     /// The environment must be reached from another source identity.
     #[error(
         "refusing to assume a role in {env} account {alias} from source identity {used}: {env} \
@@ -114,13 +129,23 @@ pub fn check_session(
 }
 
 /// Checks that the source identity `used` may reach an account of `env`: an environment
-/// naming a source accepts only that one.
+/// naming a source accepts only that one, and a source limited to environments (`allowed`,
+/// empty for any) reaches only those.
 pub fn check_source(
     alias: &str,
     env_name: &str,
     env: &Environment,
     used: &str,
+    allowed: &[String],
 ) -> Result<(), Refusal> {
+    if !allowed.is_empty() && !allowed.iter().any(|a| crate::config::same_env(a, env_name)) {
+        return Err(Refusal::SourceNotForEnv {
+            alias: alias.to_owned(),
+            env: env_name.to_owned(),
+            used: used.to_owned(),
+            allowed: allowed.join(", "),
+        });
+    }
     match &env.source {
         Some(required) if required != used => Err(Refusal::WrongSource {
             alias: alias.to_owned(),
@@ -215,19 +240,91 @@ mod tests {
             source: Some("prod-admin".to_owned()),
             ..prod(false)
         };
-        let err = check_source("acme-prod", "prod", &env, "default").unwrap_err();
+        let err = check_source("acme-prod", "prod", &env, "default", &[]).unwrap_err();
         assert_eq!(
             err.to_string(),
             "refusing to assume a role in prod account acme-prod from source identity default: \
              prod requires source identity prod-admin"
         );
         assert_eq!(
-            check_source("acme-prod", "prod", &env, "prod-admin"),
+            check_source("acme-prod", "prod", &env, "prod-admin", &[]),
             Ok(())
         );
         assert_eq!(
-            check_source("d", "dev", &Environment::defaults("dev"), "x"),
+            check_source("d", "dev", &Environment::defaults("dev"), "x", &[]),
             Ok(())
+        );
+    }
+
+    #[test]
+    fn a_source_limited_to_environments_reaches_no_other_in_either_direction() {
+        let prod_only = ["prod".to_owned()];
+        let dev_only = ["dev".to_owned(), "stg".to_owned()];
+        let dev = Environment::defaults("dev");
+        let production = Environment::defaults("production");
+        // The production identity cannot open dev...
+        let err = check_source("acme-dev", "dev", &dev, "prod", &prod_only).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "refusing to assume a role in dev account acme-dev from source identity prod: prod \
+             may only reach prod"
+        );
+        // ...and the dev identity cannot open prod, however prod is spelt.
+        for env_name in [
+            "prod",
+            "production",
+            "prd",
+            "live",
+            "prod-eu",
+            "Prod Workloads",
+        ] {
+            assert!(
+                check_source("p", env_name, &production, "dev", &dev_only).is_err(),
+                "{env_name}"
+            );
+            assert_eq!(
+                check_source("p", env_name, &production, "prod", &prod_only),
+                Ok(()),
+                "{env_name}"
+            );
+        }
+        assert_eq!(check_source("s", "staging", &dev, "dev", &dev_only), Ok(()));
+    }
+
+    #[test]
+    fn production_names_and_unknown_need_confirmation() {
+        for name in [
+            "prod",
+            "production",
+            "prd",
+            "live",
+            "prod-eu",
+            "Prod Workloads",
+            "PRD",
+        ] {
+            let env = Environment::defaults(name);
+            assert!(env.production && env.confirm, "{name}");
+        }
+        for name in ["unknown", "", "  "] {
+            let env = Environment::defaults(name);
+            assert!(!env.production && env.confirm, "{name:?}");
+        }
+        for name in ["dev", "stg", "staging", "sandbox", "qa"] {
+            let env = Environment::defaults(name);
+            assert!(!env.production && !env.confirm, "{name}");
+        }
+        assert_eq!(
+            check_session(
+                "a",
+                "unknown",
+                &Environment::defaults("unknown"),
+                Confirmation::Impossible,
+                None
+            ),
+            Err(Refusal::NeedsConfirmation {
+                alias: "a".to_owned(),
+                env: "unknown".to_owned()
+            })
         );
     }
 

@@ -46,6 +46,12 @@ pub struct CommonArgs {
     #[arg(long = "select-1", global = true)]
     pub select_one: bool,
 
+    /// The account (alias or id from the configuration) of the target: `list` shows only its
+    /// instances; a session looks its TARGET up there only, and on an instance id the index
+    /// does not know, opens it with this account's role.
+    #[arg(long, global = true, value_name = "ACCOUNT")]
+    pub account: Option<String>,
+
     /// The target account's credentials, chosen by target resolution (not a flag).
     #[arg(skip)]
     pub credentials: Option<crate::aws::CredentialsOverride>,
@@ -59,13 +65,23 @@ pub struct ConnectArgs {
     pub reason: Option<String>,
 
     /// Give up when the agent has not started a session after this long.
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = crate::cli::common::parse_flag_duration)]
     pub handshake_timeout: Duration,
 
     /// Keepalive and reconnection.
     #[command(flatten)]
     pub resilience: crate::cli::resilience::ResilienceArgs,
 }
+
+/// Parses a duration flag, clamping it to [`MAX_FLAG_DURATION`]: an absurd value
+/// (`--handshake-timeout 1000000000y`) must neither overflow a deadline nor hang postern
+/// forever.
+pub(crate) fn parse_flag_duration(raw: &str) -> Result<Duration, humantime::DurationError> {
+    humantime::parse_duration(raw).map(|d| d.min(MAX_FLAG_DURATION))
+}
+
+/// The longest duration a flag takes: a day.
+pub(crate) const MAX_FLAG_DURATION: Duration = Duration::from_secs(24 * 3600);
 
 /// Options of the role broker, shared by every command that reaches an account.
 #[derive(clap::Args, Debug, Clone, Default)]
@@ -207,6 +223,9 @@ pub(crate) fn broker_flags(common: &CommonArgs) -> Vec<String> {
     }
     if broker.no_cache {
         flags.push("--no-cache".to_owned());
+    }
+    if let Some(account) = &common.account {
+        flags.extend(["--account".to_owned(), account.clone()]);
     }
     // Resolution confirmed the account's guardrails already.
     if broker.yes || common.credentials.is_some() {

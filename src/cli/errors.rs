@@ -127,6 +127,10 @@ fn refusal_hint(refusal: &Refusal) -> String {
         }
         Refusal::Declined { .. } => "type the account alias exactly to confirm".to_owned(),
         Refusal::NeedsReason { .. } => "pass --reason TEXT (e.g. a ticket id)".to_owned(),
+        Refusal::SourceNotForEnv { used, .. } => format!(
+            "{used} is limited to other environments by its [sources.{used}] table: use the \
+             source identity configured for this environment (--source NAME)"
+        ),
         Refusal::WrongSource { required, .. } => format!(
             "use the source identity {required} (--source {required}), or drop --profile / \
              --source"

@@ -74,8 +74,9 @@ impl Plan {
             Some(Command::SshProxy(args)) => Ok(Self::SshProxy(ProxyPlan::new(&common, args)?)),
             Some(Command::Ssh(args)) => Ok(Self::Ssh(SshPlan::new(&common, args)?)),
             Some(Command::SshConfig(_)) => Ok(Self::SshConfig(aws_options(&common)?)),
-            Some(Command::List(args)) => {
+            Some(Command::List(mut args)) => {
                 aws_options(&common)?;
+                args.account.clone_from(&common.account);
                 Ok(Self::List(ListPlan::new(
                     Reach::new(&common)?,
                     args,
@@ -221,14 +222,61 @@ mod tests {
     }
 
     #[test]
-    fn exec_joins_arguments_like_ssh() {
+    fn exec_runs_one_argument_as_a_command_line_and_several_as_an_argv() {
         let Ok(Plan::Exec(p)) =
             plan(&["exec", "i-0123456789abcdef0", "--", "echo", "a b", "$HOME"])
         else {
             panic!("expected an exec plan");
         };
-        assert_eq!(p.command_line, "echo a b $HOME");
+        assert_eq!(p.command_line, "'echo' 'a b' '$HOME'");
         assert_eq!(p.tty, None);
+        let Ok(Plan::Exec(p)) = plan(&[
+            "exec",
+            "i-0123456789abcdef0",
+            "--",
+            "sh",
+            "-c",
+            "printf abc; exit 7",
+        ]) else {
+            panic!("expected an exec plan");
+        };
+        assert_eq!(p.command_line, "'sh' '-c' 'printf abc; exit 7'");
+        let Ok(Plan::Exec(p)) = plan(&["exec", "i-0123456789abcdef0", "--", "df -h; exit 3"])
+        else {
+            panic!("expected an exec plan");
+        };
+        assert_eq!(p.command_line, "df -h; exit 3");
+    }
+
+    #[test]
+    fn absurd_durations_are_clamped() {
+        let Ok(Plan::Shell(p)) = plan(&[
+            "shell",
+            "i-0123456789abcdef0",
+            "--handshake-timeout",
+            "1000000000years",
+            "--keepalive",
+            "500000000y",
+        ]) else {
+            panic!("expected a shell plan");
+        };
+        assert_eq!(p.handshake_timeout, crate::cli::common::MAX_FLAG_DURATION);
+        assert_eq!(
+            p.resilience.keepalive,
+            crate::cli::common::MAX_FLAG_DURATION
+        );
+    }
+
+    #[test]
+    fn ssh_refuses_a_user_that_looks_like_an_option() {
+        let mut args = Args::try_parse_from(["postern", "ssh", "u@i-0123456789abcdef0"]).unwrap();
+        let Some(Command::Ssh(ssh)) = &mut args.command else {
+            panic!("expected ssh");
+        };
+        ssh.destination = "-oProxyCommand=evil@i-0123456789abcdef0".to_owned();
+        let err = Plan::from_args(args).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Usage);
+        assert!(err.to_string().contains("-oProxyCommand=evil"), "{err}");
     }
 
     #[test]

@@ -136,9 +136,10 @@ impl Reach {
         out
     }
 
-    /// The credentials a session on an instance of `account` (an id) runs with: `None` outside
-    /// the broker or for an account it does not list (the command line's identity then), else
-    /// the role's, after the account's guardrails (confirmation, `--reason`, source identity).
+    /// The credentials a session on an instance of `account` (an id or alias) runs with: `None`
+    /// outside the broker (the command line's identity then), else the role's, after the
+    /// account's guardrails (confirmation, `--reason`, source identity). With a broker, an
+    /// account it does not list is refused: never the command line's identity instead.
     pub(crate) async fn session_credentials(
         &self,
         account: &str,
@@ -148,7 +149,10 @@ impl Reach {
             return Ok(None);
         };
         if broker.config().account(account).is_none() {
-            return Ok(None);
+            return Err(SessionRefused {
+                target: format!("account {account}"),
+                error: BrokerError::UnknownAccount(account.to_owned()),
+            });
         }
         let target = broker.resolve(account).map_err(|e| SessionRefused {
             target: account.to_owned(),

@@ -15,7 +15,7 @@ pub struct ResilienceArgs {
     /// Send a websocket ping this often, and reconnect when a whole interval after a ping
     /// brings nothing back (a dead connection is noticed within two intervals); `0s` turns
     /// pings off.
-    #[arg(long, value_name = "DURATION", default_value = "20s", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "20s", value_parser = crate::cli::common::parse_flag_duration)]
     pub keepalive: Duration,
 
     /// When the connection drops, reconnect (ResumeSession) up to N times, backing off from

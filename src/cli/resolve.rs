@@ -33,33 +33,89 @@ pub(crate) async fn resolve(mut plan: Plan, common: &CommonArgs) -> anyhow::Resu
         return Err(no_target().into());
     }
     let reach = Reach::new(common)?;
-    if is_id && reach.broker.is_none() {
-        check_target(slot)?;
+    let account = common.account.as_deref();
+    let Some(broker) = &reach.broker else {
+        if let Some(account) = account {
+            return Err(ExpectedError::new(
+                ErrorKind::Config,
+                format!("--account {account}: the configuration lists no accounts"),
+            )
+            .hint("list the account in the configuration file (see `postern accounts sync`)")
+            .into());
+        }
+        if is_id {
+            check_target(slot)?;
+            return Ok(plan);
+        }
+        let chosen = choose_instance(&reach, &raw, None, common).await?;
+        bind(slot, &reach, &chosen).await?;
         return Ok(plan);
+    };
+    if let Some(account) = account
+        && broker.config().account(account).is_none()
+    {
+        return Err(ExpectedError::new(
+            ErrorKind::Usage,
+            format!("--account {account} is not a configured account"),
+        )
+        .hint("name an account alias or id from `postern accounts`")
+        .into());
     }
-    let chosen = if raw.is_empty() {
-        let index = load_index(&reach, &[], false, None).await?;
-        let query = common.query.clone().unwrap_or_default();
-        let chosen =
-            tokio::task::block_in_place(|| pick(&index.instances, &query, common.select_one))?;
-        remember(&chosen.id);
-        chosen
-    } else if is_id {
-        match find_cached(&reach, &raw).await? {
-            Some(instance) => instance,
-            // No configured account has it: the command line's identity opens it.
-            None => {
-                check_target(slot)?;
-                return Ok(plan);
+    let chosen = if is_id {
+        match (find_cached(&reach, &raw, account).await?, account) {
+            (Some(instance), _) => instance,
+            // The user named the account: open the id there, with that account's role.
+            (None, Some(account)) => {
+                let configured = broker.config().account(account).map(|a| a.id.clone());
+                let account_id = configured.map(|id| id.as_str().to_owned());
+                return bind_in_account(slot, &reach, account_id.as_deref().unwrap_or(account))
+                    .await
+                    .map(|()| plan);
             }
+            // Fail closed: never fall back to the command line's identity, which would skip the
+            // account's guardrails (a prod instance opened without confirmation).
+            (None, None) => return Err(unplaced(&raw, &reach).into()),
         }
     } else {
-        let chosen = find(&reach, &raw).await?;
-        remember(&chosen.id);
-        chosen
+        choose_instance(&reach, &raw, account, common).await?
     };
     bind(slot, &reach, &chosen).await?;
     Ok(plan)
+}
+
+/// The instance `raw` names (the picker when empty), within `account` when given.
+async fn choose_instance(
+    reach: &Reach,
+    raw: &str,
+    account: Option<&str>,
+    common: &CommonArgs,
+) -> anyhow::Result<Instance> {
+    let chosen = if raw.is_empty() {
+        let index = load_index(reach, &[], false, account).await?;
+        let query = common.query.clone().unwrap_or_default();
+        tokio::task::block_in_place(|| pick(&index.instances, &query, common.select_one))?
+    } else {
+        find(reach, raw, account).await?
+    };
+    remember(&chosen.id);
+    Ok(chosen)
+}
+
+/// An instance id no configured account's index holds.
+fn unplaced(id: &str, reach: &Reach) -> ExpectedError {
+    ExpectedError::new(
+        ErrorKind::TargetUnresolved,
+        format!(
+            "instance {id} is not in the index of any configured account, so postern cannot \
+             tell which account (and which guardrails) it belongs to"
+        ),
+    )
+    .target(describe_reach(reach))
+    .hint(
+        "name its account with --account ALIAS (`postern accounts` lists them); if the \
+         instance is new, `postern list --refresh` updates the index, and its warnings name \
+         any account that could not be listed",
+    )
 }
 
 /// Points the session at `chosen`: its id, its region and, for an instance of a configured
@@ -77,12 +133,45 @@ async fn bind(slot: TargetSlot<'_>, reach: &Reach, chosen: &Instance) -> anyhow:
         })?;
     chosen.id.clone_into(slot.target);
     slot.aws.region = Some(chosen.region.clone());
+    finish_binding(slot, credentials, &chosen.alias)
+}
+
+/// Points the session at the instance id it names in `account` (the user said so with
+/// `--account`), with the account's role once its guardrails passed; the region stays the
+/// command line's.
+async fn bind_in_account(slot: TargetSlot<'_>, reach: &Reach, account: &str) -> anyhow::Result<()> {
+    let credentials = reach
+        .session_credentials(account, slot.reason.as_deref())
+        .await
+        .map_err(|refused| {
+            broker_failure(
+                refused.error,
+                &format!(
+                    "could not open a session on {} in account {account}",
+                    slot.target
+                ),
+                &refused.target,
+            )
+        })?;
+    finish_binding(slot, credentials, account)
+}
+
+fn finish_binding(
+    slot: TargetSlot<'_>,
+    credentials: Option<crate::aws::CredentialsOverride>,
+    account: &str,
+) -> anyhow::Result<()> {
     if credentials.is_some()
         && let Some(flags) = slot.broker_flags
-        && !flags.iter().any(|f| f == "--yes")
     {
-        // The guardrails were checked here: the ProxyCommand's postern must not ask again.
-        flags.push("--yes".to_owned());
+        // The guardrails were checked here: the ProxyCommand's postern must not ask again,
+        // and opens the id in the same account without looking it up.
+        if !flags.iter().any(|f| f == "--yes") {
+            flags.push("--yes".to_owned());
+        }
+        if !flags.iter().any(|f| f == "--account") {
+            flags.extend(["--account".to_owned(), account.to_owned()]);
+        }
     }
     slot.aws.credentials = credentials;
     check_target(TargetSlot {
@@ -120,9 +209,13 @@ fn describe_instance(instance: &Instance) -> String {
 
 /// The instance `id` as some cached listing knows it (any age: ids do not move), else as a
 /// refreshed index knows it; `None` when no configured account has it.
-async fn find_cached(reach: &Reach, id: &str) -> anyhow::Result<Option<Instance>> {
+async fn find_cached(
+    reach: &Reach,
+    id: &str,
+    account: Option<&str>,
+) -> anyhow::Result<Option<Instance>> {
     let context = load_context(&reach.aws).await?;
-    let scopes = reach.scopes(&context, &[], None);
+    let scopes = reach.scopes(&context, &[], account);
     if let Some(cache) = cache_dir().map(Cache::new) {
         for scope in &scopes.scopes {
             if let Some(found) = cache
@@ -133,7 +226,7 @@ async fn find_cached(reach: &Reach, id: &str) -> anyhow::Result<Option<Instance>
             }
         }
     }
-    let index = load_index(reach, &[], true, None).await?;
+    let index = load_index(reach, &[], true, account).await?;
     Ok(index.instances.into_iter().find(|i| i.id == id))
 }
 
@@ -166,9 +259,9 @@ fn remember(id: &str) {
 
 /// Finds `raw` through the index: from the cache first, then once more after a refresh when
 /// the cache does not know it.
-async fn find(reach: &Reach, raw: &str) -> anyhow::Result<Instance> {
+async fn find(reach: &Reach, raw: &str, account: Option<&str>) -> anyhow::Result<Instance> {
     for refresh in [false, true] {
-        let index = load_index(reach, &[], refresh, None).await?;
+        let index = load_index(reach, &[], refresh, account).await?;
         match target::resolve(raw, &index.instances) {
             Resolution::Found(instance) => return Ok(instance.clone()),
             Resolution::Ambiguous(candidates) => {

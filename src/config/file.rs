@@ -46,6 +46,10 @@ pub struct Source {
     pub mfa_serial: Option<String>,
     /// Region for STS calls.
     pub region: Option<String>,
+    /// The environments this identity may reach (empty: any); with `["prod"]` the production
+    /// identity cannot open a dev account. Names compare by [`same_env`].
+    #[serde(default)]
+    pub environments: Vec<String>,
 }
 
 /// Guardrails of one environment.
@@ -134,11 +138,17 @@ impl Config {
             .find(|a| a.alias == query || a.id.as_str() == query)
     }
 
-    /// The guardrails of `env`: its `[environments.NAME]` table, else the defaults (`prod` and
-    /// `production` are production environments needing confirmation).
+    /// The guardrails of `env`: its `[environments.NAME]` table (the name compared without
+    /// case), else the defaults (production names and `unknown` need confirmation).
     pub fn environment(&self, env: &str) -> Environment {
         self.environments
             .get(env)
+            .or_else(|| {
+                self.environments
+                    .iter()
+                    .find(|(name, _)| name.eq_ignore_ascii_case(env.trim()))
+                    .map(|(_, e)| e)
+            })
             .cloned()
             .unwrap_or_else(|| Environment::defaults(env))
     }
@@ -169,7 +179,8 @@ impl Environment {
         let production = is_production_name(name);
         Self {
             production,
-            confirm: production,
+            // An environment nobody has named yet may be production: fail closed.
+            confirm: production || env_class(name) == EnvClass::Unknown,
             require_reason: false,
             source: None,
         }
@@ -273,7 +284,9 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
             name.clone(),
             Environment {
                 production,
-                confirm: env.confirm.unwrap_or(production),
+                confirm: env
+                    .confirm
+                    .unwrap_or(production || env_class(name) == EnvClass::Unknown),
                 require_reason: env.require_reason,
                 source,
             },
@@ -405,9 +418,61 @@ struct RawAccount {
     external_id: Option<String>,
 }
 
-fn is_production_name(name: &str) -> bool {
-    matches!(name, "prod" | "production")
+/// The environment class a name means, whatever its spelling: `prod`, `production`, `prd`
+/// and `live`, or any name with such a word (`prod-eu`, an OU called `Prod Workloads`), are
+/// production; `staging`, `stg`, `stage`, `preprod` staging; `dev`, `development`, `sandbox`,
+/// `test` development. Production wins when words disagree (`prod-test` is production).
+/// Config environments, account tags, OU names and account names all go through it.
+pub fn env_class(name: &str) -> EnvClass {
+    let lower = name.trim().to_ascii_lowercase();
+    let words: Vec<&str> = lower
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .collect();
+    let has = |options: &[&str]| words.iter().any(|w| options.contains(w));
+    if has(&["prod", "production", "prd", "live"]) {
+        EnvClass::Production
+    } else if has(&["staging", "stg", "stage", "preprod"]) {
+        EnvClass::Staging
+    } else if has(&["dev", "development", "sandbox", "test"]) {
+        EnvClass::Development
+    } else if words.is_empty() || lower == UNKNOWN_ENV {
+        EnvClass::Unknown
+    } else {
+        EnvClass::Other
+    }
 }
+
+/// What an environment name means; see [`env_class`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EnvClass {
+    /// Production.
+    Production,
+    /// Staging.
+    Staging,
+    /// Development.
+    Development,
+    /// Not known (`unknown`, empty): treated as production by the guardrails until set.
+    Unknown,
+    /// A name with none of the known words; compared by name.
+    Other,
+}
+
+/// Whether two environment names mean the same environment: the same class, or for names of
+/// no known class, the same name (case aside).
+pub fn same_env(a: &str, b: &str) -> bool {
+    match (env_class(a), env_class(b)) {
+        (EnvClass::Other, EnvClass::Other) => a.trim().eq_ignore_ascii_case(b.trim()),
+        (x, y) => x == y,
+    }
+}
+
+fn is_production_name(name: &str) -> bool {
+    env_class(name) == EnvClass::Production
+}
+
+/// The environment of an account nothing describes.
+pub const UNKNOWN_ENV: &str = "unknown";
 
 fn from_toml(path: &Path, text: &str, err: &toml::de::Error) -> ConfigError {
     let message = err.message().trim_end().to_owned();

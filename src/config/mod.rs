@@ -8,5 +8,6 @@ mod file;
 
 pub use crate::paths::{cache_dir, default_config_path};
 pub use file::{
-    Account, AccountId, Config, ConfigError, Environment, Source, load, parse, parse_accounts,
+    Account, AccountId, Config, ConfigError, EnvClass, Environment, Source, UNKNOWN_ENV, env_class,
+    load, parse, parse_accounts, same_env,
 };

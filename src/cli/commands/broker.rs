@@ -259,14 +259,17 @@ fn process_json(credentials: &AssumedCredentials) -> String {
     format!("{value}\n")
 }
 
+/// `export` lines for a POSIX shell; every value is quoted (a value from STS is not trusted to
+/// be free of shell syntax).
 fn env_exports(credentials: &AssumedCredentials) -> String {
+    let quote = crate::transport::shell_quote;
     format!(
         "export AWS_ACCESS_KEY_ID={}\nexport AWS_SECRET_ACCESS_KEY={}\nexport \
          AWS_SESSION_TOKEN={}\nexport AWS_CREDENTIAL_EXPIRATION={}\n",
-        credentials.access_key_id,
-        credentials.secret_access_key.expose(),
-        credentials.session_token.expose(),
-        humantime::format_rfc3339_seconds(credentials.expiration)
+        quote(&credentials.access_key_id),
+        quote(credentials.secret_access_key.expose()),
+        quote(credentials.session_token.expose()),
+        quote(&humantime::format_rfc3339_seconds(credentials.expiration).to_string())
     )
 }
 

@@ -132,6 +132,9 @@ pub(crate) async fn run(plan: &ForwardPlan) -> anyhow::Result<ExitCode> {
         if ready.mode == LinkMode::Basic {
             report::notice(&basic_mode_warning(ready));
         }
+        if let Some(warning) = exposure_warning(ready.local) {
+            report::notice(&warning);
+        }
     }
     {
         let mut stdout = std::io::stdout().lock();
@@ -178,6 +181,23 @@ pub(crate) async fn run(plan: &ForwardPlan) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// A warning when a forward listens beyond this machine (`0.0.0.0`, `[::]`, an interface's
+/// address): anyone who reaches that address reaches the instance's port.
+pub(crate) fn exposure_warning(local: std::net::SocketAddr) -> Option<String> {
+    let ip = local.ip();
+    (!ip.is_loopback()).then(|| {
+        let scope = if ip.is_unspecified() {
+            "every network interface of this machine"
+        } else {
+            "the network"
+        };
+        format!(
+            "warning: {local} listens on {scope}: anyone who can reach it can use this forward; \
+             bind 127.0.0.1 (the default) unless that is what you want"
+        )
+    })
+}
+
 fn basic_mode_warning(ready: &ForwardReady) -> String {
     debug_assert!(!client_uses_mux(&ready.agent_version) || ready.mode == LinkMode::Mux);
     format!(
@@ -214,4 +234,20 @@ fn render_notice(notice: &Notice) -> Option<String> {
             format!("closed a connection to {local}: no session could carry it")
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwards_reachable_from_the_network_are_warned_about() {
+        assert!(exposure_warning("127.0.0.1:5432".parse().unwrap()).is_none());
+        assert!(exposure_warning("[::1]:5432".parse().unwrap()).is_none());
+        for local in ["0.0.0.0:5432", "[::]:5432", "192.168.1.4:5432"] {
+            let warning = exposure_warning(local.parse().unwrap()).unwrap();
+            assert!(warning.starts_with("warning: "), "{warning}");
+            assert!(warning.contains(local), "{warning}");
+        }
+    }
 }

@@ -18,7 +18,7 @@ use crate::cli::resilience::{NoticeStyle, ResilienceArgs};
 use crate::report::{self, ErrorKind, ExpectedError, exit_codes};
 use crate::term::{self, Signals, TerminalGuard};
 use crate::transport::{
-    self, DriverConfig, ExitMarker, Finished, Local, Outputs, SessionEnd, lifecycle,
+    self, DriverConfig, ExitMarker, Finished, Local, Outputs, SessionEnd, lifecycle, shell_quote,
 };
 
 /// `postern shell`.
@@ -42,8 +42,9 @@ pub struct ExecArgs {
     #[arg(value_name = "TARGET", add = ArgValueCandidates::new(crate::cli::commands::completions::targets))]
     pub target: Option<String>,
 
-    /// The command and its arguments, after `--`. As with ssh, they are joined with spaces and
-    /// run by the remote `sh -c`, so quote what the remote shell must not expand.
+    /// The command, after `--`. One argument is a shell command line for the remote shell
+    /// (`-- 'df -h; exit 3'`); several are one command and its arguments, quoted so that the
+    /// remote runs exactly that argv (`-- sh -c 'printf abc; exit 7'`).
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<String>,
 
@@ -75,7 +76,7 @@ pub struct SessionArgs {
     pub reason: Option<String>,
 
     /// Give up when the agent has not started the session after this long.
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = crate::cli::common::parse_flag_duration)]
     pub handshake_timeout: Duration,
 
     /// Escape character for `~.` (close) and `~?` (help) after a newline, or `none`.
@@ -108,13 +109,27 @@ pub struct SessionPlan {
 pub struct ExecPlan {
     /// The session.
     pub session: SessionPlan,
-    /// The shell command line (arguments joined with spaces, as ssh does).
+    /// The shell command line the remote shell runs (see [`command_line`]).
     pub command_line: String,
     /// Forced interactive (`Some(true)`), forced not (`Some(false)`), or decided from the
     /// standard streams (`None`).
     pub tty: Option<bool>,
     /// Session document override.
     pub document: Option<String>,
+}
+
+/// The remote shell command line for `postern exec`'s arguments: one argument as it is (a
+/// command line the user wrote for the remote shell), several quoted one by one, so that the
+/// remote runs exactly that argv (`sh -c 'printf abc; exit 7'`, not `sh -c printf abc...`).
+pub(crate) fn command_line(args: &[String]) -> String {
+    match args {
+        [one] => one.clone(),
+        many => many
+            .iter()
+            .map(|a| shell_quote(a))
+            .collect::<Vec<_>>()
+            .join(" "),
+    }
 }
 
 impl ShellArgs {
@@ -150,7 +165,7 @@ impl ExecPlan {
     pub(crate) fn new(common: &CommonArgs, exec: ExecArgs) -> Result<Self, ExpectedError> {
         let target = exec.target.as_deref().unwrap_or_default();
         let session = SessionPlan::new(common, target, &exec.session)?;
-        let command_line = exec.command.join(" ");
+        let command_line = command_line(&exec.command);
         if command_line.trim().is_empty() {
             return Err(ExpectedError::new(ErrorKind::Usage, "the command is empty")
                 .hint("put the command after `--`: postern exec TARGET -- uptime"));

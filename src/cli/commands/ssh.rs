@@ -117,6 +117,14 @@ impl SshPlan {
             Some((user, host)) if !user.is_empty() => (Some(user.to_owned()), host),
             _ => (None, args.destination.as_str()),
         };
+        if let Some(user) = user.as_deref().filter(|u| u.starts_with('-')) {
+            // ssh would read it as an option (`-oProxyCommand=...`).
+            return Err(ExpectedError::new(
+                ErrorKind::Usage,
+                format!("the user name `{user}` begins with `-`"),
+            )
+            .hint("ssh reads such a name as an option: give a user name without a leading -"));
+        }
         let host = host.strip_suffix(SSH_HOST_SUFFIX).unwrap_or(host);
         Ok(Self {
             aws: aws_options(common)?,

@@ -14,7 +14,7 @@ use anyhow::Context as _;
 use crate::aws::AwsError;
 use crate::broker::guardrails;
 use crate::broker::{Broker, BrokerError};
-use crate::config::{self, Config};
+use crate::config::{self, Config, EnvClass, UNKNOWN_ENV};
 use crate::report::{ErrorKind, ExpectedError};
 
 /// `postern accounts sync`.
@@ -236,9 +236,9 @@ pub(crate) async fn run(broker: &Broker, args: &SyncArgs) -> anyhow::Result<Exit
     }
     if unknown > 0 {
         out.push_str(&format!(
-            "note: {unknown} accounts have no known environment (env \"unknown\", not treated as \
-             production): use --env-from-tag KEY or --env-from-ou, or list them in the \
-             configuration file\n"
+            "note: {unknown} accounts have no known environment (env \"unknown\"): sessions \
+             there need the same confirmation as production until it is set; use \
+             --env-from-tag KEY or --env-from-ou, or list them in the configuration file\n"
         ));
     }
     let mut stdout = std::io::stdout().lock();
@@ -362,42 +362,30 @@ fn dedupe_aliases(accounts: &mut [SyncedAccount]) {
     }
 }
 
-/// An environment value from a tag or OU name: trimmed and lowercased.
+/// An environment value from a tag or OU name, by the rule every environment name follows
+/// ([`config::env_class`]): `Prod Workloads` and `live` are `prod`, `Staging` is `stg`; a value
+/// of no known class is kept (lowercased), an empty one is unknown.
 fn normalise_env(raw: &str) -> String {
-    let value = raw.trim().to_ascii_lowercase();
-    if value.is_empty() {
-        UNKNOWN_ENV.to_owned()
-    } else {
-        value
+    match config::env_class(raw) {
+        EnvClass::Production => "prod".to_owned(),
+        EnvClass::Staging => "stg".to_owned(),
+        EnvClass::Development => "dev".to_owned(),
+        EnvClass::Unknown => UNKNOWN_ENV.to_owned(),
+        EnvClass::Other => raw.trim().to_ascii_lowercase(),
     }
 }
 
-/// The environment a name suggests (`acme-prod` is prod), else unknown.
+/// The environment an account name suggests (`acme-prod` is prod), else unknown.
 fn guess_env(name: &str) -> (String, String) {
-    let lower = name.to_ascii_lowercase();
-    let words: Vec<&str> = lower
-        .split(|c: char| !c.is_ascii_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .collect();
-    let has = |options: &[&str]| words.iter().any(|w| options.contains(w));
-    let env = if has(&["prod", "production", "prd"]) {
-        "prod"
-    } else if has(&["staging", "stg", "stage", "preprod"]) {
-        "stg"
-    } else if has(&["dev", "development", "sandbox", "test"]) {
-        "dev"
-    } else {
-        return (UNKNOWN_ENV.to_owned(), "unknown".to_owned());
-    };
-    (env.to_owned(), "name".to_owned())
+    match config::env_class(name) {
+        EnvClass::Other | EnvClass::Unknown => (UNKNOWN_ENV.to_owned(), "unknown".to_owned()),
+        _ => (normalise_env(name), "name".to_owned()),
+    }
 }
 
 fn sync_failure(err: BrokerError, target: &str) -> anyhow::Error {
     crate::cli::errors::broker_failure(err, "could not sync the organization's accounts", target)
 }
-
-/// The environment of an account nothing describes.
-const UNKNOWN_ENV: &str = "unknown";
 
 #[cfg(test)]
 mod tests {
@@ -417,6 +405,14 @@ mod tests {
         assert_eq!(guess_env("team-dev-1").0, "dev");
         assert_eq!(guess_env("production-eu").0, "prod");
         assert_eq!(guess_env("reproduce").0, UNKNOWN_ENV);
+        assert_eq!(guess_env("acme-live").0, "prod");
+        // Tag and OU values follow the same rule as names and the configuration.
+        assert_eq!(normalise_env("Prod Workloads"), "prod");
+        assert_eq!(normalise_env(" PRD "), "prod");
+        assert_eq!(normalise_env("live"), "prod");
+        assert_eq!(normalise_env("Staging"), "stg");
+        assert_eq!(normalise_env("Research"), "research");
+        assert_eq!(normalise_env(""), UNKNOWN_ENV);
     }
 
     #[test]
