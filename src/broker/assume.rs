@@ -159,11 +159,14 @@ impl Broker {
     pub fn source_for(&self, target: &RoleTarget) -> Result<String, BrokerError> {
         let label = self.source_label(Some(&target.account))?;
         let env = self.environment(target);
-        let allowed = self
-            .config
-            .sources
-            .get(&label)
-            .map_or(&[][..], |s| s.environments.as_slice());
+        let allowed = if label == DEFAULT_SOURCE {
+            self.config.source.environments.as_slice()
+        } else {
+            self.config
+                .sources
+                .get(&label)
+                .map_or(&[][..], |s| s.environments.as_slice())
+        };
         guardrails::check_source(
             &target.account.alias,
             &target.account.env,
