@@ -6,9 +6,9 @@
 //! status. It never holds a secret: no token, stream URL or credential is ever given to it.
 //! The file is created 0600 in a 0700 directory and only appended to, one `write` per line.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::File;
 use std::io::{self, BufRead, BufReader, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
@@ -51,24 +51,11 @@ pub fn default_path() -> Option<PathBuf> {
 
 /// Appends `record` to the file at `path`, creating it (0600) and its directory (0700).
 pub fn append(path: &Path, record: &SessionRecord) -> io::Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)?;
-    }
     let mut line = serde_json::to_vec(record).map_err(io::Error::other)?;
     line.push(b'\n');
-    let mut file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(path)?;
-    // A file created by an older postern or by hand may be wider open: tighten it.
-    let mode = file.metadata()?.permissions().mode() & 0o777;
-    if mode != 0o600 {
-        fs::set_permissions(path, fs::Permissions::from_mode(0o600))?;
-    }
+    // 0600 in a 0700 directory of ours, never through a symlink; a file created by an older
+    // postern or by hand and left wider open is tightened.
+    let mut file = crate::private_file::open_private_append(path)?;
     // One write per line: with O_APPEND concurrent postern processes never interleave lines.
     file.write_all(&line)
 }
@@ -134,6 +121,9 @@ const MAX_NOTED: usize = 64;
 
 #[cfg(test)]
 mod tests {
+    use std::fs::{self, OpenOptions};
+    use std::os::unix::fs::PermissionsExt;
+
     use super::*;
 
     fn record(n: u8) -> SessionRecord {

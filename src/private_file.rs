@@ -1,42 +1,155 @@
-//! The one way postern writes a file: private and atomic.
+//! The one way postern writes a file: private, atomic, and never through someone else's path.
 //!
-//! Every file postern writes (credentials cache, index cache, frecency, accounts file, the
-//! demo's configuration) goes through [`write_private`]: the directory is created 0700, the
-//! bytes go to a 0600 temporary file beside the target (`tempfile` creates it with that mode),
-//! which is flushed and renamed over the target, so a reader sees the old file or the new one,
-//! never half of either. The append-only session history is the one exception, by design: it
-//! is appended a line at a time (see [`crate::audit_trail`]), with the same modes.
+//! Every file postern writes (credentials cache, last-success times, index cache, frecency,
+//! accounts file, the demo's configuration) goes through [`write_private`], and every
+//! read-modify-write through [`update_private`]:
+//! - the directory is created 0700, and refused when it is a symlink or owned by another user
+//!   (someone who controls the directory controls what postern reads back);
+//! - an existing target that is a symlink or owned by another user is refused too;
+//! - the bytes go to a new 0600 temporary file beside the target (`tempfile`: a random name
+//!   opened with `O_CREAT|O_EXCL`, so never an existing file or link), which is synced and
+//!   renamed over the target: a reader sees the old file or the new one, never half of either;
+//! - [`update_private`] holds an exclusive lock (`flock` on a `.lock` sibling) across the read
+//!   and the write, so two postern processes (or two tasks) cannot lose each other's updates.
+//!
+//! The append-only files (the session history, log files) cannot be renamed into place; they
+//! are opened with [`open_private_append`]: the same directory checks, `O_NOFOLLOW`, 0600.
 
+use std::fs::{File, OpenOptions};
 use std::io::Write as _;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-use std::path::Path;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 
 /// Writes `bytes` to `path` atomically, readable by its owner only, creating its directory
 /// (0700) when missing.
 pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    create_private_dir(dir)?;
+    let dir = parent(path);
+    create_private_dir(&dir)?;
+    check_target(path)?;
     let mut file = tempfile::Builder::new()
         .prefix(".postern-")
         .suffix(".tmp")
         .permissions(std::fs::Permissions::from_mode(0o600))
-        .tempfile_in(dir)?;
+        .tempfile_in(&dir)?;
     file.write_all(bytes)?;
     file.as_file().sync_all()?;
     file.persist(path).map_err(|e| e.error)?;
     Ok(())
 }
 
-/// Creates `dir` and its missing parents with mode 0700 (an existing directory is left as
-/// it is).
+/// Reads `path` (`None` when missing), lets `update` compute the new content, and writes it
+/// with [`write_private`], all under an exclusive lock that other postern processes share.
+pub fn update_private(
+    path: &Path,
+    update: impl FnOnce(Option<Vec<u8>>) -> Vec<u8>,
+) -> std::io::Result<()> {
+    let dir = parent(path);
+    create_private_dir(&dir)?;
+    let lock = lock_file(path)?;
+    lock.lock()?;
+    check_target(path)?;
+    let current = match std::fs::read(path) {
+        Ok(bytes) => Some(bytes),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e),
+    };
+    let result = write_private(path, &update(current));
+    // Dropping the file releases the lock; unlock first to say so.
+    let _ = lock.unlock();
+    result
+}
+
+/// Opens `path` for appending, creating it 0600 (and its directory 0700); refuses a symlink
+/// or a file or directory owned by another user, and tightens a file left wider open.
+pub fn open_private_append(path: &Path) -> std::io::Result<File> {
+    create_private_dir(&parent(path))?;
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(libc::ELOOP) {
+                refused(path, "is a symbolic link")
+            } else {
+                e
+            }
+        })?;
+    let meta = file.metadata()?;
+    if meta.uid() != effective_uid() {
+        return Err(refused(path, "is owned by another user"));
+    }
+    if meta.mode() & 0o077 != 0 {
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(file)
+}
+
+/// Creates `dir` and its missing parents with mode 0700, then checks that `dir` itself is a
+/// real directory (not a symlink) owned by this user. An existing directory keeps its mode.
 pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
-        .create(dir)
+        .create(dir)?;
+    let meta = std::fs::symlink_metadata(dir)?;
+    if meta.file_type().is_symlink() {
+        return Err(refused(dir, "is a symbolic link"));
+    }
+    if !meta.is_dir() {
+        return Err(refused(dir, "is not a directory"));
+    }
+    if meta.uid() != effective_uid() {
+        return Err(refused(dir, "is owned by another user"));
+    }
+    Ok(())
+}
+
+/// An existing target must be a regular file of ours.
+fn check_target(path: &Path) -> std::io::Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => Err(refused(path, "is a symbolic link")),
+        Ok(meta) if meta.uid() != effective_uid() => Err(refused(path, "is owned by another user")),
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+fn lock_file(path: &Path) -> std::io::Result<File> {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".lock");
+    let lock_path = parent(path).join(name);
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&lock_path)
+}
+
+fn parent(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
+        _ => PathBuf::from("."),
+    }
+}
+
+fn refused(path: &Path, why: &str) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::PermissionDenied,
+        format!(
+            "{} {why}: postern keeps its files private and will not use it; remove it or point \
+             postern elsewhere (POSTERN_CACHE_DIR, POSTERN_STATE_DIR)",
+            path.display()
+        ),
+    )
+}
+
+fn effective_uid() -> u32 {
+    nix::unistd::geteuid().as_raw()
 }
 
 #[cfg(test)]
@@ -72,5 +185,67 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, ["file"]);
+    }
+
+    #[test]
+    fn refuses_a_symlinked_directory_or_file() {
+        let root = tempfile::tempdir().unwrap();
+        let elsewhere = root.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        let link = root.path().join("cache");
+        std::os::unix::fs::symlink(&elsewhere, &link).unwrap();
+        let err = write_private(&link.join("f"), b"x").unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::PermissionDenied);
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        assert!(!elsewhere.join("f").exists());
+
+        let target = root.path().join("target");
+        std::fs::write(&target, b"keep").unwrap();
+        let file_link = root.path().join("f");
+        std::os::unix::fs::symlink(&target, &file_link).unwrap();
+        assert!(write_private(&file_link, b"x").is_err());
+        assert!(open_private_append(&file_link).is_err());
+        assert_eq!(std::fs::read(&target).unwrap(), b"keep");
+    }
+
+    #[test]
+    fn concurrent_updates_are_never_lost() {
+        let root = tempfile::tempdir().unwrap();
+        let path = root.path().join("counter");
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..25 {
+                        update_private(&path, |old| {
+                            let n: u32 = old
+                                .map(|b| String::from_utf8(b).unwrap().parse().unwrap())
+                                .unwrap_or(0);
+                            (n + 1).to_string().into_bytes()
+                        })
+                        .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "200");
+    }
+
+    #[test]
+    fn appends_privately_and_tightens_a_wide_open_file() {
+        let root = tempfile::tempdir().unwrap();
+        let path = root.path().join("state/log");
+        let mut file = open_private_append(&path).unwrap();
+        file.write_all(b"a\n").unwrap();
+        drop(file);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let mut file = open_private_append(&path).unwrap();
+        file.write_all(b"b\n").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"a\nb\n");
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(&root.path().join("state")), 0o700);
     }
 }

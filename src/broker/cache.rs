@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::broker::Secret;
-use crate::private_file::write_private;
+use crate::private_file::{update_private, write_private};
 
 /// Cached credentials of one role (or one GetSessionToken session).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -102,15 +102,20 @@ impl CredentialCache {
 
     /// Records that `account` gave credentials at `now`.
     pub fn record_success(&self, account: &str, now: SystemTime) -> std::io::Result<()> {
-        // Accounts are assumed concurrently: one read-modify-write at a time in this process.
-        static ONE_WRITER: std::sync::Mutex<()> = std::sync::Mutex::new(());
-        let _guard = ONE_WRITER
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut last = self.last_success();
-        last.0.insert(account.to_owned(), epoch_seconds(now));
-        let json = serde_json::to_vec_pretty(&last).map_err(std::io::Error::other)?;
-        write_private(&self.last_success_path(), &json)
+        // Accounts are assumed concurrently, and other postern processes write too: one
+        // locked read-modify-write, so no update is lost.
+        let mut failed = None;
+        update_private(&self.last_success_path(), |old| {
+            let mut last: LastSuccess = old
+                .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+                .unwrap_or_default();
+            last.0.insert(account.to_owned(), epoch_seconds(now));
+            serde_json::to_vec_pretty(&last).unwrap_or_else(|e| {
+                failed = Some(e);
+                Vec::new()
+            })
+        })?;
+        failed.map_or(Ok(()), |e| Err(std::io::Error::other(e)))
     }
 
     /// The recorded success times.

@@ -1,6 +1,11 @@
 //! Log setup from `-v` and `POSTERN_LOG` (nextest `cargo-nextest/src/output.rs`). Logs go to
-//! stderr, except inside a raw-mode session, where stderr is the user's screen: then to a file,
-//! and only when asked for (`-v`, `POSTERN_LOG` or `--log-file`).
+//! stderr, except inside a raw-mode session, where stderr is the user's screen: then to a file
+//! (`postern.log` in the private state directory unless `--log-file` says otherwise), and only
+//! when asked for (`-v`, `POSTERN_LOG` or `--log-file`).
+//!
+//! Whatever the filter, the libraries that print request lines, signing material or bodies at
+//! their debug and trace levels (the SDK's signer and HTTP stack, hyper, rustls, tungstenite)
+//! are capped at `info`: a StreamUrl query, a session token or a signature never reaches a log.
 
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -12,14 +17,24 @@ use tracing_subscriber::EnvFilter;
 pub(crate) fn init(verbose: u8, log_file: Option<PathBuf>, raw: bool) -> anyhow::Result<()> {
     let from_env = std::env::var("POSTERN_LOG").ok().filter(|v| !v.is_empty());
     let asked = verbose > 0 || from_env.is_some() || log_file.is_some();
-    let filter = match from_env {
+    let mut filter = match from_env {
         Some(spec) => EnvFilter::try_new(&spec)
             .with_context(|| format!("POSTERN_LOG=`{spec}` is not a valid log filter"))?,
         None => EnvFilter::new(default_filter(verbose)),
     };
+    for target in CAPPED_TARGETS {
+        // Directives are static and valid; a parse failure would only lose the cap's detail.
+        if let Ok(directive) = format!("{target}=info").parse() {
+            filter = filter.add_directive(directive);
+        }
+    }
     let file = match (log_file, raw && asked) {
         (Some(path), _) => Some(path),
-        (None, true) => Some(std::env::temp_dir().join("postern.log")),
+        (None, true) => Some(
+            crate::paths::state_dir()
+                .unwrap_or_else(std::env::temp_dir)
+                .join("postern.log"),
+        ),
         (None, false) => None,
     };
     if raw && !asked {
@@ -28,10 +43,7 @@ pub(crate) fn init(verbose: u8, log_file: Option<PathBuf>, raw: bool) -> anyhow:
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     match file {
         Some(path) => {
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&path)
+            let file = crate::private_file::open_private_append(&path)
                 .with_context(|| format!("could not open the log file {}", path.display()))?;
             builder
                 .with_ansi(false)
@@ -45,6 +57,24 @@ pub(crate) fn init(verbose: u8, log_file: Option<PathBuf>, raw: bool) -> anyhow:
     }
     Ok(())
 }
+
+/// Log targets that print secrets (signing material, request lines with a StreamUrl's query,
+/// bodies) below `info`.
+const CAPPED_TARGETS: &[&str] = &[
+    "aws_sigv4",
+    "aws_smithy_runtime",
+    "aws_smithy_runtime_api",
+    "aws_smithy_http_client",
+    "aws_smithy_http",
+    "aws_config",
+    "aws_credential_types",
+    "hyper",
+    "hyper_util",
+    "h2",
+    "rustls",
+    "tungstenite",
+    "tokio_tungstenite",
+];
 
 fn default_filter(verbose: u8) -> &'static str {
     match verbose {

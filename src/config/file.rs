@@ -305,10 +305,36 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     })
 }
 
-/// Parses an accounts file (only `[[accounts]]` tables).
+/// Parses an accounts file (only `[[accounts]]` tables). An empty file, or a file written by
+/// `postern accounts sync` whose closing line ([`accounts_trailer`]) is missing or counts
+/// other accounts, is truncated: an error, never fewer accounts (and so fewer guardrails).
 pub fn parse_accounts(path: &Path, text: &str) -> Result<Vec<Account>, ConfigError> {
+    let truncated = |message: &str| ConfigError::Invalid {
+        path: path.to_owned(),
+        line: text.lines().count().max(1),
+        key: None,
+        message: format!("{message}; run `postern accounts sync` again to rewrite it"),
+    };
+    if text.trim().is_empty() {
+        return Err(truncated("the accounts file is empty"));
+    }
     let raw: RawAccountsFile = toml::from_str(text).map_err(|e| from_toml(path, text, &e))?;
-    accounts(path, text, raw.accounts, None)
+    let accounts = accounts(path, text, raw.accounts, None)?;
+    if text.starts_with(SYNC_HEADER) && !text.ends_with(&accounts_trailer(accounts.len())) {
+        return Err(truncated(
+            "the accounts file is truncated (its closing line is missing or counts other \
+             accounts)",
+        ));
+    }
+    Ok(accounts)
+}
+
+/// The first words of a file `postern accounts sync` writes.
+pub const SYNC_HEADER: &str = "# Written by `postern accounts sync`";
+
+/// The closing line of a file `postern accounts sync` writes, counting its accounts.
+pub fn accounts_trailer(count: usize) -> String {
+    format!("# end of the accounts file: {count} accounts\n")
 }
 
 type SourceCheck<'a> = &'a dyn Fn(&Spanned<String>) -> Result<String, ConfigError>;

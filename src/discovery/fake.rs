@@ -10,7 +10,7 @@ use crate::discovery::source::{InstanceSource, SourceError};
 
 /// A scripted source.
 #[derive(Debug, Default)]
-pub struct FakeSource {
+pub(crate) struct FakeSource {
     rows: HashMap<Scope, Vec<Instance>>,
     throttles: Mutex<HashMap<Scope, u32>>,
     failures: HashMap<Scope, String>,
@@ -21,12 +21,12 @@ pub struct FakeSource {
 
 impl FakeSource {
     /// A source with no scope.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// Serves `rows` for `scope`, filling in each row's alias, env, region and account.
-    pub fn with(mut self, scope: Scope, rows: Vec<Instance>) -> Self {
+    pub(crate) fn with(mut self, scope: Scope, rows: Vec<Instance>) -> Self {
         let rows = rows
             .into_iter()
             .map(|mut row| {
@@ -44,29 +44,29 @@ impl FakeSource {
     }
 
     /// Throttles the first `times` calls for `scope`.
-    pub fn throttle(self, scope: Scope, times: u32) -> Self {
+    pub(crate) fn throttle(self, scope: Scope, times: u32) -> Self {
         self.lock_throttles().insert(scope, times);
         self
     }
 
     /// Fails every call for `scope` with the error `code`.
-    pub fn fail(mut self, scope: Scope, code: &str) -> Self {
+    pub(crate) fn fail(mut self, scope: Scope, code: &str) -> Self {
         self.failures.insert(scope, code.to_owned());
         self
     }
 
     /// Calls made for `scope`.
-    pub fn calls(&self, scope: &Scope) -> u32 {
+    pub(crate) fn calls(&self, scope: &Scope) -> u32 {
         self.lock_calls().get(scope).copied().unwrap_or(0)
     }
 
     /// Calls made for every scope.
-    pub fn total_calls(&self) -> u32 {
+    pub(crate) fn total_calls(&self) -> u32 {
         self.lock_calls().values().sum()
     }
 
     /// The most listings that were in flight at once.
-    pub fn max_in_flight(&self) -> usize {
+    pub(crate) fn max_in_flight(&self) -> usize {
         self.max_in_flight.load(Ordering::SeqCst)
     }
 

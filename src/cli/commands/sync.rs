@@ -307,9 +307,10 @@ fn render(
 ) -> String {
     let when = humantime::format_rfc3339_seconds(SystemTime::now());
     let mut text = format!(
-        "# Written by `postern accounts sync` at {when} from Organizations ListAccounts as\n# \
+        "{} at {when} from Organizations ListAccounts as\n# \
          {source}. The next sync rewrites this file: change an account in config.toml\n# \
-         instead (an account listed there wins over this file).\n"
+         instead (an account listed there wins over this file).\n",
+        config::SYNC_HEADER
     );
     for account in accounts {
         text.push_str(&format!(
@@ -324,6 +325,8 @@ fn render(
             text.push_str(&format!("role = {}\n", toml_string(role)));
         }
     }
+    text.push('\n');
+    text.push_str(&config::accounts_trailer(accounts.len()));
     text
 }
 
@@ -427,6 +430,33 @@ mod tests {
         dedupe_aliases(&mut accounts);
         assert_eq!(accounts[0].alias, "acme-111111111111");
         assert_eq!(accounts[1].alias, "acme-222222222222");
+    }
+
+    #[test]
+    fn a_truncated_or_empty_accounts_file_is_an_error_not_fewer_accounts() {
+        let accounts: Vec<SyncedAccount> = ["318402957716", "736250419937"]
+            .iter()
+            .map(|id| SyncedAccount {
+                id: (*id).to_owned(),
+                alias: format!("a{id}"),
+                env: "prod".to_owned(),
+                env_origin: "name".to_owned(),
+            })
+            .collect();
+        let path = Path::new("/tmp/accounts.toml");
+        let text = render(&accounts, None, None, "arn:x");
+        assert_eq!(config::parse_accounts(path, &text).unwrap().len(), 2);
+        // Cut after the first account's table: valid TOML, one account fewer.
+        let cut = &text[..text.find("\n[[accounts]]\nid = \"736250419937\"").unwrap()];
+        let err = config::parse_accounts(path, cut).unwrap_err();
+        assert!(err.to_string().contains("truncated"), "{err}");
+        for empty in ["", "\n  \n"] {
+            let err = config::parse_accounts(path, empty).unwrap_err();
+            assert!(err.to_string().contains("empty"), "{err}");
+        }
+        // A hand-written file has no trailer to check.
+        let hand = "[[accounts]]\nid = \"318402957716\"\nalias = \"d\"\nenv = \"dev\"\n";
+        assert_eq!(config::parse_accounts(path, hand).unwrap().len(), 1);
     }
 
     #[test]
