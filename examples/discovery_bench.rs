@@ -19,7 +19,7 @@ use aws_types::region::Region;
 use postern::discovery::{
     Cache, IndexOptions, Scope, ScopeConfigs, SdkSource, SourceError, build_index,
 };
-use postern::picker::Matcher;
+use postern::picker::{SearchFields, rank};
 use postern_emulator::{Emulator, EmulatorConfig, FleetShape, generate};
 
 struct PerAccount {
@@ -157,14 +157,13 @@ async fn main() -> anyhow::Result<()> {
         warm.cached,
         warm.listed
     );
-    let rows = postern::picker::rows_for(&warm.instances);
-    let texts: Vec<&str> = rows.iter().map(|r| r.text.as_str()).collect();
+    let texts: Vec<SearchFields> = warm.instances.iter().map(SearchFields::of).collect();
     for query in ["web", "prd use1", "i-0a3", "zzzz"] {
         let mut times = Vec::new();
         let mut hits = 0;
         for _ in 0..20 {
             let started = Instant::now();
-            hits = Matcher::new(query).rank(&texts).len();
+            hits = rank(&texts, query).len();
             times.push(started.elapsed());
         }
         times.sort();

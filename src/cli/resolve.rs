@@ -11,7 +11,7 @@ use std::time::SystemTime;
 
 use anyhow::Context as _;
 
-use crate::cli::commands::list::{describe_reach, load_context, load_index};
+use crate::cli::commands::list::{self, describe_reach, load_context, load_index};
 use crate::cli::common::{CommonArgs, Target};
 use crate::cli::errors::broker_failure;
 use crate::cli::plan::{Plan, TargetSlot};
@@ -19,7 +19,7 @@ use crate::cli::reach::Reach;
 use crate::discovery::target::{self, Resolution};
 use crate::discovery::{Cache, Instance};
 use crate::paths::cache_dir;
-use crate::picker::{Frecency, PickOutcome, TtyPicker, choose, rows_for};
+use crate::picker::{Frecency, PickOutcome, PickRequest, RowContext, SkimPicker, choose};
 use crate::report::{ErrorKind, ExpectedError};
 
 /// Resolves `plan`'s session target (commands without one pass through unchanged).
@@ -91,9 +91,8 @@ async fn choose_instance(
     common: &CommonArgs,
 ) -> anyhow::Result<Instance> {
     let chosen = if raw.is_empty() {
-        let index = load_index(reach, &[], false, account).await?;
         let query = common.query.clone().unwrap_or_default();
-        tokio::task::block_in_place(|| pick(&index.instances, &query, common.select_one))?
+        pick(reach, account, &query, common.select_one).await?
     } else {
         find(reach, raw, account).await?
     };
@@ -230,17 +229,87 @@ async fn find_cached(
     Ok(index.instances.into_iter().find(|i| i.id == id))
 }
 
-/// Opens the terminal picker over `instances` (with `select_one`, the only online match of
-/// `query` is taken without it); cancelling is an error (nothing to open).
-fn pick(instances: &[Instance], query: &str, select_one: bool) -> anyhow::Result<Instance> {
-    let mut instances = instances.to_vec();
-    if let Some(dir) = cache_dir() {
-        Frecency::load(&dir).sort(&mut instances, |i| &i.id, SystemTime::now());
+/// Opens the picker over the index of every configured account (only `account` when given)
+/// with `query` typed in: the rows a fresh cache holds at once, the others as they are listed,
+/// Ctrl-R lists everything again. With `select_one` the whole index is listed first and the
+/// only online match of `query` is taken without the picker. Cancelling is an error (nothing
+/// to open).
+async fn pick(
+    reach: &Reach,
+    account: Option<&str>,
+    query: &str,
+    select_one: bool,
+) -> anyhow::Result<Instance> {
+    let mut request = PickRequest {
+        query: query.to_owned(),
+        select_one,
+        ..picker_request(reach)
+    };
+    let mut warnings = None;
+    if select_one {
+        request.instances = load_index(reach, &[], false, account).await?.instances;
+    } else {
+        let index = list::for_picker(reach, account).await?;
+        request.instances = index.instances;
+        request.feed = index.feed;
+        request.refresh = Some(index.refresh);
+        warnings = Some(index.warnings);
     }
-    let rows = rows_for(&instances);
-    match choose(&mut TtyPicker, &rows, query, select_one).context("the instance picker failed")? {
-        PickOutcome::Chosen(i) => Ok(instances[i].clone()),
-        PickOutcome::Cancelled => Err(ExpectedError::new(ErrorKind::Usage, "no instance chosen")
+    let outcome = choose(&mut SkimPicker, request);
+    // The picker has closed: the listings' warnings can reach the screen now.
+    for warning in warnings
+        .iter()
+        .flat_map(|w| std::mem::take(&mut *w.lock().unwrap_or_else(|p| p.into_inner())))
+    {
+        crate::report::notice(&warning);
+    }
+    picked(outcome)
+}
+
+/// Opens the picker over the instances an ambiguous TARGET names.
+fn pick_among(reach: &Reach, candidates: Vec<Instance>) -> anyhow::Result<Instance> {
+    let request = PickRequest {
+        instances: candidates,
+        ..picker_request(reach)
+    };
+    picked(choose(&mut SkimPicker, request))
+}
+
+/// What every picker is opened with: frecency ordering, each account's role and the last
+/// session per instance for the preview.
+fn picker_request(reach: &Reach) -> PickRequest {
+    let mut context = RowContext::default();
+    if let Some(broker) = &reach.broker {
+        let config = broker.config();
+        for account in &config.accounts {
+            if let Some(role) = config.role_for(account) {
+                context
+                    .roles
+                    .insert(account.id.as_str().to_owned(), role.to_owned());
+            }
+        }
+    }
+    if let Some(path) = crate::audit_trail::default_path()
+        && let Ok((records, _)) = crate::audit_trail::read_last(&path, HISTORY_FOR_PREVIEW)
+    {
+        for record in records {
+            context
+                .last_sessions
+                .insert(record.target, (record.time, record.kind));
+        }
+    }
+    PickRequest {
+        frecency: cache_dir().map(|dir| Frecency::load(&dir)),
+        context,
+        ..PickRequest::default()
+    }
+}
+
+/// The chosen instance, or the error of a cancelled picker.
+fn picked(outcome: std::io::Result<PickOutcome>) -> anyhow::Result<Instance> {
+    match outcome.context("the instance picker failed")? {
+        PickOutcome::Chosen(mut chosen) if !chosen.is_empty() => Ok(chosen.swap_remove(0)),
+        _ => Err(ExpectedError::new(ErrorKind::Usage, "no instance chosen")
             .hint("online instances can be opened; `postern list` shows every instance")
             .into()),
     }
@@ -257,6 +326,9 @@ fn remember(id: &str) {
     }
 }
 
+/// Session records read for the preview's "last used" line.
+const HISTORY_FOR_PREVIEW: usize = 10_000;
+
 /// Finds `raw` through the index: from the cache first, then once more after a refresh when
 /// the cache does not know it.
 async fn find(reach: &Reach, raw: &str, account: Option<&str>) -> anyhow::Result<Instance> {
@@ -267,7 +339,7 @@ async fn find(reach: &Reach, raw: &str, account: Option<&str>) -> anyhow::Result
             Resolution::Ambiguous(candidates) => {
                 if crate::term::interactive() {
                     let candidates: Vec<Instance> = candidates.into_iter().cloned().collect();
-                    return tokio::task::block_in_place(|| pick(&candidates, "", false));
+                    return pick_among(reach, candidates);
                 }
                 let hint = "name one of them by instance id or as NAME@ACCOUNT-ALIAS";
                 return Err(ExpectedError::new(

@@ -1,190 +1,298 @@
-//! Fuzzy matching: a query's characters must appear in order in the candidate (case-insensitive
-//! unless the query has an upper-case letter, as in fzf's smart case); consecutive characters
-//! and matches at word starts score higher, gaps cost a little.
+//! Matching, on skim's engines: skim's extended search syntax (`'exact`, `^prefix`, `suffix$`,
+//! `!not`, `a | b`, space-separated terms that must all match) with its fuzzy algorithm and
+//! smart case, applied to the fields a person means. Each term matches within one field (Name,
+//! account alias, env, region, instance id, private IP), never through letters scattered over
+//! several, so `ordprd` finds orders-api-prod and not a kafka row of a prod account; a negated
+//! term (`!prod`) must hold for the whole row.
+//!
+//! The same engine serves the picker (through skim's matcher threads) and `postern list QUERY`
+//! ([`rank`]), so both agree on what a query means.
 
-/// A compiled query. Space-separated words must all match (in any order).
-#[derive(Clone, Debug, Default)]
-pub struct Matcher {
-    words: Vec<Vec<char>>,
-    case_sensitive: bool,
+use std::rc::Rc;
+use std::sync::Arc;
+
+use skim::item::{RankBuilder, RankCriteria};
+use skim::prelude::{AndOrEngineFactory, ExactOrFuzzyEngineFactory};
+use skim::{CaseMatching, MatchEngine, MatchEngineFactory, MatchRange, MatchResult, SkimItem};
+
+use crate::discovery::Instance;
+use crate::picker::row::Row;
+use crate::term::escape;
+
+/// The searchable fields of one instance, escaped, and their concatenation (what skim sees as
+/// the item's text, and what a negated term is checked against).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SearchFields {
+    fields: [String; SEARCH_FIELDS],
+    text: String,
+    /// Where each field starts in `text`, in characters.
+    char_starts: [usize; SEARCH_FIELDS],
+    /// Where each field starts in `text`, in bytes.
+    byte_starts: [usize; SEARCH_FIELDS],
 }
 
-impl Matcher {
-    /// Compiles `query`; an empty query matches everything with score 0.
-    pub fn new(query: &str) -> Self {
+impl SearchFields {
+    /// The fields of `instance`: account alias, env, region, Name, instance id, private IP (the
+    /// picker's first six columns, in that order).
+    pub fn of(instance: &Instance) -> Self {
+        Self::from_fields([
+            escape(&instance.alias).into_owned(),
+            escape(instance.env.as_deref().unwrap_or_default()).into_owned(),
+            escape(&instance.region).into_owned(),
+            escape(&instance.name).into_owned(),
+            escape(&instance.id).into_owned(),
+            escape(instance.private_ip.as_deref().unwrap_or_default()).into_owned(),
+        ])
+    }
+
+    fn from_fields(fields: [String; SEARCH_FIELDS]) -> Self {
+        let mut text = String::with_capacity(fields.iter().map(|f| f.len() + 1).sum());
+        let mut char_starts = [0; SEARCH_FIELDS];
+        let mut byte_starts = [0; SEARCH_FIELDS];
+        let mut chars = 0;
+        for (i, field) in fields.iter().enumerate() {
+            if i > 0 {
+                text.push(' ');
+                chars += 1;
+            }
+            char_starts[i] = chars;
+            byte_starts[i] = text.len();
+            text.push_str(field);
+            chars += field.chars().count();
+        }
         Self {
-            words: query
-                .split_whitespace()
-                .map(|w| w.chars().collect())
-                .collect(),
-            case_sensitive: query.chars().any(char::is_uppercase),
+            fields,
+            text,
+            char_starts,
+            byte_starts,
         }
     }
 
-    /// Whether the query is empty.
-    pub fn is_empty(&self) -> bool {
-        self.words.is_empty()
+    /// The fields, escaped.
+    pub fn fields(&self) -> &[String; SEARCH_FIELDS] {
+        &self.fields
     }
 
-    /// The score of `text` (higher is better), `None` when it does not match.
-    pub fn score(&self, text: &str) -> Option<i64> {
-        if self.words.is_empty() {
-            return Some(0);
-        }
-        let chars: Vec<char> = if self.case_sensitive {
-            text.chars().collect()
-        } else {
-            text.chars().flat_map(char::to_lowercase).collect()
-        };
-        let mut total = 0;
-        for word in &self.words {
-            total += score_word(word, &chars, self.case_sensitive)?;
-        }
-        Some(total)
+    /// The fields joined by single spaces.
+    pub fn text(&self) -> &str {
+        &self.text
     }
 
-    /// Indices of `texts` that match, best first (ties keep the input order).
-    pub fn rank<S: AsRef<str>>(&self, texts: &[S]) -> Vec<usize> {
-        let mut scored: Vec<(i64, usize)> = texts
-            .iter()
-            .enumerate()
-            .filter_map(|(i, text)| self.score(text.as_ref()).map(|s| (s, i)))
-            .collect();
-        scored.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-        scored.into_iter().map(|(_, i)| i).collect()
+    /// The field holding character `index` of [`Self::text`] and the offset in it; `None` for
+    /// a separating space.
+    pub fn locate(&self, index: usize) -> Option<(usize, usize)> {
+        let field = self.char_starts.iter().rposition(|&start| start <= index)?;
+        let offset = index - self.char_starts[field];
+        (offset < self.fields[field].chars().count()).then_some((field, offset))
     }
 }
 
-/// Greedy leftmost match, then a backward pass that tightens it (fzf v1).
-fn score_word(word: &[char], text: &[char], case_sensitive: bool) -> Option<i64> {
-    let lower = |c: char| {
-        if case_sensitive {
-            c
-        } else {
-            c.to_lowercase().next().unwrap_or(c)
-        }
-    };
-    let mut best: Option<i64> = None;
-    // Try each start position of the first character; keep the best tightened match.
-    let first = lower(*word.first()?);
-    for start in text
+impl SkimItem for SearchFields {
+    fn text(&self) -> std::borrow::Cow<'_, str> {
+        std::borrow::Cow::Borrowed(&self.text)
+    }
+}
+
+/// The engine factory for skim's matcher: skim's and/or parsing over skim's exact-or-fuzzy
+/// terms, each term matched field by field.
+pub(super) fn engine_factory(rank_builder: Arc<RankBuilder>) -> Rc<dyn MatchEngineFactory> {
+    Rc::new(AndOrEngineFactory::new(PerField {
+        terms: ExactOrFuzzyEngineFactory::builder()
+            .fuzzy_algorithm(skim::FuzzyAlgorithm::default())
+            .rank_builder(rank_builder)
+            .build(),
+    }))
+}
+
+/// The order skim sorts matches in (its default tiebreak), and the rank builder carrying it.
+pub(super) fn rank_builder() -> Arc<RankBuilder> {
+    Arc::new(RankBuilder::new(TIEBREAK.to_vec()))
+}
+
+/// Indices of `items` matching `query`, best first (ties keep the input order); every index,
+/// in order, for an empty query.
+pub fn rank(items: &[SearchFields], query: &str) -> Vec<usize> {
+    if query.trim().is_empty() {
+        return (0..items.len()).collect();
+    }
+    let engine = engine_factory(rank_builder()).create_engine_with_case(query, CaseMatching::Smart);
+    let mut matched: Vec<([i32; 5], usize)> = items
         .iter()
         .enumerate()
-        .filter(|(_, c)| **c == first)
-        .map(|(i, _)| i)
-        .take(MAX_STARTS)
-    {
-        let mut qi = 0;
-        let mut end = None;
-        for (ti, &c) in text.iter().enumerate().skip(start) {
-            if c == lower(word[qi]) {
-                qi += 1;
-                if qi == word.len() {
-                    end = Some(ti);
-                    break;
-                }
-            }
-        }
-        let Some(end) = end else { break };
-        // Backward pass from the end to find the shortest window.
-        let mut qi = word.len();
-        let mut begin = end;
-        for ti in (start..=end).rev() {
-            if text[ti] == lower(word[qi - 1]) {
-                qi -= 1;
-                if qi == 0 {
-                    begin = ti;
-                    break;
-                }
-            }
-        }
-        let score = window_score(word, text, begin, end, &lower);
-        best = Some(best.map_or(score, |b| b.max(score)));
-    }
-    best
+        .filter_map(|(i, item)| {
+            let result = engine.match_item(item)?;
+            Some((result.rank.sort_key(TIEBREAK), i))
+        })
+        .collect();
+    matched.sort_unstable();
+    matched.into_iter().map(|(_, i)| i).collect()
 }
 
-fn window_score(
-    word: &[char],
-    text: &[char],
-    begin: usize,
-    end: usize,
-    lower: &impl Fn(char) -> char,
-) -> i64 {
-    let mut score = 0;
-    let mut qi = 0;
-    let mut previous: Option<usize> = None;
-    for (ti, &c) in text.iter().enumerate().take(end + 1).skip(begin) {
-        if qi < word.len() && c == lower(word[qi]) {
-            score += SCORE_MATCH;
-            if ti == 0 || !text[ti - 1].is_alphanumeric() {
-                score += BONUS_BOUNDARY;
-            }
-            if let Some(p) = previous {
-                if p + 1 == ti {
-                    score += BONUS_CONSECUTIVE;
-                } else {
-                    score -= PENALTY_GAP_START + PENALTY_GAP * (ti - p - 2) as i64;
-                }
-            }
-            previous = Some(ti);
-            qi += 1;
-        }
-    }
-    // Earlier matches rank slightly higher.
-    score - (begin as i64).min(MAX_POSITION_PENALTY)
+/// One term of a query, matched field by field.
+struct PerField {
+    terms: ExactOrFuzzyEngineFactory,
 }
 
-const SCORE_MATCH: i64 = 16;
-const BONUS_BOUNDARY: i64 = 10;
-const BONUS_CONSECUTIVE: i64 = 8;
-const PENALTY_GAP_START: i64 = 3;
-const PENALTY_GAP: i64 = 1;
-const MAX_POSITION_PENALTY: i64 = 15;
-/// Start positions tried per word: bounds the cost on long candidates.
-const MAX_STARTS: usize = 8;
+impl MatchEngineFactory for PerField {
+    fn create_engine_with_case(&self, term: &str, case: CaseMatching) -> Box<dyn MatchEngine> {
+        // skim's syntax: an optional `'` (exact), then `!` negates.
+        let negated = term.strip_prefix('\'').unwrap_or(term).starts_with('!');
+        Box::new(FieldEngine {
+            inner: self.terms.create_engine_with_case(term, case),
+            whole_row: negated,
+        })
+    }
+}
+
+struct FieldEngine {
+    inner: Box<dyn MatchEngine>,
+    /// A negated term: it must hold for the row as a whole.
+    whole_row: bool,
+}
+
+impl MatchEngine for FieldEngine {
+    fn match_item(&self, item: &dyn SkimItem) -> Option<MatchResult> {
+        let any = item.as_any();
+        let fields = match any.downcast_ref::<Row>() {
+            Some(row) => row.search(),
+            None => match any.downcast_ref::<SearchFields>() {
+                Some(fields) => fields,
+                // Not one of ours: skim's own behaviour.
+                None => return self.inner.match_item(item),
+            },
+        };
+        if self.whole_row {
+            return self.inner.match_item(item);
+        }
+        let mut best: Option<MatchResult> = None;
+        for (i, field) in fields.fields.iter().enumerate() {
+            if let Some(found) = self.inner.match_item(field)
+                && best
+                    .as_ref()
+                    .is_none_or(|b| found.rank.score > b.rank.score)
+            {
+                best = Some(shift(found, fields.char_starts[i], fields.byte_starts[i]));
+            }
+        }
+        best
+    }
+}
+
+impl std::fmt::Display for FieldEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "(PerField: {})", self.inner)
+    }
+}
+
+/// A match within one field, moved to that field's place in the row's text.
+fn shift(mut result: MatchResult, chars: usize, bytes: usize) -> MatchResult {
+    let by = i32::try_from(chars).unwrap_or(i32::MAX);
+    result.rank.begin = result.rank.begin.saturating_add(by);
+    result.rank.end = result.rank.end.saturating_add(by);
+    result.matched_range = match result.matched_range {
+        MatchRange::ByteRange(start, end) => MatchRange::ByteRange(start + bytes, end + bytes),
+        MatchRange::CharRange(start, end) => MatchRange::CharRange(start + chars, end + chars),
+        MatchRange::Chars(indices) => {
+            MatchRange::Chars(indices.into_iter().map(|i| i + chars).collect())
+        }
+    };
+    result
+}
+
+/// Searchable fields per instance.
+const SEARCH_FIELDS: usize = 6;
+/// skim's default tiebreak: score, then the earlier and shorter match.
+const TIEBREAK: &[RankCriteria] = &[RankCriteria::Score, RankCriteria::Begin, RankCriteria::End];
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn matches_characters_in_order_only() {
-        let m = Matcher::new("wbp");
-        assert!(m.score("web-prod-1").is_some());
-        assert!(m.score("pbw").is_none());
+    fn instance(alias: &str, env: &str, name: &str, ip: &str) -> Instance {
+        Instance {
+            id: format!("i-0{:016x}", name.len() * 7919 + alias.len()),
+            name: name.into(),
+            alias: alias.into(),
+            env: Some(env.into()),
+            region: "eu-west-1".into(),
+            private_ip: Some(ip.into()),
+            ..Instance::default()
+        }
+    }
+
+    fn fleet() -> Vec<SearchFields> {
+        [
+            instance("acme-prod", "prod", "kafka-prod-1", "10.0.0.1"),
+            instance("acme-prod", "prod", "web-frontend-prod-1", "10.0.0.2"),
+            instance("acme-stg", "stg", "orders-api-stg-1", "10.1.0.3"),
+            instance("acme-prod", "prod", "orders-api-prod-1", "10.0.0.4"),
+            instance("acme-dev", "dev", "orders-api-dev-1", "10.2.0.5"),
+        ]
+        .iter()
+        .map(SearchFields::of)
+        .collect()
     }
 
     #[test]
-    fn is_smart_case() {
-        assert!(Matcher::new("web").score("WEB-1").is_some());
-        assert!(Matcher::new("Web").score("web-1").is_none());
-        assert!(Matcher::new("Web").score("Web-1").is_some());
+    fn a_term_matches_within_one_field_only() {
+        // Across columns "ordprd" would find kafka-prod-1 (o, r, d in "prod", p in
+        // "acme-prod" ...); within one field only orders-api-prod-1 has it.
+        assert_eq!(rank(&fleet(), "ordprd"), [3]);
     }
 
     #[test]
-    fn prefers_consecutive_and_word_start_matches() {
-        let m = Matcher::new("api");
-        let tight = m.score("api-prod").unwrap();
-        let loose = m.score("a-p-i-prod").unwrap();
-        let inner = m.score("xxapixx").unwrap();
-        assert!(tight > loose, "{tight} {loose}");
-        assert!(tight > inner, "{tight} {inner}");
+    fn several_terms_rank_the_row_meant_first() {
+        assert_eq!(rank(&fleet(), "orders prod")[0], 3);
+        assert_eq!(rank(&fleet(), "orders prod").len(), 1);
     }
 
     #[test]
-    fn every_word_must_match() {
-        let m = Matcher::new("web prod");
-        assert!(m.score("web-1 acme-prod").is_some());
-        assert!(m.score("web-1 acme-dev").is_none());
+    fn skim_extended_syntax_works() {
+        let fleet = fleet();
+        assert_eq!(rank(&fleet, "'web-front"), [1]);
+        let mut prefixed = rank(&fleet, "^orders");
+        prefixed.sort_unstable();
+        assert_eq!(prefixed, [2, 3, 4]);
+        assert_eq!(rank(&fleet, "dev-1$"), [4]);
+        let mut not_prod = rank(&fleet, "orders !prod");
+        not_prod.sort_unstable();
+        assert_eq!(not_prod, [2, 4]);
+        let mut either = rank(&fleet, "kafka | web");
+        either.sort_unstable();
+        assert_eq!(either, [0, 1]);
+        assert_eq!(rank(&fleet, "10.2.0.5"), [4]);
+        assert_eq!(rank(&fleet, ""), [0, 1, 2, 3, 4]);
     }
 
     #[test]
-    fn ranks_best_first_and_keeps_ties_in_order() {
-        let items = ["db-1", "web-1", "web-2", "w-e-b"];
-        let m = Matcher::new("web");
-        let ranked = m.rank(&items);
-        assert_eq!(ranked, [1, 2, 3]);
-        assert_eq!(Matcher::new("").rank(&items), [0, 1, 2, 3]);
+    fn smart_case() {
+        assert_eq!(rank(&fleet(), "KAFKA"), Vec::<usize>::new());
+        assert_eq!(rank(&fleet(), "kafka"), [0]);
+    }
+
+    #[test]
+    fn locates_characters_of_the_text_in_their_field() {
+        let fields = SearchFields::from_fields([
+            "ab".into(),
+            "".into(),
+            "c".into(),
+            "de".into(),
+            "".into(),
+            "".into(),
+        ]);
+        assert_eq!(fields.text(), "ab  c de  ");
+        assert_eq!(fields.locate(1), Some((0, 1)));
+        assert_eq!(fields.locate(2), None);
+        assert_eq!(fields.locate(4), Some((2, 0)));
+        assert_eq!(fields.locate(7), Some((3, 1)));
+    }
+
+    #[test]
+    fn fields_are_escaped() {
+        let mut evil = instance("a", "dev", "x\x1b]0;pwned\x07", "1");
+        evil.region = "r\u{9b}".into();
+        let fields = SearchFields::of(&evil);
+        assert!(!fields.text().contains('\x1b') && !fields.text().contains('\x07'));
+        assert!(fields.text().contains("x\\x1b]0;pwned\\x07"));
     }
 }

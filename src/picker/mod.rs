@@ -1,14 +1,18 @@
-//! Choosing an instance: the [`Picker`] trait (a TTY implementation, or a scripted one in
-//! tests), the fuzzy [`Matcher`], and the rows the picker shows.
+//! Choosing an instance: the [`Picker`] trait over skim ([`SkimPicker`]; a scripted picker in
+//! tests), the rows it shows and their preview, the matcher shared with `postern list`, column
+//! widths that fit the terminal, and frecency.
 
+mod columns;
 mod frecency;
 mod matcher;
-mod rows;
-mod tty;
+mod pick;
+mod preview;
+mod row;
+mod screen;
 
+pub use columns::{fit_cell, fit_widths};
 pub use frecency::Frecency;
-pub use matcher::Matcher;
-#[cfg(test)]
-pub(crate) use rows::ScriptedPicker;
-pub use rows::{PickOutcome, Picker, Row, choose, rows_for};
-pub use tty::TtyPicker;
+pub use matcher::{SearchFields, rank};
+pub use pick::{Feed, PickOutcome, PickRequest, Picker, choose};
+pub use row::{Columns, Row, RowContext};
+pub use screen::SkimPicker;

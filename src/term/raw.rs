@@ -1,20 +1,21 @@
 //! Raw mode as a guard (nextest `nextest-runner/src/input.rs`): entered on creation, restored
 //! in `Drop` and by a panic hook, released around a suspension (SIGTSTP) and retaken on resume.
+//! crossterm switches the modes; it has no guard of its own.
 //!
-//! Real raw mode, not the official client's `cbreak -echo` (SPEC.md §6.2): no local signal
-//! generation, no CR/LF translation, every byte goes to the remote side. A no-op variant
-//! stands in when standard input is not a terminal, and in tests.
+//! Real raw mode (crossterm's, `cfmakeraw`), not the official client's `cbreak -echo` (SPEC.md
+//! §6.2): no local signal generation, no CR/LF translation, every byte goes to the remote side.
+//! A no-op variant stands in when standard input is not a terminal, and in tests.
 
-use std::io;
-use std::os::fd::{AsRawFd, RawFd};
-use std::sync::{Mutex, Once};
+use std::io::{self, IsTerminal as _};
+use std::sync::Once;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Holds the terminal in raw mode until dropped.
 #[derive(Debug)]
 pub struct TerminalGuard {
-    /// The terminal's settings before raw mode; `None` for the no-op guard.
-    saved: Option<libc::termios>,
-    fd: RawFd,
+    /// Whether this guard manages the terminal (false: the no-op guard).
+    active: bool,
+    /// Whether raw mode is on now (released while suspended).
     raw: bool,
 }
 
@@ -22,16 +23,12 @@ impl TerminalGuard {
     /// Puts standard input's terminal in raw mode. Returns the no-op guard when standard
     /// input is not a terminal.
     pub fn enter() -> io::Result<Self> {
-        let fd = io::stdin().as_raw_fd();
-        if !super::is_terminal(fd) {
+        if !io::stdin().is_terminal() {
             return Ok(Self::noop());
         }
-        let saved = get_attributes(fd)?;
         install_panic_hook();
-        *SAVED.lock().unwrap_or_else(|p| p.into_inner()) = Some((fd, saved));
         let mut guard = Self {
-            saved: Some(saved),
-            fd,
+            active: true,
             raw: false,
         };
         guard.retake()?;
@@ -41,38 +38,33 @@ impl TerminalGuard {
     /// A guard that changes nothing (standard input is not a terminal, or a test).
     pub fn noop() -> Self {
         Self {
-            saved: None,
-            fd: -1,
+            active: false,
             raw: false,
         }
     }
 
     /// Whether this guard manages a real terminal.
     pub fn is_active(&self) -> bool {
-        self.saved.is_some()
+        self.active
     }
 
-    /// Restores the saved settings (before suspending, or before exit). Idempotent.
+    /// Restores the settings saved when raw mode was entered (before suspending, or before
+    /// exit). Idempotent.
     pub fn release(&mut self) -> io::Result<()> {
-        if let Some(saved) = &self.saved
-            && self.raw
-        {
-            set_attributes(self.fd, saved)?;
+        if self.active && self.raw {
+            crossterm::terminal::disable_raw_mode()?;
             self.raw = false;
+            GUARDED.store(false, Ordering::SeqCst);
         }
         Ok(())
     }
 
     /// Enters raw mode again (after resuming). Idempotent.
     pub fn retake(&mut self) -> io::Result<()> {
-        if let Some(saved) = &self.saved
-            && !self.raw
-        {
-            let mut raw = *saved;
-            // SAFETY: cfmakeraw only writes fields of the termios it is given.
-            unsafe { libc::cfmakeraw(&mut raw) };
-            set_attributes(self.fd, &raw)?;
+        if self.active && !self.raw {
+            crossterm::terminal::enable_raw_mode()?;
             self.raw = true;
+            GUARDED.store(true, Ordering::SeqCst);
         }
         Ok(())
     }
@@ -83,50 +75,25 @@ impl Drop for TerminalGuard {
         // Nothing sensible to do if restoring fails while dropping; the panic hook and the
         // explicit release paths report nothing either.
         let _ = self.release();
-        if self.saved.is_some() {
-            *SAVED.lock().unwrap_or_else(|p| p.into_inner()) = None;
-        }
     }
 }
 
-/// Restores the terminal from the panic hook, which cannot reach the guard.
+/// Restores the terminal from the panic hook, which cannot reach the guard: crossterm keeps
+/// the settings it replaced, so restoring needs only to know that a guard holds raw mode.
 fn install_panic_hook() {
     PANIC_HOOK.call_once(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            if let Ok(saved) = SAVED.try_lock()
-                && let Some((fd, termios)) = saved.as_ref()
-            {
-                let _ = set_attributes(*fd, termios);
+            if GUARDED.swap(false, Ordering::SeqCst) {
+                let _ = crossterm::terminal::disable_raw_mode();
             }
             previous(info);
         }));
     });
 }
 
-fn get_attributes(fd: RawFd) -> io::Result<libc::termios> {
-    let mut termios = std::mem::MaybeUninit::<libc::termios>::uninit();
-    // SAFETY: tcgetattr fully initialises the termios on success, checked below.
-    let rc = unsafe { libc::tcgetattr(fd, termios.as_mut_ptr()) };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: rc == 0, so tcgetattr initialised it.
-    Ok(unsafe { termios.assume_init() })
-}
-
-fn set_attributes(fd: RawFd, termios: &libc::termios) -> io::Result<()> {
-    // TCSADRAIN, as ssh does: output already written is shown with the old settings.
-    // SAFETY: termios is a valid, initialised struct borrowed for the call.
-    let rc = unsafe { libc::tcsetattr(fd, libc::TCSADRAIN, termios) };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// The settings to restore from the panic hook: (fd, saved termios).
-static SAVED: Mutex<Option<(RawFd, libc::termios)>> = Mutex::new(None);
+/// Whether a guard holds the terminal in raw mode now.
+static GUARDED: AtomicBool = AtomicBool::new(false);
 static PANIC_HOOK: Once = Once::new();
 
 #[cfg(test)]
@@ -139,5 +106,6 @@ mod tests {
         assert!(!guard.is_active());
         guard.retake().unwrap();
         guard.release().unwrap();
+        assert!(!GUARDED.load(Ordering::SeqCst));
     }
 }

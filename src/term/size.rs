@@ -1,35 +1,21 @@
-//! Terminal facts: the window size and whether a descriptor is a terminal.
+//! Terminal facts: the window size and whether the user can be asked.
 
-use std::os::fd::RawFd;
+use std::io::{self, IsTerminal as _};
 
-/// The window size of the first of stdin, stdout, stderr that is a terminal, as
-/// `(cols, rows)`; `None` when none is (or the size reads as zero).
+/// The window size as `(cols, rows)` when one of stdin, stdout, stderr is a terminal (crossterm
+/// asks the controlling terminal); `None` otherwise, or when the size reads as zero.
 pub fn window_size() -> Option<(u16, u16)> {
-    [libc::STDIN_FILENO, libc::STDOUT_FILENO, libc::STDERR_FILENO]
-        .into_iter()
-        .find_map(size_of)
+    // Off a terminal crossterm would fall back to running `tput`: never on the session path.
+    let any = io::stdin().is_terminal() || io::stdout().is_terminal() || io::stderr().is_terminal();
+    if !any {
+        return None;
+    }
+    crossterm::terminal::size()
+        .ok()
+        .filter(|&(cols, rows)| cols > 0 && rows > 0)
 }
 
 /// Whether the user can be asked (a picker, a confirmation): stdin and stderr are terminals.
 pub fn interactive() -> bool {
-    use std::os::fd::AsRawFd as _;
-    is_terminal(std::io::stdin().as_raw_fd()) && is_terminal(std::io::stderr().as_raw_fd())
-}
-
-/// Whether `fd` refers to a terminal.
-pub fn is_terminal(fd: RawFd) -> bool {
-    // SAFETY: isatty accepts any integer and only inspects it.
-    unsafe { libc::isatty(fd) == 1 }
-}
-
-fn size_of(fd: RawFd) -> Option<(u16, u16)> {
-    let mut size = libc::winsize {
-        ws_row: 0,
-        ws_col: 0,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: TIOCGWINSZ writes one winsize into the struct we own.
-    let rc = unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut size) };
-    (rc == 0 && size.ws_col > 0 && size.ws_row > 0).then_some((size.ws_col, size.ws_row))
+    io::stdin().is_terminal() && io::stderr().is_terminal()
 }

@@ -1,23 +1,29 @@
-//! `postern list` and target resolution for session commands: build the instance index (cache
-//! first, discovery for the rest), filter or resolve, and report unreachable scopes as warnings.
+//! `postern list` and the index the session commands resolve targets with: build the instance
+//! index (cache first, discovery for the rest), filter or resolve, and report unreachable
+//! scopes as warnings. For the picker the index can also arrive as it is listed ([`for_picker`]:
+//! the cached rows at once, the rest scope by scope, Ctrl-R lists everything again).
+//!
+//! The table fits the terminal (the widest columns give way first); every cell came from AWS
+//! and is escaped, so only our colours reach the terminal.
 
-use std::io::Write as _;
-use std::os::fd::AsRawFd;
+use std::io::{IsTerminal as _, Write as _};
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use anyhow::Context as _;
-
-use std::io::IsTerminal as _;
+use tokio::sync::mpsc;
 
 use crate::aws::{self, AwsContext, AwsOptions};
 use crate::cli::reach::{BrokerScopes, Reach, Scopes};
 use crate::discovery::{
-    Cache, Index, IndexOptions, Instance, SdkSource, SingleProfile, build_index,
+    Cache, DEFAULT_MAX_AGE, Index, IndexOptions, Instance, InstanceSource, Progress, Scope,
+    SdkSource, SingleProfile, SourceError, build_index,
 };
 use crate::paths::cache_dir;
-use crate::picker::Matcher;
+use crate::picker::{Feed, SearchFields, fit_cell, fit_widths, rank};
 use crate::report::{self, ErrorKind, ExpectedError};
+use crate::term::{Colour, colour_on, escape, paint};
 
 /// `postern list`.
 #[derive(clap::Args, Debug, Clone)]
@@ -30,8 +36,8 @@ pub struct ListArgs {
     #[arg(long, value_name = "REGION,…", value_delimiter = ',')]
     pub regions: Vec<String>,
 
-    /// Only instances of this account (alias or id).
-    #[arg(long, value_name = "ACCOUNT")]
+    /// Only instances of this account: the global `--account`.
+    #[arg(skip)]
     pub account: Option<String>,
 
     /// Only instances of this environment (dev, stg, prod).
@@ -123,7 +129,8 @@ pub(crate) async fn list(plan: &ListPlan) -> anyhow::Result<ExitCode> {
         })
         .collect();
     let rows = filter(&scoped, &plan.query, &plan.tags);
-    let mut out = std::io::stdout().lock();
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
     if plan.json {
         for row in rows {
             serde_json::to_writer(&mut out, row).context("could not write the listing")?;
@@ -131,8 +138,13 @@ pub(crate) async fn list(plan: &ListPlan) -> anyhow::Result<ExitCode> {
                 .context("could not write the listing")?;
         }
     } else {
-        let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-        out.write_all(render_table(&rows, colour).as_bytes())
+        // Fitted to the terminal; piped, every cell is whole.
+        let width = stdout
+            .is_terminal()
+            .then(crate::term::window_size)
+            .flatten()
+            .map(|(cols, _)| usize::from(cols));
+        out.write_all(render_table(&rows, colour_on(&stdout), width).as_bytes())
             .context("could not write the listing")?;
     }
     out.flush().context("could not write the listing")?;
@@ -149,26 +161,9 @@ pub(crate) async fn load_index(
     account: Option<&str>,
 ) -> anyhow::Result<Index> {
     let context = load_context(&reach.aws).await?;
-    let Scopes { scopes, skipped } = reach.scopes(&context, regions, account);
-    for (alias, why) in &skipped {
-        report::notice(&format!("note: skipping account {alias}: {why}"));
-    }
-    if scopes.is_empty() {
-        return Err(ExpectedError::new(ErrorKind::Config, "no account to list")
-            .target(describe_reach(reach))
-            .hint(match account {
-                Some(a) => format!("`{a}` is no alias or id of `postern accounts`"),
-                None => "add [[accounts]] to the configuration, or use another --source".to_owned(),
-            })
-            .into());
-    }
-    let cache = cache_dir().map(Cache::new);
-    let options = IndexOptions {
-        refresh,
-        ..IndexOptions::default()
-    };
-    let progress_tty = crate::term::is_terminal(std::io::stderr().as_raw_fd());
-    let progress = |p: crate::discovery::Progress| {
+    let scopes = scopes_to_list(reach, &context, regions, account)?;
+    let progress_tty = std::io::stderr().is_terminal();
+    let progress = |p: Progress| {
         if progress_tty && p.total > 1 {
             eprint!(
                 "\rpostern: listed {}/{} scopes, {} instances",
@@ -179,41 +174,100 @@ pub(crate) async fn load_index(
             }
         }
     };
-    let index = match &reach.broker {
-        Some(broker) => {
-            let configs = BrokerScopes::new(Arc::clone(broker), context.sdk.clone());
-            let source = Arc::new(SdkSource::new(configs));
-            build_index(source, &scopes, cache.as_ref(), options, progress).await
-        }
-        None => {
-            let source = Arc::new(SdkSource::new(SingleProfile::new(context.sdk.clone())));
-            build_index(source, &scopes, cache.as_ref(), options, progress).await
-        }
-    };
-    for failure in &index.failures {
-        let error = &failure.error;
-        let stale = if index.stale.contains(&error.scope) {
-            " (showing its cached listing)"
-        } else {
-            ""
-        };
-        let request = error
-            .request_id
-            .as_deref()
-            .map(|id| format!(" (request id {id})"))
-            .unwrap_or_default();
-        report::notice(&format!("warning: {error}{request}{stale}"));
+    let lister = Lister::new(reach, &context);
+    let index = lister.list(&scopes, refresh, None, progress).await;
+    for warning in warnings(&index) {
+        report::notice(&warning);
     }
     if index.failures.len() == scopes.len() && index.stale.is_empty() {
-        return Err(ExpectedError::new(
-            ErrorKind::AwsRequest,
-            "could not list instances in any account or region",
-        )
-        .target(describe_reach(reach))
-        .hint("check the credentials and region; the warnings above give each scope's reason")
-        .into());
+        return Err(nothing_listed(reach).into());
     }
     Ok(index)
+}
+
+/// The index as the picker takes it: the instances a fresh cache holds now, the others as
+/// they are listed, and a way to list everything again (Ctrl-R).
+pub(crate) struct PickerIndex {
+    /// The instances of the scopes the cache holds fresh.
+    pub instances: Vec<Instance>,
+    /// The other scopes' instances as they arrive; `None` when the cache held everything.
+    pub feed: Option<mpsc::UnboundedReceiver<Feed>>,
+    /// Lists every scope again; its feed ends with the whole index.
+    pub refresh: Box<dyn Fn() -> mpsc::UnboundedReceiver<Feed> + Send>,
+    /// The warnings of the listings (unreachable scopes), to print once the picker closed.
+    pub warnings: Arc<Mutex<Vec<String>>>,
+}
+
+/// Starts building the index for the picker over every configured account (only `account`
+/// when given): see [`PickerIndex`]. Nothing is printed while the picker may be open.
+pub(crate) async fn for_picker(
+    reach: &Reach,
+    account: Option<&str>,
+) -> anyhow::Result<PickerIndex> {
+    let context = load_context(&reach.aws).await?;
+    let scopes = scopes_to_list(reach, &context, &[], account)?;
+    let lister = Lister::new(reach, &context);
+    let now = SystemTime::now();
+    let mut instances = Vec::new();
+    let mut missing = Vec::new();
+    for scope in &scopes {
+        match lister.cache.as_ref().and_then(|c| c.load(scope)) {
+            Some(entry) if entry.age(now) <= DEFAULT_MAX_AGE => instances.extend(entry.instances),
+            _ => missing.push(scope.clone()),
+        }
+    }
+    let warnings = Arc::new(Mutex::new(Vec::new()));
+    let feed = (!missing.is_empty()).then(|| {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (lister, warnings) = (lister.clone(), Arc::clone(&warnings));
+        tokio::spawn(async move {
+            let rows = tx.clone();
+            let index = lister
+                .list(&missing, false, Some(rows), progress_to(tx.clone()))
+                .await;
+            // Failed scopes show their stale cached listing, as `postern list` does.
+            let stale: Vec<Instance> = index
+                .instances
+                .iter()
+                .filter(|i| {
+                    index
+                        .stale
+                        .iter()
+                        .any(|s| s.account == i.account && s.region == i.region)
+                })
+                .cloned()
+                .collect();
+            if !stale.is_empty() {
+                let _ = tx.send(Feed::Rows(stale));
+            }
+            finished(&tx, missing.len(), &index);
+            record(&warnings, &index);
+        });
+        rx
+    });
+    let refresh = {
+        let warnings = Arc::clone(&warnings);
+        Box::new(move || {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let (lister, scopes, warnings) =
+                (lister.clone(), scopes.clone(), Arc::clone(&warnings));
+            tokio::spawn(async move {
+                let index = lister
+                    .list(&scopes, true, None, progress_to(tx.clone()))
+                    .await;
+                finished(&tx, scopes.len(), &index);
+                record(&warnings, &index);
+                let _ = tx.send(Feed::Replace(index.instances));
+            });
+            rx
+        }) as Box<dyn Fn() -> mpsc::UnboundedReceiver<Feed> + Send>
+    };
+    Ok(PickerIndex {
+        instances,
+        feed,
+        refresh,
+        warnings,
+    })
 }
 
 /// The SDK configuration of the command line's identity (endpoint, region, retry settings).
@@ -226,7 +280,8 @@ pub(crate) async fn load_context(aws_options: &AwsOptions) -> anyhow::Result<Aws
     })
 }
 
-/// Instances matching the fuzzy `query` (best first) and every `tags` filter.
+/// Instances matching `query` (skim's search syntax over the fields a person means, as in
+/// the picker; best first) and every `tags` filter.
 pub(crate) fn filter<'a>(
     instances: &'a [Instance],
     query: &str,
@@ -236,94 +291,225 @@ pub(crate) fn filter<'a>(
         .iter()
         .filter(|i| tags.iter().all(|(k, v)| i.tags.get(k) == Some(v)))
         .collect();
-    let matcher = Matcher::new(query);
-    if matcher.is_empty() {
+    if query.trim().is_empty() {
         return kept;
     }
-    let texts: Vec<String> = kept.iter().map(|i| search_text(i)).collect();
-    matcher.rank(&texts).into_iter().map(|i| kept[i]).collect()
+    let fields: Vec<SearchFields> = kept.iter().map(|i| SearchFields::of(i)).collect();
+    rank(&fields, query).into_iter().map(|i| kept[i]).collect()
 }
 
-/// The table `postern list` prints; with `colour`, production rows are red.
-pub(crate) fn render_table(rows: &[&Instance], colour: bool) -> String {
-    let header = [
-        "ACCOUNT",
-        "ENV",
-        "REGION",
-        "NAME",
-        "INSTANCE",
-        "PRIVATE IP",
-        "PLATFORM",
-        "AGENT",
-    ];
-    let cells: Vec<[String; 8]> = rows
-        .iter()
-        .map(|i| {
-            [
-                i.alias.clone(),
-                i.env.clone().unwrap_or_else(|| "-".into()),
-                i.region.clone(),
-                if i.name.is_empty() {
-                    "-".into()
-                } else {
-                    i.name.clone()
-                },
-                i.id.clone(),
-                i.private_ip.clone().unwrap_or_else(|| "-".into()),
-                if i.platform.is_empty() {
-                    "-".into()
-                } else {
-                    i.platform.clone()
-                },
-                i.agent_status().to_owned(),
-            ]
-        })
-        .collect();
-    let mut widths = header.map(str::len);
+/// The table `postern list` prints: every cell escaped; with `colour`, production rows red
+/// and staging rows yellow; with `width`, columns fitted into that many characters.
+pub(crate) fn render_table(rows: &[&Instance], colour: bool, width: Option<usize>) -> String {
+    let cells: Vec<[String; COLUMNS]> = rows.iter().map(|i| cells(i)).collect();
+    let mut natural = HEADER.map(str::len);
     for row in &cells {
-        for (w, c) in widths.iter_mut().zip(row) {
+        for (w, c) in natural.iter_mut().zip(row) {
             *w = (*w).max(c.chars().count());
         }
     }
+    let widths = match width {
+        Some(width) => fit_widths(&natural, &FLOORS, GAP.len(), width),
+        None => natural.to_vec(),
+    };
     let line = |cols: &[String]| {
         let mut s = String::new();
-        for (i, (c, w)) in cols.iter().zip(widths).enumerate() {
-            if i + 1 == cols.len() {
-                s.push_str(c);
-            } else {
-                s.push_str(&format!("{c:w$}  "));
+        for (i, (c, w)) in cols.iter().zip(&widths).enumerate() {
+            if i > 0 {
+                s.push_str(GAP);
             }
+            s.push_str(&fit_cell(c, *w));
         }
-        s.push('\n');
+        s.truncate(s.trim_end().len());
         s
     };
-    let mut out = line(&header.map(str::to_owned));
+    let mut out = line(&HEADER.map(str::to_owned));
+    out.push('\n');
     for (row, instance) in cells.iter().zip(rows) {
         let text = line(row);
-        if colour && instance.is_prod() {
-            out.push_str(&format!(
-                "{PROD_COLOUR}{}{RESET}\n",
-                text.trim_end_matches('\n')
-            ));
-        } else {
-            out.push_str(&text);
+        let paint_as = match instance.env.as_deref() {
+            _ if instance.is_prod() => Some(Colour::Prod),
+            Some("stg" | "staging") => Some(Colour::Staging),
+            _ => None,
+        };
+        match paint_as {
+            Some(c) if colour => out.push_str(&paint(&text, c)),
+            _ => out.push_str(&text),
         }
+        out.push('\n');
     }
     out
 }
 
-fn search_text(i: &Instance) -> String {
-    format!(
-        "{} {} {} {} {} {} {} {}",
-        i.alias,
-        i.env.as_deref().unwrap_or(""),
-        i.region,
-        i.name,
-        i.id,
-        i.private_ip.as_deref().unwrap_or(""),
-        i.platform,
-        i.agent_status()
+/// One instance's cells, escaped.
+fn cells(i: &Instance) -> [String; COLUMNS] {
+    let or_dash = |s: &str| {
+        if s.is_empty() {
+            "-".to_owned()
+        } else {
+            escape(s).into_owned()
+        }
+    };
+    [
+        or_dash(&i.alias),
+        or_dash(i.env.as_deref().unwrap_or_default()),
+        or_dash(&i.region),
+        or_dash(&i.name),
+        or_dash(&i.id),
+        or_dash(i.private_ip.as_deref().unwrap_or_default()),
+        or_dash(&i.platform),
+        or_dash(i.agent_status()),
+    ]
+}
+
+/// The scopes to list, with a notice per account skipped; an error when none is left.
+fn scopes_to_list(
+    reach: &Reach,
+    context: &AwsContext,
+    regions: &[String],
+    account: Option<&str>,
+) -> Result<Vec<Scope>, ExpectedError> {
+    let Scopes { scopes, skipped } = reach.scopes(context, regions, account);
+    for (alias, why) in &skipped {
+        report::notice(&format!("note: skipping account {alias}: {why}"));
+    }
+    if scopes.is_empty() {
+        return Err(ExpectedError::new(ErrorKind::Config, "no account to list")
+            .target(describe_reach(reach))
+            .hint(match account {
+                Some(a) => format!("`{a}` is no alias or id of `postern accounts`"),
+                None => "add [[accounts]] to the configuration, or use another --source".to_owned(),
+            }));
+    }
+    Ok(scopes)
+}
+
+fn nothing_listed(reach: &Reach) -> ExpectedError {
+    ExpectedError::new(
+        ErrorKind::AwsRequest,
+        "could not list instances in any account or region",
     )
+    .target(describe_reach(reach))
+    .hint("check the credentials and region; the warnings above give each scope's reason")
+}
+
+/// A warning line per scope that failed (escaped: the message came from AWS).
+fn warnings(index: &Index) -> Vec<String> {
+    index
+        .failures
+        .iter()
+        .map(|failure| {
+            let error = &failure.error;
+            let stale = if index.stale.contains(&error.scope) {
+                " (showing its cached listing)"
+            } else {
+                ""
+            };
+            let request = error
+                .request_id
+                .as_deref()
+                .map(|id| format!(" (request id {})", escape(id)))
+                .unwrap_or_default();
+            format!("warning: {}{request}{stale}", escape(&error.to_string()))
+        })
+        .collect()
+}
+
+fn record(into: &Mutex<Vec<String>>, index: &Index) {
+    into.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .extend(warnings(index));
+}
+
+/// Progress as the picker's feed carries it.
+fn progress_to(tx: mpsc::UnboundedSender<Feed>) -> impl FnMut(Progress) + Send {
+    move |p: Progress| {
+        let _ = tx.send(Feed::Progress {
+            done: p.done,
+            total: p.total,
+            failed: 0,
+        });
+    }
+}
+
+/// The last progress of a listing: how many of its scopes failed.
+fn finished(tx: &mpsc::UnboundedSender<Feed>, scopes: usize, index: &Index) {
+    let _ = tx.send(Feed::Progress {
+        done: scopes,
+        total: scopes,
+        failed: index.failures.len(),
+    });
+}
+
+/// Lists scopes with the command line's identity or the broker's roles; cheap to clone into
+/// background listings.
+#[derive(Clone)]
+struct Lister {
+    broker: Option<Arc<crate::broker::Broker>>,
+    sdk: aws_types::SdkConfig,
+    cache: Option<Cache>,
+}
+
+impl Lister {
+    fn new(reach: &Reach, context: &AwsContext) -> Self {
+        Self {
+            broker: reach.broker.clone(),
+            sdk: context.sdk.clone(),
+            cache: cache_dir().map(Cache::new),
+        }
+    }
+
+    /// The index of `scopes`; with `rows`, each scope's instances are sent there as soon as
+    /// it is listed.
+    async fn list(
+        &self,
+        scopes: &[Scope],
+        refresh: bool,
+        rows: Option<mpsc::UnboundedSender<Feed>>,
+        progress: impl FnMut(Progress),
+    ) -> Index {
+        let options = IndexOptions {
+            refresh,
+            ..IndexOptions::default()
+        };
+        let cache = self.cache.as_ref();
+        match &self.broker {
+            Some(broker) => {
+                let configs = BrokerScopes::new(Arc::clone(broker), self.sdk.clone());
+                let source = Arc::new(Tee::new(SdkSource::new(configs), rows));
+                build_index(source, scopes, cache, options, progress).await
+            }
+            None => {
+                let source = Arc::new(Tee::new(
+                    SdkSource::new(SingleProfile::new(self.sdk.clone())),
+                    rows,
+                ));
+                build_index(source, scopes, cache, options, progress).await
+            }
+        }
+    }
+}
+
+/// A source that also sends each scope's instances to the picker as they are listed.
+struct Tee<S> {
+    inner: S,
+    rows: Option<mpsc::UnboundedSender<Feed>>,
+}
+
+impl<S> Tee<S> {
+    fn new(inner: S, rows: Option<mpsc::UnboundedSender<Feed>>) -> Self {
+        Self { inner, rows }
+    }
+}
+
+impl<S: InstanceSource> InstanceSource for Tee<S> {
+    async fn list(&self, scope: &Scope) -> Result<Vec<Instance>, SourceError> {
+        let listed = self.inner.list(scope).await?;
+        if let Some(rows) = &self.rows {
+            let _ = rows.send(Feed::Rows(listed.clone()));
+        }
+        Ok(listed)
+    }
 }
 
 pub(crate) fn describe_reach(reach: &Reach) -> String {
@@ -359,9 +545,20 @@ fn describe_aws(aws: &AwsOptions) -> String {
     parts.join(", ")
 }
 
-/// Production rows: red, as the guardrails paint production accounts.
-const PROD_COLOUR: &str = "\x1b[31m";
-const RESET: &str = "\x1b[0m";
+const COLUMNS: usize = 8;
+const HEADER: [&str; COLUMNS] = [
+    "ACCOUNT",
+    "ENV",
+    "REGION",
+    "NAME",
+    "INSTANCE",
+    "PRIVATE IP",
+    "PLATFORM",
+    "AGENT",
+];
+/// What each column keeps on a narrow terminal (an instance id is never cut).
+const FLOORS: [usize; COLUMNS] = [7, 3, 9, 10, 19, 10, 8, 6];
+const GAP: &str = "  ";
 
 #[cfg(test)]
 mod tests {
@@ -401,7 +598,7 @@ mod tests {
     fn table_has_a_header_and_aligned_columns() {
         let rows = [instance("i-1", "api-1", "prod")];
         let refs: Vec<_> = rows.iter().collect();
-        let table = render_table(&refs, false);
+        let table = render_table(&refs, false, None);
         let lines: Vec<_> = table.lines().collect();
         assert!(
             lines[0].starts_with("ACCOUNT  ENV  REGION     NAME   INSTANCE"),
@@ -412,5 +609,41 @@ mod tests {
             "{table}"
         );
         assert!(lines[1].ends_with("Online"));
+    }
+
+    #[test]
+    fn columns_fit_the_terminal_and_cells_are_escaped() {
+        let mut rows = [
+            instance(
+                "i-0123456789abcdef0",
+                "a-name-much-too-long-for-a-narrow-terminal",
+                "prod",
+            ),
+            instance("i-0123456789abcdef1", "evil\x1b[2J\x07", "dev"),
+        ];
+        rows[0].platform = "Amazon Linux 2023.6.20250107".into();
+        let refs: Vec<_> = rows.iter().collect();
+        let table = render_table(&refs, false, Some(100));
+        for line in table.lines() {
+            assert!(line.chars().count() <= 100, "{line:?}");
+        }
+        assert!(table.contains("i-0123456789abcdef0"), "{table}");
+        assert!(table.contains('…'), "{table}");
+        assert!(table.contains("evil\\x1b[2J\\x07"), "{table}");
+        assert!(!table.contains('\x1b') && !table.contains('\x07'));
+        // Piped: whole cells, one line per instance.
+        let whole = render_table(&refs, false, None);
+        assert!(whole.contains("a-name-much-too-long-for-a-narrow-terminal"));
+        assert_eq!(whole.lines().count(), 3);
+    }
+
+    #[test]
+    fn colours_prod_rows_only_when_asked() {
+        let rows = [instance("i-1", "api-1", "prod")];
+        let mut prod = rows[0].clone();
+        prod.env = Some("prod".into());
+        let refs = vec![&prod];
+        assert!(render_table(&refs, true, None).contains('\x1b'));
+        assert!(!render_table(&refs, false, None).contains('\x1b'));
     }
 }

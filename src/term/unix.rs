@@ -1,11 +1,14 @@
-//! The signals a session reacts to, as one stream: terminate (SIGTERM, SIGHUP; SIGQUIT when
-//! not raw), interrupt (SIGINT, only caught when the terminal is not raw), suspend (SIGTSTP), continue (SIGCONT)
-//! and resize (SIGWINCH, never polled).
+//! The Unix side of the terminal: whether a descriptor is a terminal, the signals a session
+//! reacts to as one stream, and stopping the process on suspend. A Windows port fills a
+//! `windows.rs` with the same items (console control events instead of signals).
 //!
-//! Handlers are installed explicitly: under `aws ssm start-session` the process may start
-//! with SIGINT and SIGTSTP ignored (SPEC.md §9.1).
+//! Signals: terminate (SIGTERM, SIGHUP; SIGQUIT when not raw), interrupt (SIGINT, only caught
+//! when the terminal is not raw), suspend (SIGTSTP), continue (SIGCONT) and resize (SIGWINCH,
+//! never polled). Handlers are installed explicitly: under `aws ssm start-session` the process
+//! may start with SIGINT and SIGTSTP ignored (SPEC.md §9.1).
 
 use std::io;
+use std::os::fd::{BorrowedFd, RawFd};
 
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
@@ -40,8 +43,8 @@ pub struct Signals {
 
 impl Signals {
     /// Installs the handlers; SIGINT and SIGQUIT only when `catch_interrupt` (outside raw mode,
-    /// where Ctrl-C and Ctrl-backslash raise them; under `aws ssm start-session` they start ignored and
-    /// an explicit handler is the only way to see them).
+    /// where Ctrl-C and Ctrl-backslash raise them; under `aws ssm start-session` they start
+    /// ignored and an explicit handler is the only way to see them).
     pub fn install(catch_interrupt: bool) -> io::Result<Self> {
         let optional = |kind: SignalKind| -> io::Result<Option<Signal>> {
             if catch_interrupt {
@@ -94,4 +97,42 @@ pub fn suspend(guard: &mut TerminalGuard) -> io::Result<()> {
     // SIGSTOP cannot be caught: the process stops here until SIGCONT.
     nix::sys::signal::raise(nix::sys::signal::Signal::SIGSTOP).map_err(io::Error::from)?;
     guard.retake()
+}
+
+/// Whether `fd` refers to a terminal.
+pub fn is_terminal(fd: RawFd) -> bool {
+    use std::io::IsTerminal as _;
+    if fd < 0 {
+        return false;
+    }
+    // SAFETY: the descriptor is only borrowed for the isatty(3) call below, which accepts any
+    // descriptor (an unopened one reads as "not a terminal").
+    unsafe { BorrowedFd::borrow_raw(fd) }.is_terminal()
+}
+
+/// Waits for SIGTERM or SIGHUP (for what shows a screen of its own, like the picker: it
+/// closes the screen, then calls [`die_of`]); the signal's number.
+pub async fn termination() -> i32 {
+    let (Ok(mut terminate), Ok(mut hangup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = terminate.recv() => libc::SIGTERM,
+        _ = hangup.recv() => libc::SIGHUP,
+    }
+}
+
+/// Ends the process of `signal` with its default action (the shell then sees 128+N), once the
+/// terminal is restored.
+pub fn die_of(signal: i32) -> ! {
+    use nix::sys::signal::{SigHandler, Signal, raise};
+    if let Ok(signal) = Signal::try_from(signal) {
+        // SAFETY: restoring the default disposition installs no Rust code as a handler.
+        let _ = unsafe { nix::sys::signal::signal(signal, SigHandler::SigDfl) };
+        let _ = raise(signal);
+    }
+    std::process::exit(128 + signal);
 }

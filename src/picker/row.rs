@@ -1,0 +1,321 @@
+//! One line of the picker: an instance's columns (escaped), its colours, and what skim needs
+//! from it (the text matched, the line drawn, the preview).
+//!
+//! Columns: account alias, env, region, Name, instance id, private IP, platform, agent status,
+//! fitted to the list's width (the widest give way first). Production rows are red, staging
+//! rows yellow, offline rows dim (they are shown, and refused when chosen).
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use skim::{DisplayContext, ItemPreview, Matches, PreviewContext, SkimItem};
+
+use crate::discovery::Instance;
+use crate::picker::columns::{fit_cell, fit_widths};
+use crate::picker::matcher::SearchFields;
+use crate::picker::preview;
+use crate::term::escape;
+
+/// What the picker knows beyond the instances: each account's role, and when each instance
+/// was last connected to (from the session history).
+#[derive(Clone, Debug, Default)]
+pub struct RowContext {
+    /// Role name per account id (the configuration's, for accounts it lists).
+    pub roles: HashMap<String, String>,
+    /// The last session per instance id: its start time (RFC 3339) and kind (`shell`, ...).
+    pub last_sessions: HashMap<String, (String, String)>,
+}
+
+/// The natural width of each column over every row made so far (rows arriving later can
+/// widen them), shared by all rows of one picker.
+#[derive(Debug, Default)]
+pub struct Columns {
+    natural: [AtomicUsize; COLUMNS],
+}
+
+/// One instance as the picker shows it.
+#[derive(Debug)]
+pub struct Row {
+    instance: Instance,
+    search: SearchFields,
+    /// Platform and agent status, escaped (the columns after the searchable ones).
+    rest: [String; 2],
+    columns: Arc<Columns>,
+    context: Arc<RowContext>,
+}
+
+impl Row {
+    /// The row for `instance`, widening `columns` to fit it.
+    pub fn new(instance: Instance, columns: Arc<Columns>, context: Arc<RowContext>) -> Self {
+        let search = SearchFields::of(&instance);
+        let rest = [
+            escape(&instance.platform).into_owned(),
+            escape(instance.agent_status()).into_owned(),
+        ];
+        let row = Self {
+            instance,
+            search,
+            rest,
+            columns,
+            context,
+        };
+        for (i, cell) in row.cells().enumerate() {
+            row.columns.natural[i].fetch_max(cell.chars().count(), Ordering::Relaxed);
+        }
+        row
+    }
+
+    /// The instance.
+    pub fn instance(&self) -> &Instance {
+        &self.instance
+    }
+
+    /// Whether a session can be opened on it (its agent is online).
+    pub fn selectable(&self) -> bool {
+        self.instance.is_online()
+    }
+
+    /// What the query is matched against.
+    pub fn search(&self) -> &SearchFields {
+        &self.search
+    }
+
+    /// The cells, in column order.
+    pub fn cells(&self) -> impl Iterator<Item = &str> {
+        self.search
+            .fields()
+            .iter()
+            .chain(&self.rest)
+            .map(String::as_str)
+    }
+
+    /// The row's colour: production red, staging yellow; offline rows are dim.
+    fn style(&self) -> Style {
+        let mut style = Style::default();
+        if self.instance.is_prod() {
+            style = style.fg(Color::Red);
+        } else if matches!(self.instance.env.as_deref(), Some("stg" | "staging")) {
+            style = style.fg(Color::Yellow);
+        }
+        if !self.selectable() {
+            style = style.add_modifier(Modifier::DIM);
+        }
+        style
+    }
+
+    /// The columns laid out in `width` characters, with the characters of `highlighted`
+    /// (indices into the search text) styled as matches.
+    fn line(
+        &self,
+        width: usize,
+        highlighted: &[usize],
+        base: Style,
+        matched: Style,
+    ) -> Line<'static> {
+        let widths = self.columns.fit(width);
+        let mut marks = vec![Vec::new(); COLUMNS];
+        for &index in highlighted {
+            if let Some((field, offset)) = self.search.locate(index) {
+                marks[field].push(offset);
+            }
+        }
+        let base = base.patch(self.style());
+        let matched = base.patch(matched);
+        let mut spans = Vec::with_capacity(COLUMNS * 3);
+        for (i, (cell, width)) in self.cells().zip(&widths).enumerate() {
+            if i > 0 {
+                spans.push(Span::styled(GAP, base));
+            }
+            let fitted = fit_cell(cell, *width);
+            // A cut cell ends in `…`: no highlight beyond what is shown.
+            let shown = if fitted.chars().count() > cell.chars().count() {
+                cell.chars().count()
+            } else {
+                width.saturating_sub(usize::from(cell.chars().count() > *width))
+            };
+            push_highlighted(&mut spans, &fitted, &marks[i], shown, base, matched);
+        }
+        Line::from(spans)
+    }
+}
+
+impl Columns {
+    /// The widths of the columns fitted into `width` characters.
+    pub fn fit(&self, width: usize) -> Vec<usize> {
+        let natural: Vec<usize> = self
+            .natural
+            .iter()
+            .map(|w| w.load(Ordering::Relaxed))
+            .collect();
+        fit_widths(&natural, &FLOORS, GAP.len(), width)
+    }
+}
+
+impl SkimItem for Row {
+    fn text(&self) -> Cow<'_, str> {
+        Cow::Borrowed(self.search.text())
+    }
+
+    fn display(&self, context: DisplayContext) -> Line<'_> {
+        let highlighted: Vec<usize> = match &context.matches {
+            Matches::None => Vec::new(),
+            Matches::CharIndices(indices) => indices.to_vec(),
+            Matches::CharRange(start, end) => (*start..*end).collect(),
+            Matches::ByteRange(start, end) => {
+                let text = self.search.text();
+                let first = text.get(..*start).map_or(0, |t| t.chars().count());
+                let count = text.get(*start..*end).map_or(0, |t| t.chars().count());
+                (first..first + count).collect()
+            }
+        };
+        self.line(
+            context.container_width,
+            &highlighted,
+            context.base_style,
+            context.matched_style,
+        )
+    }
+
+    fn preview(&self, _context: PreviewContext) -> ItemPreview {
+        ItemPreview::AnsiText(preview::render(&self.instance, &self.context))
+    }
+
+    fn output(&self) -> Cow<'_, str> {
+        Cow::Borrowed(&self.instance.id)
+    }
+}
+
+/// Pushes `cell` as spans, the characters at `marks` (within the first `shown`) in `matched`.
+fn push_highlighted(
+    spans: &mut Vec<Span<'static>>,
+    cell: &str,
+    marks: &[usize],
+    shown: usize,
+    base: Style,
+    matched: Style,
+) {
+    if marks.is_empty() {
+        spans.push(Span::styled(cell.to_owned(), base));
+        return;
+    }
+    let mut run = String::new();
+    let mut run_matched = false;
+    for (i, c) in cell.chars().enumerate() {
+        let is_match = i < shown && marks.contains(&i);
+        if is_match != run_matched && !run.is_empty() {
+            let style = if run_matched { matched } else { base };
+            spans.push(Span::styled(std::mem::take(&mut run), style));
+        }
+        run_matched = is_match;
+        run.push(c);
+    }
+    if !run.is_empty() {
+        spans.push(Span::styled(run, if run_matched { matched } else { base }));
+    }
+}
+
+/// Columns: alias, env, region, Name, instance id, private IP, platform, agent status.
+const COLUMNS: usize = 8;
+/// What each column keeps when the terminal is narrow (an instance id is never cut).
+const FLOORS: [usize; COLUMNS] = [6, 3, 9, 10, 19, 8, 6, 7];
+const GAP: &str = "  ";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn instance(name: &str, env: &str, online: bool) -> Instance {
+        Instance {
+            id: "i-0123456789abcdef0".into(),
+            name: name.into(),
+            alias: format!("acme-{env}"),
+            env: Some(env.into()),
+            region: "eu-west-1".into(),
+            private_ip: Some("10.0.0.1".into()),
+            platform: "Amazon Linux".into(),
+            ping_status: Some(if online { "Online" } else { "ConnectionLost" }.into()),
+            ..Instance::default()
+        }
+    }
+
+    fn plain(line: &Line<'_>) -> String {
+        line.spans.iter().map(|s| s.content.as_ref()).collect()
+    }
+
+    fn row(instance: Instance) -> Row {
+        Row::new(instance, Arc::default(), Arc::default())
+    }
+
+    #[test]
+    fn draws_every_column_in_order() {
+        let row = row(instance("web-1", "dev", true));
+        let line = plain(&row.line(200, &[], Style::default(), Style::default()));
+        assert_eq!(
+            line,
+            "acme-dev  dev  eu-west-1  web-1  i-0123456789abcdef0  10.0.0.1  Amazon Linux  Online"
+        );
+    }
+
+    #[test]
+    fn columns_fit_the_width_and_cut_names_first() {
+        let columns = Arc::new(Columns::default());
+        let long = Row::new(
+            instance("a-very-long-name-that-does-not-fit-anywhere", "dev", true),
+            Arc::clone(&columns),
+            Arc::default(),
+        );
+        let line = plain(&long.line(90, &[], Style::default(), Style::default()));
+        assert!(line.chars().count() <= 90, "{line}");
+        assert!(line.contains("  a-very-lon…  "), "{line}");
+        assert!(line.contains("i-0123456789abcdef0"), "{line}");
+    }
+
+    #[test]
+    fn prod_is_red_staging_yellow_offline_dim() {
+        assert_eq!(
+            row(instance("p", "prod", true)).style().fg,
+            Some(Color::Red)
+        );
+        assert_eq!(
+            row(instance("s", "stg", true)).style().fg,
+            Some(Color::Yellow)
+        );
+        let offline = row(instance("o", "dev", false));
+        assert!(offline.style().add_modifier.contains(Modifier::DIM));
+        assert!(!offline.selectable());
+    }
+
+    #[test]
+    fn matches_are_highlighted_in_their_column() {
+        let row = row(instance("web-1", "dev", true));
+        // "web" is characters 0..3 of the Name, which starts after "acme-dev dev eu-west-1 ".
+        let start = "acme-dev dev eu-west-1 ".len();
+        let matched = Style::default().add_modifier(Modifier::BOLD);
+        let line = row.line(
+            200,
+            &[start, start + 1, start + 2],
+            Style::default(),
+            matched,
+        );
+        let bold: String = line
+            .spans
+            .iter()
+            .filter(|s| s.style.add_modifier.contains(Modifier::BOLD))
+            .map(|s| s.content.as_ref())
+            .collect();
+        assert_eq!(bold, "web");
+    }
+
+    #[test]
+    fn control_characters_never_reach_the_line() {
+        let mut evil = instance("x\x1b[2J\x07", "dev", true);
+        evil.platform = "Linux\u{9b}31m".into();
+        let line = plain(&row(evil).line(200, &[], Style::default(), Style::default()));
+        assert!(!line.chars().any(|c| c.is_control()), "{line:?}");
+        assert!(line.contains("x\\x1b[2J\\x07"), "{line}");
+    }
+}

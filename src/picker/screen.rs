@@ -1,0 +1,374 @@
+//! [`SkimPicker`]: skim as a library on the terminal, full screen, prompt on top.
+//!
+//! skim runs its event loop with `block_in_place` on the caller's multi-thread runtime (a
+//! current-thread runtime would panic). Rows reach it through its item channel (the rows known
+//! now) and its event channel (rows still being listed, a refresh, the header line), fed by one
+//! task; Enter goes through our own action, which refuses offline rows with a line in the
+//! header and keeps the picker open. skim puts the terminal in raw mode, reads keys through
+//! crossterm and restores everything when it returns (its panic hook too); SIGTERM or SIGHUP
+//! while it is open closes it first, then the process ends of that signal.
+//!
+//! Keys: skim's (fzf's) bindings: Up/Down, Ctrl-N/P, Ctrl-J/K, PgUp/PgDn, Tab (multi-select
+//! where allowed), Enter, Esc/Ctrl-C/Ctrl-G; ours: Ctrl-O toggles the preview, Ctrl-R
+//! refreshes the index.
+
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, Ordering};
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use skim::prelude::{Action, Event, SkimOptions};
+use skim::tui::App;
+use skim::tui::actions::ActionCallback;
+use skim::{Skim, SkimItem};
+use tokio::sync::mpsc;
+
+use crate::discovery::Instance;
+use crate::picker::frecency::Frecency;
+use crate::picker::matcher;
+use crate::picker::pick::{Feed, PickOutcome, PickRequest, Picker};
+use crate::picker::row::{Columns, Row, RowContext};
+use crate::term::escape;
+
+/// The picker on the terminal.
+#[derive(Debug, Default)]
+pub struct SkimPicker;
+
+impl Picker for SkimPicker {
+    fn pick(&mut self, request: PickRequest) -> io::Result<PickOutcome> {
+        let handle = tokio::runtime::Handle::try_current().map_err(io::Error::other)?;
+        let signalled = Arc::new(AtomicI32::new(0));
+        let outcome = tokio::task::block_in_place(|| run(request, &handle, &signalled));
+        let signal = signalled.load(Ordering::SeqCst);
+        if signal != 0 {
+            // skim has restored the terminal: end the way the signal would have.
+            #[cfg(unix)]
+            crate::term::die_of(signal);
+        }
+        outcome
+    }
+}
+
+/// Makes skim items of instances for one picker.
+#[derive(Clone)]
+struct Rows {
+    columns: Arc<Columns>,
+    context: Arc<RowContext>,
+}
+
+impl Rows {
+    fn items(&self, instances: Vec<Instance>) -> Vec<Arc<dyn SkimItem>> {
+        instances
+            .into_iter()
+            .map(|i| {
+                Arc::new(Row::new(
+                    i,
+                    Arc::clone(&self.columns),
+                    Arc::clone(&self.context),
+                )) as Arc<dyn SkimItem>
+            })
+            .collect()
+    }
+}
+
+fn run(
+    request: PickRequest,
+    handle: &tokio::runtime::Handle,
+    signalled: &Arc<AtomicI32>,
+) -> io::Result<PickOutcome> {
+    let PickRequest {
+        instances,
+        feed,
+        refresh,
+        query,
+        multi,
+        frecency,
+        context,
+        ..
+    } = request;
+    let rows = Rows {
+        columns: Arc::default(),
+        context: Arc::new(context),
+    };
+    let streaming = feed.is_some();
+    let total = instances.len();
+    let (items, source) = skim::prelude::unbounded();
+    items
+        .send(rows.items(instances))
+        .map_err(io::Error::other)?;
+    drop(items);
+
+    let (refresh_tx, refresh_rx) = mpsc::unbounded_channel();
+    let options = options(
+        &query,
+        multi,
+        &header(streaming.then_some((0, 0, 0)), total, refresh.is_some()),
+        refresh_tx,
+    );
+    let mut skim = Skim::init(options, Some(source)).map_err(io::Error::other)?;
+    let rank_builder = matcher::rank_builder();
+    skim.app_mut().matcher =
+        skim::matcher::Matcher::builder(matcher::engine_factory(Arc::clone(&rank_builder)))
+            .case(skim::CaseMatching::Smart)
+            .rank_builder(rank_builder)
+            .build();
+    skim.start();
+    skim.init_tui().map_err(io::Error::other)?;
+    let feeder = handle.spawn(feed_rows(
+        skim.event_sender(),
+        Feeding {
+            rows,
+            feed,
+            refresh,
+            refresh_rx,
+            frecency,
+            shown: total,
+        },
+        Arc::clone(signalled),
+    ));
+    let result = handle.block_on(async {
+        skim.enter().await?;
+        skim.run().await
+    });
+    feeder.abort();
+    let output = skim.output();
+    result.map_err(io::Error::other)?;
+    if output.is_abort {
+        return Ok(PickOutcome::Cancelled);
+    }
+    let chosen: Vec<Instance> = output
+        .selected_items
+        .iter()
+        .filter_map(|m| m.item.as_ref().as_any().downcast_ref::<Row>())
+        .map(|row| row.instance().clone())
+        .collect();
+    Ok(if chosen.is_empty() {
+        PickOutcome::Cancelled
+    } else {
+        PickOutcome::Chosen(chosen)
+    })
+}
+
+/// skim's options: full screen, prompt on top, the query, the preview below the list (on,
+/// Ctrl-O toggles), our matcher's fields, and our Enter and Ctrl-R.
+fn options(
+    query: &str,
+    multi: bool,
+    header: &str,
+    refresh: mpsc::UnboundedSender<()>,
+) -> SkimOptions {
+    let mut options = SkimOptions::default();
+    options.height = "100%".to_owned();
+    options.reverse = true;
+    options.multi = multi;
+    options.query = (!query.is_empty()).then(|| query.to_owned());
+    options.prompt = "> ".to_owned();
+    options.header = Some(header.to_owned());
+    options.preview = Some(String::new());
+    options.preview_window = PREVIEW_WINDOW.into();
+    options.no_hscroll = true;
+    options.bind = vec!["ctrl-o:toggle-preview".to_owned()];
+    let mut options = options.build();
+    options.keymap.insert(
+        KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE),
+        vec![Action::Custom(ActionCallback::new_sync(accept_online))],
+    );
+    options.keymap.insert(
+        KeyEvent::new(KeyCode::Char('r'), KeyModifiers::CONTROL),
+        vec![Action::Custom(ActionCallback::new_sync(
+            move |app: &mut App| {
+                if refresh.send(()).is_ok() {
+                    app.header.header = "refreshing the index…".to_owned();
+                }
+                Ok(Vec::new())
+            },
+        ))],
+    );
+    options
+}
+
+/// Enter: accepts the highlighted (or Tab-selected) rows when every one is online; otherwise
+/// says why in the header and stays open.
+fn accept_online(app: &mut App) -> Result<Vec<Event>, Box<dyn std::error::Error + Send + Sync>> {
+    let chosen = app.results();
+    let offline = chosen
+        .iter()
+        .filter_map(|m| m.item.as_ref().as_any().downcast_ref::<Row>())
+        .find(|row| !row.selectable());
+    if let Some(row) = offline {
+        let instance = row.instance();
+        let name = if instance.name.is_empty() {
+            &instance.id
+        } else {
+            &instance.name
+        };
+        app.header.header = format!(
+            "{} is {}: it cannot be opened; choose an online instance",
+            escape(name),
+            escape(instance.agent_status())
+        );
+        return Ok(Vec::new());
+    }
+    if chosen.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(vec![Event::Action(Action::Accept(None))])
+}
+
+/// The feeder's state.
+struct Feeding {
+    rows: Rows,
+    feed: Option<mpsc::UnboundedReceiver<Feed>>,
+    refresh: Option<Box<dyn Fn() -> mpsc::UnboundedReceiver<Feed> + Send>>,
+    refresh_rx: mpsc::UnboundedReceiver<()>,
+    frecency: Option<Frecency>,
+    shown: usize,
+}
+
+/// Moves what the listing delivers into skim (rows, the progress line), starts a refresh on
+/// Ctrl-R, and closes skim on SIGTERM or SIGHUP. Ends when skim's event channel closes.
+async fn feed_rows(events: mpsc::Sender<Event>, mut state: Feeding, signalled: Arc<AtomicI32>) {
+    let can_refresh = state.refresh.is_some();
+    let mut progress = None;
+    loop {
+        let next = async {
+            match &mut state.feed {
+                Some(feed) => feed.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        let sent = tokio::select! {
+            signal = terminated() => {
+                signalled.store(signal, Ordering::SeqCst);
+                events.send(Event::Action(Action::Abort)).await
+            }
+            Some(()) = state.refresh_rx.recv() => {
+                if let Some(refresh) = &state.refresh {
+                    state.feed = Some(refresh());
+                    progress = Some((0, 0, 0));
+                }
+                Ok(())
+            }
+            message = next => match message {
+                Some(Feed::Rows(mut instances)) => {
+                    sort(&state.frecency, &mut instances);
+                    state.shown += instances.len();
+                    events.send(Event::AppendItems(state.rows.items(instances))).await
+                }
+                Some(Feed::Replace(mut instances)) => {
+                    sort(&state.frecency, &mut instances);
+                    state.shown = instances.len();
+                    let items = state.rows.items(instances);
+                    match events.send(Event::ClearItems).await {
+                        Ok(()) => events.send(Event::AppendItems(items)).await,
+                        Err(e) => Err(e),
+                    }
+                }
+                Some(Feed::Progress { done, total, failed }) => {
+                    progress = Some((done, total, failed));
+                    Ok(())
+                }
+                None => {
+                    state.feed = None;
+                    progress = progress.filter(|&(_, _, failed)| failed > 0).map(|(d, t, f)| (d, t.max(d), f));
+                    Ok(())
+                }
+            },
+        };
+        if sent.is_err() {
+            return;
+        }
+        let line = header(
+            progress.filter(|_| state.feed.is_some()).or(progress),
+            state.shown,
+            can_refresh,
+        );
+        let set_header = ActionCallback::new_sync(move |app: &mut App| {
+            app.header.header.clone_from(&line);
+            Ok(Vec::new())
+        });
+        if events
+            .send(Event::Action(Action::Custom(set_header)))
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// Waits for SIGTERM or SIGHUP (never, off Unix); the signal's number.
+async fn terminated() -> i32 {
+    #[cfg(unix)]
+    return crate::term::termination().await;
+    #[cfg(not(unix))]
+    std::future::pending().await
+}
+
+fn sort(frecency: &Option<Frecency>, instances: &mut [Instance]) {
+    if let Some(frecency) = frecency {
+        frecency.sort(instances, |i| &i.id, std::time::SystemTime::now());
+    }
+}
+
+/// The one header line: the keys, and the listing's progress while it runs (or its failures).
+fn header(progress: Option<(usize, usize, usize)>, shown: usize, can_refresh: bool) -> String {
+    let keys = if can_refresh {
+        "enter open · ctrl-o preview · ctrl-r refresh · esc cancel"
+    } else {
+        "enter open · ctrl-o preview · esc cancel"
+    };
+    match progress {
+        Some((done, total, failed)) if done < total || total == 0 => {
+            let failed = if failed > 0 {
+                format!(", {failed} failed")
+            } else {
+                String::new()
+            };
+            format!("listing… {done}/{total} scopes{failed}, {shown} instances · {keys}")
+        }
+        Some((_, _, failed)) if failed > 0 => {
+            format!("{failed} scopes could not be listed (warnings after exit) · {keys}")
+        }
+        _ => keys.to_owned(),
+    }
+}
+
+/// Below the list, 45% of the screen: the rows keep the full width for their columns.
+const PREVIEW_WINDOW: &str = "down:45%";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_header_shows_progress_then_failures_then_only_the_keys() {
+        assert!(
+            header(Some((3, 12, 0)), 40, true).starts_with("listing… 3/12 scopes, 40 instances")
+        );
+        assert!(header(Some((12, 12, 2)), 40, true).starts_with("2 scopes could not be listed"));
+        assert_eq!(
+            header(Some((12, 12, 0)), 40, false),
+            "enter open · ctrl-o preview · esc cancel"
+        );
+        assert!(header(None, 4, true).contains("ctrl-r refresh"));
+    }
+
+    #[test]
+    fn options_open_full_screen_with_the_query_and_our_keys() {
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let options = options("web", true, "h", tx);
+        assert_eq!(options.query.as_deref(), Some("web"));
+        assert!(options.multi);
+        assert!(!options.preview_window.hidden);
+        for key in [
+            KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE),
+            KeyEvent::new(KeyCode::Char('r'), KeyModifiers::CONTROL),
+            KeyEvent::new(KeyCode::Char('o'), KeyModifiers::CONTROL),
+            KeyEvent::new(KeyCode::Down, KeyModifiers::NONE),
+            KeyEvent::new(KeyCode::Char('j'), KeyModifiers::CONTROL),
+        ] {
+            assert!(options.keymap.contains_key(&key), "{key:?}");
+        }
+    }
+}

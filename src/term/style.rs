@@ -1,0 +1,47 @@
+//! postern's own colours, through crossterm: the only escape sequences postern writes around
+//! text (strings from AWS or an instance are escaped first, see [`crate::term::escape`]).
+
+use std::io::IsTerminal;
+
+use crossterm::style::{Attribute, Color, Stylize as _};
+
+/// The colours postern uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Colour {
+    /// Production: red and bold.
+    Prod,
+    /// Staging: yellow.
+    Staging,
+    /// Other environments: green.
+    Other,
+    /// Offline or secondary text: dim.
+    Dim,
+}
+
+/// `text` in `colour` (SGR sequences from crossterm, reset at the end).
+pub fn paint(text: &str, colour: Colour) -> String {
+    let styled = match colour {
+        Colour::Prod => text.with(Color::DarkRed).attribute(Attribute::Bold),
+        Colour::Staging => text.with(Color::DarkYellow),
+        Colour::Other => text.with(Color::DarkGreen),
+        Colour::Dim => text.attribute(Attribute::Dim),
+    };
+    styled.to_string()
+}
+
+/// Whether to colour what goes to `stream`: a terminal, and `NO_COLOR` unset.
+pub fn colour_on(stream: &impl IsTerminal) -> bool {
+    stream.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paints_with_sgr_and_resets() {
+        let red = paint("p", Colour::Prod);
+        assert!(red.starts_with('\x1b') && red.contains('p') && red.ends_with("\x1b[0m"));
+        assert_ne!(paint("s", Colour::Staging), paint("s", Colour::Other));
+    }
+}
