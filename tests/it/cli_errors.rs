@@ -1,0 +1,182 @@
+//! Error paths of the real binary: message text (what, target, cause, hint) and exit code.
+
+use std::time::Duration;
+
+use crate::support::emulator::EmulatorProcess;
+use crate::support::net::free_port;
+use crate::support::process::{base_command, run, text};
+
+const LIMIT: Duration = Duration::from_secs(60);
+const INSTANCE: &str = "i-0a1b2c3d4e5f60718";
+
+#[test]
+fn target_not_connected() {
+    let emu = EmulatorProcess::start(&["--fail-start-session", "TargetNotConnected"]);
+    let out = run(emu.command(&["shell", INSTANCE]), LIMIT);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(250), "stderr {stderr}");
+    assert!(
+        stderr.starts_with(&format!(
+            "error: could not start a session ({INSTANCE} in us-east-1, endpoint {})\n\
+             Caused by:\n  StartSession failed: TargetNotConnected: ",
+            emu.endpoint
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("(request id "), "{stderr}");
+    assert!(
+        stderr.contains("\nhint: check that the instance exists"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn unknown_instance_is_not_connected() {
+    let emu = EmulatorProcess::start(&[]);
+    let out = run(
+        emu.command(&["exec", "i-0123456789abcdef0", "--", "true"]),
+        LIMIT,
+    );
+    assert_eq!(out.status.code(), Some(250), "stderr {}", text(&out.stderr));
+}
+
+#[test]
+fn access_denied_names_the_missing_action() {
+    let emu = EmulatorProcess::start(&["--fail-start-session", "AccessDeniedException"]);
+    let out = run(emu.command(&["exec", INSTANCE, "--", "true"]), LIMIT);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(251), "stderr {stderr}");
+    assert!(
+        stderr.contains("StartSession failed: AccessDeniedException"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("hint: the caller needs IAM permission for ssm:StartSession"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn unreachable_endpoint() {
+    // A port that was free a moment ago: connections are refused.
+    let port = free_port();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let mut cmd = base_command();
+    cmd.args(["--endpoint-url", &endpoint, "exec", INSTANCE, "--", "true"]);
+    let out = run(cmd, LIMIT);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(252), "stderr {stderr}");
+    assert!(stderr.contains("Connection refused"), "{stderr}");
+    assert!(stderr.contains(&endpoint), "{stderr}");
+    assert!(stderr.contains("hint: check the network"), "{stderr}");
+}
+
+#[test]
+fn endpoint_from_the_per_service_environment_variable() {
+    let emu = EmulatorProcess::start(&[]);
+    let mut cmd = base_command();
+    cmd.env("AWS_ENDPOINT_URL_SSM", &emu.endpoint)
+        .args(["exec", INSTANCE, "--", "exit 7"]);
+    let out = run(cmd, LIMIT);
+    assert_eq!(out.status.code(), Some(7), "stderr {}", text(&out.stderr));
+}
+
+#[test]
+fn no_region() {
+    let mut cmd = base_command();
+    cmd.env_remove("AWS_REGION")
+        .args(["--endpoint-url", "http://127.0.0.1:9", "shell", INSTANCE]);
+    let out = run(cmd, LIMIT);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(248), "stderr {stderr}");
+    assert!(stderr.contains("no region is configured"), "{stderr}");
+    assert!(stderr.contains("hint: pass --region"), "{stderr}");
+}
+
+#[test]
+fn a_name_that_matches_no_instance_exits_244() {
+    let emu = EmulatorProcess::start(&[]);
+    let cache = tempfile::tempdir().expect("temp dir");
+    let mut cmd = emu.command(&["shell", "no-such-host"]);
+    cmd.env("POSTERN_CACHE_DIR", cache.path());
+    let out = run(cmd, LIMIT);
+    assert_eq!(out.status.code(), Some(244), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "error: no instance matches `no-such-host` (profile default, endpoint {})\nhint: give an \
+             instance id, a Name tag, NAME@ACCOUNT-ALIAS, a private IP or DNS name; `postern \
+             list QUERY` shows what the index holds\n",
+            emu.endpoint
+        )
+    );
+}
+
+#[test]
+fn exec_without_a_command_is_a_usage_error() {
+    let mut cmd = base_command();
+    cmd.args(["exec", INSTANCE]);
+    let out = run(cmd, LIMIT);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn no_secret_reaches_stderr_even_verbose() {
+    let emu = EmulatorProcess::start(&[]);
+    let mut cmd = emu.command(&["-vvv", "exec", INSTANCE, "--", "true"]);
+    cmd.env("AWS_SECRET_ACCESS_KEY", "postern-test-secret");
+    let out = run(cmd, LIMIT);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "stderr {stderr}");
+    assert!(!stderr.contains("postern-test-secret"));
+    assert!(!stderr.contains("TokenValue\":\""), "token leaked");
+    assert!(
+        !stderr.contains("role=publish_subscribe"),
+        "stream URL query leaked"
+    );
+}
+
+#[test]
+fn handshake_timeout() {
+    // Every agent message is held back longer than we are willing to wait.
+    let emu = EmulatorProcess::start(&["--delay", "5s"]);
+    let out = run(
+        emu.command(&["exec", "--handshake-timeout", "1s", INSTANCE, "--", "true"]),
+        LIMIT,
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(253), "stderr {stderr}");
+    assert!(
+        stderr.starts_with("error: the session did not start ("),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("Caused by:\n  the agent did not start the session within 1s"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn connection_lost() {
+    // The service drops the websocket once mid-session: postern resumes it (ResumeSession and a
+    // new websocket), says so on stderr, and the command's output arrives whole, in order.
+    let emu = EmulatorProcess::start(&["--close-after", "6"]);
+    let out = run(
+        emu.command(&[
+            "exec",
+            INSTANCE,
+            "--",
+            "for i in 1 2 3 4 5 6 7 8 9; do echo $i; sleep 0.05; done",
+        ]),
+        LIMIT,
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "stderr {stderr}");
+    assert_eq!(
+        text(&out.stdout),
+        "1\n2\n3\n4\n5\n6\n7\n8\n9\n",
+        "stderr {stderr}"
+    );
+    assert!(stderr.contains("connection lost"), "{stderr}");
+    assert!(stderr.contains("reconnected after"), "{stderr}");
+}

@@ -1,0 +1,111 @@
+//! `postern exec` against the emulator: exit statuses, byte-exact output, piped stdin.
+
+use std::time::Duration;
+
+use crate::support::emulator::EmulatorProcess;
+use crate::support::process::{exit_within, run, run_with_input, text};
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+#[test]
+fn exits_with_the_remote_status() {
+    let emu = EmulatorProcess::start(&[]);
+    for (command, status) in [("true", 0), ("exit 3", 3), ("echo out; exit 42", 42)] {
+        let out = run(emu.command(&["exec", &emu.instance, "--", command]), LIMIT);
+        assert_eq!(
+            out.status.code(),
+            Some(status),
+            "{command}: stderr {}",
+            text(&out.stderr)
+        );
+    }
+    assert_eq!(emu.stop(), Vec::<String>::new(), "violations");
+}
+
+#[test]
+fn a_remote_command_killed_by_a_signal_exits_128_plus_its_number() {
+    let emu = EmulatorProcess::start(&[]);
+    let out = run(
+        emu.command(&["exec", &emu.instance, "--", "kill -9 $$"]),
+        LIMIT,
+    );
+    assert_eq!(out.status.code(), Some(137), "stderr {}", text(&out.stderr));
+}
+
+#[test]
+fn output_is_byte_exact_and_the_marker_never_shows() {
+    let emu = EmulatorProcess::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("all-bytes.bin");
+    // Every byte value, CR/LF and control characters included, repeated past several chunks,
+    // and no trailing newline.
+    let data: Vec<u8> = (0..20_000u32).map(|i| (i * 7 % 256) as u8).collect();
+    std::fs::write(&file, &data).unwrap();
+    let command = format!("cat {}", file.display());
+    let out = run(emu.command(&["exec", &emu.instance, "--", &command]), LIMIT);
+    assert_eq!(out.status.code(), Some(0), "stderr {}", text(&out.stderr));
+    assert!(
+        out.stdout == data,
+        "output differs: {} bytes vs {}",
+        out.stdout.len(),
+        data.len()
+    );
+    assert!(!text(&out.stdout).contains("postern-exit-"));
+    assert_eq!(emu.stop(), Vec::<String>::new(), "violations");
+}
+
+#[test]
+fn arguments_are_joined_like_ssh() {
+    let emu = EmulatorProcess::start(&[]);
+    let out = run(
+        emu.command(&["exec", &emu.instance, "--", "printf", "'%s|'", "a", "'b c'"]),
+        LIMIT,
+    );
+    assert_eq!(out.status.code(), Some(0), "stderr {}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "a|b c|");
+}
+
+#[test]
+fn piped_stdin_reaches_the_command_and_ends_with_eof() {
+    let emu = EmulatorProcess::start(&[]);
+    let out = run_with_input(
+        emu.command(&["exec", &emu.instance, "--", "cat"]),
+        b"first line\nsecond, unterminated",
+        LIMIT,
+    );
+    assert_eq!(out.status.code(), Some(0), "stderr {}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "first line\nsecond, unterminated");
+}
+
+#[test]
+fn stdin_status_and_stderr_together() {
+    let emu = EmulatorProcess::start(&[]);
+    let out = run_with_input(
+        emu.command(&["exec", &emu.instance, "--", "wc -l; echo oops >&2; exit 5"]),
+        b"1\n2\n3\n",
+        LIMIT,
+    );
+    assert_eq!(out.status.code(), Some(5), "stderr {}", text(&out.stderr));
+    // An interactive-command session has one PTY: the remote stderr arrives merged.
+    assert_eq!(text(&out.stdout).replace(' ', ""), "3\noops\n");
+}
+
+#[test]
+fn closed_stdout_exits_quietly() {
+    let emu = EmulatorProcess::start(&[]);
+    let mut cmd = emu.command(&["exec", &emu.instance, "--", "yes"]);
+    cmd.stdout(std::process::Stdio::piped());
+    cmd.stdin(std::process::Stdio::null());
+    cmd.stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut buf = [0u8; 4096];
+    use std::io::Read;
+    let n = stdout.read(&mut buf).unwrap();
+    assert!(n > 0);
+    drop(stdout);
+    let Some(status) = exit_within(&mut child, LIMIT) else {
+        panic!("postern kept running after its stdout closed");
+    };
+    assert_eq!(status.code(), Some(141));
+}

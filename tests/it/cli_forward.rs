@@ -1,0 +1,182 @@
+//! `postern forward` against `postern emulator`: many concurrent connections with random data
+//! both ways (sha256 verified), remote-host forwarding, two `-L`, LOCAL 0, a bind address,
+//! basic-mode fallback for an old agent, and the clear errors (port in use, ConnectToPortError,
+//! agent too old). Every run ends with zero emulator violations.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::thread;
+use std::time::Duration;
+
+use crate::support::data::random_bytes;
+use crate::support::emulator::EmulatorProcess;
+use crate::support::forward::Forward;
+use crate::support::net::{TcpServer, echo_round_trip, free_port};
+use crate::support::process::{run, text};
+
+const LIMIT: Duration = Duration::from_secs(60);
+/// Built-in instance whose agent is too old for mux (3.0.161.0).
+const OLD_AGENT: &str = "i-0e2d4f6a8c0b1d3e5";
+
+#[test]
+fn sixteen_connections_move_4_mib_each_way_sha256_verified() {
+    let emu = EmulatorProcess::start(&["--no-pacing"]);
+    let server = TcpServer::echo();
+    let echo = server.port;
+    let spec = format!("0:{echo}");
+    let fw = Forward::start(
+        &emu,
+        &[&emu.instance, "-L", &spec, "--sessions", "4", "--json"],
+        1,
+    );
+    let local = fw.local();
+    assert_eq!(fw.ready[0]["mode"], "mux");
+    let workers: Vec<_> = (0..16)
+        .map(|i| {
+            let local = local.clone();
+            thread::spawn(move || echo_round_trip(&local, &random_bytes(4 * 1024 * 1024, i)))
+        })
+        .collect();
+    for worker in workers {
+        worker.join().expect("connection thread");
+    }
+    fw.stop_ok();
+    assert_eq!(emu.stop(), Vec::<String>::new(), "violations");
+}
+
+#[test]
+fn two_forwards_remote_host_local_zero_and_bind_address() {
+    let emu = EmulatorProcess::start(&["--no-pacing"]);
+    let server = TcpServer::echo();
+    let echo = server.port;
+    let to_instance = format!("0:{echo}");
+    let to_host = format!("127.0.0.2:0:127.0.0.1:{echo}");
+    let fw = Forward::start(
+        &emu,
+        &[&emu.instance, "-L", &to_instance, "-L", &to_host],
+        2,
+    );
+    let lines = fw.lines.clone();
+    let first = parse_line(&lines[0]);
+    let second = parse_line(&lines[1]);
+    assert_eq!(first.0.ip().to_string(), "127.0.0.1", "{lines:?}");
+    assert_ne!(first.0.port(), 0);
+    assert_eq!(first.1, format!("localhost:{echo}"));
+    assert_eq!(second.0.ip().to_string(), "127.0.0.2", "{lines:?}");
+    assert_eq!(second.1, format!("127.0.0.1:{echo}"));
+    for line in &lines {
+        assert!(
+            line.ends_with(&format!("via {} (us-east-1)", emu.instance)),
+            "{line}"
+        );
+    }
+    for local in [first.0, second.0] {
+        echo_round_trip(&local.to_string(), &random_bytes(256 * 1024, 99));
+    }
+    fw.stop_ok();
+    assert_eq!(emu.stop(), Vec::<String>::new(), "violations");
+}
+
+#[test]
+fn an_old_agent_falls_back_to_basic_mode_with_a_warning() {
+    let emu = EmulatorProcess::start(&["--no-pacing"]);
+    let server = TcpServer::echo();
+    let echo = server.port;
+    let spec = format!("0:{echo}");
+    let fw = Forward::start(&emu, &[OLD_AGENT, "-L", &spec, "--json"], 1);
+    assert_eq!(fw.ready[0]["mode"], "basic");
+    assert_eq!(fw.ready[0]["agent_version"], "3.0.161.0");
+    let local = fw.local();
+    // One connection after the other through the same session, and two at once (the second
+    // gets its own session).
+    for round in 0..2 {
+        echo_round_trip(&local, &random_bytes(128 * 1024, round));
+    }
+    let both: Vec<_> = (0..2)
+        .map(|i| {
+            let local = local.clone();
+            thread::spawn(move || echo_round_trip(&local, &random_bytes(64 * 1024, 10 + i)))
+        })
+        .collect();
+    for t in both {
+        t.join().unwrap();
+    }
+    let stderr = fw.stop_ok();
+    assert!(
+        stderr.contains("too old for multiplexed forwarding") && stderr.contains("basic mode"),
+        "{stderr}"
+    );
+    assert_eq!(emu.stop(), Vec::<String>::new(), "violations");
+}
+
+#[test]
+fn a_port_in_use_is_a_clear_error() {
+    let emu = EmulatorProcess::start(&[]);
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let spec = format!("{port}:22");
+    let out = run(emu.command(&["forward", &emu.instance, "-L", &spec]), LIMIT);
+    assert_eq!(out.status.code(), Some(249), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "error: could not listen on 127.0.0.1:{port}\nCaused by:\n  Address already in use \
+             (os error 98)\nhint: another program listens on 127.0.0.1:{port}; pick another \
+             LOCAL port, or 0 for a free one\n"
+        )
+    );
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn a_refused_destination_closes_the_connection_and_says_why() {
+    let emu = EmulatorProcess::start(&[]);
+    let closed = free_port();
+    let spec = format!("0:{closed}");
+    let mut fw = Forward::start(&emu, &[&emu.instance, "-L", &spec, "--json"], 1);
+    let local = fw.local();
+    let mut conn = TcpStream::connect(&local).unwrap();
+    conn.set_read_timeout(Some(LIMIT)).unwrap();
+    let _ = conn.write_all(b"anyone there?");
+    let mut buf = [0u8; 16];
+    let n = conn.read(&mut buf).unwrap_or(0);
+    assert_eq!(n, 0, "the connection closes without data");
+    let notice = fw.stderr_line_containing("ConnectToPortError");
+    assert!(
+        notice.starts_with(&format!(
+            "postern: {} could not connect to localhost:{closed} (ConnectToPortError, session ",
+            emu.instance
+        )),
+        "{notice}"
+    );
+    fw.stop_ok();
+    assert_eq!(emu.stop(), Vec::<String>::new(), "violations");
+}
+
+#[test]
+fn an_agent_too_old_for_remote_hosts_is_a_clear_error() {
+    let emu = EmulatorProcess::start(&[]);
+    let out = run(
+        emu.command(&["forward", OLD_AGENT, "-L", "0:db.internal:5432"]),
+        LIMIT,
+    );
+    assert_eq!(out.status.code(), Some(245), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.starts_with(&format!(
+            "error: the SSM agent (version 3.0.161.0) is too old to forward to a remote host; it \
+             needs 3.1.1374.0 or later ({OLD_AGENT} in us-east-1, endpoint {})\n",
+            emu.endpoint
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("hint: update the SSM agent"), "{stderr}");
+}
+
+/// `forwarding LOCAL -> REMOTE via …`: the local address and the remote.
+fn parse_line(line: &str) -> (std::net::SocketAddr, String) {
+    let rest = line.strip_prefix("forwarding ").expect("ready line");
+    let (local, rest) = rest.split_once(" -> ").expect("arrow");
+    let (remote, _) = rest.split_once(" via ").expect("via");
+    (local.parse().expect("local address"), remote.to_owned())
+}

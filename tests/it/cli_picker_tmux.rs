@@ -1,0 +1,125 @@
+//! The instance picker and the production confirmation in a real terminal: tmux runs the real
+//! binary against an emulator serving the multi-account sample fleet, with a configuration
+//! listing its accounts (every session runs with the account's role).
+
+use std::time::Duration;
+
+use crate::support::emulator::EmulatorProcess;
+use crate::support::fixtures::{SAMPLE_ACCOUNTS, SAMPLE_FLEET};
+use crate::support::poll::try_poll;
+use crate::support::process::postern;
+use crate::support::tmux::Tmux;
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+/// The configuration's head; the sample fleet's accounts follow.
+const HEAD: &str = "role = \"PosternAccess\"\nregions = [\"eu-west-1\", \"us-east-1\"]\n";
+
+/// Runs `postern ARGS` in a fresh tmux pane; the script records postern's exit status.
+struct Pane {
+    tmux: Tmux,
+    status: std::path::PathBuf,
+    _emulator: EmulatorProcess,
+    _dir: tempfile::TempDir,
+}
+
+impl Pane {
+    fn start(args: &str) -> Self {
+        let emulator = EmulatorProcess::start(&["--fleet", SAMPLE_FLEET]);
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("config.toml"),
+            format!("{HEAD}{SAMPLE_ACCOUNTS}"),
+        )
+        .unwrap();
+        let status = dir.path().join("status");
+        let script = dir.path().join("run.sh");
+        std::fs::write(
+            &script,
+            format!(
+                "export AWS_ACCESS_KEY_ID=AKIDPOSTERNTEST AWS_SECRET_ACCESS_KEY=test \
+                 AWS_REGION=eu-west-1 AWS_EC2_METADATA_DISABLED=true HOME={home} \
+                 POSTERN_CONFIG={home}/config.toml POSTERN_CACHE_DIR={home}/cache \
+                 AWS_CONFIG_FILE={home}/none AWS_SHARED_CREDENTIALS_FILE={home}/none PS1='$ '\n\
+                 {postern} --endpoint-url {endpoint} {args}\n\
+                 echo \"postern-exit=$?\" > {status}.tmp; mv {status}.tmp {status}\n\
+                 echo postern-done\n\
+                 exec sleep 60\n",
+                home = dir.path().display(),
+                status = status.display(),
+                postern = postern(),
+                endpoint = emulator.endpoint,
+            ),
+        )
+        .unwrap();
+        let tmux = Tmux::new(dir.path());
+        let command = format!("sh {}", script.display());
+        tmux.start(160, 40, &command);
+        Self {
+            tmux,
+            status,
+            _emulator: emulator,
+            _dir: dir,
+        }
+    }
+
+    fn exit_status(&self) -> String {
+        try_poll(LIMIT, || std::fs::read_to_string(&self.status).ok())
+            .unwrap_or_else(|| panic!("postern never ended:\n{}", self.tmux.pane()))
+            .trim()
+            .to_owned()
+    }
+}
+
+#[test]
+fn select_one_takes_the_only_match_without_a_picker() {
+    let pane = Pane::start("--query kafka-dev --select-1 exec -- echo picked-$((6*7))");
+    pane.tmux.wait_for("picked-42", 1);
+    assert_eq!(pane.exit_status(), "postern-exit=0");
+}
+
+#[test]
+fn bare_postern_picks_an_instance_and_opens_a_shell() {
+    let pane = Pane::start("");
+    // The picker lists every account's instances; typing narrows, Enter opens a shell.
+    pane.tmux.wait_for("web-frontend-prod-1", 1);
+    pane.tmux.wait_for("kafka-stg-1", 1);
+    pane.tmux.keys(&["-l", "orders-api-stg"]);
+    try_poll(LIMIT, || {
+        let screen = pane.tmux.pane();
+        (!screen.contains("kafka-stg-1")).then_some(())
+    })
+    .unwrap_or_else(|| panic!("the query never narrowed:\n{}", pane.tmux.pane()));
+    pane.tmux.keys(&["Enter"]);
+    pane.tmux.keys(&["-l", "echo in-$((40+2))-shell"]);
+    pane.tmux.keys(&["Enter"]);
+    pane.tmux.wait_for("in-42-shell", 1);
+    pane.tmux.keys(&["-l", "exit"]);
+    pane.tmux.keys(&["Enter"]);
+    assert_eq!(pane.exit_status(), "postern-exit=0");
+}
+
+#[test]
+fn production_asks_for_the_alias_on_the_terminal() {
+    let pane = Pane::start("exec web-frontend-prod-1 -- echo confirmed-ok");
+    pane.tmux
+        .wait_for("is a prod account. Type its alias to continue:", 1);
+    pane.tmux.keys(&["-l", "acme-prod"]);
+    pane.tmux.keys(&["Enter"]);
+    pane.tmux.wait_for("confirmed-ok", 1);
+    assert_eq!(pane.exit_status(), "postern-exit=0");
+
+    let declined = Pane::start("exec web-frontend-prod-1 -- echo never");
+    declined
+        .tmux
+        .wait_for("is a prod account. Type its alias to continue:", 1);
+    declined.tmux.keys(&["-l", "acme-dev"]);
+    declined.tmux.keys(&["Enter"]);
+    assert_eq!(declined.exit_status(), "postern-exit=241");
+    let screen = declined.tmux.wait_for("postern-done", 1);
+    assert!(
+        screen.contains("not confirmed for prod account acme-prod"),
+        "{screen}"
+    );
+    assert!(!screen.contains("\nnever"), "{screen}");
+}

@@ -1,0 +1,134 @@
+//! Real OpenSSH over postern: a throwaway sshd on a loopback port (host key and authorized key
+//! generated in a temp dir, bounded lifetime), reached through the emulator with
+//! `ssh -o ProxyCommand='postern ssh-proxy %h %p'`: `echo ok`, then an scp of 5 MiB compared
+//! byte for byte. Also `ssh-proxy` on its own (only stream bytes on stdout, quiet exit at end
+//! of input, an agent too old for the TerminateSession flag) and `ssh-config`. Missing tools
+//! fail with a clear message.
+
+use std::process::Command;
+use std::time::Duration;
+
+use crate::support::data::random_bytes;
+use crate::support::emulator::EmulatorProcess;
+use crate::support::net::TcpServer;
+use crate::support::process::{base_command, postern, run, run_with_input, text};
+use crate::support::sshd::Sshd;
+
+const LIMIT: Duration = Duration::from_secs(90);
+/// Built-in instance whose agent is 2.3.672.0: SSH sessions, but no TerminateSession flag.
+const ANCIENT: &str = "i-03c5e7a9b1d3f5a7c";
+
+#[test]
+fn ssh_and_scp_through_postern_reach_a_real_sshd() {
+    let sshd = Sshd::start();
+    let emu = EmulatorProcess::start(&["--no-pacing"]);
+    let proxy = format!(
+        "{} --endpoint-url {} ssh-proxy %h %p",
+        postern(),
+        emu.endpoint
+    );
+    let ssh_options = sshd.client_options(&proxy);
+
+    let mut ssh = base_command();
+    ssh.arg("-c").arg(format!(
+        "exec ssh {ssh_options} -p {} {} echo ok",
+        sshd.port, emu.instance
+    ));
+    let out = run(shell(ssh), LIMIT);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "ssh stderr: {}",
+        text(&out.stderr)
+    );
+    assert_eq!(text(&out.stdout), "ok\n");
+
+    let source = sshd.dir.join("upload.bin");
+    let data = random_bytes(5 * 1024 * 1024, 13);
+    std::fs::write(&source, &data).unwrap();
+    let copy = sshd.dir.join("copy.bin");
+    let mut scp = base_command();
+    scp.arg("-c").arg(format!(
+        "exec scp {ssh_options} -P {} {} {}:{}",
+        sshd.port,
+        source.display(),
+        emu.instance,
+        copy.display()
+    ));
+    let out = run(shell(scp), LIMIT);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "scp stderr: {}",
+        text(&out.stderr)
+    );
+    let copied = std::fs::read(&copy).expect("scp wrote the copy");
+    assert!(copied == data, "copy differs: {} bytes", copied.len());
+    assert_eq!(emu.stop(), Vec::<String>::new(), "violations");
+}
+
+#[test]
+fn ssh_proxy_writes_only_stream_bytes_and_exits_quietly_at_end_of_input() {
+    let echo = TcpServer::echo();
+    // By id, by the id of an agent too old for mux, and by Name tag (resolved through the index).
+    for instance in [None, Some(ANCIENT), Some("web-1")] {
+        let emu = EmulatorProcess::start(&["--no-pacing"]);
+        let target = instance.unwrap_or(&emu.instance).to_owned();
+        let input: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let port = echo.port.to_string();
+        let out = run_with_input(
+            emu.command(&["ssh-proxy", &format!("{target}.postern"), &port]),
+            &input,
+            LIMIT,
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{target}: {}",
+            text(&out.stderr)
+        );
+        // At end of input the proxy ends the session once its data is acknowledged; echoes
+        // still on their way back may be cut, but nothing else may appear.
+        assert!(
+            input.starts_with(&out.stdout),
+            "{target}: stdout is not a prefix of the echo ({} bytes)",
+            out.stdout.len()
+        );
+        assert_eq!(text(&out.stderr), "", "{target}: nothing on stderr");
+        assert_eq!(emu.stop(), Vec::<String>::new(), "{target}: violations");
+    }
+}
+
+#[test]
+fn ssh_config_prints_a_host_block_with_postern_as_proxy() {
+    let out = run(base_command_with(&["ssh-config"]), LIMIT);
+    assert_eq!(out.status.code(), Some(0));
+    let config = text(&out.stdout);
+    assert!(config.contains("Host *.postern\n"), "{config}");
+    assert!(
+        config.contains(&format!(
+            "    ProxyCommand '{}' ssh-proxy %h %p\n",
+            postern()
+        )),
+        "{config}"
+    );
+}
+
+fn base_command_with(args: &[&str]) -> Command {
+    let mut cmd = base_command();
+    cmd.args(args);
+    cmd
+}
+
+/// Turns a `postern`-based command (dummy AWS environment) into `sh -c …` with that environment.
+fn shell(cmd: Command) -> Command {
+    let mut sh = Command::new("sh");
+    sh.env_clear();
+    for (key, value) in cmd.get_envs() {
+        if let Some(value) = value {
+            sh.env(key, value);
+        }
+    }
+    sh.args(cmd.get_args());
+    sh
+}

@@ -1,0 +1,131 @@
+//! `postern demo` through the real binary, in a hostile environment (the user's AWS settings
+//! point nowhere): the product's own listing, a shell on a member account's instance reached
+//! with the account's role, the product's guardrail on a production instance, and no file left
+//! behind.
+
+use std::io::Write as _;
+use std::path::Path;
+use std::process::{Output, Stdio};
+use std::time::Duration;
+
+use postern_emulator::Fleet;
+
+use crate::support::process::{postern, text};
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// Runs `postern demo ARGS` with `stdin` written to it, HOME and TMPDIR in `root`, and the
+/// user's AWS variables set to values that must not be used.
+fn demo(root: &Path, args: &[&str], stdin: &[u8]) -> Output {
+    let home = root.join("home");
+    let tmp = root.join("tmp");
+    std::fs::create_dir_all(home.join(".aws")).unwrap();
+    std::fs::create_dir_all(&tmp).unwrap();
+    std::fs::write(
+        home.join(".aws/config"),
+        "[default]\nregion = nowhere-1\ncredential_process = false\n",
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(postern())
+        .arg("demo")
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", &home)
+        .env("TMPDIR", &tmp)
+        .env("AWS_PROFILE", "does-not-exist")
+        .env("AWS_ACCESS_KEY_ID", "AKIDUSERSREALKEY")
+        .env("AWS_SECRET_ACCESS_KEY", "users-real-secret")
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        .env("POSTERN_CONFIG", home.join("users-postern.toml"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let output = rx
+        .recv_timeout(LIMIT)
+        .expect("postern demo ends within 60 s")
+        .unwrap();
+    waiter.join().unwrap();
+    assert_eq!(
+        std::fs::read_dir(&tmp).unwrap().count(),
+        0,
+        "temporary files left behind"
+    );
+    let home_files: Vec<_> = std::fs::read_dir(&home)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(home_files, [".aws"], "the demo wrote into HOME");
+    output
+}
+
+#[test]
+fn demo_list_shows_every_online_instance_of_every_account() {
+    let root = tempfile::tempdir().unwrap();
+    let output = demo(root.path(), &["--list"], b"");
+    let stdout = text(&output.stdout);
+    let stderr = text(&output.stderr);
+    assert!(output.status.success(), "stderr: {stderr}");
+    let fleet = Fleet::sample();
+    for instance in fleet.instances.iter().filter(|i| i.is_connected()) {
+        assert!(
+            stdout.contains(&instance.id),
+            "{} ({}) missing from:\n{stdout}\nstderr: {stderr}",
+            instance.name,
+            instance.id
+        );
+    }
+    for account in &fleet.accounts {
+        assert!(stdout.contains(&account.alias), "{stdout}");
+    }
+    let banner: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("a local demo"))
+        .collect();
+    assert_eq!(banner.len(), 1, "stderr: {stderr}");
+    assert!(banner[0].contains("every session runs on this machine"));
+}
+
+#[test]
+fn demo_opens_a_shell_on_a_member_account_instance() {
+    let root = tempfile::tempdir().unwrap();
+    let output = demo(
+        root.path(),
+        &["--select", "orders-api-dev-1"],
+        b"echo demo-$((6*7))\nexit\n",
+    );
+    let stdout = text(&output.stdout);
+    let stderr = text(&output.stderr);
+    // The command ran on this machine, through a session only the dev account's role could
+    // start (the demo's base keys act in the management account).
+    assert!(
+        stdout.contains("demo-42"),
+        "stdout: {stdout}\nstderr: {stderr}"
+    );
+    assert!(output.status.success(), "stderr: {stderr}");
+}
+
+#[test]
+fn demo_keeps_the_production_guardrail() {
+    let root = tempfile::tempdir().unwrap();
+    let output = demo(
+        root.path(),
+        &["--select", "orders-api-prod-1"],
+        b"echo demo-$((6*7))\nexit\n",
+    );
+    let stdout = text(&output.stdout);
+    let stderr = text(&output.stderr);
+    assert!(!output.status.success(), "stderr: {stderr}");
+    assert!(!stdout.contains("demo-42"), "stdout: {stdout}");
+    assert!(
+        stderr.contains("acme-prod") && stderr.contains("confirmation"),
+        "stderr: {stderr}"
+    );
+}

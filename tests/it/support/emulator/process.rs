@@ -1,0 +1,94 @@
+//! `postern emulator` as a child process on loopback (port 0), for the tests that run the real
+//! binary against it: started with a bounded lifetime and a violations log, stopped on drop.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::support::process::{base_command, lines, postern, terminate};
+
+/// A `postern emulator` process, stopped (SIGTERM) on drop.
+pub(crate) struct EmulatorProcess {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub(crate) endpoint: String,
+    /// The instance with a current agent.
+    pub(crate) instance: String,
+    /// Where the emulator logs client violations.
+    violations_log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl EmulatorProcess {
+    /// Starts `postern emulator` with `extra` flags and waits (bounded) for its ready line.
+    pub(crate) fn start(extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let violations_log = dir.path().join("violations.jsonl");
+        let mut child = Command::new(postern())
+            .arg("emulator")
+            .args(["--exit-after", "120s", "--violations-log"])
+            .arg(&violations_log)
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn postern emulator");
+        let stdout = lines(child.stdout.take().expect("piped stdout"));
+        let line = match stdout.recv_timeout(READY_LIMIT) {
+            Ok(line) if !line.is_empty() => line,
+            other => {
+                let _ = child.kill();
+                let mut err = String::new();
+                if let Some(mut e) = child.stderr.take() {
+                    let _ = e.read_to_string(&mut err);
+                }
+                panic!("emulator gave no ready line ({other:?}); stderr: {err}");
+            }
+        };
+        let ready: serde_json::Value = serde_json::from_str(&line).expect("ready line is JSON");
+        Self {
+            child,
+            endpoint: ready["endpoint"].as_str().expect("endpoint").to_owned(),
+            instance: ready["instances"][0]
+                .as_str()
+                .expect("an instance")
+                .to_owned(),
+            violations_log,
+            _dir: dir,
+        }
+    }
+
+    /// A `postern` command against this emulator with dummy credentials.
+    pub(crate) fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = base_command();
+        cmd.args(["--endpoint-url", &self.endpoint]).args(args);
+        cmd
+    }
+
+    /// Stops the emulator and returns the violations it logged (one JSON line each).
+    pub(crate) fn stop(mut self) -> Vec<String> {
+        terminate(&mut self.child);
+        match std::fs::read_to_string(&self.violations_log) {
+            Ok(text) => text.lines().map(str::to_owned).collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// Kills the emulator with SIGKILL: the service vanishes without closing anything, as a
+    /// network outage looks from the client.
+    pub(crate) fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for EmulatorProcess {
+    fn drop(&mut self) {
+        terminate(&mut self.child);
+    }
+}
+
+/// How long the emulator may take to print its ready line.
+const READY_LIMIT: Duration = Duration::from_secs(30);

@@ -1,0 +1,122 @@
+//! Loopback TCP for the tests: the destination a forward or port session reaches (an echo
+//! server, or a source that sends fixed bytes), a round trip through a forward checked by
+//! SHA-256, and a port nothing listens on. Ports are always the kernel's (port 0).
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread;
+use std::time::Duration;
+
+use super::data::sha256;
+
+/// A loopback TCP server, one thread per connection; it stops accepting when dropped.
+pub(crate) struct TcpServer {
+    /// The port it listens on (127.0.0.1).
+    pub(crate) port: u16,
+    connections: Arc<AtomicUsize>,
+    stopping: Arc<AtomicBool>,
+}
+
+impl TcpServer {
+    /// Echoes each connection until its EOF.
+    pub(crate) fn echo() -> Self {
+        Self::start(|mut stream| {
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                match stream.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if stream.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        })
+    }
+
+    /// Writes `data` to each connection, then closes it.
+    pub(crate) fn source(data: Vec<u8>) -> Self {
+        let data = Arc::new(data);
+        Self::start(move |mut stream| {
+            let _ = stream.write_all(&data);
+            let _ = stream.shutdown(Shutdown::Write);
+        })
+    }
+
+    /// Connections accepted so far.
+    pub(crate) fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    fn start(serve: impl Fn(TcpStream) + Clone + Send + 'static) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+        let port = listener.local_addr().expect("local address").port();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let stopping = Arc::new(AtomicBool::new(false));
+        let (counter, stop) = (Arc::clone(&connections), Arc::clone(&stopping));
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(stream) = stream else { break };
+                counter.fetch_add(1, Ordering::SeqCst);
+                let serve = serve.clone();
+                thread::spawn(move || serve(stream));
+            }
+        });
+        Self {
+            port,
+            connections,
+            stopping,
+        }
+    }
+}
+
+impl Drop for TcpServer {
+    fn drop(&mut self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        // Wakes the accept loop so that it sees the flag; connections still open run on.
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+/// Sends `data` through `local` (`HOST:PORT`, a forward to an echo server) while reading the
+/// echo; panics unless every byte comes back intact.
+pub(crate) fn echo_round_trip(local: &str, data: &[u8]) {
+    let mut conn = TcpStream::connect(local).expect("connect to the forward");
+    conn.set_read_timeout(Some(READ_LIMIT))
+        .expect("set a read timeout");
+    let mut writer = conn.try_clone().expect("clone the connection");
+    let payload = data.to_vec();
+    let sender = thread::spawn(move || writer.write_all(&payload));
+    let mut back = Vec::with_capacity(data.len());
+    let mut buf = vec![0u8; 64 * 1024];
+    while back.len() < data.len() {
+        match conn.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => back.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("read after {} of {} bytes: {e}", back.len(), data.len()),
+        }
+    }
+    sender
+        .join()
+        .expect("writer thread")
+        .expect("write to the forward");
+    let _ = conn.shutdown(Shutdown::Both);
+    assert_eq!(back.len(), data.len(), "short echo");
+    assert_eq!(sha256(&back), sha256(data), "echo differs");
+}
+
+/// A loopback port that was free a moment ago: connections to it are refused, or a server
+/// that cannot listen on port 0 can bind it (and retry on the rare collision).
+pub(crate) fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    listener.local_addr().expect("local address").port()
+}
+
+/// Longest a single read of an echo may take (a 64 MiB echo across websocket drops included).
+const READ_LIMIT: Duration = Duration::from_secs(120);

@@ -1,0 +1,124 @@
+//! Child processes under a bound: the built `postern` binary with a dummy AWS environment,
+//! runs that are killed at their limit, line readers for a child's output, and signals to
+//! processes the test started (by id, never by name). ripgrep `tests/util.rs` is the model.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+
+use super::poll::try_poll;
+
+/// The built binary.
+pub(crate) fn postern() -> &'static str {
+    env!("CARGO_BIN_EXE_postern")
+}
+
+/// `postern` with dummy credentials and region, no AWS config files, and nothing else of the
+/// caller's environment but PATH.
+pub(crate) fn base_command() -> Command {
+    let mut cmd = Command::new(postern());
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", "/nonexistent")
+        .env("AWS_ACCESS_KEY_ID", "AKIDPOSTERNTEST")
+        .env("AWS_SECRET_ACCESS_KEY", "postern-test-secret")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+    cmd
+}
+
+/// Runs `cmd` with `stdin` bytes, killing it after `limit`.
+pub(crate) fn run_with_input(mut cmd: Command, stdin: &[u8], limit: Duration) -> Output {
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn the command");
+    let mut input = child.stdin.take().expect("piped stdin");
+    let data = stdin.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = input.write_all(&data);
+    });
+    let output = wait_with_output(child, limit);
+    let _ = writer.join();
+    output
+}
+
+/// Runs `cmd` with stdin from /dev/null, killing it after `limit`.
+pub(crate) fn run(mut cmd: Command, limit: Duration) -> Output {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    wait_with_output(cmd.spawn().expect("spawn the command"), limit)
+}
+
+/// Waits for `child` to exit; kills it and returns `None` when `limit` passes first.
+pub(crate) fn exit_within(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let status = try_poll(limit, || child.try_wait().expect("child status"));
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    status
+}
+
+/// SIGTERM, then SIGKILL if `child` is still there after a grace period.
+pub(crate) fn terminate(child: &mut Child) {
+    if let Ok(None) = child.try_wait() {
+        signal(child.id(), Signal::SIGTERM);
+        exit_within(child, TERM_GRACE);
+    }
+}
+
+/// Sends `signal` to the process `pid`, one this test started.
+pub(crate) fn signal(pid: u32, signal: Signal) {
+    let pid = i32::try_from(pid).expect("pids fit in i32");
+    let _ = nix::sys::signal::kill(Pid::from_raw(pid), signal);
+}
+
+/// Sends `signal` to the process group `pgid`, one this test created (`process_group(0)`).
+pub(crate) fn killpg(pgid: u32, signal: Signal) -> nix::Result<()> {
+    let pgid = i32::try_from(pgid).expect("pids fit in i32");
+    nix::sys::signal::killpg(Pid::from_raw(pgid), signal)
+}
+
+/// Reads `source` line by line on a thread of its own (a full pipe would block the child);
+/// the channel ends with the source.
+pub(crate) fn lines(source: impl Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(source).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Lossy text of bytes, for assertions and their messages.
+pub(crate) fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Collects `child`'s output; a watchdog kills it (by its id) if it outlives `limit`.
+fn wait_with_output(child: Child, limit: Duration) -> Output {
+    let pid = child.id();
+    let (done, finished) = mpsc::channel::<()>();
+    let watchdog = std::thread::spawn(move || {
+        if finished.recv_timeout(limit).is_err() {
+            signal(pid, Signal::SIGKILL);
+        }
+    });
+    let output = child.wait_with_output().expect("wait for the command");
+    let _ = done.send(());
+    let _ = watchdog.join();
+    output
+}
+
+/// How long a stopped process may take to exit after SIGTERM.
+const TERM_GRACE: Duration = Duration::from_secs(10);
