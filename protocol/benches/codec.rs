@@ -1,5 +1,7 @@
 //! Codec throughput: encoding and decoding a 1 KiB `output_stream_data` message (the official
 //! agent's chunk size, SPEC.md §5), reported in payload bytes per second.
+// criterion_group! expands to an undocumented public function.
+#![allow(missing_docs)]
 
 use criterion::{BenchmarkId, Criterion, Throughput, black_box, criterion_group, criterion_main};
 use postern_protocol::{ClientMessage, MessageId, MessageType, PayloadType, SequenceNumber};

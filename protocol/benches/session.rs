@@ -3,6 +3,8 @@
 //! payload bytes per second; messages per second is that divided by 1024. The same push in a
 //! KMS-encrypted session (AES-256-GCM per message, SPEC.md §7, the testkit's fake KMS) runs
 //! in the same group, so the report shows the cost of encryption against plain in one run.
+// criterion_group! expands to an undocumented public function.
+#![allow(missing_docs)]
 
 use std::time::{Duration, Instant};
 
