@@ -1,25 +1,32 @@
 //! Column widths that fit the terminal, shared by the picker's rows and `postern list`: each
-//! column gets its natural width (its widest cell) while the row fits; otherwise the widest
-//! columns give up characters first, down to a floor, and cells are cut with `…`.
+//! column gets its natural width (its widest cell) while the row fits; otherwise columns give
+//! way in a fixed order (the least telling first: platform before Name), each down to a
+//! floor, and cells are cut with `…`.
 
 /// The widths of `natural` columns, separated by `gap` spaces, fitted into `available`
-/// characters: the widest column above its `floor` shrinks first, one character at a time,
-/// until the row fits or every column is at its floor (the row is then wider than asked). Ties
-/// shrink the leftmost first, so equal columns stay within one character of each other.
-pub fn fit_widths(natural: &[usize], floor: &[usize], gap: usize, available: usize) -> Vec<usize> {
+/// characters: the columns of `give_way`, in that order, shrink down to their `floor` until
+/// the row fits (or is as narrow as the floors allow; columns not in `give_way` never shrink).
+pub fn fit_widths(
+    natural: &[usize],
+    floor: &[usize],
+    gap: usize,
+    available: usize,
+    give_way: &[usize],
+) -> Vec<usize> {
     let mut widths = natural.to_vec();
-    let total = |w: &[usize]| w.iter().sum::<usize>() + gap * w.len().saturating_sub(1);
-    let mut excess = total(&widths).saturating_sub(available);
-    while excess > 0 {
-        let widest = widths
-            .iter()
-            .enumerate()
-            .filter(|&(i, &w)| w > floor.get(i).copied().unwrap_or(0))
-            .max_by_key(|&(i, &w)| (w, std::cmp::Reverse(i)))
-            .map(|(i, _)| i);
-        let Some(i) = widest else { break };
-        widths[i] -= 1;
-        excess -= 1;
+    let total = widths.iter().sum::<usize>() + gap * widths.len().saturating_sub(1);
+    let mut excess = total.saturating_sub(available);
+    for &i in give_way {
+        if excess == 0 {
+            break;
+        }
+        let Some(width) = widths.get_mut(i) else {
+            continue;
+        };
+        let spare = width.saturating_sub(floor.get(i).copied().unwrap_or(0));
+        let take = spare.min(excess);
+        *width -= take;
+        excess -= take;
     }
     widths
 }
@@ -47,17 +54,26 @@ mod tests {
 
     #[test]
     fn natural_widths_when_they_fit() {
-        assert_eq!(fit_widths(&[5, 10, 3], &[1, 1, 1], 2, 80), [5, 10, 3]);
+        assert_eq!(
+            fit_widths(&[5, 10, 3], &[1, 1, 1], 2, 80, &[0, 1, 2]),
+            [5, 10, 3]
+        );
     }
 
     #[test]
-    fn the_widest_columns_shrink_first_down_to_their_floor() {
-        // 40 + 10 + 10 + 2 gaps of 2 = 64 > 50: the 40 gives up 14.
-        assert_eq!(fit_widths(&[40, 10, 10], &[4, 4, 4], 2, 50), [26, 10, 10]);
-        // Past the next widest, both shrink together.
-        assert_eq!(fit_widths(&[20, 18, 4], &[4, 4, 4], 2, 30), [11, 11, 4]);
-        // Floors win over the width asked for.
-        assert_eq!(fit_widths(&[20, 20], &[19, 19], 2, 10), [19, 19]);
+    fn columns_give_way_in_order_down_to_their_floor() {
+        // 40 + 10 + 10 + 2 gaps of 2 = 64 > 50: the first to give way gives 14.
+        assert_eq!(
+            fit_widths(&[40, 10, 10], &[4, 4, 4], 2, 50, &[0, 1]),
+            [26, 10, 10]
+        );
+        // Past its floor, the next one gives the rest.
+        assert_eq!(
+            fit_widths(&[20, 18, 4], &[15, 4, 4], 2, 30, &[0, 1]),
+            [15, 7, 4]
+        );
+        // Floors, and columns that never give way, win over the width asked for.
+        assert_eq!(fit_widths(&[20, 20], &[19, 0], 2, 10, &[0]), [19, 20]);
     }
 
     #[test]

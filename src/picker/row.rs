@@ -151,7 +151,7 @@ impl Columns {
             .iter()
             .map(|w| w.load(Ordering::Relaxed))
             .collect();
-        fit_widths(&natural, &FLOORS, GAP.len(), width)
+        fit_widths(&natural, &FLOORS, GAP.len(), width, &GIVE_WAY)
     }
 }
 
@@ -220,8 +220,11 @@ fn push_highlighted(
 
 /// Columns: alias, env, region, Name, instance id, private IP, platform, agent status.
 const COLUMNS: usize = 8;
-/// What each column keeps when the terminal is narrow (an instance id is never cut).
-const FLOORS: [usize; COLUMNS] = [6, 3, 9, 10, 19, 8, 6, 7];
+/// What each column keeps when the terminal is narrow.
+const FLOORS: [usize; COLUMNS] = [8, 3, 9, 12, 20, 8, 6, 7];
+/// The order columns give way in: platform, agent status, alias, private IP, region, env, and
+/// Name last; the instance id never.
+const GIVE_WAY: [usize; 7] = [6, 7, 0, 5, 2, 1, 3];
 const GAP: &str = "  ";
 
 #[cfg(test)]
@@ -261,7 +264,7 @@ mod tests {
     }
 
     #[test]
-    fn columns_fit_the_width_and_cut_names_first() {
+    fn columns_fit_the_width_platform_giving_way_before_names() {
         let columns = Arc::new(Columns::default());
         let long = Row::new(
             instance("a-very-long-name-that-does-not-fit-anywhere", "dev", true),
@@ -270,7 +273,8 @@ mod tests {
         );
         let line = plain(&long.line(90, &[], Style::default(), Style::default()));
         assert!(line.chars().count() <= 90, "{line}");
-        assert!(line.contains("  a-very-lon…  "), "{line}");
+        assert!(line.contains("  Amazo…  "), "{line}");
+        assert!(line.contains("  a-very-long-name…  "), "{line}");
         assert!(line.contains("i-0123456789abcdef0"), "{line}");
     }
 

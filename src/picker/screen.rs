@@ -8,6 +8,8 @@
 //! crossterm and restores everything when it returns (its panic hook too); SIGTERM or SIGHUP
 //! while it is open closes it first, then the process ends of that signal.
 //!
+//! The preview is right of the list on a wide terminal, below it on a narrow one.
+//!
 //! Keys: skim's (fzf's) bindings: Up/Down, Ctrl-N/P, Ctrl-J/K, PgUp/PgDn, Tab (multi-select
 //! where allowed), Enter, Esc/Ctrl-C/Ctrl-G; ours: Ctrl-O toggles the preview, Ctrl-R
 //! refreshes the index.
@@ -165,7 +167,10 @@ fn options(
     options.prompt = "> ".to_owned();
     options.header = Some(header.to_owned());
     options.preview = Some(String::new());
-    options.preview_window = PREVIEW_WINDOW.into();
+    let size = crate::term::window_size();
+    let wide = size.is_some_and(|(cols, _)| cols >= WIDE);
+    tracing::debug!(?size, wide, "picker layout");
+    options.preview_window = if wide { PREVIEW_RIGHT } else { PREVIEW_BELOW }.into();
     options.no_hscroll = true;
     options.bind = vec!["ctrl-o:toggle-preview".to_owned()];
     let mut options = options.build();
@@ -253,16 +258,12 @@ async fn feed_rows(events: mpsc::Sender<Event>, mut state: Feeding, signalled: A
                 Some(Feed::Rows(mut instances)) => {
                     sort(&state.frecency, &mut instances);
                     state.shown += instances.len();
-                    events.send(Event::AppendItems(state.rows.items(instances))).await
+                    append(&events, state.rows.items(instances), false).await
                 }
                 Some(Feed::Replace(mut instances)) => {
                     sort(&state.frecency, &mut instances);
                     state.shown = instances.len();
-                    let items = state.rows.items(instances);
-                    match events.send(Event::ClearItems).await {
-                        Ok(()) => events.send(Event::AppendItems(items)).await,
-                        Err(e) => Err(e),
-                    }
+                    append(&events, state.rows.items(instances), true).await
                 }
                 Some(Feed::Progress { done, total, failed }) => {
                     progress = Some((done, total, failed));
@@ -295,6 +296,30 @@ async fn feed_rows(events: mpsc::Sender<Event>, mut state: Feeding, signalled: A
             return;
         }
     }
+}
+
+/// Adds `items` to skim's (after clearing its rows, with `replace`), then makes sure they
+/// are matched: skim restarts its matcher for new items only when it is idle, and once its
+/// own reader is done nothing retries later, so a busy matcher gets a restart queued for the
+/// next heartbeat.
+async fn append(
+    events: &mpsc::Sender<Event>,
+    items: Vec<Arc<dyn SkimItem>>,
+    replace: bool,
+) -> Result<(), mpsc::error::SendError<Event>> {
+    if replace {
+        events.send(Event::ClearItems).await?;
+    }
+    events.send(Event::AppendItems(items)).await?;
+    let rematch = ActionCallback::new_sync(|app: &mut App| {
+        if app.matcher_control.stopped() {
+            app.restart_matcher(false);
+        } else {
+            app.pending_matcher_restart = true;
+        }
+        Ok(Vec::new())
+    });
+    events.send(Event::Action(Action::Custom(rematch))).await
 }
 
 /// Waits for SIGTERM or SIGHUP (never, off Unix); the signal's number.
@@ -334,8 +359,12 @@ fn header(progress: Option<(usize, usize, usize)>, shown: usize, can_refresh: bo
     }
 }
 
-/// Below the list, 45% of the screen: the rows keep the full width for their columns.
-const PREVIEW_WINDOW: &str = "down:45%";
+/// On a wide terminal the preview sits right of the list (every row of a screenful stays
+/// visible); on a narrower one below it, so the rows keep the full width for their columns.
+const PREVIEW_RIGHT: &str = "right:35%";
+const PREVIEW_BELOW: &str = "down:45%";
+/// Columns from which the preview goes to the right.
+const WIDE: u16 = 150;
 
 #[cfg(test)]
 mod tests {

@@ -91,6 +91,16 @@ fn bare_postern_picks_an_instance_and_opens_a_shell() {
     })
     .unwrap_or_else(|| panic!("the query never narrowed:\n{}", pane.tmux.pane()));
     pane.tmux.keys(&["Enter"]);
+    // Keys typed while the picker closes are read by it (crossterm's reader): type once the
+    // shell's prompt is there.
+    try_poll(LIMIT, || {
+        let screen = pane.tmux.pane();
+        screen
+            .lines()
+            .any(|l| matches!(l.trim_end(), "$" | "#"))
+            .then_some(())
+    })
+    .unwrap_or_else(|| panic!("no shell prompt:\n{}", pane.tmux.pane()));
     pane.tmux.keys(&["-l", "echo in-$((40+2))-shell"]);
     pane.tmux.keys(&["Enter"]);
     pane.tmux.wait_for("in-42-shell", 1);

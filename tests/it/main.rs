@@ -35,4 +35,5 @@ mod moto_ec2;
 mod moto_kms;
 mod moto_organizations;
 mod moto_sts;
+mod picker_skim;
 mod smux_interop;

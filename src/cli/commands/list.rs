@@ -309,7 +309,7 @@ pub(crate) fn render_table(rows: &[&Instance], colour: bool, width: Option<usize
         }
     }
     let widths = match width {
-        Some(width) => fit_widths(&natural, &FLOORS, GAP.len(), width),
+        Some(width) => fit_widths(&natural, &FLOORS, GAP.len(), width, &GIVE_WAY),
         None => natural.to_vec(),
     };
     let line = |cols: &[String]| {
@@ -556,8 +556,11 @@ const HEADER: [&str; COLUMNS] = [
     "PLATFORM",
     "AGENT",
 ];
-/// What each column keeps on a narrow terminal (an instance id is never cut).
-const FLOORS: [usize; COLUMNS] = [7, 3, 9, 10, 19, 10, 8, 6];
+/// What each column keeps on a narrow terminal.
+const FLOORS: [usize; COLUMNS] = [8, 3, 9, 12, 20, 10, 8, 6];
+/// The order columns give way in: platform, agent status, alias, private IP, region, env, and
+/// Name last; the instance id never.
+const GIVE_WAY: [usize; 7] = [6, 7, 0, 5, 2, 1, 3];
 const GAP: &str = "  ";
 
 #[cfg(test)]
