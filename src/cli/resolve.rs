@@ -61,6 +61,19 @@ pub(crate) async fn resolve(mut plan: Plan, common: &CommonArgs) -> anyhow::Resu
         .hint("name an account alias or id from `postern accounts`")
         .into());
     }
+    if let Some(account) = account {
+        // The named account's source-identity guardrail, before any listing that would skip it.
+        broker
+            .resolve(account)
+            .and_then(|target| broker.source_for(&target))
+            .map_err(|e| {
+                broker_failure(
+                    e,
+                    &format!("could not open a session in account {account}"),
+                    &format!("account {account}"),
+                )
+            })?;
+    }
     let chosen = if is_id {
         match (find_cached(&reach, &raw, account).await?, account) {
             (Some(instance), _) => instance,

@@ -94,8 +94,14 @@ async fn creds_assume_into_each_account_with_the_callers_name() {
     );
     assert!(output.status.success(), "{}", text(&output.stderr));
     let text = String::from_utf8(output.stdout).unwrap();
-    assert!(text.starts_with("export AWS_ACCESS_KEY_ID=ASIA"), "{text}");
-    assert!(text.contains("export AWS_SESSION_TOKEN="));
+    // Every value quoted for the shell.
+    assert!(text.starts_with("export AWS_ACCESS_KEY_ID='ASIA"), "{text}");
+    assert!(text.contains("export AWS_SESSION_TOKEN='"));
+    assert!(
+        text.lines()
+            .all(|l| l.starts_with("export ") && l.ends_with('\'')),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -118,13 +124,26 @@ async fn cache_hits_until_the_refresh_margin_and_files_are_private() {
     ));
     assert_ne!(first["AccessKeyId"], no_cache["AccessKeyId"]);
     let dir = home.path().join("cache").join("credentials");
-    let mut files = 0;
+    let mut names = Vec::new();
     for entry in std::fs::read_dir(&dir).unwrap() {
-        let meta = entry.unwrap().metadata().unwrap();
+        let entry = entry.unwrap();
+        let meta = entry.metadata().unwrap();
         assert_eq!(meta.permissions().mode() & 0o777, 0o600);
-        files += 1;
+        names.push(entry.file_name().into_string().unwrap());
     }
-    assert_eq!(files, 3, "two roles and the last-success file");
+    names.sort();
+    let roles = names
+        .iter()
+        .filter(|n| n.ends_with(".json") && *n != "last-success.json")
+        .count();
+    assert_eq!(roles, 2, "two roles: {names:?}");
+    assert!(names.contains(&"last-success.json".to_owned()), "{names:?}");
+    // The last-success file's lock (concurrent postern processes update it).
+    assert!(
+        names.contains(&"last-success.json.lock".to_owned()),
+        "{names:?}"
+    );
+    assert_eq!(names.len(), 4, "{names:?}");
     assert_eq!(
         std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
         0o700

@@ -55,14 +55,44 @@ fn output_is_byte_exact_and_the_marker_never_shows() {
 }
 
 #[test]
-fn arguments_are_joined_like_ssh() {
+fn several_arguments_run_as_that_argv_and_one_as_a_command_line() {
     let emu = EmulatorProcess::start(&[]);
+    // Several arguments: the remote runs exactly this argv (ssh would run `sh -c printf`).
     let out = run(
-        emu.command(&["exec", &emu.instance, "--", "printf", "'%s|'", "a", "'b c'"]),
+        emu.command(&[
+            "exec",
+            &emu.instance,
+            "--",
+            "printf",
+            "%s|",
+            "a",
+            "b c",
+            "$HOME",
+        ]),
         LIMIT,
     );
     assert_eq!(out.status.code(), Some(0), "stderr {}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "a|b c|$HOME|");
+    let out = run(
+        emu.command(&[
+            "exec",
+            &emu.instance,
+            "--",
+            "sh",
+            "-c",
+            "printf abc; exit 7",
+        ]),
+        LIMIT,
+    );
+    assert_eq!(text(&out.stdout), "abc");
+    assert_eq!(out.status.code(), Some(7), "stderr {}", text(&out.stderr));
+    // One argument: a command line for the remote shell.
+    let out = run(
+        emu.command(&["exec", &emu.instance, "--", "printf '%s|' a 'b c'; exit 3"]),
+        LIMIT,
+    );
     assert_eq!(text(&out.stdout), "a|b c|");
+    assert_eq!(out.status.code(), Some(3), "stderr {}", text(&out.stderr));
 }
 
 #[test]

@@ -31,6 +31,7 @@ mod emulator_faults;
 mod emulator_kms;
 mod emulator_port;
 mod emulator_throughput;
+mod guardrails;
 mod moto_ec2;
 mod moto_kms;
 mod moto_organizations;

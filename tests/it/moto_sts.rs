@@ -84,8 +84,9 @@ async fn creds_returns_the_keys_moto_issued_for_the_configured_role() {
     let field = |name: &str| {
         exports
             .lines()
-            .find_map(|l| l.strip_prefix(&format!("export {name}=")))
-            .unwrap_or_else(|| panic!("{name} in {exports}"))
+            .find_map(|l| l.strip_prefix(&format!("export {name}='")))
+            .and_then(|quoted| quoted.strip_suffix('\''))
+            .unwrap_or_else(|| panic!("{name}, quoted, in {exports}"))
             .to_owned()
     };
     let value = serde_json::json!({
@@ -145,11 +146,17 @@ async fn mfa_source_gets_one_session_token_for_every_account() {
         format!("arn:aws:iam::{MOTO_ACCOUNT}:mfa/alice\n"),
         "one code for both accounts"
     );
-    // Two roles, the GetSessionToken credentials, and the last-success file.
-    let files = std::fs::read_dir(home.cache().join("credentials"))
+    // Two roles, the GetSessionToken credentials, the last-success file and its lock.
+    let mut files: Vec<String> = std::fs::read_dir(home.cache().join("credentials"))
         .expect("credentials cache")
-        .count();
-    assert_eq!(files, 4);
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 5, "{files:?}");
+    assert!(
+        files.contains(&"last-success.json.lock".to_owned()),
+        "{files:?}"
+    );
 }
 
 /// `postern ARGS` must succeed and print credential_process JSON.
