@@ -235,6 +235,9 @@ struct Feeding {
 async fn feed_rows(events: mpsc::Sender<Event>, mut state: Feeding, signalled: Arc<AtomicI32>) {
     let can_refresh = state.refresh.is_some();
     let mut progress = None;
+    // One listener for the whole picker: a signal between two turns of the loop is not lost.
+    let terminated = terminated();
+    tokio::pin!(terminated);
     loop {
         let next = async {
             match &mut state.feed {
@@ -243,9 +246,11 @@ async fn feed_rows(events: mpsc::Sender<Event>, mut state: Feeding, signalled: A
             }
         };
         let sent = tokio::select! {
-            signal = terminated() => {
+            signal = &mut terminated => {
                 signalled.store(signal, Ordering::SeqCst);
-                events.send(Event::Action(Action::Abort)).await
+                // Nothing more to feed: skim closes, then the process ends of the signal.
+                let _ = events.send(Event::Action(Action::Abort)).await;
+                return;
             }
             Some(()) = state.refresh_rx.recv() => {
                 if let Some(refresh) = &state.refresh {
@@ -279,11 +284,7 @@ async fn feed_rows(events: mpsc::Sender<Event>, mut state: Feeding, signalled: A
         if sent.is_err() {
             return;
         }
-        let line = header(
-            progress.filter(|_| state.feed.is_some()).or(progress),
-            state.shown,
-            can_refresh,
-        );
+        let line = header(progress, state.shown, can_refresh);
         let set_header = ActionCallback::new_sync(move |app: &mut App| {
             app.header.header.clone_from(&line);
             Ok(Vec::new())

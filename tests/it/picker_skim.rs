@@ -230,6 +230,31 @@ fn an_offline_row_is_refused_and_the_picker_stays_open() {
 }
 
 #[test]
+fn sigterm_closes_the_picker_and_postern_dies_of_it() {
+    let pane = Pane::start("");
+    pane.picker_with(37);
+    // The pane runs `sh run.sh`; postern is its child.
+    let shell = pane
+        .tmux
+        .run(&["display-message", "-p", "-t", "t", "#{pane_pid}"]);
+    let children = Command::new("pgrep")
+        .args(["-P", shell.trim()])
+        .output()
+        .unwrap();
+    let pid = String::from_utf8(children.stdout).unwrap();
+    let pid = pid
+        .split_whitespace()
+        .next()
+        .expect("postern's pid")
+        .to_owned();
+    let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(killed.success());
+    assert_eq!(pane.exit_status(), "postern-exit=143");
+    let screen = pane.tmux.wait_for("postern-done", 1);
+    assert!(!screen.contains(PICKER_OPEN), "{screen}");
+}
+
+#[test]
 fn the_preview_shows_the_highlighted_rows_tags() {
     let pane = Pane::start("");
     pane.picker_with(37);
