@@ -332,9 +332,15 @@ fn on_event(
         }
         Event::Output(data) => match config.exit_marker.as_mut() {
             Some(scanner) => {
+                let secret_line = scanner.secret_line();
                 for marked in scanner.feed(&data) {
                     match marked {
                         Marked::Data(d) => queue_out(state, Dest::Stdout, d),
+                        Marked::Ready => {
+                            // The secret goes in as input, never on a command line.
+                            tracing::debug!("exec wrapper ready for the marker");
+                            session.send_output(now, &secret_line);
+                        }
                         Marked::Started => {
                             tracing::debug!("exec wrapper started");
                             start_input(session, state, config, now);

@@ -1,21 +1,30 @@
 //! The in-band exit status of `postern exec` over AWS-StartInteractiveCommand, which has no
 //! exit-status message (SPEC.md §8.4). Documented in `docs/design/exec-exit-status.md`.
 //!
-//! The command is wrapped in a small POSIX sh script that prints an unguessable per-session
-//! marker twice: `<M>s;` once the terminal is set up (postern then sends the window size and one
+//! The command is wrapped in a small POSIX sh script. Once the terminal is set up (echo off) it
+//! prints the public ready record `postern-exit-r;`; postern answers with the session's secret
+//! on a line of its own, which the script reads into a shell variable. The secret therefore
+//! never appears in a command line, where any local user of the instance could read it in
+//! `/proc` and forge an exit status. The script then prints the unguessable marker `<M>` (the
+//! fixed prefix and the secret) twice: `<M>s;` (postern then sends the window size and one
 //! newline that the script's `read` consumes, so the command starts with the right size and
-//! with any piped input after it), and `<M>x<status>;` when the command has ended. The scanner
-//! removes exactly those two records from the output stream and nothing else. `<M>` appears
-//! contiguously only in the output: the script passes it to `printf` in two quoted halves, so
-//! even a `ps` listing of the wrapper cannot produce it.
+//! with any piped input after it), and `<M>x<status>;` when the command has ended, with
+//! `printf`, a shell builtin. The scanner removes exactly those three records from the output
+//! stream and nothing else; the ready record counts only once, before the start record.
 
 use std::fmt::Write as _;
 
-/// A per-session marker.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A per-session marker. `Debug` shows nothing of the secret.
+#[derive(Clone, PartialEq, Eq)]
 pub struct ExitMarker {
     /// The 128 random bits, hex encoded.
     secret: String,
+}
+
+impl std::fmt::Debug for ExitMarker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ExitMarker(<redacted>)")
+    }
 }
 
 /// What a chunk of output turned into, in order.
@@ -23,6 +32,8 @@ pub struct ExitMarker {
 pub enum Marked {
     /// Command output, unchanged.
     Data(Vec<u8>),
+    /// The wrapper's terminal is set up: it waits for the secret line ([`MarkerScanner::secret_line`]).
+    Ready,
     /// The wrapper is ready for the size and the start newline.
     Started,
     /// The command ended with this status.
@@ -30,10 +41,22 @@ pub enum Marked {
 }
 
 /// Finds and removes the marker records in an output stream split at arbitrary points.
-#[derive(Clone, Debug)]
+/// `Debug` shows nothing of the marker.
+#[derive(Clone)]
 pub struct MarkerScanner {
     marker: Vec<u8>,
     held: Vec<u8>,
+    /// The ready record was seen (or the start record: the ready record is over).
+    ready_seen: bool,
+}
+
+impl std::fmt::Debug for MarkerScanner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MarkerScanner")
+            .field("held", &self.held.len())
+            .field("ready_seen", &self.ready_seen)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ExitMarker {
@@ -63,9 +86,11 @@ impl ExitMarker {
         } else {
             ""
         };
+        let _ = secret;
         format!(
-            "{setup}printf '%s%s%s' '{prefix}' '{secret}' 's;'; IFS= read -r _; {restore}\
-             sh -c {quoted}; printf '%s%s%s%d;' '{prefix}' '{secret}' 'x' \"$?\""
+            "{setup}printf '%s%s' '{prefix}' '{READY}'; IFS= read -r __postern_m; \
+             printf '%s%s%s' '{prefix}' \"$__postern_m\" 's;'; IFS= read -r _; {restore}\
+             sh -c {quoted}; printf '%s%s%s%d;' '{prefix}' \"$__postern_m\" 'x' \"$?\""
         )
     }
 
@@ -74,16 +99,48 @@ impl ExitMarker {
         MarkerScanner {
             marker: format!("{PREFIX}{}", self.secret).into_bytes(),
             held: Vec::new(),
+            ready_seen: false,
         }
     }
 }
 
 impl MarkerScanner {
+    /// The line answering the ready record: the secret and a newline, for the wrapper's `read`.
+    pub fn secret_line(&self) -> Vec<u8> {
+        let mut line = self.marker[PREFIX.len()..].to_vec();
+        line.push(b'\n');
+        line
+    }
+
     /// Feeds output; returns data with the records removed, and the records found.
     pub fn feed(&mut self, data: &[u8]) -> Vec<Marked> {
         self.held.extend_from_slice(data);
         let mut out = Vec::new();
         let mut emit = Vec::new();
+        if !self.ready_seen {
+            let ready = format!("{PREFIX}{READY}").into_bytes();
+            match find(&self.held, &ready) {
+                Some(at) => {
+                    emit.extend(self.held.drain(..at));
+                    self.held.drain(..ready.len());
+                    self.ready_seen = true;
+                    if !emit.is_empty() {
+                        out.push(Marked::Data(std::mem::take(&mut emit)));
+                    }
+                    out.push(Marked::Ready);
+                }
+                None => {
+                    // Nothing precedes the ready record but what the shell's setup printed;
+                    // hold what could still begin it.
+                    let keep = partial_suffix(&self.held, &ready);
+                    let cut = self.held.len() - keep;
+                    if cut > 0 {
+                        out.push(Marked::Data(self.held.drain(..cut).collect()));
+                    }
+                    return out;
+                }
+            }
+        }
         loop {
             let Some(at) = find(&self.held, &self.marker) else {
                 // Keep the longest tail that could begin a marker.
@@ -174,6 +231,8 @@ fn partial_suffix(data: &[u8], marker: &[u8]) -> usize {
 
 /// The marker's fixed half; the other half is 32 random hex digits.
 const PREFIX: &str = "postern-exit-";
+/// The ready record's tail (after [`PREFIX`]): public, carries no secret.
+const READY: &str = "r;";
 const MAX_STATUS_DIGITS: usize = 11;
 
 #[cfg(test)]
@@ -205,18 +264,50 @@ mod tests {
     }
 
     #[test]
+    fn the_secret_is_never_in_the_command_line_nor_in_debug_output() {
+        let marker = marker();
+        let secret = "ab".repeat(16);
+        let wrapped = marker.wrap("uptime", false);
+        assert!(!wrapped.contains(&secret), "{wrapped}");
+        assert!(!format!("{marker:?}").contains(&secret));
+        let scanner = marker.scanner();
+        assert!(!format!("{scanner:?}").contains(&secret));
+        assert_eq!(scanner.secret_line(), format!("{secret}\n").into_bytes());
+    }
+
+    #[test]
+    fn the_ready_record_counts_once_and_only_before_the_start() {
+        let mut stream = format!("{PREFIX}{READY}").into_bytes();
+        stream.extend(record("s;"));
+        // The command prints the public ready record: plain output now.
+        stream.extend(format!("out {PREFIX}{READY} put").as_bytes());
+        stream.extend(record("x0;"));
+        let (data, records) = collect(&[&stream]);
+        assert_eq!(data, format!("out {PREFIX}{READY} put").into_bytes());
+        assert_eq!(
+            records,
+            vec![Marked::Ready, Marked::Started, Marked::Exited(0)]
+        );
+    }
+
+    #[test]
     fn strips_start_and_exit_records_exactly() {
-        let mut stream = record("s;");
+        let mut stream = format!("{PREFIX}{READY}").into_bytes();
+        stream.extend(record("s;"));
         stream.extend(b"hello\r\nno newline");
         stream.extend(record("x42;"));
         let (data, records) = collect(&[&stream]);
         assert_eq!(data, b"hello\r\nno newline");
-        assert_eq!(records, vec![Marked::Started, Marked::Exited(42)]);
+        assert_eq!(
+            records,
+            vec![Marked::Ready, Marked::Started, Marked::Exited(42)]
+        );
     }
 
     #[test]
     fn finds_records_split_at_every_byte() {
         let mut stream = b"ab".to_vec();
+        stream.extend(format!("{PREFIX}{READY}").as_bytes());
         stream.extend(record("s;"));
         stream.extend(b"\x00\x01binary\xff");
         stream.extend(record("x0;"));
@@ -224,7 +315,10 @@ mod tests {
         let chunks: Vec<&[u8]> = stream.chunks(1).collect();
         let (data, records) = collect(&chunks);
         assert_eq!(data, b"ab\x00\x01binary\xfftail");
-        assert_eq!(records, vec![Marked::Started, Marked::Exited(0)]);
+        assert_eq!(
+            records,
+            vec![Marked::Ready, Marked::Started, Marked::Exited(0)]
+        );
     }
 
     #[test]

@@ -139,3 +139,31 @@ fn closed_stdout_exits_quietly() {
     };
     assert_eq!(status.code(), Some(141));
 }
+
+#[test]
+fn the_exit_marker_secret_is_not_on_any_command_line() {
+    let emu = EmulatorProcess::start(&[]);
+    // The command's parent is the wrapper shell: its command line, as any local user of the
+    // instance can read it in /proc, must not hold the marker's secret (32 hex digits).
+    let out = run(
+        emu.command(&[
+            "exec",
+            &emu.instance,
+            "--",
+            "tr '\\0' ' ' < /proc/$PPID/cmdline",
+        ]),
+        LIMIT,
+    );
+    assert_eq!(out.status.code(), Some(0), "stderr {}", text(&out.stderr));
+    let cmdline = text(&out.stdout);
+    assert!(cmdline.contains("__postern_m"), "the wrapper: {cmdline}");
+    let longest_hex_run = cmdline
+        .split(|c: char| !c.is_ascii_hexdigit())
+        .map(str::len)
+        .max()
+        .unwrap_or(0);
+    assert!(
+        longest_hex_run < 32,
+        "a secret on the command line: {cmdline}"
+    );
+}
