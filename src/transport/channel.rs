@@ -29,6 +29,26 @@ pub enum OpenError {
         /// The URL without its query.
         url: String,
     },
+    /// `ws://` to a name that resolves (also) to an address off this machine.
+    #[error(
+        "refusing to open {url}: its host resolves to {address}, not a loopback address, and \
+         ws:// is unencrypted"
+    )]
+    ResolvesOffLoopback {
+        /// The URL without its query.
+        url: String,
+        /// The first address that is not loopback.
+        address: IpAddr,
+    },
+    /// The host of a `ws://` URL did not resolve.
+    #[error("could not resolve the host of {url}")]
+    Resolve {
+        /// The URL without its query.
+        url: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
     /// Dialling or the websocket handshake failed.
     #[error("could not connect to {url}")]
     Connect {
@@ -66,12 +86,30 @@ pub async fn open(
     let url = Url::parse(stream_url).map_err(|_| OpenError::InvalidUrl)?;
     let shown = redact(&url);
     check_scheme(&url).map_err(|()| OpenError::InsecureUrl { url: shown.clone() })?;
-    // Nagle off: keystrokes and acks are tiny and latency-bound; with Nagle and delayed acks
-    // each echo waited ~40 ms.
-    let dial = tokio_tungstenite::connect_async_with_config(url.as_str(), None, true);
+    let dial = async {
+        if url.scheme() == "ws" {
+            // Plain text only to this machine: resolve the name ourselves and dial the
+            // loopback address we checked, so /etc/hosts or DNS cannot send it elsewhere.
+            let stream = dial_loopback(&url, &shown).await?;
+            tokio_tungstenite::client_async_with_config(url.as_str(), stream, None)
+                .await
+                .map_err(|source| OpenError::Connect {
+                    url: shown.clone(),
+                    source,
+                })
+        } else {
+            // Nagle off: keystrokes and acks are tiny and latency-bound; with Nagle and
+            // delayed acks each echo waited ~40 ms.
+            tokio_tungstenite::connect_async_with_config(url.as_str(), None, true)
+                .await
+                .map_err(|source| OpenError::Connect {
+                    url: shown.clone(),
+                    source,
+                })
+        }
+    };
     let (mut ws, _response) = match tokio::time::timeout(timeout, dial).await {
-        Ok(Ok(pair)) => pair,
-        Ok(Err(source)) => return Err(OpenError::Connect { url: shown, source }),
+        Ok(result) => result?,
         Err(_) => {
             return Err(OpenError::Timeout {
                 url: shown,
@@ -87,6 +125,45 @@ pub async fn open(
         .await
         .map_err(|source| OpenError::Send { url: shown, source })?;
     Ok(ws)
+}
+
+/// Resolves a `ws://` URL's host, refuses any address off loopback, and connects (Nagle off)
+/// to the first one.
+async fn dial_loopback(url: &Url, shown: &str) -> Result<MaybeTlsStream<TcpStream>, OpenError> {
+    let host = url.host_str().unwrap_or_default();
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port = url.port_or_known_default().unwrap_or(80);
+    let resolve = |source| OpenError::Resolve {
+        url: shown.to_owned(),
+        source,
+    };
+    let addresses: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(resolve)?
+        .collect();
+    if let Some(off) = addresses.iter().find(|a| !a.ip().is_loopback()) {
+        return Err(OpenError::ResolvesOffLoopback {
+            url: shown.to_owned(),
+            address: off.ip(),
+        });
+    }
+    let first = addresses.first().ok_or_else(|| {
+        resolve(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "no address",
+        ))
+    })?;
+    let stream = TcpStream::connect(first)
+        .await
+        .map_err(|e| OpenError::Connect {
+            url: shown.to_owned(),
+            source: e.into(),
+        })?;
+    stream.set_nodelay(true).map_err(|e| OpenError::Connect {
+        url: shown.to_owned(),
+        source: e.into(),
+    })?;
+    Ok(MaybeTlsStream::Plain(stream))
 }
 
 /// The OpenDataChannelInput for one open: a fresh RequestId, the process's ClientId.
@@ -158,6 +235,29 @@ mod tests {
         assert!(!ok("ws://10.0.0.1:1234/v1/data-channel/s"));
         assert!(!ok("ws://example.com/v1/data-channel/s"));
         assert!(!ok("http://127.0.0.1/v1/data-channel/s"));
+    }
+
+    #[tokio::test]
+    async fn ws_goes_only_to_addresses_that_are_loopback_after_resolution() {
+        let url = Url::parse("ws://127.0.0.1:9/v1/data-channel/s").unwrap();
+        // Loopback passes the check (nothing listens on port 9: the connect fails after it).
+        assert!(matches!(
+            dial_loopback(&url, "u").await,
+            Err(OpenError::Connect { .. })
+        ));
+        // A name must resolve to loopback only; `localhost` does on this machine.
+        let local = Url::parse("ws://localhost:9/v1/data-channel/s").unwrap();
+        assert!(!matches!(
+            dial_loopback(&local, "u").await,
+            Err(OpenError::ResolvesOffLoopback { .. })
+        ));
+        // An address off loopback is refused before any connection (this one is a TEST-NET
+        // address: resolution is literal).
+        let off = Url::parse("ws://192.0.2.1:80/v1/data-channel/s").unwrap();
+        assert!(matches!(
+            dial_loopback(&off, "u").await,
+            Err(OpenError::ResolvesOffLoopback { address, .. }) if address.to_string() == "192.0.2.1"
+        ));
     }
 
     #[test]
