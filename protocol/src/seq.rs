@@ -75,17 +75,28 @@ pub enum Arrival {
 #[derive(Clone, Debug)]
 pub struct ReorderBuffer<T> {
     expected: SequenceNumber,
-    early: BTreeMap<i64, T>,
+    /// Early messages with their sizes.
+    early: BTreeMap<i64, (usize, T)>,
     capacity: usize,
+    max_bytes: usize,
+    bytes: usize,
 }
 
 impl<T> ReorderBuffer<T> {
-    /// An empty buffer expecting sequence 0.
+    /// An empty buffer expecting sequence 0, holding at most `capacity` early messages.
     pub fn new(capacity: usize) -> Self {
+        Self::with_max_bytes(capacity, usize::MAX)
+    }
+
+    /// The same, also holding at most `max_bytes` of early payload: a peer flooding reordered
+    /// messages cannot make us hold more.
+    pub fn with_max_bytes(capacity: usize, max_bytes: usize) -> Self {
         Self {
             expected: SequenceNumber(0),
             early: BTreeMap::new(),
             capacity,
+            max_bytes,
+            bytes: 0,
         }
     }
 
@@ -96,6 +107,12 @@ impl<T> ReorderBuffer<T> {
 
     /// Classifies `seq` without changing anything.
     pub fn classify(&self, seq: SequenceNumber) -> Arrival {
+        self.classify_sized(seq, 0)
+    }
+
+    /// Classifies `seq`, a message of `size` bytes, without changing anything: out of the
+    /// window also when holding it would exceed the byte limit.
+    pub fn classify_sized(&self, seq: SequenceNumber, size: usize) -> Arrival {
         if seq == self.expected {
             Arrival::InOrder
         } else if seq < self.expected {
@@ -105,6 +122,7 @@ impl<T> ReorderBuffer<T> {
             Arrival::Duplicate
         } else if self.early.len() >= self.capacity
             || (seq.0 - self.expected.0) as u64 > self.capacity as u64
+            || self.bytes.saturating_add(size) > self.max_bytes
         {
             Arrival::OutOfWindow
         } else {
@@ -114,7 +132,15 @@ impl<T> ReorderBuffer<T> {
 
     /// Stores an early message; the caller checked [`Arrival::Early`].
     pub fn insert_early(&mut self, seq: SequenceNumber, item: T) {
-        self.early.insert(seq.0, item);
+        self.insert_early_sized(seq, item, 0);
+    }
+
+    /// Buffers `item`, `size` bytes, as the early message `seq`.
+    pub fn insert_early_sized(&mut self, seq: SequenceNumber, item: T, size: usize) {
+        self.bytes += size;
+        if let Some((old, _)) = self.early.insert(seq.0, (size, item)) {
+            self.bytes -= old;
+        }
     }
 
     /// Marks the expected message delivered and advances.
@@ -125,7 +151,14 @@ impl<T> ReorderBuffer<T> {
     /// Takes the buffered message that is now expected, if any (the caller then delivers it
     /// through the in-order path and calls [`ReorderBuffer::advance`]).
     pub fn take_expected(&mut self) -> Option<T> {
-        self.early.remove(&self.expected.0)
+        let (size, item) = self.early.remove(&self.expected.0)?;
+        self.bytes -= size;
+        Some(item)
+    }
+
+    /// Payload bytes held in early messages.
+    pub fn buffered_bytes(&self) -> usize {
+        self.bytes
     }
 
     /// Messages waiting for a gap to fill.
@@ -351,5 +384,20 @@ mod tests {
         assert!(r.ack(SequenceNumber(0)).is_none());
         assert_eq!(r.head_deadline(INITIAL_RTO), None, "head 1 never sent");
         assert_eq!(r.len(), 2);
+    }
+
+    #[test]
+    fn early_messages_are_capped_in_bytes_too() {
+        let mut b = ReorderBuffer::with_max_bytes(100, 10);
+        assert_eq!(b.classify_sized(SequenceNumber(1), 6), Arrival::Early);
+        b.insert_early_sized(SequenceNumber(1), "one", 6);
+        assert_eq!(b.classify_sized(SequenceNumber(2), 5), Arrival::OutOfWindow);
+        assert_eq!(b.classify_sized(SequenceNumber(2), 4), Arrival::Early);
+        b.insert_early_sized(SequenceNumber(2), "two", 4);
+        assert_eq!(b.buffered_bytes(), 10);
+        assert_eq!(b.classify_sized(SequenceNumber(0), 1000), Arrival::InOrder);
+        b.advance();
+        assert_eq!(b.take_expected(), Some("one"));
+        assert_eq!(b.buffered_bytes(), 4);
     }
 }

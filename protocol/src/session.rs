@@ -164,6 +164,9 @@ pub struct Limits {
     pub max_in_flight: usize,
     /// Early messages held for reordering.
     pub reorder_capacity: usize,
+    /// Early payload bytes held for reordering: a peer flooding reordered messages cannot make
+    /// us hold more (those beyond are dropped unacked, and resent by a well-behaved peer).
+    pub reorder_bytes: usize,
     /// Close with [`CloseReason::GaveUp`] after this long without ack progress.
     pub give_up_after: Option<Duration>,
 }
@@ -176,6 +179,7 @@ impl Limits {
             send_window: CLIENT_BUFFER_CAPACITY,
             max_in_flight: CLIENT_BUFFER_CAPACITY,
             reorder_capacity: CLIENT_BUFFER_CAPACITY,
+            reorder_bytes: CLIENT_REORDER_BYTES,
             give_up_after: Some(CLIENT_GIVE_UP),
         }
     }
@@ -187,6 +191,7 @@ impl Limits {
             send_window: AGENT_BUFFER_CAPACITY,
             max_in_flight: AGENT_BUFFER_CAPACITY,
             reorder_capacity: AGENT_BUFFER_CAPACITY,
+            reorder_bytes: AGENT_REORDER_BYTES,
             give_up_after: None,
         }
     }
@@ -499,7 +504,10 @@ impl Session {
             epoch_millis: config.epoch_millis,
             rng: SeededRng::new(config.rng_seed),
             phase: Phase::AwaitingFirstMessage,
-            reorder: ReorderBuffer::new(config.limits.reorder_capacity),
+            reorder: ReorderBuffer::with_max_bytes(
+                config.limits.reorder_capacity,
+                config.limits.reorder_bytes,
+            ),
             resend: ResendBuffer::default(),
             rtt: RttEstimator::default(),
             gate: SendGate::new(pacing, config.limits.max_in_flight),
@@ -1013,7 +1021,7 @@ impl Session {
             ));
         }
         self.resume_publication();
-        match self.reorder.classify(seq) {
+        match self.reorder.classify_sized(seq, message.payload.len()) {
             Arrival::InOrder => {
                 self.deliver_in_order(now, message, false);
                 while self.reorder_pending_ready() {
@@ -1022,14 +1030,17 @@ impl Session {
                     };
                     if !self.deliver_in_order(now, next.clone(), true) {
                         // Not accepted (receiver not ready): keep it for later.
-                        self.reorder.insert_early(next.sequence_number, next);
+                        let size = next.payload.len();
+                        self.reorder
+                            .insert_early_sized(next.sequence_number, next, size);
                         break;
                     }
                 }
             }
             Arrival::Early => {
                 self.queue_ack(now, &message);
-                self.reorder.insert_early(seq, message);
+                let size = message.payload.len();
+                self.reorder.insert_early_sized(seq, message, size);
             }
             Arrival::Duplicate => {
                 self.stats.duplicates += 1;
@@ -1703,6 +1714,12 @@ pub const STREAM_PAYLOAD_SIZE: usize = 1024;
 /// Official client buffer capacities (plugin `config.go` `OutgoingMessageBufferCapacity`,
 /// `IncomingMessageBufferCapacity`).
 pub const CLIENT_BUFFER_CAPACITY: usize = 10_000;
+/// The client's cap on early (reordered) payload bytes: 16 MiB, far above what an honest
+/// agent's window holds (its stream messages are 1 KiB, SPEC.md §5.9), far below what a
+/// hostile one could otherwise make us keep (10,000 messages of up to 256 KiB).
+pub const CLIENT_REORDER_BYTES: usize = 16 * 1024 * 1024;
+/// The agent role's cap on early payload bytes (the emulator's, for tests).
+pub const AGENT_REORDER_BYTES: usize = 64 * 1024 * 1024;
 /// Agent buffer capacities (agent `agent/session/config/config.go`).
 pub const AGENT_BUFFER_CAPACITY: usize = 100_000;
 /// Agent handshake deadline per step (agent `datachannel.go` `handshakeTimeout`).

@@ -501,3 +501,29 @@ fn messages_beyond_a_full_reorder_buffer_are_dropped_unacked_and_resent_later() 
         .collect();
     assert_eq!(output, b"012345678");
 }
+
+#[test]
+fn a_peer_flooding_reordered_messages_cannot_make_us_hold_more_than_the_byte_cap() {
+    let now = Instant::now();
+    let mut config = SessionConfig::client("1.2.707.0", 9, EPOCH);
+    config.limits.reorder_bytes = 64 * 1024;
+    let mut client = Session::new(config, now);
+    let mut agent = ScriptedPeer::new(Role::Agent, 1);
+    client
+        .handle_message(now, &agent.stream_at(0, PayloadType::Output, b"0"))
+        .expect("first output");
+    let _ = transmits(&mut client, now);
+    // Sequence 1 never comes; 2..=401 carry 16 KiB each (6.4 MB in all): a few fill the cap,
+    // the rest are dropped unacked, never an error and never a violation.
+    let big = vec![b'x'; 16 * 1024];
+    for seq in 2..=401 {
+        client
+            .handle_message(now, &agent.stream_at(seq, PayloadType::Output, &big))
+            .expect("accepted or dropped, never an error");
+    }
+    let acked = transmits(&mut client, now).len();
+    assert_eq!(acked, 4, "64 KiB of 16 KiB messages are held (and acked)");
+    assert_eq!(client.stats().dropped_out_of_window, 396);
+    assert_eq!(client.buffered_sequence_numbers(), [2, 3, 4, 5]);
+    assert!(violations(&events(&mut client)).is_empty());
+}
