@@ -65,7 +65,13 @@ async fn main() -> anyhow::Result<()> {
     let base = config(
         &endpoint,
         &emulator.fleet().regions[0],
-        Credentials::new("AKIDBENCH", "bench-secret", None, None, "bench"),
+        Credentials::new(
+            emulator.base_credentials().access_key_id(),
+            emulator.base_credentials().secret_access_key(),
+            None,
+            None,
+            "bench",
+        ),
     );
     let sts = aws_sdk_sts::Client::new(&base);
     let mut credentials = HashMap::new();

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::Args;
 
+use crate::auth::BaseCredentials;
 use crate::config::{DEFAULT_PAUSE_FOR, DEFAULT_REGION, EmulatorConfig, Faults};
 use crate::error::EmulatorError;
 use crate::fleet::Fleet;
@@ -89,12 +90,11 @@ pub struct FleetArgs {
     #[arg(long)]
     pub print_fleet: bool,
 
-    /// Region to report, where unsigned requests act (default: the fleet's first region, else
-    /// us-east-1).
+    /// Region to report (default: the fleet's first region, else us-east-1).
     #[arg(long, value_name = "REGION")]
     pub region: Option<String>,
 
-    /// Account that base credentials (any access key not issued by AssumeRole) act in
+    /// Account that base credentials (the emulator's long-term keys) act in
     /// (default: the fleet's management account).
     #[arg(long, value_name = "ACCOUNT_ID")]
     pub management_account: Option<String>,
@@ -107,6 +107,27 @@ pub struct FleetArgs {
 /// `postern emulator`'s AWS API flags.
 #[derive(Args, Clone, Debug, PartialEq)]
 pub struct ApiArgs {
+    /// Access key id of the base credentials, the long-term keys every request is signed with
+    /// (default: a random key and secret for this run, printed in the ready line).
+    #[arg(
+        long,
+        value_name = "ID",
+        env = "POSTERN_EMULATOR_ACCESS_KEY_ID",
+        requires = "secret_access_key"
+    )]
+    pub access_key_id: Option<String>,
+
+    /// Secret of the base credentials (best given in the environment, where other local users
+    /// cannot read it).
+    #[arg(
+        long,
+        value_name = "SECRET",
+        env = "POSTERN_EMULATOR_SECRET_ACCESS_KEY",
+        hide_env_values = true,
+        requires = "access_key_id"
+    )]
+    pub secret_access_key: Option<String>,
+
     /// Lifetime of credentials issued by AssumeRole and GetSessionToken, overriding the
     /// requested duration (for example `2s`; `0s` issues already-expired credentials).
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
@@ -222,6 +243,10 @@ impl EmulatorArgs {
             credential_lifetime: api.credential_lifetime,
             role_credential_lifetime: api.role_credential_lifetime,
             mfa_code: api.mfa_code,
+            base_credentials: api
+                .access_key_id
+                .zip(api.secret_access_key)
+                .map(|(id, secret)| BaseCredentials::new(id, secret)),
             api_latency: api.api_latency,
             throttle_rate: api.throttle_rate,
             pacing: (!self.no_pacing).then_some(Pacing::AGENT),
@@ -360,6 +385,22 @@ mod tests {
         assert_eq!(config.api_latency, Some(Duration::from_millis(50)));
         assert_eq!(config.throttle_rate, Some(2.5));
         assert_eq!(config.mfa_code.as_deref(), Some("123456"));
+        assert_eq!(config.base_credentials, None, "random keys by default");
+    }
+
+    #[test]
+    fn base_credentials_come_in_pairs() {
+        let config = parse(&[
+            "--access-key-id",
+            "AKIAFIXED",
+            "--secret-access-key",
+            "s3cr3t",
+        ]);
+        assert_eq!(
+            config.base_credentials,
+            Some(BaseCredentials::new("AKIAFIXED", "s3cr3t"))
+        );
+        assert!(Cli::try_parse_from(["emulator", "--access-key-id", "AKIAFIXED"]).is_err());
     }
 
     #[test]

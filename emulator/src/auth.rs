@@ -1,50 +1,63 @@
-//! Who is calling: the SigV4 `Authorization` header's credential scope (access key id, region,
-//! service) and the credentials the emulator issued (AssumeRole, GetSessionToken), with their
-//! accounts and expiry. Signatures are not verified: the emulator accepts any secret.
+//! Who is calling: the credentials the emulator knows (its base credentials, random per run
+//! unless the configuration names them, and every set it issued through AssumeRole or
+//! GetSessionToken, with their accounts, session tokens and expiry), and whether a request
+//! came through a loopback host name. Signatures are checked against these secrets by
+//! [`crate::sigv4`]; an access key the emulator does not know is refused.
 //!
-//! Any access key the emulator did not issue is "base credentials" acting in the fleet's
-//! management account. Secret keys and session tokens are never logged and redact in `Debug`.
+//! Secret keys and session tokens are never logged and redact in `Debug`.
 
 use std::collections::HashMap;
 use std::fmt;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use rand::Rng;
+use serde::Serialize;
 
-/// The credential scope of a SigV4 `Authorization` header.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct SigningScope {
-    /// The access key id (not secret).
-    pub(crate) access_key_id: String,
-    /// The region the request was signed for.
-    pub(crate) region: String,
-    /// The signing name of the service (`sts`, `ec2`, `ssm`, `organizations`).
-    pub(crate) service: String,
+/// Long-term credentials acting in the fleet's management account: the emulator's own, printed
+/// in its ready line. `Debug` hides the secret.
+#[derive(Clone, PartialEq, Eq, Serialize)]
+pub struct BaseCredentials {
+    access_key_id: String,
+    secret_access_key: String,
 }
 
-impl SigningScope {
-    /// Reads `AWS4-HMAC-SHA256 Credential=AKID/DATE/REGION/SERVICE/aws4_request, …`; `None`
-    /// when the header has another shape.
-    pub(crate) fn parse(authorization: &str) -> Option<Self> {
-        let rest = authorization.strip_prefix("AWS4-HMAC-SHA256")?.trim_start();
-        let credential = rest
-            .split(',')
-            .map(str::trim)
-            .find_map(|part| part.strip_prefix("Credential="))?;
-        let mut parts = credential.split('/');
-        let access_key_id = parts.next()?.to_owned();
-        let _date = parts.next()?;
-        let region = parts.next()?.to_owned();
-        let service = parts.next()?.to_owned();
-        if access_key_id.is_empty() || region.is_empty() || parts.next() != Some("aws4_request") {
-            return None;
+impl BaseCredentials {
+    /// Credentials with this access key id and secret.
+    pub fn new(access_key_id: impl Into<String>, secret_access_key: impl Into<String>) -> Self {
+        Self {
+            access_key_id: access_key_id.into(),
+            secret_access_key: secret_access_key.into(),
         }
-        Some(Self {
-            access_key_id,
-            region,
-            service,
-        })
+    }
+
+    /// A fresh random `AKIA…` key and secret, as each emulator run makes by default.
+    pub fn random() -> Self {
+        let mut rng = rand::rng();
+        Self::new(
+            format!("AKIA{}", random_text(&mut rng, 16, UPPER_ALNUM)),
+            random_text(&mut rng, 40, BASE64ISH),
+        )
+    }
+
+    /// The access key id.
+    pub fn access_key_id(&self) -> &str {
+        &self.access_key_id
+    }
+
+    /// The secret access key.
+    pub fn secret_access_key(&self) -> &str {
+        &self.secret_access_key
+    }
+}
+
+impl fmt::Debug for BaseCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BaseCredentials")
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"<redacted>")
+            .finish()
     }
 }
 
@@ -64,7 +77,7 @@ pub(crate) struct Principal {
 /// What kind of credentials a request carried.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum PrincipalKind {
-    /// Long-term base credentials (any access key the emulator did not issue).
+    /// The emulator's long-term base credentials.
     User,
     /// Credentials from AssumeRole.
     AssumedRole {
@@ -125,29 +138,93 @@ pub(crate) struct IssuedCredentials {
 }
 
 /// Why a request's credentials were refused.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum CredentialProblem {
     /// Issued by the emulator, past their expiration.
     Expired,
-    /// An issued access key presented with another session token.
+    /// An issued access key presented without its session token or with another one, or base
+    /// credentials presented with a session token.
     InvalidToken,
+    /// An access key the emulator neither holds nor issued.
+    UnknownAccessKey,
+    /// The `Authorization` header (or the `X-Amz-Date` it needs) is missing parts.
+    IncompleteSignature(&'static str),
+    /// The signature is not the one the key's secret gives for this request.
+    BadSignature,
+    /// Signed further than 15 minutes from the emulator's clock.
+    SignatureExpired {
+        /// The request's `X-Amz-Date`.
+        signed_at: String,
+    },
 }
 
-/// The credentials the emulator issued. Entries stay until the emulator stops: a test fleet
-/// issues few, and an expired key must keep answering "expired", not become base credentials.
-#[derive(Debug, Default)]
+/// A key the emulator knows, looked up before its signature is checked.
+#[derive(Debug)]
+pub(crate) struct KnownKey {
+    principal: Principal,
+    secret: Secret,
+    /// The session token issued with the key; `None` for base credentials.
+    session_token: Option<Secret>,
+    /// When issued credentials stop working; `None` for base credentials.
+    expiration: Option<SystemTime>,
+}
+
+impl KnownKey {
+    /// The secret the request must have been signed with.
+    pub(crate) fn secret(&self) -> &str {
+        self.secret.expose()
+    }
+
+    /// The principal, once the signature verified, if the session token is the key's and the
+    /// key has not expired at `now`.
+    pub(crate) fn admit(
+        self,
+        session_token: Option<&str>,
+        now: SystemTime,
+    ) -> Result<Principal, CredentialProblem> {
+        if session_token != self.session_token.as_ref().map(Secret::expose) {
+            return Err(CredentialProblem::InvalidToken);
+        }
+        if self.expiration.is_some_and(|expiration| now >= expiration) {
+            return Err(CredentialProblem::Expired);
+        }
+        Ok(self.principal)
+    }
+}
+
+/// The credentials the emulator knows: its base credentials and those it issued. Issued entries
+/// stay until the emulator stops: a test fleet issues few, and an expired key must keep
+/// answering "expired", not become unknown.
+#[derive(Debug)]
 pub(crate) struct CredentialStore {
+    base: BaseCredentials,
+    base_principal: Principal,
     issued: Mutex<HashMap<String, Issued>>,
 }
 
 #[derive(Debug)]
 struct Issued {
     principal: Principal,
+    secret: Secret,
     session_token: Secret,
     expiration: SystemTime,
 }
 
 impl CredentialStore {
+    /// A store knowing `base`, acting as `base_principal`, and nothing issued yet.
+    pub(crate) fn new(base: BaseCredentials, base_principal: Principal) -> Self {
+        Self {
+            base,
+            base_principal,
+            issued: Mutex::default(),
+        }
+    }
+
+    /// The base credentials.
+    pub(crate) fn base(&self) -> &BaseCredentials {
+        &self.base
+    }
+
     /// Issues credentials acting as `principal` until `now + lifetime`.
     pub(crate) fn issue(
         &self,
@@ -171,6 +248,7 @@ impl CredentialStore {
             access_key_id,
             Issued {
                 principal,
+                secret: credentials.secret_access_key.clone(),
                 session_token: credentials.session_token.clone(),
                 expiration: credentials.expiration,
             },
@@ -178,26 +256,25 @@ impl CredentialStore {
         credentials
     }
 
-    /// The principal `access_key_id` acts as at `now`: the issued one, or `base` for keys the
-    /// emulator did not issue.
-    pub(crate) fn resolve(
-        &self,
-        access_key_id: &str,
-        session_token: Option<&str>,
-        now: SystemTime,
-        base: &Principal,
-    ) -> Result<Principal, CredentialProblem> {
+    /// The key `access_key_id` names: the base credentials or issued ones; `None` when the
+    /// emulator knows no such key.
+    pub(crate) fn lookup(&self, access_key_id: &str) -> Option<KnownKey> {
+        if access_key_id == self.base.access_key_id {
+            return Some(KnownKey {
+                principal: self.base_principal.clone(),
+                secret: Secret(self.base.secret_access_key.clone()),
+                session_token: None,
+                expiration: None,
+            });
+        }
         let issued = self.lock();
-        let Some(entry) = issued.get(access_key_id) else {
-            return Ok(base.clone());
-        };
-        if session_token.is_some_and(|token| token != entry.session_token.expose()) {
-            return Err(CredentialProblem::InvalidToken);
-        }
-        if now >= entry.expiration {
-            return Err(CredentialProblem::Expired);
-        }
-        Ok(entry.principal.clone())
+        let entry = issued.get(access_key_id)?;
+        Some(KnownKey {
+            principal: entry.principal.clone(),
+            secret: entry.secret.clone(),
+            session_token: Some(entry.session_token.clone()),
+            expiration: Some(entry.expiration),
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Issued>> {
@@ -223,6 +300,33 @@ impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Secret(<redacted>)")
     }
+}
+
+/// Whether a `Host` header names a loopback address (127.0.0.0/8, `[::1]`, `localhost`), with
+/// or without a port. Anything else (a missing header, another name, which a DNS-rebinding
+/// page in a browser would send) is refused before authentication.
+pub(crate) fn is_loopback_host(host: Option<&str>) -> bool {
+    let Some(host) = host else {
+        return false;
+    };
+    let (name, port) = match host.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((name, after)) => (name, after.strip_prefix(':')),
+            None => return false,
+        },
+        None => match host.split_once(':') {
+            Some((name, port)) => (name, Some(port)),
+            None => (host, None),
+        },
+    };
+    if port.is_some_and(|port| port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit())) {
+        return false;
+    }
+    if host.starts_with('[') {
+        return name.parse::<Ipv6Addr>().is_ok_and(|ip| ip.is_loopback());
+    }
+    name.eq_ignore_ascii_case("localhost")
+        || name.parse::<Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// A stable pseudo-random id of `len` uppercase alphanumerics derived from `seed`, so ARNs and
@@ -256,65 +360,109 @@ const BASE64ISH: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0
 mod tests {
     use super::*;
 
+    fn store() -> CredentialStore {
+        CredentialStore::new(
+            BaseCredentials::new("AKIABASE", "base-secret"),
+            Principal::base_user("111111111111"),
+        )
+    }
+
     #[test]
-    fn reads_the_credential_scope() {
-        let header = "AWS4-HMAC-SHA256 Credential=ASIAEXAMPLE/20250101/eu-west-1/ec2/aws4_request, \
-                      SignedHeaders=host;x-amz-date, Signature=abcdef";
+    fn base_keys_act_as_the_base_user_without_a_token() {
+        let store = store();
+        let now = SystemTime::UNIX_EPOCH;
+        let key = store.lookup("AKIABASE").unwrap();
+        assert_eq!(key.secret(), "base-secret");
         assert_eq!(
-            SigningScope::parse(header),
-            Some(SigningScope {
-                access_key_id: "ASIAEXAMPLE".to_owned(),
-                region: "eu-west-1".to_owned(),
-                service: "ec2".to_owned(),
-            })
+            key.admit(None, now),
+            Ok(Principal::base_user("111111111111"))
         );
-        assert_eq!(SigningScope::parse("Bearer x"), None);
         assert_eq!(
-            SigningScope::parse("AWS4-HMAC-SHA256 Credential=AK/20250101/us-east-1/ssm"),
-            None
+            store.lookup("AKIABASE").unwrap().admit(Some("token"), now),
+            Err(CredentialProblem::InvalidToken)
         );
     }
 
     #[test]
+    fn unknown_keys_are_not_known() {
+        assert!(store().lookup("AKIDOTHER").is_none());
+        assert!(store().lookup("").is_none());
+    }
+
+    #[test]
     fn issued_keys_act_as_their_principal_until_they_expire() {
-        let store = CredentialStore::default();
-        let base = Principal::base_user("111111111111");
+        let store = store();
         let role = Principal::assumed_role("222222222222", "PosternAccess", "alice");
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let issued = store.issue(role.clone(), Duration::from_secs(60), now);
         assert!(issued.access_key_id.starts_with("ASIA"));
         let token = issued.session_token.expose();
+        let key = || store.lookup(&issued.access_key_id).unwrap();
+        assert_eq!(key().secret(), issued.secret_access_key.expose());
+        assert_eq!(key().admit(Some(token), now), Ok(role));
         assert_eq!(
-            store.resolve(&issued.access_key_id, Some(token), now, &base),
-            Ok(role)
-        );
-        assert_eq!(
-            store.resolve(
-                &issued.access_key_id,
-                Some(token),
-                now + Duration::from_secs(60),
-                &base
-            ),
+            key().admit(Some(token), now + Duration::from_secs(60)),
             Err(CredentialProblem::Expired)
         );
         assert_eq!(
-            store.resolve(&issued.access_key_id, Some("forged"), now, &base),
+            key().admit(Some("forged"), now),
             Err(CredentialProblem::InvalidToken)
         );
-        assert_eq!(store.resolve("AKIDOTHER", None, now, &base), Ok(base));
+        assert_eq!(key().admit(None, now), Err(CredentialProblem::InvalidToken));
     }
 
     #[test]
     fn secrets_redact_in_debug() {
-        let store = CredentialStore::default();
+        let store = store();
         let issued = store.issue(
             Principal::base_user("111111111111"),
             Duration::from_secs(1),
             SystemTime::UNIX_EPOCH,
         );
-        let text = format!("{issued:?} {store:?}");
+        let key = store.lookup(&issued.access_key_id).unwrap();
+        let text = format!("{issued:?} {store:?} {key:?}");
         assert!(!text.contains(issued.secret_access_key.expose()));
         assert!(!text.contains(issued.session_token.expose()));
+        assert!(!text.contains("base-secret"));
+    }
+
+    #[test]
+    fn random_base_credentials_differ_per_run() {
+        let (a, b) = (BaseCredentials::random(), BaseCredentials::random());
+        assert!(a.access_key_id().starts_with("AKIA"));
+        assert_eq!(a.secret_access_key().len(), 40);
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn only_loopback_hosts_pass() {
+        for host in [
+            "127.0.0.1:8080",
+            "127.1.2.3",
+            "localhost",
+            "LOCALHOST:1",
+            "[::1]:443",
+            "[::1]",
+        ] {
+            assert!(is_loopback_host(Some(host)), "{host}");
+        }
+        for host in [
+            "evil.example",
+            "evil.example:80",
+            "10.0.0.1:80",
+            "0.0.0.0:80",
+            "localhost.evil.example",
+            "127.0.0.1.nip.io",
+            "[::2]:80",
+            "::1",
+            "127.0.0.1:",
+            "127.0.0.1:80x",
+            "[::1",
+            "",
+        ] {
+            assert!(!is_loopback_host(Some(host)), "{host}");
+        }
+        assert!(!is_loopback_host(None));
     }
 
     #[test]

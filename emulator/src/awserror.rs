@@ -37,6 +37,15 @@ impl AwsError {
         )
     }
 
+    /// The `Host` header is not a loopback name: the emulator answers loopback callers only
+    /// (a page that rebinds its DNS name to 127.0.0.1 sends its own name).
+    pub(crate) fn not_loopback_host() -> Self {
+        Self::new(
+            "MisdirectedRequest",
+            "the emulator serves loopback hosts only (127.0.0.0/8, [::1], localhost)",
+        )
+    }
+
     /// The `X-Amz-Target` names no operation we serve.
     pub(crate) fn unknown_operation(target: &str) -> Self {
         Self::new(
@@ -134,7 +143,10 @@ impl Service {
         }
     }
 
-    /// The error this service gives for refused credentials.
+    /// The error this service gives for refused credentials or signatures, with the codes
+    /// each protocol uses: JSON services `UnrecognizedClientException` /
+    /// `InvalidSignatureException`, STS `InvalidClientTokenId` / `SignatureDoesNotMatch`, EC2
+    /// `AuthFailure`.
     pub(crate) fn credential_error(self, problem: CredentialProblem) -> AwsError {
         match (self, problem) {
             (Self::Sts, CredentialProblem::Expired) => AwsError::new(
@@ -148,18 +160,48 @@ impl Service {
                 "ExpiredTokenException",
                 "The security token included in the request is expired",
             ),
-            (Self::Sts, CredentialProblem::InvalidToken) => AwsError::new(
-                "InvalidClientTokenId",
-                "The security token included in the request is invalid.",
-            ),
-            (Self::Ec2, CredentialProblem::InvalidToken) => AwsError::new(
+            (Self::Sts, CredentialProblem::InvalidToken | CredentialProblem::UnknownAccessKey) => {
+                AwsError::new(
+                    "InvalidClientTokenId",
+                    "The security token included in the request is invalid.",
+                )
+            }
+            (
+                Self::Ec2,
+                CredentialProblem::InvalidToken
+                | CredentialProblem::UnknownAccessKey
+                | CredentialProblem::BadSignature,
+            ) => AwsError::new(
                 "AuthFailure",
                 "AWS was not able to validate the provided access credentials",
             ),
-            (_, CredentialProblem::InvalidToken) => AwsError::new(
-                "UnrecognizedClientException",
-                "The security token included in the request is invalid.",
-            ),
+            (_, CredentialProblem::InvalidToken | CredentialProblem::UnknownAccessKey) => {
+                AwsError::new(
+                    "UnrecognizedClientException",
+                    "The security token included in the request is invalid.",
+                )
+            }
+            (Self::Sts, CredentialProblem::BadSignature) => {
+                AwsError::new("SignatureDoesNotMatch", SIGNATURE_MISMATCH)
+            }
+            (_, CredentialProblem::BadSignature) => {
+                AwsError::new("InvalidSignatureException", SIGNATURE_MISMATCH)
+            }
+            (Self::Sts | Self::Ec2, CredentialProblem::IncompleteSignature(what)) => {
+                AwsError::new("IncompleteSignature", incomplete(what))
+            }
+            (_, CredentialProblem::IncompleteSignature(what)) => {
+                AwsError::new("IncompleteSignatureException", incomplete(what))
+            }
+            (Self::Ec2, CredentialProblem::SignatureExpired { signed_at }) => {
+                AwsError::new("RequestExpired", signature_expired(&signed_at))
+            }
+            (Self::Sts, CredentialProblem::SignatureExpired { signed_at }) => {
+                AwsError::new("SignatureDoesNotMatch", signature_expired(&signed_at))
+            }
+            (_, CredentialProblem::SignatureExpired { signed_at }) => {
+                AwsError::new("InvalidSignatureException", signature_expired(&signed_at))
+            }
         }
     }
 
@@ -190,8 +232,21 @@ fn status_for(code: &str) -> StatusCode {
         "ServiceUnavailable" | "RequestLimitExceeded" => StatusCode::SERVICE_UNAVAILABLE,
         "AccessDenied" | "InvalidClientTokenId" => StatusCode::FORBIDDEN,
         "AuthFailure" => StatusCode::UNAUTHORIZED,
+        "SignatureDoesNotMatch" => StatusCode::FORBIDDEN,
+        "MisdirectedRequest" => StatusCode::MISDIRECTED_REQUEST,
         _ => StatusCode::BAD_REQUEST,
     }
+}
+
+fn incomplete(what: &str) -> String {
+    format!("Authorization header requires a valid AWS4-HMAC-SHA256 signature: {what}")
+}
+
+fn signature_expired(signed_at: &str) -> String {
+    format!(
+        "Signature expired: {signed_at} is more than 15 minutes away from the service's time \
+         (the emulator allows 15 minutes of clock skew either way)"
+    )
 }
 
 fn xml_response(status: StatusCode, body: String, request_id: &str) -> Response {
@@ -215,6 +270,10 @@ pub(crate) const XML_CONTENT_TYPE: &str = "text/xml";
 pub(crate) const STS_XMLNS: &str = "https://sts.amazonaws.com/doc/2011-06-15/";
 /// Namespace of EC2 responses.
 pub(crate) const EC2_XMLNS: &str = "http://ec2.amazonaws.com/doc/2016-11-15/";
+/// What AWS says when a signature does not verify.
+const SIGNATURE_MISMATCH: &str = "The request signature we calculated does not match the \
+                                  signature you provided. Check your AWS Secret Access Key and \
+                                  signing method. Consult the service documentation for details.";
 /// Header carrying the request id, read by the SDKs into their errors.
 pub(crate) const REQUEST_ID_HEADER: &str = "x-amzn-RequestId";
 

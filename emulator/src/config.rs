@@ -5,6 +5,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::auth::BaseCredentials;
 use crate::fleet::Fleet;
 use crate::pacing::Pacing;
 
@@ -13,10 +14,13 @@ use crate::pacing::Pacing;
 pub struct EmulatorConfig {
     /// Address to listen on; must be loopback. Port 0 picks a free port.
     pub listen: SocketAddr,
-    /// Region reported in the ready line; unsigned requests act here.
+    /// Region reported in the ready line.
     pub region: String,
     /// The accounts, regions and instances served.
     pub fleet: Fleet,
+    /// The long-term keys acting in the management account; `None` makes random ones for this
+    /// run (read them back from `EmulatorHandle::base_credentials` or the ready line).
+    pub base_credentials: Option<BaseCredentials>,
     /// Lifetime of credentials from AssumeRole and GetSessionToken, overriding the requested
     /// duration (tests shorten it; zero issues credentials that are already expired).
     pub credential_lifetime: Option<Duration>,
@@ -65,6 +69,7 @@ impl Default for EmulatorConfig {
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             region: DEFAULT_REGION.to_owned(),
             fleet: Fleet::builtin(DEFAULT_REGION),
+            base_credentials: None,
             credential_lifetime: None,
             role_credential_lifetime: None,
             mfa_code: None,

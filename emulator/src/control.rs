@@ -3,26 +3,28 @@
 //! service. JSON 1.1 requests carry `X-Amz-Target: <Prefix>.<Op>` (SSM, Organizations, KMS);
 //! query-protocol requests (STS, EC2) carry a form body with `Action=` and `Version=`.
 //!
-//! The caller is read from the SigV4 `Authorization` header: its access key id picks the
-//! principal (issued credentials act in their account; anything else acts in the management
-//! account) and its credential scope the region. It never logs request bodies, signatures,
-//! secret keys or tokens.
+//! A request must come through a loopback `Host` and carry a SigV4 signature that verifies
+//! against a key the emulator knows ([`crate::sigv4`], [`crate::auth`]): its access key id
+//! picks the principal (base credentials act in the management account, issued credentials in
+//! theirs, with their session token) and its credential scope the region. Anything else gets
+//! the service's AWS error. It never logs request bodies, signatures, secret keys or tokens.
 
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::auth::{Principal, SigningScope};
+use crate::auth::{CredentialProblem, Principal, is_loopback_host};
 use crate::awserror::{
     AwsError, JSON_1_1_CONTENT_TYPE, REQUEST_ID_HEADER, Service, XML_CONTENT_TYPE,
 };
 use crate::instances::InstanceSpec;
 use crate::query::Form;
 use crate::server::Shared;
+use crate::sigv4::{Authorization, Received, SignatureProblem};
 use crate::{ec2, kms, organizations, ssm, sts};
 
 /// Who a request acts as, and where.
@@ -30,7 +32,7 @@ use crate::{ec2, kms, organizations, ssm, sts};
 pub(crate) struct Caller {
     /// The identity, with its account.
     pub(crate) principal: Principal,
-    /// The region the request was signed for (the emulator's region when unsigned).
+    /// The region the request was signed for.
     pub(crate) region: String,
 }
 
@@ -44,6 +46,8 @@ impl Caller {
 /// Handles one control-plane request.
 pub(crate) async fn handle(
     State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -57,7 +61,14 @@ pub(crate) async fn handle(
         Err((service, err)) => return failure(err, service, &request_id),
     };
     let service = request.service();
-    match route(&shared, &headers, &request, &body, &request_id) {
+    let received = Received {
+        method: method.as_str(),
+        path: uri.path(),
+        query: uri.query().unwrap_or_default(),
+        headers: &headers,
+        body: &body,
+    };
+    match route(&shared, &received, &request, &request_id) {
         Ok(Reply::Json(json)) => success(json.to_string(), JSON_1_1_CONTENT_TYPE, &request_id),
         Ok(Reply::Xml(xml)) => success(xml, XML_CONTENT_TYPE, &request_id),
         Err(err) => failure(err, service, &request_id),
@@ -93,8 +104,8 @@ impl Request {
         let scope_service = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(SigningScope::parse)
-            .map(|scope| scope.service);
+            .and_then(|value| Authorization::parse(value).ok())
+            .map(|authorization| authorization.service);
         let service = match (form.get("Version"), scope_service.as_deref()) {
             (Some(STS_VERSION), _) | (None, Some("sts")) => Service::Sts,
             (Some(EC2_VERSION), _) | (None, Some("ec2")) => Service::Ec2,
@@ -133,18 +144,28 @@ enum Reply {
 
 fn route(
     shared: &Arc<Shared>,
-    headers: &HeaderMap,
+    received: &Received<'_>,
     request: &Request,
-    body: &[u8],
     request_id: &str,
 ) -> Result<Reply, AwsError> {
     let service = request.service();
-    let authorization = headers
+    let host = received
+        .headers
+        .get(header::HOST)
+        .and_then(|value| value.to_str().ok());
+    if !is_loopback_host(host) {
+        tracing::info!("control plane request through a non-loopback Host refused");
+        return Err(AwsError::not_loopback_host());
+    }
+    let authorization = received
+        .headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .filter(|value| !value.is_empty())
         .ok_or_else(AwsError::missing_authentication)?;
-    let caller = authenticate(shared, headers, authorization, service)?;
+    let caller = authenticate(shared, received, authorization, SystemTime::now())
+        .map_err(|problem| service.credential_error(problem))?;
+    let body = received.body;
     tracing::debug!(
         service = service.iam_prefix(),
         operation = request.operation(),
@@ -181,35 +202,47 @@ fn route(
     }
 }
 
-/// The caller of a request with an `Authorization` header.
+/// The caller of a request with an `Authorization` header: a key the emulator knows, whose
+/// secret signed exactly this request within 15 minutes of `now`, with its session token and
+/// not expired.
 fn authenticate(
     shared: &Shared,
-    headers: &HeaderMap,
+    received: &Received<'_>,
     authorization: &str,
-    service: Service,
-) -> Result<Caller, AwsError> {
-    let base = Principal::base_user(&shared.config.fleet.management_account);
-    let Some(scope) = SigningScope::parse(authorization) else {
-        // Not SigV4 (hand-made test requests): base credentials in the emulator's region.
-        return Ok(Caller {
-            principal: base,
-            region: shared.config.region.clone(),
-        });
+    now: SystemTime,
+) -> Result<Caller, CredentialProblem> {
+    let authorization = Authorization::parse(authorization).map_err(refused)?;
+    let access_key_id = authorization.access_key_id.as_str();
+    let Some(key) = shared.credentials.lookup(access_key_id) else {
+        tracing::info!(%access_key_id, "unknown access key refused");
+        return Err(CredentialProblem::UnknownAccessKey);
     };
-    let token = headers
+    authorization
+        .verify(key.secret(), received, now)
+        .map_err(|problem| {
+            tracing::info!(%access_key_id, ?problem, "signature refused");
+            refused(problem)
+        })?;
+    let token = received
+        .headers
         .get(SECURITY_TOKEN_HEADER)
         .and_then(|v| v.to_str().ok());
-    let principal = shared
-        .credentials
-        .resolve(&scope.access_key_id, token, SystemTime::now(), &base)
-        .map_err(|problem| {
-            tracing::info!(access_key_id = %scope.access_key_id, ?problem, "credentials refused");
-            service.credential_error(problem)
-        })?;
+    let principal = key.admit(token, now).map_err(|problem| {
+        tracing::info!(%access_key_id, ?problem, "credentials refused");
+        problem
+    })?;
     Ok(Caller {
         principal,
-        region: scope.region,
+        region: authorization.region,
     })
+}
+
+fn refused(problem: SignatureProblem) -> CredentialProblem {
+    match problem {
+        SignatureProblem::Incomplete(what) => CredentialProblem::IncompleteSignature(what),
+        SignatureProblem::Mismatch => CredentialProblem::BadSignature,
+        SignatureProblem::Skewed { signed_at } => CredentialProblem::SignatureExpired { signed_at },
+    }
 }
 
 fn success(body: String, content_type: &'static str, request_id: &str) -> Response {

@@ -2,7 +2,9 @@
 //! first frame (a text OpenDataChannelInput), checks its token and hands the websocket to the
 //! session's task. Everything after the open frame is the driver's job.
 //!
-//! A bad open frame or token is a client violation; the websocket is then closed with a
+//! The websocket is authenticated by the token StartSession or ResumeSession returned (one use
+//! each), not by SigV4, as the service does; the upgrade itself must come through a loopback
+//! `Host`. A bad open frame or token is a client violation; the websocket is then closed with a
 //! reason. Tokens are never logged.
 
 use std::sync::Arc;
@@ -10,10 +12,12 @@ use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
 use axum::extract::{Path, State};
-use axum::response::Response;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use postern_protocol::OpenDataChannelInput;
 
+use crate::auth::is_loopback_host;
 use crate::server::Shared;
 use crate::sessions::{Attachment, RedeemError, SessionCommand, Token};
 use crate::violations::{Place, ViolationKind};
@@ -22,8 +26,18 @@ use crate::violations::{Place, ViolationKind};
 pub(crate) async fn upgrade(
     State(shared): State<Arc<Shared>>,
     Path(session_id): Path<String>,
+    headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    if !is_loopback_host(host) {
+        tracing::info!(%session_id, "data channel through a non-loopback Host refused");
+        return (
+            StatusCode::MISDIRECTED_REQUEST,
+            "the emulator serves loopback hosts only",
+        )
+            .into_response();
+    }
     upgrade
         .max_message_size(MAX_FRAME)
         .on_upgrade(move |socket| accept(shared, session_id, socket))

@@ -42,7 +42,7 @@ use crate::instances::{
 /// Accounts, regions and instances.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Fleet {
-    /// The account base credentials (any access key not issued by AssumeRole) act in; also the
+    /// The account base credentials (the emulator's long-term keys) act in; also the
     /// organization's management account for ListAccounts.
     pub management_account: String,
     /// The accounts, in file order.

@@ -30,12 +30,14 @@ mod plugins;
 mod query;
 mod server;
 mod sessions;
+mod sigv4;
 mod ssm;
 mod sts;
 mod throttle;
 mod violations;
 
 pub use args::{ApiArgs, EmulatorArgs, FaultArgs, FleetArgs};
+pub use auth::BaseCredentials;
 pub use cli::run_from_cli;
 pub use config::{EmulatorConfig, Faults};
 pub use error::EmulatorError;

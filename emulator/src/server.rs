@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
-use crate::auth::CredentialStore;
+use crate::auth::{BaseCredentials, CredentialStore, Principal};
 use crate::config::EmulatorConfig;
 use crate::error::EmulatorError;
 use crate::fleet::{AccountSpec, Fleet};
@@ -60,11 +60,16 @@ impl Emulator {
             .iter()
             .map(|spec| (spec.id.clone(), spec.clone()))
             .collect();
+        let base = config
+            .base_credentials
+            .clone()
+            .unwrap_or_else(BaseCredentials::random);
+        let base_principal = Principal::base_user(&config.fleet.management_account);
         let shared = Arc::new(Shared {
             addr,
             instances,
             registry: Registry::default(),
-            credentials: CredentialStore::default(),
+            credentials: CredentialStore::new(base, base_principal),
             kms: KeyStore::default(),
             throttle: config.throttle_rate.map(Throttle::new),
             violations,
@@ -155,6 +160,13 @@ impl EmulatorHandle {
         &self.shared.config.fleet
     }
 
+    /// The base credentials: long-term keys acting in the fleet's management account, random
+    /// per run unless the configuration named them. Every request must be signed with these or
+    /// with credentials the emulator issued.
+    pub fn base_credentials(&self) -> &BaseCredentials {
+        self.shared.credentials.base()
+    }
+
     /// Client violations recorded so far, by kind.
     pub fn violations(&self) -> ViolationCounts {
         self.shared.violations.counts()
@@ -170,6 +182,7 @@ impl EmulatorHandle {
             accounts: fleet.accounts.clone(),
             regions: fleet.regions.clone(),
             management_account: fleet.management_account.clone(),
+            credentials: self.base_credentials().clone(),
         }
     }
 
@@ -217,7 +230,7 @@ impl Drop for EmulatorHandle {
 pub struct ReadyLine {
     /// `http://127.0.0.1:PORT`.
     pub endpoint: String,
-    /// The default region (unsigned requests act here).
+    /// The default region.
     pub region: String,
     /// Instance ids.
     pub instances: Vec<String>,
@@ -227,6 +240,10 @@ pub struct ReadyLine {
     pub regions: Vec<String>,
     /// The account base credentials act in.
     pub management_account: String,
+    /// The base credentials (`access_key_id`, `secret_access_key`), for the caller to sign
+    /// with: the emulator refuses any key it does not know.
+    #[serde(flatten)]
+    pub credentials: BaseCredentials,
 }
 
 /// State shared by the HTTP handlers and the session tasks.

@@ -11,7 +11,7 @@ use aws_credential_types::Credentials;
 use postern_emulator::EmulatorHandle;
 
 use crate::support::aws::credentials_env;
-use crate::support::emulator::{assume, fleet_emulator};
+use crate::support::emulator::{assume, base_credentials, fleet_emulator};
 use crate::support::fixtures::SAMPLE_ACCOUNTS as ACCOUNTS;
 use crate::support::home::Home;
 use crate::support::process::{self, run};
@@ -26,9 +26,8 @@ fn command_in(home: &Home, emulator: &EmulatorHandle, args: &[&str]) -> Command 
     command
         .args(["--endpoint-url", &emulator.endpoint()])
         .args(args)
-        .env("AWS_REGION", "eu-west-1")
-        .env("AWS_ACCESS_KEY_ID", "AKIDBROKERTEST")
-        .env("AWS_SECRET_ACCESS_KEY", "broker-secret");
+        .env("AWS_REGION", "eu-west-1");
+    credentials_env(&mut command, &base_credentials(emulator));
     command
 }
 

@@ -11,7 +11,7 @@ use aws_credential_types::Credentials;
 use postern_emulator::EmulatorHandle;
 
 use crate::support::aws::{credentials_env, process_credentials};
-use crate::support::emulator::{assume, fleet_emulator, sdk};
+use crate::support::emulator::{assume, base_credentials, fleet_emulator, sdk};
 use crate::support::fixtures::SAMPLE_ACCOUNTS as ACCOUNTS;
 use crate::support::home::Home;
 use crate::support::process::{run, text};
@@ -42,11 +42,7 @@ fn run_in(
     ]);
     match credentials {
         Some(credentials) => credentials_env(&mut command, credentials),
-        None => {
-            command
-                .env("AWS_ACCESS_KEY_ID", "AKIDBROKERTEST")
-                .env("AWS_SECRET_ACCESS_KEY", "broker-secret");
-        }
+        None => credentials_env(&mut command, &base_credentials(emulator)),
     }
     run(command, LIMIT)
 }

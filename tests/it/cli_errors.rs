@@ -75,6 +75,7 @@ fn unreachable_endpoint() {
 fn endpoint_from_the_per_service_environment_variable() {
     let emu = EmulatorProcess::start(&[]);
     let mut cmd = base_command();
+    emu.credentials_env(&mut cmd);
     cmd.env("AWS_ENDPOINT_URL_SSM", &emu.endpoint)
         .args(["exec", INSTANCE, "--", "exit 7"]);
     let out = run(cmd, LIMIT);
@@ -123,12 +124,11 @@ fn exec_without_a_command_is_a_usage_error() {
 #[test]
 fn no_secret_reaches_stderr_even_verbose() {
     let emu = EmulatorProcess::start(&[]);
-    let mut cmd = emu.command(&["-vvv", "exec", INSTANCE, "--", "true"]);
-    cmd.env("AWS_SECRET_ACCESS_KEY", "postern-test-secret");
+    let cmd = emu.command(&["-vvv", "exec", INSTANCE, "--", "true"]);
     let out = run(cmd, LIMIT);
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "stderr {stderr}");
-    assert!(!stderr.contains("postern-test-secret"));
+    assert!(!stderr.contains(emu.credentials.secret_access_key()));
     assert!(!stderr.contains("TokenValue\":\""), "token leaked");
     assert!(
         !stderr.contains("role=publish_subscribe"),

@@ -37,7 +37,10 @@ fn sessions_are_recorded_and_shown() {
     let mode = std::fs::metadata(&history).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
     let stored = std::fs::read_to_string(&history).unwrap();
-    assert!(!stored.contains("postern-test-secret"), "{stored}");
+    assert!(
+        !stored.contains(emu.credentials.secret_access_key()),
+        "{stored}"
+    );
     assert!(!stored.to_lowercase().contains("token"), "{stored}");
 
     let mut show = base_command();

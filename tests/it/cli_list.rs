@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use crate::support::aws::credentials_env;
 use crate::support::emulator::EmulatorProcess;
 use crate::support::fixtures::SAMPLE_FLEET;
 use crate::support::process::{base_command, run, text};
@@ -57,9 +58,11 @@ fn lists_from_aws_then_from_the_cache_and_refreshes_on_demand() {
 
     // The cache answers with the emulator gone; --refresh cannot.
     let endpoint = emulator.endpoint.clone();
+    let credentials = emulator.credentials.clone();
     emulator.stop();
     let gone = |extra: &[&str]| {
         let mut cmd = base_command();
+        credentials_env(&mut cmd, &credentials);
         cmd.args(["--endpoint-url", &endpoint, "list", "--json"])
             .args(extra)
             .env("POSTERN_CACHE_DIR", cache.path());

@@ -330,14 +330,20 @@ fn aws_command(aws: &Path, plugin_dir: &Path, emu: &EmulatorProcess) -> Command 
     cmd
 }
 
-/// The AWS CLI's environment: static fake credentials the emulator accepts as base
-/// credentials, no config files, `plugin_dir` first on PATH.
+/// The AWS CLI's environment: the emulator's base credentials, no config files, `plugin_dir`
+/// first on PATH.
 fn aws_env(plugin_dir: &Path, emu: &EmulatorProcess) -> Vec<(String, String)> {
     [
         ("PATH", format!("{}:/usr/bin:/bin", plugin_dir.display())),
         ("HOME", "/nonexistent".to_owned()),
-        ("AWS_ACCESS_KEY_ID", "AKIDPOSTERNTEST".to_owned()),
-        ("AWS_SECRET_ACCESS_KEY", "postern-test-secret".to_owned()),
+        (
+            "AWS_ACCESS_KEY_ID",
+            emu.credentials.access_key_id().to_owned(),
+        ),
+        (
+            "AWS_SECRET_ACCESS_KEY",
+            emu.credentials.secret_access_key().to_owned(),
+        ),
         ("AWS_DEFAULT_REGION", "us-east-1".to_owned()),
         ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
         // Where the plugin's audit record looks the caller up (argv[6] is SSM's endpoint).

@@ -12,6 +12,9 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use aws_credential_types::Credentials;
+
+use crate::support::aws::credentials_env;
 use crate::support::data::{numbered, random_bytes};
 use crate::support::emulator::EmulatorProcess;
 use crate::support::forward::Forward;
@@ -193,9 +196,7 @@ fn static_credentials_that_expired_make_resume_give_up_with_a_clear_error() {
         "--",
         "sleep 3; seq 1 20000",
     ]);
-    cmd.env("AWS_ACCESS_KEY_ID", &keys.0)
-        .env("AWS_SECRET_ACCESS_KEY", &keys.1)
-        .env("AWS_SESSION_TOKEN", &keys.2);
+    credentials_env(&mut cmd, &keys);
     let out = run(cmd, LIMIT);
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(254), "stderr {stderr}");
@@ -205,7 +206,8 @@ fn static_credentials_that_expired_make_resume_give_up_with_a_clear_error() {
     );
     assert!(stderr.contains("ExpiredTokenException"), "stderr {stderr}");
     assert!(
-        !stderr.contains(&keys.1) && !stderr.contains(&keys.2),
+        !stderr.contains(keys.secret_access_key())
+            && !stderr.contains(keys.session_token().expect("a session token")),
         "a secret leaked"
     );
 }
@@ -275,11 +277,7 @@ fn role_profile(
         ),
     )
     .unwrap();
-    std::fs::write(
-        &credentials,
-        "[base]\naws_access_key_id = AKIDPOSTERNTEST\naws_secret_access_key = postern-test-secret\n",
-    )
-    .unwrap();
+    std::fs::write(&credentials, format!("[base]\n{}", emu.credentials_ini())).unwrap();
     (config, credentials)
 }
 
@@ -296,35 +294,8 @@ fn emulator_account() -> String {
         .expect("management account in the fleet")
 }
 
-/// AssumeRole through the emulator's STS (with curl-free std TCP): access key, secret, token.
-fn assume_role_keys(emu: &EmulatorProcess) -> (String, String, String) {
+/// AssumeRole of the builtin fleet's PosternAccess through the emulator's STS.
+fn assume_role_keys(emu: &EmulatorProcess) -> Credentials {
     let account = emulator_account();
-    let body = format!(
-        "Action=AssumeRole&Version=2011-06-15&RoleArn=arn%3Aaws%3Aiam%3A%3A{account}%3Arole%2FPosternAccess&RoleSessionName=static"
-    );
-    let addr = emu.endpoint.strip_prefix("http://").unwrap();
-    let mut conn = TcpStream::connect(addr).unwrap();
-    write!(
-        conn,
-        "POST / HTTP/1.1\r\nHost: {addr}\r\nAuthorization: test\r\nContent-Type: \
-         application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut response = String::new();
-    conn.read_to_string(&mut response).unwrap();
-    let field = |name: &str| {
-        let open = format!("<{name}>");
-        let start = response
-            .find(&open)
-            .unwrap_or_else(|| panic!("{name} in {response}"))
-            + open.len();
-        let end = response[start..].find('<').unwrap() + start;
-        response[start..end].to_owned()
-    };
-    (
-        field("AccessKeyId"),
-        field("SecretAccessKey"),
-        field("SessionToken"),
-    )
+    emu.assume_role(&format!("arn:aws:iam::{account}:role/PosternAccess"))
 }

@@ -23,7 +23,7 @@ fn interactive_shell_in_a_real_terminal() {
     std::fs::write(
         &script,
         format!(
-            "export AWS_ACCESS_KEY_ID=AKIDPOSTERNTEST AWS_SECRET_ACCESS_KEY=test \
+            "export {credentials} \
              AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true HOME=/nonexistent PS1='$ '\n\
              stty -a | sed 1d > {before}; stty -g >> {before}\n\
              {postern} --endpoint-url {endpoint} shell {instance}\n\
@@ -35,6 +35,7 @@ fn interactive_shell_in_a_real_terminal() {
             status = status.display(),
             postern = postern(),
             endpoint = emu.endpoint,
+            credentials = emu.credentials_exports(),
             instance = emu.instance,
         ),
     )
@@ -101,7 +102,7 @@ fn tilde_dot_closes_the_session() {
     std::fs::write(
         &script,
         format!(
-            "export AWS_ACCESS_KEY_ID=AKIDPOSTERNTEST AWS_SECRET_ACCESS_KEY=test \
+            "export {credentials} \
              AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true HOME=/nonexistent\n\
              {postern} --endpoint-url {endpoint} shell {instance}\n\
              echo \"postern-exit=$?\" > {status}.tmp; mv {status}.tmp {status}\n\
@@ -109,6 +110,7 @@ fn tilde_dot_closes_the_session() {
             status = status.display(),
             postern = postern(),
             endpoint = emu.endpoint,
+            credentials = emu.credentials_exports(),
             instance = emu.instance,
         ),
     )
@@ -137,7 +139,7 @@ fn sigterm_restores_the_terminal_and_exits_143() {
     std::fs::write(
         &script,
         format!(
-            "export AWS_ACCESS_KEY_ID=AKIDPOSTERNTEST AWS_SECRET_ACCESS_KEY=test \
+            "export {credentials} \
              AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true HOME=/nonexistent\n\
              stty -a > {before}; stty -g >> {before}\n\
              sh -c 'echo $$ > {pid}; exec {postern} --endpoint-url {endpoint} shell {instance}'\n\
@@ -150,6 +152,7 @@ fn sigterm_restores_the_terminal_and_exits_143() {
             pid = pid.display(),
             postern = postern(),
             endpoint = emu.endpoint,
+            credentials = emu.credentials_exports(),
             instance = emu.instance,
         ),
     )

@@ -30,6 +30,7 @@ fn ssh_and_scp_through_postern_reach_a_real_sshd() {
     let ssh_options = sshd.client_options(&proxy);
 
     let mut ssh = base_command();
+    emu.credentials_env(&mut ssh);
     ssh.arg("-c").arg(format!(
         "exec ssh {ssh_options} -p {} {} echo ok",
         sshd.port, emu.instance
@@ -48,6 +49,7 @@ fn ssh_and_scp_through_postern_reach_a_real_sshd() {
     std::fs::write(&source, &data).unwrap();
     let copy = sshd.dir.join("copy.bin");
     let mut scp = base_command();
+    emu.credentials_env(&mut scp);
     scp.arg("-c").arg(format!(
         "exec scp {ssh_options} -P {} {} {}:{}",
         sshd.port,

@@ -6,16 +6,11 @@ use aws_sdk_kms::error::ProvideErrorMetadata;
 use aws_sdk_kms::primitives::Blob;
 use postern_emulator::EmulatorHandle;
 
-use crate::support::aws::static_credentials;
-use crate::support::emulator::{emulator, sdk};
+use crate::support::emulator::{base, emulator};
 
-/// The real KMS client pointed at the emulator.
+/// The real KMS client pointed at the emulator, with its base credentials.
 fn kms(emulator: &EmulatorHandle) -> aws_sdk_kms::Client {
-    aws_sdk_kms::Client::new(&sdk(
-        emulator,
-        emulator.region(),
-        static_credentials("AKIDKMSTEST", "secret"),
-    ))
+    aws_sdk_kms::Client::new(&base(emulator, emulator.region()))
 }
 
 #[tokio::test]

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use postern_emulator::EmulatorHandle;
 
-use crate::support::emulator::{fleet_emulator, id_of};
+use crate::support::aws::credentials_env;
+use crate::support::emulator::{base_credentials, fleet_emulator, id_of};
 use crate::support::home::Home;
 use crate::support::process::{run, text};
 
@@ -44,9 +45,8 @@ fn postern(home: &Home, emulator: &EmulatorHandle, args: &[&str]) -> Output {
     command
         .args(["--endpoint-url", &emulator.endpoint()])
         .args(args)
-        .env("AWS_ACCESS_KEY_ID", "AKIDGUARDRAILTEST")
-        .env("AWS_SECRET_ACCESS_KEY", "guardrail-secret")
         .env("AWS_REGION", "eu-west-1");
+    credentials_env(&mut command, &base_credentials(emulator));
     run(command, LIMIT)
 }
 

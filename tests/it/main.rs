@@ -22,6 +22,7 @@ mod cli_resilience;
 mod cli_shell_tmux;
 mod cli_ssh;
 mod discovery_emulator;
+mod emulator_auth;
 mod emulator_control;
 mod emulator_control_fleet;
 mod emulator_control_sts;

@@ -3,7 +3,7 @@
 //!
 //! The demo starts the emulator, writes a throwaway home for postern in a private temporary
 //! directory (a postern configuration listing the fleet's accounts with their environments and
-//! role, an AWS profile holding the emulator's keys, and the cache, state and history
+//! role, an AWS profile holding the emulator's per-run keys, and the cache, state and history
 //! locations), then runs this same executable (`postern shell`, or `postern list`) as a child
 //! with only that environment. Discovery, the picker, target resolution, guardrails and the
 //! session are the product's, exactly as against AWS. Nothing of the user's AWS or postern
@@ -15,7 +15,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
-use postern_emulator::{Emulator, EmulatorConfig, EmulatorHandle, Fleet};
+use postern_emulator::{BaseCredentials, Emulator, EmulatorConfig, EmulatorHandle, Fleet};
 
 use crate::private_file::write_private;
 
@@ -112,7 +112,10 @@ impl DemoHome {
             &home.path("aws-config"),
             aws_config(emulator.fleet()).as_bytes(),
         )?;
-        write_private(&home.path("aws-credentials"), AWS_CREDENTIALS.as_bytes())?;
+        write_private(
+            &home.path("aws-credentials"),
+            aws_credentials(emulator.base_credentials()).as_bytes(),
+        )?;
         Ok(home)
     }
 
@@ -189,6 +192,16 @@ fn aws_config(fleet: &Fleet) -> String {
     )
 }
 
+/// The demo profile's keys: the emulator's random keys for this run, good for nothing else.
+fn aws_credentials(keys: &BaseCredentials) -> String {
+    format!(
+        "# Written by `postern demo`: this run's keys for its emulator only.\n[{PROFILE}]\n\
+         aws_access_key_id = {}\naws_secret_access_key = {}\n",
+        keys.access_key_id(),
+        keys.secret_access_key()
+    )
+}
+
 fn exit_code(status: std::process::ExitStatus) -> ExitCode {
     use std::os::unix::process::ExitStatusExt;
     match (status.code(), status.signal()) {
@@ -204,10 +217,6 @@ const BANNER: &str = "postern demo: a local demo with no AWS account and no netw
                       you. Prod rows ask for confirmation, as they would against AWS.";
 const PROFILE: &str = "postern-demo";
 const DEMO_ROLE: &str = "PosternAccess";
-/// Keys of the demo's profile: not credentials for anything but the emulator.
-const AWS_CREDENTIALS: &str = "# Written by `postern demo`: keys for its emulator only.\n\
-                               [postern-demo]\naws_access_key_id = AKIAPOSTERNDEMO00000\n\
-                               aws_secret_access_key = postern-demo-not-a-secret\n";
 
 #[cfg(test)]
 mod tests {
@@ -224,6 +233,18 @@ mod tests {
         let prod = parsed.account("acme-prod").unwrap();
         assert_eq!(prod.env, "prod");
         assert!(parsed.environment(&prod.env).production);
+    }
+
+    #[test]
+    fn credentials_file_holds_the_emulators_keys() {
+        let keys = BaseCredentials::new("AKIARUNKEY", "run-secret");
+        let text = aws_credentials(&keys);
+        assert!(text.contains("[postern-demo]\n"), "{text}");
+        assert!(text.contains("aws_access_key_id = AKIARUNKEY\n"), "{text}");
+        assert!(
+            text.contains("aws_secret_access_key = run-secret\n"),
+            "{text}"
+        );
     }
 
     #[test]

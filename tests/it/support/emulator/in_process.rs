@@ -18,8 +18,6 @@ pub(crate) const CLIENT_VERSION: &str = "1.2.707.0";
 pub(crate) const CURRENT: &str = "i-0a1b2c3d4e5f60718";
 /// Built-in instance with an agent too old for mux (basic port forwarding).
 pub(crate) const OLD: &str = "i-0e2d4f6a8c0b1d3e5";
-/// Base credentials: not issued by the emulator, so they act in the management account.
-pub(crate) const BASE_KEY: &str = "AKIDCONTROLTEST";
 
 /// An emulator with the built-in instances, unpaced unless `tweak` says otherwise; it stops by
 /// itself after 90 s.
@@ -50,22 +48,21 @@ pub(crate) fn sdk(emulator: &EmulatorHandle, region: &str, credentials: Credenti
     sdk_config(&emulator.endpoint(), region, credentials)
 }
 
-/// SDK configuration with base credentials.
-pub(crate) fn base(emulator: &EmulatorHandle, region: &str) -> SdkConfig {
-    sdk(
-        emulator,
-        region,
-        static_credentials(BASE_KEY, "control-secret"),
-    )
+/// The emulator's base credentials for this run (they act in the management account): the
+/// only long-term keys it accepts.
+pub(crate) fn base_credentials(emulator: &EmulatorHandle) -> Credentials {
+    let keys = emulator.base_credentials();
+    static_credentials(keys.access_key_id(), keys.secret_access_key())
 }
 
-/// The real SSM client pointed at the emulator, in its default region.
+/// SDK configuration with base credentials.
+pub(crate) fn base(emulator: &EmulatorHandle, region: &str) -> SdkConfig {
+    sdk(emulator, region, base_credentials(emulator))
+}
+
+/// The real SSM client pointed at the emulator, in its default region, with base credentials.
 pub(crate) fn ssm(emulator: &EmulatorHandle) -> aws_sdk_ssm::Client {
-    aws_sdk_ssm::Client::new(&sdk(
-        emulator,
-        emulator.region(),
-        static_credentials("AKIDEMULATORTEST", "emulator-secret"),
-    ))
+    aws_sdk_ssm::Client::new(&base(emulator, emulator.region()))
 }
 
 /// StartSession's answer.

@@ -8,7 +8,7 @@ mod process;
 
 pub(crate) use channel::Channel;
 pub(crate) use in_process::{
-    CURRENT, OLD, STEP, Started, account, assume, base, emulator, fleet_emulator, fleet_ids, id_of,
-    resume_session, role_arn, sdk, ssm, start_session,
+    CURRENT, OLD, STEP, Started, account, assume, base, base_credentials, emulator, fleet_emulator,
+    fleet_ids, id_of, resume_session, role_arn, sdk, ssm, start_session,
 };
 pub(crate) use process::EmulatorProcess;

@@ -6,6 +6,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use aws_credential_types::Credentials;
+
+use crate::support::aws::{credentials_env, sdk_config, static_credentials, sts_credentials};
 use crate::support::process::{base_command, lines, postern, terminate};
 
 /// A `postern emulator` process, stopped (SIGTERM) on drop.
@@ -15,6 +18,9 @@ pub(crate) struct EmulatorProcess {
     pub(crate) endpoint: String,
     /// The instance with a current agent.
     pub(crate) instance: String,
+    /// The emulator's base credentials for this run, from its ready line: the only long-term
+    /// keys it accepts.
+    pub(crate) credentials: Credentials,
     /// Where the emulator logs client violations.
     violations_log: PathBuf,
     _dir: tempfile::TempDir,
@@ -26,6 +32,8 @@ impl EmulatorProcess {
         let dir = tempfile::tempdir().expect("temp dir");
         let violations_log = dir.path().join("violations.jsonl");
         let mut child = Command::new(postern())
+            .env("POSTERN_EMULATOR_ACCESS_KEY_ID", PINNED_KEYS.0)
+            .env("POSTERN_EMULATOR_SECRET_ACCESS_KEY", PINNED_KEYS.1)
             .arg("emulator")
             .args(["--exit-after", "120s", "--violations-log"])
             .arg(&violations_log)
@@ -48,7 +56,14 @@ impl EmulatorProcess {
             }
         };
         let ready: serde_json::Value = serde_json::from_str(&line).expect("ready line is JSON");
+        let field = |name: &str| {
+            ready[name]
+                .as_str()
+                .unwrap_or_else(|| panic!("{name} in the ready line"))
+                .to_owned()
+        };
         Self {
+            credentials: static_credentials(&field("access_key_id"), &field("secret_access_key")),
             child,
             endpoint: ready["endpoint"].as_str().expect("endpoint").to_owned(),
             instance: ready["instances"][0]
@@ -60,11 +75,57 @@ impl EmulatorProcess {
         }
     }
 
-    /// A `postern` command against this emulator with dummy credentials.
+    /// A `postern` command against this emulator, signing with its base credentials.
     pub(crate) fn command(&self, args: &[&str]) -> Command {
         let mut cmd = base_command();
+        self.credentials_env(&mut cmd);
         cmd.args(["--endpoint-url", &self.endpoint]).args(args);
         cmd
+    }
+
+    /// Sets the emulator's base credentials as the AWS environment of `command`.
+    pub(crate) fn credentials_env(&self, command: &mut Command) {
+        credentials_env(command, &self.credentials);
+    }
+
+    /// `AWS_ACCESS_KEY_ID=… AWS_SECRET_ACCESS_KEY=…`, for a shell script's `export`.
+    pub(crate) fn credentials_exports(&self) -> String {
+        format!(
+            "AWS_ACCESS_KEY_ID={} AWS_SECRET_ACCESS_KEY={}",
+            self.credentials.access_key_id(),
+            self.credentials.secret_access_key()
+        )
+    }
+
+    /// AssumeRole of `role_arn` with the base credentials (the real SDK, signed): the
+    /// temporary credentials the emulator issued.
+    pub(crate) fn assume_role(&self, role_arn: &str) -> Credentials {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a tokio runtime");
+        runtime.block_on(async {
+            let config = sdk_config(&self.endpoint, "us-east-1", self.credentials.clone());
+            let request = aws_sdk_sts::Client::new(&config)
+                .assume_role()
+                .role_arn(role_arn)
+                .role_session_name("postern-test")
+                .send();
+            let output = tokio::time::timeout(READY_LIMIT, request)
+                .await
+                .expect("AssumeRole answers in time")
+                .expect("AssumeRole succeeds");
+            sts_credentials(output.credentials.expect("credentials"))
+        })
+    }
+
+    /// The base credentials as the keys of an AWS credentials-file section.
+    pub(crate) fn credentials_ini(&self) -> String {
+        format!(
+            "aws_access_key_id = {}\naws_secret_access_key = {}\n",
+            self.credentials.access_key_id(),
+            self.credentials.secret_access_key()
+        )
     }
 
     /// Stops the emulator and returns the violations it logged (one JSON line each).
@@ -90,5 +151,11 @@ impl Drop for EmulatorProcess {
     }
 }
 
+/// The base credentials every emulator child serves, read back from its ready line like any
+/// caller would. Pinned, not the emulator's random per-run keys, only because the picker tests
+/// (`cli_picker_tmux.rs`, `picker_skim.rs`) still write these literals into their tmux
+/// scripts; once they export [`EmulatorProcess::credentials_exports`], drop the two `env`
+/// lines in [`EmulatorProcess::start`] and this constant.
+const PINNED_KEYS: (&str, &str) = ("AKIDPOSTERNTEST", "test");
 /// How long the emulator may take to print its ready line.
 const READY_LIMIT: Duration = Duration::from_secs(30);
