@@ -14,7 +14,10 @@ QUICK = "--quick" in sys.argv
 MB = 1_000_000
 LIMIT = 300.0
 AGENT_PACE = 1024 / 0.001  # bytes per second: 1 KiB per 1 ms (SPEC.md §10 item 17)
+# The emulator verifies SigV4: it is started with these base keys (POSTERN_EMULATOR_*) and the
+# client signs with them.
 ENV = dict(os.environ, AWS_ACCESS_KEY_ID="AKIDBENCH", AWS_SECRET_ACCESS_KEY="bench",
+           POSTERN_EMULATOR_ACCESS_KEY_ID="AKIDBENCH", POSTERN_EMULATOR_SECRET_ACCESS_KEY="bench",
            AWS_REGION="us-east-1", AWS_EC2_METADATA_DISABLED="true", HOME="/nonexistent")
 ENV.pop("AWS_PROFILE", None)
 

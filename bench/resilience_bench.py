@@ -14,7 +14,10 @@ import time
 POSTERN = sys.argv[1]
 QUICK = "--quick" in sys.argv
 LIMIT = 600.0
+# The emulator verifies SigV4: it is started with these base keys (POSTERN_EMULATOR_*) and the
+# client signs with them.
 ENV = dict(os.environ, AWS_ACCESS_KEY_ID="AKIDBENCH", AWS_SECRET_ACCESS_KEY="bench",
+           POSTERN_EMULATOR_ACCESS_KEY_ID="AKIDBENCH", POSTERN_EMULATOR_SECRET_ACCESS_KEY="bench",
            AWS_REGION="us-east-1", AWS_EC2_METADATA_DISABLED="true", HOME="/nonexistent")
 ENV.pop("AWS_PROFILE", None)
 

@@ -51,7 +51,10 @@ shell_env=(PATH=/usr/local/bin:/usr/bin:/bin HOME=/nonexistent LANG=C.UTF-8 "PS1
 aws_env=(AWS_ACCESS_KEY_ID=AKIDPOSTERNBENCH AWS_SECRET_ACCESS_KEY=postern-bench-secret
          AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true POSTERN_LOG_FILE="$work/postern.log")
 
-env -i "${shell_env[@]}" "$POSTERN_BIN" emulator --listen 127.0.0.1:0 --exit-after 15m \
+# The emulator verifies SigV4: it gets the base keys the client signs with.
+env -i "${shell_env[@]}" POSTERN_EMULATOR_ACCESS_KEY_ID=AKIDPOSTERNBENCH \
+    POSTERN_EMULATOR_SECRET_ACCESS_KEY=postern-bench-secret \
+    "$POSTERN_BIN" emulator --listen 127.0.0.1:0 --exit-after 15m \
     --shell "$shell_under_test" --violations-log "$work/violations.jsonl" \
     </dev/null >"$work/ready" 2>"$work/emulator.log" &
 emulator_pid=$!

@@ -104,6 +104,16 @@ pub struct FleetArgs {
     pub instances: Vec<InstanceSpec>,
 }
 
+/// A secret given on the command line or in the environment: `Debug` shows nothing of it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretArg(String);
+
+impl std::fmt::Debug for SecretArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretArg(<redacted>)")
+    }
+}
+
 /// `postern emulator`'s AWS API flags.
 #[derive(Args, Clone, Debug, PartialEq)]
 pub struct ApiArgs {
@@ -124,9 +134,10 @@ pub struct ApiArgs {
         value_name = "SECRET",
         env = "POSTERN_EMULATOR_SECRET_ACCESS_KEY",
         hide_env_values = true,
-        requires = "access_key_id"
+        requires = "access_key_id",
+        value_parser = |raw: &str| Ok::<_, std::convert::Infallible>(SecretArg(raw.to_owned()))
     )]
-    pub secret_access_key: Option<String>,
+    pub secret_access_key: Option<SecretArg>,
 
     /// Lifetime of credentials issued by AssumeRole and GetSessionToken, overriding the
     /// requested duration (for example `2s`; `0s` issues already-expired credentials).
@@ -246,7 +257,7 @@ impl EmulatorArgs {
             base_credentials: api
                 .access_key_id
                 .zip(api.secret_access_key)
-                .map(|(id, secret)| BaseCredentials::new(id, secret)),
+                .map(|(id, secret)| BaseCredentials::new(id, secret.0)),
             api_latency: api.api_latency,
             throttle_rate: api.throttle_rate,
             pacing: (!self.no_pacing).then_some(Pacing::AGENT),
@@ -289,7 +300,6 @@ fn parse_rate(text: &str) -> Result<f64, String> {
 
 #[cfg(test)]
 mod tests {
-    use clap::Parser;
 
     use super::*;
 
@@ -298,6 +308,23 @@ mod tests {
         #[command(flatten)]
         args: EmulatorArgs,
     }
+
+    #[test]
+    fn the_base_secret_never_shows_in_debug() {
+        let args = Cli::try_parse_from([
+            "emulator",
+            "--access-key-id",
+            "AKIAEXAMPLE",
+            "--secret-access-key",
+            "s3cr3t-value",
+        ])
+        .unwrap()
+        .args;
+        let shown = format!("{args:?}");
+        assert!(!shown.contains("s3cr3t-value"), "{shown}");
+        assert!(shown.contains("AKIAEXAMPLE"));
+    }
+    use clap::Parser;
 
     fn parse(argv: &[&str]) -> EmulatorConfig {
         let mut full = vec!["emulator"];

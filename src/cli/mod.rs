@@ -1,12 +1,12 @@
 //! The command line, flowing one way (ripgrep `lowargs.rs` -> `hiargs.rs`):
 //!
-//! 1. [`args`]: clap parses the raw arguments (each command's arguments live in its file
-//!    under [`commands`]).
-//! 2. [`plan`]: [`Plan::from_args`] validates them into a plan; no network call.
-//! 3. [`resolve`]: a session command's TARGET becomes one instance id (index, picker,
+//! 1. `args`: clap parses the raw arguments (each command's arguments live in its file
+//!    under `commands`).
+//! 2. `plan`: [`Plan::from_args`] validates them into a plan; no network call.
+//! 3. `resolve`: a session command's TARGET becomes one instance id (index, picker,
 //!    guardrails, the account's role).
-//! 4. [`run`]: the command runs.
-//! 5. `crate::report` prints the error, if any; [`errors`] mapped it to its exit code and hint.
+//! 4. `run`: the command runs.
+//! 5. `crate::report` prints the error, if any; `errors` mapped it to its exit code and hint.
 //!
 //! Files here are the layers; `commands/` holds one file per command (its arguments, plan and
 //! run). Commands import layers, never `args`, `plan` or `run`; `anyhow` is used here and in

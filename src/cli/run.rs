@@ -18,7 +18,7 @@ use crate::cli::plan::Plan;
 use crate::cli::{logging, resolve};
 use crate::term;
 
-/// Runs the command line; errors are for [`report::error`].
+/// Runs the command line; errors are for [`crate::report::error`].
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(Command::Plugin(plugin)) = &args.command {
         return plugin::run_plugin(&plugin.args);

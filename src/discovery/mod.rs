@@ -4,7 +4,7 @@
 //!
 //! Listing one scope (account x region) sits behind [`InstanceSource`]: [`SdkSource`] calls AWS
 //! with the SDK configuration a [`ScopeConfigs`] gives it (today [`SingleProfile`], the
-//! default credential chain or `--profile`; the role broker plugs in there), [`FakeSource`]
+//! default credential chain or `--profile`; the role broker plugs in there), `FakeSource` (tests)
 //! serves tests.
 
 mod cache;

@@ -11,7 +11,7 @@ use aws_types::region::Region;
 use crate::discovery::instance::{Instance, Scope};
 
 /// Lists the instances of one scope. Implementations: [`SdkSource`] and
-/// [`FakeSource`](crate::discovery::FakeSource).
+/// `FakeSource` (in tests).
 pub trait InstanceSource: Send + Sync + 'static {
     /// Every instance of `scope`, EC2 and SSM facts joined.
     fn list(

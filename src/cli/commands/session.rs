@@ -109,7 +109,7 @@ pub struct SessionPlan {
 pub struct ExecPlan {
     /// The session.
     pub session: SessionPlan,
-    /// The shell command line the remote shell runs (see [`command_line`]).
+    /// The shell command line the remote shell runs (see `command_line`).
     pub command_line: String,
     /// Forced interactive (`Some(true)`), forced not (`Some(false)`), or decided from the
     /// standard streams (`None`).
