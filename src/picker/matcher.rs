@@ -101,6 +101,7 @@ pub(super) fn engine_factory(rank_builder: Arc<RankBuilder>) -> Rc<dyn MatchEngi
             .fuzzy_algorithm(skim::FuzzyAlgorithm::default())
             .rank_builder(rank_builder)
             .build(),
+        prefilter: true,
     }))
 }
 
@@ -115,15 +116,35 @@ pub fn rank(items: &[SearchFields], query: &str) -> Vec<usize> {
     if query.trim().is_empty() {
         return (0..items.len()).collect();
     }
-    let engine = engine_factory(rank_builder()).create_engine_with_case(query, CaseMatching::Smart);
-    let mut matched: Vec<([i32; 5], usize)> = items
-        .iter()
-        .enumerate()
-        .filter_map(|(i, item)| {
-            let result = engine.match_item(item)?;
-            Some((result.rank.sort_key(TIEBREAK), i))
+    // The engine factory holds an `Rc`: each thread builds its own engine.
+    let matches = |start: usize, part: &[SearchFields]| {
+        let engine =
+            engine_factory(rank_builder()).create_engine_with_case(query, CaseMatching::Smart);
+        part.iter()
+            .enumerate()
+            .filter_map(|(i, item)| {
+                let result = engine.match_item(item)?;
+                Some((result.rank.sort_key(TIEBREAK), start + i))
+            })
+            .collect::<Vec<_>>()
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut matched: Vec<([i32; 5], usize)> = if threads < 2 || items.len() < PARALLEL_RANK {
+        matches(0, items)
+    } else {
+        let chunk = items.len().div_ceil(threads);
+        std::thread::scope(|s| {
+            let parts: Vec<_> = items
+                .chunks(chunk)
+                .enumerate()
+                .map(|(n, part)| s.spawn(move || matches(n * chunk, part)))
+                .collect();
+            parts
+                .into_iter()
+                .flat_map(|p| p.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                .collect()
         })
-        .collect();
+    };
     matched.sort_unstable();
     matched.into_iter().map(|(_, i)| i).collect()
 }
@@ -131,15 +152,22 @@ pub fn rank(items: &[SearchFields], query: &str) -> Vec<usize> {
 /// One term of a query, matched field by field.
 struct PerField {
     terms: ExactOrFuzzyEngineFactory,
+    /// Skip fields that cannot match before asking skim's engine (off only to test it).
+    prefilter: bool,
 }
 
 impl MatchEngineFactory for PerField {
     fn create_engine_with_case(&self, term: &str, case: CaseMatching) -> Box<dyn MatchEngine> {
         // skim's syntax: an optional `'` (exact), then `!` negates.
-        let negated = term.strip_prefix('\'').unwrap_or(term).starts_with('!');
+        let bare = term.strip_prefix('\'').unwrap_or(term);
+        let negated = bare.starts_with('!');
+        let bare = bare.strip_prefix('^').unwrap_or(bare);
+        let bare = bare.strip_suffix('$').unwrap_or(bare);
+        let prefilter = self.prefilter && bare.is_ascii() && !negated;
         Box::new(FieldEngine {
             inner: self.terms.create_engine_with_case(term, case),
             whole_row: negated,
+            needle: prefilter.then(|| bare.to_ascii_lowercase().into_bytes()),
         })
     }
 }
@@ -148,6 +176,28 @@ struct FieldEngine {
     inner: Box<dyn MatchEngine>,
     /// A negated term: it must hold for the row as a whole.
     whole_row: bool,
+    /// The term's characters (ASCII, lower case): a field lacking them in order cannot match,
+    /// fuzzy or exact, so skim's engine is not asked (most fields, for most queries).
+    needle: Option<Vec<u8>>,
+}
+
+impl FieldEngine {
+    fn may_match(&self, field: &str) -> bool {
+        let Some(needle) = &self.needle else {
+            return true;
+        };
+        let mut wanted = needle.iter().peekable();
+        for byte in field.bytes() {
+            match wanted.peek() {
+                Some(&&b) if b == byte.to_ascii_lowercase() => {
+                    wanted.next();
+                }
+                Some(_) => {}
+                None => break,
+            }
+        }
+        wanted.peek().is_none()
+    }
 }
 
 impl MatchEngine for FieldEngine {
@@ -166,6 +216,9 @@ impl MatchEngine for FieldEngine {
         }
         let mut best: Option<MatchResult> = None;
         for (i, field) in fields.fields.iter().enumerate() {
+            if !self.may_match(field) {
+                continue;
+            }
             if let Some(found) = self.inner.match_item(field)
                 && best
                     .as_ref()
@@ -199,6 +252,8 @@ fn shift(mut result: MatchResult, chars: usize, bytes: usize) -> MatchResult {
     result
 }
 
+/// Items from which [`rank`] matches on every core.
+const PARALLEL_RANK: usize = 4096;
 /// Searchable fields per instance.
 const SEARCH_FIELDS: usize = 6;
 /// skim's default tiebreak: score, then the earlier and shorter match.
@@ -262,6 +317,59 @@ mod tests {
         assert_eq!(either, [0, 1]);
         assert_eq!(rank(&fleet, "10.2.0.5"), [4]);
         assert_eq!(rank(&fleet, ""), [0, 1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn the_prefilter_changes_no_result() {
+        let fleet = fleet();
+        let plain = AndOrEngineFactory::new(PerField {
+            terms: ExactOrFuzzyEngineFactory::builder()
+                .fuzzy_algorithm(skim::FuzzyAlgorithm::default())
+                .build(),
+            prefilter: false,
+        });
+        let queries = [
+            "ORDERS",
+            "Orders",
+            "o-a-p",
+            "'api-prod",
+            "^web",
+            "1$",
+            "eu west",
+            "10.0",
+            "ordprd",
+            "kafka | web",
+            "orders !prod",
+            "zzz",
+        ];
+        for query in queries {
+            let fast =
+                engine_factory(rank_builder()).create_engine_with_case(query, CaseMatching::Smart);
+            let slow = plain.create_engine_with_case(query, CaseMatching::Smart);
+            for item in &fleet {
+                let (a, b) = (fast.match_item(item), slow.match_item(item));
+                assert_eq!(
+                    a.map(|m| m.rank),
+                    b.map(|m| m.rank),
+                    "{query:?} on {:?}",
+                    item.text()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn ranks_large_inputs_on_every_core_in_the_same_order() {
+        let fleet = fleet();
+        let many: Vec<SearchFields> = (0..10_000)
+            .map(|i| fleet[i % fleet.len()].clone())
+            .collect();
+        let ranked = rank(&many, "orders prod");
+        assert_eq!(ranked.len(), 2_000);
+        assert!(
+            ranked.windows(2).all(|w| w[0] < w[1]),
+            "ties keep the input order"
+        );
     }
 
     #[test]

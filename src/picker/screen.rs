@@ -59,18 +59,44 @@ struct Rows {
 }
 
 impl Rows {
+    /// The rows of `instances`, made on every core for a large batch (each row escapes and
+    /// copies its searchable fields).
     fn items(&self, instances: Vec<Instance>) -> Vec<Arc<dyn SkimItem>> {
-        instances
-            .into_iter()
-            .map(|i| {
-                Arc::new(Row::new(
-                    i,
-                    Arc::clone(&self.columns),
-                    Arc::clone(&self.context),
-                )) as Arc<dyn SkimItem>
-            })
-            .collect()
+        let make = |i: Instance| {
+            Arc::new(Row::new(
+                i,
+                Arc::clone(&self.columns),
+                Arc::clone(&self.context),
+            )) as Arc<dyn SkimItem>
+        };
+        let threads = cores();
+        if threads < 2 || instances.len() < PARALLEL_ROWS {
+            return instances.into_iter().map(make).collect();
+        }
+        let chunk = instances.len().div_ceil(threads);
+        let mut batches: Vec<Vec<Instance>> = Vec::with_capacity(threads);
+        let mut rest = instances;
+        while rest.len() > chunk {
+            let tail = rest.split_off(chunk);
+            batches.push(rest);
+            rest = tail;
+        }
+        batches.push(rest);
+        std::thread::scope(|s| {
+            let parts: Vec<_> = batches
+                .into_iter()
+                .map(|batch| s.spawn(move || batch.into_iter().map(make).collect::<Vec<_>>()))
+                .collect();
+            parts
+                .into_iter()
+                .flat_map(|p| p.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                .collect()
+        })
     }
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 fn run(
@@ -114,6 +140,9 @@ fn run(
             .case(skim::CaseMatching::Smart)
             .rank_builder(rank_builder)
             .build();
+    // skim gives its matcher two thirds of the cores (one of two): the reader is done with
+    // our rows before the picker opens, so the matcher gets them all.
+    skim.app_mut().matcher_pool = Arc::new(skim::thread_pool::ThreadPool::new(cores()));
     skim.start();
     skim.init_tui().map_err(io::Error::other)?;
     let feeder = handle.spawn(feed_rows(
@@ -360,6 +389,8 @@ fn header(progress: Option<(usize, usize, usize)>, shown: usize, can_refresh: bo
     }
 }
 
+/// Batches from which rows are made on every core.
+const PARALLEL_ROWS: usize = 4096;
 /// On a wide terminal the preview sits right of the list (every row of a screenful stays
 /// visible); on a narrower one below it, so the rows keep the full width for their columns.
 const PREVIEW_RIGHT: &str = "right:35%";
