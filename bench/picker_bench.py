@@ -28,17 +28,22 @@ import time
 import tomllib
 
 SHAPE = os.environ.get("SHAPE", "accounts=50,regions=3,instances=50000")
+# Another postern to serve the fleet (an older client against today's emulator), and whether
+# to measure `postern list` only (a postern without the skim picker).
+EMULATOR = os.environ.get("EMULATOR")
+LIST_ONLY = os.environ.get("LIST_ONLY") == "1"
 RUNS = int(os.environ.get("RUNS", "7"))
 GOALS = {"drawn": 100.0, "keystroke": 16.0, "list": 100.0}
 
 
 def main() -> None:
     postern = sys.argv[1]
+    emulator_bin = EMULATOR or postern
     work = tempfile.TemporaryDirectory(prefix="postern-picker-bench-")
     home = work.name
     fleet = tomllib.loads(
         subprocess.run(
-            [postern, "emulator", "--generate-fleet", SHAPE, "--print-fleet"],
+            [emulator_bin, "emulator", "--generate-fleet", SHAPE, "--print-fleet"],
             check=True,
             capture_output=True,
             text=True,
@@ -46,21 +51,23 @@ def main() -> None:
     )
     total = len(fleet["instances"])
     emulator = subprocess.Popen(
-        [postern, "emulator", "--generate-fleet", SHAPE, "--exit-after", "15m"],
+        [emulator_bin, "emulator", "--generate-fleet", SHAPE, "--exit-after", "15m"],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
     )
     try:
-        endpoint = json.loads(emulator.stdout.readline())["endpoint"]
-        run(postern, home, fleet, total, endpoint)
+        ready = json.loads(emulator.stdout.readline())
+        # The emulator verifies SigV4 against the keys of its ready line.
+        keys = (ready["access_key_id"], ready["secret_access_key"])
+        run(postern, home, fleet, total, ready["endpoint"], keys)
     finally:
         emulator.terminate()
         emulator.wait()
         work.cleanup()
 
 
-def run(postern: str, home: str, fleet: dict, total: int, endpoint: str) -> None:
+def run(postern: str, home: str, fleet: dict, total: int, endpoint: str, keys: tuple) -> None:
     config = os.path.join(home, "config.toml")
     with open(config, "w") as f:
         regions = ", ".join(f'"{r}"' for r in fleet["regions"])
@@ -71,8 +78,8 @@ def run(postern: str, home: str, fleet: dict, total: int, endpoint: str) -> None
         "PATH": os.environ["PATH"],
         "HOME": home,
         "TERM": "tmux-256color",
-        "AWS_ACCESS_KEY_ID": "AKIDPOSTERNBENCH",
-        "AWS_SECRET_ACCESS_KEY": "bench",
+        "AWS_ACCESS_KEY_ID": keys[0],
+        "AWS_SECRET_ACCESS_KEY": keys[1],
         "AWS_REGION": fleet["regions"][0],
         "AWS_EC2_METADATA_DISABLED": "true",
         "AWS_CONFIG_FILE": os.path.join(home, "none"),
@@ -111,6 +118,8 @@ def run(postern: str, home: str, fleet: dict, total: int, endpoint: str) -> None
         list_medians.append(median)
         print(f"  {query!r:14} {count(query):6} rows  median {median:6.1f} ms  max {max(times) * 1e3:6.1f} ms  peak RSS {rss / 1024:.1f} MiB")
 
+    if LIST_ONLY:
+        return
     tmux = Tmux(home)
     try:
         drawn = []
