@@ -85,9 +85,17 @@ fn bare_postern_picks_an_instance_and_opens_a_shell() {
     pane.tmux.wait_for("web-frontend-prod-1", 1);
     pane.tmux.wait_for("kafka-stg-1", 1);
     pane.tmux.keys(&["-l", "orders-api-stg"]);
+    // Narrowed and redrawn: every instance row shown is the staging orders-api (a busy
+    // machine may show the new count before the list is redrawn).
     try_poll(LIMIT, || {
         let screen = pane.tmux.pane();
-        (!screen.contains("kafka-stg-1")).then_some(())
+        // The list is left of the preview (`│`).
+        let rows: Vec<&str> = screen
+            .lines()
+            .map(|l| l.split('│').next().unwrap_or(l))
+            .filter(|l| l.contains(" i-"))
+            .collect();
+        (!rows.is_empty() && rows.iter().all(|l| l.contains("orders-api-stg"))).then_some(())
     })
     .unwrap_or_else(|| panic!("the query never narrowed:\n{}", pane.tmux.pane()));
     pane.tmux.keys(&["Enter"]);

@@ -187,7 +187,12 @@ fn a_query_then_down_twice_opens_the_third_row() {
     pane.picker_with(37);
     // The dev account's names, the offline Windows builder left out: seven rows.
     pane.tmux.keys(&["-l", "'-dev- !windows"]);
-    let screen = pane.picker_with(7);
+    // The count line can change before the list is redrawn: wait for both.
+    let screen = try_poll(LIMIT, || {
+        let screen = pane.picker_with(7);
+        (listed_ids(&screen).len() == 7).then_some(screen)
+    })
+    .unwrap_or_else(|| panic!("the list never showed 7 rows:\n{}", pane.tmux.pane()));
     let rows = listed_ids(&screen);
     assert_eq!(rows.len(), 7, "{screen}");
     pane.tmux.keys(&["Down"]);
