@@ -14,6 +14,9 @@ pub struct Frecency {
     entries: HashMap<String, Use>,
     #[serde(skip)]
     path: Option<PathBuf>,
+    /// The uses recorded since loading, replayed onto the file's current content on save.
+    #[serde(skip)]
+    recorded: Vec<(String, SystemTime)>,
 }
 
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
@@ -36,6 +39,11 @@ impl Frecency {
 
     /// Records a use of `id` at `now`, keeping the most recent entries only.
     pub fn record(&mut self, id: &str, now: SystemTime) {
+        self.recorded.push((id.to_owned(), now));
+        self.apply(id, now);
+    }
+
+    fn apply(&mut self, id: &str, now: SystemTime) {
         let entry = self.entries.entry(id.to_owned()).or_default();
         entry.count = entry.count.saturating_add(1);
         entry.last = seconds(now);
@@ -52,13 +60,23 @@ impl Frecency {
         }
     }
 
-    /// Writes the file back (atomically).
+    /// Writes the uses recorded since loading into the file, atomically and under its lock:
+    /// they are replayed onto what the file holds now, so another postern that picked in the
+    /// meantime loses nothing.
     pub fn save(&self) -> std::io::Result<()> {
         let Some(path) = &self.path else {
             return Ok(());
         };
-        let bytes = serde_json::to_vec(self).map_err(std::io::Error::other)?;
-        crate::private_file::write_private(path, &bytes)
+        crate::private_file::update_private(path, |current| {
+            let mut merged: Self = current
+                .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+                .unwrap_or_default();
+            for (id, when) in &self.recorded {
+                merged.apply(id, *when);
+            }
+            // Serialising a map of numbers cannot fail.
+            serde_json::to_vec(&merged).unwrap_or_default()
+        })
     }
 
     /// The frecency of `id` at `now` (0 when never used).
@@ -115,5 +133,21 @@ mod tests {
             Frecency::load(dir.path()).score("i-1", SystemTime::now()),
             0.0
         );
+    }
+
+    #[test]
+    fn two_pickers_saving_at_once_lose_no_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = SystemTime::now();
+        let mut first = Frecency::load(dir.path());
+        let mut second = Frecency::load(dir.path());
+        first.record("i-a", now);
+        second.record("i-b", now);
+        second.record("i-a", now);
+        first.save().unwrap();
+        second.save().unwrap();
+        let merged = Frecency::load(dir.path());
+        assert_eq!(merged.entries["i-a"].count, 2);
+        assert_eq!(merged.entries["i-b"].count, 1);
     }
 }
