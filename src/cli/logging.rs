@@ -12,22 +12,20 @@ use std::sync::Mutex;
 
 use anyhow::Context as _;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer as _;
+use tracing_subscriber::filter::filter_fn;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 /// Installs the global subscriber. `raw` says whether the session will take over the terminal.
 pub(crate) fn init(verbose: u8, log_file: Option<PathBuf>, raw: bool) -> anyhow::Result<()> {
     let from_env = std::env::var("POSTERN_LOG").ok().filter(|v| !v.is_empty());
     let asked = verbose > 0 || from_env.is_some() || log_file.is_some();
-    let mut filter = match from_env {
+    let filter = match from_env {
         Some(spec) => EnvFilter::try_new(&spec)
             .with_context(|| format!("POSTERN_LOG=`{spec}` is not a valid log filter"))?,
         None => EnvFilter::new(default_filter(verbose)),
     };
-    for target in CAPPED_TARGETS {
-        // Directives are static and valid; a parse failure would only lose the cap's detail.
-        if let Ok(directive) = format!("{target}=info").parse() {
-            filter = filter.add_directive(directive);
-        }
-    }
     let file = match (log_file, raw && asked) {
         (Some(path), _) => Some(path),
         (None, true) => Some(
@@ -40,22 +38,41 @@ pub(crate) fn init(verbose: u8, log_file: Option<PathBuf>, raw: bool) -> anyhow:
     if raw && !asked {
         return Ok(());
     }
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // The cap is a second filter: it only removes events (debug and trace of the capped
+    // targets), never enables one the user's filter left out.
+    let cap = filter_fn(|meta| !capped(meta.target(), meta.level()));
     match file {
         Some(path) => {
             let file = crate::private_file::open_private_append(&path)
                 .with_context(|| format!("could not open the log file {}", path.display()))?;
-            builder
+            let layer = tracing_subscriber::fmt::layer()
                 .with_ansi(false)
                 .with_writer(Mutex::new(file))
-                .try_init()
-                .ok();
+                .with_filter(filter)
+                .with_filter(cap);
+            tracing_subscriber::registry().with(layer).try_init().ok();
         }
         None => {
-            builder.with_writer(std::io::stderr).try_init().ok();
+            let layer = tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_filter(filter)
+                .with_filter(cap);
+            tracing_subscriber::registry().with(layer).try_init().ok();
         }
     }
     Ok(())
+}
+
+/// Whether an event of `target` at `level` is debug or trace of a target that may print
+/// secrets there.
+fn capped(target: &str, level: &tracing::Level) -> bool {
+    *level > tracing::Level::INFO
+        && CAPPED_TARGETS.iter().any(|capped| {
+            target == *capped
+                || target
+                    .strip_prefix(capped)
+                    .is_some_and(|rest| rest.starts_with("::"))
+        })
 }
 
 /// Log targets that print secrets (signing material, request lines with a StreamUrl's query,
@@ -83,5 +100,23 @@ fn default_filter(verbose: u8) -> &'static str {
         1 => "warn,postern=info,postern_protocol=info",
         2 => "info,postern=debug,postern_protocol=debug",
         _ => "debug,postern=trace,postern_protocol=trace",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tracing::Level;
+
+    #[test]
+    fn only_debug_and_trace_of_the_secret_printing_targets_are_capped() {
+        assert!(capped("aws_sigv4::sign", &Level::DEBUG));
+        assert!(capped("aws_smithy_runtime::client", &Level::TRACE));
+        assert!(capped("tungstenite", &Level::TRACE));
+        assert!(!capped("aws_sigv4::sign", &Level::INFO));
+        assert!(!capped("aws_config::profile", &Level::WARN));
+        assert!(!capped("postern::transport", &Level::TRACE));
+        // A prefix is a crate, not any name that starts alike.
+        assert!(!capped("hyperion", &Level::TRACE));
     }
 }

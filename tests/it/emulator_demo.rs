@@ -91,6 +91,11 @@ fn demo_list_shows_every_online_instance_of_every_account() {
         .collect();
     assert_eq!(banner.len(), 1, "stderr: {stderr}");
     assert!(banner[0].contains("every session runs on this machine"));
+    // No log lines at the default verbosity (the SDK's INFO lines once leaked through).
+    assert!(
+        !stderr.contains(" INFO ") && !stderr.contains(" DEBUG "),
+        "stderr: {stderr}"
+    );
 }
 
 #[test]
