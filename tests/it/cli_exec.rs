@@ -167,3 +167,27 @@ fn the_exit_marker_secret_is_not_on_any_command_line() {
         "a secret on the command line: {cmdline}"
     );
 }
+
+#[test]
+fn trace_logging_shows_no_secret() {
+    let emu = EmulatorProcess::start(&[]);
+    let mut command = emu.command(&["exec", &emu.instance, "--", "echo traced"]);
+    command.env("POSTERN_LOG", "trace");
+    let out = run(command, LIMIT);
+    assert_eq!(out.status.code(), Some(0), "stderr {}", text(&out.stderr));
+    let log = text(&out.stderr);
+    // Trace really is on, for postern and the libraries alike.
+    assert!(log.contains("TRACE"), "{}", &log[..log.len().min(2000)]);
+    assert!(log.contains("StartSession"));
+    let secret = emu.credentials.secret_access_key().to_owned();
+    for leak in [
+        secret.as_str(),
+        "Signature=",
+        "X-Amz-Security-Token",
+        "TokenValue",
+        // The StreamUrl's query (the path alone, with the session id, may be logged).
+        "?role=",
+    ] {
+        assert!(!log.contains(leak), "the trace log shows `{leak}`");
+    }
+}
