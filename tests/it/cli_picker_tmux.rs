@@ -37,7 +37,7 @@ impl Pane {
         std::fs::write(
             &script,
             format!(
-                "export AWS_ACCESS_KEY_ID=AKIDPOSTERNTEST AWS_SECRET_ACCESS_KEY=test \
+                "export {keys} \
                  AWS_REGION=eu-west-1 AWS_EC2_METADATA_DISABLED=true HOME={home} \
                  POSTERN_CONFIG={home}/config.toml POSTERN_CACHE_DIR={home}/cache \
                  AWS_CONFIG_FILE={home}/none AWS_SHARED_CREDENTIALS_FILE={home}/none PS1='$ '\n\
@@ -49,6 +49,7 @@ impl Pane {
                 status = status.display(),
                 postern = postern(),
                 endpoint = emulator.endpoint,
+                keys = emulator.credentials_exports(),
             ),
         )
         .unwrap();

@@ -85,8 +85,12 @@ impl Pane {
             format!("{HEAD}{SAMPLE_ACCOUNTS}"),
         )
         .unwrap();
+        // The demo runs its own emulator with its own keys; these are the shared one's.
+        let keys = emulator
+            .as_ref()
+            .map_or_else(String::new, EmulatorProcess::credentials_exports);
         let env = format!(
-            "export AWS_ACCESS_KEY_ID=AKIDPOSTERNTEST AWS_SECRET_ACCESS_KEY=test \
+            "export {keys} \
              AWS_REGION=eu-west-1 AWS_EC2_METADATA_DISABLED=true HOME={home} \
              POSTERN_CONFIG={home}/config.toml POSTERN_CACHE_DIR={home}/cache \
              POSTERN_STATE_DIR={home}/state POSTERN_HISTORY_FILE={home}/history.jsonl \

@@ -32,8 +32,6 @@ impl EmulatorProcess {
         let dir = tempfile::tempdir().expect("temp dir");
         let violations_log = dir.path().join("violations.jsonl");
         let mut child = Command::new(postern())
-            .env("POSTERN_EMULATOR_ACCESS_KEY_ID", PINNED_KEYS.0)
-            .env("POSTERN_EMULATOR_SECRET_ACCESS_KEY", PINNED_KEYS.1)
             .arg("emulator")
             .args(["--exit-after", "120s", "--violations-log"])
             .arg(&violations_log)
@@ -151,11 +149,5 @@ impl Drop for EmulatorProcess {
     }
 }
 
-/// The base credentials every emulator child serves, read back from its ready line like any
-/// caller would. Pinned, not the emulator's random per-run keys, only because the picker tests
-/// (`cli_picker_tmux.rs`, `picker_skim.rs`) still write these literals into their tmux
-/// scripts; once they export [`EmulatorProcess::credentials_exports`], drop the two `env`
-/// lines in [`EmulatorProcess::start`] and this constant.
-const PINNED_KEYS: (&str, &str) = ("AKIDPOSTERNTEST", "test");
 /// How long the emulator may take to print its ready line.
 const READY_LIMIT: Duration = Duration::from_secs(30);
