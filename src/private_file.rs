@@ -26,11 +26,17 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = parent(path);
     create_private_dir(&dir)?;
     check_target(path)?;
+    replace(&dir, path, bytes)
+}
+
+/// Writes `bytes` to a new 0600 temporary file in `dir`, syncs it and renames it over `path`
+/// (the directory and target already checked).
+fn replace(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut file = tempfile::Builder::new()
         .prefix(".postern-")
         .suffix(".tmp")
         .permissions(std::fs::Permissions::from_mode(0o600))
-        .tempfile_in(&dir)?;
+        .tempfile_in(dir)?;
     file.write_all(bytes)?;
     file.as_file().sync_all()?;
     file.persist(path).map_err(|e| e.error)?;
@@ -53,7 +59,7 @@ pub fn update_private(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(e),
     };
-    let result = write_private(path, &update(current));
+    let result = replace(&dir, path, &update(current));
     // Dropping the file releases the lock; unlock first to say so.
     let _ = lock.unlock();
     result

@@ -234,6 +234,11 @@ pub mod exit_codes {
     pub const HANDSHAKE_TIMEOUT: u8 = 253;
     /// The data channel broke, or the session failed after it started.
     pub const CONNECTION_LOST: u8 = 254;
+
+    /// The status of a process ended by `signal`, as shells report it: 128 + the signal.
+    pub fn for_signal(signal: i32) -> u8 {
+        u8::try_from(128 + signal).unwrap_or(UNEXPECTED)
+    }
 }
 
 #[cfg(test)]

@@ -101,12 +101,22 @@ impl Request {
             });
         }
         let form = Form::parse(body);
-        let scope_service = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|value| Authorization::parse(value).ok())
-            .map(|authorization| authorization.service);
-        let service = match (form.get("Version"), scope_service.as_deref()) {
+        // Without a Version the signing scope names the service; only then is the header read
+        // here (authentication reads it in any case).
+        let scope_service = || {
+            headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|value| Authorization::parse(value).ok())
+                .map(|authorization| authorization.service)
+        };
+        let version = form.get("Version");
+        let scope = if version.is_none() {
+            scope_service()
+        } else {
+            None
+        };
+        let service = match (version, scope.as_deref()) {
             (Some(STS_VERSION), _) | (None, Some("sts")) => Service::Sts,
             (Some(EC2_VERSION), _) | (None, Some("ec2")) => Service::Ec2,
             _ => {

@@ -217,13 +217,8 @@ fn canonical_path(path: &str) -> String {
 
 /// Query pairs decoded, re-encoded and sorted.
 fn canonical_query(query: &str) -> String {
-    let mut pairs: Vec<(String, String)> = query
-        .split('&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (encode(&decode(key)), encode(&decode(value)))
-        })
+    let mut pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+        .map(|(key, value)| (encode(&key), encode(&value)))
         .collect();
     pairs.sort();
     pairs
@@ -244,32 +239,6 @@ fn encode(text: &str) -> String {
         }
     }
     out
-}
-
-/// Decodes `%XX` escapes (and `+` as a space, as form encoding writes it).
-fn decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let escaped = (bytes[i] == b'%')
-            .then(|| bytes.get(i + 1..i + 3))
-            .flatten()
-            .filter(|hex| hex.iter().all(u8::is_ascii_hexdigit))
-            .and_then(|hex| std::str::from_utf8(hex).ok())
-            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
-        match (escaped, bytes[i]) {
-            (Some(byte), _) => {
-                out.push(byte);
-                i += 3;
-                continue;
-            }
-            (None, b'+') => out.push(b' '),
-            (None, byte) => out.push(byte),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Trims spaces and collapses inner runs of spaces to one (`aws-sigv4` `trim_all`).
@@ -447,6 +416,7 @@ mod tests {
         assert_eq!(canonical_path("/a b/%2F"), "/a%20b/%252F");
         assert_eq!(canonical_query("b=2&a=x%20y&a=1"), "a=1&a=x%20y&b=2");
         assert_eq!(collapse_spaces("  a   b c "), "a b c");
-        assert_eq!(decode("a%2"), "a%2");
+        // A broken escape is kept as text (and encoded), not an error.
+        assert_eq!(canonical_query("k=a%2"), "k=a%252");
     }
 }

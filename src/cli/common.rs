@@ -131,12 +131,7 @@ impl Target {
         if ok {
             Ok(Self(raw.to_ascii_lowercase()))
         } else if raw.is_empty() {
-            Err(
-                ExpectedError::new(ErrorKind::Usage, "no TARGET given").hint(
-                    "name the instance (an id, Name tag, NAME@ACCOUNT-ALIAS, private IP or DNS \
-                 name); on a terminal, leaving it out opens the instance picker",
-                ),
-            )
+            Err(Self::missing())
         } else {
             Err(
                 ExpectedError::new(ErrorKind::Usage, format!("`{raw}` is not an instance id"))
@@ -149,9 +144,12 @@ impl Target {
         }
     }
 
-    /// A target as the user gave it, before resolution (a Name, an IP, nothing at all).
-    pub(crate) fn given(raw: &str) -> Self {
-        Self(raw.to_owned())
+    /// The error for a session command without TARGET where no picker can run.
+    pub(crate) fn missing() -> ExpectedError {
+        ExpectedError::new(ErrorKind::Usage, "no TARGET given").hint(
+            "name the instance (an id, Name tag, NAME@ACCOUNT-ALIAS, private IP or DNS name); on \
+             a terminal, leaving it out opens the instance picker",
+        )
     }
 
     /// The text, for resolution to replace.
@@ -159,9 +157,10 @@ impl Target {
         &mut self.0
     }
 
-    /// A target named by the service or the AWS CLI (`session-manager-plugin` mode), taken as
-    /// given: it may be any SSM target form (an ECS task, say), not only an instance id.
-    pub fn from_service(raw: &str) -> Self {
+    /// A target taken as given, unvalidated: what the user typed, before resolution (a Name, an
+    /// IP, nothing at all), or what the service or the AWS CLI named (`session-manager-plugin`
+    /// mode: any SSM target form, an ECS task say).
+    pub fn given(raw: &str) -> Self {
         Self(raw.to_owned())
     }
 

@@ -30,7 +30,7 @@ pub(crate) async fn resolve(mut plan: Plan, common: &CommonArgs) -> anyhow::Resu
     let raw = slot.target.clone();
     let is_id = target::is_instance_id(&raw);
     if raw.is_empty() && !crate::term::interactive() {
-        return Err(no_target().into());
+        return Err(Target::missing().into());
     }
     let reach = Reach::new(common)?;
     let account = common.account.as_deref();
@@ -44,44 +44,46 @@ pub(crate) async fn resolve(mut plan: Plan, common: &CommonArgs) -> anyhow::Resu
             .into());
         }
         if is_id {
-            check_target(slot)?;
+            check_target(slot.target)?;
             return Ok(plan);
         }
         let chosen = choose_instance(&reach, &raw, None, common).await?;
         bind(slot, &reach, &chosen).await?;
         return Ok(plan);
     };
-    if let Some(account) = account
-        && broker.config().account(account).is_none()
-    {
-        return Err(ExpectedError::new(
-            ErrorKind::Usage,
-            format!("--account {account} is not a configured account"),
-        )
-        .hint("name an account alias or id from `postern accounts`")
-        .into());
-    }
-    if let Some(account) = account {
-        // The named account's source-identity guardrail, before any listing that would skip it.
-        broker
-            .resolve(account)
-            .and_then(|target| broker.source_for(&target))
-            .map_err(|e| {
-                broker_failure(
-                    e,
-                    &format!("could not open a session in account {account}"),
-                    &format!("account {account}"),
+    // `--account`: a configured account whose source-identity guardrail passes, checked before
+    // any listing that would skip it; its id.
+    let account_id = match account {
+        None => None,
+        Some(account) => {
+            let Some(entry) = broker.config().account(account) else {
+                return Err(ExpectedError::new(
+                    ErrorKind::Usage,
+                    format!("--account {account} is not a configured account"),
                 )
-            })?;
-    }
+                .hint("name an account alias or id from `postern accounts`")
+                .into());
+            };
+            let id = entry.id.as_str().to_owned();
+            broker
+                .resolve(account)
+                .and_then(|target| broker.source_for(&target))
+                .map_err(|e| {
+                    broker_failure(
+                        e,
+                        &format!("could not open a session in account {account}"),
+                        &format!("account {account}"),
+                    )
+                })?;
+            Some(id)
+        }
+    };
     let chosen = if is_id {
-        match (find_cached(&reach, &raw, account).await?, account) {
+        match (find_cached(&reach, &raw, account).await?, account_id) {
             (Some(instance), _) => instance,
             // The user named the account: open the id there, with that account's role.
-            (None, Some(account)) => {
-                let configured = broker.config().account(account).map(|a| a.id.clone());
-                let account_id = configured.map(|id| id.as_str().to_owned());
-                return bind_in_account(slot, &reach, account_id.as_deref().unwrap_or(account))
+            (None, Some(account_id)) => {
+                return bind_in_account(slot, &reach, &account_id)
                     .await
                     .map(|()| plan);
             }
@@ -186,27 +188,15 @@ fn finish_binding(
         }
     }
     slot.aws.credentials = credentials;
-    check_target(TargetSlot {
-        target: slot.target,
-        aws: slot.aws,
-        reason: None,
-        broker_flags: None,
-    })?;
+    check_target(slot.target)?;
     Ok(())
 }
 
-/// Checks that the resolved target is an instance id (and normalises its case).
-fn check_target(slot: TargetSlot<'_>) -> Result<(), ExpectedError> {
-    let target = Target::parse(slot.target)?;
-    target.as_str().clone_into(slot.target);
+/// Checks that the resolved `target` is an instance id (and normalises its case).
+fn check_target(target: &mut String) -> Result<(), ExpectedError> {
+    let checked = Target::parse(target)?;
+    checked.as_str().clone_into(target);
     Ok(())
-}
-
-fn no_target() -> ExpectedError {
-    ExpectedError::new(ErrorKind::Usage, "no TARGET given").hint(
-        "name the instance (an id, Name tag, NAME@ACCOUNT-ALIAS, private IP or DNS name); on a \
-         terminal, leaving it out opens the instance picker",
-    )
 }
 
 /// "web-1 (i-0123…, account acme-dev, eu-west-1)".
@@ -384,17 +374,10 @@ async fn find(reach: &Reach, raw: &str, account: Option<&str>) -> anyhow::Result
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::aws::AwsOptions;
 
     fn check(raw: &str) -> Result<String, ExpectedError> {
         let mut target = raw.to_owned();
-        let mut aws = AwsOptions::default();
-        check_target(TargetSlot {
-            target: &mut target,
-            aws: &mut aws,
-            reason: None,
-            broker_flags: None,
-        })?;
+        check_target(&mut target)?;
         Ok(target)
     }
 

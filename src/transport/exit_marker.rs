@@ -75,7 +75,7 @@ impl ExitMarker {
     /// interactive user; otherwise turn echo and output processing off so output is byte-exact.
     pub fn wrap(&self, command: &str, tty: bool) -> String {
         let quoted = shell_quote(command);
-        let (prefix, secret) = (PREFIX, &self.secret);
+        let prefix = PREFIX;
         let setup = if tty {
             "__postern_tty=$(stty -g 2>/dev/null); stty -echo 2>/dev/null; "
         } else {
@@ -86,7 +86,6 @@ impl ExitMarker {
         } else {
             ""
         };
-        let _ = secret;
         format!(
             "{setup}printf '%s%s' '{prefix}' '{READY}'; IFS= read -r __postern_m; \
              printf '%s%s%s' '{prefix}' \"$__postern_m\" 's;'; IFS= read -r _; {restore}\

@@ -4,14 +4,14 @@
 //! sessions, and shell completion from the cached index.
 
 use std::collections::BTreeSet;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
 use aws_credential_types::Credentials;
 use postern_emulator::EmulatorHandle;
 
 use crate::support::aws::credentials_env;
-use crate::support::emulator::{assume, base_credentials, fleet_emulator};
+use crate::support::emulator::{assume, fleet_emulator};
 use crate::support::fixtures::SAMPLE_ACCOUNTS as ACCOUNTS;
 use crate::support::home::Home;
 use crate::support::process::{self, run};
@@ -20,25 +20,14 @@ const LIMIT: Duration = Duration::from_secs(120);
 
 const HEAD: &str = "role = \"PosternAccess\"\nregions = [\"eu-west-1\", \"us-east-1\"]\n";
 
-/// `postern --endpoint-url EMULATOR ARGS` living in `home`, with base (management) credentials.
-fn command_in(home: &Home, emulator: &EmulatorHandle, args: &[&str]) -> Command {
-    let mut command = home.command();
-    command
-        .args(["--endpoint-url", &emulator.endpoint()])
-        .args(args)
-        .env("AWS_REGION", "eu-west-1");
-    credentials_env(&mut command, &base_credentials(emulator));
-    command
-}
-
-/// Runs [`command_in`].
+/// Runs [`Home::against`].
 fn run_in(home: &Home, emulator: &EmulatorHandle, args: &[&str]) -> Output {
-    run(command_in(home, emulator, args), LIMIT)
+    run(home.against(emulator, args), LIMIT)
 }
 
-/// Runs [`command_in`] as `who`.
+/// Runs [`Home::against`] as `who`.
 fn run_as(home: &Home, emulator: &EmulatorHandle, args: &[&str], who: &Credentials) -> Output {
-    let mut command = command_in(home, emulator, args);
+    let mut command = home.against(emulator, args);
     credentials_env(&mut command, who);
     run(command, LIMIT)
 }
@@ -406,7 +395,7 @@ async fn completion_offers_cached_instance_names() {
     assert!(script.contains("COMPLETE=\"bash\""), "{script}");
     // Before any listing there is nothing to offer; after one, names, NAME@ALIAS and ids.
     let ask = |word: &str| {
-        let mut command = command_in(&home, &emulator, &[]);
+        let mut command = home.against(&emulator, &[]);
         command
             .env("COMPLETE", "fish")
             .args(["--", "postern", "shell", word]);

@@ -11,7 +11,7 @@ use aws_credential_types::Credentials;
 use postern_emulator::EmulatorHandle;
 
 use crate::support::aws::{credentials_env, process_credentials};
-use crate::support::emulator::{assume, base_credentials, fleet_emulator, sdk};
+use crate::support::emulator::{assume, fleet_emulator, sdk};
 use crate::support::fixtures::SAMPLE_ACCOUNTS as ACCOUNTS;
 use crate::support::home::Home;
 use crate::support::process::{run, text};
@@ -33,16 +33,10 @@ fn run_in(
     args: &[&str],
     credentials: Option<&Credentials>,
 ) -> Output {
-    let mut command = home.command();
-    command.args(args).args([
-        "--endpoint-url",
-        &emulator.endpoint(),
-        "--region",
-        "eu-west-1",
-    ]);
-    match credentials {
-        Some(credentials) => credentials_env(&mut command, credentials),
-        None => credentials_env(&mut command, &base_credentials(emulator)),
+    let mut command = home.against(emulator, args);
+    command.args(["--region", "eu-west-1"]);
+    if let Some(credentials) = credentials {
+        credentials_env(&mut command, credentials);
     }
     run(command, LIMIT)
 }

@@ -8,7 +8,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -16,10 +16,10 @@ use aws_credential_types::Credentials;
 
 use crate::support::aws::credentials_env;
 use crate::support::data::{numbered, random_bytes};
-use crate::support::emulator::EmulatorProcess;
+use crate::support::emulator::{EmulatorProcess, role_arn};
 use crate::support::forward::Forward;
 use crate::support::net::{TcpServer, echo_round_trip};
-use crate::support::process::{base_command, exit_within, postern, run, text};
+use crate::support::process::{base_command, exit_within, run, text};
 
 const LIMIT: Duration = Duration::from_secs(120);
 
@@ -268,10 +268,10 @@ fn role_profile(
     std::fs::write(
         &config,
         format!(
-            "[profile short]\nrole_arn = arn:aws:iam::{}:role/PosternAccess\nsource_profile = \
+            "[profile short]\nrole_arn = {}\nsource_profile = \
              base\nrole_session_name = resilience-test\nregion = us-east-1\nendpoint_url = {}\n\n\
              [profile base]\nregion = us-east-1\nendpoint_url = {}\n",
-            emulator_account(),
+            role_arn(&emu.management_account, "PosternAccess"),
             emu.endpoint,
             emu.endpoint
         ),
@@ -281,21 +281,7 @@ fn role_profile(
     (config, credentials)
 }
 
-/// The builtin fleet's account (the emulator's `--print-fleet` names it).
-fn emulator_account() -> String {
-    let mut print_fleet = Command::new(postern());
-    print_fleet.args(["emulator", "--print-fleet"]);
-    let out = run(print_fleet, LIMIT);
-    let fleet = text(&out.stdout);
-    fleet
-        .lines()
-        .find_map(|l| l.strip_prefix("management_account = "))
-        .map(|v| v.trim_matches('"').to_owned())
-        .expect("management account in the fleet")
-}
-
 /// AssumeRole of the builtin fleet's PosternAccess through the emulator's STS.
 fn assume_role_keys(emu: &EmulatorProcess) -> Credentials {
-    let account = emulator_account();
-    emu.assume_role(&format!("arn:aws:iam::{account}:role/PosternAccess"))
+    emu.assume_role(&role_arn(&emu.management_account, "PosternAccess"))
 }

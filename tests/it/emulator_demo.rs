@@ -3,14 +3,13 @@
 //! with the account's role, the product's guardrail on a production instance, and no file left
 //! behind.
 
-use std::io::Write as _;
 use std::path::Path;
-use std::process::{Output, Stdio};
+use std::process::Output;
 use std::time::Duration;
 
 use postern_emulator::Fleet;
 
-use crate::support::process::{postern, text};
+use crate::support::process::{postern, run_with_input, text};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -26,7 +25,8 @@ fn demo(root: &Path, args: &[&str], stdin: &[u8]) -> Output {
         "[default]\nregion = nowhere-1\ncredential_process = false\n",
     )
     .unwrap();
-    let mut child = std::process::Command::new(postern())
+    let mut command = std::process::Command::new(postern());
+    command
         .arg("demo")
         .args(args)
         .env_clear()
@@ -37,22 +37,8 @@ fn demo(root: &Path, args: &[&str], stdin: &[u8]) -> Output {
         .env("AWS_ACCESS_KEY_ID", "AKIDUSERSREALKEY")
         .env("AWS_SECRET_ACCESS_KEY", "users-real-secret")
         .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
-        .env("POSTERN_CONFIG", home.join("users-postern.toml"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(stdin).unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let waiter = std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    let output = rx
-        .recv_timeout(LIMIT)
-        .expect("postern demo ends within 60 s")
-        .unwrap();
-    waiter.join().unwrap();
+        .env("POSTERN_CONFIG", home.join("users-postern.toml"));
+    let output = run_with_input(command, stdin, LIMIT);
     assert_eq!(
         std::fs::read_dir(&tmp).unwrap().count(),
         0,

@@ -9,8 +9,7 @@ use std::time::Duration;
 
 use postern_emulator::EmulatorHandle;
 
-use crate::support::aws::credentials_env;
-use crate::support::emulator::{base_credentials, fleet_emulator, id_of};
+use crate::support::emulator::{fleet_emulator, id_of};
 use crate::support::home::Home;
 use crate::support::process::{run, text};
 
@@ -38,16 +37,9 @@ env = "prod"
 regions = ["us-east-1"]
 "#;
 
-/// `postern ARGS` in `home` against `emulator`, base credentials, region eu-west-1 from the
-/// environment (not `--region`, which would widen the listing).
+/// `postern ARGS` in `home` against `emulator` ([`Home::against`]).
 fn postern(home: &Home, emulator: &EmulatorHandle, args: &[&str]) -> Output {
-    let mut command = home.command();
-    command
-        .args(["--endpoint-url", &emulator.endpoint()])
-        .args(args)
-        .env("AWS_REGION", "eu-west-1");
-    credentials_env(&mut command, &base_credentials(emulator));
-    run(command, LIMIT)
+    run(home.against(emulator, args), LIMIT)
 }
 
 #[tokio::test(flavor = "multi_thread")]

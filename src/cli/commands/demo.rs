@@ -206,7 +206,7 @@ fn exit_code(status: std::process::ExitStatus) -> ExitCode {
     use std::os::unix::process::ExitStatusExt;
     match (status.code(), status.signal()) {
         (Some(code), _) => ExitCode::from(u8::try_from(code.rem_euclid(256)).unwrap_or(1)),
-        (None, Some(signal)) => ExitCode::from(u8::try_from(128 + signal).unwrap_or(1)),
+        (None, Some(signal)) => ExitCode::from(crate::report::exit_codes::for_signal(signal)),
         (None, None) => ExitCode::FAILURE,
     }
 }

@@ -176,7 +176,7 @@ async fn shell(
         "\nStarting session with SessionId: {session_id}\n"
     ));
     let plan = SessionPlan {
-        target: Target::from_service(&request.target),
+        target: Target::given(&request.target),
         aws: AwsOptions::default(),
         reason: request.reason.clone(),
         handshake_timeout: HANDSHAKE_TIMEOUT,

@@ -375,7 +375,7 @@ fn exit_code(finished: &Finished, mode: &Mode, described: &str) -> anyhow::Resul
         report::notice(output.trim());
     }
     match (&finished.end, mode) {
-        (SessionEnd::Signalled(n), _) => Ok(ExitCode::from(signal_code(*n))),
+        (SessionEnd::Signalled(n), _) => Ok(ExitCode::from(exit_codes::for_signal(*n))),
         (SessionEnd::OutputClosed, _) => Ok(ExitCode::from(exit_codes::OUTPUT_CLOSED)),
         (_, Mode::Exec { .. }) => match finished.exit_status {
             // Exit statuses are 0-255 on Unix; the agent's ExitCode may carry -1.
@@ -399,10 +399,6 @@ fn exit_code(finished: &Finished, mode: &Mode, described: &str) -> anyhow::Resul
                 .map_or(exit_codes::SUCCESS, |s| s.rem_euclid(256) as u8),
         )),
     }
-}
-
-fn signal_code(signal: i32) -> u8 {
-    u8::try_from(128 + signal).unwrap_or(exit_codes::UNEXPECTED)
 }
 
 /// The AWS-owned document running one command in a PTY (SPEC.md §1.2, §6.3).

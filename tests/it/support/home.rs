@@ -5,6 +5,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use postern_emulator::EmulatorHandle;
+
+use super::aws::credentials_env;
+use super::emulator::base_credentials;
 use super::process::postern;
 
 /// A temporary home, removed on drop.
@@ -55,6 +59,19 @@ impl Home {
         if config.exists() {
             command.env("POSTERN_CONFIG", config);
         }
+        command
+    }
+
+    /// `postern --endpoint-url EMULATOR ARGS` living in this home, signing with the emulator's
+    /// base (management account) credentials, region eu-west-1 from the environment (not
+    /// `--region`, which would also narrow a listing).
+    pub(crate) fn against(&self, emulator: &EmulatorHandle, args: &[&str]) -> Command {
+        let mut command = self.command();
+        command
+            .args(["--endpoint-url", &emulator.endpoint()])
+            .args(args)
+            .env("AWS_REGION", "eu-west-1");
+        credentials_env(&mut command, &base_credentials(emulator));
         command
     }
 }

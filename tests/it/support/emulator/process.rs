@@ -18,6 +18,8 @@ pub(crate) struct EmulatorProcess {
     pub(crate) endpoint: String,
     /// The instance with a current agent.
     pub(crate) instance: String,
+    /// The fleet's management account, where the base credentials act.
+    pub(crate) management_account: String,
     /// The emulator's base credentials for this run, from its ready line: the only long-term
     /// keys it accepts.
     pub(crate) credentials: Credentials,
@@ -68,6 +70,7 @@ impl EmulatorProcess {
                 .as_str()
                 .expect("an instance")
                 .to_owned(),
+            management_account: field("management_account"),
             violations_log,
             _dir: dir,
         }
