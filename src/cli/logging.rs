@@ -12,8 +12,7 @@ use std::sync::Mutex;
 
 use anyhow::Context as _;
 use tracing_subscriber::EnvFilter;
-use tracing_subscriber::Layer as _;
-use tracing_subscriber::filter::filter_fn;
+use tracing_subscriber::filter::{LevelFilter, filter_fn};
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
@@ -38,26 +37,27 @@ pub(crate) fn init(verbose: u8, log_file: Option<PathBuf>, raw: bool) -> anyhow:
     if raw && !asked {
         return Ok(());
     }
-    // The cap is a second filter: it only removes events (debug and trace of the capped
-    // targets), never enables one the user's filter left out.
-    let cap = filter_fn(|meta| !capped(meta.target(), meta.level()));
+    // The cap is a second global filter: it only removes events (debug and trace of the
+    // capped targets), never enables one the user's filter left out. It is installed only when
+    // the filter enables more than info somewhere: at the usual levels the subscriber keeps
+    // its static level hint, so the data path's disabled trace! and debug! cost nothing.
+    let needs_cap = filter
+        .max_level_hint()
+        .is_none_or(|level| level > LevelFilter::INFO);
+    let cap = needs_cap.then(|| filter_fn(|meta| !capped(meta.target(), meta.level())));
+    let registry = tracing_subscriber::registry().with(filter).with(cap);
     match file {
         Some(path) => {
             let file = crate::private_file::open_private_append(&path)
                 .with_context(|| format!("could not open the log file {}", path.display()))?;
             let layer = tracing_subscriber::fmt::layer()
                 .with_ansi(false)
-                .with_writer(Mutex::new(file))
-                .with_filter(filter)
-                .with_filter(cap);
-            tracing_subscriber::registry().with(layer).try_init().ok();
+                .with_writer(Mutex::new(file));
+            registry.with(layer).try_init().ok();
         }
         None => {
-            let layer = tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_filter(filter)
-                .with_filter(cap);
-            tracing_subscriber::registry().with(layer).try_init().ok();
+            let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+            registry.with(layer).try_init().ok();
         }
     }
     Ok(())
