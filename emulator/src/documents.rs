@@ -38,8 +38,9 @@ pub(crate) enum PluginSpec {
     },
     /// A TCP connection made from this machine.
     Port {
-        /// Host to dial.
-        host: String,
+        /// The `host` parameter: `None` dials `localhost` (the node itself), a host is
+        /// resolved once when the plugin starts (agent `agent/session/plugins/port/port.go`).
+        host: Option<String>,
         /// Port to dial.
         port: u16,
         /// `LocalPortForwarding` (basic or mux) or an SSH-style session (no `type`).
@@ -144,7 +145,7 @@ pub(crate) fn resolve(
                 SessionType::Port,
                 Value::Object(properties),
                 PluginSpec::Port {
-                    host: host.unwrap_or_else(|| LOCALHOST.to_owned()),
+                    host,
                     port,
                     kind: PortKind::LocalPortForwarding,
                 },
@@ -162,7 +163,7 @@ pub(crate) fn resolve(
                 SessionType::Port,
                 Value::Object(properties),
                 PluginSpec::Port {
-                    host: LOCALHOST.to_owned(),
+                    host: None,
                     port: dial_port,
                     kind: PortKind::Ssh,
                 },
@@ -230,7 +231,6 @@ pub(crate) const PORT_FORWARDING: &str = "AWS-StartPortForwardingSession";
 pub(crate) const PORT_FORWARDING_REMOTE_HOST: &str = "AWS-StartPortForwardingSessionToRemoteHost";
 /// SSH as ProxyCommand: a port session without `type`.
 pub(crate) const SSH_SESSION: &str = "AWS-StartSSHSession";
-const LOCALHOST: &str = "localhost";
 
 #[cfg(test)]
 mod tests {
@@ -266,7 +266,7 @@ mod tests {
         assert_eq!(
             plan.plugin,
             PluginSpec::Port {
-                host: "db.internal".to_owned(),
+                host: Some("db.internal".to_owned()),
                 port: 5432,
                 kind: PortKind::LocalPortForwarding
             }
@@ -280,7 +280,7 @@ mod tests {
         assert_eq!(
             plan.plugin,
             PluginSpec::Port {
-                host: "localhost".to_owned(),
+                host: None,
                 port: 2222,
                 kind: PortKind::Ssh
             }

@@ -10,14 +10,15 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 
 use postern_protocol::{Event, Flag};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 use crate::forward::conn::{
     BACKLOG_HIGH_WATER, BACKLOG_LOW_WATER, Backlog, Conn, ConnKey, FromConn,
 };
 use crate::forward::connect::{Connected, describe_close};
-use crate::forward::link::{Ending, LinkContext, connection_closed, outstanding, wind_down};
+use crate::forward::link::{
+    Ending, Incoming, LinkContext, Outcome, connection_closed, outstanding, wind_down,
+};
 use crate::forward::pacing::UploadWindow;
 use crate::transport::{self, now, sleep_until};
 
@@ -25,7 +26,7 @@ use crate::transport::{self, now, sleep_until};
 pub(crate) async fn run(
     connected: Connected,
     mut ctx: LinkContext,
-    mut new_conns: mpsc::UnboundedReceiver<TcpStream>,
+    mut new_conns: mpsc::UnboundedReceiver<Incoming>,
     load: Arc<AtomicUsize>,
 ) {
     let Connected {
@@ -39,7 +40,7 @@ pub(crate) async fn run(
     let (to_link, mut from_conns) = mpsc::channel::<FromConn>(FROM_CONN_QUEUE);
     let backlog = Arc::new(Backlog::default());
     let mut current: Option<(ConnKey, Conn)> = None;
-    let mut waiting: VecDeque<TcpStream> = VecDeque::new();
+    let mut waiting: VecDeque<Incoming> = VecDeque::new();
     let mut next_key: ConnKey = 0;
     let mut pending: Vec<u8> = Vec::new();
     let mut window = UploadWindow::new();
@@ -50,14 +51,29 @@ pub(crate) async fn run(
     let end: Option<String> = loop {
         let now = now();
         if current.is_none()
-            && let Some(stream) = waiting.pop_front()
+            && let Some(incoming) = waiting.pop_front()
         {
             next_key += 1;
             tracing::debug!(key = next_key, "basic link takes a connection");
-            current = Some((
+            let Incoming {
+                stream,
+                early,
+                answer,
+            } = incoming;
+            let conn = Conn::spawn(
                 next_key,
-                Conn::spawn(next_key, stream, to_link.clone(), backlog.clone()),
-            ));
+                stream,
+                to_link.clone(),
+                backlog.clone(),
+                ctx.traffic.clone(),
+            );
+            // The agent dialled when the session started (agent `port_basic.go`), so the
+            // destination answered: a waiting SOCKS client hears so at once.
+            if let Some(answer) = answer {
+                conn.write(answer.reply(Outcome::Connected));
+            }
+            pending.extend(early);
+            current = Some((next_key, conn));
             if !first_accepted {
                 // The agent dialled at session start; what it sent since goes to this one.
                 first_accepted = true;
@@ -154,13 +170,16 @@ pub(crate) async fn run(
     if discarded > 0 {
         tracing::debug!(discarded, "dropped output that arrived between connections");
     }
-    new_conns.close();
+    let why = end.as_deref().unwrap_or(crate::forward::link::STOPPING);
     let closing = usize::from(current.take().is_some()) + waiting.len();
-    waiting.clear();
+    for incoming in waiting.drain(..) {
+        incoming.refuse(Outcome::SessionEnded(why));
+    }
     wind_down(
         &ctx,
         &load,
         closing,
+        &mut new_conns,
         end,
         target,
         Ending {

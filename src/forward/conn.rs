@@ -14,6 +14,8 @@ use tokio::net::TcpStream;
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
+use crate::forward::traffic::Traffic;
+
 /// A link's key for a connection.
 pub(crate) type ConnKey = u64;
 
@@ -40,17 +42,23 @@ pub(crate) struct Conn {
     writes: mpsc::UnboundedSender<Vec<u8>>,
     reader: JoinHandle<()>,
     backlog: Arc<Backlog>,
+    traffic: Arc<Traffic>,
 }
 
 impl Conn {
-    /// Starts the reader and writer tasks for `stream`.
+    /// Starts the reader and writer tasks for `stream`, counting it and its bytes in
+    /// `traffic`.
     pub(crate) fn spawn(
         key: ConnKey,
         stream: TcpStream,
         to_link: mpsc::Sender<FromConn>,
         backlog: Arc<Backlog>,
+        traffic: Arc<Traffic>,
     ) -> Self {
         let _ = stream.set_nodelay(true);
+        traffic.connection_opened();
+        let reader_traffic = traffic.clone();
+        let writer_traffic = traffic.clone();
         let (mut read_half, mut write_half) = stream.into_split();
         let (writes, mut queued) = mpsc::unbounded_channel::<Vec<u8>>();
         let reader_link = to_link.clone();
@@ -60,6 +68,7 @@ impl Conn {
                 match read_half.read(&mut buf).await {
                     Ok(0) => break None,
                     Ok(n) => {
+                        reader_traffic.sent(n);
                         if reader_link
                             .send(FromConn::Data(key, buf[..n].to_vec()))
                             .await
@@ -78,9 +87,14 @@ impl Conn {
         tokio::spawn(async move {
             let mut failed = false;
             while let Some(data) = queued.recv().await {
-                if !failed && let Err(e) = write_half.write_all(&data).await {
-                    failed = true;
-                    let _ = to_link.send(FromConn::Closed(key, Some(e))).await;
+                if !failed {
+                    match write_half.write_all(&data).await {
+                        Ok(()) => writer_traffic.received(data.len()),
+                        Err(e) => {
+                            failed = true;
+                            let _ = to_link.send(FromConn::Closed(key, Some(e))).await;
+                        }
+                    }
                 }
                 writer_backlog.written(data.len());
             }
@@ -90,6 +104,7 @@ impl Conn {
             writes,
             reader,
             backlog,
+            traffic,
         }
     }
 
@@ -107,6 +122,7 @@ impl Conn {
 impl Drop for Conn {
     fn drop(&mut self) {
         self.reader.abort();
+        self.traffic.connection_closed();
     }
 }
 

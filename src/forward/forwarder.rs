@@ -1,11 +1,13 @@
-//! `postern forward`: bind every `-L` listener, start each forward's first session (in
-//! parallel) so that the target, the agent and the mode are known before anything is
-//! announced, then run one [`Pool`] per forward until shutdown.
+//! `postern forward`: bind every `-L` and `-D` listener, start each `-L` forward's first
+//! session (in parallel) so that the target, the agent and the mode are known before anything
+//! is announced, then run one [`Pool`] per forward and the SOCKS listeners (sessions per
+//! destination, opened on first use) until shutdown.
 //!
 //! It must not print: readiness is returned as [`ForwardReady`], trouble as [`Notice`]s.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::join_all;
@@ -16,8 +18,10 @@ use crate::aws::{SsmClient, StartSessionRequest};
 use crate::forward::connect::{ConnectError, Connected, Connector};
 use crate::forward::link::Notice;
 use crate::forward::listener::{self, BindError};
-use crate::forward::pool::{LinkMode, Pool, SessionCount, link_mode};
-use crate::forward::spec::ForwardSpec;
+use crate::forward::pool::{self, LinkMode, Pool, SessionCount, link_mode};
+use crate::forward::socks::{self, Router, SocksAuth};
+use crate::forward::spec::{ForwardSpec, SocksSpec};
+use crate::forward::traffic::Traffic;
 use crate::transport::Resilience;
 
 /// What `postern forward` does.
@@ -35,6 +39,23 @@ pub struct ForwardOptions {
     pub handshake_timeout: Duration,
     /// Keepalive and reconnection of every session.
     pub resilience: Resilience,
+    /// The `-D` arguments.
+    pub socks: Vec<SocksSpec>,
+    /// How long a SOCKS destination's sessions stay open without connections.
+    pub idle_close: Duration,
+    /// The username and password SOCKS clients must give, if any.
+    pub socks_auth: Option<SocksAuth>,
+}
+
+/// A SOCKS listener that accepts connections.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SocksReady {
+    /// The address it listens on.
+    pub local: SocketAddr,
+    /// The instance CONNECTs go through.
+    pub target: String,
+    /// Whether clients must authenticate (RFC 1929).
+    pub auth: bool,
 }
 
 /// A forward that accepts connections.
@@ -59,7 +80,12 @@ pub struct ForwardReady {
 pub struct Forwarder {
     ready: Vec<ForwardReady>,
     parts: Vec<(TcpListener, Connector, Connected)>,
-    sessions: SessionCount,
+    socks_ready: Vec<SocksReady>,
+    socks_listeners: Vec<TcpListener>,
+    /// What SOCKS sessions are started with; `None` without `-D` or without an SSM client.
+    router: Option<Router>,
+    options: ForwardOptions,
+    traffic: Arc<Traffic>,
 }
 
 /// Why the forwards could not start.
@@ -94,6 +120,7 @@ pub enum ForwardError {
 impl Forwarder {
     /// Binds every listener, then starts every forward's first session.
     pub async fn start(ssm: SsmClient, options: &ForwardOptions) -> Result<Self, ForwardError> {
+        let socks_ssm = ssm.clone();
         let connectors: Vec<Connector> = options
             .forwards
             .iter()
@@ -106,7 +133,23 @@ impl Forwarder {
                 .with_resilience(options.resilience.clone())
             })
             .collect();
-        Self::start_with(options, connectors).await
+        let mut forwarder = Self::start_with(options, connectors).await?;
+        if !options.socks.is_empty() {
+            forwarder.router = Some(Router {
+                ssm: socks_ssm,
+                target: options.target.clone(),
+                reason: options.reason.clone(),
+                handshake_timeout: options.handshake_timeout,
+                resilience: options.resilience.clone(),
+                sessions: options.sessions,
+                idle_close: options.idle_close,
+                // Filled in by `run`, which owns the notice channel.
+                notices: mpsc::unbounded_channel().0,
+                traffic: forwarder.traffic.clone(),
+                min_agent: ("forward to a remote host", REMOTE_HOST_MIN_AGENT),
+            });
+        }
+        Ok(forwarder)
     }
 
     /// [`Forwarder::start`] with one connector per forward, in `-L` order (for a session
@@ -118,6 +161,17 @@ impl Forwarder {
         let mut listeners = Vec::new();
         for spec in &options.forwards {
             listeners.push(listener::bind(spec).await?);
+        }
+        let mut socks_listeners = Vec::new();
+        let mut socks_ready = Vec::new();
+        for spec in &options.socks {
+            let (listener, local) = listener::bind_socks(spec).await?;
+            socks_listeners.push(listener);
+            socks_ready.push(SocksReady {
+                local,
+                target: options.target.clone(),
+                auth: options.socks_auth.is_some(),
+            });
         }
         let results = join_all(connectors.iter().map(Connector::connect)).await;
         let mut connected = Vec::new();
@@ -159,7 +213,11 @@ impl Forwarder {
         Ok(Self {
             ready,
             parts,
-            sessions: options.sessions,
+            socks_ready,
+            socks_listeners,
+            router: None,
+            options: options.clone(),
+            traffic: Arc::new(Traffic::default()),
         })
     }
 
@@ -168,27 +226,71 @@ impl Forwarder {
         &self.ready
     }
 
+    /// The SOCKS listeners, in `-D` order.
+    pub fn socks_ready(&self) -> &[SocksReady] {
+        &self.socks_ready
+    }
+
+    /// The live counters of every forward and SOCKS listener.
+    pub fn traffic(&self) -> Arc<Traffic> {
+        self.traffic.clone()
+    }
+
     /// Serves the forwards until `shutdown` becomes true; ends every session before returning.
     pub async fn run(
         self,
         notices: mpsc::UnboundedSender<Notice>,
         shutdown: watch::Receiver<bool>,
     ) {
-        let mut pools = Vec::new();
+        let mut tasks = Vec::new();
         for (ready, (listener, connector, first)) in self.ready.iter().zip(self.parts) {
-            let pool = Pool {
+            let (into, source) = mpsc::unbounded_channel();
+            let local = ready.local.to_string();
+            tasks.push(tokio::spawn(pool::accept(
                 listener,
-                local: ready.local,
+                local.clone(),
+                into,
+                notices.clone(),
+                shutdown.clone(),
+            )));
+            let pool = Pool {
+                source,
+                local,
                 connector,
-                count: self.sessions,
+                count: self.options.sessions,
                 remote: ready.remote.clone(),
                 notices: notices.clone(),
                 shutdown: shutdown.clone(),
+                traffic: self.traffic.clone(),
+                idle_close: None,
+                min_agent: None,
+                answered: false,
             };
-            pools.push(tokio::spawn(pool.run(first)));
+            tasks.push(tokio::spawn(pool.run(Some(first))));
         }
-        for pool in pools {
-            let _ = pool.await;
+        if let Some(mut router) = self.router {
+            router.notices = notices.clone();
+            let (to_router, requests) = mpsc::unbounded_channel();
+            let auth = self.options.socks_auth.clone().map(Arc::new);
+            for (listener, ready) in self.socks_listeners.into_iter().zip(&self.socks_ready) {
+                let config = socks::Listener {
+                    local: ready.local,
+                    auth: auth.clone(),
+                    target: ready.target.clone(),
+                    router: to_router.clone(),
+                    notices: notices.clone(),
+                };
+                tasks.push(tokio::spawn(socks::serve(
+                    listener,
+                    config,
+                    shutdown.clone(),
+                )));
+            }
+            drop(to_router);
+            tasks.push(tokio::spawn(router.run(requests, shutdown.clone())));
+        }
+        for task in tasks {
+            let _ = task.await;
         }
     }
 }

@@ -11,7 +11,8 @@ use tokio::net::TcpStream;
 use tokio::sync::{Notify, mpsc, watch};
 
 use crate::forward::Connector;
-use crate::forward::connect::finish;
+use crate::forward::connect::{ConnectError, finish};
+use crate::forward::traffic::Traffic;
 use crate::transport::Pump;
 
 /// Something the user should hear about while forwards run (printed by `cli` via `report`).
@@ -52,6 +53,89 @@ pub enum Notice {
         /// The forward's local address.
         local: String,
     },
+    /// A SOCKS CONNECT was answered with a failure.
+    SocksRefused {
+        /// The SOCKS listener's address.
+        listener: String,
+        /// The requested `host:port` (a client's string: escape before printing).
+        destination: String,
+        /// The target.
+        target: String,
+        /// The reply sent, in RFC 1928's words.
+        reply: &'static str,
+        /// Why (may carry AWS or agent text: escape before printing).
+        reason: String,
+    },
+}
+
+/// A local connection handed to a pool: a `-L` connection, or a SOCKS connection waiting for
+/// its reply.
+#[derive(Debug)]
+pub(crate) struct Incoming {
+    /// The local socket.
+    pub(crate) stream: TcpStream,
+    /// Bytes the client sent before its connection was handed over (sent first).
+    pub(crate) early: Vec<u8>,
+    /// For a SOCKS connection: how to answer once the destination's fate is known.
+    pub(crate) answer: Option<Answer>,
+}
+
+/// The reply of a connection that waits to learn whether its destination was reached: given
+/// the outcome, the bytes written to the local socket before any data (or before it closes).
+pub(crate) struct Answer(Box<dyn FnOnce(Outcome<'_>) -> Vec<u8> + Send>);
+
+/// What became of a connection's destination, as far as the link can tell.
+#[derive(Debug)]
+pub(crate) enum Outcome<'a> {
+    /// The destination answered, or nothing said otherwise in time.
+    Connected,
+    /// The agent could not connect to the destination (ConnectToPortError).
+    ConnectToPortError {
+        /// The session.
+        session_id: &'a str,
+    },
+    /// The session ended before the destination answered.
+    SessionEnded(&'a str),
+    /// No session could be started for it.
+    NoSession(&'a ConnectError),
+}
+
+impl Incoming {
+    /// A connection that needs no answer.
+    pub(crate) fn plain(stream: TcpStream) -> Self {
+        Self {
+            stream,
+            early: Vec::new(),
+            answer: None,
+        }
+    }
+
+    /// Closes the connection, first writing its failure reply if it waits for one. The reply
+    /// is a few bytes on a socket nothing was written to, so a non-blocking write takes it.
+    pub(crate) fn refuse(self, outcome: Outcome<'_>) {
+        if let Some(answer) = self.answer {
+            let reply = answer.reply(outcome);
+            let _ = self.stream.try_write(&reply);
+        }
+    }
+}
+
+impl Answer {
+    /// An answer computed by `reply`.
+    pub(crate) fn new(reply: impl FnOnce(Outcome<'_>) -> Vec<u8> + Send + 'static) -> Self {
+        Self(Box::new(reply))
+    }
+
+    /// The reply bytes for `outcome`.
+    pub(crate) fn reply(self, outcome: Outcome<'_>) -> Vec<u8> {
+        (self.0)(outcome)
+    }
+}
+
+impl std::fmt::Debug for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Answer")
+    }
 }
 
 /// What a link needs besides its session.
@@ -67,13 +151,15 @@ pub(crate) struct LinkContext {
     pub(crate) shutdown: watch::Receiver<bool>,
     /// Woken when a link's load drops or the link ends.
     pub(crate) pool_wake: Arc<Notify>,
+    /// Counters for the status line.
+    pub(crate) traffic: Arc<Traffic>,
 }
 
 /// The pool's view of a running link.
 #[derive(Debug)]
 pub(crate) struct LinkHandle {
     /// New local connections for the link. Closed when the link ended.
-    pub(crate) conns: mpsc::UnboundedSender<TcpStream>,
+    pub(crate) conns: mpsc::UnboundedSender<Incoming>,
     /// Connections assigned and not yet closed (the pool adds, the link subtracts).
     pub(crate) load: Arc<AtomicUsize>,
 }
@@ -116,17 +202,25 @@ pub(crate) struct Ending<'a> {
     pub(crate) agent_version: &'a str,
 }
 
-/// Ends a link: releases its `closing` connections from the pool's count, then finishes the
-/// session politely when the process is stopping (`end` is `None`), or reports why it ended and
-/// terminates it; finally wakes the pool.
+/// Ends a link: refuses the connections handed to it and not yet taken, releases them and its
+/// `closing` connections from the pool's count, then finishes the session politely when the
+/// process is stopping (`end` is `None`), or reports why it ended and terminates it; finally
+/// wakes the pool.
 pub(crate) async fn wind_down(
     ctx: &LinkContext,
     load: &AtomicUsize,
-    closing: usize,
+    mut closing: usize,
+    new_conns: &mut mpsc::UnboundedReceiver<Incoming>,
     end: Option<String>,
     target: String,
     ending: Ending<'_>,
 ) {
+    new_conns.close();
+    let why = end.as_deref().unwrap_or(STOPPING);
+    while let Ok(incoming) = new_conns.try_recv() {
+        incoming.refuse(Outcome::SessionEnded(why));
+        closing += 1;
+    }
     for _ in 0..closing {
         connection_closed(load, &ctx.pool_wake);
     }
@@ -158,5 +252,7 @@ pub(crate) async fn wind_down(
     ctx.pool_wake.notify_one();
 }
 
+/// Why connections a stopping link never took are refused.
+pub(crate) const STOPPING: &str = "postern is stopping";
 /// How long a stopping link waits for its outstanding data to be acknowledged.
 const DRAIN_ON_STOP: std::time::Duration = std::time::Duration::from_secs(2);

@@ -1,4 +1,4 @@
-//! Local listeners for `-L`: bound before any session starts, so a port already in use fails
+//! Local listeners for `-L` and `-D`: bound before any session starts, so a port already in use fails
 //! the command at once.
 
 use std::io;
@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use tokio::net::TcpListener;
 
-use crate::forward::spec::ForwardSpec;
+use crate::forward::spec::{ForwardSpec, SocksSpec};
 
 /// Why a local address could not be listened on.
 #[derive(Debug, thiserror::Error)]
@@ -22,7 +22,15 @@ pub struct BindError {
 /// Binds `spec`'s local address; returns the listener and the address it got (port 0 picks
 /// one).
 pub(crate) async fn bind(spec: &ForwardSpec) -> Result<(TcpListener, SocketAddr), BindError> {
-    let addr = SocketAddr::new(spec.bind, spec.local_port);
+    bind_addr(SocketAddr::new(spec.bind, spec.local_port)).await
+}
+
+/// Binds a `-D` listener's address; returns the listener and the address it got.
+pub(crate) async fn bind_socks(spec: &SocksSpec) -> Result<(TcpListener, SocketAddr), BindError> {
+    bind_addr(SocketAddr::new(spec.bind, spec.port)).await
+}
+
+async fn bind_addr(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), BindError> {
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| BindError { addr, source })?;

@@ -1,6 +1,6 @@
 //! Port forwarding (`postern forward`) and the session plumbing `ssh-proxy` shares with it:
-//! `-L` parsing, local listeners, session start and end, mux and basic links, the session pool
-//! and upload pacing.
+//! `-L` and `-D` parsing, local listeners, session start and end, mux and basic links, the
+//! session pool, the SOCKS5 proxy, upload pacing and the live counters.
 //!
 //! It must not print or exit: results and [`Notice`]s go back to `cli`, which reports them.
 
@@ -13,18 +13,23 @@ mod listener;
 mod mux_link;
 mod pacing;
 mod pool;
+mod socks;
 mod spec;
 pub mod stdio;
+mod traffic;
 
 pub use connect::{ConnectError, Connected, Connector, describe_close, finish};
 pub use forwarder::{
-    ForwardError, ForwardOptions, ForwardReady, Forwarder, agent_at_least, start_request,
+    ForwardError, ForwardOptions, ForwardReady, Forwarder, SocksReady, agent_at_least,
+    start_request,
 };
 pub use link::{Notice, outstanding};
 pub use listener::BindError;
 pub use pacing::{INITIAL_WINDOW, MAX_WINDOW, MIN_WINDOW, UploadWindow};
 pub use pool::{AUTO_MAX_SESSIONS, AUTO_PER_SESSION, LinkMode, SessionCount};
-pub use spec::{ForwardSpec, Remote, SpecError};
+pub use socks::SocksAuth;
+pub use spec::{ForwardSpec, Remote, SocksSpec, SpecError};
+pub use traffic::{Rate, Traffic, TrafficSnapshot};
 
 /// An error and its causes on one line, joined with `: ` (for notices, which have no
 /// "Caused by:" block).

@@ -3,6 +3,13 @@
 //! reads, new connections, the local write backlog, shutdown and the next timer (session and
 //! smux keepalive); after every input it drains the core and the mux.
 //!
+//! SOCKS connections wait for their reply: smux has no "connected" signal, so a stream counts
+//! as connected when the destination's first bytes arrive, or when [`settle_time`] passes
+//! without the agent's ConnectToPortError flag and FIN (agent
+//! `agent/session/plugins/port/port_mux.go` sends the flag, then closes the stream, when its
+//! dial fails). Once any stream of the link has received data the destination is known to
+//! answer, and later connections are answered at once.
+//!
 //! Upload pacing: connection reads are taken only while the [`UploadWindow`] allows, so the
 //! agent's 4 MiB smux buffer is never overrun. Download backpressure: when local sockets fall
 //! behind, the session stops acknowledging (the agent holds the data).
@@ -10,10 +17,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
+use std::time::{Duration, Instant};
 
 use postern_protocol::mux::{Mux, MuxConfig, MuxEvent, StreamId};
 use postern_protocol::{Event, Flag, Session};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 use crate::forward::conn::{
@@ -21,7 +28,8 @@ use crate::forward::conn::{
 };
 use crate::forward::connect::{Connected, describe_close};
 use crate::forward::link::{
-    Ending, LinkContext, Notice, connection_closed, outstanding, wind_down,
+    Answer, Ending, Incoming, LinkContext, Notice, Outcome, connection_closed, outstanding,
+    wind_down,
 };
 use crate::forward::pacing::UploadWindow;
 use crate::transport::{self, Lost, Pump, now, sleep_until};
@@ -30,7 +38,7 @@ use crate::transport::{self, Lost, Pump, now, sleep_until};
 pub(crate) async fn run(
     connected: Connected,
     mut ctx: LinkContext,
-    mut new_conns: mpsc::UnboundedReceiver<TcpStream>,
+    mut new_conns: mpsc::UnboundedReceiver<Incoming>,
     load: Arc<AtomicUsize>,
 ) {
     let Connected {
@@ -51,6 +59,12 @@ pub(crate) async fn run(
     let mut window = UploadWindow::new();
     let mut receive_paused = false;
     let mut stopping = false;
+    // SOCKS streams not answered yet, with the time they count as connected.
+    let mut waiting: HashMap<StreamId, (Answer, Instant)> = HashMap::new();
+    // ConnectToPortError flags not yet matched with a waiting stream's FIN.
+    let mut port_errors = 0usize;
+    // Whether a destination's bytes came through this link.
+    let mut answered = false;
     let end: Option<String> = loop {
         let now = now();
         if let Err(e) = pump_out(&mut mux, &mut session, &mut pump, &mut pending, now).await {
@@ -60,6 +74,10 @@ pub(crate) async fn run(
         while let Some(event) = session.poll_event() {
             match event {
                 Event::Output(data) => mux.handle_input(now, &data),
+                Event::Flag(Flag::ConnectToPortError) if !waiting.is_empty() => {
+                    // The FIN that follows names the stream; its reply reports the error.
+                    port_errors += 1;
+                }
                 Event::Flag(Flag::ConnectToPortError) => {
                     let _ = ctx.notices.send(Notice::ConnectToPortError {
                         remote: ctx.remote.clone(),
@@ -87,11 +105,29 @@ pub(crate) async fn run(
             match event {
                 MuxEvent::Data(id, data) => {
                     if let Some(conn) = conns.get(&id) {
+                        answered = true;
+                        if let Some((answer, _)) = waiting.remove(&id) {
+                            conn.write(answer.reply(Outcome::Connected));
+                        }
                         conn.write(data);
                     }
                 }
                 MuxEvent::StreamClosed(id) => {
                     tracing::debug!(stream = %id, "stream closed by the agent");
+                    if let Some((answer, _)) = waiting.remove(&id)
+                        && let Some(conn) = conns.get(&id)
+                    {
+                        let outcome = if port_errors > 0 {
+                            port_errors -= 1;
+                            Outcome::ConnectToPortError {
+                                session_id: &session_id,
+                            }
+                        } else {
+                            // The destination accepted and closed at once.
+                            Outcome::Connected
+                        };
+                        conn.write(answer.reply(outcome));
+                    }
                     if conns.remove(&id).is_some() {
                         connection_closed(&load, &ctx.pool_wake);
                     }
@@ -102,6 +138,10 @@ pub(crate) async fn run(
                 }
                 MuxEvent::StreamOpened(_) => {}
             }
+        }
+        if waiting.is_empty() {
+            // Flags no waiting stream can claim belong to connections already gone.
+            port_errors = 0;
         }
         if end.is_some() {
             break end;
@@ -127,7 +167,8 @@ pub(crate) async fn run(
         window.handle_rtt(now, session.stats().rtt, in_flight);
         let may_read =
             pending.is_empty() && mux.send_budget() > 0 && window.available(in_flight) > 0;
-        let deadline = [session.poll_timeout(), mux.poll_timeout()]
+        let settled = waiting.values().map(|(_, at)| *at).min();
+        let deadline = [session.poll_timeout(), mux.poll_timeout(), settled]
             .into_iter()
             .flatten()
             .min();
@@ -165,6 +206,7 @@ pub(crate) async fn run(
                         if let Some(error) = error {
                             tracing::debug!(stream = %id, %error, "local connection failed");
                         }
+                        waiting.remove(&id);
                         if conns.remove(&id).is_some() {
                             let _ = mux.close(id);
                             connection_closed(&load, &ctx.pool_wake);
@@ -173,17 +215,32 @@ pub(crate) async fn run(
                 }
             }
             conn = new_conns.recv() => {
-                let Some(stream) = conn else {
+                let Some(incoming) = conn else {
                     stopping = true;
                     continue;
                 };
                 match mux.open_stream() {
                     Ok(id) => {
+                        let Incoming { stream, early, answer } = incoming;
                         tracing::debug!(stream = %id, peer = ?stream.peer_addr().ok(), "new connection");
-                        conns.insert(id, Conn::spawn(key(id), stream, to_link.clone(), backlog.clone()));
+                        let conn = Conn::spawn(key(id), stream, to_link.clone(), backlog.clone(), ctx.traffic.clone());
+                        match answer {
+                            Some(answer) if answered => conn.write(answer.reply(Outcome::Connected)),
+                            Some(answer) => {
+                                let at = transport::now() + settle_time(session.stats().rtt);
+                                waiting.insert(id, (answer, at));
+                            }
+                            None => {}
+                        }
+                        if !early.is_empty() {
+                            // Within the stream's budget: a SOCKS request's trailing bytes.
+                            let _ = mux.write(id, &early);
+                        }
+                        conns.insert(id, conn);
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "no smux stream for a new connection");
+                        incoming.refuse(Outcome::SessionEnded("no smux stream is left"));
                         connection_closed(&load, &ctx.pool_wake);
                     }
                 }
@@ -194,17 +251,33 @@ pub(crate) async fn run(
                 let now = transport::now();
                 session.handle_timeout(now);
                 mux.handle_timeout(now);
+                let due: Vec<StreamId> = waiting
+                    .iter()
+                    .filter(|(_, (_, at))| *at <= now)
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in due {
+                    if let (Some((answer, _)), Some(conn)) = (waiting.remove(&id), conns.get(&id)) {
+                        conn.write(answer.reply(Outcome::Connected));
+                    }
+                }
             }
         }
     };
-    // Refuse further connections, close the local ones.
-    new_conns.close();
+    // Answer the waiting, refuse further connections, close the local ones.
+    let why = end.as_deref().unwrap_or(crate::forward::link::STOPPING);
+    for (id, (answer, _)) in waiting.drain() {
+        if let Some(conn) = conns.get(&id) {
+            conn.write(answer.reply(Outcome::SessionEnded(why)));
+        }
+    }
     let closing = conns.len();
     conns.clear();
     wind_down(
         &ctx,
         &load,
         closing,
+        &mut new_conns,
         end,
         target,
         Ending {
@@ -223,7 +296,7 @@ async fn pump_out(
     session: &mut Session,
     pump: &mut Pump,
     pending: &mut Vec<u8>,
-    now: std::time::Instant,
+    now: Instant,
 ) -> Result<(), Lost> {
     if let Some(out) = mux.poll_output() {
         pending.extend(out);
@@ -244,5 +317,32 @@ fn stream_id(key: ConnKey) -> StreamId {
     StreamId::new(u32::try_from(key).unwrap_or(u32::MAX))
 }
 
+/// How long a SOCKS stream waits for the agent's word before it counts as connected: long
+/// enough for a refused or unresolvable destination's ConnectToPortError to come back (one
+/// round trip plus the agent's dial), short enough not to slow clients that speak first.
+pub(crate) fn settle_time(srtt: Duration) -> Duration {
+    (srtt * 3).clamp(SETTLE_MIN, SETTLE_MAX)
+}
+
 /// Reads queued from all connections of a link; small, so a paused link stops the readers.
 const FROM_CONN_QUEUE: usize = 8;
+/// Shortest wait for a SOCKS stream's fate (a loopback agent answers within it).
+const SETTLE_MIN: Duration = Duration::from_millis(100);
+/// Longest wait for a SOCKS stream's fate.
+const SETTLE_MAX: Duration = Duration::from_secs(1);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settle_time_follows_the_rtt_within_bounds() {
+        assert_eq!(settle_time(Duration::ZERO), SETTLE_MIN);
+        assert_eq!(settle_time(Duration::from_millis(1)), SETTLE_MIN);
+        assert_eq!(
+            settle_time(Duration::from_millis(80)),
+            Duration::from_millis(240)
+        );
+        assert_eq!(settle_time(Duration::from_secs(2)), SETTLE_MAX);
+    }
+}

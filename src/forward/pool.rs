@@ -1,5 +1,7 @@
-//! The sessions of one forward: accepts local connections and spreads them over lazily opened
-//! SSM sessions (links), reusing them while they live (`--sessions`).
+//! The sessions of one forward (a `-L` listener, or one SOCKS destination): takes local
+//! connections from its source and spreads them over lazily opened SSM sessions (links),
+//! reusing them while they live (`--sessions`). A pool with an idle limit (SOCKS destinations)
+//! ends its sessions once it has carried no connection for that long.
 //!
 //! Policy ([`decide`], pure): a connection goes to the least-loaded link while that link
 //! carries fewer than `per_session` connections; otherwise another session is opened (and the
@@ -7,17 +9,19 @@
 //! connections each and basic links make them wait for a free session.
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::forward::connect::{ConnectError, Connected};
-use crate::forward::link::{LinkContext, LinkHandle, Notice};
-use crate::forward::{Connector, basic_link, mux_link};
+use crate::forward::link::{Incoming, LinkContext, LinkHandle, Notice, Outcome};
+use crate::forward::traffic::Traffic;
+use crate::forward::{Connector, agent_at_least, basic_link, mux_link};
+use crate::transport;
 
 /// How many sessions a forward may use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -110,22 +114,32 @@ pub(crate) fn decide(loads: &[usize], opening: usize, queued: usize, policy: Pol
     }
 }
 
-/// One forward's listener and sessions.
+/// One forward's sessions.
 pub(crate) struct Pool {
-    pub(crate) listener: TcpListener,
-    pub(crate) local: SocketAddr,
+    /// Where connections come from: a listener's accept task, or the SOCKS router.
+    pub(crate) source: mpsc::UnboundedReceiver<Incoming>,
+    /// The forward's name in notices: its local address, or the SOCKS destination.
+    pub(crate) local: String,
     pub(crate) connector: Connector,
     pub(crate) count: SessionCount,
     pub(crate) remote: String,
     pub(crate) notices: mpsc::UnboundedSender<Notice>,
     pub(crate) shutdown: watch::Receiver<bool>,
+    pub(crate) traffic: Arc<Traffic>,
+    /// End the sessions after this long without connections (and stop taking new ones).
+    pub(crate) idle_close: Option<Duration>,
+    /// The oldest agent sessions opened here may have (`feature`, version), checked on each.
+    pub(crate) min_agent: Option<(&'static str, &'static str)>,
+    /// Connections carry SOCKS answers, which report session failures themselves.
+    pub(crate) answered: bool,
 }
 
 impl Pool {
-    /// Runs until shutdown, starting with the already connected `first` session.
-    pub(crate) async fn run(self, first: Connected) {
-        let mode = link_mode(&first);
-        let policy = Policy::new(self.count, mode);
+    /// Runs until shutdown (or, with an idle limit, until idle that long), starting with the
+    /// already connected `first` session if there is one.
+    pub(crate) async fn run(mut self, first: Option<Connected>) {
+        let mode = first.as_ref().map_or(LinkMode::Mux, link_mode);
+        let mut policy = Policy::new(self.count, mode);
         let pool_wake = Arc::new(Notify::new());
         let ctx = LinkContext {
             connector: self.connector.clone(),
@@ -133,13 +147,18 @@ impl Pool {
             remote: self.remote.clone(),
             shutdown: self.shutdown.clone(),
             pool_wake: pool_wake.clone(),
+            traffic: self.traffic.clone(),
         };
         let mut shutdown = self.shutdown.clone();
         let mut links: Vec<LinkHandle> = Vec::new();
         let mut tasks = JoinSet::new();
         let mut opens: JoinSet<Result<Connected, ConnectError>> = JoinSet::new();
-        let mut queue: VecDeque<TcpStream> = VecDeque::new();
-        links.push(start_link(first, &ctx, &mut tasks));
+        let mut queue: VecDeque<Incoming> = VecDeque::new();
+        let mut source_open = true;
+        let mut idle_since = None;
+        if let Some(first) = first {
+            links.push(start_link(first, &ctx, &mut tasks));
+        }
         loop {
             links.retain(LinkHandle::is_alive);
             // Hand out queued connections.
@@ -158,12 +177,11 @@ impl Pool {
                     }
                     Decision::Open => {
                         queue.push_front(stream);
-                        let connector = self.connector.clone();
                         tracing::debug!(
                             sessions = links.len() + opens.len() + 1,
                             "opening another session"
                         );
-                        opens.spawn(async move { connector.connect().await });
+                        opens.spawn(open(self.connector.clone(), self.min_agent));
                     }
                     Decision::Wait => {
                         queue.push_front(stream);
@@ -171,30 +189,44 @@ impl Pool {
                     }
                 }
             }
+            let idle = queue.is_empty() && opens.is_empty() && links.iter().all(|l| l.load() == 0);
+            if !idle {
+                idle_since = None;
+            } else if !source_open {
+                break;
+            } else if idle_since.is_none() {
+                idle_since = Some(transport::now());
+            }
+            let idle_deadline = self.idle_close.zip(idle_since).map(|(after, t)| t + after);
             tokio::select! {
-                accepted = self.listener.accept() => match accepted {
-                    Ok((stream, peer)) => {
-                        tracing::debug!(%peer, local = %self.local, "accepted");
-                        let _ = self.notices.send(Notice::ConnectionAccepted {
-                            local: self.local.to_string(),
-                        });
-                        queue.push_back(stream);
-                    }
-                    Err(error) => tracing::warn!(%error, local = %self.local, "accept failed"),
+                incoming = self.source.recv(), if source_open => match incoming {
+                    Some(incoming) => queue.push_back(incoming),
+                    None => source_open = false,
                 },
                 Some(opened) = opens.join_next(), if !opens.is_empty() => match opened {
-                    Ok(Ok(connected)) => links.push(start_link(connected, &ctx, &mut tasks)),
+                    Ok(Ok(connected)) => {
+                        if links.is_empty() {
+                            // The first session of a pool that started without one.
+                            policy = Policy::new(self.count, link_mode(&connected));
+                        }
+                        links.push(start_link(connected, &ctx, &mut tasks));
+                    }
                     Ok(Err(error)) => {
-                        let _ = self.notices.send(Notice::SessionFailed {
-                            target: self.connector.request().target.clone(),
-                            reason: crate::forward::error_chain(&error),
-                        });
+                        if !self.answered {
+                            let _ = self.notices.send(Notice::SessionFailed {
+                                target: self.connector.request().target.clone(),
+                                reason: crate::forward::error_chain(&error),
+                            });
+                        }
                         links.retain(LinkHandle::is_alive);
                         if links.is_empty() && opens.is_empty() {
-                            for _ in queue.drain(..) {
-                                let _ = self.notices.send(Notice::ConnectionDropped {
-                                    local: self.local.to_string(),
-                                });
+                            for incoming in queue.drain(..) {
+                                if incoming.answer.is_none() {
+                                    let _ = self.notices.send(Notice::ConnectionDropped {
+                                        local: self.local.clone(),
+                                    });
+                                }
+                                incoming.refuse(Outcome::NoSession(&error));
                             }
                         }
                     }
@@ -202,18 +234,75 @@ impl Pool {
                 },
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
                 () = pool_wake.notified() => {}
+                () = transport::sleep_until(idle_deadline), if idle_deadline.is_some() => {
+                    tracing::debug!(remote = %self.remote, "idle: closing the sessions");
+                    // Whatever the source sent before it saw the close is still served.
+                    self.source.close();
+                    while let Ok(incoming) = self.source.try_recv() {
+                        queue.push_back(incoming);
+                    }
+                    source_open = false;
+                }
                 _ = shutdown.changed() => break,
             }
             // Every link ended and nothing is queued: the next connection opens a new one.
             links.retain(LinkHandle::is_alive);
             if links.is_empty() && opens.is_empty() && !queue.is_empty() {
-                let connector = self.connector.clone();
-                opens.spawn(async move { connector.connect().await });
+                opens.spawn(open(self.connector.clone(), self.min_agent));
             }
         }
         opens.abort_all();
+        self.source.close();
         drop(links);
         while tasks.join_next().await.is_some() {}
+    }
+}
+
+/// Accepts `listener`'s connections into a pool's source until shutdown or the pool is gone.
+pub(crate) async fn accept(
+    listener: TcpListener,
+    local: String,
+    into: mpsc::UnboundedSender<Incoming>,
+    notices: mpsc::UnboundedSender<Notice>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    tracing::debug!(%peer, %local, "accepted");
+                    let _ = notices.send(Notice::ConnectionAccepted { local: local.clone() });
+                    if into.send(Incoming::plain(stream)).is_err() {
+                        return;
+                    }
+                }
+                Err(error) => tracing::warn!(%error, %local, "accept failed"),
+            },
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Starts a session and checks its agent's version against `min_agent` (`feature`, version).
+async fn open(
+    connector: Connector,
+    min_agent: Option<(&'static str, &'static str)>,
+) -> Result<Connected, ConnectError> {
+    let connected = connector.connect().await?;
+    let agent = connected.ready.agent_version.as_deref().unwrap_or_default();
+    match min_agent {
+        Some((feature, needed)) if !agent_at_least(agent, needed) => {
+            let reason = format!(
+                "the SSM agent (version {agent}) is too old to {feature}; it needs {needed} or \
+                 later"
+            );
+            connector.terminate(&connected.session_id).await;
+            Err(ConnectError::Ended {
+                session_id: connected.session_id,
+                reason,
+            })
+        }
+        _ => Ok(connected),
     }
 }
 
@@ -235,10 +324,15 @@ fn start_link(connected: Connected, ctx: &LinkContext, tasks: &mut JoinSet<()>) 
     tracing::debug!(session_id = %connected.session_id, ?mode, "link starts");
     let ctx = ctx.clone();
     let link_load = load.clone();
-    match mode {
-        LinkMode::Mux => tasks.spawn(mux_link::run(connected, ctx, receiver, link_load)),
-        LinkMode::Basic => tasks.spawn(basic_link::run(connected, ctx, receiver, link_load)),
-    };
+    let traffic = ctx.traffic.clone();
+    traffic.session_opened();
+    tasks.spawn(async move {
+        match mode {
+            LinkMode::Mux => mux_link::run(connected, ctx, receiver, link_load).await,
+            LinkMode::Basic => basic_link::run(connected, ctx, receiver, link_load).await,
+        }
+        traffic.session_closed();
+    });
     LinkHandle { conns, load }
 }
 

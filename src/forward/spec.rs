@@ -1,6 +1,7 @@
 //! `-L` forward specifications: `[BIND:]LOCAL:REMOTE_PORT` (a port on the instance) and
 //! `[BIND:]LOCAL:HOST:PORT` (a host reached through the instance), as ssh writes them. IPv6
-//! addresses go in brackets (`[::1]:0:5432`, `0:[fd00::5]:5432`).
+//! addresses go in brackets (`[::1]:0:5432`, `0:[fd00::5]:5432`). `-D` SOCKS listeners:
+//! `[BIND:]PORT`.
 //!
 //! Parsing only: no socket is opened here.
 
@@ -29,12 +30,46 @@ pub struct Remote {
     pub port: u16,
 }
 
-/// Why a `-L` argument does not parse. The text is a user-facing fragment.
+/// One `-D` argument: where a SOCKS5 proxy listens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SocksSpec {
+    /// Local address to listen on (default 127.0.0.1).
+    pub bind: IpAddr,
+    /// Local port; 0 picks a free one.
+    pub port: u16,
+}
+
+/// Why a `-L` or `-D` argument does not parse. The text is a user-facing fragment.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("-L {spec}: {problem}")]
+#[error("-{flag} {spec}: {problem}")]
 pub struct SpecError {
+    flag: char,
     spec: String,
     problem: String,
+}
+
+impl FromStr for SocksSpec {
+    type Err = SpecError;
+
+    fn from_str(raw: &str) -> Result<Self, SpecError> {
+        let fail = |problem: &str| SpecError {
+            flag: 'D',
+            spec: raw.to_owned(),
+            problem: problem.to_owned(),
+        };
+        let parts = split_fields(raw).ok_or_else(|| fail("unbalanced brackets"))?;
+        let (bind, port) = match parts.as_slice() {
+            [port] => (None, *port),
+            [bind, port] => (Some(*bind), *port),
+            _ => return Err(fail("expected [BIND:]PORT")),
+        };
+        Ok(Self {
+            bind: parse_bind(bind).map_err(|p| fail(&p))?,
+            port: port
+                .parse::<u16>()
+                .map_err(|_| fail(&format!("port `{port}` is not a number from 0 to 65535")))?,
+        })
+    }
 }
 
 impl FromStr for ForwardSpec {
@@ -42,6 +77,7 @@ impl FromStr for ForwardSpec {
 
     fn from_str(raw: &str) -> Result<Self, SpecError> {
         let fail = |problem: &str| SpecError {
+            flag: 'L',
             spec: raw.to_owned(),
             problem: problem.to_owned(),
         };
@@ -63,13 +99,7 @@ impl FromStr for ForwardSpec {
                 ));
             }
         };
-        let bind = match bind {
-            None => IpAddr::V4(Ipv4Addr::LOCALHOST),
-            Some("localhost") => IpAddr::V4(Ipv4Addr::LOCALHOST),
-            Some(text) => unbracket(text)
-                .parse()
-                .map_err(|_| fail(&format!("bind address `{text}` is not an IP address")))?,
-        };
+        let bind = parse_bind(bind).map_err(|p| fail(&p))?;
         let local_port = local.parse::<u16>().map_err(|_| {
             fail(&format!(
                 "local port `{local}` is not a number from 0 to 65535"
@@ -117,6 +147,17 @@ impl fmt::Display for Remote {
         } else {
             write!(f, "{host}:{}", self.port)
         }
+    }
+}
+
+/// A bind address: absent or `localhost` is 127.0.0.1, else an IP address (IPv6 may be
+/// bracketed).
+fn parse_bind(bind: Option<&str>) -> Result<IpAddr, String> {
+    match bind {
+        None | Some("localhost") => Ok(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+        Some(text) => unbracket(text)
+            .parse()
+            .map_err(|_| format!("bind address `{text}` is not an IP address")),
     }
 }
 
@@ -201,6 +242,26 @@ mod tests {
         assert_eq!(spec.bind, IpAddr::V6(Ipv6Addr::LOCALHOST));
         assert_eq!(spec.remote.host.as_deref(), Some("fd00::5"));
         assert_eq!(spec.remote.to_string(), "[fd00::5]:5432");
+    }
+
+    #[test]
+    fn socks_listeners_take_an_optional_bind_address() {
+        let spec: SocksSpec = "1080".parse().unwrap();
+        assert_eq!(spec.bind, IpAddr::V4(Ipv4Addr::LOCALHOST));
+        assert_eq!(spec.port, 1080);
+        let spec: SocksSpec = "0.0.0.0:0".parse().unwrap();
+        assert_eq!(spec.bind, IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        let spec: SocksSpec = "[::1]:1080".parse().unwrap();
+        assert_eq!(spec.bind, IpAddr::V6(Ipv6Addr::LOCALHOST));
+        for (raw, fragment) in [
+            ("x", "port `x`"),
+            ("host:1080", "bind address `host`"),
+            ("1:2:3", "expected [BIND:]PORT"),
+        ] {
+            let err = raw.parse::<SocksSpec>().unwrap_err().to_string();
+            assert!(err.starts_with(&format!("-D {raw}: ")), "{err}");
+            assert!(err.contains(fragment), "{raw}: {err}");
+        }
     }
 
     #[test]

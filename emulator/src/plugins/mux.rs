@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::pacing::CHUNK_SIZE;
-use crate::plugins::port::dial;
+use crate::plugins::port::{Destination, dial};
 use crate::plugins::{PluginInput, PluginIo, PluginOutput};
 
 /// What a stream's connection task reports.
@@ -25,8 +25,15 @@ enum FromStream {
 }
 
 /// Runs the smux server until the session ends.
-pub(crate) async fn run(io: PluginIo, host: String, port: u16, client_version: String) {
+pub(crate) async fn run(io: PluginIo, host: Option<String>, port: u16, client_version: String) {
     let PluginIo { mut input, output } = io;
+    let destination = match Destination::resolve(host.as_deref(), port).await {
+        Ok(destination) => destination,
+        Err(reason) => {
+            let _ = output.send(PluginOutput::Done(Err(reason))).await;
+            return;
+        }
+    };
     let mut mux = Mux::server(MuxConfig::for_agent(&client_version), StdInstant::now());
     let mut writers: HashMap<StreamId, mpsc::Sender<Vec<u8>>> = HashMap::new();
     let mut connections = JoinSet::new();
@@ -81,8 +88,7 @@ pub(crate) async fn run(io: PluginIo, host: String, port: u16, client_version: S
                     writers.insert(id, tx);
                     connections.spawn(connection(
                         id,
-                        host.clone(),
-                        port,
+                        destination.clone(),
                         rx,
                         from_streams_tx.clone(),
                     ));
@@ -136,12 +142,11 @@ async fn drain(mux: &mut Mux, output: &mpsc::Sender<PluginOutput>) -> bool {
 /// One stream's destination connection: dial, then copy both ways until either side ends.
 async fn connection(
     id: StreamId,
-    host: String,
-    port: u16,
+    destination: Destination,
     mut writes: mpsc::Receiver<Vec<u8>>,
     events: mpsc::Sender<FromStream>,
 ) {
-    let stream = match dial(&host, port).await {
+    let stream = match dial(&destination).await {
         Ok(stream) => stream,
         Err(reason) => {
             let _ = events.send(FromStream::DialFailed(id, reason)).await;

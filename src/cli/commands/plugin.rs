@@ -208,6 +208,9 @@ async fn forward(
         reason: request.reason.clone(),
         handshake_timeout: HANDSHAKE_TIMEOUT,
         resilience: ResilienceArgs::default().resilience(NoticeStyle::Line),
+        socks: Vec::new(),
+        idle_close: Duration::ZERO,
+        socks_auth: None,
     };
     let connector = Connector::adopting(ssm, request, HANDSHAKE_TIMEOUT, credentials)
         .with_resilience(options.resilience.clone());
@@ -259,7 +262,11 @@ async fn forward(
                     console(&format!("\n\nExiting session with sessionId: {session_id}.\n\n"));
                     break;
                 }
-                Some(other @ (Notice::SessionFailed { .. } | Notice::ConnectionDropped { .. })) => {
+                Some(
+                    other @ (Notice::SessionFailed { .. }
+                    | Notice::ConnectionDropped { .. }
+                    | Notice::SocksRefused { .. }),
+                ) => {
                     tracing::info!(?other, "forward notice");
                 }
                 None => break,

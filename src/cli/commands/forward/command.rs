@@ -1,8 +1,11 @@
-//! Carries out `postern forward`: load AWS configuration, start the forwards, announce each
-//! one (a sentence or `--json`), print notices while they run, stop on SIGINT/SIGTERM/SIGHUP.
+//! Carries out `postern forward`: load AWS configuration, start the forwards and SOCKS
+//! listeners, announce each one (a sentence or `--json`), print notices while they run (with
+//! the live status line on a terminal), stop on SIGINT/SIGTERM/SIGHUP.
 
-use std::io::Write as _;
+use std::io::{IsTerminal as _, Write as _};
+use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use postern_protocol::version::client_uses_mux;
 use tokio::sync::{mpsc, watch};
@@ -11,14 +14,16 @@ use clap_complete::ArgValueCandidates;
 
 use crate::aws::{AwsOptions, SsmClient};
 use crate::cli::aws_context::load_aws;
+use crate::cli::commands::forward::status::{REDRAW_EVERY, StatusLine};
 use crate::cli::common::{CommonArgs, ConnectArgs, Target, aws_options, check_reason};
 use crate::cli::errors::{FORWARD_PORT_WORDS, forward_failure};
 use crate::cli::resilience::NoticeStyle;
 use crate::forward::{
     ForwardOptions, ForwardReady, ForwardSpec, Forwarder, LinkMode, Notice, SessionCount,
+    SocksAuth, SocksSpec,
 };
 use crate::report::{self, ErrorKind, ExpectedError};
-use crate::term::{LocalSignal, Signals};
+use crate::term::{LocalSignal, Signals, escape};
 
 /// `postern forward`.
 #[derive(clap::Args, Debug, Clone)]
@@ -34,18 +39,30 @@ pub struct ForwardArgs {
     #[arg(
         short = 'L',
         long = "local",
-        required = true,
+        required_unless_present = "socks",
         value_name = "[BIND:]LOCAL:[HOST:]PORT"
     )]
     pub forwards: Vec<String>,
 
-    /// Parallel SSM sessions per forward, opened as concurrent connections need them: a number,
-    /// or `auto` (up to 4 sessions, a new one once each carries 4 connections; in basic mode one
-    /// connection per session).
+    /// Run a SOCKS5 proxy on `[BIND:]PORT` whose CONNECTs go through the instance: each
+    /// destination host:port gets its own session, opened on first use. BIND defaults to
+    /// 127.0.0.1; any other address needs POSTERN_SOCKS_USER and POSTERN_SOCKS_PASSWORD, the
+    /// username and password clients must give. Repeatable.
+    #[arg(short = 'D', long = "socks", value_name = "[BIND:]PORT")]
+    pub socks: Vec<String>,
+
+    /// Close a SOCKS destination's sessions after this long without connections.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = crate::cli::common::parse_flag_duration)]
+    pub idle_close: Duration,
+
+    /// Parallel SSM sessions per forward (and per SOCKS destination), opened as concurrent
+    /// connections need them: a number, or `auto` (up to 4 sessions, a new one once each
+    /// carries 4 connections; in basic mode one connection per session).
     #[arg(long, value_name = "N|auto", default_value = "auto")]
     pub sessions: String,
 
-    /// Print one JSON object per forward on stdout when it is ready, instead of a sentence.
+    /// Print one JSON object per forward and SOCKS listener on stdout when it is ready,
+    /// instead of a sentence.
     #[arg(long)]
     pub json: bool,
 
@@ -63,6 +80,8 @@ pub struct ForwardPlan {
     pub options: ForwardOptions,
     /// `--json` ready lines.
     pub json: bool,
+    /// Whether logs go to stderr (then no status line is drawn over them).
+    pub logs_on_stderr: bool,
 }
 
 impl ForwardPlan {
@@ -82,6 +101,23 @@ impl ForwardPlan {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let socks = args
+            .socks
+            .iter()
+            .map(|raw| {
+                raw.parse::<SocksSpec>().map_err(|e| {
+                    ExpectedError::new(ErrorKind::Usage, e.to_string())
+                        .hint("write -D 1080 (127.0.0.1:1080) or -D 127.0.0.1:0 (a free port)")
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let socks_auth = socks_auth(
+            &socks,
+            std::env::var(SOCKS_USER_ENV).ok(),
+            std::env::var(SOCKS_PASSWORD_ENV).ok(),
+        )?;
+        let logs_on_stderr = common.log_file.is_none()
+            && (common.verbose > 0 || std::env::var_os("POSTERN_LOG").is_some());
         Ok(Self {
             aws: aws_options(common)?,
             options: ForwardOptions {
@@ -91,11 +127,65 @@ impl ForwardPlan {
                 reason: args.connect.reason,
                 handshake_timeout: args.connect.handshake_timeout,
                 resilience: args.connect.resilience.resilience(NoticeStyle::WithSession),
+                socks,
+                idle_close: args.idle_close,
+                socks_auth,
             },
             json: args.json,
+            logs_on_stderr,
         })
     }
 }
+
+/// The SOCKS credentials from the environment: required when a `-D` listens beyond loopback,
+/// optional otherwise (then every listener asks for them). Never taken from a flag, where
+/// other local users would read them in the process list.
+fn socks_auth(
+    socks: &[SocksSpec],
+    user: Option<String>,
+    password: Option<String>,
+) -> Result<Option<SocksAuth>, ExpectedError> {
+    let hint = format!(
+        "set {SOCKS_USER_ENV} and {SOCKS_PASSWORD_ENV} (1-255 bytes each); SOCKS clients give \
+         them as username and password (RFC 1929)"
+    );
+    let exposed = socks.iter().find(|s| !s.bind.is_loopback());
+    match (
+        user.filter(|u| !u.is_empty()),
+        password.filter(|p| !p.is_empty()),
+    ) {
+        (Some(user), Some(password)) => {
+            SocksAuth::new(&user, &password).map(Some).ok_or_else(|| {
+                ExpectedError::new(
+                    ErrorKind::Usage,
+                    format!("{SOCKS_USER_ENV} and {SOCKS_PASSWORD_ENV} must be 1-255 bytes each"),
+                )
+            })
+        }
+        (None, None) => match exposed {
+            Some(spec) => Err(ExpectedError::new(
+                ErrorKind::Usage,
+                format!(
+                    "-D {} listens beyond this machine and needs a username and password",
+                    SocketAddr::new(spec.bind, spec.port)
+                ),
+            )
+            .hint(hint)),
+            None => Ok(None),
+        },
+        _ if socks.is_empty() => Ok(None),
+        _ => Err(ExpectedError::new(
+            ErrorKind::Usage,
+            format!("only one of {SOCKS_USER_ENV} and {SOCKS_PASSWORD_ENV} is set"),
+        )
+        .hint(hint)),
+    }
+}
+
+/// The SOCKS username clients must give.
+const SOCKS_USER_ENV: &str = "POSTERN_SOCKS_USER";
+/// The SOCKS password clients must give.
+const SOCKS_PASSWORD_ENV: &str = "POSTERN_SOCKS_PASSWORD";
 
 fn parse_sessions(raw: &str) -> Result<SessionCount, ExpectedError> {
     if raw == "auto" {
@@ -136,6 +226,11 @@ pub(crate) async fn run(plan: &ForwardPlan) -> anyhow::Result<ExitCode> {
             report::notice(&warning);
         }
     }
+    for ready in forwarder.socks_ready() {
+        if let Some(warning) = socks_exposure_warning(ready.local) {
+            report::notice(&warning);
+        }
+    }
     {
         let mut stdout = std::io::stdout().lock();
         for ready in forwarder.ready() {
@@ -156,16 +251,64 @@ pub(crate) async fn run(plan: &ForwardPlan) -> anyhow::Result<ExitCode> {
             };
             writeln!(stdout, "{line}")?;
         }
+        for ready in forwarder.socks_ready() {
+            let line = if plan.json {
+                serde_json::json!({
+                    "local": ready.local.to_string(),
+                    "socks": "socks5",
+                    "target": ready.target,
+                    "auth": if ready.auth { "username/password" } else { "none" },
+                })
+                .to_string()
+            } else {
+                format!(
+                    "SOCKS5 proxy on {} via {} ({via}){}",
+                    ready.local,
+                    ready.target,
+                    if ready.auth {
+                        ", username and password required"
+                    } else {
+                        ""
+                    }
+                )
+            };
+            writeln!(stdout, "{line}")?;
+        }
         stdout.flush()?;
     }
     let (notices_tx, mut notices) = mpsc::unbounded_channel();
     let (stop_tx, stop) = watch::channel(false);
+    let mut status = (std::io::stderr().is_terminal() && !plan.logs_on_stderr).then(|| {
+        StatusLine::new(
+            forwarder.traffic(),
+            forwarder.ready().len() + forwarder.socks_ready().len(),
+        )
+    });
     let printer = tokio::spawn(async move {
-        while let Some(notice) = notices.recv().await {
-            if let Some(text) = render_notice(&notice) {
-                report::notice(&text);
+        let mut redraw = tokio::time::interval(REDRAW_EVERY);
+        redraw.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tokio::select! {
+                notice = notices.recv() => {
+                    let Some(notice) = notice else { break };
+                    if let Some(text) = render_notice(&notice) {
+                        if let Some(status) = status.as_mut() {
+                            status.clear();
+                        }
+                        report::notice(&text);
+                        if let Some(status) = status.as_mut() {
+                            status.draw();
+                        }
+                    }
+                }
+                _ = redraw.tick(), if status.is_some() => {
+                    if let Some(status) = status.as_mut() {
+                        status.draw();
+                    }
+                }
             }
         }
+        drop(status);
     });
     let running = tokio::spawn(forwarder.run(notices_tx, stop));
     loop {
@@ -183,7 +326,7 @@ pub(crate) async fn run(plan: &ForwardPlan) -> anyhow::Result<ExitCode> {
 
 /// A warning when a forward listens beyond this machine (`0.0.0.0`, `[::]`, an interface's
 /// address): anyone who reaches that address reaches the instance's port.
-pub(crate) fn exposure_warning(local: std::net::SocketAddr) -> Option<String> {
+pub(crate) fn exposure_warning(local: SocketAddr) -> Option<String> {
     let ip = local.ip();
     (!ip.is_loopback()).then(|| {
         let scope = if ip.is_unspecified() {
@@ -194,6 +337,18 @@ pub(crate) fn exposure_warning(local: std::net::SocketAddr) -> Option<String> {
         format!(
             "warning: {local} listens on {scope}: anyone who can reach it can use this forward; \
              bind 127.0.0.1 (the default) unless that is what you want"
+        )
+    })
+}
+
+/// A warning when a SOCKS listener listens beyond this machine: whoever reaches it and knows
+/// the password reaches whatever the instance reaches.
+fn socks_exposure_warning(local: SocketAddr) -> Option<String> {
+    (!local.ip().is_loopback()).then(|| {
+        format!(
+            "warning: SOCKS5 proxy {local} listens beyond this machine: anyone who can reach it \
+             and knows {SOCKS_USER_ENV}/{SOCKS_PASSWORD_ENV} can reach whatever the instance \
+             reaches; bind 127.0.0.1 (the default) unless that is what you want"
         )
     })
 }
@@ -217,19 +372,35 @@ fn render_notice(notice: &Notice) -> Option<String> {
             target,
             session_id,
         } => format!(
-            "{target} could not connect to {remote} (ConnectToPortError, session {session_id}); \
-             check that a server listens there and that the instance may reach it"
+            "{target} could not connect to {} (ConnectToPortError, session {session_id}); \
+             check that a server listens there and that the instance may reach it",
+            escape(remote)
         ),
         Notice::SessionEnded {
             target,
             session_id,
             reason,
         } => format!(
-            "session {session_id} to {target} ended: {reason}; new connections start another"
+            "session {session_id} to {target} ended: {}; new connections start another",
+            escape(reason)
         ),
         Notice::SessionFailed { target, reason } => {
-            format!("could not start another session to {target}: {reason}")
+            format!(
+                "could not start another session to {target}: {}",
+                escape(reason)
+            )
         }
+        Notice::SocksRefused {
+            listener,
+            destination,
+            target,
+            reply,
+            reason,
+        } => format!(
+            "SOCKS5 {listener}: CONNECT {} via {target} refused ({reply}): {}",
+            escape(destination),
+            escape(reason)
+        ),
         Notice::ConnectionDropped { local } => {
             format!("closed a connection to {local}: no session could carry it")
         }
@@ -239,6 +410,43 @@ fn render_notice(notice: &Notice) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn socks_credentials_come_from_the_environment_and_guard_exposed_listeners() {
+        let local: Vec<SocksSpec> = vec!["1080".parse().unwrap()];
+        let exposed: Vec<SocksSpec> = vec!["0.0.0.0:1080".parse().unwrap()];
+        let some = |s: &str| Some(s.to_owned());
+        assert_eq!(socks_auth(&local, None, None).unwrap(), None);
+        assert!(socks_auth(&local, some("u"), some("p")).unwrap().is_some());
+        let err = socks_auth(&exposed, None, None).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Usage);
+        assert!(
+            socks_auth(&exposed, some("u"), some("p"))
+                .unwrap()
+                .is_some()
+        );
+        assert!(socks_auth(&exposed, some("u"), None).is_err());
+        assert!(socks_auth(&local, some(&"u".repeat(256)), some("p")).is_err());
+        // Without -D the variables mean nothing.
+        assert_eq!(socks_auth(&[], some("u"), None).unwrap(), None);
+    }
+
+    #[test]
+    fn notices_escape_what_aws_and_clients_wrote() {
+        let text = render_notice(&Notice::SocksRefused {
+            listener: "127.0.0.1:1080".to_owned(),
+            destination: "db:5432".to_owned(),
+            target: "i-0abc".to_owned(),
+            reply: "not allowed by ruleset",
+            reason: "the session ended: \x1b[31mred".to_owned(),
+        })
+        .unwrap();
+        assert_eq!(
+            text,
+            "SOCKS5 127.0.0.1:1080: CONNECT db:5432 via i-0abc refused (not allowed by \
+             ruleset): the session ended: \\x1b[31mred"
+        );
+    }
 
     #[test]
     fn forwards_reachable_from_the_network_are_warned_about() {
