@@ -4,7 +4,7 @@
 //! the golden vectors: `cargo test -p postern-protocol --test fuzz_corpus
 //! -- --ignored regenerate_seed_corpus`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use postern_protocol::ClientMessage;
 use postern_protocol::fuzzing;
@@ -89,7 +89,11 @@ fn seeds_from_vectors() -> Vec<(String, Vec<u8>)> {
 }
 
 fn corpus_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus")
+    // The running test's package (cargo sets it at run time; the compiled-in path may name
+    // another checkout that shared this target directory).
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+        .join("../fuzz/corpus")
 }
 
 fn corpus_files() -> Vec<PathBuf> {

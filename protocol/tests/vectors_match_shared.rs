@@ -4,11 +4,15 @@
 //! agent never produced. This is the only code that reads `../shared`.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 #[test]
 fn vectors_match_shared() {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // The running test's package (cargo sets it at run time; the compiled-in path may name
+    // another checkout that shared this target directory).
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    let manifest = manifest.as_path();
     let ours = manifest.join("tests/vectors");
     let shared = manifest.join("../../shared/protocol/vectors");
     let ours_files = files(&ours);

@@ -1,6 +1,7 @@
-//! Loads the AWS SDK configuration from `--profile`, `--region` and `--endpoint-url`, on top of
-//! the SDK's usual sources (environment, shared config files, `AWS_ENDPOINT_URL` and
-//! `AWS_ENDPOINT_URL_SSM`, as in the AWS CLI).
+//! Loads the AWS SDK configuration from `--profile` and `--region`, on top of the SDK's usual
+//! sources (environment, shared config files, `AWS_ENDPOINT_URL` and
+//! `AWS_ENDPOINT_URL_<SERVICE>`, as in the AWS CLI). `--endpoint-url` is SSM's endpoint only,
+//! as `aws ssm ... --endpoint-url` is: STS, EC2, KMS and Organizations keep their own.
 //!
 //! Loading makes no network call by itself: credentials are resolved lazily by the first
 //! request, so a plain StartSession is the only AWS call before the data channel opens.
@@ -19,8 +20,9 @@ pub struct AwsOptions {
     pub profile: Option<String>,
     /// Region (`--region`; else `AWS_REGION`, `AWS_DEFAULT_REGION`, the profile).
     pub region: Option<String>,
-    /// Endpoint override for every service (`--endpoint-url`). Without it the SDK honours
-    /// `AWS_ENDPOINT_URL_SSM`, `AWS_ENDPOINT_URL` and `endpoint_url` in the profile.
+    /// SSM's endpoint (`--endpoint-url`, a VPC endpoint say), for SSM's client only. Without
+    /// it the SDK honours `AWS_ENDPOINT_URL_SSM`, `AWS_ENDPOINT_URL` and `endpoint_url` in the
+    /// profile; the other services always follow those.
     pub endpoint_url: Option<String>,
     /// Credentials postern chose itself (the role broker's for the target's account) instead
     /// of the SDK's chain.
@@ -46,6 +48,57 @@ pub struct AwsContext {
     pub region: String,
     /// The profile asked for, if any (`--profile` or `AWS_PROFILE`).
     pub profile: Option<String>,
+    /// SSM's endpoint override (`--endpoint-url`), applied by [`AwsContext::ssm_client`].
+    pub ssm_endpoint: Option<String>,
+}
+
+impl AwsContext {
+    /// An SSM client: the shared configuration, with `--endpoint-url` when one was given.
+    pub fn ssm_client(&self) -> aws_sdk_ssm::Client {
+        ssm_client(&self.sdk, self.ssm_endpoint.as_deref())
+    }
+}
+
+/// An SSM client for `sdk`, sent to `endpoint` when one is given (`--endpoint-url`).
+pub fn ssm_client(sdk: &SdkConfig, endpoint: Option<&str>) -> aws_sdk_ssm::Client {
+    let mut config = aws_sdk_ssm::config::Builder::from(sdk);
+    if let Some(endpoint) = endpoint {
+        config = config.endpoint_url(endpoint);
+    }
+    aws_sdk_ssm::Client::from_conf(config.build())
+}
+
+/// SSM's endpoint when it is not AWS's, for messages: `--endpoint-url`, else
+/// `AWS_ENDPOINT_URL_SSM`, else `AWS_ENDPOINT_URL` (the SDK's order).
+pub fn ssm_endpoint_in_effect(endpoint_url: Option<&str>) -> Option<String> {
+    endpoint_url.map(str::to_owned).or_else(|| {
+        ["AWS_ENDPOINT_URL_SSM", "AWS_ENDPOINT_URL"]
+            .iter()
+            .find_map(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
+    })
+}
+
+/// Every endpoint override in effect (`--endpoint-url` and the `AWS_ENDPOINT_URL*`
+/// variables postern's services read), in one string: the cache keys listings by it, so the
+/// emulator and AWS never share one. `None` when nothing is overridden.
+pub fn endpoint_overrides(ssm_endpoint: Option<&str>) -> Option<String> {
+    let mut parts: Vec<String> = ssm_endpoint
+        .map(|e| format!("ssm={e}"))
+        .into_iter()
+        .collect();
+    for name in [
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_SSM",
+        "AWS_ENDPOINT_URL_EC2",
+        "AWS_ENDPOINT_URL_STS",
+    ] {
+        if let Ok(value) = std::env::var(name)
+            && !value.is_empty()
+        {
+            parts.push(format!("{name}={value}"));
+        }
+    }
+    (!parts.is_empty()).then(|| parts.join(" "))
 }
 
 /// Loads the configuration. Fails only when no region can be found.
@@ -56,9 +109,6 @@ pub async fn load(options: &AwsOptions) -> Result<AwsContext, AwsError> {
     }
     if let Some(region) = &options.region {
         loader = loader.region(Region::new(region.clone()));
-    }
-    if let Some(endpoint) = &options.endpoint_url {
-        loader = loader.endpoint_url(endpoint);
     }
     if let Some(credentials) = &options.credentials {
         loader = loader.credentials_provider(credentials.provider.clone());
@@ -81,6 +131,7 @@ pub async fn load(options: &AwsOptions) -> Result<AwsContext, AwsError> {
         sdk,
         region,
         profile,
+        ssm_endpoint: options.endpoint_url.clone(),
     })
 }
 

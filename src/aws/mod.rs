@@ -10,7 +10,10 @@ mod error;
 mod kms;
 mod ssm;
 
-pub use config::{AwsContext, AwsOptions, CredentialsOverride, load};
+pub use config::{
+    AwsContext, AwsOptions, CredentialsOverride, endpoint_overrides, load, ssm_client,
+    ssm_endpoint_in_effect,
+};
 pub use error::{AwsError, AwsErrorKind};
 pub use kms::{GeneratedKey, KmsClient};
 pub use ssm::{SessionCredentials, SessionToken, SsmClient, StartSessionRequest, StreamUrl};

@@ -50,7 +50,7 @@ impl SsmClient {
     /// A client using `context`'s configuration.
     pub fn new(context: &AwsContext) -> Self {
         Self {
-            client: aws_sdk_ssm::Client::new(&context.sdk),
+            client: context.ssm_client(),
             region: context.region.clone(),
             profile: context.profile.clone(),
         }

@@ -10,7 +10,8 @@ pub(crate) async fn load_aws(
     options: &aws::AwsOptions,
     target: &str,
 ) -> anyhow::Result<(aws::AwsContext, String)> {
-    let endpoint = options.endpoint_url.as_deref();
+    let endpoint = aws::ssm_endpoint_in_effect(options.endpoint_url.as_deref());
+    let endpoint = endpoint.as_deref();
     let context = aws::load(options).await.map_err(|e| {
         aws_failure(
             e,

@@ -20,8 +20,8 @@ pub struct CommonArgs {
     #[arg(long, global = true, value_name = "REGION")]
     pub region: Option<String>,
 
-    /// Endpoint URL for AWS calls (the emulator, a VPC endpoint). AWS_ENDPOINT_URL_SSM and
-    /// AWS_ENDPOINT_URL are honoured too, as in the AWS CLI.
+    /// SSM's endpoint URL (a VPC endpoint), as `aws ssm --endpoint-url`: STS, EC2, KMS and
+    /// Organizations follow AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_<SERVICE>, as in the AWS CLI.
     #[arg(long, global = true, value_name = "URL")]
     pub endpoint_url: Option<String>,
 

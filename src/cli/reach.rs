@@ -79,8 +79,10 @@ impl Reach {
         } else {
             regions.to_vec()
         };
+        // Listings are cached per endpoint: the emulator and AWS never share one.
+        let endpoints = crate::aws::endpoint_overrides(self.aws.endpoint_url.as_deref());
         let Some(broker) = &self.broker else {
-            let label = profile_label(context.profile.as_deref(), self.aws.endpoint_url.as_deref());
+            let label = profile_label(context.profile.as_deref(), endpoints.as_deref());
             let regions = if explicit.is_empty() {
                 vec![context.region.clone()]
             } else {
@@ -126,7 +128,7 @@ impl Reach {
             };
             for region in regions {
                 out.scopes.push(Scope {
-                    account: account_key(entry.id.as_str(), self.aws.endpoint_url.as_deref()),
+                    account: account_key(entry.id.as_str(), endpoints.as_deref()),
                     alias: entry.alias.clone(),
                     env: Some(entry.env.clone()),
                     region,

@@ -57,6 +57,7 @@ pub struct SingleProfile {
 pub struct SdkSource<C> {
     configs: C,
     page_size: i32,
+    ssm_endpoint: Option<String>,
 }
 
 impl SourceError {
@@ -132,7 +133,15 @@ impl<C: ScopeConfigs> SdkSource<C> {
         Self {
             configs,
             page_size: DESCRIBE_PAGE,
+            ssm_endpoint: None,
         }
+    }
+
+    /// Sends the SSM calls to `endpoint` (`--endpoint-url`); EC2 keeps the SDK's endpoint.
+    #[must_use]
+    pub fn with_ssm_endpoint(mut self, endpoint: Option<String>) -> Self {
+        self.ssm_endpoint = endpoint;
+        self
     }
 
     /// Asks for `page_size` items per DescribeInstances page instead of the API's maximum
@@ -148,7 +157,7 @@ impl<C: ScopeConfigs> InstanceSource for SdkSource<C> {
     async fn list(&self, scope: &Scope) -> Result<Vec<Instance>, SourceError> {
         let config = self.configs.config(scope).await?;
         let ec2 = aws_sdk_ec2::Client::new(&config);
-        let ssm = aws_sdk_ssm::Client::new(&config);
+        let ssm = crate::aws::ssm_client(&config, self.ssm_endpoint.as_deref());
         let (ec2, ssm) = tokio::join!(
             describe_instances(&ec2, scope, self.page_size),
             describe_information(&ssm, scope)

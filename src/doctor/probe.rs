@@ -48,7 +48,7 @@ pub async fn configuration(options: &AwsOptions) -> Result<(AwsContext, Check), 
                 None => "no profile (environment or default chain)".to_owned(),
             };
             let endpoint = match &options.endpoint_url {
-                Some(url) => format!("endpoint {url}"),
+                Some(url) => format!("SSM endpoint {url}"),
                 None => "AWS endpoints (or AWS_ENDPOINT_URL*)".to_owned(),
             };
             let detail = format!("region {}, {profile}, {endpoint}", context.region);
@@ -260,7 +260,7 @@ pub async fn instance(
     target: &str,
     account: Option<&str>,
 ) -> (Check, Option<InstanceFacts>) {
-    let ssm = aws_sdk_ssm::Client::new(sdk);
+    let ssm = aws::ssm_client(sdk, context.ssm_endpoint.as_deref());
     let filter = aws_sdk_ssm::types::InstanceInformationStringFilter::builder()
         .key("InstanceIds")
         .values(target)
@@ -535,7 +535,7 @@ pub async fn session_permission(ssm: &SsmClient, target: &str, document: Option<
 /// The account's Session Manager preferences (the SSM-SessionManagerRunShell document): a KMS
 /// key there means shells are encrypted.
 pub async fn kms(context: &AwsContext, sdk: &SdkConfig) -> Check {
-    let ssm = aws_sdk_ssm::Client::new(sdk);
+    let ssm = aws::ssm_client(sdk, context.ssm_endpoint.as_deref());
     let sent = tokio::time::timeout(
         CALL_LIMIT,
         ssm.get_document().name(PREFERENCES_DOCUMENT).send(),

@@ -180,3 +180,43 @@ fn connection_lost() {
     assert!(stderr.contains("connection lost"), "{stderr}");
     assert!(stderr.contains("reconnected after"), "{stderr}");
 }
+
+#[test]
+fn endpoint_url_is_ssm_s_endpoint_only() {
+    // As `aws ssm --endpoint-url`: SSM's calls go there, EC2's (the listing) follow
+    // AWS_ENDPOINT_URL, here a port where nothing listens.
+    let emu = EmulatorProcess::start(&[]);
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let cache = tempfile::tempdir().expect("temp dir");
+    let command = |args: &[&str]| {
+        let mut cmd = base_command();
+        emu.credentials_env(&mut cmd);
+        cmd.env("AWS_ENDPOINT_URL", &dead)
+            .env("POSTERN_CACHE_DIR", cache.path())
+            .args(["--endpoint-url", &emu.endpoint])
+            .args(args);
+        run(cmd, LIMIT)
+    };
+
+    let session = command(&["exec", INSTANCE, "--", "exit 7"]);
+    assert_eq!(
+        session.status.code(),
+        Some(7),
+        "StartSession reached the emulator: {}",
+        text(&session.stderr)
+    );
+
+    let listing = command(&["list", "--refresh", "--json"]);
+    let stderr = text(&listing.stderr);
+    assert_ne!(
+        listing.status.code(),
+        Some(0),
+        "EC2 must not reach --endpoint-url: {stderr}"
+    );
+    assert!(stderr.contains("DescribeInstances"), "{stderr}");
+    assert!(
+        !text(&listing.stdout).contains(INSTANCE),
+        "{}",
+        text(&listing.stdout)
+    );
+}

@@ -63,7 +63,8 @@ fn lists_from_aws_then_from_the_cache_and_refreshes_on_demand() {
     let gone = |extra: &[&str]| {
         let mut cmd = base_command();
         credentials_env(&mut cmd, &credentials);
-        cmd.args(["--endpoint-url", &endpoint, "list", "--json"])
+        cmd.env("AWS_ENDPOINT_URL", &endpoint)
+            .args(["list", "--json"])
             .args(extra)
             .env("POSTERN_CACHE_DIR", cache.path());
         run(cmd, LIMIT)

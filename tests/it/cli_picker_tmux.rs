@@ -41,7 +41,7 @@ impl Pane {
                  AWS_REGION=eu-west-1 AWS_EC2_METADATA_DISABLED=true HOME={home} \
                  POSTERN_CONFIG={home}/config.toml POSTERN_CACHE_DIR={home}/cache \
                  AWS_CONFIG_FILE={home}/none AWS_SHARED_CREDENTIALS_FILE={home}/none PS1='$ '\n\
-                 {postern} --endpoint-url {endpoint} {args}\n\
+                 AWS_ENDPOINT_URL={endpoint} {postern} {args}\n\
                  echo \"postern-exit=$?\" > {status}.tmp; mv {status}.tmp {status}\n\
                  echo postern-done\n\
                  exec sleep 60\n",

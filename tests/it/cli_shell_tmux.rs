@@ -26,7 +26,7 @@ fn interactive_shell_in_a_real_terminal() {
             "export {credentials} \
              AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true HOME=/nonexistent PS1='$ '\n\
              stty -a | sed 1d > {before}; stty -g >> {before}\n\
-             {postern} --endpoint-url {endpoint} shell {instance}\n\
+             AWS_ENDPOINT_URL={endpoint} {postern} shell {instance}\n\
              echo \"postern-exit=$?\" > {status}.tmp; mv {status}.tmp {status}\n\
              {{ stty -a | sed 1d; stty -g; }} > {after}.tmp; mv {after}.tmp {after}\n\
              exec sleep 60\n",
@@ -104,7 +104,7 @@ fn tilde_dot_closes_the_session() {
         format!(
             "export {credentials} \
              AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true HOME=/nonexistent\n\
-             {postern} --endpoint-url {endpoint} shell {instance}\n\
+             AWS_ENDPOINT_URL={endpoint} {postern} shell {instance}\n\
              echo \"postern-exit=$?\" > {status}.tmp; mv {status}.tmp {status}\n\
              exec sleep 60\n",
             status = status.display(),
@@ -142,7 +142,7 @@ fn sigterm_restores_the_terminal_and_exits_143() {
             "export {credentials} \
              AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true HOME=/nonexistent\n\
              stty -a > {before}; stty -g >> {before}\n\
-             sh -c 'echo $$ > {pid}; exec {postern} --endpoint-url {endpoint} shell {instance}'\n\
+             sh -c 'echo $$ > {pid}; AWS_ENDPOINT_URL={endpoint} exec {postern} shell {instance}'\n\
              echo \"postern-exit=$?\" > {status}.tmp; mv {status}.tmp {status}\n\
              {{ stty -a; stty -g; }} > {after}.tmp; mv {after}.tmp {after}\n\
              exec sleep 60\n",

@@ -23,9 +23,9 @@ fn ssh_and_scp_through_postern_reach_a_real_sshd() {
     let sshd = Sshd::start();
     let emu = EmulatorProcess::start(&["--no-pacing"]);
     let proxy = format!(
-        "{} --endpoint-url {} ssh-proxy %h %p",
-        postern(),
-        emu.endpoint
+        "env AWS_ENDPOINT_URL={} {} ssh-proxy %h %p",
+        emu.endpoint,
+        postern()
     );
     let ssh_options = sshd.client_options(&proxy);
 

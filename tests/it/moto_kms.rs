@@ -121,6 +121,7 @@ fn postern_kms(moto: &Moto) -> KmsClient {
         sdk: moto.sdk(REGION),
         region: REGION.to_owned(),
         profile: None,
+        ssm_endpoint: None,
     })
 }
 

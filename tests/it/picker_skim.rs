@@ -65,12 +65,7 @@ impl Pane {
             None => SAMPLE_FLEET.to_owned(),
         };
         let emulator = EmulatorProcess::start(&["--fleet", &fleet]);
-        let endpoint = emulator.endpoint.clone();
-        Self::run(
-            dir,
-            &format!("--endpoint-url {endpoint} {args}"),
-            Some(emulator),
-        )
+        Self::run(dir, args, Some(emulator))
     }
 
     /// `postern demo` (its own emulator).
@@ -86,9 +81,13 @@ impl Pane {
         )
         .unwrap();
         // The demo runs its own emulator with its own keys; these are the shared one's.
-        let keys = emulator
-            .as_ref()
-            .map_or_else(String::new, EmulatorProcess::credentials_exports);
+        let keys = emulator.as_ref().map_or_else(String::new, |emulator| {
+            format!(
+                "{} AWS_ENDPOINT_URL={}",
+                emulator.credentials_exports(),
+                emulator.endpoint
+            )
+        });
         let env = format!(
             "export {keys} \
              AWS_REGION=eu-west-1 AWS_EC2_METADATA_DISABLED=true HOME={home} \
@@ -346,7 +345,7 @@ fn list_to(pane: &Pane, endpoint: &str, path: &Path) {
     let status = Command::new("sh")
         .arg("-c")
         .arg(format!(
-            "{}{} --endpoint-url {endpoint} list > {}",
+            "{}AWS_ENDPOINT_URL={endpoint} {} list > {}",
             pane.env,
             postern(),
             path.display()

@@ -13,6 +13,24 @@ use serde_json::Value;
 /// Environment variable that overrides where the vectors are looked for.
 pub const VECTORS_DIR_ENV: &str = "POSTERN_VECTORS_DIR";
 
+/// The repository's copy, found from the running test's package (cargo sets
+/// `CARGO_MANIFEST_DIR` when it runs a test: this crate's, or the workspace root's for tests
+/// of the root package). The path compiled in comes last: a shared target directory may hold
+/// this crate built from another checkout, one that may be gone.
+fn repository_copy() -> PathBuf {
+    let compiled = Path::new(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_RELATIVE_DIR);
+    let Some(running) = std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from) else {
+        return compiled;
+    };
+    [
+        running.join(DEFAULT_RELATIVE_DIR),
+        running.join("protocol").join(DEFAULT_RELATIVE_DIR),
+    ]
+    .into_iter()
+    .find(|dir| dir.is_dir())
+    .unwrap_or(compiled)
+}
+
 /// The vectors folder: `$POSTERN_VECTORS_DIR` when set, else the repository's copy
 /// (`protocol/tests/vectors`).
 ///
@@ -22,10 +40,7 @@ pub const VECTORS_DIR_ENV: &str = "POSTERN_VECTORS_DIR";
 pub fn vectors_dir() -> PathBuf {
     let (dir, origin) = match std::env::var_os(VECTORS_DIR_ENV) {
         Some(dir) if !dir.is_empty() => (PathBuf::from(dir), "from $POSTERN_VECTORS_DIR"),
-        _ => (
-            Path::new(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_RELATIVE_DIR),
-            "the repository's copy",
-        ),
+        _ => (repository_copy(), "the repository's copy"),
     };
     assert!(
         dir.is_dir(),

@@ -123,8 +123,8 @@ impl DemoHome {
         self.dir.path().join(name)
     }
 
-    /// `postern_exe --endpoint-url EMULATOR ARGS` with the demo's environment only: every
-    /// inherited `AWS_*` and `POSTERN_*` variable removed.
+    /// `postern_exe ARGS` with the demo's environment only (every inherited `AWS_*` and
+    /// `POSTERN_*` variable removed): `AWS_ENDPOINT_URL` sends every service to the emulator.
     fn command(
         &self,
         postern_exe: &Path,
@@ -132,10 +132,7 @@ impl DemoHome {
         args: &[String],
     ) -> tokio::process::Command {
         let mut command = tokio::process::Command::new(postern_exe);
-        command
-            .arg("--endpoint-url")
-            .arg(emulator.endpoint())
-            .args(args);
+        command.args(args);
         for (key, _) in std::env::vars_os() {
             if key
                 .to_str()
@@ -145,6 +142,7 @@ impl DemoHome {
             }
         }
         command
+            .env("AWS_ENDPOINT_URL", emulator.endpoint())
             .env("AWS_CONFIG_FILE", self.path("aws-config"))
             .env("AWS_SHARED_CREDENTIALS_FILE", self.path("aws-credentials"))
             .env("AWS_PROFILE", PROFILE)

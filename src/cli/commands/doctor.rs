@@ -88,12 +88,10 @@ pub(crate) async fn run(plan: &DoctorPlan) -> anyhow::Result<ExitCode> {
     };
     out.check(check)?;
     out.check(doctor::network_settings(|name| std::env::var(name).ok()))?;
-    // The endpoint STS was sent to: --endpoint-url, else the SDK's environment overrides.
-    let sts_endpoint = plan.aws.endpoint_url.clone().or_else(|| {
-        ["AWS_ENDPOINT_URL_STS", "AWS_ENDPOINT_URL"]
-            .iter()
-            .find_map(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
-    });
+    // The endpoint STS was sent to: the SDK's environment overrides (--endpoint-url is SSM's).
+    let sts_endpoint = ["AWS_ENDPOINT_URL_STS", "AWS_ENDPOINT_URL"]
+        .iter()
+        .find_map(|name| std::env::var(name).ok().filter(|v| !v.is_empty()));
     let (checks, identity) =
         doctor::credentials(&context, &context.sdk, sts_endpoint.as_deref()).await;
     for check in checks {

@@ -475,6 +475,7 @@ fn progress_to(tx: mpsc::UnboundedSender<Feed>) -> impl FnMut(Progress) + Send {
             done: p.done,
             total: p.total,
             failed: 0,
+    ssm_endpoint: Option<String>,
         });
     }
 }
@@ -483,6 +484,7 @@ fn progress_to(tx: mpsc::UnboundedSender<Feed>) -> impl FnMut(Progress) + Send {
 fn finished(tx: &mpsc::UnboundedSender<Feed>, scopes: usize, index: &Index) {
     let _ = tx.send(Feed::Progress {
         done: scopes,
+            ssm_endpoint: context.ssm_endpoint.clone(),
         total: scopes,
         failed: index.failures.len(),
     });
@@ -523,14 +525,14 @@ impl Lister {
         match &self.broker {
             Some(broker) => {
                 let configs = BrokerScopes::new(Arc::clone(broker), self.sdk.clone());
-                let source = Arc::new(Tee::new(SdkSource::new(configs), rows));
+                let source = SdkSource::new(configs).with_ssm_endpoint(self.ssm_endpoint.clone());
+                let source = Arc::new(Tee::new(source, rows));
                 build_index(source, scopes, cache, options, progress).await
             }
             None => {
-                let source = Arc::new(Tee::new(
-                    SdkSource::new(SingleProfile::new(self.sdk.clone())),
-                    rows,
-                ));
+                let source = SdkSource::new(SingleProfile::new(self.sdk.clone()))
+                    .with_ssm_endpoint(self.ssm_endpoint.clone());
+                let source = Arc::new(Tee::new(source, rows));
                 build_index(source, scopes, cache, options, progress).await
             }
         }
@@ -569,7 +571,7 @@ pub(crate) fn describe_reach(reach: &Reach) -> String {
                 .map(|p| p.display().to_string())
                 .unwrap_or_default();
             let mut text = format!("the accounts of {path}");
-            if let Some(endpoint) = &reach.aws.endpoint_url {
+            if let Some(endpoint) = aws::ssm_endpoint_in_effect(reach.aws.endpoint_url.as_deref()) {
                 text.push_str(&format!(", endpoint {endpoint}"));
             }
             text
@@ -586,7 +588,7 @@ fn describe_aws(aws: &AwsOptions) -> String {
     if let Some(region) = &aws.region {
         parts.push(format!("region {region}"));
     }
-    if let Some(endpoint) = &aws.endpoint_url {
+    if let Some(endpoint) = aws::ssm_endpoint_in_effect(aws.endpoint_url.as_deref()) {
         parts.push(format!("endpoint {endpoint}"));
     }
     parts.join(", ")

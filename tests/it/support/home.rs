@@ -62,13 +62,14 @@ impl Home {
         command
     }
 
-    /// `postern --endpoint-url EMULATOR ARGS` living in this home, signing with the emulator's
+    /// `postern ARGS` against the emulator (`AWS_ENDPOINT_URL`: every service) living in this
+    /// home, signing with the emulator's
     /// base (management account) credentials, region eu-west-1 from the environment (not
     /// `--region`, which would also narrow a listing).
     pub(crate) fn against(&self, emulator: &EmulatorHandle, args: &[&str]) -> Command {
         let mut command = self.command();
         command
-            .args(["--endpoint-url", &emulator.endpoint()])
+            .env("AWS_ENDPOINT_URL", emulator.endpoint())
             .args(args)
             .env("AWS_REGION", "eu-west-1");
         credentials_env(&mut command, &base_credentials(emulator));

@@ -71,13 +71,14 @@ impl Moto {
         sdk_config(&self.endpoint, region, credentials)
     }
 
-    /// `postern ARGS --endpoint-url MOTO --region REGION` living in `home`, with the fake
+    /// `postern ARGS --region REGION` against moto (`AWS_ENDPOINT_URL`) living in `home`, with the fake
     /// static credentials.
     pub(crate) fn postern(&self, home: &Home, region: &str, args: &[&str]) -> Command {
         let mut command = home.command();
         command
             .args(args)
-            .args(["--endpoint-url", self.endpoint(), "--region", region])
+            .args(["--region", region])
+            .env("AWS_ENDPOINT_URL", self.endpoint())
             .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
             .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY);
         command

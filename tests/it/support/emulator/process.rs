@@ -80,7 +80,7 @@ impl EmulatorProcess {
     pub(crate) fn command(&self, args: &[&str]) -> Command {
         let mut cmd = base_command();
         self.credentials_env(&mut cmd);
-        cmd.args(["--endpoint-url", &self.endpoint]).args(args);
+        cmd.env("AWS_ENDPOINT_URL", &self.endpoint).args(args);
         cmd
     }
 
