@@ -172,6 +172,7 @@ pub(crate) async fn run(
     }
     let why = end.as_deref().unwrap_or(crate::forward::link::STOPPING);
     let closing = usize::from(current.take().is_some()) + waiting.len();
+    let reported = waiting.iter().any(|w| w.answer.is_some());
     for incoming in waiting.drain(..) {
         incoming.refuse(Outcome::SessionEnded(why));
     }
@@ -179,6 +180,7 @@ pub(crate) async fn run(
         &ctx,
         &load,
         closing,
+        reported,
         &mut new_conns,
         end,
         target,

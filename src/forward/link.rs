@@ -204,12 +204,13 @@ pub(crate) struct Ending<'a> {
 
 /// Ends a link: refuses the connections handed to it and not yet taken, releases them and its
 /// `closing` connections from the pool's count, then finishes the session politely when the
-/// process is stopping (`end` is `None`), or reports why it ended and terminates it; finally
-/// wakes the pool.
+/// process is stopping (`end` is `None`), or reports why it ended (unless a SOCKS reply already
+/// did: `reported`) and terminates it; finally wakes the pool.
 pub(crate) async fn wind_down(
     ctx: &LinkContext,
     load: &AtomicUsize,
     mut closing: usize,
+    mut reported: bool,
     new_conns: &mut mpsc::UnboundedReceiver<Incoming>,
     end: Option<String>,
     target: String,
@@ -218,6 +219,7 @@ pub(crate) async fn wind_down(
     new_conns.close();
     let why = end.as_deref().unwrap_or(STOPPING);
     while let Ok(incoming) = new_conns.try_recv() {
+        reported |= incoming.answer.is_some();
         incoming.refuse(Outcome::SessionEnded(why));
         closing += 1;
     }
@@ -239,7 +241,7 @@ pub(crate) async fn wind_down(
         }
         Some(reason) => {
             tracing::info!(%session_id, %reason, "session ended");
-            if !*ctx.shutdown.borrow() {
+            if !*ctx.shutdown.borrow() && !reported {
                 let _ = ctx.notices.send(Notice::SessionEnded {
                     target,
                     session_id: session_id.to_owned(),

@@ -266,6 +266,7 @@ pub(crate) async fn run(
     };
     // Answer the waiting, refuse further connections, close the local ones.
     let why = end.as_deref().unwrap_or(crate::forward::link::STOPPING);
+    let reported = !waiting.is_empty();
     for (id, (answer, _)) in waiting.drain() {
         if let Some(conn) = conns.get(&id) {
             conn.write(answer.reply(Outcome::SessionEnded(why)));
@@ -277,6 +278,7 @@ pub(crate) async fn run(
         &ctx,
         &load,
         closing,
+        reported,
         &mut new_conns,
         end,
         target,

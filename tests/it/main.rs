@@ -20,6 +20,7 @@ mod cli_picker_tmux;
 mod cli_plugin;
 mod cli_resilience;
 mod cli_shell_tmux;
+mod cli_socks;
 mod cli_ssh;
 mod discovery_emulator;
 mod emulator_auth;

@@ -1,7 +1,7 @@
 //! A running `postern forward` against an [`EmulatorProcess`]: started until its ready lines
 //! (bounded), its stderr read as it comes, stopped with SIGINT as a terminal's Ctrl-C would.
 
-use std::process::{Child, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -26,8 +26,13 @@ impl Forward {
     pub(crate) fn start(emu: &EmulatorProcess, args: &[&str], count: usize) -> Self {
         let mut full = vec!["forward"];
         full.extend_from_slice(args);
-        let mut child = emu
-            .command(&full)
+        Self::spawn(emu.command(&full), count)
+    }
+
+    /// Starts `command` (a `postern forward` with its environment) and waits (bounded) for
+    /// `count` ready lines.
+    pub(crate) fn spawn(mut command: Command, count: usize) -> Self {
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -83,17 +83,17 @@ impl Drop for StatusLine {
     }
 }
 
-/// The text of the line.
+/// The text of the line: rates first, so that a narrow terminal cuts the least useful end.
 pub(crate) fn render(listeners: usize, now: &TrafficSnapshot, rate: Rate) -> String {
     format!(
-        "postern: {} · {} · {} · up {} ({}/s) · down {} ({}/s)",
-        plural(listeners, "listener"),
+        "postern: ↓ {}/s ({}) ↑ {}/s ({}) · {} · {} · {}",
+        bytes(rate.down),
+        bytes(now.down as f64),
+        bytes(rate.up),
+        bytes(now.up as f64),
         plural(now.connections, "connection"),
         plural(now.sessions, "session"),
-        bytes(now.up as f64),
-        bytes(rate.up),
-        bytes(now.down as f64),
-        bytes(rate.down),
+        plural(listeners, "listener"),
     )
 }
 
@@ -148,8 +148,8 @@ mod tests {
         };
         assert_eq!(
             render(2, &now, rate),
-            "postern: 2 listeners · 3 connections · 1 session · up 1.23 kB (512 B/s) · \
-             down 54.3 MB (990 kB/s)"
+            "postern: ↓ 990 kB/s (54.3 MB) ↑ 512 B/s (1.23 kB) · 3 connections · 1 session · \
+             2 listeners"
         );
     }
 
