@@ -17,7 +17,7 @@ use crate::forward::conn::{
 };
 use crate::forward::connect::{Connected, describe_close};
 use crate::forward::link::{
-    Ending, Incoming, LinkContext, Outcome, connection_closed, outstanding, wind_down,
+    Closed, Ending, Incoming, LinkContext, Outcome, connection_closed, outstanding, wind_down,
 };
 use crate::forward::pacing::UploadWindow;
 use crate::transport::{self, now, sleep_until};
@@ -179,8 +179,10 @@ pub(crate) async fn run(
     wind_down(
         &ctx,
         &load,
-        closing,
-        reported,
+        Closed {
+            connections: closing,
+            reported,
+        },
         &mut new_conns,
         end,
         target,

@@ -202,20 +202,32 @@ pub(crate) struct Ending<'a> {
     pub(crate) agent_version: &'a str,
 }
 
-/// Ends a link: refuses the connections handed to it and not yet taken, releases them and its
-/// `closing` connections from the pool's count, then finishes the session politely when the
+/// What an ending link closed itself.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Closed {
+    /// Connections it carried, now closed.
+    pub(crate) connections: usize,
+    /// Whether a SOCKS reply already told the user why the session ended.
+    pub(crate) reported: bool,
+}
+
+/// Ends a link: refuses the connections handed to it and not yet taken, releases them and the
+/// `closed` connections from the pool's count, then finishes the session politely when the
 /// process is stopping (`end` is `None`), or reports why it ended (unless a SOCKS reply already
-/// did: `reported`) and terminates it; finally wakes the pool.
+/// did) and terminates it; finally wakes the pool.
 pub(crate) async fn wind_down(
     ctx: &LinkContext,
     load: &AtomicUsize,
-    mut closing: usize,
-    mut reported: bool,
+    closed: Closed,
     new_conns: &mut mpsc::UnboundedReceiver<Incoming>,
     end: Option<String>,
     target: String,
     ending: Ending<'_>,
 ) {
+    let Closed {
+        connections: mut closing,
+        mut reported,
+    } = closed;
     new_conns.close();
     let why = end.as_deref().unwrap_or(STOPPING);
     while let Ok(incoming) = new_conns.try_recv() {

@@ -28,7 +28,7 @@ use crate::forward::conn::{
 };
 use crate::forward::connect::{Connected, describe_close};
 use crate::forward::link::{
-    Answer, Ending, Incoming, LinkContext, Notice, Outcome, connection_closed, outstanding,
+    Answer, Closed, Ending, Incoming, LinkContext, Notice, Outcome, connection_closed, outstanding,
     wind_down,
 };
 use crate::forward::pacing::UploadWindow;
@@ -277,8 +277,10 @@ pub(crate) async fn run(
     wind_down(
         &ctx,
         &load,
-        closing,
-        reported,
+        Closed {
+            connections: closing,
+            reported,
+        },
         &mut new_conns,
         end,
         target,
