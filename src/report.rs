@@ -4,11 +4,18 @@
 //! Every error states what failed in the user's terms, the target, the cause chain under
 //! "Caused by:", and a `hint:` when there is a next step; never a secret and never a `{:?}`
 //! dump. Callers restore the terminal before reporting.
+//!
+//! Messages carry text from AWS or an instance (service messages, CustomerMessage, close
+//! reasons, agent versions, names): every line printed here is escaped on its way out
+//! ([`crate::term::escape_text`]), so no control character but a newline or tab reaches the
+//! terminal from a message.
 
 use std::error::Error as StdError;
 use std::fmt;
 use std::io::Write;
 use std::process::ExitCode;
+
+use crate::term::{escape, escape_text};
 
 /// Anticipated failures, each with a documented exit code (see [`ErrorKind::exit_code`]).
 #[derive(Debug)]
@@ -152,12 +159,13 @@ pub fn code_of(err: &anyhow::Error) -> u8 {
         .map_or(exit_codes::UNEXPECTED, |e| e.kind.exit_code())
 }
 
-/// The full message for `err`, as [`error`] prints it.
+/// The full message for `err`, as [`error`] prints it: what failed, the causes and the hint,
+/// each escaped.
 pub fn render(err: &anyhow::Error) -> String {
-    let mut out = format!("error: {err}\n");
+    let mut out = format!("error: {}\n", escape_text(&err.to_string()));
     let mut causes: Vec<String> = Vec::new();
     for cause in err.chain().skip(1) {
-        let text = cause.to_string();
+        let text = escape_text(&cause.to_string()).into_owned();
         if !text.is_empty() && causes.last() != Some(&text) {
             causes.push(text);
         }
@@ -175,24 +183,36 @@ pub fn render(err: &anyhow::Error) -> String {
         .and_then(|e| e.hint.as_deref())
     {
         out.push_str("hint: ");
-        out.push_str(hint);
+        out.push_str(&escape_text(hint));
         out.push('\n');
     }
     out
 }
 
-/// A one-line notice on stderr outside raw mode (e.g. why the service closed the session).
+/// A one-line notice on stderr outside raw mode (e.g. why the service closed the session),
+/// escaped.
 pub fn notice(message: &str) {
     let mut stderr = std::io::stderr().lock();
-    let _ = writeln!(stderr, "postern: {message}");
+    let _ = stderr.write_all(notice_line(message).as_bytes());
 }
 
 /// A one-line notice inside a raw-mode terminal session: on stderr, on a line of its own,
-/// bracketed so it stands apart from the remote screen.
+/// bracketed so it stands apart from the remote screen; escaped, newlines too (the terminal
+/// is raw: a bare newline would not return the cursor).
 pub fn raw_notice(message: &str) {
     let mut stderr = std::io::stderr().lock();
-    let _ = write!(stderr, "\r\n[postern: {message}]\r\n");
+    let _ = stderr.write_all(raw_notice_line(message).as_bytes());
     let _ = stderr.flush();
+}
+
+/// What [`notice`] prints.
+fn notice_line(message: &str) -> String {
+    format!("postern: {}\n", escape_text(message))
+}
+
+/// What [`raw_notice`] prints.
+fn raw_notice_line(message: &str) -> String {
+    format!("\r\n[postern: {}]\r\n", escape(message))
 }
 
 /// Exit codes. `postern exec` otherwise exits with the remote command's status, and a run
@@ -272,6 +292,50 @@ mod tests {
              hint: check --endpoint-url\n"
         );
         assert_eq!(code_of(&err), 252);
+    }
+
+    /// A service error carrying what a hostile instance or API could put in a message.
+    #[derive(Debug)]
+    struct Hostile;
+    impl fmt::Display for Hostile {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("CustomerMessage: \x1b]0;owned\x07bye\x1b[2J\u{9b}31m\r\x7f")
+        }
+    }
+    impl StdError for Hostile {}
+
+    #[test]
+    fn control_characters_from_aws_are_escaped_in_every_line() {
+        let err = anyhow::Error::new(
+            ExpectedError::new(
+                ErrorKind::ConnectionLost,
+                "the session on web\x1b[31m-1 ended",
+            )
+            .target("i-0abc, agent 3.3\x07")
+            .hint("agent said \x1b[5m\nreconnect")
+            .source(Hostile),
+        );
+        let text = render(&err);
+        assert_eq!(
+            text,
+            "error: the session on web\\x1b[31m-1 ended (i-0abc, agent 3.3\\x07)\n\
+             Caused by:\n  CustomerMessage: \\x1b]0;owned\\x07bye\\x1b[2J\\u{9b}31m\\r\\x7f\n\
+             hint: agent said \\x1b[5m\nreconnect\n"
+        );
+        assert!(!text.chars().any(|c| c.is_control() && c != '\n'));
+    }
+
+    #[test]
+    fn notices_are_escaped_and_raw_ones_stay_on_one_line() {
+        let message = "channel closed: \x1b[2Jbye\x07\nnext";
+        assert_eq!(
+            notice_line(message),
+            "postern: channel closed: \\x1b[2Jbye\\x07\nnext\n"
+        );
+        assert_eq!(
+            raw_notice_line(message),
+            "\r\n[postern: channel closed: \\x1b[2Jbye\\x07\\nnext]\r\n"
+        );
     }
 
     #[test]

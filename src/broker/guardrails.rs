@@ -7,6 +7,7 @@
 use std::io::{BufRead, BufReader, Write};
 
 use crate::config::Environment;
+use crate::term::Colour;
 
 /// Why a guardrail stopped the command.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -158,19 +159,19 @@ pub fn check_source(
 }
 
 /// `text` in the environment's colour when `colour` is on: production red and bold, `stg`
-/// and `staging` yellow, others green.
+/// and `staging` yellow, others green (postern's colours, through crossterm).
 pub fn paint(text: &str, env_name: &str, env: &Environment, colour: bool) -> String {
     if !colour {
         return text.to_owned();
     }
-    let code = if env.production {
-        "1;31"
+    let colour = if env.production {
+        Colour::Prod
     } else if matches!(env_name, "stg" | "staging") {
-        "33"
+        Colour::Staging
     } else {
-        "32"
+        Colour::Other
     };
-    format!("\x1b[{code}m{text}\x1b[0m")
+    crate::term::paint(text, colour)
 }
 
 /// Asks on the terminal for the alias to be typed back.
@@ -332,10 +333,17 @@ mod tests {
     fn paints_production_red_only_with_colour() {
         let env = prod(false);
         assert_eq!(paint("p", "prod", &env, false), "p");
-        assert_eq!(paint("p", "prod", &env, true), "\x1b[1;31mp\x1b[0m");
+        assert_eq!(
+            paint("p", "prod", &env, true),
+            crate::term::paint("p", Colour::Prod)
+        );
+        assert_eq!(
+            paint("s", "stg", &Environment::defaults("stg"), true),
+            crate::term::paint("s", Colour::Staging)
+        );
         assert_eq!(
             paint("d", "dev", &Environment::defaults("dev"), true),
-            "\x1b[32md\x1b[0m"
+            crate::term::paint("d", Colour::Other)
         );
     }
 }

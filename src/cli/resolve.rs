@@ -219,13 +219,14 @@ async fn find_cached(
     let context = load_context(&reach.aws).await?;
     let scopes = reach.scopes(&context, &[], account);
     if let Some(cache) = cache_dir().map(Cache::new) {
-        for scope in &scopes.scopes {
-            if let Some(found) = cache
-                .load(scope)
-                .and_then(|entry| entry.instances.into_iter().find(|i| i.id == id))
-            {
-                return Ok(Some(found));
-            }
+        let found = cache
+            .read()
+            .entries(&scopes.scopes)
+            .into_iter()
+            .flatten()
+            .find_map(|entry| entry.instances.into_iter().find(|i| i.id == id));
+        if found.is_some() {
+            return Ok(found);
         }
     }
     let index = load_index(reach, &[], true, account).await?;

@@ -50,8 +50,12 @@ pub async fn build_index<S: InstanceSource>(
     let mut stale_entries = Vec::new();
     let mut to_list = Vec::new();
     let mut index = Index::default();
-    for (slot, scope) in slots.iter_mut().zip(scopes) {
-        let entry = cache.and_then(|c| c.load(scope));
+    // The cache file is read once, and only the scopes asked for are decoded.
+    let cached = match cache {
+        Some(cache) => cache.read().entries(scopes),
+        None => vec![None; scopes.len()],
+    };
+    for ((slot, scope), entry) in slots.iter_mut().zip(scopes).zip(cached) {
         match entry {
             Some(entry) if !options.refresh && entry.age(now) <= options.max_age => {
                 *slot = Some(entry.instances);
@@ -72,12 +76,13 @@ pub async fn build_index<S: InstanceSource>(
     )
     .await;
     index.listed = listed.scopes.len();
+    if let Some(cache) = cache
+        && !listed.scopes.is_empty()
+        && let Err(e) = cache.store_all(&listed.scopes, now)
+    {
+        tracing::warn!(path = %cache.path().display(), error = %e, "could not write the index cache");
+    }
     for (scope, rows) in listed.scopes {
-        if let Some(cache) = cache
-            && let Err(e) = cache.store(&scope, &rows, now)
-        {
-            tracing::warn!(path = %cache.path(&scope).display(), error = %e, "could not write the index cache");
-        }
         if let Some(position) = scopes.iter().position(|s| *s == scope) {
             slots[position] = Some(rows);
         }

@@ -50,6 +50,12 @@ pub struct Instance {
     /// VPC id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vpc_id: Option<String>,
+    /// Subnet id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet_id: Option<String>,
+    /// EC2 instance type (`t3.micro`…).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_type: Option<String>,
     /// Launch time, RFC 3339.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub launch_time: Option<String>,

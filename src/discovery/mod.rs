@@ -1,6 +1,6 @@
 //! The instance index: every instance the caller can reach, per account and region, from EC2
 //! DescribeInstances joined with SSM DescribeInstanceInformation, listed in parallel with
-//! bounded concurrency and kept in a local cache.
+//! bounded concurrency and kept in a local cache (one file, [`Cache`]).
 //!
 //! Listing one scope (account x region) sits behind [`InstanceSource`]: [`SdkSource`] calls AWS
 //! with the SDK configuration a [`ScopeConfigs`] gives it (today [`SingleProfile`], the
@@ -13,10 +13,11 @@ mod discover;
 mod fake;
 mod index;
 mod instance;
+mod snapshot;
 mod source;
 pub mod target;
 
-pub use cache::{Cache, CacheEntry};
+pub use cache::{Cache, CacheEntry, CachedIndex};
 pub use discover::{Discovery, Progress, RetryPolicy, ScopeFailure, discover};
 #[cfg(test)]
 pub(crate) use fake::FakeSource;

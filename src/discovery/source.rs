@@ -229,6 +229,8 @@ async fn describe_instances(
                     public_ip: i.public_ip_address,
                     private_dns: i.private_dns_name.filter(|d| !d.is_empty()),
                     vpc_id: i.vpc_id,
+                    subnet_id: i.subnet_id,
+                    instance_type: i.instance_type.map(|t| t.as_str().to_owned()),
                     launch_time: i.launch_time.and_then(|t| {
                         t.fmt(aws_sdk_ec2::primitives::DateTimeFormat::DateTime)
                             .ok()

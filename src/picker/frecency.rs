@@ -88,8 +88,47 @@ impl Frecency {
     }
 
     /// Sorts `items` by decreasing frecency of `id(item)`, keeping the order of equals.
+    ///
+    /// Each item is scored once, and only the few ever used move: at 50,000 instances a
+    /// comparison sort scored each one about 16 times and moved them all.
     pub fn sort<T>(&self, items: &mut [T], id: impl Fn(&T) -> &str, now: SystemTime) {
-        items.sort_by(|a, b| self.score(id(b), now).total_cmp(&self.score(id(a), now)));
+        if self.entries.is_empty() {
+            return;
+        }
+        let mut used: Vec<(f64, usize)> = items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, item)| {
+                let score = self.score(id(item), now);
+                (score > 0.0).then_some((score, i))
+            })
+            .collect();
+        if used.is_empty() {
+            return;
+        }
+        used.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        // `order[k]`: where the item that belongs at `k` is now; the used ones first, then
+        // the others in their order.
+        let mut moved = vec![false; items.len()];
+        let mut order: Vec<usize> = Vec::with_capacity(items.len());
+        for &(_, i) in &used {
+            moved[i] = true;
+            order.push(i);
+        }
+        order.extend((0..items.len()).filter(|&i| !moved[i]));
+        // Applied cycle by cycle with swaps: position `k` is done once `order[k] == k`.
+        for start in 0..items.len() {
+            let mut k = start;
+            while order[k] != k {
+                let from = order[k];
+                order[k] = k;
+                if from == start {
+                    break;
+                }
+                items.swap(k, from);
+                k = from;
+            }
+        }
     }
 }
 
@@ -108,6 +147,24 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[test]
+    fn sorting_matches_a_stable_sort_by_score() {
+        let now = UNIX_EPOCH + Duration::from_secs(100 * 86_400);
+        let mut frecency = Frecency::default();
+        for (id, days_ago) in [("c", 1), ("a", 30), ("c", 2), ("e", 1), ("g", 30)] {
+            frecency.record(id, now - Duration::from_secs(days_ago * 86_400));
+        }
+        let ids = ["a", "b", "c", "d", "e", "f", "g", "h"];
+        for rotation in 0..ids.len() {
+            let mut items: Vec<&str> = ids.to_vec();
+            items.rotate_left(rotation);
+            let mut expected = items.clone();
+            expected.sort_by(|a, b| frecency.score(b, now).total_cmp(&frecency.score(a, now)));
+            frecency.sort(&mut items, |s| s, now);
+            assert_eq!(items, expected, "rotation {rotation}");
+        }
+    }
 
     #[test]
     fn recent_and_frequent_targets_sort_first_and_persist() {

@@ -19,16 +19,17 @@ use crate::discovery::Instance;
 use crate::picker::row::Row;
 use crate::term::escape;
 
-/// The searchable fields of one instance, escaped, and their concatenation (what skim sees as
-/// the item's text, and what a negated term is checked against).
+/// The searchable fields of one instance, escaped, joined by single spaces in one string
+/// (what skim sees as the item's text, and what a negated term is checked against): one
+/// allocation per instance, however many fields.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SearchFields {
-    fields: [String; SEARCH_FIELDS],
     text: String,
-    /// Where each field starts in `text`, in characters.
-    char_starts: [usize; SEARCH_FIELDS],
-    /// Where each field starts in `text`, in bytes.
-    byte_starts: [usize; SEARCH_FIELDS],
+    /// Where each field starts in `text`, in bytes; the last entry is the text's length plus
+    /// one (a field ends one byte, the separating space, before the next starts).
+    byte_starts: [u32; SEARCH_FIELDS + 1],
+    /// Where each field starts in `text`, in characters, with the same convention.
+    char_starts: [u32; SEARCH_FIELDS + 1],
 }
 
 impl SearchFields {
@@ -36,41 +37,54 @@ impl SearchFields {
     /// picker's first six columns, in that order).
     pub fn of(instance: &Instance) -> Self {
         Self::from_fields([
-            escape(&instance.alias).into_owned(),
-            escape(instance.env.as_deref().unwrap_or_default()).into_owned(),
-            escape(&instance.region).into_owned(),
-            escape(&instance.name).into_owned(),
-            escape(&instance.id).into_owned(),
-            escape(instance.private_ip.as_deref().unwrap_or_default()).into_owned(),
+            &instance.alias,
+            instance.env.as_deref().unwrap_or_default(),
+            &instance.region,
+            &instance.name,
+            &instance.id,
+            instance.private_ip.as_deref().unwrap_or_default(),
         ])
     }
 
-    fn from_fields(fields: [String; SEARCH_FIELDS]) -> Self {
+    fn from_fields(fields: [&str; SEARCH_FIELDS]) -> Self {
         let mut text = String::with_capacity(fields.iter().map(|f| f.len() + 1).sum());
-        let mut char_starts = [0; SEARCH_FIELDS];
-        let mut byte_starts = [0; SEARCH_FIELDS];
+        let mut char_starts = [0; SEARCH_FIELDS + 1];
+        let mut byte_starts = [0; SEARCH_FIELDS + 1];
         let mut chars = 0;
         for (i, field) in fields.iter().enumerate() {
             if i > 0 {
                 text.push(' ');
                 chars += 1;
             }
-            char_starts[i] = chars;
-            byte_starts[i] = text.len();
-            text.push_str(field);
-            chars += field.chars().count();
+            char_starts[i] = offset(chars);
+            byte_starts[i] = offset(text.len());
+            let escaped = escape(field);
+            text.push_str(&escaped);
+            chars += if escaped.is_ascii() {
+                escaped.len()
+            } else {
+                escaped.chars().count()
+            };
         }
+        char_starts[SEARCH_FIELDS] = offset(chars + 1);
+        byte_starts[SEARCH_FIELDS] = offset(text.len() + 1);
         Self {
-            fields,
             text,
-            char_starts,
             byte_starts,
+            char_starts,
         }
     }
 
-    /// The fields, escaped.
-    pub fn fields(&self) -> &[String; SEARCH_FIELDS] {
-        &self.fields
+    /// The fields, escaped, in order.
+    pub fn fields(&self) -> impl Iterator<Item = &str> {
+        (0..SEARCH_FIELDS).map(|i| self.field(i))
+    }
+
+    /// Field `i`, escaped.
+    fn field(&self, i: usize) -> &str {
+        let start = self.byte_starts[i] as usize;
+        let end = self.byte_starts[i + 1] as usize - 1;
+        &self.text[start..end]
     }
 
     /// The fields joined by single spaces.
@@ -81,10 +95,20 @@ impl SearchFields {
     /// The field holding character `index` of [`Self::text`] and the offset in it; `None` for
     /// a separating space.
     pub fn locate(&self, index: usize) -> Option<(usize, usize)> {
-        let field = self.char_starts.iter().rposition(|&start| start <= index)?;
+        let index = u32::try_from(index).ok()?;
+        let field = self.char_starts[..SEARCH_FIELDS]
+            .iter()
+            .rposition(|&start| start <= index)?;
         let offset = index - self.char_starts[field];
-        (offset < self.fields[field].chars().count()).then_some((field, offset))
+        let length = self.char_starts[field + 1] - 1 - self.char_starts[field];
+        (offset < length).then_some((field, offset as usize))
     }
+}
+
+/// An offset into a row's text. Fields are tags, names and addresses from AWS (a tag value is
+/// at most 256 characters), so a row's text is far below 4 GiB.
+fn offset(at: usize) -> u32 {
+    u32::try_from(at).unwrap_or(u32::MAX)
 }
 
 impl SkimItem for SearchFields {
@@ -215,16 +239,27 @@ impl MatchEngine for FieldEngine {
             return self.inner.match_item(item);
         }
         let mut best: Option<MatchResult> = None;
-        for (i, field) in fields.fields.iter().enumerate() {
+        for (i, field) in fields.fields().enumerate() {
             if !self.may_match(field) {
                 continue;
             }
-            if let Some(found) = self.inner.match_item(field)
+            // skim's engines take an owned item: the field is copied into this thread's
+            // buffer (no allocation once it has grown).
+            let found = FIELD.with_borrow_mut(|buffer| {
+                buffer.clear();
+                buffer.push_str(field);
+                self.inner.match_item(&*buffer)
+            });
+            if let Some(found) = found
                 && best
                     .as_ref()
                     .is_none_or(|b| found.rank.score > b.rank.score)
             {
-                best = Some(shift(found, fields.char_starts[i], fields.byte_starts[i]));
+                best = Some(shift(
+                    found,
+                    fields.char_starts[i] as usize,
+                    fields.byte_starts[i] as usize,
+                ));
             }
         }
         best
@@ -250,6 +285,11 @@ fn shift(mut result: MatchResult, chars: usize, bytes: usize) -> MatchResult {
         }
     };
     result
+}
+
+thread_local! {
+    /// The field being matched, as skim's engines take it.
+    static FIELD: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
 }
 
 /// Items from which [`rank`] matches on every core.
@@ -380,19 +420,17 @@ mod tests {
 
     #[test]
     fn locates_characters_of_the_text_in_their_field() {
-        let fields = SearchFields::from_fields([
-            "ab".into(),
-            "".into(),
-            "c".into(),
-            "de".into(),
-            "".into(),
-            "".into(),
-        ]);
-        assert_eq!(fields.text(), "ab  c de  ");
+        let fields = SearchFields::from_fields(["ab", "", "c", "dé", "", "f"]);
+        assert_eq!(fields.text(), "ab  c dé  f");
         assert_eq!(fields.locate(1), Some((0, 1)));
         assert_eq!(fields.locate(2), None);
         assert_eq!(fields.locate(4), Some((2, 0)));
         assert_eq!(fields.locate(7), Some((3, 1)));
+        assert_eq!(fields.locate(8), None);
+        assert_eq!(fields.locate(10), Some((5, 0)));
+        assert_eq!(fields.locate(11), None);
+        let each: Vec<&str> = fields.fields().collect();
+        assert_eq!(each, ["ab", "", "c", "dé", "", "f"]);
     }
 
     #[test]

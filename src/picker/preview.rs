@@ -8,8 +8,8 @@ use crate::picker::row::RowContext;
 use crate::term::{Colour, escape, paint};
 
 /// The preview of `instance`: name and id, why it cannot be opened (offline), account, role
-/// and environment, region, state, addresses, VPC, launch time, agent and platform, the last
-/// session, what the agent's version cannot do, and every tag.
+/// and environment, region, state and instance type, addresses, VPC and subnet, launch time,
+/// agent and platform, the last session, what the agent's version cannot do, and every tag.
 pub(super) fn render(instance: &Instance, context: &RowContext) -> String {
     let mut out = String::new();
     let title = if instance.name.is_empty() {
@@ -58,11 +58,16 @@ pub(super) fn render(instance: &Instance, context: &RowContext) -> String {
     field("region", &instance.region);
     field("state", &instance.state);
     field(
+        "type",
+        instance.instance_type.as_deref().unwrap_or_default(),
+    );
+    field(
         "private",
         &join(&[&instance.private_ip, &instance.private_dns]),
     );
     field("public", instance.public_ip.as_deref().unwrap_or_default());
     field("vpc", instance.vpc_id.as_deref().unwrap_or_default());
+    field("subnet", instance.subnet_id.as_deref().unwrap_or_default());
     field(
         "launched",
         instance.launch_time.as_deref().unwrap_or_default(),
@@ -123,6 +128,8 @@ mod tests {
             private_ip: Some("10.0.0.1".into()),
             private_dns: Some("ip-10-0-0-1.internal".into()),
             vpc_id: Some("vpc-1".into()),
+            subnet_id: Some("subnet-0a1b2c3d".into()),
+            instance_type: Some("t3.micro".into()),
             agent_version: Some("2.3.0.0".into()),
             ping_status: Some("Online".into()),
             platform: "Amazon Linux".into(),
@@ -147,6 +154,8 @@ mod tests {
             "PosternAccess",
             "10.0.0.1  ip-10-0-0-1.internal",
             "vpc-1",
+            "subnet     subnet-0a1b2c3d",
+            "type       t3.micro",
             "2.3.0.0 Online",
             "2026-12-01T21:30:00Z (shell)",
             "lacks",

@@ -51,22 +51,43 @@ pub struct Row {
 impl Row {
     /// The row for `instance`, widening `columns` to fit it.
     pub fn new(instance: Instance, columns: Arc<Columns>, context: Arc<RowContext>) -> Self {
+        let row = Self::unmeasured(instance, columns, context);
+        row.columns.widen(&row.widths());
+        row
+    }
+
+    /// The row for `instance`, leaving `columns` as they are (a batch widens them once: see
+    /// [`Columns::widen`]).
+    pub(super) fn unmeasured(
+        instance: Instance,
+        columns: Arc<Columns>,
+        context: Arc<RowContext>,
+    ) -> Self {
         let search = SearchFields::of(&instance);
         let rest = [
             escape(&instance.platform).into_owned(),
             escape(instance.agent_status()).into_owned(),
         ];
-        let row = Self {
+        Self {
             instance,
             search,
             rest,
             columns,
             context,
-        };
-        for (i, cell) in row.cells().enumerate() {
-            row.columns.natural[i].fetch_max(cell.chars().count(), Ordering::Relaxed);
         }
-        row
+    }
+
+    /// The natural width of each cell.
+    pub(super) fn widths(&self) -> [usize; COLUMNS] {
+        let mut widths = [0; COLUMNS];
+        for (w, cell) in widths.iter_mut().zip(self.cells()) {
+            *w = if cell.is_ascii() {
+                cell.len()
+            } else {
+                cell.chars().count()
+            };
+        }
+        widths
     }
 
     /// The instance.
@@ -88,9 +109,7 @@ impl Row {
     pub fn cells(&self) -> impl Iterator<Item = &str> {
         self.search
             .fields()
-            .iter()
-            .chain(&self.rest)
-            .map(String::as_str)
+            .chain(self.rest.iter().map(String::as_str))
     }
 
     /// The row's colour: production red, staging yellow; offline rows are dim.
@@ -144,6 +163,14 @@ impl Row {
 }
 
 impl Columns {
+    /// Widens the columns to fit cells of `widths` (the widest of a batch: one atomic update
+    /// per column and batch, not per row).
+    pub fn widen(&self, widths: &[usize; COLUMNS]) {
+        for (natural, &w) in self.natural.iter().zip(widths) {
+            natural.fetch_max(w, Ordering::Relaxed);
+        }
+    }
+
     /// The widths of the columns fitted into `width` characters.
     pub fn fit(&self, width: usize) -> Vec<usize> {
         let natural: Vec<usize> = self
@@ -219,7 +246,7 @@ fn push_highlighted(
 }
 
 /// Columns: alias, env, region, Name, instance id, private IP, platform, agent status.
-const COLUMNS: usize = 8;
+pub(super) const COLUMNS: usize = 8;
 /// What each column keeps when the terminal is narrow.
 const FLOORS: [usize; COLUMNS] = [8, 3, 9, 12, 20, 8, 6, 7];
 /// The order columns give way in: platform, agent status, alias, private IP, region, env, and

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, Ordering};
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use skim::item::MatchedItem;
 use skim::prelude::{Action, Event, SkimOptions};
 use skim::tui::App;
 use skim::tui::actions::ActionCallback;
@@ -29,7 +30,7 @@ use crate::discovery::Instance;
 use crate::picker::frecency::Frecency;
 use crate::picker::matcher;
 use crate::picker::pick::{Feed, PickOutcome, PickRequest, Picker};
-use crate::picker::row::{Columns, Row, RowContext};
+use crate::picker::row::{COLUMNS, Columns, Row, RowContext};
 use crate::term::escape;
 
 /// The picker on the terminal.
@@ -60,37 +61,40 @@ struct Rows {
 
 impl Rows {
     /// The rows of `instances`, made on every core for a large batch (each row escapes and
-    /// copies its searchable fields).
+    /// copies its searchable fields); the columns are widened once per batch.
     fn items(&self, instances: Vec<Instance>) -> Vec<Arc<dyn SkimItem>> {
-        let make = |i: Instance| {
-            Arc::new(Row::new(
-                i,
-                Arc::clone(&self.columns),
-                Arc::clone(&self.context),
-            )) as Arc<dyn SkimItem>
+        let make = |batch: &mut dyn Iterator<Item = Instance>| {
+            let mut widest = [0; COLUMNS];
+            let rows: Vec<Arc<dyn SkimItem>> = batch
+                .map(|i| {
+                    let row =
+                        Row::unmeasured(i, Arc::clone(&self.columns), Arc::clone(&self.context));
+                    for (w, cell) in widest.iter_mut().zip(row.widths()) {
+                        *w = (*w).max(cell);
+                    }
+                    Arc::new(row) as Arc<dyn SkimItem>
+                })
+                .collect();
+            self.columns.widen(&widest);
+            rows
         };
         let threads = cores();
         if threads < 2 || instances.len() < PARALLEL_ROWS {
-            return instances.into_iter().map(make).collect();
+            return make(&mut instances.into_iter());
         }
+        // Each thread takes the instances of its part out of the one vector (no copy of it).
         let chunk = instances.len().div_ceil(threads);
-        let mut batches: Vec<Vec<Instance>> = Vec::with_capacity(threads);
-        let mut rest = instances;
-        while rest.len() > chunk {
-            let tail = rest.split_off(chunk);
-            batches.push(rest);
-            rest = tail;
-        }
-        batches.push(rest);
+        let mut instances = instances;
         std::thread::scope(|s| {
-            let parts: Vec<_> = batches
-                .into_iter()
-                .map(|batch| s.spawn(move || batch.into_iter().map(make).collect::<Vec<_>>()))
+            let parts: Vec<_> = instances
+                .chunks_mut(chunk)
+                .map(|part| s.spawn(move || make(&mut part.iter_mut().map(std::mem::take))))
                 .collect();
-            parts
-                .into_iter()
-                .flat_map(|p| p.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-                .collect()
+            let mut rows = Vec::with_capacity(parts.len() * chunk);
+            for part in parts {
+                rows.extend(part.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
+            }
+            rows
         })
     }
 }
@@ -167,17 +171,22 @@ fn run(
     if output.is_abort {
         return Ok(PickOutcome::Cancelled);
     }
-    let chosen: Vec<Instance> = output
-        .selected_items
-        .iter()
-        .filter_map(|m| m.item.as_ref().as_any().downcast_ref::<Row>())
-        .map(|row| row.instance().clone())
-        .collect();
+    let chosen = chosen(&output.selected_items);
     Ok(if chosen.is_empty() {
         PickOutcome::Cancelled
     } else {
         PickOutcome::Chosen(chosen)
     })
+}
+
+/// The instances of the rows skim returns: the Tab-selected ones where the request allowed
+/// several (in the order skim gives them), else the highlighted one.
+fn chosen(selected: &[MatchedItem]) -> Vec<Instance> {
+    selected
+        .iter()
+        .filter_map(|m| m.item.as_ref().as_any().downcast_ref::<Row>())
+        .map(|row| row.instance().clone())
+        .collect()
 }
 
 /// skim's options: full screen, prompt on top, the query, the preview below the list (on,
@@ -413,6 +422,65 @@ mod tests {
             "enter open · ctrl-o preview · esc cancel"
         );
         assert!(header(None, 4, true).contains("ctrl-r refresh"));
+    }
+
+    fn instance(id: &str, online: bool) -> Instance {
+        Instance {
+            id: id.into(),
+            name: format!("web-{id}"),
+            ping_status: Some(if online { "Online" } else { "ConnectionLost" }.into()),
+            ..Instance::default()
+        }
+    }
+
+    /// skim's App with our options (several rows allowed) showing `instances`.
+    fn app_showing(instances: Vec<Instance>) -> App {
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let mut app = App::from_options(options("", true, "h", tx), Arc::default(), String::new());
+        let rows = Rows {
+            columns: Arc::default(),
+            context: Arc::default(),
+        };
+        let ranks = skim::item::RankBuilder::default();
+        let mut matched: Vec<MatchedItem> = rows
+            .items(instances)
+            .into_iter()
+            .map(|item| MatchedItem::new(item, skim::Rank::default(), None, &ranks))
+            .collect();
+        app.item_list.append(&mut matched);
+        app
+    }
+
+    #[test]
+    fn tab_selected_rows_are_all_returned() {
+        let mut app = app_showing(vec![
+            instance("i-1", true),
+            instance("i-2", true),
+            instance("i-3", true),
+        ]);
+        app.item_list.toggle_at(0);
+        app.item_list.toggle_at(2);
+        let accepted = accept_online(&mut app).unwrap();
+        assert!(matches!(
+            accepted.as_slice(),
+            [Event::Action(Action::Accept(None))]
+        ));
+        let mut ids: Vec<String> = chosen(&app.results()).into_iter().map(|i| i.id).collect();
+        ids.sort();
+        assert_eq!(ids, ["i-1", "i-3"]);
+    }
+
+    #[test]
+    fn a_tab_selected_offline_row_refuses_the_whole_choice() {
+        let mut app = app_showing(vec![instance("i-1", true), instance("i-2", false)]);
+        app.item_list.toggle_at(0);
+        app.item_list.toggle_at(1);
+        assert!(accept_online(&mut app).unwrap().is_empty());
+        assert!(
+            app.header.header.contains("web-i-2 is ConnectionLost"),
+            "{}",
+            app.header.header
+        );
     }
 
     #[test]

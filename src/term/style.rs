@@ -44,4 +44,14 @@ mod tests {
         assert!(red.starts_with('\x1b') && red.contains('p') && red.ends_with("\x1b[0m"));
         assert_ne!(paint("s", Colour::Staging), paint("s", Colour::Other));
     }
+
+    #[test]
+    fn keeps_the_banner_colours_red_bold_yellow_green() {
+        // The SGR parameters the guardrails banner always had: 1 bold, 31 red, 33 yellow,
+        // 32 green (crossterm writes the dark ANSI colours as palette indices 1, 3, 2).
+        let prod = paint("p", Colour::Prod);
+        assert!(prod.contains("[1m") && prod.contains("5;1m"), "{prod:?}");
+        assert!(paint("s", Colour::Staging).contains("5;3m"));
+        assert!(paint("o", Colour::Other).contains("5;2m"));
+    }
 }

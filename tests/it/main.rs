@@ -11,6 +11,7 @@ mod broker_accounts;
 mod broker_creds;
 mod cli_doctor;
 mod cli_errors;
+mod cli_escaping;
 mod cli_exec;
 mod cli_forward;
 mod cli_history;

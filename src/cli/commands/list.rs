@@ -148,6 +148,9 @@ pub(crate) async fn list(plan: &ListPlan) -> anyhow::Result<ExitCode> {
             .context("could not write the listing")?;
     }
     out.flush().context("could not write the listing")?;
+    // The process ends now: freeing tens of thousands of instances one by one would only
+    // delay the exit (the operating system takes the memory back at once).
+    std::mem::forget(scoped);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -184,7 +187,7 @@ pub(crate) async fn load_index(
     let index = match cached {
         // Every scope is cached and fresh (the usual case): read on every core, no listing.
         Some(listings) => Index {
-            instances: listings.concat(),
+            instances: join(listings),
             cached: scopes.len(),
             ..Index::default()
         },
@@ -222,7 +225,7 @@ pub(crate) async fn for_picker(
     let scopes = scopes_to_list(reach, &context, &[], account)?;
     let lister = Lister::new(reach, &context);
     let fresh = fresh_cached(lister.cache.as_ref(), &scopes, SystemTime::now());
-    let mut instances = Vec::new();
+    let mut instances = Vec::with_capacity(fresh.iter().flatten().map(Vec::len).sum());
     let mut missing = Vec::new();
     for (scope, listing) in scopes.iter().zip(fresh) {
         match listing {
@@ -376,37 +379,27 @@ fn cells(i: &Instance) -> [String; COLUMNS] {
     ]
 }
 
-/// Each scope's cached listing when it is fresh (`None`: missing or too old). The files are
-/// read and decoded on every core: at 50,000 instances decoding is most of `postern list`.
+/// Each scope's cached listing when it is fresh (`None`: missing or too old): the cache file
+/// is read once and the scopes' listings decoded on every core.
 fn fresh_cached(
     cache: Option<&Cache>,
     scopes: &[Scope],
     now: SystemTime,
 ) -> Vec<Option<Vec<Instance>>> {
-    let Some(cache) = cache else {
-        return vec![None; scopes.len()];
-    };
-    let load = |scope: &Scope| {
-        cache
-            .load(scope)
-            .filter(|entry| entry.age(now) <= DEFAULT_MAX_AGE)
-            .map(|entry| entry.instances)
-    };
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if threads < 2 || scopes.len() < 2 {
-        return scopes.iter().map(load).collect();
+    match cache {
+        Some(cache) => cache.read().fresh(scopes, now, DEFAULT_MAX_AGE),
+        None => vec![None; scopes.len()],
     }
-    let chunk = scopes.len().div_ceil(threads);
-    std::thread::scope(|s| {
-        let parts: Vec<_> = scopes
-            .chunks(chunk)
-            .map(|part| s.spawn(move || part.iter().map(load).collect::<Vec<_>>()))
-            .collect();
-        parts
-            .into_iter()
-            .flat_map(|part| part.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .collect()
-    })
+}
+
+/// The listings one after the other, moved into one vector sized once (`concat` would clone
+/// every instance, and growing by doubling would copy them several times).
+fn join(listings: Vec<Vec<Instance>>) -> Vec<Instance> {
+    let mut all = Vec::with_capacity(listings.iter().map(Vec::len).sum());
+    for listing in listings {
+        all.extend(listing);
+    }
+    all
 }
 
 /// The scopes to list, with a notice per account skipped; an error when none is left.
@@ -475,7 +468,6 @@ fn progress_to(tx: mpsc::UnboundedSender<Feed>) -> impl FnMut(Progress) + Send {
             done: p.done,
             total: p.total,
             failed: 0,
-    ssm_endpoint: Option<String>,
         });
     }
 }
@@ -484,7 +476,6 @@ fn progress_to(tx: mpsc::UnboundedSender<Feed>) -> impl FnMut(Progress) + Send {
 fn finished(tx: &mpsc::UnboundedSender<Feed>, scopes: usize, index: &Index) {
     let _ = tx.send(Feed::Progress {
         done: scopes,
-            ssm_endpoint: context.ssm_endpoint.clone(),
         total: scopes,
         failed: index.failures.len(),
     });
@@ -496,6 +487,7 @@ fn finished(tx: &mpsc::UnboundedSender<Feed>, scopes: usize, index: &Index) {
 struct Lister {
     broker: Option<Arc<crate::broker::Broker>>,
     sdk: aws_types::SdkConfig,
+    ssm_endpoint: Option<String>,
     cache: Option<Cache>,
 }
 
@@ -504,6 +496,7 @@ impl Lister {
         Self {
             broker: reach.broker.clone(),
             sdk: context.sdk.clone(),
+            ssm_endpoint: context.ssm_endpoint.clone(),
             cache: cache_dir().map(Cache::new),
         }
     }
