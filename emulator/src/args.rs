@@ -60,6 +60,12 @@ pub struct EmulatorArgs {
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub recycle_after: Option<Duration>,
 
+    /// Advertise StreamUrl at this base URL instead of the listen address, for a
+    /// TLS-terminating relay in front of the emulator (`https://localhost:PORT` gives
+    /// `wss://localhost:PORT/v1/data-channel/...`). Loopback hosts only.
+    #[arg(long, value_name = "URL")]
+    pub public_url: Option<url::Url>,
+
     /// Accounts, regions and instances.
     #[command(flatten, next_help_heading = "Fleet")]
     pub fleet: Box<FleetArgs>,
@@ -282,6 +288,7 @@ impl EmulatorArgs {
             session_kms_key: self.session_kms_key,
             idle_timeout: self.idle_timeout,
             recycle_after: self.recycle_after,
+            public_url: self.public_url,
             ..EmulatorConfig::default()
         };
         Ok(config)

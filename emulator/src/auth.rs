@@ -302,9 +302,10 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// Whether a `Host` header names a loopback address (127.0.0.0/8, `[::1]`, `localhost`), with
-/// or without a port. Anything else (a missing header, another name, which a DNS-rebinding
-/// page in a browser would send) is refused before authentication.
+/// Whether a `Host` header names a loopback address (127.0.0.0/8, `[::1]`, `localhost` or a
+/// name under `.localhost`, which RFC 6761 §6.3 reserves for loopback), with or without a port.
+/// Anything else (a missing header, another name, which a DNS-rebinding page in a browser would
+/// send) is refused before authentication.
 pub(crate) fn is_loopback_host(host: Option<&str>) -> bool {
     let Some(host) = host else {
         return false;
@@ -325,8 +326,25 @@ pub(crate) fn is_loopback_host(host: Option<&str>) -> bool {
     if host.starts_with('[') {
         return name.parse::<Ipv6Addr>().is_ok_and(|ip| ip.is_loopback());
     }
-    name.eq_ignore_ascii_case("localhost")
-        || name.parse::<Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())
+    is_localhost_name(name) || name.parse::<Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Whether `url` (`--public-url`) is `http` or `https` to a loopback host: the emulator is
+/// advertised on this machine only.
+pub(crate) fn is_loopback_base(url: &url::Url) -> bool {
+    let loopback = match url.host() {
+        Some(url::Host::Domain(name)) => is_localhost_name(name),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    loopback && matches!(url.scheme(), "http" | "https")
+}
+
+/// `localhost` or a name under it (RFC 6761 §6.3: always a loopback address).
+fn is_localhost_name(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    name == "localhost" || name.ends_with(".localhost")
 }
 
 /// A stable pseudo-random id of `len` uppercase alphanumerics derived from `seed`, so ARNs and
@@ -443,6 +461,8 @@ mod tests {
             "LOCALHOST:1",
             "[::1]:443",
             "[::1]",
+            "ssm.localhost:8443",
+            "A.B.LOCALHOST",
         ] {
             assert!(is_loopback_host(Some(host)), "{host}");
         }
@@ -452,6 +472,8 @@ mod tests {
             "10.0.0.1:80",
             "0.0.0.0:80",
             "localhost.evil.example",
+            "evillocalhost",
+            "localhost.",
             "127.0.0.1.nip.io",
             "[::2]:80",
             "::1",
@@ -463,6 +485,18 @@ mod tests {
             assert!(!is_loopback_host(Some(host)), "{host}");
         }
         assert!(!is_loopback_host(None));
+    }
+
+    #[test]
+    fn public_urls_are_http_to_loopback_only() {
+        let ok = |s: &str| is_loopback_base(&url::Url::parse(s).unwrap());
+        assert!(ok("https://localhost:8443"));
+        assert!(ok("https://ssm.localhost:8443/"));
+        assert!(ok("http://127.0.0.1:1"));
+        assert!(ok("https://[::1]:1"));
+        assert!(!ok("https://example.com"));
+        assert!(!ok("https://10.0.0.1:443"));
+        assert!(!ok("ftp://localhost"));
     }
 
     #[test]

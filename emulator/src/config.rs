@@ -61,6 +61,11 @@ pub struct EmulatorConfig {
     /// Close every websocket after it has been open this long, as the service's hourly
     /// recycle does; the session stays resumable.
     pub recycle_after: Option<Duration>,
+    /// Where clients reach the emulator when something stands in front of it (a
+    /// TLS-terminating relay in a test): StreamUrl is advertised at this base (`https` gives
+    /// `wss`). It must name a loopback host (`localhost`, a name under `.localhost`, or a
+    /// loopback address); `None` advertises `ws://` on the listen address.
+    pub public_url: Option<url::Url>,
 }
 
 impl Default for EmulatorConfig {
@@ -87,6 +92,7 @@ impl Default for EmulatorConfig {
             session_kms_key: None,
             idle_timeout: None,
             recycle_after: None,
+            public_url: None,
         }
     }
 }

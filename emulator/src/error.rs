@@ -65,6 +65,11 @@ pub enum EmulatorError {
     /// No instances to serve.
     #[error("the emulator needs at least one instance")]
     NoInstances,
+    /// `--public-url` names a host off loopback or a scheme other than http(s).
+    #[error(
+        "public URL {0} is not http(s) to a loopback host; the emulator serves this machine only"
+    )]
+    PublicUrlNotLoopback(String),
     /// The server task failed.
     #[error("emulator server failed")]
     Serve(#[source] io::Error),

@@ -36,6 +36,11 @@ impl Emulator {
         if !config.listen.ip().is_loopback() {
             return Err(EmulatorError::NotLoopback(config.listen));
         }
+        if let Some(url) = &config.public_url
+            && !crate::auth::is_loopback_base(url)
+        {
+            return Err(EmulatorError::PublicUrlNotLoopback(url.to_string()));
+        }
         if config.fleet.instances.is_empty() {
             return Err(EmulatorError::NoInstances);
         }
@@ -273,12 +278,18 @@ impl Shared {
         tasks.spawn(task);
     }
 
-    /// The websocket URL of a session.
+    /// The websocket URL of a session: `ws://` on the listen address, or on the public URL
+    /// (`wss://` for an `https` one).
     pub(crate) fn stream_url(&self, session_id: &str) -> String {
-        format!(
-            "ws://{}/v1/data-channel/{session_id}?role=publish_subscribe",
-            self.addr
-        )
+        let base = match &self.config.public_url {
+            Some(url) => {
+                let scheme = if url.scheme() == "https" { "wss" } else { "ws" };
+                let authority = &url[url::Position::BeforeHost..url::Position::AfterPort];
+                format!("{scheme}://{authority}")
+            }
+            None => format!("ws://{}", self.addr),
+        };
+        format!("{base}/v1/data-channel/{session_id}?role=publish_subscribe")
     }
 
     fn lock_tasks(&self) -> std::sync::MutexGuard<'_, JoinSet<()>> {
