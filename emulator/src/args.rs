@@ -50,6 +50,12 @@ pub struct EmulatorArgs {
     #[arg(long, value_name = "KEY_ID")]
     pub session_kms_key: Option<String>,
 
+    /// Serve KMS only at its own endpoint (`KMS_ENDPOINT` in the ready line, a path of this
+    /// port), as AWS does: the main endpoint then answers KMS calls with
+    /// UnknownOperationException, and the KMS endpoint answers nothing else.
+    #[arg(long)]
+    pub separate_kms_endpoint: bool,
+
     /// Close a websocket on which the client sent nothing, not even a ping, for DURATION (an
     /// idle-connection timeout between client and service; the session stays resumable).
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
@@ -286,6 +292,7 @@ impl EmulatorArgs {
                 kms_wrong_key: faults.kms_wrong_key,
             },
             session_kms_key: self.session_kms_key,
+            separate_kms_endpoint: self.separate_kms_endpoint,
             idle_timeout: self.idle_timeout,
             recycle_after: self.recycle_after,
             public_url: self.public_url,

@@ -54,6 +54,9 @@ pub struct EmulatorConfig {
     /// The KMS key of the Session Manager preferences: shell and command sessions (never
     /// port sessions) are encrypted with a data key under it (SPEC.md §7.1).
     pub session_kms_key: Option<String>,
+    /// KMS answers only at its own endpoint ([`crate::EmulatorHandle::kms_endpoint`]), as in
+    /// AWS, where the SSM endpoint serves no KMS call.
+    pub separate_kms_endpoint: bool,
     /// Close a websocket on which the client sent nothing at all (no frame, no ping) for this
     /// long, as idle-connection timeouts between client and service do; the session itself
     /// stays resumable.
@@ -90,6 +93,7 @@ impl Default for EmulatorConfig {
             detach_timeout: DEFAULT_DETACH_TIMEOUT,
             rng_seed: None,
             session_kms_key: None,
+            separate_kms_endpoint: false,
             idle_timeout: None,
             recycle_after: None,
             public_url: None,

@@ -25,6 +25,7 @@ use crate::instances::InstanceSpec;
 use crate::query::Form;
 use crate::server::Shared;
 use crate::sigv4::{Authorization, Received, SignatureProblem};
+use crate::violations::Place;
 use crate::{ec2, kms, organizations, ssm, sts};
 
 /// Who a request acts as, and where.
@@ -43,7 +44,7 @@ impl Caller {
     }
 }
 
-/// Handles one control-plane request.
+/// Handles one control-plane request at the main endpoint.
 pub(crate) async fn handle(
     State(shared): State<Arc<Shared>>,
     method: Method,
@@ -51,24 +52,85 @@ pub(crate) async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    serve(&shared, Door::Main, &method, &uri, &headers, &body).await
+}
+
+/// Handles one request at KMS's own endpoint (`--separate-kms-endpoint`).
+pub(crate) async fn handle_kms(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    serve(&shared, Door::Kms, &method, &uri, &headers, &body).await
+}
+
+/// Which endpoint a request came to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Door {
+    /// `/`: every service, but KMS when KMS is served apart.
+    Main,
+    /// `/kms`: KMS only.
+    Kms,
+}
+
+impl Door {
+    /// Whether this endpoint serves `service`, as AWS's endpoints do: the SSM endpoint (a VPC
+    /// endpoint, say) answers no KMS call when KMS has its own.
+    fn serves(self, service: Service, kms_apart: bool) -> bool {
+        match self {
+            Self::Main => !(kms_apart && service == Service::Kms),
+            Self::Kms => service == Service::Kms,
+        }
+    }
+}
+
+async fn serve(
+    shared: &Arc<Shared>,
+    door: Door,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Response {
     let request_id = uuid::Uuid::new_v4().to_string();
     if let Some(latency) = shared.config.api_latency {
         // Injected service latency, as configured (`--api-latency`), not synchronisation.
         tokio::time::sleep(latency).await;
     }
-    let request = match Request::classify(&headers, &body) {
+    let request = match Request::classify(headers, body) {
         Ok(request) => request,
         Err((service, err)) => return failure(err, service, &request_id),
     };
     let service = request.service();
+    if !door.serves(service, shared.config.separate_kms_endpoint) {
+        let operation = format!("{}:{}", service.iam_prefix(), request.operation());
+        shared.violations.record(
+            Place {
+                session_id: "-",
+                target: "control plane",
+            },
+            "wrong_endpoint",
+            &format!(
+                "{operation} sent to {}, which does not serve it",
+                uri.path()
+            ),
+        );
+        return failure(
+            AwsError::unknown_operation(&operation),
+            service,
+            &request_id,
+        );
+    }
     let received = Received {
         method: method.as_str(),
         path: uri.path(),
         query: uri.query().unwrap_or_default(),
-        headers: &headers,
-        body: &body,
+        headers,
+        body,
     };
-    match route(&shared, &received, &request, &request_id) {
+    match route(shared, &received, &request, &request_id) {
         Ok(Reply::Json(json)) => success(json.to_string(), JSON_1_1_CONTENT_TYPE, &request_id),
         Ok(Reply::Xml(xml)) => success(xml, XML_CONTENT_TYPE, &request_id),
         Err(err) => failure(err, service, &request_id),

@@ -84,6 +84,9 @@ impl Emulator {
         });
         let router = Router::new()
             .route("/", post(control::handle))
+            .route(KMS_ROUTE, post(control::handle_kms))
+            // The SDK joins an endpoint's path and the operation's `/` into `/kms/`.
+            .route(KMS_ROUTE_SLASH, post(control::handle_kms))
             .route(DATA_CHANNEL_ROUTE, any(datachannel::upgrade))
             .with_state(Arc::clone(&shared));
         let mut stop = shutdown_rx;
@@ -134,9 +137,18 @@ pub struct EmulatorHandle {
 }
 
 impl EmulatorHandle {
-    /// `http://127.0.0.1:PORT`: the endpoint for every AWS API the emulator serves.
+    /// `http://127.0.0.1:PORT`: the endpoint for every AWS API the emulator serves (but KMS
+    /// with [`EmulatorConfig::separate_kms_endpoint`]).
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.shared.addr)
+    }
+
+    /// KMS's own endpoint, `http://127.0.0.1:PORT/kms`, when KMS is served apart.
+    pub fn kms_endpoint(&self) -> Option<String> {
+        self.shared
+            .config
+            .separate_kms_endpoint
+            .then(|| format!("http://{}{KMS_ROUTE}", self.shared.addr))
     }
 
     /// The region the emulator reports.
@@ -182,6 +194,7 @@ impl EmulatorHandle {
         let fleet = self.fleet();
         ReadyLine {
             endpoint: self.endpoint(),
+            kms_endpoint: self.kms_endpoint(),
             region: self.region().to_owned(),
             instances: self.instances(),
             accounts: fleet.accounts.clone(),
@@ -235,6 +248,9 @@ impl Drop for EmulatorHandle {
 pub struct ReadyLine {
     /// `http://127.0.0.1:PORT`.
     pub endpoint: String,
+    /// KMS's own endpoint, when KMS is served apart (`--separate-kms-endpoint`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kms_endpoint: Option<String>,
     /// The default region.
     pub region: String,
     /// Instance ids.
@@ -300,5 +316,8 @@ impl Shared {
     }
 }
 
+/// The path of KMS's own endpoint (`--separate-kms-endpoint`).
+const KMS_ROUTE: &str = "/kms";
+const KMS_ROUTE_SLASH: &str = "/kms/";
 const DATA_CHANNEL_ROUTE: &str = "/v1/data-channel/{session_id}";
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);

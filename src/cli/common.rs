@@ -21,7 +21,7 @@ pub struct CommonArgs {
     pub region: Option<String>,
 
     /// SSM's endpoint URL (a VPC endpoint), as `aws ssm --endpoint-url`: STS, EC2, KMS and
-    /// Organizations follow AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_<SERVICE>, as in the AWS CLI.
+    /// Organizations follow AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_`SERVICE`, as in the AWS CLI.
     #[arg(long, global = true, value_name = "URL")]
     pub endpoint_url: Option<String>,
 

@@ -158,6 +158,53 @@ fn aws_cli_shell_session_runs_through_postern_with_the_response_in_the_environme
 }
 
 #[test]
+fn an_encrypted_aws_cli_shell_asks_kms_at_kms_s_endpoint_not_at_ssm_s() {
+    // As in AWS, the endpoint the CLI hands over (argv[6], SSM's) serves no KMS call: the data
+    // key must come from KMS's own endpoint (AWS_ENDPOINT_URL_KMS here).
+    let aws = aws_cli();
+    let emu = EmulatorProcess::start(&[
+        "--no-pacing",
+        "--session-kms-key",
+        "alias/session-manager",
+        "--separate-kms-endpoint",
+    ]);
+    let kms_endpoint = emu
+        .kms_endpoint
+        .clone()
+        .expect("the ready line names KMS's endpoint");
+    let bin = PluginDir::new();
+    let start = |kms: &str| {
+        let mut cmd = aws_command(&aws, &bin.dir, &emu);
+        cmd.env("AWS_ENDPOINT_URL_KMS", kms);
+        cmd.args(["ssm", "start-session", "--target", &emu.instance]);
+        run_with_input(cmd, b"echo kms-$((6 * 7))\nexit 0\n", LIMIT)
+    };
+
+    let out = start(&kms_endpoint);
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout {stdout}\nstderr {}",
+        text(&out.stderr)
+    );
+    // The agent asked for encryption (--session-kms-key): no data key, no shell.
+    assert!(stdout.contains("kms-42"), "{stdout}");
+    assert_eq!(emu.violations(), Vec::<String>::new(), "violations");
+
+    // Control: KMS sent to SSM's endpoint is refused there, and the session fails.
+    let out = start(&emu.endpoint);
+    assert_ne!(out.status.code(), Some(0), "stdout {}", text(&out.stdout));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("GenerateDataKey"), "{stderr}");
+    let violations = emu.stop();
+    assert!(
+        violations.iter().any(|v| v.contains("wrong_endpoint")),
+        "the emulator saw KMS at SSM's endpoint: {violations:?}"
+    );
+}
+
+#[test]
 fn aws_cli_port_forward_carries_data_and_stops_on_ctrl_c() {
     let aws = aws_cli();
     let server = TcpServer::echo();

@@ -16,6 +16,8 @@ pub(crate) struct EmulatorProcess {
     child: Child,
     /// `http://127.0.0.1:PORT`.
     pub(crate) endpoint: String,
+    /// KMS's own endpoint, with `--separate-kms-endpoint`.
+    pub(crate) kms_endpoint: Option<String>,
     /// The instance with a current agent.
     pub(crate) instance: String,
     /// The fleet's management account, where the base credentials act.
@@ -66,6 +68,7 @@ impl EmulatorProcess {
             credentials: static_credentials(&field("access_key_id"), &field("secret_access_key")),
             child,
             endpoint: ready["endpoint"].as_str().expect("endpoint").to_owned(),
+            kms_endpoint: ready["kms_endpoint"].as_str().map(str::to_owned),
             instance: ready["instances"][0]
                 .as_str()
                 .expect("an instance")
@@ -130,6 +133,14 @@ impl EmulatorProcess {
     }
 
     /// Stops the emulator and returns the violations it logged (one JSON line each).
+    /// The client violations logged so far, one JSON line each.
+    pub(crate) fn violations(&self) -> Vec<String> {
+        match std::fs::read_to_string(&self.violations_log) {
+            Ok(text) => text.lines().map(str::to_owned).collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
     pub(crate) fn stop(mut self) -> Vec<String> {
         terminate(&mut self.child);
         match std::fs::read_to_string(&self.violations_log) {
