@@ -3,7 +3,8 @@
 //! Three floors, dependencies pointing down only: `postern_protocol` (the sans-IO protocol),
 //! `postern_emulator` (the service side, for the demo and the tests; it knows only the
 //! protocol), and this crate: the drivers (`transport`, `forward`, `discovery`, `broker`,
-//! `aws`, `term`, `picker`) and, on top, `cli`. `aws` never imports the protocol; nothing but
+//! `aws`, `term`, `picker`, with `network`'s proxy and trust settings under `aws` and
+//! `transport`) and, on top, `cli`. `aws` never imports the protocol; nothing but
 //! `cli` imports `cli`.
 
 pub mod audit_trail;
@@ -14,6 +15,7 @@ pub mod config;
 pub mod discovery;
 pub mod doctor;
 pub mod forward;
+pub mod network;
 pub mod paths;
 pub mod picker;
 pub mod plugin;

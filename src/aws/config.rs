@@ -12,6 +12,7 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::SharedCredentialsProvider;
 
 use crate::aws::error::{AwsError, AwsErrorKind};
+use crate::aws::http::https_client;
 
 /// What the user chose on the command line; `None` defers to the SDK's sources.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -101,9 +102,20 @@ pub fn endpoint_overrides(ssm_endpoint: Option<&str>) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join(" "))
 }
 
-/// Loads the configuration. Fails only when no region can be found.
+/// Loads the configuration. Fails when no region can be found, or when a proxy variable or
+/// the CA bundle cannot be used (operation [`NETWORK_SETTINGS`]).
 pub async fn load(options: &AwsOptions) -> Result<AwsContext, AwsError> {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    // Proxy and CA bundle (`HTTPS_PROXY`, `NO_PROXY`, `AWS_CA_BUNDLE`): see `aws::http`.
+    let http_client = https_client().map_err(|e| {
+        AwsError::local(
+            AwsErrorKind::Configuration,
+            NETWORK_SETTINGS,
+            options.region.clone(),
+            options.profile.clone(),
+            &e.chain(),
+        )
+    })?;
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(http_client);
     if let Some(profile) = &options.profile {
         loader = loader.profile_name(profile);
     }
@@ -150,3 +162,6 @@ impl fmt::Debug for CredentialsOverride {
             .finish_non_exhaustive()
     }
 }
+
+/// The operation of an [`AwsError`] about the proxy variables or the CA bundle.
+pub const NETWORK_SETTINGS: &str = "LoadNetworkSettings";

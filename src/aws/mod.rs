@@ -1,19 +1,21 @@
-//! AWS control plane: configuration loading (profile, region, endpoint), the three SSM
-//! session calls (StartSession, ResumeSession, TerminateSession) and KMS GenerateDataKey for
-//! encrypted sessions.
+//! AWS control plane: configuration loading (profile, region, endpoint; the SDK's HTTPS client
+//! with postern's proxy and CA-bundle settings), the three SSM session calls (StartSession,
+//! ResumeSession, TerminateSession) and KMS GenerateDataKey for encrypted sessions.
 //!
 //! It must not import the protocol crate, print, or let a token, credential or stream URL
 //! query reach a log line or an error message: those travel in redacting newtypes.
 
 mod config;
 mod error;
+mod http;
 mod kms;
 mod ssm;
 
 pub use config::{
-    AwsContext, AwsOptions, CredentialsOverride, endpoint_overrides, load, ssm_client,
-    ssm_endpoint_in_effect,
+    AwsContext, AwsOptions, CredentialsOverride, NETWORK_SETTINGS, endpoint_overrides, load,
+    ssm_client, ssm_endpoint_in_effect,
 };
 pub use error::{AwsError, AwsErrorKind};
+pub use http::HttpClientError;
 pub use kms::{GeneratedKey, KmsClient};
 pub use ssm::{SessionCredentials, SessionToken, SsmClient, StartSessionRequest, StreamUrl};

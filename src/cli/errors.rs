@@ -5,7 +5,7 @@
 //! depends on the operation, since the next step differs (an IAM permission for StartSession,
 //! a trust policy for AssumeRole, the management account for ListAccounts).
 
-use crate::aws::{AwsError, AwsErrorKind};
+use crate::aws::{self, AwsError, AwsErrorKind};
 use crate::broker::BrokerError;
 use crate::broker::guardrails::Refusal;
 use crate::forward::stdio::ProxyError;
@@ -64,9 +64,14 @@ pub(crate) fn aws_hint(err: &AwsError) -> String {
         AwsErrorKind::Credentials => "check the credentials: refresh them (e.g. `aws sso \
                                       login`), or pick another --profile"
             .to_owned(),
+        AwsErrorKind::Configuration if err.operation == aws::NETWORK_SETTINGS => {
+            format!("{PROXY_SETTINGS_HINT}; {CA_BUNDLE_HINT}")
+        }
         AwsErrorKind::Configuration => "pass --region or set AWS_REGION".to_owned(),
         AwsErrorKind::Unreachable => "check the network, --endpoint-url and AWS_ENDPOINT_URL \
-                                      (or the service's AWS_ENDPOINT_URL_<SERVICE>)"
+                                      (or the service's AWS_ENDPOINT_URL_<SERVICE>), and any \
+                                      proxy (HTTPS_PROXY, NO_PROXY) or TLS-inspecting firewall \
+                                      (AWS_CA_BUNDLE)"
             .to_owned(),
         AwsErrorKind::Service => {
             "retry later; if it persists, quote the request id to AWS support".to_owned()
@@ -158,7 +163,7 @@ pub(crate) fn connect_failure(
 ) -> anyhow::Error {
     let (kind, hint) = match err {
         ConnectError::Start(e) => return aws_failure(e, what, described),
-        ConnectError::Open(_) => (ErrorKind::EndpointUnreachable, OPEN_HINT),
+        ConnectError::Open(ref e) => (ErrorKind::EndpointUnreachable, open_hint(e)),
         ConnectError::HandshakeTimeout { .. } => (ErrorKind::HandshakeTimeout, AGENT_SLOW_HINT),
         ConnectError::Lost { .. } => (
             ErrorKind::ConnectionLost,
@@ -280,7 +285,7 @@ pub(crate) fn session_failure(
                 "could not open the session's data channel",
             )
             .target(target)
-            .hint(OPEN_HINT)
+            .hint(open_hint(&e))
             .source(e)
             .into();
         }
@@ -345,8 +350,34 @@ pub(crate) fn session_failure(
         .into()
 }
 
-const OPEN_HINT: &str =
-    "check the network and any proxy between here and the Session Manager endpoint";
+/// The next step when the data channel did not open: the proxy or the CA bundle when one of
+/// them is at fault, else the network.
+fn open_hint(err: &OpenError) -> &'static str {
+    match err {
+        OpenError::ProxySettings { .. } => PROXY_SETTINGS_HINT,
+        OpenError::Proxy { .. } => {
+            "check HTTPS_PROXY (host, port, and the user:password in it), or list the host in \
+             NO_PROXY to dial it directly"
+        }
+        OpenError::Trust { .. } => CA_BUNDLE_HINT,
+        OpenError::Connect {
+            source: tokio_tungstenite::tungstenite::Error::Tls(_),
+            ..
+        } => {
+            "the endpoint's certificate is not trusted: if a proxy or firewall inspects TLS, \
+             set AWS_CA_BUNDLE to its CA certificate (PEM)"
+        }
+        _ => {
+            "check the network and any proxy between here and the Session Manager endpoint \
+             (HTTPS_PROXY, NO_PROXY)"
+        }
+    }
+}
+
+const PROXY_SETTINGS_HINT: &str =
+    "set HTTPS_PROXY to http://[user:password@]host:port, or unset it";
+const CA_BUNDLE_HINT: &str =
+    "point AWS_CA_BUNDLE at a readable PEM file of CA certificates, or unset it";
 const AGENT_SLOW_HINT: &str = "the agent may be overloaded or too old; check its logs on the \
                                instance (/var/log/amazon/ssm/amazon-ssm-agent.log)";
 const UPDATE_AGENT_HINT: &str =

@@ -19,6 +19,7 @@ use postern_protocol::version;
 use crate::aws::StartSessionRequest;
 use crate::aws::{self, AwsContext, AwsError, AwsErrorKind, AwsOptions, SsmClient};
 use crate::doctor::check::Check;
+use crate::network::{CA_BUNDLE_VARIABLE, CaBundle, ProxySettings};
 use crate::report::ErrorKind;
 
 /// Who the credentials belong to.
@@ -54,6 +55,13 @@ pub async fn configuration(options: &AwsOptions) -> Result<(AwsContext, Check), 
             let detail = format!("region {}, {profile}, {endpoint}", context.region);
             Ok((context, Check::pass("configuration", detail)))
         }
+        Err(e) if e.operation == aws::NETWORK_SETTINGS => Err(Check::fail(
+            "configuration",
+            ErrorKind::AwsConfig,
+            e.to_string(),
+            "fix or unset the variable named: HTTPS_PROXY=http://[user:password@]host:port, \
+             AWS_CA_BUNDLE=a readable PEM file of CA certificates",
+        )),
         Err(e) => Err(Check::fail(
             "configuration",
             ErrorKind::AwsConfig,
@@ -63,59 +71,86 @@ pub async fn configuration(options: &AwsOptions) -> Result<(AwsContext, Check), 
     }
 }
 
-/// Reports the proxy and CA-bundle variables and what postern does with them: the AWS SDK
-/// (behavior version 2025-08-07 and later, aws-smithy-runtime `client/http.rs`) sends API calls
-/// through `HTTPS_PROXY`/`NO_PROXY`, the data-channel websocket dials directly, and TLS trusts
-/// the system's roots (rustls-native-certs, which reads `SSL_CERT_FILE`), not `AWS_CA_BUNDLE`.
+/// Reports the proxy and CA-bundle settings postern uses, for the SDK's calls and the
+/// session's websocket alike (`network`): the proxy for TLS connections (`HTTPS_PROXY`,
+/// without its credentials), what bypasses it (`NO_PROXY`, and loopback always), and the
+/// roots TLS trusts (the system's, `SSL_CERT_FILE` included, plus `AWS_CA_BUNDLE`: its path
+/// and number of certificates). An unusable variable fails the check; `HTTP_PROXY` or
+/// `ALL_PROXY` without `HTTPS_PROXY` warns, since postern (as the session-manager-plugin)
+/// proxies only through `HTTPS_PROXY`.
 pub fn network_settings(var: impl Fn(&str) -> Option<String>) -> Check {
-    let mut found = Vec::new();
-    for name in PROXY_VARIABLES {
-        if let Some(value) = var(name).filter(|v| !v.is_empty()) {
-            found.push(format!("{name}={}", without_userinfo(&value)));
+    let proxy = match ProxySettings::from_vars(&var) {
+        Ok(proxy) => proxy,
+        Err(e) => {
+            return Check::fail(
+                "network settings",
+                ErrorKind::AwsConfig,
+                e.to_string(),
+                "set HTTPS_PROXY to http://[user:password@]host:port, or unset it",
+            );
         }
+    };
+    let set = |name: &str| var(name).filter(|v| !v.trim().is_empty());
+    let bundle = match set(CA_BUNDLE_VARIABLE) {
+        Some(path) => match CaBundle::load(CA_BUNDLE_VARIABLE, path) {
+            Ok(bundle) => Some(bundle),
+            Err(e) => {
+                return Check::fail(
+                    "network settings",
+                    ErrorKind::AwsConfig,
+                    crate::forward::error_chain(&e),
+                    "point AWS_CA_BUNDLE at a readable PEM file of CA certificates, or unset it",
+                );
+            }
+        },
+        None => None,
+    };
+    let mut parts = vec![match &proxy.https_proxy {
+        Some(url) => format!(
+            "proxy {url} ({}{})",
+            url.variable(),
+            if url.credentials().is_some() {
+                ", with its user and password"
+            } else {
+                ""
+            }
+        ),
+        None => "no proxy (HTTPS_PROXY unset): direct connections".to_owned(),
+    }];
+    if let Some((name, value)) = proxy.no_proxy.source() {
+        parts.push(format!("{name}={value}"));
     }
-    let bundle = var("AWS_CA_BUNDLE").filter(|v| !v.is_empty());
-    if let Some(path) = &bundle
-        && let Err(e) = std::fs::read(path)
-    {
-        return Check::fail(
+    parts.push(match &bundle {
+        Some(bundle) => format!(
+            "TLS trusts the system's roots and {} certificate{} of {}={}",
+            bundle.certificates().len(),
+            if bundle.certificates().len() == 1 {
+                ""
+            } else {
+                "s"
+            },
+            bundle.variable(),
+            bundle.path().display()
+        ),
+        None => "TLS trusts the system's roots (AWS_CA_BUNDLE unset)".to_owned(),
+    });
+    let detail = format!(
+        "{}; for the AWS calls and the session alike",
+        parts.join("; ")
+    );
+    let unused: Vec<&str> = IGNORED_PROXY_VARIABLES
+        .into_iter()
+        .filter(|name| set(name).is_some())
+        .collect();
+    if proxy.https_proxy.is_none() && !unused.is_empty() {
+        return Check::warn(
             "network settings",
-            ErrorKind::AwsConfig,
-            format!("AWS_CA_BUNDLE={path} cannot be read: {e}"),
-            "point AWS_CA_BUNDLE at a readable PEM file, or unset it",
+            format!("{detail}; {} set but not used", unused.join(", ")),
+            "postern, like the session-manager-plugin, sends HTTPS through HTTPS_PROXY only: \
+             set HTTPS_PROXY if the network needs a proxy",
         );
     }
-    let proxied = !found.is_empty();
-    if let Some(path) = &bundle {
-        found.push(format!("AWS_CA_BUNDLE={path}"));
-    }
-    match (proxied, &bundle) {
-        (false, None) => Check::pass(
-            "network settings",
-            "no proxy variables (HTTPS_PROXY, NO_PROXY, …) and no AWS_CA_BUNDLE: direct TLS with \
-             the system's root certificates",
-        ),
-        (_, Some(path)) => Check::warn(
-            "network settings",
-            format!(
-                "{}: postern's TLS trusts the system's roots and SSL_CERT_FILE, not AWS_CA_BUNDLE",
-                found.join(", ")
-            ),
-            format!(
-                "if the endpoints need that CA, run with SSL_CERT_FILE={path} (or add it to the system store)"
-            ),
-        ),
-        (true, None) => Check::warn(
-            "network settings",
-            format!(
-                "{}: AWS API calls go through the proxy; the session's websocket \
-                 (ssmmessages) dials directly",
-                found.join(", ")
-            ),
-            "if only the proxy reaches the internet, allow direct HTTPS to \
-             ssmmessages.REGION.amazonaws.com or use a VPC endpoint",
-        ),
-    }
+    Check::pass("network settings", detail)
 }
 
 /// STS GetCallerIdentity: the credentials line, then the endpoint and clock lines read from
@@ -637,27 +672,9 @@ fn endpoint_detail(endpoint: Option<&str>, region: &str) -> String {
     }
 }
 
-/// `http://user:pass@proxy:3128` without the credentials.
-fn without_userinfo(value: &str) -> String {
-    match url::Url::parse(value) {
-        Ok(mut url) if !url.username().is_empty() || url.password().is_some() => {
-            let _ = url.set_username("");
-            let _ = url.set_password(None);
-            url.to_string()
-        }
-        _ => value.to_owned(),
-    }
-}
-
-/// The proxy variables the AWS SDKs and the websocket dial consult (SPEC.md §9.4).
-const PROXY_VARIABLES: [&str; 6] = [
-    "HTTPS_PROXY",
-    "https_proxy",
-    "HTTP_PROXY",
-    "http_proxy",
-    "NO_PROXY",
-    "no_proxy",
-];
+/// Proxy variables other tools read and postern does not (the session-manager-plugin reads
+/// only `HTTPS_PROXY` for its `wss://` dial: golang.org/x/net `http/httpproxy/proxy.go`).
+const IGNORED_PROXY_VARIABLES: [&str; 4] = ["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"];
 /// The Session Manager preferences document (AWS Systems Manager user guide, "Create a
 /// Session Manager preferences document").
 const PREFERENCES_DOCUMENT: &str = "SSM-SessionManagerRunShell";
@@ -732,28 +749,56 @@ mod tests {
     }
 
     #[test]
-    fn network_settings_hide_proxy_passwords_and_check_the_bundle() {
-        let vars = |name: &str| match name {
+    fn network_settings_report_the_proxy_without_its_password_and_no_proxy() {
+        let check = network_settings(|name| match name {
             "HTTPS_PROXY" => Some("http://bob:secret@proxy:3128".to_owned()),
-            "AWS_CA_BUNDLE" => Some("/nonexistent/ca.pem".to_owned()),
+            "no_proxy" => Some(".internal,10.0.0.0/8".to_owned()),
             _ => None,
-        };
-        let check = network_settings(vars);
-        assert_eq!(check.status, Status::Fail);
-        assert_eq!(network_settings(|_| None).status, Status::Pass);
-        let proxy_only = network_settings(|name| {
-            (name == "HTTPS_PROXY").then(|| "http://bob:secret@proxy:3128".to_owned())
         });
-        assert_eq!(proxy_only.status, Status::Warn);
+        assert_eq!(check.status, Status::Pass, "{}", check.detail);
+        assert!(!check.detail.contains("secret"), "{}", check.detail);
+        assert!(!check.detail.contains("bob"), "{}", check.detail);
         assert!(
-            !proxy_only.detail.contains("secret"),
+            check.detail.contains(
+                "proxy http://proxy:3128/ (HTTPS_PROXY, with its user and password); \
+                 no_proxy=.internal,10.0.0.0/8; TLS trusts the system's roots (AWS_CA_BUNDLE \
+                 unset)"
+            ),
             "{}",
-            proxy_only.detail
+            check.detail
         );
+        assert_eq!(network_settings(|_| None).status, Status::Pass);
+    }
+
+    #[test]
+    fn network_settings_fail_on_an_unusable_proxy_or_bundle() {
+        let check = network_settings(|name| {
+            (name == "HTTPS_PROXY").then(|| "socks5://bob:secret@proxy:1080".to_owned())
+        });
+        assert_eq!(check.status, Status::Fail);
+        assert!(!check.detail.contains("secret"), "{}", check.detail);
+        let check = network_settings(|name| {
+            (name == "AWS_CA_BUNDLE").then(|| "/nonexistent/ca.pem".to_owned())
+        });
+        assert_eq!(check.status, Status::Fail);
         assert!(
-            proxy_only.detail.contains("HTTPS_PROXY=http://proxy:3128/"),
+            check
+                .detail
+                .starts_with("AWS_CA_BUNDLE=/nonexistent/ca.pem: the CA bundle cannot be read"),
             "{}",
-            proxy_only.detail
+            check.detail
+        );
+    }
+
+    #[test]
+    fn network_settings_warn_about_proxy_variables_postern_does_not_read() {
+        let check =
+            network_settings(|name| (name == "HTTP_PROXY").then(|| "http://proxy:3128".to_owned()));
+        assert_eq!(check.status, Status::Warn, "{}", check.detail);
+        assert!(
+            check.detail.ends_with("HTTP_PROXY set but not used"),
+            "{}",
+            check.detail
         );
     }
 }

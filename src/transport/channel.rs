@@ -1,6 +1,10 @@
 //! Opening the data channel: dial the stream URL (verified TLS; plain `ws://` only to a
 //! loopback host) and send the OpenDataChannelInput text frame (SPEC.md §2.1–2.3).
 //!
+//! A `wss://` URL is dialled through `HTTPS_PROXY` (an HTTP CONNECT tunnel) unless `NO_PROXY`
+//! matches or the host is loopback, and its TLS trusts the system's roots plus
+//! `AWS_CA_BUNDLE` (`network`), as the SDK's calls do. `ws://` never goes through a proxy.
+//!
 //! It must not send anything else: the session core decides every later frame.
 
 use std::net::IpAddr;
@@ -11,8 +15,10 @@ use futures_util::SinkExt;
 use postern_protocol::OpenDataChannelInput;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 use url::{Host, Url};
+
+use crate::network::{ProxyError, ProxySettings, TrustError, TunnelError, connect_through};
 
 /// The websocket carrying the data channel.
 pub type DataChannel = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -58,6 +64,35 @@ pub enum OpenError {
         #[source]
         source: tokio_tungstenite::tungstenite::Error,
     },
+    /// A proxy variable cannot be used.
+    #[error("could not use the proxy settings to reach {url}")]
+    ProxySettings {
+        /// The URL without its query.
+        url: String,
+        /// What is wrong with them.
+        #[source]
+        source: Box<ProxyError>,
+    },
+    /// The CONNECT tunnel through the proxy failed.
+    #[error("could not reach {url} through the proxy {proxy}")]
+    Proxy {
+        /// The URL without its query.
+        url: String,
+        /// The proxy, without its credentials, and the variable that named it.
+        proxy: String,
+        /// What the proxy said, or why it could not be reached.
+        #[source]
+        source: Box<TunnelError>,
+    },
+    /// The certificates to trust could not be loaded.
+    #[error("could not load the certificates to trust for {url}")]
+    Trust {
+        /// The URL without its query.
+        url: String,
+        /// The bundle's or the store's problem.
+        #[source]
+        source: Box<TrustError>,
+    },
     /// Dialling took longer than the limit.
     #[error("connecting to {url} timed out after {}", humantime::format_duration(*.after))]
     Timeout {
@@ -98,14 +133,22 @@ pub async fn open(
                     source,
                 })
         } else {
-            // Nagle off: keystrokes and acks are tiny and latency-bound; with Nagle and
-            // delayed acks each echo waited ~40 ms.
-            tokio_tungstenite::connect_async_with_config(url.as_str(), None, true)
-                .await
-                .map_err(|source| OpenError::Connect {
-                    url: shown.clone(),
-                    source,
-                })
+            let tls = crate::network::websocket_tls().map_err(|source| OpenError::Trust {
+                url: shown.clone(),
+                source: Box::new(source),
+            })?;
+            let stream = dial_tls_host(&url, &shown).await?;
+            tokio_tungstenite::client_async_tls_with_config(
+                url.as_str(),
+                stream,
+                None,
+                Some(Connector::Rustls(tls)),
+            )
+            .await
+            .map_err(|source| OpenError::Connect {
+                url: shown.clone(),
+                source,
+            })
         }
     };
     let (mut ws, _response) = match tokio::time::timeout(timeout, dial).await {
@@ -125,6 +168,37 @@ pub async fn open(
         .await
         .map_err(|source| OpenError::Send { url: shown, source })?;
     Ok(ws)
+}
+
+/// Connects (Nagle off) to a `wss://` URL's host: through the proxy when the settings say so
+/// (a CONNECT tunnel; the proxy resolves the name), else directly. TLS comes next, over it.
+async fn dial_tls_host(url: &Url, shown: &str) -> Result<TcpStream, OpenError> {
+    let host = url.host_str().unwrap_or_default();
+    let port = url.port_or_known_default().unwrap_or(443);
+    let settings = ProxySettings::global().map_err(|source| OpenError::ProxySettings {
+        url: shown.to_owned(),
+        source: Box::new(source),
+    })?;
+    if let Some(proxy) = settings.proxy_for(host, port) {
+        tracing::debug!(url = %shown, %proxy, "dialling through the proxy");
+        return connect_through(proxy, host, port)
+            .await
+            .map_err(|source| OpenError::Proxy {
+                url: shown.to_owned(),
+                proxy: format!("{proxy} ({})", proxy.variable()),
+                source: Box::new(source),
+            });
+    }
+    let connect = |e: std::io::Error| OpenError::Connect {
+        url: shown.to_owned(),
+        source: e.into(),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let stream = TcpStream::connect((host, port)).await.map_err(connect)?;
+    // Nagle off: keystrokes and acks are tiny and latency-bound; with Nagle and delayed acks
+    // each echo waited ~40 ms.
+    stream.set_nodelay(true).map_err(connect)?;
+    Ok(stream)
 }
 
 /// Resolves a `ws://` URL's host, refuses any address off loopback, and connects (Nagle off)
