@@ -121,6 +121,20 @@ impl Broker {
 
     /// Resolves an account alias, an account id or a role ARN.
     pub fn resolve(&self, query: &str) -> Result<RoleTarget, BrokerError> {
+        self.resolve_with(query, Config::role_for)
+    }
+
+    /// Resolves an account as [`Broker::resolve`] does, to the role discovery and `whoami`
+    /// assume there: its `list_role` where one is configured, else the session role.
+    pub fn resolve_for_listing(&self, query: &str) -> Result<RoleTarget, BrokerError> {
+        self.resolve_with(query, Config::list_role_for)
+    }
+
+    fn resolve_with(
+        &self,
+        query: &str,
+        role_of: for<'a> fn(&'a Config, &'a Account) -> Option<&'a str>,
+    ) -> Result<RoleTarget, BrokerError> {
         if let Some(rest) = query.strip_prefix("arn:aws:iam::")
             && let Some((id, _)) = rest.split_once(":role/")
             && let Some(id) = AccountId::parse(id)
@@ -140,9 +154,7 @@ impl Broker {
             (None, Some(id)) => unlisted(id),
             (None, None) => return Err(BrokerError::UnknownAccount(query.to_owned())),
         };
-        let role = self
-            .config
-            .role_for(&account)
+        let role = role_of(&self.config, &account)
             .ok_or_else(|| BrokerError::NoRole(account.alias.clone()))?;
         Ok(RoleTarget {
             role_arn: role_arn(account.id.as_str(), role),
@@ -514,6 +526,7 @@ fn unlisted(id: AccountId) -> Account {
         id,
         env: UNKNOWN_ENV.to_owned(),
         role: None,
+        list_role: None,
         regions: Vec::new(),
         source: None,
         external_id: None,

@@ -218,7 +218,10 @@ impl BrokerScopes {
             Arc::clone(providers.entry(id.clone()).or_default())
         };
         cell.get_or_init(|| async {
-            let target = self.broker.resolve(&id).map_err(|e| e.to_string())?;
+            let target = self
+                .broker
+                .resolve_for_listing(&id)
+                .map_err(|e| e.to_string())?;
             self.broker
                 .credentials(&target)
                 .await

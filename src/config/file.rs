@@ -24,6 +24,9 @@ pub struct Config {
     pub sources: BTreeMap<String, Source>,
     /// Role name assumed in accounts that name none.
     pub role: Option<String>,
+    /// Role name discovery and `whoami` assume (read-only listing), in accounts that name
+    /// none; without one they use the session role.
+    pub list_role: Option<String>,
     /// Default regions.
     pub regions: Vec<String>,
     /// Requested AssumeRole duration (capped at one hour when chaining roles).
@@ -81,6 +84,8 @@ pub struct Account {
     pub env: String,
     /// Role name overriding the default.
     pub role: Option<String>,
+    /// Listing role name overriding the default listing role.
+    pub list_role: Option<String>,
     /// Regions overriding the default.
     pub regions: Vec<String>,
     /// Named source identity overriding the environment's and the default.
@@ -122,6 +127,7 @@ impl Default for Config {
             source: Source::default(),
             sources: BTreeMap::new(),
             role: None,
+            list_role: None,
             regions: Vec::new(),
             duration: DEFAULT_DURATION,
             environments: BTreeMap::new(),
@@ -156,6 +162,16 @@ impl Config {
     /// The role name for `account`.
     pub fn role_for<'a>(&'a self, account: &'a Account) -> Option<&'a str> {
         account.role.as_deref().or(self.role.as_deref())
+    }
+
+    /// The role name discovery and `whoami` assume in `account`: its listing role, else the
+    /// default listing role, else its session role ([`Config::role_for`]).
+    pub fn list_role_for<'a>(&'a self, account: &'a Account) -> Option<&'a str> {
+        account
+            .list_role
+            .as_deref()
+            .or(self.list_role.as_deref())
+            .or_else(|| self.role_for(account))
     }
 
     /// The named source `account` must be reached from (the account's, else its
@@ -298,6 +314,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         source: raw.source.unwrap_or_default(),
         sources: raw.sources,
         role: raw.role,
+        list_role: raw.list_role,
         regions: raw.regions,
         duration,
         environments,
@@ -390,6 +407,7 @@ fn accounts(
             alias: alias.clone(),
             env: account.env,
             role: account.role,
+            list_role: account.list_role,
             regions: account.regions,
             source,
             external_id: account.external_id,
@@ -405,6 +423,7 @@ struct RawConfig {
     #[serde(default)]
     sources: BTreeMap<String, Source>,
     role: Option<String>,
+    list_role: Option<String>,
     #[serde(default)]
     regions: Vec<String>,
     duration: Option<Spanned<String>>,
@@ -438,6 +457,7 @@ struct RawAccount {
     alias: Spanned<String>,
     env: String,
     role: Option<String>,
+    list_role: Option<String>,
     #[serde(default)]
     regions: Vec<String>,
     source: Option<Spanned<String>>,
@@ -655,7 +675,7 @@ role = "PosternReadOnly"
         assert_eq!(
             error_text(text),
             "/home/a/config.toml, line 12, key `accounts[1].roel`: unknown field `roel`, \
-             expected one of `id`, `alias`, `env`, `role`, `regions`, `source`, `external_id`"
+             expected one of `id`, `alias`, `env`, `role`, `list_role`, `regions`, `source`, `external_id`"
         );
     }
 

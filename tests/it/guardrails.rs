@@ -158,3 +158,61 @@ async fn a_source_identity_limited_to_environments_reaches_no_other() {
     assert!(!text(&out.stdout).contains("reached"));
     emulator.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn discovery_and_whoami_use_the_listing_role_sessions_the_session_role() {
+    // acme-prod offers only a read-only role: listing it needs no session role.
+    let emulator = fleet_emulator(|config| {
+        for account in &mut config.fleet.accounts {
+            if account.alias == "acme-prod" {
+                account.roles = vec!["PosternReadOnly".to_owned()];
+            }
+        }
+    })
+    .await;
+    let prod = id_of(&emulator, "orders-api-prod-1");
+    let config = |list_role: &str| {
+        format!(
+            "role = \"PosternAccess\"\nregions = [\"eu-west-1\", \"us-east-1\"]\n\n\
+             [[accounts]]\nid = \"318402957716\"\nalias = \"acme-dev\"\nenv = \"dev\"\n\n\
+             [[accounts]]\nid = \"736250419937\"\nalias = \"acme-prod\"\nenv = \"prod\"\n\
+             {list_role}"
+        )
+    };
+
+    let home = Home::new(Some(&config("list_role = \"PosternReadOnly\"\n")));
+    let out = postern(&home, &emulator, &["list", "--refresh", "--json"]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+    assert!(
+        stdout.contains(&prod),
+        "acme-prod listed with its listing role: {stdout}"
+    );
+    let out = postern(&home, &emulator, &["whoami"]);
+    let stdout = text(&out.stdout);
+    let prod_row = stdout
+        .lines()
+        .find(|line| line.contains("acme-prod"))
+        .unwrap_or_else(|| panic!("a row for acme-prod: {stdout}"));
+    assert!(prod_row.contains("PosternReadOnly"), "{prod_row}");
+    assert!(prod_row.trim_end().ends_with("yes"), "{prod_row}");
+    // A session still assumes the session role, which acme-prod does not offer.
+    let out = postern(&home, &emulator, &["exec", &prod, "--yes", "--", "true"]);
+    let stderr = text(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("PosternAccess"),
+        "names the session role: {stderr}"
+    );
+
+    // Control: without a listing role, discovery assumes the session role and cannot list it.
+    let home = Home::new(Some(&config("")));
+    let out = postern(&home, &emulator, &["list", "--refresh", "--json"]);
+    assert!(!text(&out.stdout).contains(&prod), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stderr).contains("acme-prod"),
+        "{}",
+        text(&out.stderr)
+    );
+    emulator.shutdown().await.unwrap();
+}

@@ -187,7 +187,8 @@ async fn whoami(broker: &Broker) -> anyhow::Result<ExitCode> {
         ));
     }
     for account in &accounts {
-        let status = match broker.resolve(account.id.as_str()) {
+        // Reachable as discovery reaches it: with the listing role where one is configured.
+        let status = match broker.resolve_for_listing(account.id.as_str()) {
             Ok(target) => match broker.credentials(&target).await {
                 Ok(_) => "yes".to_owned(),
                 Err(e) => format!("no: {}", short_reason(&e)),
@@ -225,6 +226,10 @@ fn account_row(
 ) -> String {
     let env = config.environment(&account.env);
     let role = config.role_for(account).unwrap_or("-");
+    let role = match config.list_role_for(account) {
+        Some(listing) if listing != role => format!("{role} (lists as {listing})"),
+        _ => role.to_owned(),
+    };
     let alias = guardrails::paint(
         &format!("{:<24}", account.alias),
         &account.env,
