@@ -205,6 +205,58 @@ fn an_encrypted_aws_cli_shell_asks_kms_at_kms_s_endpoint_not_at_ssm_s() {
 }
 
 #[test]
+fn a_production_instance_of_the_index_gets_a_warning_in_plugin_mode() {
+    let aws = aws_cli();
+    let emu = EmulatorProcess::start(&["--no-pacing"]);
+    let bin = PluginDir::new();
+    let home = tempfile::tempdir().unwrap();
+    let cache = home.path().join("cache");
+    let session = |env: &str| {
+        let config = home.path().join(format!("config-{env}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "role = \"PosternAccess\"\nregions = [\"us-east-1\"]\n\n[[accounts]]\n\
+                 id = \"{}\"\nalias = \"emu-{env}\"\nenv = \"{env}\"\n",
+                emu.management_account
+            ),
+        )
+        .unwrap();
+        // The index, as `postern list` caches it.
+        let mut list = emu.command(&["list", "--refresh", "--region", "us-east-1"]);
+        list.env("POSTERN_CONFIG", &config)
+            .env("POSTERN_CACHE_DIR", &cache);
+        let listed = run(list, LIMIT);
+        assert_eq!(listed.status.code(), Some(0), "{}", text(&listed.stderr));
+        assert!(
+            text(&listed.stdout).contains(&emu.instance),
+            "{}",
+            text(&listed.stdout)
+        );
+
+        let mut cmd = aws_command(&aws, &bin.dir, &emu);
+        cmd.env("POSTERN_CONFIG", &config)
+            .env("POSTERN_CACHE_DIR", &cache)
+            .args(["ssm", "start-session", "--target", &emu.instance]);
+        let out = run_with_input(cmd, b"exit 0\n", LIMIT);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        text(&out.stderr)
+    };
+
+    let stderr = session("prod");
+    assert!(
+        stderr.contains(&format!(
+            "postern: warning: {} is a production instance (account emu-prod, environment prod)",
+            emu.instance
+        )),
+        "{stderr}"
+    );
+    let stderr = session("dev");
+    assert!(!stderr.contains("production"), "{stderr}");
+    assert_eq!(emu.stop(), Vec::<String>::new(), "violations");
+}
+
+#[test]
 fn aws_cli_port_forward_carries_data_and_stops_on_ctrl_c() {
     let aws = aws_cli();
     let server = TcpServer::echo();

@@ -136,14 +136,14 @@ async fn start_session(start: PluginStart, raw: bool) -> anyhow::Result<ExitCode
         credentials: None,
     };
     crate::audit_trail::note_session(&credentials.session_id);
-    // argv[6] is the SSM endpoint: the identity lookup resolves STS's own.
+    if let Some(warning) = production_warning(&request.target) {
+        report::notice(&warning);
+    }
+    // argv[6] is SSM's endpoint (`endpoint_url`): the identity lookup goes to STS's own.
     let audit = Audit::begin(AuditStart {
         kind: "plugin",
         target: request.target.clone(),
-        aws: AwsOptions {
-            endpoint_url: None,
-            ..aws.clone()
-        },
+        aws: aws.clone(),
         document: request.document_name.clone(),
         reason: request.reason.clone(),
     });
@@ -162,6 +162,31 @@ async fn start_session(start: PluginStart, raw: bool) -> anyhow::Result<ExitCode
     .await;
     audit.finish(&result).await;
     result
+}
+
+/// A warning when `target` is an instance of a production account in the cached index: the
+/// AWS CLI started the session, so postern's confirmation never ran. No network call; nothing
+/// when there is no configuration, no cache, or the index does not hold the instance.
+fn production_warning(target: &str) -> Option<String> {
+    let config = crate::config::load(None).ok()?;
+    if config.accounts.is_empty() {
+        return None;
+    }
+    let cache = crate::discovery::Cache::new(crate::paths::cache_dir()?);
+    let entry = cache
+        .all()
+        .into_iter()
+        .find(|entry| entry.instances.iter().any(|i| i.id == target))?;
+    let id = entry.scope.account.split('-').next().unwrap_or_default();
+    let account = config.account(id)?;
+    config.environment(&account.env).production.then(|| {
+        format!(
+            "warning: {target} is a production instance (account {}, environment {}): the AWS \
+             CLI started this session, so postern asked for no confirmation; use `postern shell` \
+             for the production guardrails",
+            account.alias, account.env
+        )
+    })
 }
 
 async fn shell(
