@@ -215,6 +215,31 @@ mod tests {
     }
 
     #[test]
+    fn refuses_a_directory_or_file_owned_by_another_user() {
+        let root = tempfile::tempdir().unwrap();
+        let theirs = root.path().join("theirs");
+        std::fs::create_dir(&theirs).unwrap();
+        let file = root.path().join("their-file");
+        std::fs::write(&file, b"keep").unwrap();
+        // As root, hand them to `nobody`; as anyone else, `/` is already someone else's.
+        let (dir, file) = if effective_uid() == 0 {
+            let nobody = Some(nix::unistd::Uid::from_raw(65534));
+            nix::unistd::chown(&theirs, nobody, None).unwrap();
+            nix::unistd::chown(&file, nobody, None).unwrap();
+            (theirs, file)
+        } else {
+            (PathBuf::from("/"), PathBuf::from("/etc/hostname"))
+        };
+        let err = write_private(&dir.join("postern-test-file"), b"x").unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::PermissionDenied);
+        assert!(err.to_string().contains("owned by another user"), "{err}");
+        assert!(!dir.join("postern-test-file").exists());
+        let err = open_private_append(&file).unwrap_err();
+        assert!(err.to_string().contains("owned by another user"), "{err}");
+        assert!(write_private(&file, b"x").is_err());
+    }
+
+    #[test]
     fn concurrent_updates_are_never_lost() {
         let root = tempfile::tempdir().unwrap();
         let path = root.path().join("counter");
