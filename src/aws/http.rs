@@ -1,15 +1,15 @@
 //! The SDK's HTTPS client, built as aws-smithy-runtime builds its default one (hyper 1,
 //! rustls with aws-lc; `default_https_client` in aws-smithy-runtime `src/client/http.rs`), but
-//! given postern's network settings: trust the system's roots plus `AWS_CA_BUNDLE`, and go
-//! through `HTTPS_PROXY` unless `NO_PROXY` matches or the endpoint is loopback, as the data
-//! channel's websocket does (`network`).
+//! given postern's network settings: trust the system's roots plus `AWS_CA_BUNDLE`, and send
+//! each `https://` request through `HTTPS_PROXY` exactly when the data channel's websocket
+//! would go through it (`network::ProxySettings::proxy_for`: not for `localhost`, a loopback
+//! address or a `NO_PROXY` match), as the session-manager-plugin does for both.
 //!
 //! The SDK's own default (behavior version 2025-08-07 and later) reads `HTTPS_PROXY`,
-//! `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY` through hyper-util, which sends loopback
-//! endpoints (the emulator, LocalStack) to the proxy too, and knows no `AWS_CA_BUNDLE`; this one
-//! follows the session-manager-plugin's rules for every connection postern makes. hyper-util's
-//! `NO_PROXY` knows no ports: a `host:port` rule bypasses the proxy on every port of that host
-//! for the SDK's calls.
+//! `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY` through hyper-util, whose rules differ (no ports in
+//! `NO_PROXY`, loopback endpoints such as the emulator sent to the proxy too) and knows no
+//! `AWS_CA_BUNDLE`. Here two SDK clients, one direct and one through the proxy, sit behind a
+//! router that decides per request with our rules; each keeps its own connection pool.
 //!
 //! Built once per process; it never logs the proxy's credentials (hyper-util marks the
 //! `Proxy-Authorization` value sensitive).
@@ -20,7 +20,11 @@ use aws_smithy_http_client::proxy::ProxyConfig;
 use aws_smithy_http_client::tls::rustls_provider::CryptoMode;
 use aws_smithy_http_client::tls::{self, TlsContext, TrustStore};
 use aws_smithy_http_client::{Builder, ConnectorBuilder};
-use aws_types::sdk_config::SharedHttpClient;
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnector, HttpConnectorFuture, SharedHttpClient, SharedHttpConnector,
+    http_client_fn,
+};
+use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 
 use crate::network::{CaBundle, ProxyError, ProxySettings, TrustError, ca_bundle};
@@ -61,7 +65,7 @@ pub(crate) fn https_client() -> Result<SharedHttpClient, HttpClientError> {
 }
 
 fn build(
-    proxy: &ProxySettings,
+    proxy: &'static ProxySettings,
     bundle: Option<&CaBundle>,
 ) -> Result<SharedHttpClient, HttpClientError> {
     let mut trust = TrustStore::default();
@@ -74,68 +78,102 @@ fn build(
         .with_trust_store(trust)
         .build()
         .map_err(|e| HttpClientError::Sdk(e.to_string()))?;
-    let proxy_config = proxy_config(proxy)?;
-    let provider = tls::Provider::Rustls(CryptoMode::AwsLc);
-    // The SDK's own default client is built through this constructor too (it keeps a
-    // connection pool per connector settings).
-    Ok(
-        Builder::new().build_with_connector_fn(move |settings, components| {
-            let mut builder = ConnectorBuilder::default().tls_provider(provider.clone());
-            builder.set_connector_settings(settings.cloned());
-            if let Some(components) = components {
-                builder.set_sleep_impl(components.sleep_impl());
+    let direct = sdk_client(ProxyConfig::disabled(), tls_context.clone());
+    let proxied = proxy
+        .https_proxy
+        .as_ref()
+        .map(|url| {
+            let mut config = ProxyConfig::https(url.to_string())
+                .map_err(|e| HttpClientError::Sdk(e.to_string()))?;
+            if let Some(credentials) = url.credentials() {
+                // The SDK puts them into the proxy URL as given; hyper-util percent-decodes.
+                let encode = |text: &str| utf8_percent_encode(text, NON_ALPHANUMERIC).to_string();
+                config = config
+                    .with_basic_auth(encode(credentials.user()), encode(credentials.password()));
             }
-            builder
-                .proxy_config(proxy_config.clone())
-                .tls_context(tls_context.clone())
-                .build()
-        }),
-    )
+            Ok::<_, HttpClientError>(sdk_client(config, tls_context.clone()))
+        })
+        .transpose()?;
+    Ok(http_client_fn(move |settings, components| {
+        SharedHttpConnector::new(Router {
+            settings: proxy,
+            direct: direct.http_connector(settings, components),
+            proxied: proxied
+                .as_ref()
+                .map(|client| client.http_connector(settings, components)),
+        })
+    }))
 }
 
-/// `HTTPS_PROXY` for `https://` endpoints, with its credentials and `NO_PROXY` plus loopback;
-/// plain `http://` endpoints (loopback emulators) always go direct.
-fn proxy_config(proxy: &ProxySettings) -> Result<ProxyConfig, HttpClientError> {
-    let Some(url) = &proxy.https_proxy else {
-        return Ok(ProxyConfig::disabled());
-    };
-    let mut config =
-        ProxyConfig::https(url.to_string()).map_err(|e| HttpClientError::Sdk(e.to_string()))?;
-    if let Some(credentials) = url.credentials() {
-        // The SDK puts them into the proxy URL as given and hyper-util percent-decodes them.
-        let encode = |text: &str| utf8_percent_encode(text, NON_ALPHANUMERIC).to_string();
-        config = config.with_basic_auth(encode(credentials.user()), encode(credentials.password()));
+/// An SDK client (its connector cache and pools) with `proxy` and `tls_context`. The SDK's
+/// own default client is built through this constructor too.
+fn sdk_client(proxy: ProxyConfig, tls_context: TlsContext) -> SharedHttpClient {
+    let provider = tls::Provider::Rustls(CryptoMode::AwsLc);
+    Builder::new().build_with_connector_fn(move |settings, components| {
+        let mut builder = ConnectorBuilder::default().tls_provider(provider.clone());
+        builder.set_connector_settings(settings.cloned());
+        if let Some(components) = components {
+            builder.set_sleep_impl(components.sleep_impl());
+        }
+        builder
+            .proxy_config(proxy.clone())
+            .tls_context(tls_context.clone())
+            .build()
+    })
+}
+
+/// Sends each request to the proxied or the direct connector, by [`ProxySettings::proxy_for`].
+#[derive(Debug)]
+struct Router {
+    settings: &'static ProxySettings,
+    direct: SharedHttpConnector,
+    proxied: Option<SharedHttpConnector>,
+}
+
+impl HttpConnector for Router {
+    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+        match &self.proxied {
+            Some(proxied) if through_proxy(self.settings, request.uri()) => proxied.call(request),
+            _ => self.direct.call(request),
+        }
     }
-    let mut bypass = proxy.no_proxy.without_ports();
-    bypass.extend(LOOPBACK.iter().map(|rule| (*rule).to_owned()));
-    Ok(config.no_proxy(bypass.join(",")))
 }
 
-/// Never through the proxy (Go's `httpproxy`: `localhost` and loopback addresses).
-const LOOPBACK: [&str; 3] = ["localhost", "127.0.0.0/8", "::1"];
+/// Whether a request to `uri` goes through the proxy: `https` only (plain `http` endpoints are
+/// loopback emulators), by the websocket's rules.
+fn through_proxy(settings: &ProxySettings, uri: &str) -> bool {
+    let Ok(url) = url::Url::parse(uri) else {
+        return false;
+    };
+    let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
+        return false;
+    };
+    url.scheme() == "https" && settings.proxy_for(host, port).is_some()
+}
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn no_proxy_variable_means_no_proxy_config() {
-        assert!(
-            proxy_config(&ProxySettings::default())
-                .unwrap()
-                .is_disabled()
-        );
-    }
-
-    #[test]
-    fn a_proxy_config_is_built_with_credentials_and_loopback_bypassed() {
+    fn https_requests_follow_the_websocket_rules_and_plain_http_goes_direct() {
         let settings = ProxySettings::from_vars(|name| match name {
             "HTTPS_PROXY" => Some("http://us%3Aer:p%40ss@proxy:3128".to_owned()),
-            "NO_PROXY" => Some("*.internal:443".to_owned()),
+            "NO_PROXY" => Some("vpce.internal:443".to_owned()),
             _ => None,
         })
         .unwrap();
-        let config = proxy_config(&settings).unwrap();
-        assert!(!config.is_disabled() && !config.is_from_env());
+        let proxied = |uri: &str| through_proxy(&settings, uri);
+        assert!(proxied("https://ssm.eu-west-1.amazonaws.com/"));
+        assert!(proxied("https://ssm.localhost:8443/"));
+        assert!(!proxied("https://localhost:8443/"));
+        assert!(!proxied("https://127.0.0.1:8443/"));
+        assert!(!proxied("https://vpce.internal/"));
+        assert!(proxied("https://vpce.internal:8443/"));
+        assert!(!proxied("http://ssm.eu-west-1.amazonaws.com/"));
+        assert!(!through_proxy(
+            &ProxySettings::default(),
+            "https://example.com/"
+        ));
     }
 }

@@ -360,10 +360,7 @@ fn open_hint(err: &OpenError) -> &'static str {
              NO_PROXY to dial it directly"
         }
         OpenError::Trust { .. } => CA_BUNDLE_HINT,
-        OpenError::Connect {
-            source: tokio_tungstenite::tungstenite::Error::Tls(_),
-            ..
-        } => {
+        OpenError::Connect { source, .. } if is_tls_failure(source) => {
             "the endpoint's certificate is not trusted: if a proxy or firewall inspects TLS, \
              set AWS_CA_BUNDLE to its CA certificate (PEM)"
         }
@@ -371,6 +368,19 @@ fn open_hint(err: &OpenError) -> &'static str {
             "check the network and any proxy between here and the Session Manager endpoint \
              (HTTPS_PROXY, NO_PROXY)"
         }
+    }
+}
+
+/// A TLS failure of the websocket dial: tokio-tungstenite reports rustls's handshake errors
+/// inside an io error.
+fn is_tls_failure(err: &tokio_tungstenite::tungstenite::Error) -> bool {
+    use tokio_tungstenite::tungstenite::Error;
+    match err {
+        Error::Tls(_) => true,
+        Error::Io(io) => io
+            .get_ref()
+            .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some()),
+        _ => false,
     }
 }
 

@@ -19,6 +19,7 @@ mod cli_kms;
 mod cli_list;
 mod cli_picker_tmux;
 mod cli_plugin;
+mod cli_proxy;
 mod cli_resilience;
 mod cli_shell_tmux;
 mod cli_socks;
