@@ -14,6 +14,8 @@
 //!
 //! The append-only files (the session history, log files) cannot be renamed into place; they
 //! are opened with [`open_private_append`]: the same directory checks, `O_NOFOLLOW`, 0600.
+//! What postern reads back (cached credentials and index) goes through [`read_private`],
+//! which trusts only a file and directory that are still private.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write as _;
@@ -99,6 +101,12 @@ pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
         .recursive(true)
         .mode(0o700)
         .create(dir)?;
+    check_private_dir(dir)
+}
+
+/// Checks that the existing `dir` is a real directory (not a symlink) owned by this user that
+/// no one else may write to.
+pub fn check_private_dir(dir: &Path) -> std::io::Result<()> {
     let meta = std::fs::symlink_metadata(dir)?;
     if meta.file_type().is_symlink() {
         return Err(refused(dir, "is a symbolic link"));
@@ -109,7 +117,44 @@ pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     if meta.uid() != effective_uid() {
         return Err(refused(dir, "is owned by another user"));
     }
+    if meta.mode() & 0o022 != 0 {
+        return Err(refused(dir, "is writable by other users"));
+    }
     Ok(())
+}
+
+/// Reads a file postern wrote, trusting it only when it is still private: `None` when it (or
+/// its directory) is missing; an error when the file or its directory is a symlink, owned by
+/// another user, or writable by others, since someone else could then have written it (an
+/// index that places a prod instance in a dev account, planted credentials).
+pub fn read_private(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
+    match check_private_dir(&parent(path)) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path);
+    let mut file = match file {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(refused(path, "is a symbolic link"));
+        }
+        Err(e) => return Err(e),
+    };
+    let meta = file.metadata()?;
+    if meta.uid() != effective_uid() {
+        return Err(refused(path, "is owned by another user"));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(refused(path, "is writable by other users"));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    std::io::Read::read_to_end(&mut file, &mut bytes)?;
+    Ok(Some(bytes))
 }
 
 /// An existing target must be a regular file of ours.
@@ -237,6 +282,35 @@ mod tests {
         let err = open_private_append(&file).unwrap_err();
         assert!(err.to_string().contains("owned by another user"), "{err}");
         assert!(write_private(&file, b"x").is_err());
+    }
+
+    #[test]
+    fn reads_only_files_that_are_still_private() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("cache");
+        let path = dir.join("index");
+        assert_eq!(read_private(&path).unwrap(), None, "missing directory");
+        write_private(&path, b"ours").unwrap();
+        assert_eq!(read_private(&path).unwrap().as_deref(), Some(&b"ours"[..]));
+
+        // Writable by others: anyone could have written it.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let err = read_private(&path).unwrap_err();
+        assert!(err.to_string().contains("writable by other users"), "{err}");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(read_private(&path).is_err());
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+
+        // Reached through a symlink, the directory or the file.
+        let link = root.path().join("link");
+        std::os::unix::fs::symlink(&dir, &link).unwrap();
+        let err = read_private(&link.join("index")).unwrap_err();
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        let file_link = dir.join("file-link");
+        std::os::unix::fs::symlink(&path, &file_link).unwrap();
+        let err = read_private(&file_link).unwrap_err();
+        assert!(err.to_string().contains("symbolic link"), "{err}");
     }
 
     #[test]

@@ -12,7 +12,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::broker::Secret;
-use crate::private_file::{update_private, write_private};
+use crate::private_file::{
+    check_private_dir, create_private_dir, read_private, update_private, write_private,
+};
 
 /// Cached credentials of one role (or one GetSessionToken session).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -64,7 +66,7 @@ impl CredentialCache {
         now: SystemTime,
         margin: Duration,
     ) -> Option<CachedCredentials> {
-        let text = std::fs::read(self.path(source, key)).ok()?;
+        let text = self.read(&self.path(source, key))?;
         let entry: Entry = serde_json::from_slice(&text).ok()?;
         if entry.source != source || entry.key != key {
             return None;
@@ -97,6 +99,8 @@ impl CredentialCache {
             expiration: epoch_seconds(credentials.expiration),
         };
         let json = serde_json::to_vec(&entry).map_err(std::io::Error::other)?;
+        // The cache directory itself, not only `credentials/` in it, must be ours.
+        create_private_dir(self.dir.parent().unwrap_or(&self.dir))?;
         write_private(&self.path(source, key), &json)
     }
 
@@ -105,6 +109,7 @@ impl CredentialCache {
         // Accounts are assumed concurrently, and other postern processes write too: one
         // locked read-modify-write, so no update is lost.
         let mut failed = None;
+        create_private_dir(self.dir.parent().unwrap_or(&self.dir))?;
         update_private(&self.last_success_path(), |old| {
             let mut last: LastSuccess = old
                 .and_then(|bytes| serde_json::from_slice(&bytes).ok())
@@ -120,10 +125,26 @@ impl CredentialCache {
 
     /// The recorded success times.
     pub fn last_success(&self) -> LastSuccess {
-        std::fs::read(self.last_success_path())
-            .ok()
+        self.read(&self.last_success_path())
             .and_then(|text| serde_json::from_slice(&text).ok())
             .unwrap_or_default()
+    }
+
+    /// A cache file, if present and still private (with its cache directory): cached
+    /// credentials someone else could have written are never used.
+    fn read(&self, path: &Path) -> Option<Vec<u8>> {
+        let root = self.dir.parent().unwrap_or(&self.dir);
+        let checked = match check_private_dir(root) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            checked => checked,
+        };
+        match checked.and_then(|()| read_private(path)) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                tracing::warn!(error = %e, "ignoring the credentials cache");
+                None
+            }
+        }
     }
 
     fn last_success_path(&self) -> PathBuf {
@@ -169,6 +190,42 @@ mod tests {
             session_token: Secret::new("token"),
             expiration,
         }
+    }
+
+    #[test]
+    fn credentials_someone_else_could_have_written_are_never_used() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("cache");
+        std::fs::create_dir(&dir).unwrap();
+        let cache = CredentialCache::new(&dir);
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let margin = Duration::from_secs(600);
+        let creds = sample(now + Duration::from_secs(3600));
+        cache.store("arn:user/a", "arn:role/R", &creds).unwrap();
+        assert!(
+            cache
+                .load("arn:user/a", "arn:role/R", now, margin)
+                .is_some()
+        );
+
+        // The cache directory opened to everyone: its entries are not trusted any more.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert_eq!(cache.load("arn:user/a", "arn:role/R", now, margin), None);
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+
+        // The cache directory reached through a symlink: neither read nor written.
+        let link = root.path().join("link");
+        std::os::unix::fs::symlink(&dir, &link).unwrap();
+        let through_link = CredentialCache::new(&link);
+        assert_eq!(
+            through_link.load("arn:user/a", "arn:role/R", now, margin),
+            None
+        );
+        let err = through_link
+            .store("arn:user/a", "arn:role/S", &creds)
+            .unwrap_err();
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        assert!(!cache.path("arn:user/a", "arn:role/S").exists());
     }
 
     #[test]

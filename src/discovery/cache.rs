@@ -44,12 +44,13 @@ impl Cache {
     /// empty cache (its scopes are listed again).
     pub fn read(&self) -> CachedIndex {
         let path = self.path();
-        let bytes = match std::fs::read(&path) {
-            Ok(bytes) => bytes,
+        // Trusted only while private: an index someone else wrote could place a prod instance
+        // in a dev account.
+        let bytes = match crate::private_file::read_private(&path) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return CachedIndex::default(),
             Err(e) => {
-                if e.kind() != io::ErrorKind::NotFound {
-                    tracing::warn!(path = %path.display(), error = %e, "could not read the index cache");
-                }
+                tracing::warn!(path = %path.display(), error = %e, "could not read the index cache");
                 return CachedIndex::default();
             }
         };

@@ -29,8 +29,10 @@ impl Frecency {
     /// Loads `dir/frecency.json`; a missing or corrupt file is empty.
     pub fn load(dir: &Path) -> Self {
         let path = dir.join(FILE_NAME);
-        let mut frecency: Self = std::fs::read(&path)
+        // Trusted only while private: someone else's file must not reorder the picker.
+        let mut frecency: Self = crate::private_file::read_private(&path)
             .ok()
+            .flatten()
             .and_then(|bytes| serde_json::from_slice(&bytes).ok())
             .unwrap_or_default();
         frecency.path = Some(path);
