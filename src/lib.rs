@@ -23,3 +23,4 @@ pub mod private_file;
 pub mod report;
 pub mod term;
 pub mod transport;
+pub mod tunnel;

@@ -11,6 +11,7 @@ use crate::cli::commands::install::InstallPluginArgs;
 use crate::cli::commands::plugin::PluginArgs;
 use crate::cli::commands::session::{ExecArgs, ShellArgs};
 use crate::cli::commands::ssh::{SshArgs, SshConfigArgs, SshProxyArgs};
+use crate::cli::commands::tunnel::{DownArgs, StatusArgs, SupervisorArgs, UpArgs};
 use crate::cli::common::CommonArgs;
 
 /// Reach every instance in every AWS account through SSM Session Manager, natively.
@@ -39,6 +40,16 @@ pub enum Command {
     SshProxy(SshProxyArgs),
     /// Run the system ssh to an instance, with postern as its ProxyCommand.
     Ssh(SshArgs),
+    /// Start named tunnel sets (`[tunnels.NAME]` in the configuration or tunnels.toml) in the
+    /// background; returns once every listener is ready.
+    Up(UpArgs),
+    /// Show the background tunnels: state, listeners, sessions, connections, bytes, errors.
+    Status(StatusArgs),
+    /// Stop background tunnels (their sessions end; their state is removed).
+    Down(DownArgs),
+    /// Serve background tunnels (started by `postern up`, which hands it its work).
+    #[command(hide = true)]
+    TunnelSupervisor(SupervisorArgs),
     /// Print an ssh_config block so that plain `ssh i-0123456789abcdef0.postern` works.
     SshConfig(SshConfigArgs),
     /// List the instances of the index (cached, else discovered): a table or JSON lines.

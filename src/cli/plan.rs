@@ -13,6 +13,7 @@ use crate::cli::commands::install::InstallPluginArgs;
 use crate::cli::commands::list::ListPlan;
 use crate::cli::commands::session::{ExecPlan, SessionPlan, ShellArgs};
 use crate::cli::commands::ssh::{ProxyPlan, SshPlan};
+use crate::cli::commands::tunnel::{DownArgs, StatusArgs, UpPlan};
 use crate::cli::common::aws_options;
 use crate::cli::reach::Reach;
 use crate::report::{ErrorKind, ExpectedError};
@@ -27,6 +28,14 @@ pub enum Plan {
     Exec(ExecPlan),
     /// `postern forward TARGET -L …`.
     Forward(ForwardPlan),
+    /// `postern up NAME...`.
+    Up(UpPlan),
+    /// `postern status`.
+    Status(StatusArgs),
+    /// `postern down NAME...|--all`.
+    Down(DownArgs),
+    /// `postern tunnel-supervisor` (started by `postern up`).
+    Supervise,
     /// `postern ssh-proxy TARGET [PORT]`.
     SshProxy(ProxyPlan),
     /// `postern ssh [USER@]TARGET [-- ARGS]`.
@@ -71,6 +80,10 @@ impl Plan {
             )),
             Some(Command::Exec(exec)) => Ok(Self::Exec(ExecPlan::new(&common, exec)?)),
             Some(Command::Forward(args)) => Ok(Self::Forward(ForwardPlan::new(&common, args)?)),
+            Some(Command::Up(args)) => Ok(Self::Up(UpPlan::new(args)?)),
+            Some(Command::Status(args)) => Ok(Self::Status(args)),
+            Some(Command::Down(args)) => Ok(Self::Down(args)),
+            Some(Command::TunnelSupervisor(_)) => Ok(Self::Supervise),
             Some(Command::SshProxy(args)) => Ok(Self::SshProxy(ProxyPlan::new(&common, args)?)),
             Some(Command::Ssh(args)) => Ok(Self::Ssh(SshPlan::new(&common, args)?)),
             Some(Command::SshConfig(_)) => Ok(Self::SshConfig(aws_options(&common)?)),
@@ -122,11 +135,15 @@ pub(crate) struct TargetSlot<'a> {
     pub(crate) reason: Option<String>,
     /// `postern ssh`'s flags for its ProxyCommand.
     pub(crate) broker_flags: Option<&'a mut Vec<String>>,
+    /// Where to note the configured account the target resolved in (`postern forward`, for
+    /// a tunnel supervisor that opens it again).
+    pub(crate) account: Option<&'a mut Option<String>>,
 }
 
 impl Plan {
     /// The session command's target to resolve; `None` for other commands.
     pub(crate) fn target_slot(&mut self) -> Option<TargetSlot<'_>> {
+        let mut account = None;
         let (target, aws, reason, broker_flags) = match self {
             Self::Shell(p) => (p.target.raw_mut(), &mut p.aws, p.reason.clone(), None),
             Self::Exec(p) => (
@@ -135,12 +152,15 @@ impl Plan {
                 p.session.reason.clone(),
                 None,
             ),
-            Self::Forward(p) => (
-                &mut p.options.target,
-                &mut p.aws,
-                p.options.reason.clone(),
-                None,
-            ),
+            Self::Forward(p) => {
+                account = Some(&mut p.account);
+                (
+                    &mut p.options.target,
+                    &mut p.aws,
+                    p.options.reason.clone(),
+                    None,
+                )
+            }
             Self::SshProxy(p) => (
                 &mut p.options.target,
                 &mut p.aws,
@@ -160,6 +180,7 @@ impl Plan {
             aws,
             reason,
             broker_flags,
+            account,
         })
     }
 }
@@ -242,6 +263,32 @@ mod tests {
             panic!("expected an exec plan");
         };
         assert_eq!(p.command_line, "df -h; exit 3");
+    }
+
+    #[test]
+    fn a_region_that_is_not_a_region_name_is_a_usage_error() {
+        for bad in [
+            "eu-west-1;rm",
+            "EU-WEST-1",
+            "",
+            "-eu",
+            "eu west 1",
+            "eu-west-1\u{1b}[2J",
+        ] {
+            let flag = format!("--region={bad}");
+            let parsed = Args::try_parse_from(["postern", "list", flag.as_str()]);
+            let err = parsed.expect_err(bad);
+            assert!(
+                err.to_string().contains("not a region name"),
+                "{bad}: {err}"
+            );
+        }
+        for good in ["eu-west-1", "us-gov-west-1", "cn-north-1", "ap-southeast-5"] {
+            assert!(
+                Args::try_parse_from(["postern", "list", "--region", good]).is_ok(),
+                "{good}"
+            );
+        }
     }
 
     #[test]

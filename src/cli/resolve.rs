@@ -11,6 +11,7 @@ use std::time::SystemTime;
 
 use anyhow::Context as _;
 
+use crate::cli::commands::forward::ForwardPlan;
 use crate::cli::commands::list::{self, describe_reach, load_context, load_index};
 use crate::cli::common::{CommonArgs, Target};
 use crate::cli::errors::broker_failure;
@@ -187,9 +188,27 @@ fn finish_binding(
             flags.extend(["--account".to_owned(), account.to_owned()]);
         }
     }
+    if credentials.is_some()
+        && let Some(resolved) = slot.account
+    {
+        *resolved = Some(account.to_owned());
+    }
     slot.aws.credentials = credentials;
     check_target(slot.target)?;
     Ok(())
+}
+
+/// Resolves a forward's target as [`resolve`] does (index, picker, guardrails, the account's
+/// role): for commands that run forwards of their own (`postern up`, the tunnel supervisor).
+pub(crate) async fn resolve_forward(
+    plan: ForwardPlan,
+    common: &CommonArgs,
+) -> anyhow::Result<ForwardPlan> {
+    match resolve(Plan::Forward(plan), common).await? {
+        Plan::Forward(plan) => Ok(plan),
+        // `resolve` keeps the plan's kind.
+        _ => unreachable!("resolution changed the kind of plan"),
+    }
 }
 
 /// Checks that the resolved `target` is an instance id (and normalises its case).

@@ -13,6 +13,7 @@ use crate::cli::commands::session::{INTERACTIVE_COMMAND_DOCUMENT, Mode};
 use crate::cli::commands::ssh::SSH_DOCUMENT;
 use crate::cli::commands::{
     broker, completions, demo, doctor, forward, history, install, list, plugin, session, ssh,
+    tunnel,
 };
 use crate::cli::plan::Plan;
 use crate::cli::{logging, resolve};
@@ -25,6 +26,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let verbose = args.common.verbose;
     let log_file = args.common.log_file.clone();
+    let supervisor_log = log_file.clone();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -41,6 +43,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Plan::Broker(_) | Plan::Completions(_) => false,
         Plan::List(_) => false,
         Plan::Doctor(_) | Plan::History(_) | Plan::InstallPlugin(_) => false,
+        Plan::Up(_) | Plan::Status(_) | Plan::Down(_) | Plan::Supervise => false,
         // The demo's shell is a child `postern shell`, which takes the terminal itself.
         Plan::Demo(_) => false,
         // stdout carries the stream and stderr is ssh's screen: logs only to a file.
@@ -56,6 +59,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Plan::Completions(args) => return completions::print(args),
         Plan::History(history) => return history::show(history),
         Plan::InstallPlugin(install) => return install::run(install),
+        Plan::Status(args) => return tunnel::status(args),
+        Plan::Down(args) => return tunnel::down(args),
         _ => {}
     }
     let audit = audit_start(&plan);
@@ -86,8 +91,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 session::run(&exec.session, &mode).await
             }
             Plan::Doctor(doctor) => doctor::run(&doctor).await,
+            Plan::Up(up) => tunnel::up(&up, &common).await,
+            Plan::Supervise => tunnel::supervise(supervisor_log).await,
             // Handled before the runtime starts.
-            Plan::History(_) | Plan::InstallPlugin(_) => Ok(ExitCode::SUCCESS),
+            Plan::History(_) | Plan::InstallPlugin(_) | Plan::Status(_) | Plan::Down(_) => {
+                Ok(ExitCode::SUCCESS)
+            }
         };
         if let Some(audit) = audit {
             audit.finish(&result).await;

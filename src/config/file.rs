@@ -35,6 +35,31 @@ pub struct Config {
     pub environments: BTreeMap<String, Environment>,
     /// Accounts: the config file's, then those of the accounts file not already listed.
     pub accounts: Vec<Account>,
+    /// Named tunnel sets (`[tunnels.NAME]`): the config file's, then those of the tunnels file
+    /// beside it.
+    pub tunnels: BTreeMap<String, Tunnel>,
+}
+
+/// A named tunnel set (`[tunnels.NAME]` in the configuration or in `tunnels.toml` beside it),
+/// started in the background by `postern up NAME`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tunnel {
+    /// Any TARGET `postern forward` takes (an id, a Name tag, NAME@ACCOUNT-ALIAS, …).
+    pub target: String,
+    /// `-L` specs (`[BIND:]LOCAL:[HOST:]PORT`).
+    #[serde(default)]
+    pub forward: Vec<String>,
+    /// `-D` specs (`[BIND:]PORT`).
+    #[serde(default)]
+    pub socks: Vec<String>,
+    /// StartSession reason.
+    pub reason: Option<String>,
+    /// `--sessions`: `auto` (the default) or a number.
+    pub sessions: Option<String>,
+    /// The file that defines it.
+    #[serde(skip)]
+    pub file: PathBuf,
 }
 
 /// Where the credentials postern starts from come from.
@@ -132,6 +157,7 @@ impl Default for Config {
             duration: DEFAULT_DURATION,
             environments: BTreeMap::new(),
             accounts: Vec::new(),
+            tunnels: BTreeMap::new(),
         }
     }
 }
@@ -186,6 +212,11 @@ impl Config {
     /// The sibling file `postern accounts sync` writes.
     pub fn accounts_path(config_path: &Path) -> PathBuf {
         config_path.with_file_name(ACCOUNTS_FILE)
+    }
+
+    /// The sibling file a team can share its tunnel sets in.
+    pub fn tunnels_path(config_path: &Path) -> PathBuf {
+        config_path.with_file_name(TUNNELS_FILE)
     }
 }
 
@@ -256,7 +287,88 @@ pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
             });
         }
     }
+    let tunnels_path = Config::tunnels_path(&path);
+    match std::fs::read_to_string(&tunnels_path) {
+        Ok(text) => {
+            let raw: RawTunnelsFile =
+                toml::from_str(&text).map_err(|e| from_toml(&tunnels_path, &text, &e))?;
+            for (name, tunnel) in tunnels(&tunnels_path, &text, raw.tunnels)? {
+                if config.tunnels.contains_key(&name) {
+                    let offset = text.find(&name).unwrap_or(0);
+                    return Err(invalid_at(
+                        &tunnels_path,
+                        &text,
+                        offset,
+                        format!("tunnel `{name}` is also defined in {}", path.display()),
+                    ));
+                }
+                config.tunnels.insert(name, tunnel);
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(source) => {
+            return Err(ConfigError::Read {
+                path: tunnels_path,
+                source,
+            });
+        }
+    }
     Ok(config)
+}
+
+/// Checks tunnel names (they name files: letters, digits, `-`, `_`, `.`) and what each
+/// tunnel forwards.
+fn tunnels(
+    path: &Path,
+    text: &str,
+    raw: BTreeMap<Spanned<String>, Spanned<Tunnel>>,
+) -> Result<BTreeMap<String, Tunnel>, ConfigError> {
+    let mut out = BTreeMap::new();
+    for (name, tunnel) in raw {
+        let span = name.span();
+        let name = name.into_inner();
+        let valid = !name.is_empty()
+            && name.len() <= 64
+            && !name.starts_with('.')
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        if !valid {
+            return Err(invalid_at(
+                path,
+                text,
+                span.start,
+                format!(
+                    "tunnel name `{name}` must be 1-64 letters, digits, `-`, `_` or `.` (not \
+                     starting with `.`)"
+                ),
+            ));
+        }
+        let tunnel_span = tunnel.span();
+        let mut tunnel = tunnel.into_inner();
+        if tunnel.target.trim().is_empty() {
+            return Err(invalid_at(
+                path,
+                text,
+                tunnel_span.start,
+                format!("tunnel `{name}` needs a target"),
+            ));
+        }
+        if tunnel.forward.is_empty() && tunnel.socks.is_empty() {
+            return Err(invalid_at(
+                path,
+                text,
+                tunnel_span.start,
+                format!(
+                    "tunnel `{name}` forwards nothing: give `forward = [\"LOCAL:HOST:PORT\"]` \
+                     or `socks = [\"PORT\"]`"
+                ),
+            ));
+        }
+        tunnel.file = path.to_owned();
+        out.insert(name, tunnel);
+    }
+    Ok(out)
 }
 
 /// Parses and validates the text of a configuration file read from `path`.
@@ -309,6 +421,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         );
     }
     let accounts = accounts(path, text, raw.accounts, Some(&known_source))?;
+    let tunnels = tunnels(path, text, raw.tunnels)?;
     Ok(Config {
         path: Some(path.to_owned()),
         source: raw.source.unwrap_or_default(),
@@ -319,6 +432,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         duration,
         environments,
         accounts,
+        tunnels,
     })
 }
 
@@ -431,6 +545,15 @@ struct RawConfig {
     environments: BTreeMap<String, RawEnvironment>,
     #[serde(default)]
     accounts: Vec<RawAccount>,
+    #[serde(default)]
+    tunnels: BTreeMap<Spanned<String>, Spanned<Tunnel>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTunnelsFile {
+    #[serde(default)]
+    tunnels: BTreeMap<Spanned<String>, Spanned<Tunnel>>,
 }
 
 #[derive(Deserialize)]
@@ -613,6 +736,8 @@ fn contains_offset(value: &DeValue<'_>, offset: usize) -> bool {
 
 /// The config file's name for accounts written by `postern accounts sync`.
 const ACCOUNTS_FILE: &str = "accounts.toml";
+/// The config file's sibling holding tunnel sets a team shares.
+const TUNNELS_FILE: &str = "tunnels.toml";
 /// AssumeRole's default and the role-chaining cap.
 const DEFAULT_DURATION: Duration = Duration::from_secs(3600);
 const MIN_DURATION: Duration = Duration::from_secs(900);

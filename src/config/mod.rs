@@ -8,6 +8,6 @@ mod file;
 
 pub use crate::paths::{cache_dir, default_config_path};
 pub use file::{
-    Account, AccountId, Config, ConfigError, EnvClass, Environment, SYNC_HEADER, Source,
+    Account, AccountId, Config, ConfigError, EnvClass, Environment, SYNC_HEADER, Source, Tunnel,
     UNKNOWN_ENV, accounts_trailer, env_class, load, parse, parse_accounts, same_env,
 };

@@ -86,6 +86,7 @@ pub struct Forwarder {
     router: Option<Router>,
     options: ForwardOptions,
     traffic: Arc<Traffic>,
+    keep_warm: bool,
 }
 
 /// Why the forwards could not start.
@@ -218,7 +219,16 @@ impl Forwarder {
             router: None,
             options: options.clone(),
             traffic: Arc::new(Traffic::default()),
+            keep_warm: false,
         })
+    }
+
+    /// Keeps a session open for every `-L` forward (a background tunnel): when all of a
+    /// forward's sessions end, another starts, with backoff; a forward that can never work
+    /// again records why in [`Traffic::failure`] and stops.
+    pub fn keeping_sessions_open(mut self) -> Self {
+        self.keep_warm = true;
+        self
     }
 
     /// The forwards, in `-L` order.
@@ -265,6 +275,7 @@ impl Forwarder {
                 idle_close: None,
                 min_agent: None,
                 answered: false,
+                keep_warm: self.keep_warm,
             };
             tasks.push(tokio::spawn(pool.run(Some(first))));
         }

@@ -17,6 +17,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinSet;
 
+use crate::aws::AwsErrorKind;
 use crate::forward::connect::{ConnectError, Connected};
 use crate::forward::link::{Incoming, LinkContext, LinkHandle, Notice, Outcome};
 use crate::forward::traffic::Traffic;
@@ -132,6 +133,10 @@ pub(crate) struct Pool {
     pub(crate) min_agent: Option<(&'static str, &'static str)>,
     /// Connections carry SOCKS answers, which report session failures themselves.
     pub(crate) answered: bool,
+    /// Keep a session open at all times (background tunnels): when every session has ended,
+    /// start another with backoff; give up (the forward fails, [`Traffic::failure`]) when the
+    /// service refuses for good or after [`RESTART_ATTEMPTS`] failures in a row.
+    pub(crate) keep_warm: bool,
 }
 
 impl Pool {
@@ -156,6 +161,7 @@ impl Pool {
         let mut queue: VecDeque<Incoming> = VecDeque::new();
         let mut source_open = true;
         let mut idle_since = None;
+        let mut restart = Restart::default();
         if let Some(first) = first {
             links.push(start_link(first, &ctx, &mut tasks));
         }
@@ -198,6 +204,9 @@ impl Pool {
                 idle_since = Some(transport::now());
             }
             let idle_deadline = self.idle_close.zip(idle_since).map(|(after, t)| t + after);
+            if self.keep_warm && links.is_empty() && opens.is_empty() && restart.at.is_none() {
+                restart.schedule(&self.traffic);
+            }
             tokio::select! {
                 incoming = self.source.recv(), if source_open => match incoming {
                     Some(incoming) => queue.push_back(incoming),
@@ -205,6 +214,7 @@ impl Pool {
                 },
                 Some(opened) = opens.join_next(), if !opens.is_empty() => match opened {
                     Ok(Ok(connected)) => {
+                        restart.succeeded(&self.traffic);
                         if links.is_empty() {
                             // The first session of a pool that started without one.
                             policy = Policy::new(self.count, link_mode(&connected));
@@ -212,6 +222,10 @@ impl Pool {
                         links.push(start_link(connected, &ctx, &mut tasks));
                     }
                     Ok(Err(error)) => {
+                        if self.keep_warm && restart.failed(&error, &self.traffic) {
+                            tracing::warn!(remote = %self.remote, %error, "giving up on the forward");
+                            break;
+                        }
                         if !self.answered {
                             let _ = self.notices.send(Notice::SessionFailed {
                                 target: self.connector.request().target.clone(),
@@ -234,6 +248,13 @@ impl Pool {
                 },
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
                 () = pool_wake.notified() => {}
+                () = transport::sleep_until(restart.at), if restart.at.is_some() => {
+                    restart.at = None;
+                    if links.is_empty() && opens.is_empty() {
+                        tracing::info!(remote = %self.remote, attempt = restart.attempts + 1, "restarting the session");
+                        opens.spawn(open(self.connector.clone(), self.min_agent));
+                    }
+                }
                 () = transport::sleep_until(idle_deadline), if idle_deadline.is_some() => {
                     tracing::debug!(remote = %self.remote, "idle: closing the sessions");
                     // Whatever the source sent before it saw the close is still served.
@@ -252,10 +273,86 @@ impl Pool {
             }
         }
         opens.abort_all();
+        if restart.pending {
+            self.traffic.restart_ends(false);
+        }
         self.source.close();
         drop(links);
         while tasks.join_next().await.is_some() {}
     }
+}
+
+/// A keep-warm pool's restarts: when the next attempt is due, how many failed in a row.
+#[derive(Debug, Default)]
+struct Restart {
+    /// When to start the next session.
+    at: Option<std::time::Instant>,
+    /// Failed attempts since the last session was up.
+    attempts: u32,
+    /// Counted in [`Traffic`] as restarting.
+    pending: bool,
+}
+
+impl Restart {
+    /// Every session ended: schedule the next attempt (the first at once).
+    fn schedule(&mut self, traffic: &Traffic) {
+        if !self.pending {
+            self.pending = true;
+            traffic.restart_begins();
+        }
+        self.at = Some(transport::now() + restart_delay(self.attempts, rand::random()));
+    }
+
+    /// A session is up.
+    fn succeeded(&mut self, traffic: &Traffic) {
+        self.attempts = 0;
+        if self.pending {
+            self.pending = false;
+            traffic.restart_ends(true);
+        }
+    }
+
+    /// A session could not be started; true when the forward can never work (recorded in
+    /// `traffic`).
+    fn failed(&mut self, error: &ConnectError, traffic: &Traffic) -> bool {
+        if !self.pending {
+            // The start of an extra session failed; the others still run.
+            return false;
+        }
+        self.attempts += 1;
+        let hopeless = refused_for_good(error) || self.attempts >= RESTART_ATTEMPTS;
+        if hopeless {
+            traffic.failed(crate::forward::error_chain(error));
+        }
+        hopeless
+    }
+}
+
+/// Whether StartSession refused in a way no retry changes: access denied, or an invalid
+/// target or document.
+pub(crate) fn refused_for_good(error: &ConnectError) -> bool {
+    match error {
+        ConnectError::Start(e) => {
+            e.kind == AwsErrorKind::AccessDenied
+                || matches!(
+                    e.code(),
+                    Some("InvalidTarget" | "InvalidDocument" | "InvalidInstanceId")
+                )
+        }
+        _ => false,
+    }
+}
+
+/// The wait before restart attempt `attempts + 1`: none for the first, then doubling from
+/// 1 s to [`RESTART_MAX_DELAY`], each scaled by `jitter` (0 to 1) into its upper half.
+pub(crate) fn restart_delay(attempts: u32, jitter: f64) -> Duration {
+    if attempts == 0 {
+        return Duration::ZERO;
+    }
+    let full = RESTART_FIRST_DELAY
+        .saturating_mul(1 << (attempts - 1).min(16))
+        .min(RESTART_MAX_DELAY);
+    full.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
 }
 
 /// Accepts `listener`'s connections into a pool's source until shutdown or the pool is gone.
@@ -336,6 +433,14 @@ fn start_link(connected: Connected, ctx: &LinkContext, tasks: &mut JoinSet<()>) 
     LinkHandle { conns, load }
 }
 
+/// Failed restarts in a row after which a keep-warm forward gives up (about five minutes
+/// with [`restart_delay`]).
+pub(crate) const RESTART_ATTEMPTS: u32 = 10;
+/// The wait before the second restart attempt.
+const RESTART_FIRST_DELAY: Duration = Duration::from_secs(1);
+/// The longest wait between restart attempts.
+const RESTART_MAX_DELAY: Duration = Duration::from_secs(60);
+
 /// `--sessions auto`: at most this many sessions per forward. Each session of a current agent
 /// is capped near 1 MB/s downstream by the agent's pacing (SPEC.md §10 item 17), so four give
 /// bulk workloads with many connections four times that, while StartSession calls (rate
@@ -387,6 +492,16 @@ mod tests {
         assert_eq!(decide(&[3], 0, 1, auto), Decision::Dispatch(0));
         assert_eq!(decide(&[4], 0, 1, auto), Decision::Open);
         assert_eq!(decide(&[4, 4, 4, 4], 0, 1, auto), Decision::Dispatch(0));
+    }
+
+    #[test]
+    fn restarts_back_off_from_nothing_to_a_minute() {
+        assert_eq!(restart_delay(0, 0.7), Duration::ZERO);
+        assert_eq!(restart_delay(1, 1.0), Duration::from_secs(1));
+        assert_eq!(restart_delay(1, 0.0), Duration::from_millis(500));
+        assert_eq!(restart_delay(3, 1.0), Duration::from_secs(4));
+        assert_eq!(restart_delay(9, 1.0), RESTART_MAX_DELAY);
+        assert_eq!(restart_delay(40, 1.0), RESTART_MAX_DELAY);
     }
 
     #[test]

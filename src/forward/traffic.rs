@@ -1,10 +1,12 @@
-//! Counters of what the forwards of one `postern forward` carry: open local connections, open
-//! sessions, bytes each way. Links and connection tasks update them; the live status line
-//! reads them a few times a second ([`Traffic::snapshot`]) and derives rates from two
-//! snapshots ([`Rate::between`]).
+//! Counters of what the forwards of one `postern forward` (or one background tunnel) carry:
+//! open local connections, open sessions, bytes each way, and the health of forwards that keep
+//! a session open (sessions being restarted, restarts, why a forward can never work). Links,
+//! pools and connection tasks update them; the live status line and the tunnel supervisor
+//! read them ([`Traffic::snapshot`]) and derive rates from two snapshots ([`Rate::between`]).
 //!
 //! It must not print or read a clock: `cli` renders and times.
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -15,6 +17,9 @@ pub struct Traffic {
     sessions: AtomicUsize,
     up: AtomicU64,
     down: AtomicU64,
+    restarting: AtomicUsize,
+    restarts: AtomicU64,
+    failure: Mutex<Option<String>>,
 }
 
 /// The counters at one moment.
@@ -28,6 +33,10 @@ pub struct TrafficSnapshot {
     pub up: u64,
     /// Bytes written to local connections (from the instance), ever.
     pub down: u64,
+    /// Forwards whose sessions all ended and that are starting another (tunnels only).
+    pub restarting: usize,
+    /// Sessions started to replace one that ended (tunnels only), ever.
+    pub restarts: u64,
 }
 
 /// Bytes per second each way between two snapshots.
@@ -47,6 +56,36 @@ impl Traffic {
             sessions: self.sessions.load(Ordering::Relaxed),
             up: self.up.load(Ordering::Relaxed),
             down: self.down.load(Ordering::Relaxed),
+            restarting: self.restarting.load(Ordering::Relaxed),
+            restarts: self.restarts.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Why a forward can never work (access denied, the instance gone), once a pool gave up.
+    pub fn failure(&self) -> Option<String> {
+        // A poisoned lock means a panic elsewhere; the text is still whole.
+        self.failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn failed(&self, reason: String) {
+        let mut failure = self.failure.lock().unwrap_or_else(|p| p.into_inner());
+        failure.get_or_insert(reason);
+    }
+
+    pub(crate) fn restart_begins(&self) {
+        self.restarting.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A restart ended: `succeeded` when a new session is up.
+    pub(crate) fn restart_ends(&self, succeeded: bool) {
+        let _ = self
+            .restarting
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+        if succeeded {
+            self.restarts.fetch_add(1, Ordering::Relaxed);
         }
     }
 

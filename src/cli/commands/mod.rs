@@ -12,3 +12,4 @@ pub(crate) mod plugin;
 pub(crate) mod session;
 pub(crate) mod ssh;
 pub(crate) mod sync;
+pub(crate) mod tunnel;

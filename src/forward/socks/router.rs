@@ -122,6 +122,7 @@ impl Router {
             idle_close: Some(self.idle_close),
             min_agent: Some(self.min_agent),
             answered: true,
+            keep_warm: false,
         };
         tasks.spawn(pool.run(None));
     }

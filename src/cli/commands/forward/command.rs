@@ -82,6 +82,8 @@ pub struct ForwardPlan {
     pub json: bool,
     /// Whether logs go to stderr (then no status line is drawn over them).
     pub logs_on_stderr: bool,
+    /// The configured account resolution placed the target in (set by resolution).
+    pub account: Option<String>,
 }
 
 impl ForwardPlan {
@@ -133,6 +135,7 @@ impl ForwardPlan {
             },
             json: args.json,
             logs_on_stderr,
+            account: None,
         })
     }
 }
@@ -364,7 +367,7 @@ fn basic_mode_warning(ready: &ForwardReady) -> String {
     )
 }
 
-fn render_notice(notice: &Notice) -> Option<String> {
+pub(crate) fn render_notice(notice: &Notice) -> Option<String> {
     Some(match notice {
         Notice::ConnectionAccepted { .. } => return None,
         Notice::ConnectToPortError {

@@ -4,5 +4,5 @@
 mod command;
 mod status;
 
-pub(crate) use command::run;
 pub use command::{ForwardArgs, ForwardPlan};
+pub(crate) use command::{render_notice, run};

@@ -141,6 +141,7 @@ mod tests {
             sessions: 1,
             up: 1_234,
             down: 54_321_000,
+            ..TrafficSnapshot::default()
         };
         let rate = Rate {
             up: 512.0,
