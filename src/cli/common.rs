@@ -17,7 +17,7 @@ pub struct CommonArgs {
     pub profile: Option<String>,
 
     /// AWS region (default: AWS_REGION, AWS_DEFAULT_REGION, or the profile's).
-    #[arg(long, global = true, value_name = "REGION")]
+    #[arg(long, global = true, value_name = "REGION", value_parser = parse_region)]
     pub region: Option<String>,
 
     /// SSM's endpoint URL (a VPC endpoint), as `aws ssm --endpoint-url`: STS, EC2, KMS and
@@ -178,6 +178,23 @@ impl fmt::Display for Target {
 
 /// The host-name suffix `postern ssh-config` routes through postern.
 pub(crate) const SSH_HOST_SUFFIX: &str = ".postern";
+
+/// A region name as AWS spells them (`eu-west-1`, `us-gov-west-1`, `cn-north-1`): lowercase
+/// letters, digits and dashes. Anything else would reach the SDK's endpoint rules as an opaque
+/// failure per account.
+pub(crate) fn parse_region(raw: &str) -> Result<String, String> {
+    let valid = (1..=32).contains(&raw.len())
+        && raw
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !raw.starts_with('-')
+        && !raw.ends_with('-');
+    if valid {
+        Ok(raw.to_owned())
+    } else {
+        Err("not a region name (for example eu-west-1 or us-east-1)".to_owned())
+    }
+}
 
 pub(crate) fn check_reason(reason: Option<&str>) -> Result<(), ExpectedError> {
     match reason {
