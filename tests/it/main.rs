@@ -24,6 +24,7 @@ mod cli_resilience;
 mod cli_shell_tmux;
 mod cli_socks;
 mod cli_ssh;
+mod cli_tunnels;
 mod discovery_emulator;
 mod emulator_auth;
 mod emulator_control;
