@@ -44,7 +44,7 @@ impl Caller {
     }
 }
 
-/// Handles one control-plane request at the main endpoint.
+/// Handles one control-plane request, at the main endpoint (`/`) or at KMS's own (`/kms`).
 pub(crate) async fn handle(
     State(shared): State<Arc<Shared>>,
     method: Method,
@@ -52,18 +52,12 @@ pub(crate) async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    serve(&shared, Door::Main, &method, &uri, &headers, &body).await
-}
-
-/// Handles one request at KMS's own endpoint (`--separate-kms-endpoint`).
-pub(crate) async fn handle_kms(
-    State(shared): State<Arc<Shared>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    serve(&shared, Door::Kms, &method, &uri, &headers, &body).await
+    let door = if uri.path().starts_with(KMS_PATH) {
+        Door::Kms
+    } else {
+        Door::Main
+    };
+    serve(&shared, door, &method, &uri, &headers, &body).await
 }
 
 /// Which endpoint a request came to.
@@ -333,6 +327,8 @@ fn failure(err: AwsError, service: Service, request_id: &str) -> Response {
 }
 
 const AMZ_TARGET_HEADER: &str = "x-amz-target";
+/// The path of KMS's own endpoint (`--separate-kms-endpoint`).
+pub(crate) const KMS_PATH: &str = "/kms";
 const SECURITY_TOKEN_HEADER: &str = "x-amz-security-token";
 /// `X-Amz-Target` prefix of SSM operations.
 const SSM_TARGET_PREFIX: &str = "AmazonSSM";

@@ -84,9 +84,9 @@ impl Emulator {
         });
         let router = Router::new()
             .route("/", post(control::handle))
-            .route(KMS_ROUTE, post(control::handle_kms))
+            .route(control::KMS_PATH, post(control::handle))
             // The SDK joins an endpoint's path and the operation's `/` into `/kms/`.
-            .route(KMS_ROUTE_SLASH, post(control::handle_kms))
+            .route(KMS_ROUTE_SLASH, post(control::handle))
             .route(DATA_CHANNEL_ROUTE, any(datachannel::upgrade))
             .with_state(Arc::clone(&shared));
         let mut stop = shutdown_rx;
@@ -148,7 +148,7 @@ impl EmulatorHandle {
         self.shared
             .config
             .separate_kms_endpoint
-            .then(|| format!("http://{}{KMS_ROUTE}", self.shared.addr))
+            .then(|| format!("http://{}{}", self.shared.addr, control::KMS_PATH))
     }
 
     /// The region the emulator reports.
@@ -316,8 +316,7 @@ impl Shared {
     }
 }
 
-/// The path of KMS's own endpoint (`--separate-kms-endpoint`).
-const KMS_ROUTE: &str = "/kms";
+/// KMS's own endpoint as the SDK sends to it (`/kms` joined with the operation's `/`).
 const KMS_ROUTE_SLASH: &str = "/kms/";
 const DATA_CHANNEL_ROUTE: &str = "/v1/data-channel/{session_id}";
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
