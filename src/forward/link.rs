@@ -4,7 +4,8 @@
 //! A link is one SSM session carrying local connections; it pumps, the core decides.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Instant;
 
 use postern_protocol::{Limits, Session};
 use tokio::net::TcpStream;
@@ -155,13 +156,23 @@ pub(crate) struct LinkContext {
     pub(crate) traffic: Arc<Traffic>,
 }
 
-/// The pool's view of a running link.
+/// The pool's view of a running link. Dropping it asks the link to end its session politely.
 #[derive(Debug)]
 pub(crate) struct LinkHandle {
     /// New local connections for the link. Closed when the link ended.
     pub(crate) conns: mpsc::UnboundedSender<Incoming>,
     /// Connections assigned and not yet closed (the pool adds, the link subtracts).
     pub(crate) load: Arc<AtomicUsize>,
+    /// Bytes the link has received for its connections, ever (the link adds; mux links only).
+    pub(crate) delivered: Arc<AtomicU64>,
+    /// `delivered` at the pool's last sample.
+    pub(crate) sampled: u64,
+    /// Bytes per second delivered between the pool's last two samples.
+    pub(crate) rate: f64,
+    /// When the pool last gave the link a connection.
+    pub(crate) assigned_at: Option<Instant>,
+    /// Since when the link has carried no connection.
+    pub(crate) idle_since: Option<Instant>,
 }
 
 impl LinkHandle {

@@ -26,7 +26,7 @@ pub use forwarder::{
 pub use link::{Notice, outstanding};
 pub use listener::BindError;
 pub use pacing::{INITIAL_WINDOW, MAX_WINDOW, MIN_WINDOW, UploadWindow};
-pub use pool::{AUTO_MAX_SESSIONS, AUTO_PER_SESSION, LinkMode, SessionCount};
+pub use pool::{AUTO_IDLE_CLOSE, AUTO_MAX_SESSIONS, AUTO_PER_SESSION, LinkMode, SessionCount};
 pub use socks::SocksAuth;
 pub use spec::{ForwardSpec, Remote, SocksSpec, SpecError};
 pub use traffic::{Rate, Traffic, TrafficSnapshot};

@@ -16,7 +16,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use postern_protocol::mux::{Mux, MuxConfig, MuxEvent, StreamId};
@@ -40,6 +40,7 @@ pub(crate) async fn run(
     mut ctx: LinkContext,
     mut new_conns: mpsc::UnboundedReceiver<Incoming>,
     load: Arc<AtomicUsize>,
+    delivered: Arc<AtomicU64>,
 ) {
     let Connected {
         session_id,
@@ -104,6 +105,7 @@ pub(crate) async fn run(
         while let Some(event) = mux.poll_event() {
             match event {
                 MuxEvent::Data(id, data) => {
+                    delivered.fetch_add(data.len() as u64, Ordering::Relaxed);
                     if let Some(conn) = conns.get(&id) {
                         answered = true;
                         if let Some((answer, _)) = waiting.remove(&id) {

@@ -3,15 +3,17 @@
 //! reusing them while they live (`--sessions`). A pool with an idle limit (SOCKS destinations)
 //! ends its sessions once it has carried no connection for that long.
 //!
-//! Policy ([`decide`], pure): a connection goes to the least-loaded link while that link
-//! carries fewer than `per_session` connections; otherwise another session is opened (and the
-//! connection waits for it) until `max` sessions exist; beyond that, mux links take more
-//! connections each and basic links make them wait for a free session.
+//! Policy ([`decide`], pure): a connection goes to the least-loaded link that has room: fewer
+//! than `per_session` connections and, with `--sessions auto` on a mux link, not saturated
+//! (delivering near the agent's per-session pace, or given a connection too recently to tell);
+//! otherwise another session is opened (and the connection waits for it) until `max` sessions
+//! exist; beyond that, mux links take more connections each and basic links make them wait for
+//! a free session. `auto` ends extra sessions that carried nothing for [`AUTO_IDLE_CLOSE`].
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, mpsc, watch};
@@ -27,8 +29,10 @@ use crate::transport;
 /// How many sessions a forward may use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SessionCount {
-    /// Up to [`AUTO_MAX_SESSIONS`]; a mux session takes [`AUTO_PER_SESSION`] connections
-    /// before another is opened.
+    /// Up to [`AUTO_MAX_SESSIONS`], opened as the open ones saturate: a mux session takes
+    /// another connection only while it delivers well below the agent's pace (and at most
+    /// [`AUTO_PER_SESSION`]); extra sessions idle for [`AUTO_IDLE_CLOSE`] are closed. Basic
+    /// mode: one connection per session.
     Auto,
     /// Up to this many; every concurrent connection gets its own session while there are
     /// fewer.
@@ -53,6 +57,18 @@ pub(crate) struct Policy {
     pub(crate) per_session: usize,
     /// Whether `per_session` is a hard limit (basic mode).
     pub(crate) hard: bool,
+    /// Whether a saturated link counts as full (`auto` on mux links), and extra idle sessions
+    /// close.
+    pub(crate) adaptive: bool,
+}
+
+/// What [`decide`] knows of one link.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct LinkLoad {
+    /// Connections it carries.
+    pub(crate) connections: usize,
+    /// It delivers near the agent's pace, or took a connection too recently to tell.
+    pub(crate) saturated: bool,
 }
 
 /// What to do with the connection at the head of the queue.
@@ -74,44 +90,66 @@ impl Policy {
                 max: AUTO_MAX_SESSIONS,
                 per_session: AUTO_PER_SESSION,
                 hard: false,
+                adaptive: true,
             },
             (SessionCount::Auto, LinkMode::Basic) => Self {
                 max: AUTO_MAX_SESSIONS,
                 per_session: 1,
                 hard: true,
+                adaptive: false,
             },
             (SessionCount::Fixed(n), mode) => Self {
                 max: n.max(1),
                 per_session: 1,
                 hard: mode == LinkMode::Basic,
+                adaptive: false,
             },
         }
     }
 }
 
 /// Decides for the head of a queue of `queued` connections, given each link's load and the
-/// number of sessions being opened.
-pub(crate) fn decide(loads: &[usize], opening: usize, queued: usize, policy: Policy) -> Decision {
-    let least = loads
+/// number of sessions being opened (each expected to take one waiting connection).
+pub(crate) fn decide(
+    links: &[LinkLoad],
+    opening: usize,
+    queued: usize,
+    policy: Policy,
+) -> Decision {
+    let roomy = links
         .iter()
         .enumerate()
-        .min_by_key(|(_, load)| **load)
-        .map(|(i, load)| (i, *load));
-    if let Some((i, load)) = least
-        && load < policy.per_session
-    {
+        .filter(|(_, l)| l.connections < policy.per_session && !l.saturated)
+        .min_by_key(|(_, l)| l.connections);
+    if let Some((i, _)) = roomy {
         return Decision::Dispatch(i);
     }
-    let coming = opening * policy.per_session;
-    if loads.len() + opening < policy.max && queued > coming {
+    if links.len() + opening < policy.max && queued > opening {
         return Decision::Open;
     }
-    if opening > 0 && queued <= coming {
+    if opening > 0 && queued <= opening {
         return Decision::Wait;
     }
+    let least = links.iter().enumerate().min_by_key(|(_, l)| l.connections);
     match least {
-        Some((i, _)) if !policy.hard => Decision::Dispatch(i),
+        Some((i, l)) if !policy.hard || l.connections < policy.per_session => Decision::Dispatch(i),
         _ => Decision::Wait,
+    }
+}
+
+impl LinkHandle {
+    /// What [`decide`] needs of this link at `now`.
+    fn view(&self, now: Instant, policy: Policy) -> LinkLoad {
+        let connections = self.load();
+        let probing = self
+            .assigned_at
+            .is_some_and(|at| now.saturating_duration_since(at) < AUTO_PROBE);
+        LinkLoad {
+            connections,
+            saturated: policy.adaptive
+                && connections > 0
+                && (probing || self.rate >= AUTO_SATURATED_RATE),
+        }
     }
 }
 
@@ -162,6 +200,7 @@ impl Pool {
         let mut source_open = true;
         let mut idle_since = None;
         let mut restart = Restart::default();
+        let mut last_sample = transport::now();
         if let Some(first) = first {
             links.push(start_link(first, &ctx, &mut tasks));
         }
@@ -169,10 +208,13 @@ impl Pool {
             links.retain(LinkHandle::is_alive);
             // Hand out queued connections.
             while let Some(stream) = queue.pop_front() {
-                let loads: Vec<usize> = links.iter().map(LinkHandle::load).collect();
+                let now = transport::now();
+                let loads: Vec<LinkLoad> = links.iter().map(|l| l.view(now, policy)).collect();
                 match decide(&loads, opens.len(), queue.len() + 1, policy) {
                     Decision::Dispatch(i) => {
-                        let link = &links[i];
+                        let link = &mut links[i];
+                        link.assigned_at = Some(now);
+                        link.idle_since = None;
                         link.load.fetch_add(1, Ordering::AcqRel);
                         if let Err(returned) = link.conns.send(stream) {
                             // The link just ended: try again without it.
@@ -204,6 +246,11 @@ impl Pool {
                 idle_since = Some(transport::now());
             }
             let idle_deadline = self.idle_close.zip(idle_since).map(|(after, t)| t + after);
+            let (sample_at, extra_idle_at) = if policy.adaptive {
+                adapt(&mut links, &mut last_sample)
+            } else {
+                (None, None)
+            };
             if self.keep_warm && links.is_empty() && opens.is_empty() && restart.at.is_none() {
                 restart.schedule(&self.traffic);
             }
@@ -248,6 +295,8 @@ impl Pool {
                 },
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
                 () = pool_wake.notified() => {}
+                () = transport::sleep_until(sample_at), if sample_at.is_some() => {}
+                () = transport::sleep_until(extra_idle_at), if extra_idle_at.is_some() => {}
                 () = transport::sleep_until(restart.at), if restart.at.is_some() => {
                     restart.at = None;
                     if links.is_empty() && opens.is_empty() {
@@ -282,11 +331,62 @@ impl Pool {
     }
 }
 
+/// `auto`'s bookkeeping, once per turn of the pool: samples each link's delivery rate every
+/// [`AUTO_SAMPLE_EVERY`] while any carries connections, ends extra sessions idle for
+/// [`AUTO_IDLE_CLOSE`] (keeping one), and returns when to look again (next sample, next idle
+/// close).
+fn adapt(
+    links: &mut Vec<LinkHandle>,
+    last_sample: &mut Instant,
+) -> (Option<Instant>, Option<Instant>) {
+    let now = transport::now();
+    let elapsed = now.saturating_duration_since(*last_sample);
+    if elapsed >= AUTO_SAMPLE_EVERY {
+        for link in links.iter_mut() {
+            let delivered = link.delivered.load(Ordering::Relaxed);
+            link.rate = delivered.saturating_sub(link.sampled) as f64 / elapsed.as_secs_f64();
+            link.sampled = delivered;
+        }
+        *last_sample = now;
+    }
+    for link in links.iter_mut() {
+        if link.load() > 0 {
+            link.idle_since = None;
+        } else if link.idle_since.is_none() {
+            link.idle_since = Some(now);
+        }
+    }
+    // The oldest sessions stay; extra ones idle long enough end (dropping the handle ends
+    // the session politely).
+    let mut kept = 0;
+    links.retain(|link| {
+        let expired = link
+            .idle_since
+            .is_some_and(|t| now.saturating_duration_since(t) >= AUTO_IDLE_CLOSE);
+        let keep = kept == 0 || !expired;
+        if keep {
+            kept += 1;
+        } else {
+            tracing::debug!("closing an extra idle session");
+        }
+        keep
+    });
+    let busy = links.iter().any(|l| l.load() > 0);
+    let sample_at = busy.then(|| *last_sample + AUTO_SAMPLE_EVERY);
+    let idle_at = links
+        .iter()
+        .skip(1)
+        .filter_map(|l| l.idle_since)
+        .min()
+        .map(|t| t + AUTO_IDLE_CLOSE);
+    (sample_at, idle_at)
+}
+
 /// A keep-warm pool's restarts: when the next attempt is due, how many failed in a row.
 #[derive(Debug, Default)]
 struct Restart {
     /// When to start the next session.
-    at: Option<std::time::Instant>,
+    at: Option<Instant>,
     /// Failed attempts since the last session was up.
     attempts: u32,
     /// Counted in [`Traffic`] as restarting.
@@ -421,16 +521,28 @@ fn start_link(connected: Connected, ctx: &LinkContext, tasks: &mut JoinSet<()>) 
     tracing::debug!(session_id = %connected.session_id, ?mode, "link starts");
     let ctx = ctx.clone();
     let link_load = load.clone();
+    let delivered = Arc::new(AtomicU64::new(0));
+    let link_delivered = delivered.clone();
     let traffic = ctx.traffic.clone();
     traffic.session_opened();
     tasks.spawn(async move {
         match mode {
-            LinkMode::Mux => mux_link::run(connected, ctx, receiver, link_load).await,
+            LinkMode::Mux => {
+                mux_link::run(connected, ctx, receiver, link_load, link_delivered).await;
+            }
             LinkMode::Basic => basic_link::run(connected, ctx, receiver, link_load).await,
         }
         traffic.session_closed();
     });
-    LinkHandle { conns, load }
+    LinkHandle {
+        conns,
+        load,
+        delivered,
+        sampled: 0,
+        rate: 0.0,
+        assigned_at: None,
+        idle_since: None,
+    }
 }
 
 /// Failed restarts in a row after which a keep-warm forward gives up (about five minutes
@@ -442,14 +554,24 @@ const RESTART_FIRST_DELAY: Duration = Duration::from_secs(1);
 const RESTART_MAX_DELAY: Duration = Duration::from_secs(60);
 
 /// `--sessions auto`: at most this many sessions per forward. Each session of a current agent
-/// is capped near 1 MB/s downstream by the agent's pacing (SPEC.md §10 item 17), so four give
-/// bulk workloads with many connections four times that, while StartSession calls (rate
-/// limited per account) and concurrent sessions (visible to administrators, limited per
-/// account) stay few.
-pub const AUTO_MAX_SESSIONS: usize = 4;
-/// `--sessions auto`: connections a mux session takes before another session is opened. An
-/// interactive client with a handful of connections never waits for a second StartSession.
-pub const AUTO_PER_SESSION: usize = 4;
+/// is capped near 1 MB/s downstream by the agent's pacing (SPEC.md §10 item 17), so eight give
+/// parallel bulk transfers eight times that, while StartSession calls (rate limited per
+/// account) and concurrent sessions (visible to administrators, limited per account) stay
+/// few; sessions open only as the open ones saturate.
+pub const AUTO_MAX_SESSIONS: usize = 8;
+/// `--sessions auto`: most connections a mux session takes while it has room.
+pub const AUTO_PER_SESSION: usize = 16;
+/// `--sessions auto`: a link delivering this many bytes per second is saturated: 60% of the
+/// agent's pace of one 1 KiB message per millisecond (SPEC.md §10 item 17), which a busy
+/// session stays above even across a slow network.
+const AUTO_SATURATED_RATE: f64 = 0.6 * 1024.0 * 1000.0;
+/// `--sessions auto`: a link that took a connection this recently counts as saturated (its
+/// rate is not known yet), so a burst of parallel transfers spreads over sessions.
+const AUTO_PROBE: Duration = Duration::from_millis(500);
+/// `--sessions auto`: how often each link's delivery rate is sampled while connections run.
+const AUTO_SAMPLE_EVERY: Duration = Duration::from_millis(250);
+/// `--sessions auto`: extra sessions that carried nothing this long are closed (one stays).
+pub const AUTO_IDLE_CLOSE: Duration = Duration::from_secs(60);
 
 #[cfg(test)]
 mod tests {
@@ -459,39 +581,111 @@ mod tests {
         max: 4,
         per_session: 1,
         hard: false,
+        adaptive: false,
     };
+
+    /// Links carrying these many connections, none saturated.
+    fn l(connections: &[usize]) -> Vec<LinkLoad> {
+        connections
+            .iter()
+            .map(|&connections| LinkLoad {
+                connections,
+                saturated: false,
+            })
+            .collect()
+    }
 
     #[test]
     fn an_idle_session_takes_the_connection() {
-        assert_eq!(decide(&[1, 0], 0, 1, FIXED_4_MUX), Decision::Dispatch(1));
+        assert_eq!(
+            decide(&l(&[1, 0]), 0, 1, FIXED_4_MUX),
+            Decision::Dispatch(1)
+        );
     }
 
     #[test]
     fn busy_sessions_open_another_up_to_the_limit() {
-        assert_eq!(decide(&[1], 0, 1, FIXED_4_MUX), Decision::Open);
+        assert_eq!(decide(&l(&[1]), 0, 1, FIXED_4_MUX), Decision::Open);
         // One opening already covers one waiting connection.
-        assert_eq!(decide(&[1], 1, 1, FIXED_4_MUX), Decision::Wait);
-        assert_eq!(decide(&[1], 1, 2, FIXED_4_MUX), Decision::Open);
-        assert_eq!(decide(&[1, 1, 1], 1, 5, FIXED_4_MUX), Decision::Dispatch(0));
+        assert_eq!(decide(&l(&[1]), 1, 1, FIXED_4_MUX), Decision::Wait);
+        assert_eq!(decide(&l(&[1]), 1, 2, FIXED_4_MUX), Decision::Open);
+        assert_eq!(
+            decide(&l(&[1, 1, 1]), 1, 5, FIXED_4_MUX),
+            Decision::Dispatch(0)
+        );
     }
 
     #[test]
     fn at_the_limit_mux_doubles_up_and_basic_waits() {
         assert_eq!(
-            decide(&[2, 1, 3, 1], 0, 1, FIXED_4_MUX),
+            decide(&l(&[2, 1, 3, 1]), 0, 1, FIXED_4_MUX),
             Decision::Dispatch(1)
         );
         let basic = Policy::new(SessionCount::Fixed(2), LinkMode::Basic);
-        assert_eq!(decide(&[1, 1], 0, 1, basic), Decision::Wait);
-        assert_eq!(decide(&[1, 0], 0, 1, basic), Decision::Dispatch(1));
+        assert_eq!(decide(&l(&[1, 1]), 0, 1, basic), Decision::Wait);
+        assert_eq!(decide(&l(&[1, 0]), 0, 1, basic), Decision::Dispatch(1));
     }
 
     #[test]
-    fn auto_fills_a_mux_session_before_opening_another() {
+    fn auto_shares_a_session_with_room_and_opens_another_when_all_are_saturated() {
         let auto = Policy::new(SessionCount::Auto, LinkMode::Mux);
-        assert_eq!(decide(&[3], 0, 1, auto), Decision::Dispatch(0));
-        assert_eq!(decide(&[4], 0, 1, auto), Decision::Open);
-        assert_eq!(decide(&[4, 4, 4, 4], 0, 1, auto), Decision::Dispatch(0));
+        // A light session takes more connections, up to its cap.
+        assert_eq!(decide(&l(&[3]), 0, 1, auto), Decision::Dispatch(0));
+        assert_eq!(decide(&l(&[16]), 0, 1, auto), Decision::Open);
+        let busy = LinkLoad {
+            connections: 1,
+            saturated: true,
+        };
+        assert_eq!(decide(&[busy], 0, 1, auto), Decision::Open);
+        let mut links = vec![busy, l(&[2])[0]];
+        assert_eq!(decide(&links, 0, 1, auto), Decision::Dispatch(1));
+        // Eight saturated sessions: the least loaded doubles up.
+        links = vec![busy; AUTO_MAX_SESSIONS];
+        links[3].connections = 0;
+        links[3].saturated = false;
+        assert_eq!(decide(&links, 0, 1, auto), Decision::Dispatch(3));
+        links[3] = busy;
+        assert_eq!(decide(&links, 0, 1, auto), Decision::Dispatch(0));
+    }
+
+    #[test]
+    fn auto_spreads_a_burst_over_sessions_being_opened() {
+        let auto = Policy::new(SessionCount::Auto, LinkMode::Mux);
+        let busy = LinkLoad {
+            connections: 1,
+            saturated: true,
+        };
+        // Seven more connections arrive at once: one session opens for each.
+        for opening in 0..7 {
+            assert_eq!(decide(&[busy], opening, 7, auto), Decision::Open);
+        }
+        assert_eq!(decide(&[busy], 7, 7, auto), Decision::Wait);
+    }
+
+    #[test]
+    fn link_views_count_recent_or_fast_links_as_saturated() {
+        let auto = Policy::new(SessionCount::Auto, LinkMode::Mux);
+        let now = transport::now();
+        let mut link = LinkHandle {
+            conns: mpsc::unbounded_channel().0,
+            load: Arc::new(AtomicUsize::new(1)),
+            delivered: Arc::new(AtomicU64::new(0)),
+            sampled: 0,
+            rate: 0.0,
+            assigned_at: Some(now),
+            idle_since: None,
+        };
+        assert!(link.view(now, auto).saturated, "just given a connection");
+        let later = now + AUTO_PROBE;
+        assert!(!link.view(later, auto).saturated, "slow once probed");
+        link.rate = 1_000_000.0;
+        assert!(link.view(later, auto).saturated, "near the agent's pace");
+        assert!(
+            !link.view(later, FIXED_4_MUX).saturated,
+            "fixed counts ignore rates"
+        );
+        link.load.store(0, Ordering::Relaxed);
+        assert!(!link.view(later, auto).saturated, "an empty link has room");
     }
 
     #[test]
@@ -506,7 +700,7 @@ mod tests {
 
     #[test]
     fn no_session_at_all_opens_one() {
-        assert_eq!(decide(&[], 0, 1, FIXED_4_MUX), Decision::Open);
-        assert_eq!(decide(&[], 1, 1, FIXED_4_MUX), Decision::Wait);
+        assert_eq!(decide(&l(&[]), 0, 1, FIXED_4_MUX), Decision::Open);
+        assert_eq!(decide(&l(&[]), 1, 1, FIXED_4_MUX), Decision::Wait);
     }
 }

@@ -8,7 +8,7 @@ use std::net::{TcpListener, TcpStream};
 use std::thread;
 use std::time::Duration;
 
-use crate::support::data::random_bytes;
+use crate::support::data::{random_bytes, sha256};
 use crate::support::emulator::EmulatorProcess;
 use crate::support::forward::Forward;
 use crate::support::net::{TcpServer, echo_round_trip, free_port};
@@ -179,4 +179,52 @@ fn parse_line(line: &str) -> (std::net::SocketAddr, String) {
     let (local, rest) = rest.split_once(" -> ").expect("arrow");
     let (remote, _) = rest.split_once(" via ").expect("via");
     (local.parse().expect("local address"), remote.to_owned())
+}
+
+#[test]
+fn auto_sessions_scale_under_eight_parallel_downloads_and_one_connection_keeps_one() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("emulator.log");
+    let path = log.to_str().expect("UTF-8 temp path").to_owned();
+    // The agent's pacing on: each session delivers about 1 MB/s, as with AWS.
+    let emu = EmulatorProcess::start(&["--log-file", &path, "-v"]);
+    let data = random_bytes(512 * 1024, 42);
+    let server = TcpServer::source(data.clone());
+    let spec = format!("0:{}", server.port);
+    let fw = Forward::start(&emu, &[&emu.instance, "-L", &spec, "--json"], 1);
+    let local = fw.local();
+    let sessions = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("session started"))
+            .count()
+    };
+    // One connection after the other: the first session carries them all.
+    for _ in 0..2 {
+        assert_eq!(sha256(&download(&local)), sha256(&data));
+    }
+    assert_eq!(sessions(), 1);
+    let downloads: Vec<_> = (0..8)
+        .map(|_| {
+            let local = local.clone();
+            thread::spawn(move || download(&local))
+        })
+        .collect();
+    for d in downloads {
+        assert_eq!(sha256(&d.join().expect("download thread")), sha256(&data));
+    }
+    // The burst spread over sessions up to auto's limit of 8.
+    assert_eq!(sessions(), 8, "sessions started");
+    fw.stop_ok();
+    assert_eq!(emu.stop(), Vec::<String>::new(), "violations");
+}
+
+/// Reads a connection to `local` (a forward to a source) to its end.
+fn download(local: &str) -> Vec<u8> {
+    let mut conn = TcpStream::connect(local).expect("connect to the forward");
+    conn.set_read_timeout(Some(LIMIT)).unwrap();
+    let mut out = Vec::new();
+    conn.read_to_end(&mut out).expect("read to the end");
+    out
 }

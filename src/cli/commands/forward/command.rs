@@ -56,8 +56,9 @@ pub struct ForwardArgs {
     pub idle_close: Duration,
 
     /// Parallel SSM sessions per forward (and per SOCKS destination), opened as concurrent
-    /// connections need them: a number, or `auto` (up to 4 sessions, a new one once each
-    /// carries 4 connections; in basic mode one connection per session).
+    /// connections need them: a number, or `auto` (up to 8 sessions, another one opened when
+    /// the open ones deliver near the agent's ~1 MB/s pace while connections wait, extra ones
+    /// closed after a minute idle; in basic mode one connection per session).
     #[arg(long, value_name = "N|auto", default_value = "auto")]
     pub sessions: String,
 
