@@ -2,7 +2,7 @@
 # Port-forwarding benchmark: builds postern (release) into the shared target dir, then measures
 # against `postern emulator` on loopback, all in one run:
 #   pacing ON (the agent's 1 KiB/1 ms schedule): single-connection throughput each way,
-#     8-connection aggregate with --sessions 1 and --sessions 8, time from process start to the
+#     8-connection aggregate with --sessions 1, 8 and auto, time from process start to the
 #     forward being ready, time to first byte of a new connection on an open forward;
 #   pacing OFF: postern's own ceiling each way with peak RSS and CPU seconds per 100 MB, and a
 #     direct loopback TCP copy as the physical baseline.

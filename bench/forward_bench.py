@@ -9,8 +9,8 @@ import sys
 import threading
 import time
 
-POSTERN = sys.argv[1]
-QUICK = "--quick" in sys.argv
+POSTERN = sys.argv[1] if len(sys.argv) > 1 else ""  # imported by compare_bench.py too
+QUICK = "--quick" in sys.argv[2:]
 MB = 1_000_000
 LIMIT = 300.0
 AGENT_PACE = 1024 / 0.001  # bytes per second: 1 KiB per 1 ms (SPEC.md §10 item 17)
@@ -205,7 +205,7 @@ def main():
     row("upload, 1 connection", single / secs / MB, "MB/s", AGENT_PACE / MB, "agent pace")
     fw.stop()
     aggregate = {}
-    for sessions in (1, 8):
+    for sessions in (1, 8, "auto"):
         fw = Forward(emu, source, sessions)
         secs = parallel(download, fw.port, each, 8)
         aggregate[sessions] = 8 * each / secs / MB
@@ -213,6 +213,7 @@ def main():
             AGENT_PACE / MB, "agent pace")
         fw.stop()
     row("  --sessions 8 / --sessions 1", aggregate[8] / aggregate[1], "x")
+    row("  --sessions auto / --sessions 8 (goal >= 0.9)", aggregate["auto"] / aggregate[8], "x")
     emu.stop()
 
     print("\n== agent pacing OFF (baseline: direct loopback TCP copy, same client and servers)")
