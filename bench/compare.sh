@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# postern against AWS's session-manager-plugin, in one run on this machine (issue 22):
+# throughput each way, CPU per 100 MB and peak RSS (agent pacing on and off), time to a ready
+# forward, 8-connection scaling, keystroke echo and an interactive shell's RSS, against
+# `postern emulator` on loopback. Prints a table with postern / plugin ratios.
+#
+# Usage: bench/compare.sh [--quick] [--write]      (--write: docs/benchmarks.md from this run)
+# The official plugin: $SESSION_MANAGER_PLUGIN, else `session-manager-plugin` on PATH (when it
+# is not postern's own drop-in link); without one its column is skipped with a note. AWS ships
+# it as a package; bench/build-official-plugin.sh builds it from a source checkout (Go, no
+# network: the repository vendors its dependencies).
+# The AWS CLI (runs the plugin as users do, and postern's drop-in): $AWS_CLI, else `aws` on PATH.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/cache/postern/target}"
+if [[ -z "${POSTERN_BIN:-}" ]]; then
+    # The release binary's own feature set: no AWS crate is rebuilt for a second feature set.
+    cargo build --release --locked --bin postern >&2
+    POSTERN_BIN="$CARGO_TARGET_DIR/release/postern"
+fi
+
+plugin="${SESSION_MANAGER_PLUGIN:-$(command -v session-manager-plugin || true)}"
+if [[ -n "$plugin" ]] && "$plugin" --version 2>/dev/null | grep -qi postern; then
+    plugin=""  # postern's own drop-in link is not the official plugin
+fi
+aws="${AWS_CLI:-$(command -v aws || true)}"
+
+args=(--postern "$POSTERN_BIN")
+[[ -n "$plugin" ]] && args+=(--plugin "$(readlink -f "$plugin")")
+[[ -n "$aws" ]] && args+=(--aws "$aws")
+for arg in "$@"; do
+    case "$arg" in
+        --quick) args+=(--quick) ;;
+        --write) args+=(--write docs/benchmarks.md) ;;
+        *) echo "bench/compare.sh: unknown argument $arg" >&2; exit 2 ;;
+    esac
+done
+exec python3 bench/compare_bench.py "${args[@]}"

@@ -1,0 +1,395 @@
+#!/usr/bin/env python3
+"""postern against AWS's session-manager-plugin, in one run, on this machine (bench/compare.sh).
+
+Both clients talk to the same `postern emulator` on loopback, with the agent's pacing on and
+off. The official plugin runs the way users run it: `aws ssm start-session` starting it. postern
+runs natively (`postern forward`, `postern shell`) and, as the drop-in, under the same AWS CLI
+command (`postern plugin`, the link `postern install-plugin` makes). Each figure is measured on
+the client process only (the plugin, not the AWS CLI above it): throughput each way, CPU seconds
+per 100 MB, peak RSS, time to a ready forward, keystroke echo, 8-connection scaling, and
+`postern cp` when the build has it. Prints a table of figures and ratios; `--write FILE` also
+writes it as Markdown. A column whose client is missing is skipped with a note.
+
+Loopback only, port 0 or a port just taken from the kernel, every wait bounded, every child
+stopped by its pid on the way out. Python 3 standard library only.
+"""
+
+import argparse
+import json
+import os
+import platform
+import select
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import forward_bench as fb  # noqa: E402  (source/sink servers, download, upload, parallel)
+import shell_pty  # noqa: E402  (PTY sessions, keystroke echo)
+
+MB = 1_000_000
+LIMIT = 120.0
+KEYS = ("AKIDCOMPARE", "compare-bench-secret")
+
+
+def base_env():
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": "/nonexistent",
+        "AWS_ACCESS_KEY_ID": KEYS[0],
+        "AWS_SECRET_ACCESS_KEY": KEYS[1],
+        "POSTERN_EMULATOR_ACCESS_KEY_ID": KEYS[0],
+        "POSTERN_EMULATOR_SECRET_ACCESS_KEY": KEYS[1],
+        "AWS_REGION": "us-east-1",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "TERM": "xterm-256color",
+        "LANG": "C.UTF-8",
+        # The emulator's shells inherit its environment: a prompt the echo test knows.
+        "PS1": "$ ",
+    }
+    return env
+
+
+class Emulator:
+    def __init__(self, postern, paced):
+        args = [postern, "emulator", "--exit-after", "30m"] + ([] if paced else ["--no-pacing"])
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                     env=base_env(), text=True)
+        ready = json.loads(self.proc.stdout.readline())
+        self.endpoint = ready["endpoint"]
+        self.instance = ready["instances"][0]
+
+    def env(self):
+        return dict(base_env(), AWS_ENDPOINT_URL=self.endpoint)
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def children(pid):
+    """Direct children of `pid`, from /proc."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == pid:
+            out.append(int(entry))
+    return out
+
+
+def client_pid(top, via_cli, deadline):
+    """The session client's pid: `top` itself, or the plugin the AWS CLI started."""
+    if not via_cli:
+        return top
+    while time.monotonic() < deadline:
+        kids = children(top)
+        if kids:
+            return kids[0]
+        time.sleep(0.01)
+    raise RuntimeError("the AWS CLI started no plugin")
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def vm(pid, field):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Client:
+    """How one column starts its sessions: native postern, or `aws ssm start-session` with a
+    plugin directory (the official plugin, or postern's drop-in link) first on PATH."""
+
+    def __init__(self, name, postern=None, aws=None, plugin=None):
+        self.name = name
+        self.postern = postern
+        self.aws = aws
+        self.plugin_dir = None
+        if plugin:
+            self.plugin_dir = tempfile.mkdtemp(prefix="postern-compare-")
+            os.symlink(plugin, os.path.join(self.plugin_dir, "session-manager-plugin"))
+
+    @property
+    def via_cli(self):
+        return self.plugin_dir is not None
+
+    def env(self, emu):
+        env = emu.env()
+        if self.via_cli:
+            env["PATH"] = f"{self.plugin_dir}:{env['PATH']}"
+        return env
+
+    def forward_argv(self, emu, remote_port, local_port):
+        if not self.via_cli:
+            return [self.postern, "forward", emu.instance, "-L", f"{local_port}:{remote_port}"]
+        params = json.dumps({"portNumber": [str(remote_port)],
+                             "localPortNumber": [str(local_port)]})
+        return [self.aws, "ssm", "start-session", "--target", emu.instance, "--document-name",
+                "AWS-StartPortForwardingSession", "--parameters", params]
+
+    def shell_argv(self, emu):
+        if not self.via_cli:
+            return [self.postern, "shell", emu.instance]
+        return [self.aws, "ssm", "start-session", "--target", emu.instance]
+
+    def cleanup(self):
+        if self.plugin_dir:
+            shutil.rmtree(self.plugin_dir, ignore_errors=True)
+
+
+class Forward:
+    """A running port forward of `client`, ready once it says so: postern's `--json` line, or
+    the plugin's `Waiting for connections...` (postern's drop-in prints the same)."""
+
+    def __init__(self, client, emu, remote_port):
+        self.local = free_port()
+        argv = client.forward_argv(emu, remote_port, self.local)
+        if not client.via_cli:
+            argv.append("--json")
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, env=client.env(emu),
+                                     start_new_session=True)
+        marker = b'"local"' if not client.via_cli else b"Waiting for connections"
+        deadline = self.started + 60
+        seen = b""
+        while marker not in seen:
+            left = deadline - time.monotonic()
+            ready, _, _ = select.select([self.proc.stdout], [], [], max(0.0, left))
+            chunk = os.read(self.proc.stdout.fileno(), 4096) if ready else b""
+            if not chunk:
+                self.stop()
+                raise RuntimeError(f"{client.name}: forward not ready: {seen[-300:]!r} "
+                                   + self.proc.stderr.read().decode(errors="replace")[-500:])
+            seen += chunk
+        self.ready_after = time.monotonic() - self.started
+        self.pid = client_pid(self.proc.pid, client.via_cli, deadline)
+
+    def stop(self):
+        try:
+            os.killpg(self.proc.pid, 2)
+            self.proc.wait(20)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(self.proc.pid, 9)
+            self.proc.wait(5)
+
+
+class Table:
+    def __init__(self, names):
+        self.names = names
+        self.rows = []
+
+    def add(self, metric, unit, values, better="higher"):
+        """`values`: {client name: figure or None}; the ratio is postern over the plugin."""
+        self.rows.append((metric, unit, values, better))
+        cells = "".join(f"{fmt(values.get(n)):>16}" for n in self.names)
+        print(f"{metric:<46}{unit:<8}{cells}  {ratio_cell(values, better)}", flush=True)
+
+    def header(self):
+        print(f"{'':<46}{'':<8}" + "".join(f"{n:>16}" for n in self.names)
+              + "  postern / plugin")
+
+    def markdown(self):
+        lines = ["| figure | unit | " + " | ".join(self.names) + " | postern / plugin |",
+                 "|---|---|" + "---:|" * len(self.names) + "---:|"]
+        for metric, unit, values, better in self.rows:
+            cells = " | ".join(fmt(values.get(n)) for n in self.names)
+            lines.append(f"| {metric} | {unit} | {cells} | {ratio_cell(values, better)} |")
+        return "\n".join(lines)
+
+
+def fmt(value):
+    if value is None:
+        return "-"
+    return f"{value:.3f}" if value < 10 else f"{value:.1f}"
+
+
+def ratio_cell(values, better):
+    ours, theirs = values.get("postern"), values.get("plugin")
+    if ours is None or theirs is None or theirs == 0:
+        return "-"
+    return f"{ours / theirs:.2f}x ({better} is better)"
+
+
+def forward_figures(clients, emu, source, sink, size, table, paced):
+    """Throughput each way, CPU per 100 MB and peak RSS, one connection, per client."""
+    results = {c.name: {} for c in clients}
+    for client in clients:
+        for way, fn, port in (("download", fb.download, source), ("upload", fb.upload, sink)):
+            fw = Forward(client, emu, port)
+            try:
+                cpu0 = cpu_seconds(fw.pid)
+                secs = fn(fw.local, size)
+                cpu = cpu_seconds(fw.pid) - cpu0
+                results[client.name][way] = (size / secs / MB, cpu / (size / (100 * MB)),
+                                             vm(fw.pid, "VmHWM"))
+            finally:
+                fw.stop()
+    label = "paced" if paced else "unpaced"
+    for i, what, unit, better in ((0, "MB/s", "MB/s", "higher"),
+                                  (1, "CPU s per 100 MB", "s", "lower"),
+                                  (2, "peak RSS", "MiB", "lower")):
+        for way in ("download", "upload"):
+            table.add(f"{label} {way}: {what}", unit,
+                      {n: r[way][i] for n, r in results.items()}, better)
+
+
+def ready_figures(clients, emu, source, runs, table):
+    times = {c.name: [] for c in clients}
+    for _ in range(runs):
+        for client in clients:  # turns, so both see the same load
+            fw = Forward(client, emu, source)
+            times[client.name].append(fw.ready_after * 1000)
+            fw.stop()
+    table.add(f"process start to forward ready (median of {runs})", "ms",
+              {n: statistics.median(t) for n, t in times.items()}, "lower")
+
+
+def scaling_figures(clients, emu, source, each, table):
+    """8 parallel downloads through one forward: postern's --sessions auto against the
+    plugin's single multiplexed session."""
+    values = {}
+    for client in clients:
+        fw = Forward(client, emu, source)
+        try:
+            secs = fb.parallel(fb.download, fw.local, each, 8)
+            values[client.name] = 8 * each / secs / MB
+        finally:
+            fw.stop()
+    table.add("paced, 8 parallel downloads, default sessions", "MB/s", values, "higher")
+
+
+def shell_figures(clients, emu, keystrokes, table):
+    sessions = [shell_pty.Session(c.name, c.shell_argv(emu), c.env(emu)) for c in clients]
+    try:
+        samples, problems = shell_pty.echo_rtt(sessions, keystrokes, 50, (10, 30),
+                                               __import__("random").Random(5), 2.0)
+        rss = {}
+        for client, s in zip(clients, sessions):
+            pid = client_pid(s.pid, client.via_cli, time.monotonic() + 10)
+            rss[client.name] = vm(pid, "VmHWM")
+        for s in sessions:
+            s.write(b"exit\r")
+        for s in sessions:
+            s.finish()
+    finally:
+        for s in sessions:
+            s.close()
+    for name, problem in problems.items():
+        print(f"  note: {name}: {problem}")
+    table.add(f"keystroke echo, median of {keystrokes}", "ms",
+              {n: statistics.median(v) * 1000 for n, v in samples.items() if v}, "lower")
+    table.add(f"keystroke echo, p99 of {keystrokes}", "ms",
+              {n: shell_pty.percentile(v, 0.99) * 1000 for n, v in samples.items() if v},
+              "lower")
+    table.add("interactive shell: peak RSS", "MiB", rss, "lower")
+
+
+def machine():
+    model = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{platform.system()} {platform.release()}, {model}, {os.cpu_count()} CPUs"
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--postern", required=True)
+    p.add_argument("--plugin", help="AWS's session-manager-plugin (column skipped when absent)")
+    p.add_argument("--aws", help="the AWS CLI (the drop-in and plugin columns need it)")
+    p.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    p.add_argument("--write", help="also write the table as Markdown to this file")
+    a = p.parse_args()
+
+    notes = []
+    clients = [Client("postern", postern=a.postern)]
+    if a.aws and a.plugin:
+        clients.append(Client("plugin", aws=a.aws, plugin=a.plugin))
+    else:
+        notes.append("the official plugin column is skipped: "
+                     + ("no AWS CLI" if not a.aws else "no session-manager-plugin")
+                     + " (set SESSION_MANAGER_PLUGIN / AWS_CLI, see bench/compare.sh)")
+    if a.aws:
+        clients.append(Client("postern drop-in", aws=a.aws, plugin=a.postern))
+    names = [c.name for c in clients]
+    for note in notes:
+        print("note:", note)
+
+    size = (10 if a.quick else 100) * MB
+    paced_size = (1 if a.quick else 4) * MB
+    each = (256 * 1024) if a.quick else 1 * MB
+    table = Table(names)
+    source, sink = fb.servers()
+    try:
+        table.header()
+        emu = Emulator(a.postern, paced=False)
+        try:
+            forward_figures(clients, emu, source, sink, size, table, paced=False)
+        finally:
+            emu.stop()
+        emu = Emulator(a.postern, paced=True)
+        try:
+            forward_figures(clients, emu, source, sink, paced_size, table, paced=True)
+            ready_figures(clients, emu, source, 3 if a.quick else 10, table)
+            scaling_figures(clients, emu, source, each, table)
+            shell_figures(clients, emu, 100 if a.quick else 500, table)
+        finally:
+            emu.stop()
+    finally:
+        for c in clients:
+            c.cleanup()
+
+    if subprocess.run([a.postern, "cp", "--help"], capture_output=True).returncode != 0:
+        notes.append("cp throughput: not measured (this postern has no `cp` command)")
+        print("note:", notes[-1])
+
+    if a.write:
+        command = "bench/compare.sh" + (" --quick" if a.quick else "")
+        text = (f"# Benchmarks: postern against AWS's session-manager-plugin\n\n"
+                f"Written by `{command}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
+                f" ({machine()}); never edited by hand. Both clients against `postern emulator`"
+                f" on loopback; figures are of the client process (the plugin under"
+                f" `aws ssm start-session`, not the AWS CLI). Rerun: `bench/compare.sh --write`."
+                f"\n\n{table.markdown()}\n")
+        if notes:
+            text += "\n" + "\n".join(f"- {n}" for n in notes) + "\n"
+        with open(a.write, "w") as f:
+            f.write(text)
+
+
+if __name__ == "__main__":
+    main()
