@@ -11,6 +11,7 @@ use crate::codec::{
     ExitCode, Flag, HandshakeComplete, HandshakeRequest, HandshakeResponse, MessageType,
     PayloadType, SessionType, SizeData,
 };
+use crate::mux::{Mux, MuxConfig, MuxEvent};
 use crate::session::{AgentConfig, Session, SessionConfig};
 
 /// Decodes `data` as one websocket binary frame; when it is accepted, checks that it encodes and
@@ -72,6 +73,53 @@ pub fn session_input(data: &[u8]) {
             session.handle_timeout(tick);
         }
         let _ = session.send_output(tick, b"fuzz");
+    }
+}
+
+/// Feeds `data` to an smux session as the bytes a hostile peer sent over the data channel: the
+/// first byte picks the role (even: client, odd: server) and how the rest is cut into reads
+/// (its high bits: the read size). Every event is drained, data written back on every stream the
+/// peer opened, and timers run, as a driver would.
+///
+/// # Panics
+///
+/// Only when the session breaks an invariant (that is what the fuzzer looks for).
+pub fn smux_input(data: &[u8]) {
+    let Some((&selector, rest)) = data.split_first() else {
+        return;
+    };
+    let mut now = std::time::Instant::now();
+    let config = MuxConfig::new();
+    let mut mux = if selector % 2 == 0 {
+        Mux::client(config, now)
+    } else {
+        Mux::server(config, now)
+    };
+    let opened = (selector % 2 == 0).then(|| mux.open_stream().ok()).flatten();
+    let read = usize::from(selector >> 1).max(1);
+    for chunk in rest.chunks(read) {
+        mux.handle_input(now, chunk);
+        while let Some(event) = mux.poll_event() {
+            match event {
+                MuxEvent::StreamOpened(id) | MuxEvent::Data(id, _) => {
+                    let _ = mux.write(id, b"fuzz");
+                }
+                MuxEvent::StreamClosed(id) => {
+                    let _ = mux.close(id);
+                }
+                MuxEvent::Closed(_) => {
+                    assert!(mux.is_closed(), "Closed event but the session is open");
+                }
+            }
+        }
+        if let Some(id) = opened {
+            let _ = mux.write(id, b"client");
+        }
+        while mux.poll_output().is_some() {}
+        if let Some(deadline) = mux.poll_timeout() {
+            now = now.max(deadline);
+            mux.handle_timeout(now);
+        }
     }
 }
 

@@ -24,6 +24,7 @@ fn every_seed_runs_through_every_entry_point() {
         let outcome = std::panic::catch_unwind(|| {
             fuzzing::decode_message(&data);
             fuzzing::session_input(&data);
+            fuzzing::smux_input(&data);
         });
         assert!(
             outcome.is_ok(),
