@@ -81,6 +81,22 @@ pub(crate) enum DocumentError {
         /// The value given.
         value: String,
     },
+    /// A required parameter of a stored document is missing.
+    #[error("document {document} requires parameter {parameter}")]
+    MissingNamedParameter {
+        /// The document.
+        document: String,
+        /// The parameter.
+        parameter: String,
+    },
+    /// A parameter the stored document does not declare.
+    #[error("document {document} does not declare parameter {parameter}")]
+    UndeclaredParameter {
+        /// The document.
+        document: String,
+        /// The parameter.
+        parameter: String,
+    },
 }
 
 impl DocumentError {
@@ -88,7 +104,10 @@ impl DocumentError {
     pub(crate) fn aws_code(&self) -> &'static str {
         match self {
             Self::Unknown(_) => "InvalidDocument",
-            Self::MissingParameter { .. } | Self::InvalidParameter { .. } => "ValidationException",
+            Self::MissingParameter { .. }
+            | Self::InvalidParameter { .. }
+            | Self::MissingNamedParameter { .. } => "ValidationException",
+            Self::UndeclaredParameter { .. } => "InvalidParameters",
         }
     }
 }
@@ -177,6 +196,130 @@ pub(crate) fn resolve(
         properties,
         plugin,
     })
+}
+
+/// Resolves a document an account created (`content`: its default version's JSON) with a
+/// StartSession request's parameters. The schema is AWS's "Session document schema" (Systems
+/// Manager user guide): `sessionType`, `parameters` (each with an optional `default`) and
+/// `properties.linux` with `commands`, `runAsElevated`, `separateOutputStream` (a boolean, or
+/// the text `true`/`false` after parameter substitution: agent
+/// `agent/session/shell/constants/constants_unix.go` `GetSeparateOutputStream`) and the
+/// separator prefixes (agent `agent/session/contracts/model.go` `ShellConfig`). `{{ name }}`
+/// in those values is replaced by the parameter's value, as the service does before the agent
+/// sees the document. Custom Port documents are not emulated.
+pub(crate) fn resolve_custom(
+    name: &str,
+    content: &str,
+    parameters: &BTreeMap<String, Vec<String>>,
+) -> Result<SessionPlan, DocumentError> {
+    let invalid = |parameter: &'static str, value: String| DocumentError::InvalidParameter {
+        document: name.to_owned(),
+        parameter,
+        value,
+    };
+    let document: Value =
+        serde_json::from_str(content).map_err(|_| DocumentError::Unknown(name.to_owned()))?;
+    let declared = document
+        .get("parameters")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    if let Some(unknown) = parameters.keys().find(|k| !declared.contains_key(*k)) {
+        return Err(DocumentError::UndeclaredParameter {
+            document: name.to_owned(),
+            parameter: unknown.clone(),
+        });
+    }
+    let mut values = BTreeMap::new();
+    for (key, spec) in &declared {
+        let given = parameters.get(key).and_then(|v| v.first()).cloned();
+        let default = spec
+            .get("default")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        match given.or(default) {
+            Some(value) => {
+                values.insert(key.clone(), value);
+            }
+            None => {
+                return Err(DocumentError::MissingNamedParameter {
+                    document: name.to_owned(),
+                    parameter: key.clone(),
+                });
+            }
+        }
+    }
+    let linux = document
+        .pointer("/properties/linux")
+        .cloned()
+        .unwrap_or(Value::Null);
+    let text = |field: &str| {
+        linux
+            .get(field)
+            .and_then(Value::as_str)
+            .map(|raw| substitute(raw, &values))
+    };
+    let commands = text("commands").unwrap_or_default();
+    let separate_streams = match linux.get("separateOutputStream") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(raw)) => match substitute(raw, &values).as_str() {
+            "true" => true,
+            "false" | "" => false,
+            other => return Err(invalid("separateOutputStream", other.to_owned())),
+        },
+        Some(other) => return Err(invalid("separateOutputStream", other.to_string())),
+    };
+    let session_type = document
+        .get("sessionType")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let (session_type, plugin) = match session_type {
+        "NonInteractiveCommands" => (
+            SessionType::NonInteractiveCommands,
+            PluginSpec::NonInteractive {
+                command: commands,
+                separate_streams,
+            },
+        ),
+        "InteractiveCommands" => (
+            SessionType::InteractiveCommands,
+            PluginSpec::Pty {
+                command: Some(commands),
+            },
+        ),
+        "Standard_Stream" => (
+            SessionType::StandardStream,
+            PluginSpec::Pty { command: None },
+        ),
+        _ => return Err(DocumentError::Unknown(name.to_owned())),
+    };
+    Ok(SessionPlan {
+        document: name.to_owned(),
+        session_type,
+        properties: Value::Null,
+        plugin,
+    })
+}
+
+/// Replaces each `{{ name }}` (spaces optional) by the parameter's value.
+fn substitute(raw: &str, values: &BTreeMap<String, String>) -> String {
+    let mut out = String::with_capacity(raw.len());
+    let mut rest = raw;
+    while let Some(start) = rest.find("{{") {
+        let Some(len) = rest[start..].find("}}") else {
+            break;
+        };
+        let key = rest[start + 2..start + len].trim();
+        out.push_str(&rest[..start]);
+        match values.get(key) {
+            Some(value) => out.push_str(value),
+            None => out.push_str(&rest[start..start + len + 2]),
+        }
+        rest = &rest[start + len + 2..];
+    }
+    out.push_str(rest);
+    out
 }
 
 struct Lookup<'a> {
@@ -285,6 +428,44 @@ mod tests {
                 kind: PortKind::Ssh
             }
         );
+    }
+
+    const POSTERN_COMMAND: &str = r#"{"schemaVersion":"1.0","sessionType":"NonInteractiveCommands",
+        "parameters":{"command":{"type":"String"}},
+        "properties":{"linux":{"commands":"{{ command }}","separateOutputStream":true}}}"#;
+
+    #[test]
+    fn custom_documents_substitute_parameters() {
+        let plan =
+            resolve_custom("P", POSTERN_COMMAND, &params(&[("command", "ls {{x}}")])).unwrap();
+        assert_eq!(
+            plan.plugin,
+            PluginSpec::NonInteractive {
+                command: "ls {{x}}".to_owned(),
+                separate_streams: true
+            }
+        );
+        let err = resolve_custom("P", POSTERN_COMMAND, &BTreeMap::new()).unwrap_err();
+        assert_eq!(err.aws_code(), "ValidationException");
+        let err = resolve_custom(
+            "P",
+            POSTERN_COMMAND,
+            &params(&[("command", "a"), ("x", "b")]),
+        )
+        .unwrap_err();
+        assert_eq!(err.aws_code(), "InvalidParameters");
+        let text = POSTERN_COMMAND.replace("true", "\"{{ s }}\"").replace(
+            r#""command":{"type":"String"}"#,
+            r#""command":{"type":"String"},"s":{"type":"String","default":"false"}"#,
+        );
+        let plan = resolve_custom("P", &text, &params(&[("command", "a")])).unwrap();
+        assert!(matches!(
+            plan.plugin,
+            PluginSpec::NonInteractive {
+                separate_streams: false,
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -371,11 +371,11 @@ impl Driver {
         match output {
             Some(PluginOutput::Stdout(bytes)) => {
                 self.session.send_output(std_now, &bytes);
-                self.pacer.chunk_sent(now);
+                self.paced_chunk(now);
             }
             Some(PluginOutput::Stderr(bytes)) => {
                 self.session.send_stderr(std_now, &bytes);
-                self.pacer.chunk_sent(now);
+                self.paced_chunk(now);
             }
             Some(PluginOutput::ExitCode(code)) => self.session.send_exit_code(std_now, code),
             Some(PluginOutput::Flag(flag)) => self.session.send_flag(std_now, flag),
@@ -388,6 +388,22 @@ impl Driver {
                 self.plugin_done = true;
                 self.begin_ending(now, String::new());
             }
+        }
+    }
+
+    /// Paces the next plugin read, except for separate output streams: the agent reads those
+    /// pipes without sleeping (agent `agent/session/shell/shell.go`
+    /// `setupRoutineToWriteCmdPipelineOutput`).
+    fn paced_chunk(&mut self, now: Instant) {
+        let unpaced = matches!(
+            self.spec.plan.plugin,
+            PluginSpec::NonInteractive {
+                separate_streams: true,
+                ..
+            }
+        );
+        if !unpaced {
+            self.pacer.chunk_sent(now);
         }
     }
 

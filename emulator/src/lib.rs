@@ -14,6 +14,7 @@ mod cli;
 mod config;
 mod control;
 mod datachannel;
+mod document_store;
 mod documents;
 mod driver;
 mod ec2;

@@ -17,6 +17,7 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use crate::auth::{BaseCredentials, CredentialStore, Principal};
 use crate::config::EmulatorConfig;
+use crate::document_store::DocumentStore;
 use crate::error::EmulatorError;
 use crate::fleet::{AccountSpec, Fleet};
 use crate::instances::InstanceSpec;
@@ -76,6 +77,7 @@ impl Emulator {
             registry: Registry::default(),
             credentials: CredentialStore::new(base, base_principal),
             kms: KeyStore::default(),
+            documents: DocumentStore::default(),
             throttle: config.throttle_rate.map(Throttle::new),
             violations,
             shutdown: shutdown_rx.clone(),
@@ -276,6 +278,7 @@ pub(crate) struct Shared {
     pub(crate) registry: Registry,
     pub(crate) credentials: CredentialStore,
     pub(crate) kms: KeyStore,
+    pub(crate) documents: DocumentStore,
     pub(crate) throttle: Option<Throttle>,
     pub(crate) violations: ViolationLog,
     pub(crate) shutdown: watch::Receiver<bool>,

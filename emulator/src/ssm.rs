@@ -1,6 +1,7 @@
 //! SSM operations of the control plane (JSON 1.1): `StartSession`, `ResumeSession` and
-//! `TerminateSession` (SPEC.md §1), `DescribeInstanceInformation`, and `GetDocument` (which
-//! serves no document: the emulated accounts have no Session Manager preferences saved).
+//! `TerminateSession` (SPEC.md §1), `DescribeInstanceInformation`, and the document operations
+//! ([`crate::document_store`]: an account's own session documents, its Session Manager
+//! preferences among them).
 //!
 //! StartSession validates the target (an online instance of the caller's account and region)
 //! and document, creates the registry entry and spawns the session's task; the task itself
@@ -35,8 +36,10 @@ pub(crate) fn handle(
         }
         "ResumeSession" => resume_session(shared, parse(body)?),
         "TerminateSession" => terminate_session(shared, parse(body)?),
-        "GetDocument" => get_document(parse(body)?),
-        other => Err(AwsError::unknown_operation(&format!("AmazonSSM.{other}"))),
+        other => shared
+            .documents
+            .handle(caller, other, body)
+            .unwrap_or_else(|| Err(AwsError::unknown_operation(&format!("AmazonSSM.{other}")))),
     }
 }
 
@@ -82,6 +85,16 @@ fn start_session(
         &request.parameters,
         shared.config.ssh_port,
     )
+    .or_else(|err| match (&err, request.document_name.as_deref()) {
+        // Not an AWS-owned document: the account's own, if it created one by that name.
+        (documents::DocumentError::Unknown(_), Some(name)) => {
+            match shared.documents.default_content(caller, name) {
+                Some(content) => documents::resolve_custom(name, &content, &request.parameters),
+                None => Err(err),
+            }
+        }
+        _ => Err(err),
+    })
     .map_err(|err| AwsError::new(err.aws_code(), err.to_string()))?;
     let created = shared.registry.create(&target);
     tracing::info!(
@@ -132,26 +145,6 @@ fn terminate_session(shared: &Shared, request: SessionIdRequest) -> Result<Value
         tracing::info!(%session_id, "session termination requested");
     }
     Ok(json!({ "SessionId": session_id }))
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct GetDocumentRequest {
-    name: Option<String>,
-}
-
-/// No account of the emulator saved Session Manager preferences (SSM-SessionManagerRunShell)
-/// and the AWS-owned session documents are built in (`documents`), so every name is unknown,
-/// worded as SSM words it.
-fn get_document(request: GetDocumentRequest) -> Result<Value, AwsError> {
-    let name = request.name.filter(|n| !n.is_empty()).ok_or_else(|| {
-        validation("Value null at 'name' failed to satisfy constraint: Member must not be null")
-    })?;
-    tracing::debug!(%name, "GetDocument: no such document");
-    Err(AwsError::new(
-        "InvalidDocument",
-        "The specified document does not exist.",
-    ))
 }
 
 #[derive(Deserialize, Default)]

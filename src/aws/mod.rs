@@ -6,6 +6,7 @@
 //! query reach a log line or an error message: those travel in redacting newtypes.
 
 mod config;
+mod documents;
 mod error;
 mod http;
 mod kms;
@@ -15,6 +16,7 @@ pub use config::{
     AwsContext, AwsOptions, CredentialsOverride, NETWORK_SETTINGS, endpoint_overrides, load,
     ssm_client, ssm_endpoint_in_effect,
 };
+pub use documents::{DocumentVersions, DocumentsClient};
 pub use error::{AwsError, AwsErrorKind};
 pub use http::HttpClientError;
 pub use kms::{GeneratedKey, KmsClient};

@@ -10,6 +10,7 @@ use crate::cli::commands::history::HistoryArgs;
 use crate::cli::commands::install::InstallPluginArgs;
 use crate::cli::commands::plugin::PluginArgs;
 use crate::cli::commands::session::{ExecArgs, ShellArgs};
+use crate::cli::commands::setup::SetupArgs;
 use crate::cli::commands::ssh::{SshArgs, SshConfigArgs, SshProxyArgs};
 use crate::cli::commands::tunnel::{DownArgs, StatusArgs, SupervisorArgs, UpArgs};
 use crate::cli::common::CommonArgs;
@@ -67,6 +68,9 @@ pub enum Command {
     Completions(crate::cli::commands::completions::CompletionsArgs),
     /// Explain, step by step, whether a target is reachable and why not.
     Doctor(DoctorArgs),
+    /// Create or update postern's session documents (Postern-Command) in every configured
+    /// account and region, and report the Session Manager preferences that affect postern.
+    Setup(SetupArgs),
     /// Show the local history of sessions (the audit trail).
     History(HistoryArgs),
     /// Link postern as `session-manager-plugin`, so `aws ssm start-session` uses it.

@@ -12,6 +12,7 @@ use crate::cli::commands::history::HistoryArgs;
 use crate::cli::commands::install::InstallPluginArgs;
 use crate::cli::commands::list::ListPlan;
 use crate::cli::commands::session::{ExecPlan, SessionPlan, ShellArgs};
+use crate::cli::commands::setup::SetupPlan;
 use crate::cli::commands::ssh::{ProxyPlan, SshPlan};
 use crate::cli::commands::tunnel::{DownArgs, StatusArgs, UpPlan};
 use crate::cli::common::aws_options;
@@ -52,6 +53,8 @@ pub enum Plan {
     Doctor(DoctorPlan),
     /// `postern history`.
     History(HistoryArgs),
+    /// `postern setup`.
+    Setup(SetupPlan),
     /// `postern install-plugin`.
     InstallPlugin(InstallPluginArgs),
     /// `postern emulator`.
@@ -110,6 +113,7 @@ impl Plan {
                 args,
             )?)),
             Some(Command::History(args)) => Ok(Self::History(args)),
+            Some(Command::Setup(args)) => Ok(Self::Setup(SetupPlan::new(&common, args)?)),
             Some(Command::InstallPlugin(args)) => Ok(Self::InstallPlugin(args)),
             // `cli::run` hands it to the plugin contract before planning.
             Some(Command::Plugin(_)) => Err(ExpectedError::new(

@@ -10,6 +10,7 @@ use anyhow::Context as _;
 use crate::cli::args::{Args, Command};
 use crate::cli::audit::{Audit, AuditStart};
 use crate::cli::commands::session::{INTERACTIVE_COMMAND_DOCUMENT, Mode};
+use crate::cli::commands::setup;
 use crate::cli::commands::ssh::SSH_DOCUMENT;
 use crate::cli::commands::{
     broker, completions, demo, doctor, forward, history, install, list, plugin, session, ssh,
@@ -42,7 +43,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Plan::Forward(_) | Plan::Ssh(_) | Plan::SshConfig(_) | Plan::Emulator(_) => false,
         Plan::Broker(_) | Plan::Completions(_) => false,
         Plan::List(_) => false,
-        Plan::Doctor(_) | Plan::History(_) | Plan::InstallPlugin(_) => false,
+        Plan::Doctor(_) | Plan::History(_) | Plan::InstallPlugin(_) | Plan::Setup(_) => false,
         Plan::Up(_) | Plan::Status(_) | Plan::Down(_) | Plan::Supervise => false,
         // The demo's shell is a child `postern shell`, which takes the terminal itself.
         Plan::Demo(_) => false,
@@ -91,6 +92,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 session::run(&exec.session, &mode).await
             }
             Plan::Doctor(doctor) => doctor::run(&doctor).await,
+            Plan::Setup(setup) => setup::run(&setup).await,
             Plan::Up(up) => tunnel::up(&up, &common).await,
             Plan::Supervise => tunnel::supervise(supervisor_log).await,
             // Handled before the runtime starts.

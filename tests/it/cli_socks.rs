@@ -27,7 +27,14 @@ fn socks_connects_to_two_destinations_with_one_shared_session_each() {
     let (emu, log, _dir) = emulator_with_log();
     let first = TcpServer::echo();
     let second = TcpServer::echo();
-    let fw = Forward::start(&emu, &[&emu.instance, "-D", "0", "--json"], 1);
+    // One session per destination at most: under `--sessions auto` a destination whose
+    // session is busy (as right after a 1 MiB echo) may get a second one, which
+    // cli_forward's auto test covers.
+    let fw = Forward::start(
+        &emu,
+        &[&emu.instance, "-D", "0", "--json", "--sessions", "1"],
+        1,
+    );
     assert_eq!(fw.ready[0]["socks"], "socks5", "{:?}", fw.lines);
     assert_eq!(fw.ready[0]["auth"], "none");
     assert_eq!(fw.ready[0]["target"], emu.instance.as_str());

@@ -21,6 +21,7 @@ mod cli_picker_tmux;
 mod cli_plugin;
 mod cli_proxy;
 mod cli_resilience;
+mod cli_setup;
 mod cli_shell_tmux;
 mod cli_socks;
 mod cli_ssh;

@@ -4,6 +4,12 @@
 //! finishes and there is no exit code (SPEC.md §6.4, agent `shell_unix.go`).
 //!
 //! Input: only bytes 0x03 (SIGINT) and 0x1c (SIGQUIT) matter; sizes and other bytes are ignored.
+//!
+//! Separate streams are read from pipes with no pause between reads (agent
+//! `agent/session/shell/shell.go` `setupRoutineToWriteCmdPipelineOutput`: no sleep, unlike
+//! `writePump`), and each read goes through the agent's UTF-8 pass ([`AgentUtf8`]); the driver
+//! does not pace them. ExitCode follows once both pipes have closed and the command has exited
+//! (`processCommandsWithOutputStreamSeparate`).
 
 use std::process::Stdio;
 
@@ -127,17 +133,77 @@ async fn pump<R: AsyncRead + Unpin>(
         return true;
     };
     let mut buf = vec![0u8; CHUNK_SIZE];
+    let mut pass = AgentUtf8::default();
     loop {
         match source.read(&mut buf).await {
+            // What the pass still holds is never sent (the agent drops it at EOF).
             Ok(0) | Err(_) => return true,
             Ok(n) => {
-                if output.send(wrap(buf[..n].to_vec())).await.is_err() {
+                let processed = pass.feed(&buf[..n]);
+                // The agent sends even an empty result; an empty stream message is a protocol
+                // violation for our core, and carries nothing, so it is left out.
+                if !processed.is_empty() && output.send(wrap(processed)).await.is_err() {
                     return false;
                 }
             }
         }
     }
 }
+
+/// The agent's UTF-8 pass over separate-stream output (agent `agent/session/shell/shell.go`
+/// `processStdoutData`, Go's `bufio.Reader.ReadRune` and `utf8.RuneError`): the bytes held from
+/// the previous read and the new ones are decoded rune by rune. A rune that decodes to U+FFFD
+/// (an invalid byte, size 1, or a valid EF BF BD sequence, size 3) starting fewer than 4 bytes
+/// before the end stops the pass: those last bytes are held for the next read, and lost if none
+/// comes (EOF). Elsewhere such a rune sends only its first byte: an invalid byte passes, a real
+/// U+FFFD shrinks to EF. Other runes pass unchanged.
+#[derive(Debug, Default)]
+pub(crate) struct AgentUtf8 {
+    held: Vec<u8>,
+}
+
+impl AgentUtf8 {
+    /// Returns what the agent would send for `data`.
+    pub(crate) fn feed(&mut self, data: &[u8]) -> Vec<u8> {
+        let mut bytes = std::mem::take(&mut self.held);
+        bytes.extend_from_slice(data);
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            let (replacement, len) = decode_rune(&bytes[i..]);
+            if replacement {
+                if bytes.len() - i < UTF_MAX {
+                    self.held = bytes[i..].to_vec();
+                    break;
+                }
+                out.push(bytes[i]);
+            } else {
+                out.extend_from_slice(&bytes[i..i + len]);
+            }
+            i += len;
+        }
+        out
+    }
+}
+
+/// Decodes the rune at the start of `bytes` as Go's `utf8.DecodeRune` does: whether it is
+/// U+FFFD (`RuneError`: invalid, or a literal U+FFFD) and its length (1 when invalid).
+fn decode_rune(bytes: &[u8]) -> (bool, usize) {
+    let want = match bytes[0] {
+        0x00..=0x7f => 1,
+        0xc2..=0xdf => 2,
+        0xe0..=0xef => 3,
+        0xf0..=0xf4 => 4,
+        _ => return (true, 1),
+    };
+    match bytes.get(..want).map(std::str::from_utf8) {
+        Some(Ok(text)) => (text == "\u{fffd}", want),
+        _ => (true, 1),
+    }
+}
+
+/// `utf8.UTFMax`.
+const UTF_MAX: usize = 4;
 
 async fn fail(output: &tokio::sync::mpsc::Sender<PluginOutput>, reason: &str) {
     tracing::warn!(reason, "non-interactive command failed to start");
@@ -147,3 +213,39 @@ async fn fail(output: &tokio::sync::mpsc::Sender<PluginOutput>, reason: &str) {
 }
 
 const SHELL: &str = "/bin/sh";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn through(chunks: &[&[u8]]) -> Vec<u8> {
+        let mut pass = AgentUtf8::default();
+        chunks.iter().flat_map(|c| pass.feed(c)).collect()
+    }
+
+    #[test]
+    fn valid_text_passes_unchanged_across_reads() {
+        let euro = "a€b".as_bytes();
+        assert_eq!(
+            through(&[&euro[..2], &euro[2..], b"tail"]),
+            b"a\xe2\x82\xacbtail"
+        );
+    }
+
+    #[test]
+    fn a_real_replacement_character_shrinks_to_one_byte() {
+        assert_eq!(through(&[b"x\xef\xbf\xbdyyyy"]), b"x\xefyyyy");
+    }
+
+    #[test]
+    fn invalid_bytes_pass_unless_near_the_end_of_the_stream() {
+        assert_eq!(through(&[b"\xff\xfeabcd"]), b"\xff\xfeabcd");
+        // Held at the end of a read, sent with the next one.
+        assert_eq!(through(&[b"ab\xff", b"cdef"]), b"ab\xffcdef");
+        // Never sent at EOF: the invalid byte and what follows it within the last 3 bytes.
+        assert_eq!(through(&[b"data\xffok"]), b"data");
+        assert_eq!(through(&[b"data\xef\xbf\xbd"]), b"data");
+        // An incomplete sequence at EOF is lost too.
+        assert_eq!(through(&[b"data\xe2\x82"]), b"data");
+    }
+}

@@ -1,6 +1,7 @@
 //! One file per command: its arguments (clap), its validated plan, and its run.
 
 pub(crate) mod broker;
+pub(crate) mod command_document;
 pub(crate) mod completions;
 pub(crate) mod demo;
 pub(crate) mod doctor;
@@ -9,6 +10,7 @@ pub(crate) mod history;
 pub(crate) mod install;
 pub(crate) mod list;
 pub(crate) mod plugin;
+pub(crate) mod setup;
 pub(crate) mod session;
 pub(crate) mod ssh;
 pub(crate) mod sync;

@@ -12,6 +12,7 @@ use postern_protocol::KmsContext;
 
 use crate::aws::{AwsOptions, KmsClient, SessionCredentials, SsmClient, StartSessionRequest};
 use crate::cli::aws_context::load_aws;
+use crate::cli::commands::command_document;
 use crate::cli::common::{CommonArgs, Target, aws_options, check_reason};
 use crate::cli::errors::{SessionFailure, aws_failure, session_failure};
 use crate::cli::resilience::{NoticeStyle, ResilienceArgs};
@@ -223,6 +224,14 @@ pub(crate) async fn run(plan: &SessionPlan, mode: &Mode) -> anyhow::Result<ExitC
     let ssm = SsmClient::new(&context);
 
     let marker = ExitMarker::new(rand::random());
+    // `exec` without input or terminal: Postern-Command where `postern setup` created it.
+    let started = command_document::try_start(&ssm, mode, plan.reason.as_deref(), target)
+        .await
+        .map_err(|e| aws_failure(e, "could not start a session", &described))?;
+    if let Some((credentials, mode)) = started {
+        let kms = KmsClient::new(&context);
+        return carry_session(plan, &mode, (&ssm, &kms), &credentials, &marker, &described).await;
+    }
     let request = start_request(plan, mode, &marker);
     let credentials = lifecycle::start(&ssm, &request)
         .await
