@@ -95,7 +95,9 @@ pub fn smux_input(data: &[u8]) {
     } else {
         Mux::server(config, now)
     };
-    let opened = (selector % 2 == 0).then(|| mux.open_stream().ok()).flatten();
+    let opened = (selector % 2 == 0)
+        .then(|| mux.open_stream().ok())
+        .flatten();
     let read = usize::from(selector >> 1).max(1);
     for chunk in rest.chunks(read) {
         mux.handle_input(now, chunk);
