@@ -4,8 +4,8 @@
 A generated fleet of 50,000 instances (50 accounts x 3 regions) served by `postern emulator`
 on loopback, listed once so the index is cached; then, with the release binary:
 
-  * `postern list QUERY` end to end (process start to exit, stdout to /dev/null), and its
-    peak RSS;
+  * `postern list QUERY` end to end (process start to exit, stdout to /dev/null), its CPU
+    time and its peak RSS (through /usr/bin/time);
   * process start to picker drawn: tmux runs postern; the clock starts when the command is
     started and stops when the pane shows the picker with every row counted (50000/50000);
   * keystroke to filtered list: a query typed one key at a time; for each key, the time from
@@ -13,9 +13,11 @@ on loopback, listed once so the index is cached; then, with the release binary:
     for that prefix (same matcher), the matcher finished;
   * peak RSS of the picker process (VmHWM) with the 50,000 rows loaded.
 
-Times that go through tmux include tmux's own latency (a send-keys and a capture-pane each
-fork a client: about 1-3 ms); they are upper bounds. Loopback only; the emulator stops with
-the script (and by itself after 15 minutes).
+CPU time (user + system, all threads) is printed beside `postern list`'s wall time: on a busy
+machine (a build running) wall times grow, CPU times much less. Times that go through tmux
+include tmux's own latency (a send-keys and a capture-pane each fork a client: about 1-3 ms);
+they are upper bounds. Loopback only; the emulator stops with the script (and by itself after
+15 minutes).
 """
 
 import json
@@ -87,8 +89,10 @@ def run(postern: str, home: str, fleet: dict, total: int, endpoint: str, keys: t
         "POSTERN_CONFIG": config,
         "POSTERN_CACHE_DIR": os.path.join(home, "cache"),
         "POSTERN_STATE_DIR": os.path.join(home, "state"),
+        # Every service at the emulator (`--endpoint-url` names SSM's endpoint only).
+        "AWS_ENDPOINT_URL": endpoint,
     }
-    base = [postern, "--endpoint-url", endpoint]
+    base = [postern]
 
     started = time.perf_counter()
     listed = subprocess.run(
@@ -106,17 +110,18 @@ def run(postern: str, home: str, fleet: dict, total: int, endpoint: str, keys: t
     print("\npostern list QUERY, end to end (median of %d runs, stdout to /dev/null):" % RUNS)
     list_medians = []
     for query in ["orders prod", "web", "i-0a3", "'api-prod", "zzzz"]:
-        times, rss = [], 0
+        times, cpu = [], []
         for _ in range(RUNS):
             started = time.perf_counter()
             child = subprocess.Popen(base + ["list", query], env=env, stdout=subprocess.DEVNULL)
             _, status, usage = os.wait4(child.pid, 0)
             times.append(time.perf_counter() - started)
+            cpu.append(usage.ru_utime + usage.ru_stime)
             assert status == 0, f"postern list {query!r} failed"
-            rss = max(rss, usage.ru_maxrss)
         median = statistics.median(times) * 1e3
         list_medians.append(median)
-        print(f"  {query!r:14} {count(query):6} rows  median {median:6.1f} ms  max {max(times) * 1e3:6.1f} ms  peak RSS {rss / 1024:.1f} MiB")
+        print(f"  {query!r:14} {count(query):6} rows  median {median:6.1f} ms  max {max(times) * 1e3:6.1f} ms  "
+              f"CPU (user+sys) {statistics.median(cpu) * 1e3:6.1f} ms  peak RSS {peak_rss(base + ['list', query], env)}")
 
     if LIST_ONLY:
         return
@@ -157,6 +162,16 @@ def run(postern: str, home: str, fleet: dict, total: int, endpoint: str, keys: t
         statistics.median(latencies) / GOALS["keystroke"],
         max(list_medians) / GOALS["list"],
     ))
+
+
+def peak_rss(command: list, env: dict) -> str:
+    """The peak RSS of `command`, through GNU time: a child forked from this process would
+    count this process's own memory (the parsed fleet) in its maximum RSS."""
+    if not os.path.exists("/usr/bin/time"):
+        return "n/a (no /usr/bin/time)"
+    out = subprocess.run(["/usr/bin/time", "-f", "%M", *command], env=env, check=True,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return f"{int(out.stderr.strip().splitlines()[-1]) / 1024:.1f} MiB"
 
 
 class Tmux:

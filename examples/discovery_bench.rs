@@ -163,7 +163,11 @@ async fn main() -> anyhow::Result<()> {
         warm.cached,
         warm.listed
     );
-    let texts: Vec<SearchFields> = warm.instances.iter().map(SearchFields::of).collect();
+    let texts: Vec<SearchFields> = warm
+        .instances
+        .iter()
+        .map(|i| SearchFields::of(&i.summary()))
+        .collect();
     for query in ["web", "prd use1", "i-0a3", "zzzz"] {
         let mut times = Vec::new();
         let mut hits = 0;

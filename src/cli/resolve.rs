@@ -18,7 +18,7 @@ use crate::cli::errors::broker_failure;
 use crate::cli::plan::{Plan, TargetSlot};
 use crate::cli::reach::Reach;
 use crate::discovery::target::{self, Resolution};
-use crate::discovery::{Cache, Instance};
+use crate::discovery::{Cache, Indexed, Instance};
 use crate::paths::cache_dir;
 use crate::picker::{Frecency, PickOutcome, PickRequest, RowContext, SkimPicker, choose};
 use crate::report::{ErrorKind, ExpectedError};
@@ -270,7 +270,8 @@ async fn pick(
     };
     let mut warnings = None;
     if select_one {
-        request.instances = load_index(reach, &[], false, account).await?.instances;
+        let index = load_index(reach, &[], false, account).await?;
+        request.instances = index.instances.into_iter().map(Indexed::from).collect();
     } else {
         let index = list::for_picker(reach, account).await?;
         request.instances = index.instances;
@@ -292,7 +293,7 @@ async fn pick(
 /// Opens the picker over the instances an ambiguous TARGET names.
 fn pick_among(reach: &Reach, candidates: Vec<Instance>) -> anyhow::Result<Instance> {
     let request = PickRequest {
-        instances: candidates,
+        instances: candidates.into_iter().map(Indexed::from).collect(),
         ..picker_request(reach)
     };
     picked(choose(&mut SkimPicker, request))

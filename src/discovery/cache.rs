@@ -7,8 +7,11 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use std::sync::Arc;
+
+use crate::discovery::indexed::{CachedInstance, Indexed};
 use crate::discovery::instance::{Instance, Scope};
-use crate::discovery::snapshot::Snapshot;
+use crate::discovery::snapshot::{FormatError, Snapshot};
 
 /// The cache under one directory.
 #[derive(Clone, Debug)]
@@ -31,7 +34,7 @@ pub struct CacheEntry {
 /// instances are decoded when asked for.
 #[derive(Debug, Default)]
 pub struct CachedIndex {
-    snapshot: Snapshot,
+    snapshot: Arc<Snapshot>,
 }
 
 impl Cache {
@@ -55,7 +58,14 @@ impl Cache {
             }
         };
         match Snapshot::parse(bytes) {
-            Ok(snapshot) => CachedIndex { snapshot },
+            Ok(snapshot) => CachedIndex {
+                snapshot: Arc::new(snapshot),
+            },
+            // Another postern version's file: expected after an upgrade, listed again.
+            Err(e @ FormatError::Version { .. }) => {
+                tracing::debug!(path = %path.display(), error = %e, "ignoring the index cache");
+                CachedIndex::default()
+            }
             Err(e) => {
                 tracing::warn!(path = %path.display(), error = %e, "ignoring the index cache");
                 CachedIndex::default()
@@ -122,36 +132,14 @@ impl CachedIndex {
     /// The cached listing of each of `scopes` (`None`: not cached, or its block is corrupt),
     /// decoded on every core when there are several.
     pub fn entries(&self, scopes: &[Scope]) -> Vec<Option<CacheEntry>> {
-        let decode = |scope: &Scope| {
+        on_every_core(scopes, |scope| {
             let position = self.snapshot.position(scope)?;
             let fetched_at = self.snapshot.scopes().nth(position)?.1;
-            match self.snapshot.instances(position) {
-                Ok(instances) => Some(CacheEntry {
-                    fetched_at,
-                    scope: scope.clone(),
-                    instances,
-                }),
-                Err(e) => {
-                    tracing::warn!(%scope, error = %e, "ignoring a corrupt cached listing");
-                    None
-                }
-            }
-        };
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        if threads < 2 || scopes.len() < 2 {
-            return scopes.iter().map(decode).collect();
-        }
-        // Contiguous chunks keep the order; scopes are about the same size.
-        let chunk = scopes.len().div_ceil(threads);
-        std::thread::scope(|s| {
-            let parts: Vec<_> = scopes
-                .chunks(chunk)
-                .map(|part| s.spawn(move || part.iter().map(decode).collect::<Vec<_>>()))
-                .collect();
-            parts
-                .into_iter()
-                .flat_map(|part| part.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-                .collect()
+            Some(CacheEntry {
+                fetched_at,
+                scope: scope.clone(),
+                instances: self.decoded(scope, position)?,
+            })
         })
     }
 
@@ -163,30 +151,88 @@ impl CachedIndex {
         now: SystemTime,
         max_age: Duration,
     ) -> Vec<Option<Vec<Instance>>> {
-        let now = unix_seconds(now);
-        let young: Vec<Scope> = scopes
-            .iter()
-            .filter(|scope| {
-                self.snapshot
-                    .scopes()
-                    .any(|(s, at)| s == *scope && now.saturating_sub(at) <= max_age.as_secs())
-            })
-            .cloned()
-            .collect();
-        let mut decoded = young.iter().zip(self.entries(&young));
-        let mut next = decoded.next();
-        scopes
-            .iter()
-            .map(|scope| match &mut next {
-                Some((young, entry)) if *young == scope => {
-                    let instances = entry.take().map(|e| e.instances);
-                    next = decoded.next();
-                    instances
-                }
-                _ => None,
-            })
-            .collect()
+        let young = self.young(now, max_age);
+        on_every_core(scopes, |scope| {
+            let position = young(scope)?;
+            self.decoded(scope, position)
+        })
     }
+
+    /// Like [`Self::fresh`], leaving the instances in the file: each is checked (on every
+    /// core) and only the fields a row shows are read, when they are shown.
+    pub fn fresh_in_place(
+        &self,
+        scopes: &[Scope],
+        now: SystemTime,
+        max_age: Duration,
+    ) -> Vec<Option<Vec<Indexed>>> {
+        let young = self.young(now, max_age);
+        on_every_core(scopes, |scope| {
+            let position = young(scope)?;
+            match self.snapshot.records(position) {
+                Ok(records) => Some(
+                    records
+                        .into_iter()
+                        .map(|at| {
+                            Indexed::Cached(CachedInstance::new(Arc::clone(&self.snapshot), at))
+                        })
+                        .collect(),
+                ),
+                Err(e) => {
+                    tracing::warn!(%scope, error = %e, "ignoring a corrupt cached listing");
+                    None
+                }
+            }
+        })
+    }
+
+    /// Where the listing of a scope at most `max_age` old at `now` is.
+    fn young(
+        &self,
+        now: SystemTime,
+        max_age: Duration,
+    ) -> impl Fn(&Scope) -> Option<usize> + Sync + '_ {
+        let now = unix_seconds(now);
+        move |scope| {
+            let position = self.snapshot.position(scope)?;
+            let (_, at) = self.snapshot.scopes().nth(position)?;
+            (now.saturating_sub(at) <= max_age.as_secs()).then_some(position)
+        }
+    }
+
+    fn decoded(&self, scope: &Scope, position: usize) -> Option<Vec<Instance>> {
+        match self.snapshot.instances(position) {
+            Ok(instances) => Some(instances),
+            Err(e) => {
+                tracing::warn!(%scope, error = %e, "ignoring a corrupt cached listing");
+                None
+            }
+        }
+    }
+}
+
+/// `f` of each scope, in order, on every core when there are several (scopes are about the
+/// same size: contiguous chunks, one per core).
+fn on_every_core<T: Send>(
+    scopes: &[Scope],
+    f: impl Fn(&Scope) -> Option<T> + Sync,
+) -> Vec<Option<T>> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if threads < 2 || scopes.len() < 2 {
+        return scopes.iter().map(f).collect();
+    }
+    let chunk = scopes.len().div_ceil(threads);
+    let f = &f;
+    std::thread::scope(|s| {
+        let parts: Vec<_> = scopes
+            .chunks(chunk)
+            .map(|part| s.spawn(move || part.iter().map(f).collect::<Vec<_>>()))
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|part| part.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    })
 }
 
 impl CacheEntry {

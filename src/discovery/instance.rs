@@ -73,10 +73,34 @@ pub struct Instance {
     pub platform: String,
 }
 
+/// The fields of an instance a picker row or a `postern list` line shows, borrowed (from an
+/// [`Instance`], or in place from the cache file).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Summary<'a> {
+    /// `i-…` or `mi-…`.
+    pub id: &'a str,
+    /// The Name tag; empty when none.
+    pub name: &'a str,
+    /// The owning account id.
+    pub account: &'a str,
+    /// The scope's alias.
+    pub alias: &'a str,
+    /// The scope's environment.
+    pub env: Option<&'a str>,
+    /// The region.
+    pub region: &'a str,
+    /// Private IPv4 address.
+    pub private_ip: Option<&'a str>,
+    /// SSM ping status.
+    pub ping_status: Option<&'a str>,
+    /// Platform.
+    pub platform: &'a str,
+}
+
 impl Instance {
     /// Whether a session can be started: the agent is online.
     pub fn is_online(&self) -> bool {
-        self.ping_status.as_deref() == Some("Online")
+        self.summary().is_online()
     }
 
     /// The agent status column: the ping status, or `no-agent`.
@@ -86,7 +110,44 @@ impl Instance {
 
     /// Whether the instance belongs to a production environment.
     pub fn is_prod(&self) -> bool {
-        matches!(self.env.as_deref(), Some("prod" | "production"))
+        self.summary().is_prod()
+    }
+
+    /// The fields a row shows.
+    pub fn summary(&self) -> Summary<'_> {
+        Summary {
+            id: &self.id,
+            name: &self.name,
+            account: &self.account,
+            alias: &self.alias,
+            env: self.env.as_deref(),
+            region: &self.region,
+            private_ip: self.private_ip.as_deref(),
+            ping_status: self.ping_status.as_deref(),
+            platform: &self.platform,
+        }
+    }
+}
+
+impl<'a> Summary<'a> {
+    /// Whether a session can be started: the agent is online.
+    pub fn is_online(&self) -> bool {
+        self.ping_status == Some("Online")
+    }
+
+    /// The agent status column: the ping status, or `no-agent`.
+    pub fn agent_status(&self) -> &'a str {
+        self.ping_status.unwrap_or("no-agent")
+    }
+
+    /// Whether the instance belongs to a production environment.
+    pub fn is_prod(&self) -> bool {
+        matches!(self.env, Some("prod" | "production"))
+    }
+
+    /// Whether the instance belongs to a staging environment.
+    pub fn is_staging(&self) -> bool {
+        matches!(self.env, Some("stg" | "staging"))
     }
 }
 

@@ -12,6 +12,7 @@ mod discover;
 #[cfg(test)]
 mod fake;
 mod index;
+mod indexed;
 mod instance;
 mod snapshot;
 mod source;
@@ -22,5 +23,6 @@ pub use discover::{Discovery, Progress, RetryPolicy, ScopeFailure, discover};
 #[cfg(test)]
 pub(crate) use fake::FakeSource;
 pub use index::{DEFAULT_CONCURRENCY, DEFAULT_MAX_AGE, Index, IndexOptions, build_index};
-pub use instance::{Instance, Scope};
+pub use indexed::{CachedInstance, Indexed, Listed};
+pub use instance::{Instance, Scope, Summary};
 pub use source::{InstanceSource, ScopeConfigs, SdkSource, SingleProfile, SourceError};

@@ -7,21 +7,25 @@
 //! MAGIC  u32 version  u32 scopes
 //! per scope: u32 length of the rest of the block,
 //!            u64 fetched_at, str account, str alias, opt env, str region, u32 instances,
-//!            per instance: str id, name, account, alias, opt env, str region, state,
-//!                          opt private_ip, public_ip, private_dns, vpc_id, subnet_id,
-//!                          instance_type, launch_time, u32 tags (str key, str value)*,
-//!                          opt ping_status, agent_version, str platform
+//!            per instance: str id, name, account, alias, opt env, str region,
+//!                          opt private_ip, ping_status, str platform (a row's fields first),
+//!                          str state, opt public_ip, private_dns, vpc_id, subnet_id,
+//!                          instance_type, launch_time, agent_version,
+//!                          u32 tags (str key, str value)*
 //! str: u32 length, UTF-8 bytes; opt: the same, length u32::MAX for none
 //! ```
 //!
 //! Each scope is one length-prefixed block: a reader decodes only the scopes it needs, on
-//! every core, and a writer replacing some scopes copies the other blocks as they are. Pure
-//! bytes in and out: reading and writing the file is [`crate::discovery::Cache`]'s job.
+//! every core, and a writer replacing some scopes copies the other blocks as they are. A
+//! picker or `postern list` need not decode instances at all: [`Snapshot::records`] checks a
+//! block once and gives where each instance starts, [`Snapshot::summary`] reads the fields a
+//! row shows in place, and [`Snapshot::instance`] decodes one instance when it is asked for.
+//! Pure bytes in and out: reading and writing the file is [`crate::discovery::Cache`]'s job.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
 
-use crate::discovery::instance::{Instance, Scope};
+use crate::discovery::instance::{Instance, Scope, Summary};
 
 /// A decoded file: its scopes' headers, their instances still encoded.
 #[derive(Debug, Default)]
@@ -73,6 +77,9 @@ impl Snapshot {
     pub(crate) fn parse(bytes: Vec<u8>) -> Result<Self, FormatError> {
         if !bytes.starts_with(MAGIC) {
             return Err(FormatError::Magic);
+        }
+        if u32::try_from(bytes.len()).is_err() {
+            return Err(FormatError::Truncated { at: bytes.len() });
         }
         let mut r = Reader::new(&bytes, MAGIC.len()..bytes.len());
         let version = r.u32()?;
@@ -127,6 +134,37 @@ impl Snapshot {
             out.push(r.instance()?);
         }
         Ok(out)
+    }
+
+    /// Where each instance of the block at `position` starts, every one of them checked
+    /// (lengths within the block, strings UTF-8), so that [`Self::summary`] and
+    /// [`Self::instance`] at these offsets cannot fail.
+    pub(crate) fn records(&self, position: usize) -> Result<Vec<u32>, FormatError> {
+        let block = &self.blocks[position];
+        let mut r = Reader::new(&self.bytes, block.instances.clone());
+        let mut out = Vec::with_capacity(block.count.min(MAX_PREALLOCATED) as usize);
+        for _ in 0..block.count {
+            // Blocks lie within the file, and a file above 4 GiB is refused by `parse`.
+            out.push(u32::try_from(r.at).map_err(|_| FormatError::Truncated { at: r.at })?);
+            r.skip_instance()?;
+        }
+        Ok(out)
+    }
+
+    /// The fields a row shows of the instance at `at`, read in place; empty fields when `at`
+    /// is not an offset [`Self::records`] gave.
+    pub(crate) fn summary(&self, at: u32) -> Summary<'_> {
+        Reader::new(&self.bytes, at as usize..self.bytes.len())
+            .summary()
+            .unwrap_or_default()
+    }
+
+    /// The instance at `at`, decoded; an empty instance when `at` is not an offset
+    /// [`Self::records`] gave.
+    pub(crate) fn instance(&self, at: u32) -> Instance {
+        Reader::new(&self.bytes, at as usize..self.bytes.len())
+            .instance()
+            .unwrap_or_default()
     }
 
     /// A new file: `replaced`'s listings (taken at `fetched_at`), then every other block of
@@ -216,22 +254,67 @@ impl<'a> Reader<'a> {
         }
     }
 
+    fn str(&mut self) -> Result<&'a str, FormatError> {
+        let length = self.u32()?;
+        self.str_of(length)
+    }
+
+    fn opt_str(&mut self) -> Result<Option<&'a str>, FormatError> {
+        match self.u32()? {
+            NONE => Ok(None),
+            length => self.str_of(length).map(Some),
+        }
+    }
+
+    fn summary(&mut self) -> Result<Summary<'a>, FormatError> {
+        Ok(Summary {
+            id: self.str()?,
+            name: self.str()?,
+            account: self.str()?,
+            alias: self.str()?,
+            env: self.opt_str()?,
+            region: self.str()?,
+            private_ip: self.opt_str()?,
+            ping_status: self.opt_str()?,
+            platform: self.str()?,
+        })
+    }
+
+    /// Checks one instance and moves past it.
+    fn skip_instance(&mut self) -> Result<(), FormatError> {
+        self.summary()?;
+        self.str()?;
+        for _ in 0..7 {
+            self.opt_str()?;
+        }
+        for _ in 0..self.u32()? {
+            self.str()?;
+            self.str()?;
+        }
+        Ok(())
+    }
+
     fn instance(&mut self) -> Result<Instance, FormatError> {
+        let head = self.summary()?;
+        let owned = |s: Option<&str>| s.map(str::to_owned);
         Ok(Instance {
-            id: self.string()?,
-            name: self.string()?,
-            account: self.string()?,
-            alias: self.string()?,
-            env: self.optional()?,
-            region: self.string()?,
+            id: head.id.to_owned(),
+            name: head.name.to_owned(),
+            account: head.account.to_owned(),
+            alias: head.alias.to_owned(),
+            env: owned(head.env),
+            region: head.region.to_owned(),
+            private_ip: owned(head.private_ip),
+            ping_status: owned(head.ping_status),
+            platform: head.platform.to_owned(),
             state: self.string()?,
-            private_ip: self.optional()?,
             public_ip: self.optional()?,
             private_dns: self.optional()?,
             vpc_id: self.optional()?,
             subnet_id: self.optional()?,
             instance_type: self.optional()?,
             launch_time: self.optional()?,
+            agent_version: self.optional()?,
             tags: {
                 let count = self.u32()?;
                 let mut tags = BTreeMap::new();
@@ -240,9 +323,6 @@ impl<'a> Reader<'a> {
                 }
                 tags
             },
-            ping_status: self.optional()?,
-            agent_version: self.optional()?,
-            platform: self.string()?,
         })
     }
 }
@@ -254,22 +334,22 @@ fn put_instance(out: &mut Vec<u8>, i: &Instance) {
     put_str(out, &i.alias);
     put_opt(out, i.env.as_deref());
     put_str(out, &i.region);
-    put_str(out, &i.state);
     put_opt(out, i.private_ip.as_deref());
+    put_opt(out, i.ping_status.as_deref());
+    put_str(out, &i.platform);
+    put_str(out, &i.state);
     put_opt(out, i.public_ip.as_deref());
     put_opt(out, i.private_dns.as_deref());
     put_opt(out, i.vpc_id.as_deref());
     put_opt(out, i.subnet_id.as_deref());
     put_opt(out, i.instance_type.as_deref());
     put_opt(out, i.launch_time.as_deref());
+    put_opt(out, i.agent_version.as_deref());
     put_u32(out, len32(i.tags.len()));
     for (key, value) in &i.tags {
         put_str(out, key);
         put_str(out, value);
     }
-    put_opt(out, i.ping_status.as_deref());
-    put_opt(out, i.agent_version.as_deref());
-    put_str(out, &i.platform);
 }
 
 fn put_u32(out: &mut Vec<u8>, value: u32) {
@@ -297,7 +377,7 @@ fn len32(length: usize) -> u32 {
 /// The file's first bytes.
 const MAGIC: &[u8] = b"postern index\n";
 /// The format written; files of other versions are ignored (listed again).
-pub(crate) const FORMAT_VERSION: u32 = 2;
+pub(crate) const FORMAT_VERSION: u32 = 3;
 /// The length of an absent optional string.
 const NONE: u32 = u32::MAX;
 /// Counts from the file reserve at most this much ahead (a corrupt count cannot allocate).
@@ -357,6 +437,19 @@ mod tests {
     }
 
     #[test]
+    fn records_give_summaries_and_instances_in_place() {
+        let rows = vec![full(), Instance::default(), full()];
+        let bytes = Snapshot::default().with(&[(&scope("a", "r1"), &rows)], 7);
+        let snapshot = Snapshot::parse(bytes).unwrap();
+        let records = snapshot.records(0).unwrap();
+        assert_eq!(records.len(), 3);
+        for (&at, row) in records.iter().zip(&rows) {
+            assert_eq!(snapshot.instance(at), *row);
+            assert_eq!(snapshot.summary(at), row.summary());
+        }
+    }
+
+    #[test]
     fn a_rewrite_replaces_some_scopes_and_copies_the_others() {
         let (a, b) = (scope("a", "r1"), scope("b", "r1"));
         let first = Snapshot::default().with(&[(&a, &[full()]), (&b, &[full()])], 1);
@@ -389,6 +482,15 @@ mod tests {
                 "cut at {cut}: {decoded:?}"
             );
         }
+        // A block whose count says more instances than it holds.
+        let mut short = whole.clone();
+        let count_at = short.len() - encoded_len(&full()) - 4;
+        short[count_at..count_at + 4].copy_from_slice(&2u32.to_le_bytes());
+        let snapshot = Snapshot::parse(short).unwrap();
+        assert!(matches!(
+            snapshot.records(0),
+            Err(FormatError::Truncated { .. })
+        ));
     }
 
     #[test]
@@ -404,5 +506,12 @@ mod tests {
             snapshot.instances(0),
             Err(FormatError::Utf8 { .. })
         ));
+        assert!(matches!(snapshot.records(0), Err(FormatError::Utf8 { .. })));
+    }
+
+    fn encoded_len(instance: &Instance) -> usize {
+        let mut out = Vec::new();
+        put_instance(&mut out, instance);
+        out.len()
     }
 }

@@ -6,7 +6,7 @@ use std::io;
 
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use crate::discovery::Instance;
+use crate::discovery::{Indexed, Instance};
 use crate::picker::frecency::Frecency;
 use crate::picker::matcher::{SearchFields, rank};
 use crate::picker::row::RowContext;
@@ -23,7 +23,7 @@ pub trait Picker {
 #[derive(Default)]
 pub struct PickRequest {
     /// The instances known now (from the cache, or the whole index).
-    pub instances: Vec<Instance>,
+    pub instances: Vec<Indexed>,
     /// Instances still being listed (a cold start), and the progress of that listing.
     pub feed: Option<UnboundedReceiver<Feed>>,
     /// Starts a refresh of the index in the background (Ctrl-R); its feed ends with
@@ -74,18 +74,22 @@ pub fn choose(picker: &mut dyn Picker, mut request: PickRequest) -> io::Result<P
     if let Some(frecency) = &request.frecency {
         frecency.sort(
             &mut request.instances,
-            |i| &i.id,
+            |i| i.summary().id,
             std::time::SystemTime::now(),
         );
     }
     if request.select_one && !request.query.trim().is_empty() {
-        let fields: Vec<SearchFields> = request.instances.iter().map(SearchFields::of).collect();
+        let fields: Vec<SearchFields> = request
+            .instances
+            .iter()
+            .map(|i| SearchFields::of(&i.summary()))
+            .collect();
         let mut online = rank(&fields, &request.query)
             .into_iter()
-            .filter(|&i| request.instances[i].is_online());
+            .filter(|&i| request.instances[i].summary().is_online());
         if let (Some(only), None) = (online.next(), online.next()) {
             return Ok(PickOutcome::Chosen(vec![
-                request.instances.swap_remove(only),
+                request.instances.swap_remove(only).into_instance(),
             ]));
         }
     }
@@ -118,13 +122,25 @@ pub(crate) struct ScriptedPicker {
 #[cfg(test)]
 impl Picker for ScriptedPicker {
     fn pick(&mut self, request: PickRequest) -> io::Result<PickOutcome> {
-        let fields: Vec<SearchFields> = request.instances.iter().map(SearchFields::of).collect();
+        let fields: Vec<SearchFields> = request
+            .instances
+            .iter()
+            .map(|i| SearchFields::of(&i.summary()))
+            .collect();
         let ranked = rank(&fields, &request.query);
         self.opened.push((
             request.query.clone(),
-            request.instances.iter().map(|i| i.id.clone()).collect(),
+            request
+                .instances
+                .iter()
+                .map(|i| i.summary().id.to_owned())
+                .collect(),
         ));
-        let pick = |n: usize| ranked.get(n).map(|&i| request.instances[i].clone());
+        let pick = |n: usize| {
+            ranked
+                .get(n)
+                .map(|&i| request.instances[i].instance().into_owned())
+        };
         if !self.several.is_empty() {
             return Ok(PickOutcome::Chosen(
                 self.several.iter().filter_map(|&n| pick(n)).collect(),
@@ -156,9 +172,9 @@ mod tests {
     fn request(query: &str, select_one: bool) -> PickRequest {
         PickRequest {
             instances: vec![
-                instance("i-01", "web-1", true),
-                instance("i-02", "web-2", false),
-                instance("i-03", "db-1", true),
+                instance("i-01", "web-1", true).into(),
+                instance("i-02", "web-2", false).into(),
+                instance("i-03", "db-1", true).into(),
             ],
             query: query.into(),
             select_one,

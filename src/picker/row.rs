@@ -14,7 +14,7 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use skim::{DisplayContext, ItemPreview, Matches, PreviewContext, SkimItem};
 
-use crate::discovery::Instance;
+use crate::discovery::{Indexed, Instance, Summary};
 use crate::picker::columns::{fit_cell, fit_widths};
 use crate::picker::matcher::SearchFields;
 use crate::picker::preview;
@@ -40,17 +40,21 @@ pub struct Columns {
 /// One instance as the picker shows it.
 #[derive(Debug)]
 pub struct Row {
-    instance: Instance,
+    instance: Indexed,
     search: SearchFields,
     /// Platform and agent status, escaped (the columns after the searchable ones).
     rest: [String; 2],
+    /// Its agent is online.
+    online: bool,
+    /// Its environment's colour.
+    colour: Option<Color>,
     columns: Arc<Columns>,
     context: Arc<RowContext>,
 }
 
 impl Row {
     /// The row for `instance`, widening `columns` to fit it.
-    pub fn new(instance: Instance, columns: Arc<Columns>, context: Arc<RowContext>) -> Self {
+    pub fn new(instance: Indexed, columns: Arc<Columns>, context: Arc<RowContext>) -> Self {
         let row = Self::unmeasured(instance, columns, context);
         row.columns.widen(&row.widths());
         row
@@ -59,19 +63,30 @@ impl Row {
     /// The row for `instance`, leaving `columns` as they are (a batch widens them once: see
     /// [`Columns::widen`]).
     pub(super) fn unmeasured(
-        instance: Instance,
+        instance: Indexed,
         columns: Arc<Columns>,
         context: Arc<RowContext>,
     ) -> Self {
-        let search = SearchFields::of(&instance);
+        let summary = instance.summary();
+        let search = SearchFields::of(&summary);
         let rest = [
-            escape(&instance.platform).into_owned(),
-            escape(instance.agent_status()).into_owned(),
+            escape(summary.platform).into_owned(),
+            escape(summary.agent_status()).into_owned(),
         ];
+        let online = summary.is_online();
+        let colour = if summary.is_prod() {
+            Some(Color::Red)
+        } else if summary.is_staging() {
+            Some(Color::Yellow)
+        } else {
+            None
+        };
         Self {
             instance,
             search,
             rest,
+            online,
+            colour,
             columns,
             context,
         }
@@ -90,14 +105,19 @@ impl Row {
         widths
     }
 
-    /// The instance.
-    pub fn instance(&self) -> &Instance {
-        &self.instance
+    /// The instance (decoded now when it is still in the cache file).
+    pub fn instance(&self) -> Cow<'_, Instance> {
+        self.instance.instance()
+    }
+
+    /// The fields the row shows, unescaped.
+    pub fn summary(&self) -> Summary<'_> {
+        self.instance.summary()
     }
 
     /// Whether a session can be opened on it (its agent is online).
     pub fn selectable(&self) -> bool {
-        self.instance.is_online()
+        self.online
     }
 
     /// What the query is matched against.
@@ -115,10 +135,8 @@ impl Row {
     /// The row's colour: production red, staging yellow; offline rows are dim.
     fn style(&self) -> Style {
         let mut style = Style::default();
-        if self.instance.is_prod() {
-            style = style.fg(Color::Red);
-        } else if matches!(self.instance.env.as_deref(), Some("stg" | "staging")) {
-            style = style.fg(Color::Yellow);
+        if let Some(colour) = self.colour {
+            style = style.fg(colour);
         }
         if !self.selectable() {
             style = style.add_modifier(Modifier::DIM);
@@ -208,11 +226,11 @@ impl SkimItem for Row {
     }
 
     fn preview(&self, _context: PreviewContext) -> ItemPreview {
-        ItemPreview::AnsiText(preview::render(&self.instance, &self.context))
+        ItemPreview::AnsiText(preview::render(&self.instance(), &self.context))
     }
 
     fn output(&self) -> Cow<'_, str> {
-        Cow::Borrowed(&self.instance.id)
+        Cow::Borrowed(self.instance.summary().id)
     }
 }
 
@@ -277,7 +295,7 @@ mod tests {
     }
 
     fn row(instance: Instance) -> Row {
-        Row::new(instance, Arc::default(), Arc::default())
+        Row::new(instance.into(), Arc::default(), Arc::default())
     }
 
     #[test]
@@ -294,7 +312,7 @@ mod tests {
     fn columns_fit_the_width_platform_giving_way_before_names() {
         let columns = Arc::new(Columns::default());
         let long = Row::new(
-            instance("a-very-long-name-that-does-not-fit-anywhere", "dev", true),
+            instance("a-very-long-name-that-does-not-fit-anywhere", "dev", true).into(),
             Arc::clone(&columns),
             Arc::default(),
         );

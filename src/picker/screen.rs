@@ -26,7 +26,7 @@ use skim::tui::actions::ActionCallback;
 use skim::{Skim, SkimItem};
 use tokio::sync::mpsc;
 
-use crate::discovery::Instance;
+use crate::discovery::{Indexed, Instance};
 use crate::picker::frecency::Frecency;
 use crate::picker::matcher;
 use crate::picker::pick::{Feed, PickOutcome, PickRequest, Picker};
@@ -62,8 +62,8 @@ struct Rows {
 impl Rows {
     /// The rows of `instances`, made on every core for a large batch (each row escapes and
     /// copies its searchable fields); the columns are widened once per batch.
-    fn items(&self, instances: Vec<Instance>) -> Vec<Arc<dyn SkimItem>> {
-        let make = |batch: &mut dyn Iterator<Item = Instance>| {
+    fn items(&self, instances: Vec<Indexed>) -> Vec<Arc<dyn SkimItem>> {
+        let make = |batch: &mut dyn Iterator<Item = Indexed>| {
             let mut widest = [0; COLUMNS];
             let rows: Vec<Arc<dyn SkimItem>> = batch
                 .map(|i| {
@@ -82,13 +82,20 @@ impl Rows {
         if threads < 2 || instances.len() < PARALLEL_ROWS {
             return make(&mut instances.into_iter());
         }
-        // Each thread takes the instances of its part out of the one vector (no copy of it).
+        // Parts moved out of the one vector (small: most instances are still in the cache file).
         let chunk = instances.len().div_ceil(threads);
-        let mut instances = instances;
+        let mut parts: Vec<Vec<Indexed>> = Vec::with_capacity(threads);
+        let mut rest = instances;
+        while rest.len() > chunk {
+            let tail = rest.split_off(chunk);
+            parts.push(rest);
+            rest = tail;
+        }
+        parts.push(rest);
         std::thread::scope(|s| {
-            let parts: Vec<_> = instances
-                .chunks_mut(chunk)
-                .map(|part| s.spawn(move || make(&mut part.iter_mut().map(std::mem::take))))
+            let parts: Vec<_> = parts
+                .into_iter()
+                .map(|part| s.spawn(move || make(&mut part.into_iter())))
                 .collect();
             let mut rows = Vec::with_capacity(parts.len() * chunk);
             for part in parts {
@@ -185,7 +192,7 @@ fn chosen(selected: &[MatchedItem]) -> Vec<Instance> {
     selected
         .iter()
         .filter_map(|m| m.item.as_ref().as_any().downcast_ref::<Row>())
-        .map(|row| row.instance().clone())
+        .map(|row| row.instance().into_owned())
         .collect()
 }
 
@@ -239,11 +246,11 @@ fn accept_online(app: &mut App) -> Result<Vec<Event>, Box<dyn std::error::Error 
         .filter_map(|m| m.item.as_ref().as_any().downcast_ref::<Row>())
         .find(|row| !row.selectable());
     if let Some(row) = offline {
-        let instance = row.instance();
+        let instance = row.summary();
         let name = if instance.name.is_empty() {
-            &instance.id
+            instance.id
         } else {
-            &instance.name
+            instance.name
         };
         app.header.header = format!(
             "{} is {}: it cannot be opened; choose an online instance",
@@ -301,11 +308,13 @@ async fn feed_rows(events: mpsc::Sender<Event>, mut state: Feeding, signalled: A
                 Some(Feed::Rows(mut instances)) => {
                     sort(&state.frecency, &mut instances);
                     state.shown += instances.len();
+                    let instances = instances.into_iter().map(Indexed::from).collect();
                     append(&events, state.rows.items(instances), false).await
                 }
                 Some(Feed::Replace(mut instances)) => {
                     sort(&state.frecency, &mut instances);
                     state.shown = instances.len();
+                    let instances = instances.into_iter().map(Indexed::from).collect();
                     append(&events, state.rows.items(instances), true).await
                 }
                 Some(Feed::Progress { done, total, failed }) => {
@@ -424,17 +433,17 @@ mod tests {
         assert!(header(None, 4, true).contains("ctrl-r refresh"));
     }
 
-    fn instance(id: &str, online: bool) -> Instance {
-        Instance {
+    fn instance(id: &str, online: bool) -> Indexed {
+        Indexed::from(Instance {
             id: id.into(),
             name: format!("web-{id}"),
             ping_status: Some(if online { "Online" } else { "ConnectionLost" }.into()),
             ..Instance::default()
-        }
+        })
     }
 
     /// skim's App with our options (several rows allowed) showing `instances`.
-    fn app_showing(instances: Vec<Instance>) -> App {
+    fn app_showing(instances: Vec<Indexed>) -> App {
         let (tx, _rx) = mpsc::unbounded_channel();
         let mut app = App::from_options(options("", true, "h", tx), Arc::default(), String::new());
         let rows = Rows {

@@ -17,8 +17,8 @@ use tokio::sync::mpsc;
 use crate::aws::{self, AwsContext, AwsOptions};
 use crate::cli::reach::{BrokerScopes, Reach, Scopes};
 use crate::discovery::{
-    Cache, DEFAULT_MAX_AGE, Index, IndexOptions, Instance, InstanceSource, Progress, Scope,
-    SdkSource, SingleProfile, SourceError, build_index,
+    Cache, DEFAULT_MAX_AGE, Index, IndexOptions, Indexed, Instance, InstanceSource, Listed,
+    Progress, Scope, SdkSource, SingleProfile, SourceError, Summary, build_index,
 };
 use crate::paths::cache_dir;
 use crate::picker::{Feed, SearchFields, fit_cell, fit_widths, rank};
@@ -108,24 +108,25 @@ impl ListPlan {
 
 /// Runs `postern list`.
 pub(crate) async fn list(plan: &ListPlan) -> anyhow::Result<ExitCode> {
-    let index = load_index(
+    let (index, in_place) = load(
         &plan.reach,
         &plan.regions,
         plan.refresh,
         plan.account.as_deref(),
+        true,
     )
     .await?;
-    let scoped: Vec<Instance> = index
-        .instances
+    // Rows left in the cache file show without being decoded (only the matches' are, for
+    // --json or --tag).
+    let rows = in_place.unwrap_or_else(|| index.instances.into_iter().map(Indexed::from).collect());
+    let scoped: Vec<Indexed> = rows
         .into_iter()
         .filter(|i| {
+            let i = i.summary();
             plan.account
                 .as_deref()
                 .is_none_or(|a| i.alias == a || i.account == a)
-                && plan
-                    .env
-                    .as_deref()
-                    .is_none_or(|e| i.env.as_deref() == Some(e))
+                && plan.env.as_deref().is_none_or(|e| i.env == Some(e))
         })
         .collect();
     let rows = filter(&scoped, &plan.query, &plan.tags);
@@ -133,7 +134,8 @@ pub(crate) async fn list(plan: &ListPlan) -> anyhow::Result<ExitCode> {
     let mut out = stdout.lock();
     if plan.json {
         for row in rows {
-            serde_json::to_writer(&mut out, row).context("could not write the listing")?;
+            serde_json::to_writer(&mut out, &*row.instance())
+                .context("could not write the listing")?;
             out.write_all(b"\n")
                 .context("could not write the listing")?;
         }
@@ -144,7 +146,8 @@ pub(crate) async fn list(plan: &ListPlan) -> anyhow::Result<ExitCode> {
             .then(crate::term::window_size)
             .flatten()
             .map(|(cols, _)| usize::from(cols));
-        out.write_all(render_table(&rows, colour_on(&stdout), width).as_bytes())
+        let summaries: Vec<Summary<'_>> = rows.iter().map(|r| r.summary()).collect();
+        out.write_all(render_table(&summaries, colour_on(&stdout), width).as_bytes())
             .context("could not write the listing")?;
     }
     out.flush().context("could not write the listing")?;
@@ -163,6 +166,18 @@ pub(crate) async fn load_index(
     refresh: bool,
     account: Option<&str>,
 ) -> anyhow::Result<Index> {
+    Ok(load(reach, regions, refresh, account, false).await?.0)
+}
+
+/// [`load_index`]; with `in_place`, when every scope is fresh in the cache, its instances are
+/// left in the cache file (the second value) and the index holds none.
+async fn load(
+    reach: &Reach,
+    regions: &[String],
+    refresh: bool,
+    account: Option<&str>,
+    in_place: bool,
+) -> anyhow::Result<(Index, Option<Vec<Indexed>>)> {
     let context = load_context(&reach.aws).await?;
     let scopes = scopes_to_list(reach, &context, regions, account)?;
     let progress_tty = std::io::stderr().is_terminal();
@@ -178,35 +193,48 @@ pub(crate) async fn load_index(
         }
     };
     let lister = Lister::new(reach, &context);
-    let cached = if refresh {
-        None
-    } else {
-        let fresh = fresh_cached(lister.cache.as_ref(), &scopes, SystemTime::now());
-        fresh.into_iter().collect::<Option<Vec<_>>>()
+    // Every scope cached and fresh (the usual case): read on every core, no listing.
+    let cached = Index {
+        cached: scopes.len(),
+        ..Index::default()
     };
-    let index = match cached {
-        // Every scope is cached and fresh (the usual case): read on every core, no listing.
-        Some(listings) => Index {
-            instances: join(listings),
-            cached: scopes.len(),
-            ..Index::default()
-        },
-        None => lister.list(&scopes, refresh, None, progress).await,
-    };
+    let now = SystemTime::now();
+    if let (false, Some(cache)) = (refresh, lister.cache.as_ref()) {
+        let file = cache.read();
+        if in_place {
+            let fresh = file.fresh_in_place(&scopes, now, DEFAULT_MAX_AGE);
+            if let Some(listings) = fresh.into_iter().collect::<Option<Vec<_>>>() {
+                return Ok((cached, Some(join(listings))));
+            }
+        } else {
+            let fresh = file.fresh(&scopes, now, DEFAULT_MAX_AGE);
+            if let Some(listings) = fresh.into_iter().collect::<Option<Vec<_>>>() {
+                let instances = join(listings);
+                return Ok((
+                    Index {
+                        instances,
+                        ..cached
+                    },
+                    None,
+                ));
+            }
+        }
+    }
+    let index = lister.list(&scopes, refresh, None, progress).await;
     for warning in warnings(&index) {
         report::notice(&warning);
     }
     if index.failures.len() == scopes.len() && index.stale.is_empty() {
         return Err(nothing_listed(reach).into());
     }
-    Ok(index)
+    Ok((index, None))
 }
 
 /// The index as the picker takes it: the instances a fresh cache holds now, the others as
 /// they are listed, and a way to list everything again (Ctrl-R).
 pub(crate) struct PickerIndex {
-    /// The instances of the scopes the cache holds fresh.
-    pub instances: Vec<Instance>,
+    /// The instances of the scopes the cache holds fresh (left in the cache file).
+    pub instances: Vec<Indexed>,
     /// The other scopes' instances as they arrive; `None` when the cache held everything.
     pub feed: Option<mpsc::UnboundedReceiver<Feed>>,
     /// Lists every scope again; its feed ends with the whole index.
@@ -224,7 +252,12 @@ pub(crate) async fn for_picker(
     let context = load_context(&reach.aws).await?;
     let scopes = scopes_to_list(reach, &context, &[], account)?;
     let lister = Lister::new(reach, &context);
-    let fresh = fresh_cached(lister.cache.as_ref(), &scopes, SystemTime::now());
+    let fresh = match &lister.cache {
+        Some(cache) => cache
+            .read()
+            .fresh_in_place(&scopes, SystemTime::now(), DEFAULT_MAX_AGE),
+        None => vec![None; scopes.len()],
+    };
     let mut instances = Vec::with_capacity(fresh.iter().flatten().map(Vec::len).sum());
     let mut missing = Vec::new();
     for (scope, listing) in scopes.iter().zip(fresh) {
@@ -299,26 +332,36 @@ pub(crate) async fn load_context(aws_options: &AwsOptions) -> anyhow::Result<Aws
 
 /// Instances matching `query` (skim's search syntax over the fields a person means, as in
 /// the picker; best first) and every `tags` filter.
-pub(crate) fn filter<'a>(
-    instances: &'a [Instance],
+pub(crate) fn filter<'a, T: Listed>(
+    instances: &'a [T],
     query: &str,
     tags: &[(String, String)],
-) -> Vec<&'a Instance> {
-    let kept: Vec<&Instance> = instances
-        .iter()
-        .filter(|i| tags.iter().all(|(k, v)| i.tags.get(k) == Some(v)))
-        .collect();
+) -> Vec<&'a T> {
+    let kept: Vec<&T> = if tags.is_empty() {
+        instances.iter().collect()
+    } else {
+        instances
+            .iter()
+            .filter(|i| {
+                let instance = i.instance();
+                tags.iter().all(|(k, v)| instance.tags.get(k) == Some(v))
+            })
+            .collect()
+    };
     if query.trim().is_empty() {
         return kept;
     }
-    let fields: Vec<SearchFields> = kept.iter().map(|i| SearchFields::of(i)).collect();
+    let fields: Vec<SearchFields> = kept
+        .iter()
+        .map(|i| SearchFields::of(&i.summary()))
+        .collect();
     rank(&fields, query).into_iter().map(|i| kept[i]).collect()
 }
 
 /// The table `postern list` prints: every cell escaped; with `colour`, production rows red
 /// and staging rows yellow; with `width`, columns fitted into that many characters.
-pub(crate) fn render_table(rows: &[&Instance], colour: bool, width: Option<usize>) -> String {
-    let cells: Vec<[String; COLUMNS]> = rows.iter().map(|i| cells(i)).collect();
+pub(crate) fn render_table(rows: &[Summary<'_>], colour: bool, width: Option<usize>) -> String {
+    let cells: Vec<[String; COLUMNS]> = rows.iter().map(cells).collect();
     let mut natural = HEADER.map(str::len);
     for row in &cells {
         for (w, c) in natural.iter_mut().zip(row) {
@@ -344,10 +387,12 @@ pub(crate) fn render_table(rows: &[&Instance], colour: bool, width: Option<usize
     out.push('\n');
     for (row, instance) in cells.iter().zip(rows) {
         let text = line(row);
-        let paint_as = match instance.env.as_deref() {
-            _ if instance.is_prod() => Some(Colour::Prod),
-            Some("stg" | "staging") => Some(Colour::Staging),
-            _ => None,
+        let paint_as = if instance.is_prod() {
+            Some(Colour::Prod)
+        } else if instance.is_staging() {
+            Some(Colour::Staging)
+        } else {
+            None
         };
         match paint_as {
             Some(c) if colour => out.push_str(&paint(&text, c)),
@@ -359,7 +404,7 @@ pub(crate) fn render_table(rows: &[&Instance], colour: bool, width: Option<usize
 }
 
 /// One instance's cells, escaped.
-fn cells(i: &Instance) -> [String; COLUMNS] {
+fn cells(i: &Summary<'_>) -> [String; COLUMNS] {
     let or_dash = |s: &str| {
         if s.is_empty() {
             "-".to_owned()
@@ -368,33 +413,20 @@ fn cells(i: &Instance) -> [String; COLUMNS] {
         }
     };
     [
-        or_dash(&i.alias),
-        or_dash(i.env.as_deref().unwrap_or_default()),
-        or_dash(&i.region),
-        or_dash(&i.name),
-        or_dash(&i.id),
-        or_dash(i.private_ip.as_deref().unwrap_or_default()),
-        or_dash(&i.platform),
+        or_dash(i.alias),
+        or_dash(i.env.unwrap_or_default()),
+        or_dash(i.region),
+        or_dash(i.name),
+        or_dash(i.id),
+        or_dash(i.private_ip.unwrap_or_default()),
+        or_dash(i.platform),
         or_dash(i.agent_status()),
     ]
 }
 
-/// Each scope's cached listing when it is fresh (`None`: missing or too old): the cache file
-/// is read once and the scopes' listings decoded on every core.
-fn fresh_cached(
-    cache: Option<&Cache>,
-    scopes: &[Scope],
-    now: SystemTime,
-) -> Vec<Option<Vec<Instance>>> {
-    match cache {
-        Some(cache) => cache.read().fresh(scopes, now, DEFAULT_MAX_AGE),
-        None => vec![None; scopes.len()],
-    }
-}
-
 /// The listings one after the other, moved into one vector sized once (`concat` would clone
 /// every instance, and growing by doubling would copy them several times).
-fn join(listings: Vec<Vec<Instance>>) -> Vec<Instance> {
+fn join<T>(listings: Vec<Vec<T>>) -> Vec<T> {
     let mut all = Vec::with_capacity(listings.iter().map(Vec::len).sum());
     for listing in listings {
         all.extend(listing);
@@ -625,15 +657,15 @@ mod tests {
 
     #[test]
     fn filters_by_tag_and_ranks_by_query() {
-        let rows = vec![
-            instance("i-1", "api-1", "prod"),
-            instance("i-2", "web-1", "prod"),
-            instance("i-3", "web-2", "dev"),
+        let rows: Vec<Indexed> = vec![
+            instance("i-1", "api-1", "prod").into(),
+            instance("i-2", "web-1", "prod").into(),
+            instance("i-3", "web-2", "dev").into(),
         ];
         let tags = vec![("env".to_owned(), "prod".to_owned())];
         let ids: Vec<_> = filter(&rows, "web", &tags)
             .iter()
-            .map(|i| i.id.as_str())
+            .map(|i| i.summary().id)
             .collect();
         assert_eq!(ids, ["i-2"]);
         assert_eq!(filter(&rows, "", &[]).len(), 3);
@@ -641,9 +673,8 @@ mod tests {
 
     #[test]
     fn table_has_a_header_and_aligned_columns() {
-        let rows = [instance("i-1", "api-1", "prod")];
-        let refs: Vec<_> = rows.iter().collect();
-        let table = render_table(&refs, false, None);
+        let row = instance("i-1", "api-1", "prod");
+        let table = render_table(&[row.summary()], false, None);
         let lines: Vec<_> = table.lines().collect();
         assert!(
             lines[0].starts_with("ACCOUNT  ENV  REGION     NAME   INSTANCE"),
@@ -667,7 +698,7 @@ mod tests {
             instance("i-0123456789abcdef1", "evil\x1b[2J\x07", "dev"),
         ];
         rows[0].platform = "Amazon Linux 2023.6.20250107".into();
-        let refs: Vec<_> = rows.iter().collect();
+        let refs: Vec<_> = rows.iter().map(Instance::summary).collect();
         let table = render_table(&refs, false, Some(100));
         for line in table.lines() {
             assert!(line.chars().count() <= 100, "{line:?}");
@@ -687,7 +718,7 @@ mod tests {
         let rows = [instance("i-1", "api-1", "prod")];
         let mut prod = rows[0].clone();
         prod.env = Some("prod".into());
-        let refs = vec![&prod];
+        let refs = vec![prod.summary()];
         assert!(render_table(&refs, true, None).contains('\x1b'));
         assert!(!render_table(&refs, false, None).contains('\x1b'));
     }
