@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::support::aws::credentials_env;
 use crate::support::emulator::EmulatorProcess;
-use crate::support::fixtures::SAMPLE_FLEET;
+use crate::support::fixtures::sample_fleet;
 use crate::support::process::{base_command, run, text};
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -15,7 +15,7 @@ const LIMIT: Duration = Duration::from_secs(60);
 const RUNNER: (&str, &str) = ("gitlab-runner-1", "i-08008511febb9dc38");
 
 fn sample() -> EmulatorProcess {
-    EmulatorProcess::start(&["--fleet", SAMPLE_FLEET])
+    EmulatorProcess::start(&["--fleet", &sample_fleet()])
 }
 
 #[test]

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::support::emulator::EmulatorProcess;
-use crate::support::fixtures::{SAMPLE_ACCOUNTS, SAMPLE_FLEET};
+use crate::support::fixtures::{SAMPLE_ACCOUNTS, sample_fleet};
 use crate::support::poll::try_poll;
 use crate::support::process::postern;
 use crate::support::tmux::Tmux;
@@ -25,7 +25,7 @@ struct Pane {
 
 impl Pane {
     fn start(args: &str) -> Self {
-        let emulator = EmulatorProcess::start(&["--fleet", SAMPLE_FLEET]);
+        let emulator = EmulatorProcess::start(&["--fleet", &sample_fleet()]);
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
             dir.path().join("config.toml"),

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::support::emulator::EmulatorProcess;
-use crate::support::fixtures::{SAMPLE_ACCOUNTS, SAMPLE_FLEET};
+use crate::support::fixtures::{SAMPLE_ACCOUNTS, sample_fleet};
 use crate::support::poll::{poll, try_poll};
 use crate::support::process::postern;
 use crate::support::tmux::Tmux;
@@ -58,11 +58,11 @@ impl Pane {
         let fleet = match extra {
             Some(extra) => {
                 let path = dir.path().join("fleet.toml");
-                let sample = std::fs::read_to_string(SAMPLE_FLEET).unwrap();
+                let sample = std::fs::read_to_string(sample_fleet()).unwrap();
                 std::fs::write(&path, format!("{sample}\n{extra}")).unwrap();
                 path.display().to_string()
             }
-            None => SAMPLE_FLEET.to_owned(),
+            None => sample_fleet(),
         };
         let emulator = EmulatorProcess::start(&["--fleet", &fleet]);
         Self::run(dir, args, Some(emulator))

@@ -4,7 +4,7 @@
 //! random data, keepalive NOPs both ways through an idle period longer than the server's
 //! timeout, and closing streams. Missing tools fail the test with a clear message.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -14,6 +14,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::support::data::random_bytes;
+use crate::support::fixtures::repository_file;
 
 const GOPATH: &str = "/usr/share/gocode";
 const LIMIT: Duration = Duration::from_secs(60);
@@ -184,7 +185,7 @@ fn build_server(dir: &Path) -> std::path::PathBuf {
         "{} not found: install golang-github-xtaci-smux-dev (`.ci/run` does)",
         smux.display()
     );
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/smux_echo/main.go");
+    let source = PathBuf::from(repository_file("tests/smux_echo/main.go"));
     let out = dir.join("smux-echo");
     let status = Command::new("go")
         .arg("build")
