@@ -57,6 +57,11 @@ pub struct EmulatorConfig {
     /// KMS answers only at its own endpoint ([`crate::EmulatorHandle::kms_endpoint`]), as in
     /// AWS, where the SSM endpoint serves no KMS call.
     pub separate_kms_endpoint: bool,
+    /// How long a client may leave a message unacknowledged before the emulator logs a
+    /// `missing_ack` violation (default 20 s: a debug-build client on a loaded 2-core machine
+    /// fell 6.5 s behind in a 64 MiB forward; the real agent retransmits with no limit:
+    /// `ResendStreamDataMessageScheduler` in agent/session/datachannel/datachannel.go).
+    pub missing_ack_after: Duration,
     /// Close a websocket on which the client sent nothing at all (no frame, no ping) for this
     /// long, as idle-connection timeouts between client and service do; the session itself
     /// stays resumable.
@@ -94,6 +99,7 @@ impl Default for EmulatorConfig {
             rng_seed: None,
             session_kms_key: None,
             separate_kms_endpoint: false,
+            missing_ack_after: DEFAULT_MISSING_ACK_AFTER,
             idle_timeout: None,
             recycle_after: None,
             public_url: None,
@@ -138,6 +144,7 @@ pub struct Faults {
 pub(crate) const DEFAULT_REGION: &str = "us-east-1";
 /// The agent's Linux shell (agent `agent/session/shell/shell_unix.go`).
 const DEFAULT_SHELL: &str = "/bin/sh";
+const DEFAULT_MISSING_ACK_AFTER: Duration = Duration::from_secs(20);
 const DEFAULT_ATTACH_TIMEOUT: Duration = Duration::from_secs(60);
 const DEFAULT_DETACH_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default length of a publication pause fault.

@@ -114,6 +114,7 @@ impl Driver {
             pacing: None,
             // The Session Manager preferences' key; the core ignores it for Port sessions.
             kms_key_id: shared.config.session_kms_key.clone(),
+            missing_ack_after: shared.config.missing_ack_after,
             ..AgentConfig::new(
                 &spec.instance.agent_version,
                 spec.plan.session_type.clone(),

@@ -116,6 +116,10 @@ pub struct AgentConfig {
     pub handshake_timeout: Duration,
     /// Pause after each new data message (agent read loops sleep 1 ms); `None` disables.
     pub pacing: Option<Duration>,
+    /// How long a message may stay unacknowledged (through several retransmissions) before
+    /// the agent role reports a missing ack. A strictness threshold, not the agent's: it
+    /// retransmits with no limit.
+    pub missing_ack_after: Duration,
 }
 
 impl AgentConfig {
@@ -128,6 +132,7 @@ impl AgentConfig {
             kms_key_id: None,
             handshake_timeout: HANDSHAKE_TIMEOUT,
             pacing: Some(AGENT_PACING),
+            missing_ack_after: MISSING_ACK_AGE,
         }
     }
 
@@ -775,7 +780,11 @@ impl Session {
                 // merely descheduled for 60 ms would otherwise count as never acking.
                 if self.role == Role::Agent
                     && retransmissions >= MISSING_ACK_RETRANSMISSIONS
-                    && unacked_for >= MISSING_ACK_AGE
+                    && unacked_for
+                        >= self
+                            .agent
+                            .as_ref()
+                            .map_or(MISSING_ACK_AGE, |a| a.missing_ack_after)
                     && self.missing_ack_reported != Some(seq)
                 {
                     self.missing_ack_reported = Some(seq);
@@ -1738,7 +1747,7 @@ const KMS_CUSTOMER_MESSAGE: &str = "This session is encrypted using AWS KMS.";
 const ACK_FLAGS: u64 = 3;
 /// Retransmissions of one message after which the agent role reports a missing ack...
 const MISSING_ACK_RETRANSMISSIONS: u32 = 5;
-/// ...provided it has also been unacknowledged this long since its first transmission. A
-/// client whose receiver pushes back (a slow TCP reader) legitimately holds its acks, as the
-/// official client does while it writes; 2 s flagged a loaded CI machine's 64 MiB forward.
+/// ...provided it has also been unacknowledged this long since its first transmission (the
+/// default of [`AgentConfig::missing_ack_after`]). A client whose receiver pushes back (a slow
+/// TCP reader) legitimately holds its acks, as the official client does while it writes.
 const MISSING_ACK_AGE: Duration = Duration::from_secs(5);

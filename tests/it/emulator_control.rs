@@ -194,7 +194,8 @@ async fn bad_digest_is_recorded() {
 
 #[tokio::test]
 async fn a_client_that_never_acks_is_recorded() {
-    let emulator = emulator(|_| {}).await;
+    let emulator =
+        emulator(|config| config.missing_ack_after = std::time::Duration::from_secs(2)).await;
     let started = start_session(&emulator, CURRENT, None, &[]).await;
     let mut channel = Channel::open(&started).await;
     channel.drop_acks = true;
