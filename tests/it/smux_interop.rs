@@ -178,7 +178,7 @@ impl Link {
 
 /// Builds tests/smux_echo/main.go offline against Debian's smux; fails loudly when a tool or
 /// the library is missing.
-fn build_server(dir: &Path) -> std::path::PathBuf {
+fn build_server(dir: &Path) -> PathBuf {
     let smux = Path::new(GOPATH).join("src/github.com/xtaci/smux/session.go");
     assert!(
         smux.exists(),
