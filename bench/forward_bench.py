@@ -144,9 +144,11 @@ class Forward:
     def __init__(self, emu, remote_port, sessions):
         self.started = time.monotonic()
         self.proc = subprocess.Popen(
-            [POSTERN, "--endpoint-url", emu.endpoint, "forward", emu.instance,
+            [POSTERN, "forward", emu.instance,
              "-L", f"0:{remote_port}", "--json", "--sessions", str(sessions)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV, text=True)
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            # Every service to the emulator (--endpoint-url would be SSM's only).
+            env=dict(ENV, AWS_ENDPOINT_URL=emu.endpoint))
         line = self.proc.stdout.readline()
         self.ready_after = time.monotonic() - self.started
         if not line:

@@ -53,9 +53,10 @@ def echo_server():
 
 
 def forward(endpoint, instance, port):
-    proc = subprocess.Popen([POSTERN, "--endpoint-url", endpoint, "forward", instance,
-                             "-L", f"0:{port}", "--json"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    # Every service to the emulator (--endpoint-url would be SSM's only).
+    proc = subprocess.Popen([POSTERN, "forward", instance, "-L", f"0:{port}", "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(ENV, AWS_ENDPOINT_URL=endpoint))
     local = json.loads(proc.stdout.readline())["local"]
     host, port = local.rsplit(":", 1)
     return proc, (host, int(port))
@@ -133,8 +134,8 @@ def ping_pong_across_drops(rounds, close_every):
 def exec_throughput(size, *flags):
     emu, endpoint, instance = emulator(*flags)
     start = time.monotonic()
-    out = subprocess.run([POSTERN, "--endpoint-url", endpoint, "exec", instance, "--",
-                          f"head -c {size} /dev/zero"], capture_output=True, env=ENV,
+    out = subprocess.run([POSTERN, "exec", instance, "--", f"head -c {size} /dev/zero"],
+                         capture_output=True, env=dict(ENV, AWS_ENDPOINT_URL=endpoint),
                          timeout=LIMIT)
     elapsed = time.monotonic() - start
     emu.terminate()

@@ -321,7 +321,9 @@ def main():
     baseline_env = dict(shell_env, TERM="xterm-256color")
     postern_env = dict(shell_env, **dict(kv.split("=", 1) for kv in a.postern_env))
     postern_env.setdefault("TERM", "xterm-256color")
-    postern_argv = [a.postern, "--endpoint-url", a.endpoint, "shell", a.instance]
+    # Every service to the emulator (--endpoint-url would be SSM's only).
+    postern_env["AWS_ENDPOINT_URL"] = a.endpoint
+    postern_argv = [a.postern, "shell", a.instance]
 
     def postern():
         return Session("postern", postern_argv, postern_env)
