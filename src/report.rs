@@ -226,10 +226,16 @@ pub mod exit_codes {
     pub const USAGE: u8 = 2;
     /// Standard output was closed (128 + SIGPIPE), e.g. `postern exec … | head`.
     pub const OUTPUT_CLOSED: u8 = 141;
+    /// `postern exec` on several instances: some could not be started (no session, or the
+    /// command never began); the summary lists them.
+    pub const SOME_NOT_STARTED: u8 = 239;
     /// The postern configuration file is missing or invalid.
     pub const CONFIG: u8 = 240;
     /// A guardrail refused (production confirmation, reason, source identity).
     pub const GUARDRAIL: u8 = 241;
+    /// `postern exec` on several instances: every one ran, and some command exited non-zero
+    /// or its session broke.
+    pub const SOME_FAILED: u8 = 242;
     /// A KMS-encrypted session failed (GenerateDataKey, disagreeing keys, undecryptable data).
     pub const ENCRYPTION: u8 = 243;
     /// The target matched no instance of the index, or several (listed in the message).

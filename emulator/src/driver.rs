@@ -423,6 +423,7 @@ impl Driver {
                     shell: self.shared.config.shell.clone(),
                     size: self.size,
                     port_mode,
+                    env: instance_env(&self.spec.instance),
                 });
                 self.plugin_input = Some(plugin.input.clone());
                 self.plugin = Some(plugin);
@@ -693,3 +694,20 @@ const CLIENT_MESSAGE_TYPES: [MessageType; 2] =
     [MessageType::InputStreamData, MessageType::Acknowledge];
 /// PTY size until the client sends one.
 const DEFAULT_SIZE: SizeData = SizeData { cols: 80, rows: 24 };
+
+/// What a process of a session on `instance` finds in its environment, since every emulated
+/// instance runs on this machine: its id and Name tag (`POSTERN_EMULATOR_INSTANCE_ID`,
+/// `POSTERN_EMULATOR_INSTANCE_NAME`), as a real instance's commands would find its hostname or
+/// metadata. Commands run on many instances can tell them apart.
+fn instance_env(instance: &InstanceSpec) -> Vec<(String, String)> {
+    vec![
+        (
+            "POSTERN_EMULATOR_INSTANCE_ID".to_owned(),
+            instance.id.clone(),
+        ),
+        (
+            "POSTERN_EMULATOR_INSTANCE_NAME".to_owned(),
+            instance.name.clone(),
+        ),
+    ]
+}

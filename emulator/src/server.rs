@@ -186,6 +186,12 @@ impl EmulatorHandle {
         self.shared.credentials.base()
     }
 
+    /// Sessions open now (started, neither terminated nor ended) and the most that were ever
+    /// open at once: what a client limiting its concurrent sessions can be checked against.
+    pub fn open_sessions(&self) -> (usize, usize) {
+        self.shared.registry.open_sessions()
+    }
+
     /// Client violations recorded so far, by kind.
     pub fn violations(&self) -> ViolationCounts {
         self.shared.violations.counts()

@@ -111,12 +111,19 @@ pub(crate) struct Registry {
 struct State {
     sessions: HashMap<String, Entry>,
     tokens: HashMap<Token, TokenEntry>,
+    /// Sessions open now: started, neither terminated nor ended.
+    open: usize,
+    /// The most sessions ever open at once.
+    peak: usize,
 }
 
 #[derive(Debug)]
 struct Entry {
     target: String,
     commands: Option<mpsc::Sender<SessionCommand>>,
+    /// Counted in [`State::open`]: until TerminateSession or the session's end, whichever
+    /// comes first (AWS counts a session terminated once TerminateSession returns).
+    open: bool,
 }
 
 #[derive(Debug)]
@@ -141,8 +148,11 @@ impl Registry {
             Entry {
                 target: target.to_owned(),
                 commands: Some(tx),
+                open: true,
             },
         );
+        state.open += 1;
+        state.peak = state.peak.max(state.open);
         let token = state.issue(&session_id);
         Created {
             session_id,
@@ -166,16 +176,24 @@ impl Registry {
 
     /// TerminateSession: tells the session's task to end. Ending an ended session is a no-op.
     pub(crate) fn terminate(&self, session_id: &str) -> Result<(), NoSuchSession> {
-        let state = self.lock();
+        let mut state = self.lock();
         let entry = state
             .sessions
-            .get(session_id)
+            .get_mut(session_id)
             .ok_or_else(|| NoSuchSession(session_id.to_owned()))?;
         if let Some(commands) = &entry.commands {
             // A full queue or a finished task both mean the session is on its way out.
             let _ = commands.try_send(SessionCommand::Terminate);
         }
+        state.close(session_id);
         Ok(())
+    }
+
+    /// Sessions open now (started, neither terminated nor ended) and the most ever open at
+    /// once.
+    pub(crate) fn open_sessions(&self) -> (usize, usize) {
+        let state = self.lock();
+        (state.open, state.peak)
     }
 
     /// Checks `token` for the session named in the websocket URL and marks it used.
@@ -208,6 +226,7 @@ impl Registry {
         if let Some(entry) = state.sessions.get_mut(session_id) {
             entry.commands = None;
         }
+        state.close(session_id);
     }
 
     /// Target of a session, if it exists.
@@ -227,6 +246,16 @@ impl Registry {
 }
 
 impl State {
+    /// No longer counts `session_id` as open.
+    fn close(&mut self, session_id: &str) {
+        if let Some(entry) = self.sessions.get_mut(session_id)
+            && entry.open
+        {
+            entry.open = false;
+            self.open -= 1;
+        }
+    }
+
     fn issue(&mut self, session_id: &str) -> Token {
         loop {
             let token = Token::random();
@@ -304,6 +333,21 @@ mod tests {
         registry.mark_ended(&created.session_id);
         assert_eq!(registry.resume(&created.session_id).unwrap(), None);
         assert!(registry.resume("postern-emulator-0").is_err());
+    }
+
+    #[test]
+    fn counts_open_sessions_and_their_peak() {
+        let registry = Registry::default();
+        let a = registry.create("i-1");
+        let b = registry.create("i-2");
+        assert_eq!(registry.open_sessions(), (2, 2));
+        registry.terminate(&a.session_id).unwrap();
+        registry.mark_ended(&a.session_id);
+        assert_eq!(registry.open_sessions(), (1, 2));
+        registry.mark_ended(&b.session_id);
+        registry.terminate(&b.session_id).unwrap();
+        let _c = registry.create("i-3");
+        assert_eq!(registry.open_sessions(), (1, 2));
     }
 
     #[test]

@@ -101,6 +101,19 @@ pub fn check_session(
     confirmation: Confirmation,
     reason: Option<&str>,
 ) -> Result<(), Refusal> {
+    check_sessions(alias, env_name, env, confirmation, reason, None)
+}
+
+/// [`check_session`] for a command about to run on `instances` of the account's instances
+/// (`postern exec --all`): asked once for them all, the prompt naming how many.
+pub fn check_sessions(
+    alias: &str,
+    env_name: &str,
+    env: &Environment,
+    confirmation: Confirmation,
+    reason: Option<&str>,
+    instances: Option<usize>,
+) -> Result<(), Refusal> {
     if env.require_reason && reason.is_none_or(|r| r.trim().is_empty()) {
         return Err(Refusal::NeedsReason {
             alias: alias.to_owned(),
@@ -117,7 +130,7 @@ pub fn check_session(
             env: env_name.to_owned(),
         }),
         Confirmation::Ask => {
-            if ask(alias, env_name).unwrap_or(false) {
+            if ask(alias, env_name, instances).unwrap_or(false) {
                 Ok(())
             } else {
                 Err(Refusal::Declined {
@@ -175,7 +188,7 @@ pub fn paint(text: &str, env_name: &str, env: &Environment, colour: bool) -> Str
 }
 
 /// Asks on the terminal for the alias to be typed back.
-fn ask(alias: &str, env_name: &str) -> std::io::Result<bool> {
+fn ask(alias: &str, env_name: &str, instances: Option<usize>) -> std::io::Result<bool> {
     let tty = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -183,13 +196,30 @@ fn ask(alias: &str, env_name: &str) -> std::io::Result<bool> {
     let mut writer = &tty;
     write!(
         writer,
-        "{} is a {env_name} account. Type its alias to continue: ",
-        paint(alias, env_name, &Environment::defaults("prod"), true)
+        "{}",
+        prompt(
+            &paint(alias, env_name, &Environment::defaults("prod"), true),
+            env_name,
+            instances
+        )
     )?;
     writer.flush()?;
     let mut line = String::new();
     BufReader::new(&tty).read_line(&mut line)?;
     Ok(line.trim() == alias)
+}
+
+/// The confirmation question: the account, and how many of its instances a command will run
+/// on when it runs on several.
+fn prompt(alias: &str, env_name: &str, instances: Option<usize>) -> String {
+    match instances {
+        None => format!("{alias} is a {env_name} account. Type its alias to continue: "),
+        Some(n) => format!(
+            "{alias} is a {env_name} account: the command will run on {n} of its instance{}. \
+             Type its alias to continue: ",
+            if n == 1 { "" } else { "s" }
+        ),
+    }
 }
 
 #[cfg(test)]
@@ -345,5 +375,19 @@ mod tests {
             paint("d", "dev", &Environment::defaults("dev"), true),
             crate::term::paint("d", Colour::Other)
         );
+    }
+
+    #[test]
+    fn the_prompt_names_how_many_instances_will_run() {
+        assert_eq!(
+            prompt("acme-prod", "prod", None),
+            "acme-prod is a prod account. Type its alias to continue: "
+        );
+        assert_eq!(
+            prompt("acme-prod", "prod", Some(3)),
+            "acme-prod is a prod account: the command will run on 3 of its instances. Type \
+             its alias to continue: "
+        );
+        assert!(prompt("p", "prod", Some(1)).contains("on 1 of its instance."));
     }
 }

@@ -30,6 +30,7 @@ pub use commands::broker::{AccountsArgs, AccountsCommand, BrokerPlan, CredsArgs,
 pub use commands::completions::CompletionsArgs;
 pub use commands::demo::DemoArgs;
 pub use commands::doctor::{DoctorArgs, DoctorPlan};
+pub use commands::exec_many::{ExecManyPlan, FleetArgs, OutputMode};
 pub use commands::forward::{ForwardArgs, ForwardPlan};
 pub use commands::history::HistoryArgs;
 pub use commands::install::InstallPluginArgs;

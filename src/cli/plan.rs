@@ -7,6 +7,7 @@ use crate::cli::commands::broker::BrokerPlan;
 use crate::cli::commands::completions::CompletionsArgs;
 use crate::cli::commands::demo::DemoArgs;
 use crate::cli::commands::doctor::DoctorPlan;
+use crate::cli::commands::exec_many::ExecManyPlan;
 use crate::cli::commands::forward::ForwardPlan;
 use crate::cli::commands::history::HistoryArgs;
 use crate::cli::commands::install::InstallPluginArgs;
@@ -27,6 +28,8 @@ pub enum Plan {
     Shell(SessionPlan),
     /// `postern exec TARGET -- COMMAND…`.
     Exec(ExecPlan),
+    /// `postern exec --all QUERY -- COMMAND…`, or several instances chosen in the picker.
+    ExecMany(ExecManyPlan),
     /// `postern forward TARGET -L …`.
     Forward(ForwardPlan),
     /// `postern up NAME...`.
@@ -81,7 +84,14 @@ impl Plan {
             Some(Command::Shell(ShellArgs { target, session })) => Ok(Self::Shell(
                 SessionPlan::new(&common, target.as_deref().unwrap_or_default(), &session)?,
             )),
-            Some(Command::Exec(exec)) => Ok(Self::Exec(ExecPlan::new(&common, exec)?)),
+            Some(Command::Exec(exec)) => {
+                let exec = ExecPlan::new(&common, exec)?;
+                if exec.fleet.all.is_some() {
+                    Ok(Self::ExecMany(ExecManyPlan::new(&common, exec)?))
+                } else {
+                    Ok(Self::Exec(exec))
+                }
+            }
             Some(Command::Forward(args)) => Ok(Self::Forward(ForwardPlan::new(&common, args)?)),
             Some(Command::Up(args)) => Ok(Self::Up(UpPlan::new(args)?)),
             Some(Command::Status(args)) => Ok(Self::Status(args)),

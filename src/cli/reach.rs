@@ -147,42 +147,90 @@ impl Reach {
         account: &str,
         reason: Option<&str>,
     ) -> Result<Option<CredentialsOverride>, SessionRefused> {
+        self.check_guardrails(account, reason, None)
+            .map_err(|refused| *refused)?;
+        self.account_credentials(account).await
+    }
+
+    /// The account's guardrails (confirmation, `--reason`, source identity) for sessions on
+    /// `instances` of its instances (`None`: one session, the prompt names no count). Nothing
+    /// to check outside the broker; an account the broker does not list is refused.
+    pub(crate) fn check_guardrails(
+        &self,
+        account: &str,
+        reason: Option<&str>,
+        instances: Option<usize>,
+    ) -> Result<(), Box<SessionRefused>> {
         let Some(broker) = &self.broker else {
-            return Ok(None);
+            return Ok(());
         };
-        if broker.config().account(account).is_none() {
-            return Err(SessionRefused {
-                target: format!("account {account}"),
-                error: BrokerError::UnknownAccount(account.to_owned()),
-            });
-        }
-        let target = broker.resolve(account).map_err(|e| SessionRefused {
-            target: account.to_owned(),
-            error: e,
-        })?;
-        let described = format!("account {}, role {}", target.account.alias, target.role_arn);
-        let refused = |error: BrokerError| SessionRefused {
-            target: described.clone(),
-            error,
-        };
+        let (target, described) = self.session_target(broker, account)?;
         let env = broker.environment(&target);
         let confirmation = Confirmation::from_terminal(self.yes);
         // The confirmation may read the terminal: keep it off the async workers.
         tokio::task::block_in_place(|| {
-            guardrails::check_session(
+            guardrails::check_sessions(
                 &target.account.alias,
                 &target.account.env,
                 &env,
                 confirmation,
                 reason,
+                instances,
             )
         })
-        .map_err(|e| refused(e.into()))?;
-        // Asked now, so that an MFA prompt or a refusal comes before StartSession.
-        broker.credentials(&target).await.map_err(refused)?;
+        .map_err(|e| {
+            Box::new(SessionRefused {
+                target: described,
+                error: e.into(),
+            })
+        })
+    }
+
+    /// The role credentials for sessions in `account` once its guardrails passed ([`Self::check_guardrails`]):
+    /// `None` outside the broker. Asked now, so that an MFA prompt or a refusal comes before
+    /// StartSession.
+    pub(crate) async fn account_credentials(
+        &self,
+        account: &str,
+    ) -> Result<Option<CredentialsOverride>, SessionRefused> {
+        let Some(broker) = &self.broker else {
+            return Ok(None);
+        };
+        let (target, described) = self
+            .session_target(broker, account)
+            .map_err(|refused| *refused)?;
+        broker
+            .credentials(&target)
+            .await
+            .map_err(|error| SessionRefused {
+                target: described,
+                error,
+            })?;
         Ok(Some(
             BrokerCredentials::new(Arc::clone(broker), target).into_override(),
         ))
+    }
+
+    /// The broker's session target in `account`, with its description for messages.
+    fn session_target(
+        &self,
+        broker: &Broker,
+        account: &str,
+    ) -> Result<(crate::broker::RoleTarget, String), Box<SessionRefused>> {
+        if broker.config().account(account).is_none() {
+            return Err(Box::new(SessionRefused {
+                target: format!("account {account}"),
+                error: BrokerError::UnknownAccount(account.to_owned()),
+            }));
+        }
+        let target = broker.resolve(account).map_err(|e| {
+            Box::new(SessionRefused {
+                target: account.to_owned(),
+                error: e,
+            })
+        })?;
+        let described = format!("account {}, role {}", target.account.alias, target.role_arn);
+        Ok((target, described))
     }
 }
 

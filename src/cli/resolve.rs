@@ -11,6 +11,7 @@ use std::time::SystemTime;
 
 use anyhow::Context as _;
 
+use crate::cli::commands::exec_many::ExecManyPlan;
 use crate::cli::commands::forward::ForwardPlan;
 use crate::cli::commands::list::{self, describe_reach, load_context, load_index};
 use crate::cli::common::{CommonArgs, Target};
@@ -25,6 +26,14 @@ use crate::report::{ErrorKind, ExpectedError};
 
 /// Resolves `plan`'s session target (commands without one pass through unchanged).
 pub(crate) async fn resolve(mut plan: Plan, common: &CommonArgs) -> anyhow::Result<Plan> {
+    // `postern exec` without TARGET on a terminal: the picker takes several rows (Tab).
+    if let Plan::Exec(exec) = &plan
+        && exec.session.target.as_str().is_empty()
+        && !common.select_one
+        && crate::term::interactive()
+    {
+        return resolve_picked_exec(plan, common).await;
+    }
     let Some(slot) = plan.target_slot() else {
         return Ok(plan);
     };
@@ -99,6 +108,45 @@ pub(crate) async fn resolve(mut plan: Plan, common: &CommonArgs) -> anyhow::Resu
     Ok(plan)
 }
 
+/// `postern exec` from the picker with several rows allowed: one chosen runs as ever (its
+/// account's guardrails and role), several become [`ExecManyPlan`], whose run checks each
+/// account's guardrails once.
+async fn resolve_picked_exec(mut plan: Plan, common: &CommonArgs) -> anyhow::Result<Plan> {
+    let reach = Reach::new(common)?;
+    let account = common.account.as_deref();
+    if let Some(account) = account
+        && reach
+            .broker
+            .as_ref()
+            .is_some_and(|b| b.config().account(account).is_none())
+    {
+        return Err(ExpectedError::new(
+            ErrorKind::Usage,
+            format!("--account {account} is not a configured account"),
+        )
+        .hint("name an account alias or id from `postern accounts`")
+        .into());
+    }
+    let query = common.query.clone().unwrap_or_default();
+    let mut chosen = pick(&reach, account, &query, false, true).await?;
+    for instance in &chosen {
+        remember(&instance.id);
+    }
+    if chosen.len() > 1 {
+        let Plan::Exec(exec) = plan else {
+            unreachable!("resolve_picked_exec is called with an exec plan");
+        };
+        return Ok(Plan::ExecMany(ExecManyPlan::chosen(reach, exec, chosen)));
+    }
+    let Some(slot) = plan.target_slot() else {
+        unreachable!("an exec plan has a target");
+    };
+    // `pick` returns at least one instance or an error.
+    let only = chosen.swap_remove(0);
+    bind(slot, &reach, &only).await?;
+    Ok(plan)
+}
+
 /// The instance `raw` names (the picker when empty), within `account` when given.
 async fn choose_instance(
     reach: &Reach,
@@ -108,7 +156,9 @@ async fn choose_instance(
 ) -> anyhow::Result<Instance> {
     let chosen = if raw.is_empty() {
         let query = common.query.clone().unwrap_or_default();
-        pick(reach, account, &query, common.select_one).await?
+        pick(reach, account, &query, common.select_one, false)
+            .await?
+            .swap_remove(0)
     } else {
         find(reach, raw, account).await?
     };
@@ -255,17 +305,19 @@ async fn find_cached(
 /// Opens the picker over the index of every configured account (only `account` when given)
 /// with `query` typed in: the rows a fresh cache holds at once, the others as they are listed,
 /// Ctrl-R lists everything again. With `select_one` the whole index is listed first and the
-/// only online match of `query` is taken without the picker. Cancelling is an error (nothing
-/// to open).
+/// only online match of `query` is taken without the picker; with `multi` several rows may be
+/// chosen (Tab). Cancelling is an error (nothing to open); otherwise at least one instance.
 async fn pick(
     reach: &Reach,
     account: Option<&str>,
     query: &str,
     select_one: bool,
-) -> anyhow::Result<Instance> {
+    multi: bool,
+) -> anyhow::Result<Vec<Instance>> {
     let mut request = PickRequest {
         query: query.to_owned(),
         select_one,
+        multi,
         ..picker_request(reach)
     };
     let mut warnings = None;
@@ -287,7 +339,7 @@ async fn pick(
     {
         crate::report::notice(&warning);
     }
-    picked(outcome)
+    picked_all(outcome)
 }
 
 /// Opens the picker over the instances an ambiguous TARGET names.
@@ -331,8 +383,13 @@ fn picker_request(reach: &Reach) -> PickRequest {
 
 /// The chosen instance, or the error of a cancelled picker.
 fn picked(outcome: std::io::Result<PickOutcome>) -> anyhow::Result<Instance> {
+    picked_all(outcome).map(|mut chosen| chosen.swap_remove(0))
+}
+
+/// The chosen instances (at least one), or the error of a cancelled picker.
+fn picked_all(outcome: std::io::Result<PickOutcome>) -> anyhow::Result<Vec<Instance>> {
     match outcome.context("the instance picker failed")? {
-        PickOutcome::Chosen(mut chosen) if !chosen.is_empty() => Ok(chosen.swap_remove(0)),
+        PickOutcome::Chosen(chosen) if !chosen.is_empty() => Ok(chosen),
         _ => Err(ExpectedError::new(ErrorKind::Usage, "no instance chosen")
             .hint("online instances can be opened; `postern list` shows every instance")
             .into()),

@@ -13,8 +13,8 @@ use crate::cli::commands::session::{INTERACTIVE_COMMAND_DOCUMENT, Mode};
 use crate::cli::commands::setup;
 use crate::cli::commands::ssh::SSH_DOCUMENT;
 use crate::cli::commands::{
-    broker, completions, demo, doctor, forward, history, install, list, plugin, session, ssh,
-    tunnel,
+    broker, completions, demo, doctor, exec_many, forward, history, install, list, plugin, session,
+    ssh, tunnel,
 };
 use crate::cli::plan::Plan;
 use crate::cli::{logging, resolve};
@@ -40,6 +40,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let raw = match &plan {
         Plan::Shell(_) => stdin_tty,
         Plan::Exec(exec) => stdin_tty && exec.tty.unwrap_or(stdout_tty),
+        Plan::ExecMany(_) => false,
         Plan::Forward(_) | Plan::Ssh(_) | Plan::SshConfig(_) | Plan::Emulator(_) => false,
         Plan::Broker(_) | Plan::Completions(_) => false,
         Plan::List(_) => false,
@@ -91,6 +92,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 };
                 session::run(&exec.session, &mode).await
             }
+            // Each instance's session is recorded in the history as it ends.
+            Plan::ExecMany(many) => exec_many::run(many).await,
             Plan::Doctor(doctor) => doctor::run(&doctor).await,
             Plan::Setup(setup) => setup::run(&setup).await,
             Plan::Up(up) => tunnel::up(&up, &common).await,

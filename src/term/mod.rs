@@ -16,6 +16,6 @@ mod unix;
 pub use raw::TerminalGuard;
 pub use safe::{escape, escape_text};
 pub use size::{interactive, window_size};
-pub use style::{Colour, colour_on, paint};
+pub use style::{Colour, colour_on, paint, paint_nth};
 #[cfg(unix)]
 pub use unix::{LocalSignal, Signals, die_of, is_terminal, suspend, termination};

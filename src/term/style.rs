@@ -29,6 +29,27 @@ pub fn paint(text: &str, colour: Colour) -> String {
     styled.to_string()
 }
 
+/// `text` in the `n`th colour of a cycle that tells neighbours apart (cyan, magenta, blue,
+/// green, yellow and their bright variants; never red, which means production): one colour
+/// per instance when several print at once.
+pub fn paint_nth(text: &str, n: usize) -> String {
+    text.with(CYCLE[n % CYCLE.len()]).to_string()
+}
+
+/// The colours of [`paint_nth`].
+const CYCLE: [Color; 10] = [
+    Color::DarkCyan,
+    Color::DarkMagenta,
+    Color::DarkBlue,
+    Color::DarkGreen,
+    Color::DarkYellow,
+    Color::Cyan,
+    Color::Magenta,
+    Color::Blue,
+    Color::Green,
+    Color::Yellow,
+];
+
 /// Whether to colour what goes to `stream`: a terminal, and `NO_COLOR` unset.
 pub fn colour_on(stream: &impl IsTerminal) -> bool {
     stream.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())

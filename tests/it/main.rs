@@ -13,6 +13,7 @@ mod cli_doctor;
 mod cli_errors;
 mod cli_escaping;
 mod cli_exec;
+mod cli_exec_all;
 mod cli_forward;
 mod cli_history;
 mod cli_kms;

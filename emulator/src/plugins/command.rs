@@ -22,11 +22,17 @@ use crate::pacing::CHUNK_SIZE;
 use crate::plugins::{PluginInput, PluginIo, PluginOutput};
 
 /// Runs the command until it exits.
-pub(crate) async fn run(io: PluginIo, command: String, separate_streams: bool) {
+pub(crate) async fn run(
+    io: PluginIo,
+    command: String,
+    separate_streams: bool,
+    env: Vec<(String, String)>,
+) {
     let PluginIo { mut input, output } = io;
     let mut cmd = Command::new(SHELL);
     cmd.arg("-c")
         .arg(&command)
+        .envs(env)
         .stdin(Stdio::null())
         .process_group(0)
         .kill_on_drop(true);

@@ -61,6 +61,8 @@ pub(crate) struct PluginStart {
     pub(crate) shell: PathBuf,
     pub(crate) size: SizeData,
     pub(crate) port_mode: PortMode,
+    /// Environment variables of the processes the plugin starts (the instance's identity).
+    pub(crate) env: Vec<(String, String)>,
 }
 
 /// A running plugin. Dropping it stops the plugin (child processes and connections included).
@@ -82,12 +84,12 @@ impl PluginHandle {
         };
         let task = match start.spec {
             PluginSpec::Pty { command } => {
-                tokio::spawn(shell::run(io, start.shell, command, start.size))
+                tokio::spawn(shell::run(io, start.shell, command, start.size, start.env))
             }
             PluginSpec::NonInteractive {
                 command,
                 separate_streams,
-            } => tokio::spawn(command::run(io, command, separate_streams)),
+            } => tokio::spawn(command::run(io, command, separate_streams, start.env)),
             PluginSpec::Port { host, port, kind } => match (kind, start.port_mode) {
                 (PortKind::LocalPortForwarding, PortMode::Mux { client_version }) => {
                     tokio::spawn(mux::run(io, host, port, client_version))

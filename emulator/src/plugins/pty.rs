@@ -32,11 +32,12 @@ pub(crate) struct PtyChild {
 }
 
 impl Pty {
-    /// Runs `program args` on a new PTY of `size` with `TERM=xterm-256color`.
+    /// Runs `program args` on a new PTY of `size` with `TERM=xterm-256color` and `env`.
     pub(crate) fn spawn(
         program: &Path,
         args: &[&str],
         size: SizeData,
+        env: &[(String, String)],
     ) -> io::Result<(Self, PtyChild)> {
         // O_CLOEXEC from the start: no other child may inherit either side, or the master would
         // never see the slave close.
@@ -63,6 +64,7 @@ impl Pty {
         command
             .args(args)
             .env("TERM", TERM)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::from(slave.try_clone()?))
             .stdout(Stdio::from(slave.try_clone()?))
             .stderr(Stdio::from(slave))

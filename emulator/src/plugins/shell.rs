@@ -13,7 +13,13 @@ use crate::plugins::pty::Pty;
 use crate::plugins::{PluginInput, PluginIo, PluginOutput};
 
 /// Runs the PTY plugin until the child's side of the PTY closes.
-pub(crate) async fn run(io: PluginIo, shell: PathBuf, command: Option<String>, size: SizeData) {
+pub(crate) async fn run(
+    io: PluginIo,
+    shell: PathBuf,
+    command: Option<String>,
+    size: SizeData,
+    env: Vec<(String, String)>,
+) {
     let args: Vec<&str> = match &command {
         Some(command) => vec!["-c", command.as_str()],
         None => Vec::new(),
@@ -23,7 +29,7 @@ pub(crate) async fn run(io: PluginIo, shell: PathBuf, command: Option<String>, s
     } else {
         shell
     };
-    let (pty, mut child) = match Pty::spawn(&program, &args, size) {
+    let (pty, mut child) = match Pty::spawn(&program, &args, size, &env) {
         Ok((pty, child)) => (Arc::new(pty), child),
         Err(err) => {
             tracing::warn!(%err, program = %program.display(), "cannot start the PTY");

@@ -81,18 +81,7 @@ pub struct ListPlan {
 impl ListPlan {
     /// Validates `postern list` arguments.
     pub(crate) fn new(reach: Reach, args: ListArgs) -> Result<Self, ExpectedError> {
-        let tags = args
-            .tags
-            .iter()
-            .map(|raw| {
-                raw.split_once('=')
-                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                    .ok_or_else(|| {
-                        ExpectedError::new(ErrorKind::Usage, format!("`{raw}` is not KEY=VALUE"))
-                            .hint("write --tag env=prod")
-                    })
-            })
-            .collect::<Result<_, _>>()?;
+        let tags = parse_tags(&args.tags)?;
         Ok(Self {
             reach,
             regions: args.regions,
@@ -119,16 +108,7 @@ pub(crate) async fn list(plan: &ListPlan) -> anyhow::Result<ExitCode> {
     // Rows left in the cache file show without being decoded (only the matches' are, for
     // --json or --tag).
     let rows = in_place.unwrap_or_else(|| index.instances.into_iter().map(Indexed::from).collect());
-    let scoped: Vec<Indexed> = rows
-        .into_iter()
-        .filter(|i| {
-            let i = i.summary();
-            plan.account
-                .as_deref()
-                .is_none_or(|a| i.alias == a || i.account == a)
-                && plan.env.as_deref().is_none_or(|e| i.env == Some(e))
-        })
-        .collect();
+    let scoped = in_scope(rows, plan.account.as_deref(), plan.env.as_deref());
     let rows = filter(&scoped, &plan.query, &plan.tags);
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
@@ -328,6 +308,37 @@ pub(crate) async fn load_context(aws_options: &AwsOptions) -> anyhow::Result<Aws
             .source(e)
             .into()
     })
+}
+
+/// `--tag KEY=VALUE` filters as pairs.
+pub(crate) fn parse_tags(raw: &[String]) -> Result<Vec<(String, String)>, ExpectedError> {
+    raw.iter()
+        .map(|raw| {
+            raw.split_once('=')
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .ok_or_else(|| {
+                    ExpectedError::new(ErrorKind::Usage, format!("`{raw}` is not KEY=VALUE"))
+                        .hint("write --tag env=prod")
+                })
+        })
+        .collect()
+}
+
+/// The instances of `account` (alias or id) and `env`, when given: what `postern list`
+/// filters before its query and tags ([`filter`]).
+pub(crate) fn in_scope<T: Listed>(
+    instances: Vec<T>,
+    account: Option<&str>,
+    env: Option<&str>,
+) -> Vec<T> {
+    instances
+        .into_iter()
+        .filter(|i| {
+            let i = i.summary();
+            account.is_none_or(|a| i.alias == a || i.account == a)
+                && env.is_none_or(|e| i.env == Some(e))
+        })
+        .collect()
 }
 
 /// Instances matching `query` (skim's search syntax over the fields a person means, as in

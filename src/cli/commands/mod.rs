@@ -5,6 +5,7 @@ pub(crate) mod command_document;
 pub(crate) mod completions;
 pub(crate) mod demo;
 pub(crate) mod doctor;
+pub(crate) mod exec_many;
 pub(crate) mod forward;
 pub(crate) mod history;
 pub(crate) mod install;

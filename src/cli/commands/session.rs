@@ -13,6 +13,7 @@ use postern_protocol::KmsContext;
 use crate::aws::{AwsOptions, KmsClient, SessionCredentials, SsmClient, StartSessionRequest};
 use crate::cli::aws_context::load_aws;
 use crate::cli::commands::command_document;
+use crate::cli::commands::exec_many::FleetArgs;
 use crate::cli::common::{CommonArgs, Target, aws_options, check_reason};
 use crate::cli::errors::{SessionFailure, aws_failure, session_failure};
 use crate::cli::resilience::{NoticeStyle, ResilienceArgs};
@@ -67,6 +68,10 @@ pub struct ExecArgs {
     /// Session options.
     #[command(flatten)]
     pub session: SessionArgs,
+
+    /// Several instances (`--all`, or Tab in the picker).
+    #[command(flatten)]
+    pub fleet: FleetArgs,
 }
 
 /// Options of commands that open a session.
@@ -117,6 +122,8 @@ pub struct ExecPlan {
     pub tty: Option<bool>,
     /// Session document override.
     pub document: Option<String>,
+    /// How to run on several instances (`--all`, `--parallel`, `--group`, `--json`).
+    pub fleet: FleetArgs,
 }
 
 /// The remote shell command line for `postern exec`'s arguments: one argument as it is (a
@@ -181,6 +188,7 @@ impl ExecPlan {
             command_line,
             tty,
             document: exec.document,
+            fleet: exec.fleet,
         })
     }
 }
