@@ -63,6 +63,14 @@ pub enum ErrorKind {
     Config,
     /// A guardrail refused: production confirmation, reason, or source identity.
     Guardrail,
+    /// `postern cp`: the remote path is missing, unreadable, a directory, not a regular file,
+    /// or (uploads) exists without `--force`.
+    RemoteFile,
+    /// `postern cp`: the local path exists without `--force`, is a directory, or cannot be
+    /// read or written.
+    LocalFile,
+    /// `postern cp`: the copy's SHA-256 differs from the source's.
+    CopyVerify,
 }
 
 impl ErrorKind {
@@ -84,6 +92,9 @@ impl ErrorKind {
             Self::TargetUnresolved => exit_codes::TARGET_UNRESOLVED,
             Self::Config => exit_codes::CONFIG,
             Self::Guardrail => exit_codes::GUARDRAIL,
+            Self::RemoteFile => exit_codes::REMOTE_FILE,
+            Self::LocalFile => exit_codes::LOCAL_FILE,
+            Self::CopyVerify => exit_codes::COPY_VERIFY,
         }
     }
 }
@@ -224,6 +235,13 @@ pub mod exit_codes {
     pub const UNEXPECTED: u8 = 1;
     /// Bad command line.
     pub const USAGE: u8 = 2;
+    /// `postern cp`: the copy's SHA-256 differs from the source's (nothing was replaced).
+    pub const COPY_VERIFY: u8 = 236;
+    /// `postern cp`: the local path exists (no `--force`), is a directory, or cannot be used.
+    pub const LOCAL_FILE: u8 = 237;
+    /// `postern cp`: the remote path is missing, unreadable, a directory or not a regular
+    /// file, or (uploads) exists without `--force`.
+    pub const REMOTE_FILE: u8 = 238;
     /// Standard output was closed (128 + SIGPIPE), e.g. `postern exec … | head`.
     pub const OUTPUT_CLOSED: u8 = 141;
     /// `postern exec` on several instances: some could not be started (no session, or the
@@ -369,6 +387,9 @@ mod tests {
             ErrorKind::TargetUnresolved,
             ErrorKind::Config,
             ErrorKind::Guardrail,
+            ErrorKind::RemoteFile,
+            ErrorKind::LocalFile,
+            ErrorKind::CopyVerify,
         ];
         let mut codes: Vec<u8> = kinds.iter().map(|k| k.exit_code()).collect();
         codes.sort_unstable();

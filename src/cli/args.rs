@@ -35,6 +35,8 @@ pub enum Command {
     Shell(ShellArgs),
     /// Run one command on an instance and exit with its status.
     Exec(ExecArgs),
+    /// Copy a file to or from an instance (`TARGET:PATH`), striped over several sessions.
+    Cp(crate::cli::commands::cp::CpArgs),
     /// Forward local ports to ports on an instance, or through it to other hosts.
     Forward(ForwardArgs),
     /// Carry one SSH connection over Session Manager on stdin/stdout (for ssh's ProxyCommand).

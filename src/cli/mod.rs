@@ -28,6 +28,7 @@ mod run;
 pub use args::{Args, Command};
 pub use commands::broker::{AccountsArgs, AccountsCommand, BrokerPlan, CredsArgs, WhoamiArgs};
 pub use commands::completions::CompletionsArgs;
+pub use commands::cp::{CpArgs, CpPlan, Direction};
 pub use commands::demo::DemoArgs;
 pub use commands::doctor::{DoctorArgs, DoctorPlan};
 pub use commands::exec_many::{ExecManyPlan, FleetArgs, OutputMode};

@@ -5,6 +5,7 @@ use crate::aws::AwsOptions;
 use crate::cli::args::{Args, Command};
 use crate::cli::commands::broker::BrokerPlan;
 use crate::cli::commands::completions::CompletionsArgs;
+use crate::cli::commands::cp::CpPlan;
 use crate::cli::commands::demo::DemoArgs;
 use crate::cli::commands::doctor::DoctorPlan;
 use crate::cli::commands::exec_many::ExecManyPlan;
@@ -30,6 +31,8 @@ pub enum Plan {
     Exec(ExecPlan),
     /// `postern exec --all QUERY -- COMMAND…`, or several instances chosen in the picker.
     ExecMany(ExecManyPlan),
+    /// `postern cp SOURCE DEST`.
+    Cp(CpPlan),
     /// `postern forward TARGET -L …`.
     Forward(ForwardPlan),
     /// `postern up NAME...`.
@@ -92,6 +95,7 @@ impl Plan {
                     Ok(Self::Exec(exec))
                 }
             }
+            Some(Command::Cp(args)) => Ok(Self::Cp(CpPlan::new(&common, args)?)),
             Some(Command::Forward(args)) => Ok(Self::Forward(ForwardPlan::new(&common, args)?)),
             Some(Command::Up(args)) => Ok(Self::Up(UpPlan::new(args)?)),
             Some(Command::Status(args)) => Ok(Self::Status(args)),
@@ -161,6 +165,12 @@ impl Plan {
         let (target, aws, reason, broker_flags) = match self {
             Self::Shell(p) => (p.target.raw_mut(), &mut p.aws, p.reason.clone(), None),
             Self::Exec(p) => (
+                p.session.target.raw_mut(),
+                &mut p.session.aws,
+                p.session.reason.clone(),
+                None,
+            ),
+            Self::Cp(p) => (
                 p.session.target.raw_mut(),
                 &mut p.session.aws,
                 p.session.reason.clone(),

@@ -12,6 +12,7 @@ use crate::cli::audit::{Audit, AuditStart};
 use crate::cli::commands::session::{INTERACTIVE_COMMAND_DOCUMENT, Mode};
 use crate::cli::commands::setup;
 use crate::cli::commands::ssh::SSH_DOCUMENT;
+use crate::cli::commands::cp;
 use crate::cli::commands::{
     broker, completions, demo, doctor, exec_many, forward, history, install, list, plugin, session,
     ssh, tunnel,
@@ -41,6 +42,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Plan::Shell(_) => stdin_tty,
         Plan::Exec(exec) => stdin_tty && exec.tty.unwrap_or(stdout_tty),
         Plan::ExecMany(_) => false,
+        Plan::Cp(_) => false,
         Plan::Forward(_) | Plan::Ssh(_) | Plan::SshConfig(_) | Plan::Emulator(_) => false,
         Plan::Broker(_) | Plan::Completions(_) => false,
         Plan::List(_) => false,
@@ -75,6 +77,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             Plan::Demo(args) => demo::run(args).await,
             Plan::Broker(plan) => broker::run(plan).await,
             Plan::List(list) => list::list(&list).await,
+            Plan::Cp(copy) => cp::run(&copy).await,
             Plan::Forward(forward) => forward::run(&forward).await,
             Plan::SshProxy(proxy) => ssh::proxy(&proxy).await,
             // Handled before the runtime starts.
@@ -127,6 +130,13 @@ fn audit_start(plan: &Plan) -> Option<AuditStart> {
                     .clone()
                     .unwrap_or_else(|| INTERACTIVE_COMMAND_DOCUMENT.to_owned()),
             ),
+            &p.session.reason,
+        ),
+        Plan::Cp(p) => (
+            "cp",
+            p.session.target.to_string(),
+            &p.session.aws,
+            None,
             &p.session.reason,
         ),
         Plan::Forward(p) => (

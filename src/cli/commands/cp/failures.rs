@@ -1,0 +1,137 @@
+//! The errors a copy meets, in the user's terms, each of a kind with a documented exit code
+//! (README "Exit codes").
+
+use std::path::Path;
+
+use crate::cli::commands::cp::script::Probe;
+use crate::report::{ErrorKind, ExpectedError};
+
+/// What a probe said about `path` when it is not something to copy; `upload`: the path is the
+/// destination.
+pub(crate) fn probe_refused(probe: &Probe, path: &str, described: &str) -> ExpectedError {
+    let path = crate::term::escape(path);
+    let (kind, what, hint) = match probe {
+        Probe::Missing => (
+            ErrorKind::RemoteFile,
+            format!("remote file {path} does not exist"),
+            "check the path (relative paths start in the session user's home directory)",
+        ),
+        Probe::Directory => (
+            ErrorKind::RemoteFile,
+            format!("remote path {path} is a directory"),
+            "copying directories (-r) is not supported yet: name a file, or make an archive \
+             with `postern exec TARGET -- tar czf /tmp/dir.tgz DIR` and copy that",
+        ),
+        Probe::Special => (
+            ErrorKind::RemoteFile,
+            format!("remote path {path} is not a regular file"),
+            "postern cp copies regular files only",
+        ),
+        Probe::Denied => (
+            ErrorKind::RemoteFile,
+            format!("remote path {path} cannot be read or written by the session's user"),
+            "Session Manager runs as ssm-user (or the run-as user of the preferences): check \
+             the permissions, or copy through a path that user may use",
+        ),
+        Probe::Exists => (
+            ErrorKind::RemoteFile,
+            format!("remote file {path} already exists"),
+            "add --force to replace it",
+        ),
+        Probe::NoParent => (
+            ErrorKind::RemoteFile,
+            format!("the remote directory of {path} does not exist"),
+            "create it first (`postern exec TARGET -- mkdir -p DIR`)",
+        ),
+        Probe::NoTool(tool) => (
+            ErrorKind::Unsupported,
+            format!(
+                "the instance has no `{}`, which postern cp needs",
+                crate::term::escape(tool)
+            ),
+            "postern cp needs a POSIX shell with dd, base64, head and sha256sum (or shasum or \
+             openssl); Windows instances are not supported",
+        ),
+        Probe::File(_) | Probe::Ready { .. } => (
+            ErrorKind::RemoteFile,
+            format!("remote path {path} was refused"),
+            "this is a bug in postern",
+        ),
+    };
+    ExpectedError::new(kind, what)
+        .target(described.to_owned())
+        .hint(hint)
+}
+
+/// A probe or commit script printed nothing postern understands.
+pub(crate) fn unexpected_answer(what: &str, stderr: &str, described: &str) -> ExpectedError {
+    let detail = if stderr.is_empty() {
+        "it printed nothing postern understands".to_owned()
+    } else {
+        format!("its error output: {}", crate::term::escape(stderr))
+    };
+    ExpectedError::new(
+        ErrorKind::Unsupported,
+        format!("the instance could not {what}: {detail}"),
+    )
+    .target(described.to_owned())
+    .hint(
+        "postern cp needs a POSIX shell with dd, base64, head and sha256sum on the instance; \
+         Windows instances are not supported",
+    )
+}
+
+/// A range session ended without success.
+pub(crate) fn range_failed(
+    what: &str,
+    status: Option<i32>,
+    stderr: &str,
+    described: &str,
+) -> ExpectedError {
+    let status = status.map_or("no exit status".to_owned(), |s| format!("exit status {s}"));
+    let detail = if stderr.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", crate::term::escape(stderr))
+    };
+    ExpectedError::new(
+        ErrorKind::ConnectionLost,
+        format!("{what} failed ({status}{detail})"),
+    )
+    .target(described.to_owned())
+    .hint("run the copy again; a full disk on the instance also ends here")
+}
+
+/// The copy's SHA-256 disagrees with the source's.
+pub(crate) fn mismatch(expected: &str, got: &str, described: &str) -> ExpectedError {
+    ExpectedError::new(
+        ErrorKind::CopyVerify,
+        format!("the copy's SHA-256 {got} differs from the source's {expected}"),
+    )
+    .target(described.to_owned())
+    .hint("the file may have changed during the copy; nothing was replaced: run it again")
+}
+
+/// The local destination exists and `--force` was not given.
+pub(crate) fn local_exists(path: &Path) -> ExpectedError {
+    ExpectedError::new(
+        ErrorKind::LocalFile,
+        format!(
+            "local file {} already exists",
+            crate::term::escape(&path.display().to_string())
+        ),
+    )
+    .hint("add --force to replace it")
+}
+
+/// A local file or directory postern could not use.
+pub(crate) fn local_io(what: &str, path: &Path, err: std::io::Error) -> ExpectedError {
+    ExpectedError::new(
+        ErrorKind::LocalFile,
+        format!(
+            "could not {what} {}",
+            crate::term::escape(&path.display().to_string())
+        ),
+    )
+    .source(err)
+}

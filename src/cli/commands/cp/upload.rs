@@ -1,0 +1,310 @@
+//! `postern cp LOCAL TARGET:REMOTE`: a preparing script (checks, an empty temporary file beside
+//! REMOTE), then one AWS-StartInteractiveCommand session per byte range, its PTY in raw mode,
+//! `head -c | base64 -d | dd seek= conv=notrunc` fed base64 lines as fast as the session's
+//! acknowledgements allow (the agent never paces input: `datachannel.go`; the driver sends
+//! what the session's window takes), then a script that compares the remote SHA-256 with the
+//! local one and renames the file into place. `-` as LOCAL: standard input is spooled to a
+//! private temporary file first, so that it can be striped like any file.
+
+use std::fs::File;
+use std::io::{self, Read as _, Seek as _, SeekFrom};
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::UNIX_EPOCH;
+
+use tokio::sync::mpsc;
+
+use crate::cli::commands::cp::download::hash_file;
+use crate::cli::commands::cp::failures;
+use crate::cli::commands::cp::plan::CpPlan;
+use crate::cli::commands::cp::progress::{Bar, Progress};
+use crate::cli::commands::cp::ranges::{self, LINE_BYTES, Range};
+use crate::cli::commands::cp::remote::{Remote, capture};
+use crate::cli::commands::cp::script::{self, Probe};
+use crate::cli::commands::cp::wire::encode_lines;
+use crate::report::{ErrorKind, ExpectedError};
+use crate::transport::Input;
+
+/// Uploads `local` (`None`: standard input) to `remote_path`.
+pub(crate) async fn run(
+    plan: &CpPlan,
+    local: Option<&Path>,
+    remote_path: &str,
+) -> anyhow::Result<ExitCode> {
+    let source = Source::open(local).await?;
+    let size = source.size;
+    let path = source.path.clone();
+    let hashing = tokio::task::spawn_blocking(move || hash_file(&path));
+
+    let remote = Arc::new(Remote::connect(&plan.session).await?);
+    let token = hex::encode(rand::random::<[u8; 8]>());
+    let (sink, stdout) = capture();
+    let ran = remote
+        .capture(
+            &script::prepare_upload(remote_path, &source.name, &token, plan.force),
+            sink,
+        )
+        .await?;
+    let (dest, temp) = match script::parse_probe(&String::from_utf8_lossy(&stdout())) {
+        Some(Probe::Ready { dest, temp }) => (dest, temp),
+        Some(other) => {
+            return Err(failures::probe_refused(&other, remote_path, &remote.described).into());
+        }
+        None => {
+            return Err(failures::unexpected_answer(
+                "prepare the upload",
+                &ran.stderr_text(),
+                &remote.described,
+            )
+            .into());
+        }
+    };
+
+    let progress = Arc::new(Progress::default());
+    let bar = Bar::start(&progress, size, "uploading".to_owned());
+    let sent = send_ranges(plan, &remote, &source.path, size, &temp, &progress).await;
+    drop(bar);
+    let result = match sent {
+        Ok(()) => commit(plan, &remote, &source, &temp, &dest, hashing).await,
+        Err(e) => Err(e),
+    };
+    if result.is_err() {
+        // Best effort: a failed upload leaves no temporary file behind.
+        let (sink, _) = capture();
+        let _ = remote.capture(&script::remove(&temp), sink).await;
+    }
+    result.map(|()| ExitCode::SUCCESS)
+}
+
+/// The file to send: the local file, or standard input spooled to a private temporary file.
+struct Source {
+    path: PathBuf,
+    name: String,
+    size: u64,
+    mode: Option<u32>,
+    mtime: Option<u64>,
+    /// Keeps the spooled copy of standard input until the upload is done.
+    _spool: Option<tempfile::NamedTempFile>,
+}
+
+impl Source {
+    async fn open(local: Option<&Path>) -> anyhow::Result<Self> {
+        let Some(local) = local else {
+            let spool = tokio::task::spawn_blocking(|| -> io::Result<tempfile::NamedTempFile> {
+                let mut spool = tempfile::NamedTempFile::new()?;
+                io::copy(&mut io::stdin().lock(), spool.as_file_mut())?;
+                Ok(spool)
+            })
+            .await?
+            .map_err(|e| {
+                failures::local_io("read standard input into", &std::env::temp_dir(), e)
+            })?;
+            let size = spool.as_file().metadata()?.len();
+            return Ok(Self {
+                path: spool.path().to_path_buf(),
+                name: "stdin".to_owned(),
+                size,
+                mode: None,
+                mtime: None,
+                _spool: Some(spool),
+            });
+        };
+        let meta = std::fs::metadata(local).map_err(|e| failures::local_io("read", local, e))?;
+        if meta.is_dir() {
+            return Err(ExpectedError::new(
+                ErrorKind::LocalFile,
+                format!(
+                    "local path {} is a directory",
+                    crate::term::escape(&local.display().to_string())
+                ),
+            )
+            .hint("copying directories (-r) is not supported yet: copy an archive (tar) of it")
+            .into());
+        }
+        if !meta.is_file() {
+            return Err(ExpectedError::new(
+                ErrorKind::LocalFile,
+                format!(
+                    "local path {} is not a regular file",
+                    crate::term::escape(&local.display().to_string())
+                ),
+            )
+            .hint("use `-` and a pipe to send a stream: `producer | postern cp - TARGET:PATH`")
+            .into());
+        }
+        File::open(local).map_err(|e| failures::local_io("read", local, e))?;
+        Ok(Self {
+            path: local.to_path_buf(),
+            name: local
+                .file_name()
+                .map_or_else(|| "upload".to_owned(), |n| n.to_string_lossy().into_owned()),
+            size: meta.len(),
+            mode: Some(meta.permissions().mode() & 0o7777),
+            mtime: meta
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                .map(|d| d.as_secs()),
+            _spool: None,
+        })
+    }
+}
+
+/// Sends every range of `path` into `temp`, one session each, all at once.
+async fn send_ranges(
+    plan: &CpPlan,
+    remote: &Arc<Remote>,
+    path: &Path,
+    size: u64,
+    temp: &str,
+    progress: &Arc<Progress>,
+) -> anyhow::Result<()> {
+    let mut tasks = Vec::new();
+    for range in ranges::split(size, plan.sessions) {
+        let remote = Arc::clone(remote);
+        let progress = Arc::clone(progress);
+        let path = path.to_path_buf();
+        let temp = temp.to_owned();
+        tasks.push(tokio::spawn(async move {
+            send_range(&remote, &path, range, &temp, &progress).await
+        }));
+    }
+    let mut first_error = None;
+    for task in tasks {
+        let result = task
+            .await
+            .unwrap_or_else(|e| Err(anyhow::anyhow!("a range task failed: {e}")));
+        if let Err(e) = result {
+            first_error.get_or_insert(e);
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+async fn send_range(
+    remote: &Remote,
+    path: &Path,
+    range: Range,
+    temp: &str,
+    progress: &Arc<Progress>,
+) -> anyhow::Result<()> {
+    let (tx, input) = mpsc::channel(INPUT_QUEUE);
+    let file = File::open(path).map_err(|e| failures::local_io("read", path, e))?;
+    let counter = Arc::clone(progress);
+    std::thread::Builder::new()
+        .name("postern-cp-read".to_owned())
+        .spawn(move || produce(file, range, &tx, &counter))
+        .map_err(|e| failures::local_io("start a reader for", path, e))?;
+    let (sink, _) = capture();
+    progress.session(true);
+    let ran = remote
+        .interactive(&script::write_range(temp, range), input, sink)
+        .await;
+    progress.session(false);
+    let ran = ran?;
+    if !ran.succeeded() {
+        let what = format!(
+            "writing bytes {}..{} of {}",
+            range.offset,
+            range.offset + range.len,
+            crate::term::escape(temp)
+        );
+        return Err(failures::range_failed(
+            &what,
+            ran.status,
+            &ran.stderr_text(),
+            &remote.described,
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// Reads `range` of `file` and queues it as base64 lines; a read error ends the input early
+/// (the remote `head -c` then waits: the session fails on the hash check or the user's
+/// interrupt, and the error is logged).
+fn produce(mut file: File, range: Range, tx: &mpsc::Sender<Input>, progress: &Progress) {
+    let chunk = usize::try_from(LINE_BYTES).unwrap_or(57) * LINES_PER_READ;
+    let mut buf = vec![0u8; chunk];
+    if let Err(e) = file.seek(SeekFrom::Start(range.offset)) {
+        let _ = tx.blocking_send(Input::Failed(e));
+        return;
+    }
+    let mut left = range.len;
+    while left > 0 {
+        let want = usize::try_from(left.min(chunk as u64)).unwrap_or(chunk);
+        if let Err(e) = file.read_exact(&mut buf[..want]) {
+            tracing::warn!(error = %e, "reading the local file failed");
+            let _ = tx.blocking_send(Input::Failed(e));
+            return;
+        }
+        if tx
+            .blocking_send(Input::Data(encode_lines(&buf[..want])))
+            .is_err()
+        {
+            return;
+        }
+        progress.add(want as u64);
+        left -= want as u64;
+    }
+}
+
+/// Checks the remote copy against the local SHA-256 and renames it into place.
+async fn commit(
+    plan: &CpPlan,
+    remote: &Remote,
+    source: &Source,
+    temp: &str,
+    dest: &str,
+    hashing: tokio::task::JoinHandle<io::Result<String>>,
+) -> anyhow::Result<()> {
+    let local_hash = hashing
+        .await?
+        .map_err(|e| failures::local_io("read", &source.path, e))?;
+    let stamp = source.mtime.map(touch_stamp);
+    let keep = match (plan.preserve, source.mode, stamp.as_deref()) {
+        (true, Some(mode), Some(stamp)) => Some((mode, stamp)),
+        _ => None,
+    };
+    let (sink, stdout) = capture();
+    let ran = remote
+        .capture(&script::commit_upload(temp, dest, &local_hash, keep), sink)
+        .await?;
+    match script::parse_commit(&String::from_utf8_lossy(&stdout())) {
+        Some(Ok(())) => Ok(()),
+        Some(Err(got)) => Err(failures::mismatch(&local_hash, &got, &remote.described).into()),
+        None => Err(failures::unexpected_answer(
+            "check and rename the upload",
+            &ran.stderr_text(),
+            &remote.described,
+        )
+        .into()),
+    }
+}
+
+/// `touch -t`'s `CCYYMMDDhhmm.SS` for `secs` since the epoch, in UTC (the script sets TZ).
+fn touch_stamp(secs: u64) -> String {
+    let time = UNIX_EPOCH + std::time::Duration::from_secs(secs);
+    // `2024-01-02T03:04:05Z`
+    let text = humantime::format_rfc3339_seconds(time).to_string();
+    let digits: String = text.chars().filter(char::is_ascii_digit).collect();
+    format!("{}.{}", &digits[..12], &digits[12..14])
+}
+
+/// Reads queued per range between the reader thread and the session.
+const INPUT_QUEUE: usize = 4;
+/// Base64 lines per read: 57 KiB of file, 77 KiB on the wire.
+const LINES_PER_READ: usize = 1024;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn touch_stamps_are_utc() {
+        assert_eq!(touch_stamp(0), "197001010000.00");
+        assert_eq!(touch_stamp(1_700_000_000), "202311142213.20");
+    }
+}

@@ -1,0 +1,259 @@
+//! `postern cp` with the real binary against the emulator (its "instance" is this machine, so
+//! remote paths are local temporary paths): downloads through `Postern-Command` and uploads
+//! through AWS-StartInteractiveCommand, striped over several sessions and SHA-256 checked;
+//! contents the agent's UTF-8 pass would mangle, empty and 1-byte files, `-` both ways, `-p`,
+//! and every refusal with its exit code. Each test ends with zero emulator violations.
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+use std::process::Output;
+use std::time::{Duration, SystemTime};
+
+use crate::support::data::{random_bytes, sha256};
+use crate::support::emulator::EmulatorProcess;
+use crate::support::process::{run, run_with_input, text};
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+/// An emulator with `postern setup` done.
+fn set_up() -> EmulatorProcess {
+    let emu = EmulatorProcess::start(&[]);
+    let out = run(emu.command(&["setup"]), LIMIT);
+    assert!(out.status.success(), "setup: {}", text(&out.stderr));
+    emu
+}
+
+fn cp(emu: &EmulatorProcess, args: &[&str]) -> Output {
+    let mut all = vec!["cp"];
+    all.extend_from_slice(args);
+    run(emu.command(&all), LIMIT)
+}
+
+fn succeeded(out: &Output) {
+    assert!(
+        out.status.success(),
+        "postern cp failed ({:?}): {}",
+        out.status.code(),
+        text(&out.stderr)
+    );
+    // Off a terminal, a successful copy prints nothing.
+    assert_eq!(text(&out.stderr), "", "stderr");
+}
+
+fn remote(emu: &EmulatorProcess, path: &Path) -> String {
+    format!("{}:{}", emu.instance, path.display())
+}
+
+/// The directory's entries but `keep`: no temporary file left behind.
+fn leftovers(dir: &Path, keep: &[&str]) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !keep.contains(&n.as_str()))
+        .collect()
+}
+
+#[test]
+fn cp_round_trips_random_data_over_several_sessions() {
+    let emu = set_up();
+    let dir = tempfile::tempdir().unwrap();
+    let data = random_bytes(3 * 1024 * 1024 + 12_345, 20);
+    let source = dir.path().join("source.bin");
+    std::fs::write(&source, &data).unwrap();
+    std::fs::set_permissions(&source, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let mtime = SystemTime::UNIX_EPOCH + Duration::from_secs(1_600_000_000);
+    std::fs::File::options()
+        .write(true)
+        .open(&source)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+
+    // Upload: 4 sessions, 4 ranges.
+    let uploaded = dir.path().join("uploaded.bin");
+    let source_arg = source.display().to_string();
+    succeeded(&cp(
+        &emu,
+        &[
+            "--sessions",
+            "4",
+            "-p",
+            &source_arg,
+            &remote(&emu, &uploaded),
+        ],
+    ));
+    assert_eq!(sha256(&std::fs::read(&uploaded).unwrap()), sha256(&data));
+    let meta = std::fs::metadata(&uploaded).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o640);
+    assert_eq!(meta.modified().unwrap(), mtime);
+
+    // Download: 3 sessions, into a directory (the remote name is kept), -p.
+    let into = dir.path().join("into");
+    std::fs::create_dir(&into).unwrap();
+    let into_arg = into.display().to_string();
+    succeeded(&cp(
+        &emu,
+        &["--sessions", "3", "-p", &remote(&emu, &uploaded), &into_arg],
+    ));
+    let downloaded = into.join("uploaded.bin");
+    assert_eq!(sha256(&std::fs::read(&downloaded).unwrap()), sha256(&data));
+    let meta = std::fs::metadata(&downloaded).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o640);
+    assert_eq!(meta.modified().unwrap(), mtime);
+    assert_eq!(leftovers(&into, &["uploaded.bin"]), Vec::<String>::new());
+    assert_eq!(
+        leftovers(dir.path(), &["source.bin", "uploaded.bin", "into"]),
+        Vec::<String>::new()
+    );
+
+    // The default session count, and --force over the existing file.
+    let downloaded_arg = downloaded.display().to_string();
+    succeeded(&cp(
+        &emu,
+        &["--force", &remote(&emu, &source), &downloaded_arg],
+    ));
+    assert_eq!(sha256(&std::fs::read(&downloaded).unwrap()), sha256(&data));
+    assert_eq!(emu.stop(), Vec::<String>::new(), "violations");
+}
+
+#[test]
+fn cp_keeps_every_byte_of_small_and_awkward_files_both_ways() {
+    let emu = set_up();
+    let dir = tempfile::tempdir().unwrap();
+    // Invalid UTF-8, a real U+FFFD (EF BF BD, which the agent's UTF-8 pass shortens), and
+    // undecodable bytes at the very end (which it drops).
+    let mut awkward = b"x\xef\xbf\xbdyyyy\xff\xfezzzz".to_vec();
+    awkward.extend_from_slice(&random_bytes(100_000, 7));
+    awkward.extend_from_slice(b"\xef\xbf\xbd\xff\xfe\xc3");
+    for (name, content) in [
+        ("empty", Vec::new()),
+        ("one", b"\xff".to_vec()),
+        ("awkward", awkward),
+    ] {
+        let local = dir.path().join(name);
+        std::fs::write(&local, &content).unwrap();
+        let up = dir.path().join(format!("{name}.up"));
+        let down = dir.path().join(format!("{name}.down"));
+        succeeded(&cp(
+            &emu,
+            &[&local.display().to_string(), &remote(&emu, &up)],
+        ));
+        assert_eq!(std::fs::read(&up).unwrap(), content, "{name} uploaded");
+        succeeded(&cp(
+            &emu,
+            &[&remote(&emu, &up), &down.display().to_string()],
+        ));
+        assert_eq!(std::fs::read(&down).unwrap(), content, "{name} downloaded");
+        // A download is never left world-readable beyond the source's mode and the umask.
+        assert_eq!(
+            std::fs::metadata(&down).unwrap().permissions().mode() & 0o077,
+            std::fs::metadata(&up).unwrap().permissions().mode() & 0o077 & !0o022,
+        );
+
+        // `-` both ways: standard input up, standard output down.
+        let piped = dir.path().join(format!("{name}.piped"));
+        let out = run_with_input(
+            emu.command(&["cp", "-", &remote(&emu, &piped)]),
+            &content,
+            LIMIT,
+        );
+        succeeded(&out);
+        assert_eq!(std::fs::read(&piped).unwrap(), content, "{name} from stdin");
+        let out = cp(&emu, &[&remote(&emu, &piped), "-"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(out.stdout == content, "{name} to stdout differs");
+    }
+    assert_eq!(emu.stop(), Vec::<String>::new(), "violations");
+}
+
+#[test]
+fn cp_refuses_with_documented_exit_codes() {
+    let emu = EmulatorProcess::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("file");
+    std::fs::write(&file, b"content").unwrap();
+    let file_arg = file.display().to_string();
+    let fresh = dir.path().join("fresh").display().to_string();
+
+    // No Postern-Command yet: 245, and the hint names `postern setup`.
+    let out = cp(&emu, &[&remote(&emu, &file), &fresh]);
+    assert_eq!(out.status.code(), Some(245), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("Postern-Command"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stderr).contains("hint: run `postern setup`"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!Path::new(&fresh).exists());
+
+    let out = run(emu.command(&["setup"]), LIMIT);
+    assert!(out.status.success(), "setup: {}", text(&out.stderr));
+
+    // A local file in the way: 237, before any session.
+    let out = cp(&emu, &[&remote(&emu, &file), &file_arg]);
+    assert_eq!(out.status.code(), Some(237), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("already exists"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stderr).contains("--force"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(std::fs::read(&file).unwrap(), b"content");
+
+    // Remote refusals: 238.
+    let missing = dir.path().join("missing");
+    let out = cp(&emu, &[&remote(&emu, &missing), &fresh]);
+    assert_eq!(out.status.code(), Some(238), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("does not exist"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = cp(&emu, &[&remote(&emu, dir.path()), &fresh]);
+    assert_eq!(out.status.code(), Some(238), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("is a directory"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = cp(&emu, &[&remote(&emu, Path::new("/dev/null")), &fresh]);
+    assert_eq!(out.status.code(), Some(238), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("not a regular file"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = cp(&emu, &[&file_arg, &remote(&emu, &file)]);
+    assert_eq!(out.status.code(), Some(238), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("already exists"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = cp(&emu, &[&file_arg, &remote(&emu, &missing.join("below"))]);
+    assert_eq!(out.status.code(), Some(238), "{}", text(&out.stderr));
+    assert!(!Path::new(&fresh).exists());
+
+    // A local directory to upload: 237. Usage: 2.
+    let out = cp(
+        &emu,
+        &[&dir.path().display().to_string(), &remote(&emu, &missing)],
+    );
+    assert_eq!(out.status.code(), Some(237), "{}", text(&out.stderr));
+    let out = cp(&emu, &[&file_arg, &fresh]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert_eq!(
+        leftovers(dir.path(), &["file"]),
+        Vec::<String>::new(),
+        "nothing left behind"
+    );
+    assert_eq!(emu.stop(), Vec::<String>::new(), "violations");
+}
