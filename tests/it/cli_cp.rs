@@ -257,3 +257,53 @@ fn cp_refuses_with_documented_exit_codes() {
     );
     assert_eq!(emu.stop(), Vec::<String>::new(), "violations");
 }
+
+#[test]
+fn cp_carries_on_through_dropped_connections() {
+    // Every session's websocket is closed once after 30 messages: the upload's PTY sessions
+    // resume, the download's sessions resume or fetch their range again.
+    let emu = EmulatorProcess::start(&["--close-after", "30"]);
+    let out = run(emu.command(&["setup"]), LIMIT);
+    assert!(out.status.success(), "setup: {}", text(&out.stderr));
+    let dir = tempfile::tempdir().unwrap();
+    let data = random_bytes(2 * 1024 * 1024 + 3, 21);
+    let source = dir.path().join("source.bin");
+    std::fs::write(&source, &data).unwrap();
+    let uploaded = dir.path().join("uploaded.bin");
+    let out = cp(
+        &emu,
+        &[
+            "--sessions",
+            "2",
+            &source.display().to_string(),
+            &remote(&emu, &uploaded),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("reconnected"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(sha256(&std::fs::read(&uploaded).unwrap()), sha256(&data));
+    let downloaded = dir.path().join("downloaded.bin");
+    let out = cp(
+        &emu,
+        &[
+            "--sessions",
+            "2",
+            &remote(&emu, &uploaded),
+            &downloaded.display().to_string(),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(sha256(&std::fs::read(&downloaded).unwrap()), sha256(&data));
+    assert_eq!(
+        leftovers(
+            dir.path(),
+            &["source.bin", "uploaded.bin", "downloaded.bin"]
+        ),
+        Vec::<String>::new()
+    );
+    assert_eq!(emu.stop(), Vec::<String>::new(), "violations");
+}

@@ -23,9 +23,10 @@ use crate::cli::commands::cp::failures;
 use crate::cli::commands::cp::plan::CpPlan;
 use crate::cli::commands::cp::progress::{Bar, Progress};
 use crate::cli::commands::cp::ranges::{self, Range};
-use crate::cli::commands::cp::remote::{Remote, capture};
+use crate::cli::commands::cp::remote::{Ran, Remote, capture};
 use crate::cli::commands::cp::script::{self, Probe, RemoteFile};
 use crate::cli::commands::cp::wire::Decoder;
+use crate::report::{ErrorKind, ExpectedError};
 
 /// Downloads `remote_path` to `local` (`None`: standard output).
 pub(crate) async fn run(
@@ -211,8 +212,46 @@ enum Target {
     Stdout(File, Arc<Mutex<Sha256>>),
 }
 
-/// Fetches one range into `target`.
+/// Fetches one range into `target`. A range whose session broke is fetched again, up to
+/// [`RANGE_ATTEMPTS`] times, when its bytes go to a file (writing them again at the same
+/// offsets is harmless); standard output cannot take bytes back, so it gets one attempt.
 async fn fetch(
+    remote: &Remote,
+    remote_path: &str,
+    range: Range,
+    target: Target,
+    progress: &Arc<Progress>,
+) -> anyhow::Result<()> {
+    let Target::File(file) = target else {
+        return fetch_once(remote, remote_path, range, target, progress).await;
+    };
+    let mut attempt = 1;
+    loop {
+        let copy = Target::File(file.try_clone()?);
+        match fetch_once(remote, remote_path, range, copy, progress).await {
+            Err(e) if attempt < RANGE_ATTEMPTS && retryable(&e) => {
+                tracing::warn!(offset = range.offset, attempt, error = %e, "range failed; fetching it again");
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Whether a range's failure may pass on a second try: its session broke or timed out, as
+/// opposed to a refusal (no document, access denied, a file that changed).
+pub(crate) fn retryable(err: &anyhow::Error) -> bool {
+    err.downcast_ref::<ExpectedError>().is_none_or(|e| {
+        matches!(
+            e.kind(),
+            ErrorKind::ConnectionLost
+                | ErrorKind::HandshakeTimeout
+                | ErrorKind::EndpointUnreachable
+        )
+    })
+}
+
+async fn fetch_once(
     remote: &Remote,
     remote_path: &str,
     range: Range,
@@ -234,8 +273,22 @@ async fn fetch(
         .command(&script::read_range(remote_path, range), Box::new(sink))
         .await;
     progress.session(false);
+    let written = lock(&state).written;
+    let result = check_range(remote, remote_path, range, ran, &lock(&state));
+    if result.is_err() {
+        progress.take_back(written);
+    }
+    result
+}
+
+fn check_range(
+    remote: &Remote,
+    remote_path: &str,
+    range: Range,
+    ran: anyhow::Result<Ran>,
+    state: &SinkState,
+) -> anyhow::Result<()> {
     let ran = ran?;
-    let state = lock(&state);
     let what = format!(
         "reading bytes {}..{} of {}",
         range.offset,
@@ -366,3 +419,6 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A poisoned lock only means another holder panicked; the data is still usable.
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+/// Sessions a range may take before the copy fails.
+pub(crate) const RANGE_ATTEMPTS: u32 = 3;

@@ -24,6 +24,16 @@ impl Progress {
         self.done.fetch_add(bytes, Ordering::Relaxed);
     }
 
+    /// Bytes counted so far.
+    pub(crate) fn done(&self) -> u64 {
+        self.done.load(Ordering::Relaxed)
+    }
+
+    /// Takes back `bytes` counted for a range that will be copied again.
+    pub(crate) fn take_back(&self, bytes: u64) {
+        self.done.fetch_sub(bytes, Ordering::Relaxed);
+    }
+
     /// A session began (`+1`) or ended (`-1`).
     pub(crate) fn session(&self, started: bool) {
         if started {

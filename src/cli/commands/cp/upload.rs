@@ -16,7 +16,7 @@ use std::time::UNIX_EPOCH;
 
 use tokio::sync::mpsc;
 
-use crate::cli::commands::cp::download::hash_file;
+use crate::cli::commands::cp::download::{RANGE_ATTEMPTS, hash_file, retryable};
 use crate::cli::commands::cp::failures;
 use crate::cli::commands::cp::plan::CpPlan;
 use crate::cli::commands::cp::progress::{Bar, Progress};
@@ -183,7 +183,28 @@ async fn send_ranges(
     first_error.map_or(Ok(()), Err)
 }
 
+/// Sends one range; a range whose session broke is sent again (up to
+/// [`RANGE_ATTEMPTS`] sessions): writing the same bytes at the same offsets is harmless.
 async fn send_range(
+    remote: &Remote,
+    path: &Path,
+    range: Range,
+    temp: &str,
+    progress: &Arc<Progress>,
+) -> anyhow::Result<()> {
+    let mut attempt = 1;
+    loop {
+        match send_range_once(remote, path, range, temp, progress).await {
+            Err(e) if attempt < RANGE_ATTEMPTS && retryable(&e) => {
+                tracing::warn!(offset = range.offset, attempt, error = %e, "range failed; sending it again");
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn send_range_once(
     remote: &Remote,
     path: &Path,
     range: Range,
@@ -192,10 +213,12 @@ async fn send_range(
 ) -> anyhow::Result<()> {
     let (tx, input) = mpsc::channel(INPUT_QUEUE);
     let file = File::open(path).map_err(|e| failures::local_io("read", path, e))?;
-    let counter = Arc::clone(progress);
+    let sent = Arc::new(Progress::default());
+    let counter = Arc::clone(&sent);
+    let total = Arc::clone(progress);
     std::thread::Builder::new()
         .name("postern-cp-read".to_owned())
-        .spawn(move || produce(file, range, &tx, &counter))
+        .spawn(move || produce(file, range, &tx, &[&counter, &total]))
         .map_err(|e| failures::local_io("start a reader for", path, e))?;
     let (sink, _) = capture();
     progress.session(true);
@@ -203,29 +226,32 @@ async fn send_range(
         .interactive(&script::write_range(temp, range), input, sink)
         .await;
     progress.session(false);
-    let ran = ran?;
-    if !ran.succeeded() {
-        let what = format!(
-            "writing bytes {}..{} of {}",
-            range.offset,
-            range.offset + range.len,
-            crate::term::escape(temp)
-        );
-        return Err(failures::range_failed(
-            &what,
-            ran.status,
-            &ran.stderr_text(),
-            &remote.described,
-        )
-        .into());
+    let result = match ran {
+        Ok(ran) if ran.succeeded() => Ok(()),
+        Ok(ran) => {
+            let what = format!(
+                "writing bytes {}..{} of {}",
+                range.offset,
+                range.offset + range.len,
+                crate::term::escape(temp)
+            );
+            Err(
+                failures::range_failed(&what, ran.status, &ran.stderr_text(), &remote.described)
+                    .into(),
+            )
+        }
+        Err(e) => Err(e),
+    };
+    if result.is_err() {
+        progress.take_back(sent.done());
     }
-    Ok(())
+    result
 }
 
 /// Reads `range` of `file` and queues it as base64 lines; a read error ends the input early
 /// (the remote `head -c` then waits: the session fails on the hash check or the user's
 /// interrupt, and the error is logged).
-fn produce(mut file: File, range: Range, tx: &mpsc::Sender<Input>, progress: &Progress) {
+fn produce(mut file: File, range: Range, tx: &mpsc::Sender<Input>, counters: &[&Progress]) {
     let chunk = usize::try_from(LINE_BYTES).unwrap_or(57) * LINES_PER_READ;
     let mut buf = vec![0u8; chunk];
     if let Err(e) = file.seek(SeekFrom::Start(range.offset)) {
@@ -246,7 +272,9 @@ fn produce(mut file: File, range: Range, tx: &mpsc::Sender<Input>, progress: &Pr
         {
             return;
         }
-        progress.add(want as u64);
+        for counter in counters {
+            counter.add(want as u64);
+        }
         left -= want as u64;
     }
 }

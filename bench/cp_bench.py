@@ -1,0 +1,89 @@
+#!/usr/bin/env python3
+"""Measurements for bench/cp.sh (see there). Loopback only, port 0, every wait bounded."""
+import hashlib
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import forward_bench as fb
+
+POSTERN, PROFILE = sys.argv[1], sys.argv[2]
+QUICK = "--quick" in sys.argv[3:]
+MIB = 1024 * 1024
+SIZE = (16 if QUICK else 64) * MIB
+PORT_SAMPLE = (2 if QUICK else 8) * 1_000_000
+LIMIT = 900
+
+
+def sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(MIB), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def postern(emu, args):
+    """Runs postern; (seconds, peak RSS in MiB). Fails loudly on a non-zero exit."""
+    env = dict(fb.ENV, AWS_ENDPOINT_URL=emu.endpoint)
+    start = time.monotonic()
+    proc = subprocess.Popen([POSTERN] + args, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    deadline = start + LIMIT
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"postern {' '.join(args)} took over {LIMIT} s")
+        time.sleep(0.01)
+    elapsed = time.monotonic() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"postern {' '.join(args)} failed: {proc.stderr.read().decode()}")
+    return elapsed, usage.ru_maxrss / 1024
+
+
+def main():
+    source_port, _ = fb.servers()
+    emu = fb.Emulator(paced=True)
+    try:
+        postern(emu, ["setup"])
+        fwd = fb.Forward(emu, source_port, 1)
+        try:
+            port_rate = PORT_SAMPLE / fb.download(fwd.port, PORT_SAMPLE)
+        finally:
+            fwd.stop()
+        print(f"postern cp bench, {PROFILE} build, emulator pacing on, {SIZE // MIB} MiB random")
+        print(f"{'one SSM port session, paced (baseline)':58} {port_rate / 1e6:8.2f} MB/s")
+        with tempfile.TemporaryDirectory() as tmp:
+            src = os.path.join(tmp, "src.bin")
+            with open(src, "wb") as f:
+                for _ in range(SIZE // MIB):
+                    f.write(os.urandom(MIB))
+            want = sha256(src)
+            for direction in ("download", "upload"):
+                for sessions in (1, 4, 8):
+                    dst = os.path.join(tmp, f"{direction}-{sessions}.bin")
+                    if direction == "download":
+                        args = ["cp", "--sessions", str(sessions), f"{emu.instance}:{src}", dst]
+                    else:
+                        args = ["cp", "--sessions", str(sessions), src, f"{emu.instance}:{dst}"]
+                    secs, rss = postern(emu, args)
+                    if sha256(dst) != want:
+                        raise RuntimeError(f"{direction} --sessions {sessions}: SHA-256 differs")
+                    os.remove(dst)
+                    rate = SIZE / secs
+                    name = f"cp {direction} --sessions {sessions} (sha256 ok)"
+                    print(f"{name:58} {rate / 1e6:8.2f} MB/s  {secs:6.2f} s  "
+                          f"{rate / port_rate:5.1f}x port  peak RSS {rss:5.1f} MiB")
+    finally:
+        emu.stop()
+    print("Emulator figures only: the service's own limits (per-session bandwidth, StartSession "
+          "rate) are not modelled.")
+
+
+if __name__ == "__main__":
+    main()
