@@ -35,8 +35,8 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// (the directory and target already checked).
 fn replace(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut file = tempfile::Builder::new()
-        .prefix(".postern-")
-        .suffix(".tmp")
+        .prefix(&temporary_prefix(std::process::id()))
+        .suffix(TEMPORARY_SUFFIX)
         .permissions(std::fs::Permissions::from_mode(0o600))
         .tempfile_in(dir)?;
     file.write_all(bytes)?;
@@ -44,6 +44,47 @@ fn replace(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     file.persist(path).map_err(|e| e.error)?;
     Ok(())
 }
+
+/// Removes the temporary files that writers which died before their rename (SIGKILL, a crash)
+/// left in `dir`: each names its writer's pid, and only those of processes that no longer
+/// exist, and that are ours, are removed. Returns how many.
+pub fn remove_dead_writers_temporaries(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(temporary_writer) else {
+            continue;
+        };
+        let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None)
+            .map_or_else(|e| e != nix::errno::Errno::ESRCH, |()| true);
+        let ours = entry
+            .metadata()
+            .is_ok_and(|meta| meta.is_file() && meta.uid() == effective_uid());
+        if !alive && ours && std::fs::remove_file(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
+/// `.postern-PID-`: a temporary file's name says which process writes it.
+fn temporary_prefix(pid: u32) -> String {
+    format!(".postern-{pid}-")
+}
+
+/// The writer's pid of a temporary file's name, if it is one.
+fn temporary_writer(name: &str) -> Option<i32> {
+    let rest = name
+        .strip_prefix(".postern-")?
+        .strip_suffix(TEMPORARY_SUFFIX)?;
+    let (pid, _random) = rest.split_once('-')?;
+    pid.parse().ok().filter(|pid| *pid > 0)
+}
+
+const TEMPORARY_SUFFIX: &str = ".tmp";
 
 /// Reads `path` (`None` when missing), lets `update` compute the new content, and writes it
 /// with [`write_private`], all under an exclusive lock that other postern processes share.
@@ -311,6 +352,33 @@ mod tests {
         std::os::unix::fs::symlink(&path, &file_link).unwrap();
         let err = read_private(&file_link).unwrap_err();
         assert!(err.to_string().contains("symbolic link"), "{err}");
+    }
+
+    #[test]
+    fn temporaries_of_dead_writers_are_removed_and_live_ones_kept() {
+        let root = tempfile::tempdir().unwrap();
+        // A child that exits at once: its pid names a process that is gone.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let dead_file = root.path().join(format!(
+            "{}abc123{TEMPORARY_SUFFIX}",
+            temporary_prefix(dead)
+        ));
+        let live_file = root.path().join(format!(
+            "{}def456{TEMPORARY_SUFFIX}",
+            temporary_prefix(std::process::id())
+        ));
+        let other = root.path().join("state.json");
+        for path in [&dead_file, &live_file, &other] {
+            std::fs::write(path, b"x").unwrap();
+        }
+        assert_eq!(remove_dead_writers_temporaries(root.path()), 1);
+        assert!(!dead_file.exists());
+        assert!(live_file.exists() && other.exists());
+        assert_eq!(temporary_writer(".postern-12-x.tmp"), Some(12));
+        assert_eq!(temporary_writer(".postern-x.tmp"), None);
+        assert_eq!(temporary_writer("state.json"), None);
     }
 
     #[test]

@@ -175,6 +175,8 @@ impl Registry {
         ] {
             let _ = std::fs::remove_file(path);
         }
+        // A supervisor killed while rewriting its state leaves its temporary file behind.
+        crate::private_file::remove_dead_writers_temporaries(&self.dir);
     }
 
     fn state_path(&self, name: &str) -> PathBuf {
