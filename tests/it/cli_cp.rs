@@ -307,3 +307,80 @@ fn cp_carries_on_through_dropped_connections() {
     );
     assert_eq!(emu.stop(), Vec::<String>::new(), "violations");
 }
+
+/// Every file below `root` with its bytes, by relative path, and every directory.
+fn tree_of(root: &Path) -> Vec<(String, Option<Vec<u8>>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let rel = path.strip_prefix(root).unwrap().display().to_string();
+            if path.is_dir() {
+                out.push((rel, None));
+                stack.push(path);
+            } else {
+                out.push((rel, Some(std::fs::read(&path).unwrap())));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn cp_r_copies_directories_whole_both_ways() {
+    let emu = set_up();
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("tree");
+    std::fs::create_dir_all(tree.join("sub/deeper")).unwrap();
+    std::fs::create_dir(tree.join("empty")).unwrap();
+    std::fs::write(tree.join("a.bin"), random_bytes(300_000, 3)).unwrap();
+    std::fs::write(tree.join("sub/b.txt"), b"b\n").unwrap();
+    std::fs::write(tree.join("sub/deeper/c"), b"\xef\xbf\xbd\xff").unwrap();
+    let tree_arg = tree.display().to_string();
+
+    // Up to a new name, then into an existing directory (under the source's name).
+    let up = dir.path().join("up");
+    succeeded(&cp(&emu, &["-r", &tree_arg, &remote(&emu, &up)]));
+    assert_eq!(tree_of(&up), tree_of(&tree));
+    succeeded(&cp(&emu, &["-r", &tree_arg, &remote(&emu, &up)]));
+    assert_eq!(tree_of(&up.join("tree")), tree_of(&tree));
+
+    // Down to a new name, then into an existing directory.
+    let down = dir.path().join("down");
+    let down_arg = down.display().to_string();
+    succeeded(&cp(&emu, &["-r", &remote(&emu, &tree), &down_arg]));
+    assert_eq!(tree_of(&down), tree_of(&tree));
+    succeeded(&cp(&emu, &["-r", &remote(&emu, &tree), &down_arg]));
+    assert_eq!(tree_of(&down.join("tree")), tree_of(&tree));
+
+    // Never merged or replaced, either way: 237 locally, 238 remotely.
+    let out = cp(&emu, &["-r", &remote(&emu, &tree), &down_arg]);
+    assert_eq!(out.status.code(), Some(237), "{}", text(&out.stderr));
+    let out = cp(&emu, &["-r", &tree_arg, &remote(&emu, &up)]);
+    assert_eq!(out.status.code(), Some(238), "{}", text(&out.stderr));
+    // Without -r a directory is refused with the hint.
+    let out = cp(
+        &emu,
+        &[
+            &remote(&emu, &tree),
+            &dir.path().join("x").display().to_string(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(238), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("add -r"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(
+        leftovers(dir.path(), &["tree", "up", "down"]),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        leftovers(&down, &["tree", "a.bin", "sub", "empty"]),
+        Vec::<String>::new()
+    );
+    assert_eq!(emu.stop(), Vec::<String>::new(), "violations");
+}

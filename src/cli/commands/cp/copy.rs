@@ -3,14 +3,22 @@
 use std::process::ExitCode;
 
 use crate::cli::commands::cp::plan::{CpPlan, Direction};
-use crate::cli::commands::cp::{download, upload};
+use crate::cli::commands::cp::{download, tree, upload};
 
 /// Runs `plan` (its target resolved) to its exit code.
 pub(crate) async fn run(plan: &CpPlan) -> anyhow::Result<ExitCode> {
-    match &plan.direction {
-        Direction::Download { remote, local } => {
+    match (&plan.direction, plan.recursive) {
+        (Direction::Download { remote, local }, false) => {
             download::run(plan, remote, local.as_deref()).await
         }
-        Direction::Upload { local, remote } => upload::run(plan, local.as_deref(), remote).await,
+        (Direction::Download { remote, local }, true) => {
+            tree::download(plan, remote, local.as_deref()).await
+        }
+        (Direction::Upload { local, remote }, false) => {
+            upload::run(plan, local.as_deref(), remote).await
+        }
+        (Direction::Upload { local, remote }, true) => {
+            tree::upload(plan, local.as_deref(), remote).await
+        }
     }
 }

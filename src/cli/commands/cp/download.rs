@@ -40,19 +40,29 @@ pub(crate) async fn run(
         None => None,
     };
     let remote = Arc::new(Remote::connect(&plan.session).await?);
-    let file = probe(&remote, remote_path).await?;
+    fetch_file(plan, &remote, remote_path, dest.as_deref()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Downloads the regular file `remote_path` to `dest` (`None`: standard output), checked.
+pub(crate) async fn fetch_file(
+    plan: &CpPlan,
+    remote: &Arc<Remote>,
+    remote_path: &str,
+    dest: Option<&Path>,
+) -> anyhow::Result<()> {
+    let file = probe(remote, remote_path).await?;
     let progress = Arc::new(Progress::default());
     let _bar = Bar::start(&progress, file.size, "downloading".to_owned());
     match dest {
-        None => to_stdout(&remote, remote_path, &file, &progress).await?,
-        Some(dest) => to_file(plan, &remote, remote_path, &file, &dest, &progress).await?,
+        None => to_stdout(remote, remote_path, &file, &progress).await,
+        Some(dest) => to_file(plan, remote, remote_path, &file, dest, &progress).await,
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 /// The local file to write: `local`, or the remote file's name inside it when it is a
 /// directory; refused when it exists and `force` is off.
-fn destination(local: &Path, remote_path: &str, force: bool) -> anyhow::Result<PathBuf> {
+pub(crate) fn destination(local: &Path, remote_path: &str, force: bool) -> anyhow::Result<PathBuf> {
     let path = if local.is_dir() {
         let name = Path::new(remote_path)
             .file_name()

@@ -19,8 +19,7 @@ pub(crate) fn probe_refused(probe: &Probe, path: &str, described: &str) -> Expec
         Probe::Directory => (
             ErrorKind::RemoteFile,
             format!("remote path {path} is a directory"),
-            "copying directories (-r) is not supported yet: name a file, or make an archive \
-             with `postern exec TARGET -- tar czf /tmp/dir.tgz DIR` and copy that",
+            "add -r to copy a directory",
         ),
         Probe::Special => (
             ErrorKind::RemoteFile,
@@ -36,7 +35,7 @@ pub(crate) fn probe_refused(probe: &Probe, path: &str, described: &str) -> Expec
         Probe::Exists => (
             ErrorKind::RemoteFile,
             format!("remote file {path} already exists"),
-            "add --force to replace it",
+            "add --force to replace a file (directories are never replaced: remove it first)",
         ),
         Probe::NoParent => (
             ErrorKind::RemoteFile,
@@ -50,9 +49,13 @@ pub(crate) fn probe_refused(probe: &Probe, path: &str, described: &str) -> Expec
                 crate::term::escape(tool)
             ),
             "postern cp needs a POSIX shell with dd, base64, head and sha256sum (or shasum or \
-             openssl); Windows instances are not supported",
+             openssl), and tar for -r; Windows instances are not supported",
         ),
-        Probe::File(_) | Probe::Ready { .. } => (
+        Probe::File(_)
+        | Probe::Ready { .. }
+        | Probe::Packed(_)
+        | Probe::NotDirectory
+        | Probe::Clear => (
             ErrorKind::RemoteFile,
             format!("remote path {path} was refused"),
             "this is a bug in postern",

@@ -9,6 +9,7 @@ mod progress;
 mod ranges;
 mod remote;
 mod script;
+mod tree;
 mod upload;
 mod wire;
 

@@ -34,6 +34,12 @@ pub struct CpArgs {
     #[arg(short = 'p', long)]
     pub preserve: bool,
 
+    /// Copy a directory and everything below it (as a tar stream; `tar` on both sides). The
+    /// destination directory must not exist yet (inside an existing directory, the source's
+    /// name is used).
+    #[arg(short = 'r', long)]
+    pub recursive: bool,
+
     /// Session options.
     #[command(flatten)]
     pub session: SessionArgs,
@@ -71,6 +77,8 @@ pub struct CpPlan {
     pub force: bool,
     /// Keep mode and mtime.
     pub preserve: bool,
+    /// Directories too (`-r`).
+    pub recursive: bool,
 }
 
 impl CpPlan {
@@ -114,6 +122,7 @@ impl CpPlan {
             sessions: parse_sessions(&args.sessions)?,
             force: args.force,
             preserve: args.preserve,
+            recursive: args.recursive,
         })
     }
 }

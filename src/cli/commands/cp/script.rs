@@ -24,6 +24,12 @@ pub(crate) enum Probe {
     NoParent,
     /// A tool the copy needs is missing (`dd`, `base64`, `head`, a SHA-256 tool).
     NoTool(String),
+    /// A directory was packed into this tar file on the instance (`-r`).
+    Packed(String),
+    /// `-r` named a path that is not a directory: it is copied as a file.
+    NotDirectory,
+    /// A directory may be unpacked at the destination (`-r`).
+    Clear,
     /// An upload may go ahead.
     Ready {
         /// The destination's path (inside it, when it named a directory).
@@ -132,6 +138,48 @@ pub(crate) fn remove(temp: &str) -> String {
     format!("rm -f -- {}", shell_quote(temp))
 }
 
+/// Packs the directory `path` into a new tar file in the instance's temporary directory and
+/// prints its path after `postern-cp packed` (`-r` downloads); `postern-cp notdir` for a file.
+pub(crate) fn pack_tree(path: &str) -> String {
+    format!(
+        "f={path}; {NEEDS} {TAR} \
+         if [ ! -e \"$f\" ]; then echo 'postern-cp missing'; exit 0; fi; \
+         if [ ! -d \"$f\" ]; then echo 'postern-cp notdir'; exit 0; fi; \
+         t=$(mktemp \"${{TMPDIR:-/tmp}}/postern-cp.XXXXXX\") || {{ echo 'postern-cp denied'; exit 0; }}; \
+         if tar -C \"$(dirname -- \"$f\")\" -cf \"$t\" -- \"$(basename -- \"$f\")\" 2>/dev/null; \
+         then echo 'postern-cp packed'; printf '%s\\n' \"$t\"; \
+         else rm -f -- \"$t\"; echo 'postern-cp denied'; fi",
+        path = shell_quote(path),
+    )
+}
+
+/// Checks that the directory `name` can be created at `dest` (inside it when it is a
+/// directory); with `tar` (a tar file on the instance holding `name`), unpacks it there,
+/// removes the tar file and prints `postern-cp done`. An existing destination is refused:
+/// directories are never merged or replaced.
+pub(crate) fn unpack_tree(dest: &str, name: &str, tar: Option<&str>, preserve: bool) -> String {
+    let flags = if preserve { "-xpf" } else { "-xf" };
+    let unpack = match tar {
+        None => "echo 'postern-cp clear'".to_owned(),
+        Some(tar) => format!(
+            "a={tar}; w=$(mktemp -d \"$p/.postern-cp.XXXXXX\") || {{ rm -f -- \"$a\"; echo 'postern-cp denied'; exit 0; }}; \
+             if tar -C \"$w\" {flags} \"$a\" 2>/dev/null && mv -- \"$w\"/{name} \"$d\"; \
+             then rmdir -- \"$w\"; rm -f -- \"$a\"; echo 'postern-cp done'; \
+             else rm -rf -- \"$w\"; rm -f -- \"$a\"; echo 'postern-cp denied'; fi",
+            tar = shell_quote(tar),
+            name = shell_quote(name),
+        ),
+    };
+    format!(
+        "d={dest}; {TAR} if [ -d \"$d\" ]; then d=\"${{d%/}}/\"{name}; fi; \
+         if [ -e \"$d\" ]; then echo 'postern-cp exists'; exit 0; fi; \
+         p=$(dirname -- \"$d\"); [ -d \"$p\" ] || {{ echo 'postern-cp noparent'; exit 0; }}; \
+         {unpack}",
+        dest = shell_quote(dest),
+        name = shell_quote(name),
+    )
+}
+
 /// Parses a probe's stdout; `None` when it printed no `postern-cp` line.
 pub(crate) fn parse_probe(stdout: &str) -> Option<Probe> {
     let mut lines = stdout.lines().skip_while(|l| !l.starts_with("postern-cp "));
@@ -145,6 +193,9 @@ pub(crate) fn parse_probe(stdout: &str) -> Option<Probe> {
         [_, "exists"] => Probe::Exists,
         [_, "noparent"] => Probe::NoParent,
         [_, "notool", tool] => Probe::NoTool((*tool).to_owned()),
+        [_, "packed"] => Probe::Packed(lines.next()?.to_owned()),
+        [_, "notdir"] => Probe::NotDirectory,
+        [_, "clear"] => Probe::Clear,
         [_, "ready"] => Probe::Ready {
             dest: lines.next()?.to_owned(),
             temp: lines.next()?.to_owned(),
@@ -183,6 +234,8 @@ const NEEDS: &str = "for n in dd base64; do command -v \"$n\" >/dev/null 2>&1 \
      elif command -v shasum >/dev/null 2>&1; then H='shasum -a 256'; \
      elif command -v openssl >/dev/null 2>&1; then H='openssl dgst -sha256 -r'; \
      else echo 'postern-cp notool sha256sum'; exit 0; fi;";
+/// `-r` needs tar.
+const TAR: &str = "command -v tar >/dev/null 2>&1 || { echo 'postern-cp notool tar'; exit 0; };";
 /// The SHA-256 command `NEEDS` chose, reading stdin.
 const HASH: &str = "$H";
 

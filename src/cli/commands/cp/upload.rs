@@ -34,16 +34,29 @@ pub(crate) async fn run(
     remote_path: &str,
 ) -> anyhow::Result<ExitCode> {
     let source = Source::open(local).await?;
+    let remote = Arc::new(Remote::connect(&plan.session).await?);
+    send_file(plan, &remote, &source, remote_path, plan.force).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Uploads `source` to `remote_path` (inside it under the source's name when it is a
+/// directory), checked; the remote path written.
+pub(crate) async fn send_file(
+    plan: &CpPlan,
+    remote: &Arc<Remote>,
+    source: &Source,
+    remote_path: &str,
+    force: bool,
+) -> anyhow::Result<String> {
     let size = source.size;
     let path = source.path.clone();
     let hashing = tokio::task::spawn_blocking(move || hash_file(&path));
 
-    let remote = Arc::new(Remote::connect(&plan.session).await?);
     let token = hex::encode(rand::random::<[u8; 8]>());
     let (sink, stdout) = capture();
     let ran = remote
         .capture(
-            &script::prepare_upload(remote_path, &source.name, &token, plan.force),
+            &script::prepare_upload(remote_path, &source.name, &token, force),
             sink,
         )
         .await?;
@@ -64,10 +77,10 @@ pub(crate) async fn run(
 
     let progress = Arc::new(Progress::default());
     let bar = Bar::start(&progress, size, "uploading".to_owned());
-    let sent = send_ranges(plan, &remote, &source.path, size, &temp, &progress).await;
+    let sent = send_ranges(plan, remote, &source.path, size, &temp, &progress).await;
     drop(bar);
     let result = match sent {
-        Ok(()) => commit(plan, &remote, &source, &temp, &dest, hashing).await,
+        Ok(()) => commit(plan, remote, source, &temp, &dest, hashing).await,
         Err(e) => Err(e),
     };
     if result.is_err() {
@@ -75,11 +88,12 @@ pub(crate) async fn run(
         let (sink, _) = capture();
         let _ = remote.capture(&script::remove(&temp), sink).await;
     }
-    result.map(|()| ExitCode::SUCCESS)
+    result.map(|()| dest)
 }
 
 /// The file to send: the local file, or standard input spooled to a private temporary file.
-struct Source {
+#[derive(Debug)]
+pub(crate) struct Source {
     path: PathBuf,
     name: String,
     size: u64,
@@ -90,7 +104,21 @@ struct Source {
 }
 
 impl Source {
-    async fn open(local: Option<&Path>) -> anyhow::Result<Self> {
+    /// A spooled file sent as `name` (the spool is kept until the source is dropped).
+    pub(crate) fn spooled(spool: tempfile::NamedTempFile, name: String) -> io::Result<Self> {
+        let size = spool.as_file().metadata()?.len();
+        Ok(Self {
+            path: spool.path().to_path_buf(),
+            name,
+            size,
+            mode: None,
+            mtime: None,
+            _spool: Some(spool),
+        })
+    }
+
+    /// The local file `local`, or standard input (`None`) spooled.
+    pub(crate) async fn open(local: Option<&Path>) -> anyhow::Result<Self> {
         let Some(local) = local else {
             let spool = tokio::task::spawn_blocking(|| -> io::Result<tempfile::NamedTempFile> {
                 let mut spool = tempfile::NamedTempFile::new()?;
@@ -101,15 +129,7 @@ impl Source {
             .map_err(|e| {
                 failures::local_io("read standard input into", &std::env::temp_dir(), e)
             })?;
-            let size = spool.as_file().metadata()?.len();
-            return Ok(Self {
-                path: spool.path().to_path_buf(),
-                name: "stdin".to_owned(),
-                size,
-                mode: None,
-                mtime: None,
-                _spool: Some(spool),
-            });
+            return Ok(Self::spooled(spool, "stdin".to_owned())?);
         };
         let meta = std::fs::metadata(local).map_err(|e| failures::local_io("read", local, e))?;
         if meta.is_dir() {
