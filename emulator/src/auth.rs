@@ -277,6 +277,32 @@ impl CredentialStore {
         })
     }
 
+    /// The principal of issued credentials presented whole (access key, secret and session
+    /// token, as the federation endpoint takes them) and unexpired at `now`. Base credentials
+    /// have no session and are refused as the federation endpoint refuses long-term keys.
+    pub(crate) fn session_principal(
+        &self,
+        access_key_id: &str,
+        secret_access_key: &str,
+        session_token: &str,
+        now: SystemTime,
+    ) -> Result<Principal, CredentialProblem> {
+        let issued = self.lock();
+        let entry = issued
+            .get(access_key_id)
+            .ok_or(CredentialProblem::UnknownAccessKey)?;
+        if entry.secret.expose() != secret_access_key {
+            return Err(CredentialProblem::BadSignature);
+        }
+        if entry.session_token.expose() != session_token {
+            return Err(CredentialProblem::InvalidToken);
+        }
+        if now >= entry.expiration {
+            return Err(CredentialProblem::Expired);
+        }
+        Ok(entry.principal.clone())
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Issued>> {
         // Inserts and lookups are single operations: a poisoned map is still consistent.
         self.issued
@@ -363,7 +389,7 @@ fn pseudo_id(seed: &str, len: usize) -> String {
         .collect()
 }
 
-fn random_text(rng: &mut impl Rng, len: usize, alphabet: &[u8]) -> String {
+pub(crate) fn random_text(rng: &mut impl Rng, len: usize, alphabet: &[u8]) -> String {
     (0..len)
         .map(|_| alphabet[rng.random_range(0..alphabet.len())] as char)
         .collect()
@@ -372,7 +398,7 @@ fn random_text(rng: &mut impl Rng, len: usize, alphabet: &[u8]) -> String {
 /// The user name of base credentials.
 const BASE_USER: &str = "postern-emulator";
 const UPPER_ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-const BASE64ISH: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+pub(crate) const BASE64ISH: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 #[cfg(test)]
 mod tests {

@@ -1,7 +1,7 @@
 //! The emulator: the service side of Session Manager (the message gateway plus the SSM agent's
-//! session behaviour) and the AWS control plane postern calls (STS, EC2, SSM, Organizations) for
-//! a fleet of accounts, on loopback, strict and faithful, for tests, benchmarks and
-//! `postern demo`.
+//! session behaviour) and the AWS control plane postern calls (STS, EC2, SSM, Organizations, and
+//! the console federation endpoint's getSigninToken) for a fleet of accounts, on loopback,
+//! strict and faithful, for tests, benchmarks and `postern demo`.
 //!
 //! It runs `postern_protocol` in the agent role; each module below has one job. It must not
 //! bind anything but loopback, log tokens or credentials, or decide protocol behaviour the core
@@ -20,6 +20,7 @@ mod driver;
 mod ec2;
 mod error;
 mod faults;
+mod federation;
 mod fleet;
 mod gateway;
 mod generate;
@@ -42,6 +43,7 @@ pub use auth::BaseCredentials;
 pub use cli::run_from_cli;
 pub use config::{EmulatorConfig, Faults};
 pub use error::EmulatorError;
+pub use federation::SigninGrant;
 pub use fleet::{AccountSpec, Env, Fleet};
 pub use generate::{FleetShape, generate};
 pub use instances::{InstanceSpec, InstanceState, PingStatus, Platform, default_instances};

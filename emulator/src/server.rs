@@ -1,6 +1,7 @@
-//! The HTTP server: one loopback port serving the AWS control plane (`POST /`) and the
-//! data-channel websockets (`/v1/data-channel/{session_id}`), plus the in-process handle tests
-//! and benches use. It owns startup, shutdown and the session tasks; it decides no protocol.
+//! The HTTP server: one loopback port serving the AWS control plane (`POST /`), the console
+//! federation endpoint (`GET /federation`) and the data-channel websockets
+//! (`/v1/data-channel/{session_id}`), plus the in-process handle tests and benches use. It owns
+//! startup, shutdown and the session tasks; it decides no protocol.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -8,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
-use axum::routing::{any, post};
+use axum::routing::{any, get, post};
 use axum::serve::ListenerExt as _;
 use serde::Serialize;
 use tokio::net::TcpListener;
@@ -25,7 +26,8 @@ use crate::kms::KeyStore;
 use crate::sessions::Registry;
 use crate::throttle::Throttle;
 use crate::violations::{ViolationCounts, ViolationLog};
-use crate::{control, datachannel};
+use crate::federation::{FEDERATION_PATH, SigninGrant, SigninTokens};
+use crate::{control, datachannel, federation};
 
 /// Entry point for starting an emulator in-process.
 #[derive(Debug)]
@@ -78,6 +80,7 @@ impl Emulator {
             credentials: CredentialStore::new(base, base_principal),
             kms: KeyStore::default(),
             documents: DocumentStore::default(),
+            signin_tokens: SigninTokens::default(),
             throttle: config.throttle_rate.map(Throttle::new),
             violations,
             shutdown: shutdown_rx.clone(),
@@ -90,6 +93,8 @@ impl Emulator {
             // The SDK joins an endpoint's path and the operation's `/` into `/kms/`.
             .route(KMS_ROUTE_SLASH, post(control::handle))
             .route(DATA_CHANNEL_ROUTE, any(datachannel::upgrade))
+            // The console federation endpoint's getSigninToken (POSTERN_FEDERATION_ENDPOINT).
+            .route(FEDERATION_PATH, get(federation::handle))
             .with_state(Arc::clone(&shared));
         let mut stop = shutdown_rx;
         let lifetime = shared.config.lifetime;
@@ -192,6 +197,23 @@ impl EmulatorHandle {
         self.shared.registry.open_sessions()
     }
 
+    /// `http://127.0.0.1:PORT/federation`: the console federation endpoint
+    /// (`getSigninToken`), for `POSTERN_FEDERATION_ENDPOINT`.
+    pub fn federation_endpoint(&self) -> String {
+        format!("http://{}{FEDERATION_PATH}", self.shared.addr)
+    }
+
+    /// The sign-in token last issued for the role credentials `access_key_id`, if any.
+    pub fn signin_token_for(&self, access_key_id: &str) -> Option<String> {
+        self.signin_grant_for(access_key_id).map(|grant| grant.token)
+    }
+
+    /// The sign-in token last issued for the role credentials `access_key_id`, with the role
+    /// session it signs in as and the `SessionDuration` asked for.
+    pub fn signin_grant_for(&self, access_key_id: &str) -> Option<SigninGrant> {
+        self.shared.signin_tokens.grant_for(access_key_id)
+    }
+
     /// Client violations recorded so far, by kind.
     pub fn violations(&self) -> ViolationCounts {
         self.shared.violations.counts()
@@ -285,6 +307,7 @@ pub(crate) struct Shared {
     pub(crate) credentials: CredentialStore,
     pub(crate) kms: KeyStore,
     pub(crate) documents: DocumentStore,
+    pub(crate) signin_tokens: SigninTokens,
     pub(crate) throttle: Option<Throttle>,
     pub(crate) violations: ViolationLog,
     pub(crate) shutdown: watch::Receiver<bool>,

@@ -61,6 +61,9 @@ pub struct AssumedCredentials {
     pub expiration: SystemTime,
     /// Whether they came from the cache.
     pub from_cache: bool,
+    /// Whether the role was assumed from an assumed-role session (IAM role chaining): such a
+    /// role session lasts at most an hour, and so may a console session made from it.
+    pub role_chained: bool,
 }
 
 /// Why no credentials could be had.
@@ -236,6 +239,7 @@ impl Broker {
                     session_token: cached.session_token,
                     expiration: cached.expiration,
                     from_cache: true,
+                    role_chained: is_assumed_role(&source_arn),
                 });
             }
             let client = session.sts_client(cache, &self.options.mfa).await?;
@@ -284,6 +288,7 @@ impl Broker {
             session_token: issued.session_token,
             expiration: issued.expiration,
             from_cache: false,
+            role_chained: chained,
         })
     }
 

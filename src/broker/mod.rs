@@ -2,11 +2,13 @@
 //! credentials in any configured account, with one MFA prompt, an on-disk cache and the
 //! guardrails of each account's environment.
 //!
-//! It makes STS calls and reads and writes its cache; it never prints, and no secret reaches a
-//! log line or an error message (they travel in [`Secret`]).
+//! It makes STS calls (and the federation endpoint's, for console sign-in) and reads and writes
+//! its cache; it never prints, and no secret reaches a log line or an error message (they
+//! travel in [`Secret`]).
 
 mod assume;
 mod cache;
+pub mod federation;
 pub mod guardrails;
 mod identity;
 mod mfa;

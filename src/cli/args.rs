@@ -60,6 +60,9 @@ pub enum Command {
     /// Print credentials for an account (credential_process JSON or shell exports) through the
     /// role broker.
     Creds(crate::cli::commands::broker::CredsArgs),
+    /// Open the AWS console signed in to an account with its role (the account's guardrails
+    /// first); `--print-url` prints the sign-in URL instead.
+    Console(crate::cli::commands::console::ConsoleArgs),
     /// Show the source identity and which configured accounts it reaches.
     Whoami(crate::cli::commands::broker::WhoamiArgs),
     /// List configured accounts with environment, role and last success; `accounts sync`

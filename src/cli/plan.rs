@@ -5,6 +5,7 @@ use crate::aws::AwsOptions;
 use crate::cli::args::{Args, Command};
 use crate::cli::commands::broker::BrokerPlan;
 use crate::cli::commands::completions::CompletionsArgs;
+use crate::cli::commands::console::ConsolePlan;
 use crate::cli::commands::cp::CpPlan;
 use crate::cli::commands::demo::DemoArgs;
 use crate::cli::commands::doctor::DoctorPlan;
@@ -53,6 +54,8 @@ pub enum Plan {
     List(ListPlan),
     /// `postern creds`, `whoami`, `accounts`.
     Broker(BrokerPlan),
+    /// `postern console`.
+    Console(ConsolePlan),
     /// `postern completions`.
     Completions(CompletionsArgs),
     /// `postern doctor`.
@@ -115,6 +118,7 @@ impl Plan {
             Some(Command::Creds(args)) => Ok(Self::Broker(
                 BrokerPlan::creds(&common, args),
             )),
+            Some(Command::Console(args)) => Ok(Self::Console(ConsolePlan::new(&common, args)?)),
             Some(Command::Whoami(args)) => Ok(Self::Broker(
                 BrokerPlan::whoami(&common, &args),
             )),

@@ -14,8 +14,8 @@ use crate::cli::commands::setup;
 use crate::cli::commands::ssh::SSH_DOCUMENT;
 use crate::cli::commands::cp;
 use crate::cli::commands::{
-    broker, completions, demo, doctor, exec_many, forward, history, install, list, plugin, session,
-    ssh, tunnel,
+    broker, completions, console, demo, doctor, exec_many, forward, history, install, list, plugin,
+    session, ssh, tunnel,
 };
 use crate::cli::plan::Plan;
 use crate::cli::{logging, resolve};
@@ -44,7 +44,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Plan::ExecMany(_) => false,
         Plan::Cp(_) => false,
         Plan::Forward(_) | Plan::Ssh(_) | Plan::SshConfig(_) | Plan::Emulator(_) => false,
-        Plan::Broker(_) | Plan::Completions(_) => false,
+        Plan::Broker(_) | Plan::Console(_) | Plan::Completions(_) => false,
         Plan::List(_) => false,
         Plan::Doctor(_) | Plan::History(_) | Plan::InstallPlugin(_) | Plan::Setup(_) => false,
         Plan::Up(_) | Plan::Status(_) | Plan::Down(_) | Plan::Supervise => false,
@@ -76,6 +76,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 .map(|()| ExitCode::SUCCESS),
             Plan::Demo(args) => demo::run(args).await,
             Plan::Broker(plan) => broker::run(plan).await,
+            Plan::Console(plan) => console::run(plan).await,
             Plan::List(list) => list::list(&list).await,
             Plan::Cp(copy) => cp::run(&copy).await,
             Plan::Forward(forward) => forward::run(&forward).await,

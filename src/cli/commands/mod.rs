@@ -3,6 +3,7 @@
 pub(crate) mod broker;
 pub(crate) mod command_document;
 pub(crate) mod completions;
+pub(crate) mod console;
 pub(crate) mod cp;
 pub(crate) mod demo;
 pub(crate) mod doctor;
