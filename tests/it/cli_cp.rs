@@ -4,14 +4,15 @@
 //! contents the agent's UTF-8 pass would mangle, empty and 1-byte files, `-` both ways, `-p`,
 //! and every refusal with its exit code. Each test ends with zero emulator violations.
 
+use std::io::Read as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
-use std::process::Output;
+use std::process::{Output, Stdio};
 use std::time::{Duration, SystemTime};
 
 use crate::support::data::{random_bytes, sha256};
 use crate::support::emulator::EmulatorProcess;
-use crate::support::process::{run, run_with_input, text};
+use crate::support::process::{exit_within, run, run_with_input, text};
 
 const LIMIT: Duration = Duration::from_secs(120);
 
@@ -105,6 +106,26 @@ fn cp_round_trips_random_data_over_several_sessions() {
         leftovers(dir.path(), &["source.bin", "uploaded.bin", "into"]),
         Vec::<String>::new()
     );
+
+    // Standard output closed early (`| head -c 1`): 141, quietly, as `exec` does.
+    let mut command = emu.command(&["cp", &remote(&emu, &source), "-"]);
+    command.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 1];
+    stdout.read_exact(&mut first).unwrap();
+    assert_eq!(first[0], data[0]);
+    drop(stdout);
+    let status = exit_within(&mut child, LIMIT).expect("postern cp exits");
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(status.code(), Some(141), "{stderr}");
+    assert_eq!(stderr, "");
 
     // The default session count, and --force over the existing file.
     let downloaded_arg = downloaded.display().to_string();

@@ -2,12 +2,14 @@
 
 use std::process::ExitCode;
 
+use crate::cli::commands::cp::download::OutputClosed;
 use crate::cli::commands::cp::plan::{CpPlan, Direction};
 use crate::cli::commands::cp::{download, tree, upload};
+use crate::report::exit_codes;
 
 /// Runs `plan` (its target resolved) to its exit code.
 pub(crate) async fn run(plan: &CpPlan) -> anyhow::Result<ExitCode> {
-    match (&plan.direction, plan.recursive) {
+    let result = match (&plan.direction, plan.recursive) {
         (Direction::Download { remote, local }, false) => {
             download::run(plan, remote, local.as_deref()).await
         }
@@ -20,5 +22,9 @@ pub(crate) async fn run(plan: &CpPlan) -> anyhow::Result<ExitCode> {
         (Direction::Upload { local, remote }, true) => {
             tree::upload(plan, local.as_deref(), remote).await
         }
+    };
+    match result {
+        Err(e) if e.is::<OutputClosed>() => Ok(ExitCode::from(exit_codes::OUTPUT_CLOSED)),
+        other => other,
     }
 }

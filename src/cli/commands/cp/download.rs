@@ -299,6 +299,9 @@ fn check_range(
     state: &SinkState,
 ) -> anyhow::Result<()> {
     let ran = ran?;
+    if state.output_closed {
+        return Err(OutputClosed.into());
+    }
     let what = format!(
         "reading bytes {}..{} of {}",
         range.offset,
@@ -329,7 +332,14 @@ fn check_range(
 struct SinkState {
     written: u64,
     error: Option<String>,
+    /// Standard output was closed (`postern cp T:F - | head`).
+    output_closed: bool,
 }
+
+/// Standard output was closed before the copy ended: exit 141 quietly, as `exec` does.
+#[derive(Debug, thiserror::Error)]
+#[error("standard output was closed")]
+pub(crate) struct OutputClosed;
 
 /// Decodes a range's base64 as the session delivers it and writes the bytes out at once.
 /// It never fails the session: the first error is kept for [`fetch`] and the rest of the
@@ -359,7 +369,11 @@ impl RangeSink {
             Target::File(file) => file.write_all_at(&self.decoded, self.position),
             Target::Stdout(out, hasher) => {
                 lock(hasher).update(&self.decoded);
-                out.write_all(&self.decoded)
+                out.write_all(&self.decoded).inspect_err(|e| {
+                    if e.kind() == io::ErrorKind::BrokenPipe {
+                        lock(&self.state).output_closed = true;
+                    }
+                })
             }
         }
         .map_err(|e| format!("could not write the local copy: {e}"))?;
