@@ -322,9 +322,7 @@ def machine():
                     break
     except OSError:
         pass
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    return (f"{platform.system()} {platform.release()}, {model}, {os.cpu_count()} CPUs, "
-            f"load average {load} when the run ended")
+    return f"{platform.system()} {platform.release()}, {model}, {os.cpu_count()} CPUs"
 
 
 def main():

@@ -405,3 +405,78 @@ fn cp_r_copies_directories_whole_both_ways() {
     );
     assert_eq!(emu.stop(), Vec::<String>::new(), "violations");
 }
+
+#[test]
+fn cp_resume_fetches_only_the_ranges_a_failed_download_lacked() {
+    let dir = tempfile::tempdir().unwrap();
+    // Two ranges: 1 MiB (far over 100 messages) and 5000 bytes (well under).
+    let data = random_bytes(1024 * 1024 + 5000, 22);
+    let source = dir.path().join("source.bin");
+    std::fs::write(&source, &data).unwrap();
+    let dest = dir.path().join("dest.bin");
+    let dest_arg = dest.display().to_string();
+
+    // Every websocket closes after 100 messages and postern may not reconnect: the large
+    // range fails in each of its sessions, the small one arrives and is kept.
+    let faulty = EmulatorProcess::start(&["--close-after", "100"]);
+    let out = run(faulty.command(&["setup"]), LIMIT);
+    assert!(out.status.success(), "setup: {}", text(&out.stderr));
+    let out = cp(
+        &faulty,
+        &[
+            "--sessions",
+            "2",
+            "--reconnect-attempts",
+            "0",
+            &remote(&faulty, &source),
+            &dest_arg,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(254), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("--resume"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!dest.exists());
+    let partial = dir.path().join(".dest.bin.postern-partial");
+    assert_eq!(
+        std::fs::metadata(&partial).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(
+        &std::fs::read(&partial).unwrap()[1024 * 1024..],
+        &data[1024 * 1024..]
+    );
+    assert_eq!(faulty.stop(), Vec::<String>::new(), "violations");
+
+    // Resumed: the probe and the one missing range, two sessions in all.
+    let emu = set_up();
+    let out = cp(
+        &emu,
+        &[
+            "-v",
+            "--resume",
+            "--sessions",
+            "2",
+            &remote(&emu, &source),
+            &dest_arg,
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stderr)
+            .lines()
+            .filter(|l| l.contains("StartSession") && l.contains("Postern-Command"))
+            .count(),
+        2,
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(sha256(&std::fs::read(&dest).unwrap()), sha256(&data));
+    assert_eq!(
+        leftovers(dir.path(), &["source.bin", "dest.bin"]),
+        Vec::<String>::new()
+    );
+    assert_eq!(emu.stop(), Vec::<String>::new(), "violations");
+}

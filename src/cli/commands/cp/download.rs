@@ -24,6 +24,7 @@ use crate::cli::commands::cp::plan::CpPlan;
 use crate::cli::commands::cp::progress::{Bar, Progress};
 use crate::cli::commands::cp::ranges::{self, Range};
 use crate::cli::commands::cp::remote::{Ran, Remote, capture};
+use crate::cli::commands::cp::resume::{self, Partial};
 use crate::cli::commands::cp::script::{self, Probe, RemoteFile};
 use crate::cli::commands::cp::wire::Decoder;
 use crate::report::{ErrorKind, ExpectedError};
@@ -119,18 +120,48 @@ async fn to_file(
     let name = dest
         .file_name()
         .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-    // tempfile creates it 0600 in the destination's directory: the rename stays on one file
-    // system, and nobody else reads a half-written copy.
-    let temp = tempfile::Builder::new()
-        .prefix(&format!(".{name}.postern-"))
-        .tempfile_in(&dir)
-        .map_err(|e| failures::local_io("create a temporary file in", &dir, e))?;
-    temp.as_file()
-        .set_len(file.size)
-        .map_err(|e| failures::local_io("size", temp.path(), e))?;
+    let (partial_path, record_path) = resume::paths(&dir, &name);
+    let resumed = if plan.resume {
+        Partial::load(&record_path, remote_path, file).filter(|_| {
+            std::fs::metadata(&partial_path).is_ok_and(|m| m.is_file() && m.len() == file.size)
+        })
+    } else {
+        None
+    };
+    let (temp, ranges) = match &resumed {
+        Some(partial) => {
+            let kept = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&partial_path)
+                .map_err(|e| failures::local_io("open", &partial_path, e))?;
+            let path = tempfile::TempPath::try_from_path(&partial_path)
+                .map_err(|e| failures::local_io("open", &partial_path, e))?;
+            let temp = tempfile::NamedTempFile::from_parts(kept, path);
+            (temp, partial.ranges())
+        }
+        None => {
+            // tempfile creates it 0600 in the destination's directory: the rename stays on one
+            // file system, and nobody else reads a half-written copy.
+            let temp = tempfile::Builder::new()
+                .prefix(&format!(".{name}.postern-"))
+                .tempfile_in(&dir)
+                .map_err(|e| failures::local_io("create a temporary file in", &dir, e))?;
+            temp.as_file()
+                .set_len(file.size)
+                .map_err(|e| failures::local_io("size", temp.path(), e))?;
+            (temp, ranges::split(file.size, plan.sessions))
+        }
+    };
 
     let mut tasks = Vec::new();
-    for range in ranges::split(file.size, plan.sessions) {
+    let mut done = Vec::new();
+    for &range in &ranges {
+        if resumed.as_ref().is_some_and(|p| p.has(range)) {
+            done.push(range);
+            progress.add(range.len);
+            continue;
+        }
         let out = temp
             .as_file()
             .try_clone()
@@ -138,20 +169,34 @@ async fn to_file(
         let remote = Arc::clone(remote);
         let progress = Arc::clone(progress);
         let path = remote_path.to_owned();
-        tasks.push(tokio::spawn(async move {
-            fetch(&remote, &path, range, Target::File(out), &progress).await
-        }));
+        tasks.push((
+            range,
+            tokio::spawn(async move {
+                fetch(&remote, &path, range, Target::File(out), &progress).await
+            }),
+        ));
     }
     let mut first_error = None;
-    for task in tasks {
+    for (range, task) in tasks {
         let result = task
             .await
             .unwrap_or_else(|e| Err(anyhow::anyhow!("a range task failed: {e}")));
-        if let Err(e) = result {
-            first_error.get_or_insert(e);
+        match result {
+            Ok(()) => done.push(range),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
         }
     }
     if let Some(e) = first_error {
+        if retryable(&e) && !done.is_empty() {
+            keep_partial(
+                temp,
+                &partial_path,
+                &record_path,
+                Partial::new(remote_path, file, &ranges, &done),
+            );
+        }
         return Err(e);
     }
 
@@ -183,7 +228,25 @@ async fn to_file(
         temp.persist_noclobber(dest).map(drop)
     };
     persisted.map_err(|e| failures::local_io("rename the copy to", dest, e.error))?;
+    // A record of an earlier, interrupted download of this file is obsolete now.
+    let _ = std::fs::remove_file(&record_path);
+    let _ = std::fs::remove_file(&partial_path);
     Ok(())
+}
+
+/// Keeps what arrived of an interrupted download for `--resume`, and says so.
+fn keep_partial(temp: tempfile::NamedTempFile, partial: &Path, record: &Path, state: Partial) {
+    let kept = temp
+        .persist(partial)
+        .map_err(|e| e.error)
+        .and_then(|_| state.save(record));
+    match kept {
+        Ok(()) => crate::report::notice(
+            "the ranges that arrived are kept: run the same command with --resume to fetch only \
+             the others",
+        ),
+        Err(e) => tracing::warn!(error = %e, "could not keep the partial download"),
+    }
 }
 
 async fn to_stdout(
@@ -240,7 +303,7 @@ async fn fetch(
         let copy = Target::File(file.try_clone()?);
         match fetch_once(remote, remote_path, range, copy, progress).await {
             Err(e) if attempt < RANGE_ATTEMPTS && retryable(&e) => {
-                tracing::warn!(offset = range.offset, attempt, error = %e, "range failed; fetching it again");
+                tracing::info!(offset = range.offset, attempt, error = %e, "range failed; fetching it again");
                 attempt += 1;
             }
             other => return other,

@@ -8,6 +8,7 @@ mod plan;
 mod progress;
 mod ranges;
 mod remote;
+mod resume;
 mod script;
 mod tree;
 mod upload;

@@ -34,6 +34,11 @@ pub struct CpArgs {
     #[arg(short = 'p', long)]
     pub preserve: bool,
 
+    /// Continue an interrupted download: fetch only the ranges its kept partial file lacks
+    /// (when the remote file is unchanged). Downloads of regular files only.
+    #[arg(long)]
+    pub resume: bool,
+
     /// Copy a directory and everything below it (as a tar stream; `tar` on both sides). The
     /// destination directory must not exist yet (inside an existing directory, the source's
     /// name is used).
@@ -79,6 +84,8 @@ pub struct CpPlan {
     pub preserve: bool,
     /// Directories too (`-r`).
     pub recursive: bool,
+    /// Continue an interrupted download.
+    pub resume: bool,
 }
 
 impl CpPlan {
@@ -116,6 +123,15 @@ impl CpPlan {
                 ));
             }
         };
+        if args.resume && matches!(direction, Direction::Upload { .. }) {
+            return Err(ExpectedError::new(
+                ErrorKind::Usage,
+                "--resume continues downloads only; an upload cannot be resumed yet",
+            )
+            .hint(
+                "run the upload again: ranges whose session broke are sent again by themselves",
+            ));
+        }
         Ok(Self {
             session: SessionPlan::new(common, &target, &args.session)?,
             direction,
@@ -123,6 +139,7 @@ impl CpPlan {
             force: args.force,
             preserve: args.preserve,
             recursive: args.recursive,
+            resume: args.resume,
         })
     }
 }

@@ -216,7 +216,7 @@ async fn send_range(
     loop {
         match send_range_once(remote, path, range, temp, progress).await {
             Err(e) if attempt < RANGE_ATTEMPTS && retryable(&e) => {
-                tracing::warn!(offset = range.offset, attempt, error = %e, "range failed; sending it again");
+                tracing::info!(offset = range.offset, attempt, error = %e, "range failed; sending it again");
                 attempt += 1;
             }
             other => return other,

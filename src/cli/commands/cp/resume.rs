@@ -1,0 +1,110 @@
+//! `--resume` for downloads: when a download fails after some ranges arrived, the partial file
+//! is kept beside the destination (`.NAME.postern-partial`, 0600) with a small JSON record of
+//! the remote file (path, size, SHA-256) and the ranges that arrived whole; a later run with
+//! `--resume` against the same unchanged remote file fetches only the others. The end-to-end
+//! SHA-256 still checks every byte before the rename.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::cli::commands::cp::ranges::Range;
+use crate::cli::commands::cp::script::RemoteFile;
+
+/// What a kept partial download holds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Partial {
+    remote: String,
+    size: u64,
+    sha256: String,
+    /// Every range of the download, as `(offset, len)`.
+    ranges: Vec<(u64, u64)>,
+    /// The offsets of the ranges that arrived whole.
+    done: Vec<u64>,
+}
+
+/// The partial file and its record for a download to `dir/name`.
+pub(crate) fn paths(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    (
+        dir.join(format!(".{name}.postern-partial")),
+        dir.join(format!(".{name}.postern-partial.json")),
+    )
+}
+
+impl Partial {
+    /// A record of `ranges` of `file` at `remote`, `done` of them whole.
+    pub(crate) fn new(remote: &str, file: &RemoteFile, ranges: &[Range], done: &[Range]) -> Self {
+        Self {
+            remote: remote.to_owned(),
+            size: file.size,
+            sha256: file.sha256.clone(),
+            ranges: ranges.iter().map(|r| (r.offset, r.len)).collect(),
+            done: done.iter().map(|r| r.offset).collect(),
+        }
+    }
+
+    /// The record at `path` when it describes this very remote file; `None` otherwise.
+    pub(crate) fn load(path: &Path, remote: &str, file: &RemoteFile) -> Option<Self> {
+        let text = std::fs::read_to_string(path).ok()?;
+        let partial: Self = serde_json::from_str(&text).ok()?;
+        (partial.remote == remote && partial.size == file.size && partial.sha256 == file.sha256)
+            .then_some(partial)
+    }
+
+    /// Writes the record to `path`, readable by its owner only (as the partial file).
+    pub(crate) fn save(&self, path: &Path) -> std::io::Result<()> {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let text = serde_json::to_string(self).map_err(std::io::Error::other)?;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)?
+            .write_all(text.as_bytes())
+    }
+
+    /// Every range.
+    pub(crate) fn ranges(&self) -> Vec<Range> {
+        self.ranges
+            .iter()
+            .map(|&(offset, len)| Range { offset, len })
+            .collect()
+    }
+
+    /// Whether `range` arrived whole.
+    pub(crate) fn has(&self, range: Range) -> bool {
+        self.done.contains(&range.offset)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_matches_only_the_same_remote_file() {
+        let file = RemoteFile {
+            size: 10,
+            mode: 0o644,
+            mtime: 0,
+            sha256: "a".repeat(64),
+        };
+        let ranges = [Range { offset: 0, len: 6 }, Range { offset: 6, len: 4 }];
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        Partial::new("/f", &file, &ranges, &ranges[1..])
+            .save(&path)
+            .unwrap();
+        let loaded = Partial::load(&path, "/f", &file).unwrap();
+        assert_eq!(loaded.ranges(), ranges);
+        assert!(!loaded.has(ranges[0]) && loaded.has(ranges[1]));
+        assert!(Partial::load(&path, "/g", &file).is_none());
+        let changed = RemoteFile {
+            sha256: "b".repeat(64),
+            ..file
+        };
+        assert!(Partial::load(&path, "/f", &changed).is_none());
+    }
+}
