@@ -7,7 +7,8 @@ on loopback, listed once so the index is cached; then, with the release binary:
   * `postern list QUERY` end to end (process start to exit, stdout to /dev/null), its CPU
     time and its peak RSS (through /usr/bin/time);
   * process start to picker drawn: tmux runs postern; the clock starts when the command is
-    started and stops when the pane shows the picker with every row counted (50000/50000);
+    started and stops when the pane shows the picker with every row counted (50000/50000),
+    with the CPU time postern had used by then (steadier than wall time on a busy machine);
   * keystroke to filtered list: a query typed one key at a time; for each key, the time from
     `tmux send-keys` until the pane's count line shows the count `postern list --json` gives
     for that prefix (same matcher), the matcher finished;
@@ -127,12 +128,14 @@ def run(postern: str, home: str, fleet: dict, total: int, endpoint: str, keys: t
         return
     tmux = Tmux(home)
     try:
-        drawn = []
+        drawn, drawn_cpu = [], []
         for _ in range(RUNS):
             drawn.append(tmux.time_to_picker(base, env, total))
+            drawn_cpu.append(tmux.cpu_ms())
             tmux.close()
         print(f"\nprocess start to picker drawn ({total} cached rows): median {statistics.median(drawn):.1f} ms, "
-              f"min {min(drawn):.1f} ms, max {max(drawn):.1f} ms")
+              f"min {min(drawn):.1f} ms, max {max(drawn):.1f} ms, "
+              f"CPU (user+sys) by then: mean {statistics.mean(drawn_cpu):.0f} ms (10 ms clock ticks)")
 
         typed = "orders prod"
         expected = [count(typed[: i + 1]) for i in range(len(typed))]
@@ -229,6 +232,15 @@ class Tmux:
                 return elapsed if changed else None
             if time.perf_counter() - started > 30:
                 raise SystemExit(f"the count never reached {needle}:\n{self.pane()}")
+
+    def cpu_ms(self) -> float:
+        """The CPU time (user + system, all threads) postern has used so far: read just after
+        the picker was drawn, what drawing it cost (less sensitive to the machine's load than the
+        wall time)."""
+        pid = self.cmd("display-message", "-p", "-t", self.target, "#{pane_pid}").strip()
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
 
     def vmhwm(self) -> int:
         pid = self.cmd("display-message", "-p", "-t", self.target, "#{pane_pid}").strip()

@@ -102,6 +102,15 @@ pub fn endpoint_overrides(ssm_endpoint: Option<&str>) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join(" "))
 }
 
+/// The profile `options` ask for, if any: `--profile`, else `AWS_PROFILE` (what [`load`]
+/// gives as [`AwsContext::profile`], known without loading the configuration).
+pub fn profile_in_effect(options: &AwsOptions) -> Option<String> {
+    options
+        .profile
+        .clone()
+        .or_else(|| std::env::var("AWS_PROFILE").ok().filter(|p| !p.is_empty()))
+}
+
 /// Loads the configuration. Fails when no region can be found, or when a proxy variable or
 /// the CA bundle cannot be used (operation [`NETWORK_SETTINGS`]).
 pub async fn load(options: &AwsOptions) -> Result<AwsContext, AwsError> {
@@ -126,10 +135,7 @@ pub async fn load(options: &AwsOptions) -> Result<AwsContext, AwsError> {
         loader = loader.credentials_provider(credentials.provider.clone());
     }
     let sdk = loader.load().await;
-    let profile = options
-        .profile
-        .clone()
-        .or_else(|| std::env::var("AWS_PROFILE").ok().filter(|p| !p.is_empty()));
+    let profile = profile_in_effect(options);
     let Some(region) = sdk.region().map(|r| r.to_string()) else {
         return Err(AwsError::local(
             AwsErrorKind::Configuration,

@@ -74,6 +74,27 @@ impl Reach {
         regions: &[String],
         account: Option<&str>,
     ) -> Scopes {
+        // With the SDK's region given, no scope lacks a region.
+        self.scopes_before_sdk(
+            context.profile.as_deref(),
+            Some(&context.region),
+            regions,
+            account,
+        )
+        .unwrap_or_default()
+    }
+
+    /// [`Self::scopes`] without the loaded SDK configuration: `profile` as in effect
+    /// ([`crate::aws::profile_in_effect`]) and the SDK's region when known. `None` when some
+    /// scope would take the SDK's region and it is not given (neither the command line nor
+    /// the configuration names one): the caller loads the configuration then.
+    pub(crate) fn scopes_before_sdk(
+        &self,
+        profile: Option<&str>,
+        sdk_region: Option<&str>,
+        regions: &[String],
+        account: Option<&str>,
+    ) -> Option<Scopes> {
         let explicit: Vec<String> = if regions.is_empty() {
             self.aws.region.iter().cloned().collect()
         } else {
@@ -82,27 +103,24 @@ impl Reach {
         // Listings are cached per endpoint: the emulator and AWS never share one.
         let endpoints = crate::aws::endpoint_overrides(self.aws.endpoint_url.as_deref());
         let Some(broker) = &self.broker else {
-            let label = profile_label(context.profile.as_deref(), endpoints.as_deref());
+            let label = profile_label(profile, endpoints.as_deref());
             let regions = if explicit.is_empty() {
-                vec![context.region.clone()]
+                vec![sdk_region?.to_owned()]
             } else {
                 explicit
             };
-            return Scopes {
+            return Some(Scopes {
                 scopes: regions
                     .into_iter()
                     .map(|region| Scope {
                         account: label.clone(),
-                        alias: context
-                            .profile
-                            .clone()
-                            .unwrap_or_else(|| "default".to_owned()),
+                        alias: profile.unwrap_or("default").to_owned(),
                         env: None,
                         region,
                     })
                     .collect(),
                 skipped: Vec::new(),
-            };
+            });
         };
         let config = broker.config();
         let mut out = Scopes::default();
@@ -124,7 +142,7 @@ impl Reach {
             } else if !config.regions.is_empty() {
                 config.regions.clone()
             } else {
-                vec![context.region.clone()]
+                vec![sdk_region?.to_owned()]
             };
             for region in regions {
                 out.scopes.push(Scope {
@@ -135,7 +153,7 @@ impl Reach {
                 });
             }
         }
-        out
+        Some(out)
     }
 
     /// The credentials a session on an instance of `account` (an id or alias) runs with: `None`
@@ -390,5 +408,56 @@ mod tests {
         let key = account_key("318402957716", Some("http://127.0.0.1:1"));
         assert_eq!(key.split('-').next(), Some("318402957716"));
         assert_ne!(key, account_key("318402957716", Some("http://127.0.0.1:2")));
+    }
+
+    fn reach(config: &str) -> Reach {
+        let config = config::parse(std::path::Path::new("config.toml"), config).unwrap();
+        let options = BrokerOptions {
+            aws: AwsOptions::default(),
+            source: None,
+            mfa: MfaSource::Terminal,
+            cache_dir: None,
+        };
+        Reach {
+            aws: options.aws.clone(),
+            broker: (!config.accounts.is_empty()).then(|| Arc::new(Broker::new(config, options))),
+            yes: false,
+        }
+    }
+
+    #[test]
+    fn scopes_take_the_sdk_region_only_when_nothing_names_one() {
+        let regions = ["eu-west-1".to_owned()];
+        let single = reach("");
+        assert!(single.scopes_before_sdk(None, None, &[], None).is_none());
+        let named = single
+            .scopes_before_sdk(Some("ops"), None, &regions, None)
+            .unwrap();
+        assert_eq!(named.scopes.len(), 1);
+        assert_eq!(
+            (
+                named.scopes[0].alias.as_str(),
+                named.scopes[0].region.as_str()
+            ),
+            ("ops", "eu-west-1")
+        );
+        let sdk = single
+            .scopes_before_sdk(None, Some("us-east-2"), &[], None)
+            .unwrap();
+        assert_eq!(sdk.scopes[0].region, "us-east-2");
+
+        let account = "[[accounts]]\nid = \"318402957716\"\nalias = \"acme-dev\"\nenv = \"dev\"\n";
+        let configured = reach(&format!(
+            "role = \"PosternAccess\"\nregions = [\"ap-south-1\"]\n{account}"
+        ));
+        let scopes = configured.scopes_before_sdk(None, None, &[], None).unwrap();
+        let regions: Vec<&str> = scopes.scopes.iter().map(|s| s.region.as_str()).collect();
+        assert_eq!(regions, ["ap-south-1"]);
+        let unplaced = reach(&format!("role = \"PosternAccess\"\n{account}"));
+        assert!(unplaced.scopes_before_sdk(None, None, &[], None).is_none());
+        let scopes = unplaced
+            .scopes_before_sdk(None, Some("us-east-2"), &[], None)
+            .unwrap();
+        assert_eq!(scopes.scopes[0].region, "us-east-2");
     }
 }

@@ -30,6 +30,9 @@ pub struct SearchFields {
     byte_starts: [u32; SEARCH_FIELDS + 1],
     /// Where each field starts in `text`, in characters, with the same convention.
     char_starts: [u32; SEARCH_FIELDS + 1],
+    /// The bytes of each field as a set ([`byte_set`]), made once per row so that each
+    /// keystroke skips, without reading them, the fields lacking a term's characters.
+    bytes: [u64; SEARCH_FIELDS],
 }
 
 impl SearchFields {
@@ -50,6 +53,7 @@ impl SearchFields {
         let mut text = String::with_capacity(fields.iter().map(|f| f.len() + 1).sum());
         let mut char_starts = [0; SEARCH_FIELDS + 1];
         let mut byte_starts = [0; SEARCH_FIELDS + 1];
+        let mut bytes = [0; SEARCH_FIELDS];
         let mut chars = 0;
         for (i, field) in fields.iter().enumerate() {
             if i > 0 {
@@ -59,6 +63,7 @@ impl SearchFields {
             char_starts[i] = offset(chars);
             byte_starts[i] = offset(text.len());
             let escaped = escape(field);
+            bytes[i] = byte_set(escaped.as_bytes());
             text.push_str(&escaped);
             chars += if escaped.is_ascii() {
                 escaped.len()
@@ -72,6 +77,7 @@ impl SearchFields {
             text,
             byte_starts,
             char_starts,
+            bytes,
         }
     }
 
@@ -103,6 +109,14 @@ impl SearchFields {
         let length = self.char_starts[field + 1] - 1 - self.char_starts[field];
         (offset < length).then_some((field, offset as usize))
     }
+}
+
+/// A set of the bytes of `text`, ASCII letters of either case as one: bit `b % 64` of each
+/// byte, lower-cased. Bytes share bits, so a set says "maybe": a byte missing from it is
+/// missing from the text.
+fn byte_set(text: &[u8]) -> u64 {
+    text.iter()
+        .fold(0, |set, b| set | 1 << (b.to_ascii_lowercase() & 63))
 }
 
 /// An offset into a row's text. Fields are tags, names and addresses from AWS (a tag value is
@@ -188,10 +202,12 @@ impl MatchEngineFactory for PerField {
         let bare = bare.strip_prefix('^').unwrap_or(bare);
         let bare = bare.strip_suffix('$').unwrap_or(bare);
         let prefilter = self.prefilter && bare.is_ascii() && !negated;
+        let needle = prefilter.then(|| bare.to_ascii_lowercase().into_bytes());
         Box::new(FieldEngine {
             inner: self.terms.create_engine_with_case(term, case),
             whole_row: negated,
-            needle: prefilter.then(|| bare.to_ascii_lowercase().into_bytes()),
+            needle_bytes: needle.as_deref().map_or(0, byte_set),
+            needle,
         })
     }
 }
@@ -203,6 +219,9 @@ struct FieldEngine {
     /// The term's characters (ASCII, lower case): a field lacking them in order cannot match,
     /// fuzzy or exact, so skim's engine is not asked (most fields, for most queries).
     needle: Option<Vec<u8>>,
+    /// The needle's bytes as a set ([`byte_set`]; empty without a needle): a field whose set
+    /// lacks one of them is skipped without being read.
+    needle_bytes: u64,
 }
 
 impl FieldEngine {
@@ -237,13 +256,14 @@ impl MatchEngine for FieldEngine {
             return self.inner.match_item(item);
         }
         // A row whose whole text lacks the term's characters has no field with them (most
-        // rows, for most queries): one pass instead of one per field.
-        if !self.may_match(fields.text()) {
+        // rows, for most queries): its byte sets first, then one pass instead of one per field.
+        let row_bytes = fields.bytes.iter().fold(0, |all, set| all | set);
+        if self.needle_bytes & !row_bytes != 0 || !self.may_match(fields.text()) {
             return None;
         }
         let mut best: Option<MatchResult> = None;
         for (i, field) in fields.fields().enumerate() {
-            if !self.may_match(field) {
+            if self.needle_bytes & !fields.bytes[i] != 0 || !self.may_match(field) {
                 continue;
             }
             // skim's engines take an owned item: the field is copied into this thread's
@@ -385,6 +405,8 @@ mod tests {
             "kafka | web",
             "orders !prod",
             "zzz",
+            "Kafka-PROD",
+            "i-0 ~",
         ];
         for query in queries {
             let fast =

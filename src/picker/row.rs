@@ -42,8 +42,6 @@ pub struct Columns {
 pub struct Row {
     instance: Indexed,
     search: SearchFields,
-    /// Platform and agent status, escaped (the columns after the searchable ones).
-    rest: [String; 2],
     /// Its agent is online.
     online: bool,
     /// Its environment's colour.
@@ -55,24 +53,26 @@ pub struct Row {
 impl Row {
     /// The row for `instance`, widening `columns` to fit it.
     pub fn new(instance: Indexed, columns: Arc<Columns>, context: Arc<RowContext>) -> Self {
-        let row = Self::unmeasured(instance, columns, context);
-        row.columns.widen(&row.widths());
+        let (row, widths) = Self::measured(instance, columns, context);
+        row.columns.widen(&widths);
         row
     }
 
-    /// The row for `instance`, leaving `columns` as they are (a batch widens them once: see
-    /// [`Columns::widen`]).
-    pub(super) fn unmeasured(
+    /// The row for `instance` and the natural width of each of its cells, leaving `columns` as
+    /// they are (a batch widens them once: see [`Columns::widen`]).
+    pub(super) fn measured(
         instance: Indexed,
         columns: Arc<Columns>,
         context: Arc<RowContext>,
-    ) -> Self {
+    ) -> (Self, [usize; COLUMNS]) {
         let summary = instance.summary();
         let search = SearchFields::of(&summary);
-        let rest = [
-            escape(summary.platform).into_owned(),
-            escape(summary.agent_status()).into_owned(),
-        ];
+        let mut widths = [0; COLUMNS];
+        let rest = [escape(summary.platform), escape(summary.agent_status())];
+        let cells = search.fields().chain(rest.iter().map(|cell| &**cell));
+        for (w, cell) in widths.iter_mut().zip(cells) {
+            *w = width_of(cell);
+        }
         let online = summary.is_online();
         let colour = if summary.is_prod() {
             Some(Color::Red)
@@ -81,28 +81,15 @@ impl Row {
         } else {
             None
         };
-        Self {
+        let row = Self {
             instance,
             search,
-            rest,
             online,
             colour,
             columns,
             context,
-        }
-    }
-
-    /// The natural width of each cell.
-    pub(super) fn widths(&self) -> [usize; COLUMNS] {
-        let mut widths = [0; COLUMNS];
-        for (w, cell) in widths.iter_mut().zip(self.cells()) {
-            *w = if cell.is_ascii() {
-                cell.len()
-            } else {
-                cell.chars().count()
-            };
-        }
-        widths
+        };
+        (row, widths)
     }
 
     /// The instance (decoded now when it is still in the cache file).
@@ -125,11 +112,12 @@ impl Row {
         &self.search
     }
 
-    /// The cells, in column order.
-    pub fn cells(&self) -> impl Iterator<Item = &str> {
-        self.search
-            .fields()
-            .chain(self.rest.iter().map(String::as_str))
+    /// The cells, escaped, in column order: the searchable fields, then platform and agent
+    /// status (escaped when asked for: only the rows drawn need them, so a row keeps no copy).
+    pub fn cells(&self) -> impl Iterator<Item = Cow<'_, str>> {
+        let summary = self.summary();
+        let rest = [escape(summary.platform), escape(summary.agent_status())];
+        self.search.fields().map(Cow::Borrowed).chain(rest)
     }
 
     /// The row's colour: production red, staging yellow; offline rows are dim.
@@ -167,7 +155,7 @@ impl Row {
             if i > 0 {
                 spans.push(Span::styled(GAP, base));
             }
-            let fitted = fit_cell(cell, *width);
+            let fitted = fit_cell(&cell, *width);
             // A cut cell ends in `…`: no highlight beyond what is shown.
             let shown = if fitted.chars().count() > cell.chars().count() {
                 cell.chars().count()
@@ -231,6 +219,15 @@ impl SkimItem for Row {
 
     fn output(&self) -> Cow<'_, str> {
         Cow::Borrowed(self.instance.summary().id)
+    }
+}
+
+/// The width of `cell` in characters.
+fn width_of(cell: &str) -> usize {
+    if cell.is_ascii() {
+        cell.len()
+    } else {
+        cell.chars().count()
     }
 }
 

@@ -158,8 +158,9 @@ async fn load(
     account: Option<&str>,
     in_place: bool,
 ) -> anyhow::Result<(Index, Option<Vec<Indexed>>)> {
-    let context = load_context(&reach.aws).await?;
-    let scopes = scopes_to_list(reach, &context, regions, account)?;
+    // Loaded only when something is listed: a cache holding every scope fresh is read alone.
+    let context = LazyContext::new(&reach.aws);
+    let scopes = scopes_to_list(reach, &context, regions, account).await?;
     let progress_tty = std::io::stderr().is_terminal();
     let progress = |p: Progress| {
         if progress_tty && p.total > 1 {
@@ -172,7 +173,7 @@ async fn load(
             }
         }
     };
-    let lister = Lister::new(reach, &context);
+    let lister = Lister::new(reach, context);
     // Every scope cached and fresh (the usual case): read on every core, no listing.
     let cached = Index {
         cached: scopes.len(),
@@ -200,7 +201,7 @@ async fn load(
             }
         }
     }
-    let index = lister.list(&scopes, refresh, None, progress).await;
+    let index = lister.list(&scopes, refresh, None, progress).await?;
     for warning in warnings(&index) {
         report::notice(&warning);
     }
@@ -224,14 +225,17 @@ pub(crate) struct PickerIndex {
 }
 
 /// Starts building the index for the picker over every configured account (only `account`
-/// when given): see [`PickerIndex`]. Nothing is printed while the picker may be open.
+/// when given): see [`PickerIndex`]. Nothing is printed while the picker may be open. The AWS
+/// configuration is loaded only when a scope is missing or stale (before the picker opens, so
+/// that a configuration error fails the command as before) or on Ctrl-R (in the background):
+/// a picker over a fresh cache draws without it.
 pub(crate) async fn for_picker(
     reach: &Reach,
     account: Option<&str>,
 ) -> anyhow::Result<PickerIndex> {
-    let context = load_context(&reach.aws).await?;
-    let scopes = scopes_to_list(reach, &context, &[], account)?;
-    let lister = Lister::new(reach, &context);
+    let context = LazyContext::new(&reach.aws);
+    let scopes = scopes_to_list(reach, &context, &[], account).await?;
+    let lister = Lister::new(reach, context);
     let fresh = match &lister.cache {
         Some(cache) => cache
             .read()
@@ -246,15 +250,22 @@ pub(crate) async fn for_picker(
             None => missing.push(scope.clone()),
         }
     }
+    if !missing.is_empty() {
+        lister.context.get().await?;
+    }
     let warnings = Arc::new(Mutex::new(Vec::new()));
     let feed = (!missing.is_empty()).then(|| {
         let (tx, rx) = mpsc::unbounded_channel();
         let (lister, warnings) = (lister.clone(), Arc::clone(&warnings));
         tokio::spawn(async move {
             let rows = tx.clone();
-            let index = lister
+            let listed = lister
                 .list(&missing, false, Some(rows), progress_to(tx.clone()))
                 .await;
+            let index = match listed {
+                Ok(index) => index,
+                Err(e) => return unlisted(&tx, missing.len(), &warnings, &e),
+            };
             // Failed scopes show their stale cached listing, as `postern list` does.
             let stale: Vec<Instance> = index
                 .instances
@@ -282,9 +293,13 @@ pub(crate) async fn for_picker(
             let (lister, scopes, warnings) =
                 (lister.clone(), scopes.clone(), Arc::clone(&warnings));
             tokio::spawn(async move {
-                let index = lister
+                let listed = lister
                     .list(&scopes, true, None, progress_to(tx.clone()))
                     .await;
+                let index = match listed {
+                    Ok(index) => index,
+                    Err(e) => return unlisted(&tx, scopes.len(), &warnings, &e),
+                };
                 finished(&tx, scopes.len(), &index);
                 record(&warnings, &index);
                 let _ = tx.send(Feed::Replace(index.instances));
@@ -445,14 +460,26 @@ fn join<T>(listings: Vec<Vec<T>>) -> Vec<T> {
     all
 }
 
-/// The scopes to list, with a notice per account skipped; an error when none is left.
-fn scopes_to_list(
+/// The scopes to list, with a notice per account skipped; an error when none is left. The
+/// AWS configuration is loaded only when a scope takes the SDK's region (no region named on
+/// the command line or in the configuration).
+async fn scopes_to_list(
     reach: &Reach,
-    context: &AwsContext,
+    context: &LazyContext,
     regions: &[String],
     account: Option<&str>,
-) -> Result<Vec<Scope>, ExpectedError> {
-    let Scopes { scopes, skipped } = reach.scopes(context, regions, account);
+) -> anyhow::Result<Vec<Scope>> {
+    let profile = aws::profile_in_effect(&reach.aws);
+    let known = reach.scopes_before_sdk(
+        profile.as_deref(),
+        context.loaded.get().map(|c| c.region.as_str()),
+        regions,
+        account,
+    );
+    let Scopes { scopes, skipped } = match known {
+        Some(scopes) => scopes,
+        None => reach.scopes(context.get().await?, regions, account),
+    };
     for (alias, why) in &skipped {
         report::notice(&format!("note: skipping account {alias}: {why}"));
     }
@@ -462,7 +489,8 @@ fn scopes_to_list(
             .hint(match account {
                 Some(a) => format!("`{a}` is no alias or id of `postern accounts`"),
                 None => "add [[accounts]] to the configuration, or use another --source".to_owned(),
-            }));
+            })
+            .into());
     }
     Ok(scopes)
 }
@@ -515,6 +543,25 @@ fn progress_to(tx: mpsc::UnboundedSender<Feed>) -> impl FnMut(Progress) + Send {
     }
 }
 
+/// A background listing that could not start (the AWS configuration did not load): every
+/// scope failed, and the reason is a warning for when the picker has closed.
+fn unlisted(
+    tx: &mpsc::UnboundedSender<Feed>,
+    scopes: usize,
+    warnings: &Mutex<Vec<String>>,
+    error: &anyhow::Error,
+) {
+    let _ = tx.send(Feed::Progress {
+        done: scopes,
+        total: scopes,
+        failed: scopes,
+    });
+    warnings
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(format!("warning: {}", escape(&format!("{error:#}"))));
+}
+
 /// The last progress of a listing: how many of its scopes failed.
 fn finished(tx: &mpsc::UnboundedSender<Feed>, scopes: usize, index: &Index) {
     let _ = tx.send(Feed::Progress {
@@ -529,49 +576,75 @@ fn finished(tx: &mpsc::UnboundedSender<Feed>, scopes: usize, index: &Index) {
 #[derive(Clone)]
 struct Lister {
     broker: Option<Arc<crate::broker::Broker>>,
-    sdk: aws_types::SdkConfig,
-    ssm_endpoint: Option<String>,
+    context: LazyContext,
     cache: Option<Cache>,
 }
 
+/// The command line's SDK configuration, loaded on first use and then shared: reading a fresh
+/// cache needs none of it (loading it costs the CA bundle, the shared config files and the
+/// region chain before anything could be shown).
+#[derive(Clone)]
+struct LazyContext {
+    options: AwsOptions,
+    loaded: Arc<tokio::sync::OnceCell<AwsContext>>,
+}
+
+impl LazyContext {
+    fn new(options: &AwsOptions) -> Self {
+        Self {
+            options: options.clone(),
+            loaded: Arc::default(),
+        }
+    }
+
+    /// The configuration, loaded now if it was not yet ([`load_context`]'s errors).
+    async fn get(&self) -> anyhow::Result<&AwsContext> {
+        self.loaded
+            .get_or_try_init(|| load_context(&self.options))
+            .await
+    }
+}
+
 impl Lister {
-    fn new(reach: &Reach, context: &AwsContext) -> Self {
+    fn new(reach: &Reach, context: LazyContext) -> Self {
         Self {
             broker: reach.broker.clone(),
-            sdk: context.sdk.clone(),
-            ssm_endpoint: context.ssm_endpoint.clone(),
+            context,
             cache: cache_dir().map(Cache::new),
         }
     }
 
     /// The index of `scopes`; with `rows`, each scope's instances are sent there as soon as
-    /// it is listed.
+    /// it is listed. Fails only when the AWS configuration does not load (a scope that cannot
+    /// be listed is a failure in the index).
     async fn list(
         &self,
         scopes: &[Scope],
         refresh: bool,
         rows: Option<mpsc::UnboundedSender<Feed>>,
         progress: impl FnMut(Progress),
-    ) -> Index {
+    ) -> anyhow::Result<Index> {
+        let context = self.context.get().await?;
+        let (sdk, ssm_endpoint) = (context.sdk.clone(), context.ssm_endpoint.clone());
         let options = IndexOptions {
             refresh,
             ..IndexOptions::default()
         };
         let cache = self.cache.as_ref();
-        match &self.broker {
+        Ok(match &self.broker {
             Some(broker) => {
-                let configs = BrokerScopes::new(Arc::clone(broker), self.sdk.clone());
-                let source = SdkSource::new(configs).with_ssm_endpoint(self.ssm_endpoint.clone());
+                let configs = BrokerScopes::new(Arc::clone(broker), sdk);
+                let source = SdkSource::new(configs).with_ssm_endpoint(ssm_endpoint);
                 let source = Arc::new(Tee::new(source, rows));
                 build_index(source, scopes, cache, options, progress).await
             }
             None => {
-                let source = SdkSource::new(SingleProfile::new(self.sdk.clone()))
-                    .with_ssm_endpoint(self.ssm_endpoint.clone());
+                let source =
+                    SdkSource::new(SingleProfile::new(sdk)).with_ssm_endpoint(ssm_endpoint);
                 let source = Arc::new(Tee::new(source, rows));
                 build_index(source, scopes, cache, options, progress).await
             }
-        }
+        })
     }
 }
 
