@@ -480,3 +480,27 @@ fn cp_resume_fetches_only_the_ranges_a_failed_download_lacked() {
     );
     assert_eq!(emu.stop(), Vec::<String>::new(), "violations");
 }
+
+#[test]
+fn cp_never_puts_a_tampered_download_in_place() {
+    // The emulator flips a byte of each session's 5th Output message: either the base64 no
+    // longer decodes (the range fails in every session: 254) or it decodes to other bytes
+    // (the SHA-256 disagrees: 236). Either way nothing reaches the destination.
+    let emu = EmulatorProcess::start(&["--tamper-output", "5"]);
+    let out = run(emu.command(&["setup"]), LIMIT);
+    assert!(out.status.success(), "setup: {}", text(&out.stderr));
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("source.bin");
+    std::fs::write(&source, random_bytes(200_000, 23)).unwrap();
+    let dest = dir.path().join("dest.bin");
+    let out = cp(&emu, &[&remote(&emu, &source), &dest.display().to_string()]);
+    assert!(
+        matches!(out.status.code(), Some(236 | 254)),
+        "{:?}: {}",
+        out.status.code(),
+        text(&out.stderr)
+    );
+    assert!(!dest.exists());
+    assert_eq!(leftovers(dir.path(), &["source.bin"]), Vec::<String>::new());
+    assert_eq!(emu.stop(), Vec::<String>::new(), "violations");
+}
