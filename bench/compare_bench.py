@@ -322,7 +322,9 @@ def machine():
                     break
     except OSError:
         pass
-    return f"{platform.system()} {platform.release()}, {model}, {os.cpu_count()} CPUs"
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    return (f"{platform.system()} {platform.release()}, {model}, {os.cpu_count()} CPUs, "
+            f"load average {load} when the run ended")
 
 
 def main():

@@ -398,7 +398,8 @@ pub(crate) fn random_text(rng: &mut impl Rng, len: usize, alphabet: &[u8]) -> St
 /// The user name of base credentials.
 const BASE_USER: &str = "postern-emulator";
 const UPPER_ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-pub(crate) const BASE64ISH: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+pub(crate) const BASE64ISH: &[u8] =
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 #[cfg(test)]
 mod tests {

@@ -20,13 +20,13 @@ use crate::auth::{BaseCredentials, CredentialStore, Principal};
 use crate::config::EmulatorConfig;
 use crate::document_store::DocumentStore;
 use crate::error::EmulatorError;
+use crate::federation::{FEDERATION_PATH, SigninGrant, SigninTokens};
 use crate::fleet::{AccountSpec, Fleet};
 use crate::instances::InstanceSpec;
 use crate::kms::KeyStore;
 use crate::sessions::Registry;
 use crate::throttle::Throttle;
 use crate::violations::{ViolationCounts, ViolationLog};
-use crate::federation::{FEDERATION_PATH, SigninGrant, SigninTokens};
 use crate::{control, datachannel, federation};
 
 /// Entry point for starting an emulator in-process.
@@ -205,7 +205,8 @@ impl EmulatorHandle {
 
     /// The sign-in token last issued for the role credentials `access_key_id`, if any.
     pub fn signin_token_for(&self, access_key_id: &str) -> Option<String> {
-        self.signin_grant_for(access_key_id).map(|grant| grant.token)
+        self.signin_grant_for(access_key_id)
+            .map(|grant| grant.token)
     }
 
     /// The sign-in token last issued for the role credentials `access_key_id`, with the role

@@ -9,10 +9,10 @@ use anyhow::Context as _;
 
 use crate::cli::args::{Args, Command};
 use crate::cli::audit::{Audit, AuditStart};
+use crate::cli::commands::cp;
 use crate::cli::commands::session::{INTERACTIVE_COMMAND_DOCUMENT, Mode};
 use crate::cli::commands::setup;
 use crate::cli::commands::ssh::SSH_DOCUMENT;
-use crate::cli::commands::cp;
 use crate::cli::commands::{
     broker, completions, console, demo, doctor, exec_many, forward, history, install, list, plugin,
     session, ssh, tunnel,
