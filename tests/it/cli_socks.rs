@@ -12,10 +12,10 @@ use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::Duration;
 
-use crate::support::data::{random_bytes, sha256};
+use crate::support::data::random_bytes;
 use crate::support::emulator::EmulatorProcess;
 use crate::support::forward::Forward;
-use crate::support::net::{TcpServer, free_port};
+use crate::support::net::{TcpServer, echo_through, free_port};
 use crate::support::poll::poll;
 use crate::support::process::{run, text};
 
@@ -43,16 +43,16 @@ fn socks_connects_to_two_destinations_with_one_shared_session_each() {
 
     let to_first = Dest::V4(Ipv4Addr::LOCALHOST);
     let mut a = connect(&proxy, &to_first, first.port);
-    round_trip(&mut a, &random_bytes(1024 * 1024, 1));
+    echo_through(&mut a, &random_bytes(1024 * 1024, 1));
     let mut b = connect(&proxy, &Dest::V4(Ipv4Addr::LOCALHOST), second.port);
-    round_trip(&mut b, &random_bytes(512 * 1024, 2));
+    echo_through(&mut b, &random_bytes(512 * 1024, 2));
     // A second connection to the first destination, while the first is still open, and a
     // third after both closed: the same session carries them.
     let mut c = connect(&proxy, &to_first, first.port);
-    round_trip(&mut c, &random_bytes(256 * 1024, 3));
+    echo_through(&mut c, &random_bytes(256 * 1024, 3));
     drop((a, c));
     let mut d = connect(&proxy, &to_first, first.port);
-    round_trip(&mut d, &random_bytes(64 * 1024, 4));
+    echo_through(&mut d, &random_bytes(64 * 1024, 4));
     drop((b, d));
 
     assert_eq!(first.connections(), 3);
@@ -72,9 +72,9 @@ fn socks_reaches_a_domain_name_and_an_ipv6_address() {
     let fw = Forward::start(&emu, &[&emu.instance, "-D", "127.0.0.1:0"], 1);
     let proxy = socks_address(&fw.lines[0]);
     let mut by_name = connect(&proxy, &Dest::Name("localhost"), v4.port);
-    round_trip(&mut by_name, &random_bytes(256 * 1024, 5));
+    echo_through(&mut by_name, &random_bytes(256 * 1024, 5));
     let mut by_v6 = connect(&proxy, &Dest::V6(Ipv6Addr::LOCALHOST), v6.port);
-    round_trip(&mut by_v6, &random_bytes(256 * 1024, 6));
+    echo_through(&mut by_v6, &random_bytes(256 * 1024, 6));
     let sessions = read(&log);
     assert_eq!(remote_sessions(&log, v4.port), 1, "{sessions}");
     assert_eq!(remote_sessions(&log, v6.port), 1, "{sessions}");
@@ -127,7 +127,7 @@ fn socks_refuses_bind_udp_and_garbage_without_touching_other_connections() {
     assert_eq!(greet(&mut s, &[0x00]), 0x00);
     s.write_all(&[5, 1, 0, 9, 1, 2, 3, 4, 0, 80]).unwrap();
     assert_eq!(read_reply(&mut s), 0x08);
-    round_trip(&mut kept, &random_bytes(128 * 1024, 7));
+    echo_through(&mut kept, &random_bytes(128 * 1024, 7));
     drop(kept);
     // None of them started a session.
     assert_eq!(count(&log, REMOTE_HOST_DOCUMENT), 1, "{}", read(&log));
@@ -218,7 +218,7 @@ fn socks_credentials_come_from_the_environment_and_are_required_off_loopback() {
         request(&mut s, 0x01, &Dest::V4(Ipv4Addr::LOCALHOST), echo.port),
         0x00
     );
-    round_trip(&mut s, &random_bytes(64 * 1024, 8));
+    echo_through(&mut s, &random_bytes(64 * 1024, 8));
     drop(s);
     fw.stop_ok();
     assert_eq!(emu.stop(), Vec::<String>::new(), "violations");
@@ -235,14 +235,14 @@ fn socks_idle_destination_sessions_close_and_reopen_on_demand() {
     );
     let proxy = fw.local();
     let mut s = connect(&proxy, &Dest::V4(Ipv4Addr::LOCALHOST), echo.port);
-    round_trip(&mut s, &random_bytes(32 * 1024, 9));
+    echo_through(&mut s, &random_bytes(32 * 1024, 9));
     drop(s);
     // The emulator sees the session end (the client terminated it), with no connection open.
     poll(LIMIT, || {
         (count(&log, "session ended") + count(&log, "session terminated") >= 1).then_some(())
     });
     let mut s = connect(&proxy, &Dest::V4(Ipv4Addr::LOCALHOST), echo.port);
-    round_trip(&mut s, &random_bytes(32 * 1024, 10));
+    echo_through(&mut s, &random_bytes(32 * 1024, 10));
     drop(s);
     assert_eq!(remote_sessions(&log, echo.port), 2, "{}", read(&log));
     fw.stop_ok();
@@ -381,25 +381,6 @@ fn assert_closed(stream: &mut TcpStream) {
         Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
         Err(e) => panic!("no close: {e}"),
     }
-}
-
-/// Writes `data` through `stream` (to an echo server) while reading it back; sha256 equal.
-fn round_trip(stream: &mut TcpStream, data: &[u8]) {
-    let mut writer = stream.try_clone().expect("clone the connection");
-    let payload = data.to_vec();
-    let sender = thread::spawn(move || writer.write_all(&payload));
-    let mut back = Vec::with_capacity(data.len());
-    let mut buf = vec![0u8; 64 * 1024];
-    while back.len() < data.len() {
-        match stream.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => back.extend_from_slice(&buf[..n]),
-            Err(e) => panic!("read after {} of {} bytes: {e}", back.len(), data.len()),
-        }
-    }
-    sender.join().expect("writer thread").expect("write");
-    assert_eq!(back.len(), data.len(), "short echo");
-    assert_eq!(sha256(&back), sha256(data), "echo differs");
 }
 
 /// An echo server on [::1], one thread per connection.

@@ -90,6 +90,13 @@ pub(crate) fn echo_round_trip(local: &str, data: &[u8]) {
     let mut conn = TcpStream::connect(local).expect("connect to the forward");
     conn.set_read_timeout(Some(READ_LIMIT))
         .expect("set a read timeout");
+    echo_through(&mut conn, data);
+    let _ = conn.shutdown(Shutdown::Both);
+}
+
+/// Writes `data` through `conn` (a connection that ends at an echo server) while reading the
+/// echo; panics unless every byte comes back intact. The connection stays open.
+pub(crate) fn echo_through(conn: &mut TcpStream, data: &[u8]) {
     let mut writer = conn.try_clone().expect("clone the connection");
     let payload = data.to_vec();
     let sender = thread::spawn(move || writer.write_all(&payload));
@@ -105,8 +112,7 @@ pub(crate) fn echo_round_trip(local: &str, data: &[u8]) {
     sender
         .join()
         .expect("writer thread")
-        .expect("write to the forward");
-    let _ = conn.shutdown(Shutdown::Both);
+        .expect("write through the connection");
     assert_eq!(back.len(), data.len(), "short echo");
     assert_eq!(sha256(&back), sha256(data), "echo differs");
 }
