@@ -72,11 +72,20 @@ pub fn ssm_client(sdk: &SdkConfig, endpoint: Option<&str>) -> aws_sdk_ssm::Clien
 /// SSM's endpoint when it is not AWS's, for messages: `--endpoint-url`, else
 /// `AWS_ENDPOINT_URL_SSM`, else `AWS_ENDPOINT_URL` (the SDK's order).
 pub fn ssm_endpoint_in_effect(endpoint_url: Option<&str>) -> Option<String> {
-    endpoint_url.map(str::to_owned).or_else(|| {
-        ["AWS_ENDPOINT_URL_SSM", "AWS_ENDPOINT_URL"]
-            .iter()
-            .find_map(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
-    })
+    endpoint_url
+        .map(str::to_owned)
+        .or_else(|| service_endpoint_from_env("SSM"))
+}
+
+/// `SERVICE`'s endpoint from the SDK's variables: `AWS_ENDPOINT_URL_<SERVICE>`, else
+/// `AWS_ENDPOINT_URL` (empty values count as unset).
+pub fn service_endpoint_from_env(service: &str) -> Option<String> {
+    [
+        format!("AWS_ENDPOINT_URL_{service}"),
+        "AWS_ENDPOINT_URL".to_owned(),
+    ]
+    .iter()
+    .find_map(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
 }
 
 /// Every endpoint override in effect (`--endpoint-url` and the `AWS_ENDPOINT_URL*`

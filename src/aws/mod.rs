@@ -14,7 +14,7 @@ mod ssm;
 
 pub use config::{
     AwsContext, AwsOptions, CredentialsOverride, NETWORK_SETTINGS, endpoint_overrides, load,
-    profile_in_effect, ssm_client, ssm_endpoint_in_effect,
+    profile_in_effect, service_endpoint_from_env, ssm_client, ssm_endpoint_in_effect,
 };
 pub use documents::{DocumentVersions, DocumentsClient};
 pub use error::{AwsError, AwsErrorKind};

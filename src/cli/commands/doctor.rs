@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::SharedCredentialsProvider;
 
-use crate::aws::{AwsOptions, SsmClient};
+use crate::aws::{AwsOptions, SsmClient, service_endpoint_from_env};
 use crate::broker::{Broker, BrokerError, BrokerOptions, MfaSource};
 use crate::cli::common::Target;
 use crate::cli::errors::broker_kind;
@@ -89,9 +89,7 @@ pub(crate) async fn run(plan: &DoctorPlan) -> anyhow::Result<ExitCode> {
     out.check(check)?;
     out.check(doctor::network_settings(|name| std::env::var(name).ok()))?;
     // The endpoint STS was sent to: the SDK's environment overrides (--endpoint-url is SSM's).
-    let sts_endpoint = ["AWS_ENDPOINT_URL_STS", "AWS_ENDPOINT_URL"]
-        .iter()
-        .find_map(|name| std::env::var(name).ok().filter(|v| !v.is_empty()));
+    let sts_endpoint = service_endpoint_from_env("STS");
     let (checks, identity) =
         doctor::credentials(&context, &context.sdk, sts_endpoint.as_deref()).await;
     for check in checks {

@@ -127,6 +127,18 @@ pub(crate) fn local_exists(path: &Path) -> ExpectedError {
     .hint("add --force to replace it")
 }
 
+/// A local source that is not a regular file: `what` it is instead, and what to do.
+pub(crate) fn local_not_file(path: &Path, what: &str, hint: &str) -> ExpectedError {
+    ExpectedError::new(
+        ErrorKind::LocalFile,
+        format!(
+            "local path {} is {what}",
+            crate::term::escape(&path.display().to_string())
+        ),
+    )
+    .hint(hint)
+}
+
 /// A local file or directory postern could not use.
 pub(crate) fn local_io(what: &str, path: &Path, err: std::io::Error) -> ExpectedError {
     ExpectedError::new(

@@ -24,7 +24,6 @@ use crate::cli::commands::cp::ranges::{self, LINE_BYTES, Range};
 use crate::cli::commands::cp::remote::{Remote, capture};
 use crate::cli::commands::cp::script::{self, Probe};
 use crate::cli::commands::cp::wire::encode_lines;
-use crate::report::{ErrorKind, ExpectedError};
 use crate::transport::Input;
 
 /// Uploads `local` (`None`: standard input) to `remote_path`.
@@ -133,25 +132,19 @@ impl Source {
         };
         let meta = std::fs::metadata(local).map_err(|e| failures::local_io("read", local, e))?;
         if meta.is_dir() {
-            return Err(ExpectedError::new(
-                ErrorKind::LocalFile,
-                format!(
-                    "local path {} is a directory",
-                    crate::term::escape(&local.display().to_string())
-                ),
+            return Err(failures::local_not_file(
+                local,
+                "a directory",
+                "add -r to copy a directory",
             )
-            .hint("copying directories (-r) is not supported yet: copy an archive (tar) of it")
             .into());
         }
         if !meta.is_file() {
-            return Err(ExpectedError::new(
-                ErrorKind::LocalFile,
-                format!(
-                    "local path {} is not a regular file",
-                    crate::term::escape(&local.display().to_string())
-                ),
+            return Err(failures::local_not_file(
+                local,
+                "not a regular file",
+                "use `-` and a pipe to send a stream: `producer | postern cp - TARGET:PATH`",
             )
-            .hint("use `-` and a pipe to send a stream: `producer | postern cp - TARGET:PATH`")
             .into());
         }
         File::open(local).map_err(|e| failures::local_io("read", local, e))?;
