@@ -14,6 +14,7 @@ pub mod cli;
 pub mod config;
 pub mod discovery;
 pub mod doctor;
+pub mod ephemeral_key;
 pub mod forward;
 pub mod network;
 pub mod paths;

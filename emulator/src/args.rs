@@ -172,6 +172,11 @@ pub struct ApiArgs {
     /// answering with each service's throttling error.
     #[arg(long, value_name = "RATE", value_parser = parse_rate)]
     pub throttle_rate: Option<f64>,
+
+    /// Refuse EC2 Instance Connect's SendSSHPublicKey (AccessDeniedException) to sessions of
+    /// this role name (repeatable).
+    #[arg(long = "deny-push-key", value_name = "ROLE")]
+    pub push_key_denied_roles: Vec<String>,
 }
 
 /// `postern emulator`'s fault flags.
@@ -296,6 +301,7 @@ impl EmulatorArgs {
             idle_timeout: self.idle_timeout,
             recycle_after: self.recycle_after,
             public_url: self.public_url,
+            push_key_denied_roles: api.push_key_denied_roles,
             ..EmulatorConfig::default()
         };
         Ok(config)

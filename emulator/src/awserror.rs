@@ -62,7 +62,7 @@ impl AwsError {
     /// The response `service` sends for this error.
     pub(crate) fn into_response(self, service: Service, request_id: &str) -> Response {
         match service {
-            Service::Ssm | Service::Organizations | Service::Kms => {
+            Service::Ssm | Service::Organizations | Service::Kms | Service::InstanceConnect => {
                 self.into_json_response(request_id)
             }
             Service::Sts => self.into_sts_response(request_id),
@@ -129,6 +129,8 @@ pub(crate) enum Service {
     Ec2,
     /// KMS (JSON 1.1, `TrentService.*`).
     Kms,
+    /// EC2 Instance Connect (JSON 1.1, `AWSEC2InstanceConnectService.*`).
+    InstanceConnect,
 }
 
 impl Service {
@@ -140,6 +142,7 @@ impl Service {
             Self::Sts => "sts",
             Self::Ec2 => "ec2",
             Self::Kms => "kms",
+            Self::InstanceConnect => "ec2-instance-connect",
         }
     }
 
@@ -216,7 +219,9 @@ impl Service {
             ),
             Self::Sts => AwsError::new("Throttling", "Rate exceeded"),
             Self::Ec2 => AwsError::new("RequestLimitExceeded", "Request limit exceeded."),
-            Self::Kms => AwsError::new("ThrottlingException", "Rate exceeded"),
+            Self::Kms | Self::InstanceConnect => {
+                AwsError::new("ThrottlingException", "Rate exceeded")
+            }
         }
     }
 }
@@ -230,7 +235,7 @@ fn status_for(code: &str) -> StatusCode {
             StatusCode::INTERNAL_SERVER_ERROR
         }
         "ServiceUnavailable" | "RequestLimitExceeded" => StatusCode::SERVICE_UNAVAILABLE,
-        "AccessDenied" | "InvalidClientTokenId" => StatusCode::FORBIDDEN,
+        "AccessDenied" | "InvalidClientTokenId" | "AccessDeniedException" => StatusCode::FORBIDDEN,
         "AuthFailure" => StatusCode::UNAUTHORIZED,
         "SignatureDoesNotMatch" => StatusCode::FORBIDDEN,
         "MisdirectedRequest" => StatusCode::MISDIRECTED_REQUEST,

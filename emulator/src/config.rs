@@ -74,6 +74,8 @@ pub struct EmulatorConfig {
     /// `wss`). It must name a loopback host (`localhost`, a name under `.localhost`, or a
     /// loopback address); `None` advertises `ws://` on the listen address.
     pub public_url: Option<url::Url>,
+    /// Roles whose sessions SendSSHPublicKey refuses with AccessDeniedException.
+    pub push_key_denied_roles: Vec<String>,
 }
 
 impl Default for EmulatorConfig {
@@ -103,6 +105,7 @@ impl Default for EmulatorConfig {
             idle_timeout: None,
             recycle_after: None,
             public_url: None,
+            push_key_denied_roles: Vec::new(),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The AWS control plane's front door (`POST /`): authenticates the request, scopes it to an
 //! account and region, applies injected latency and throttling, and routes it by protocol and
-//! service. JSON 1.1 requests carry `X-Amz-Target: <Prefix>.<Op>` (SSM, Organizations, KMS);
+//! service. JSON 1.1 requests carry `X-Amz-Target: <Prefix>.<Op>` (SSM, Organizations, KMS,
+//! EC2 Instance Connect);
 //! query-protocol requests (STS, EC2) carry a form body with `Action=` and `Version=`.
 //!
 //! A request must come through a loopback `Host` and carry a SigV4 signature that verifies
@@ -26,7 +27,7 @@ use crate::query::Form;
 use crate::server::Shared;
 use crate::sigv4::{Authorization, Received, SignatureProblem};
 use crate::violations::Place;
-use crate::{ec2, kms, organizations, ssm, sts};
+use crate::{ec2, instance_connect, kms, organizations, ssm, sts};
 
 /// Who a request acts as, and where.
 #[derive(Clone, Debug)]
@@ -149,6 +150,7 @@ impl Request {
                 SSM_TARGET_PREFIX => Service::Ssm,
                 ORGANIZATIONS_TARGET_PREFIX => Service::Organizations,
                 KMS_TARGET_PREFIX => Service::Kms,
+                instance_connect::TARGET_PREFIX => Service::InstanceConnect,
                 _ => return Err(unknown()),
             };
             return Ok(Self::Json {
@@ -255,6 +257,10 @@ fn route(
             service: Service::Kms,
             operation,
         } => kms::handle(shared, &caller, operation, body).map(Reply::Json),
+        Request::Json {
+            service: Service::InstanceConnect,
+            operation,
+        } => instance_connect::handle(shared, &caller, operation, body).map(Reply::Json),
         Request::Json { operation, .. } => {
             organizations::handle(shared, &caller, operation, body).map(Reply::Json)
         }

@@ -1,6 +1,7 @@
 //! The emulator: the service side of Session Manager (the message gateway plus the SSM agent's
 //! session behaviour) and the AWS control plane postern calls (STS, EC2, SSM, Organizations, and
-//! the console federation endpoint's getSigninToken) for a fleet of accounts, on loopback,
+//! the console federation endpoint's getSigninToken, EC2 Instance Connect's SendSSHPublicKey)
+//! for a fleet of accounts, on loopback,
 //! strict and faithful, for tests, benchmarks and `postern demo`.
 //!
 //! It runs `postern_protocol` in the agent role; each module below has one job. It must not
@@ -24,6 +25,7 @@ mod federation;
 mod fleet;
 mod gateway;
 mod generate;
+mod instance_connect;
 mod instances;
 mod kms;
 mod organizations;
@@ -48,5 +50,5 @@ pub use fleet::{AccountSpec, Env, Fleet};
 pub use generate::{FleetShape, generate};
 pub use instances::{InstanceSpec, InstanceState, PingStatus, Platform, default_instances};
 pub use pacing::Pacing;
-pub use server::{Emulator, EmulatorHandle, ReadyLine};
+pub use server::{Emulator, EmulatorHandle, ReadyLine, active_keys_url};
 pub use violations::{ViolationCounts, ViolationKind};

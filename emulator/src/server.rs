@@ -1,5 +1,6 @@
 //! The HTTP server: one loopback port serving the AWS control plane (`POST /`), the console
-//! federation endpoint (`GET /federation`) and the data-channel websockets
+//! federation endpoint (`GET /federation`), the keys EC2 Instance Connect pushed as an
+//! instance reads them (`GET /ec2-instance-connect/…`) and the data-channel websockets
 //! (`/v1/data-channel/{session_id}`), plus the in-process handle tests and benches use. It owns
 //! startup, shutdown and the session tasks; it decides no protocol.
 
@@ -22,12 +23,13 @@ use crate::document_store::DocumentStore;
 use crate::error::EmulatorError;
 use crate::federation::{FEDERATION_PATH, SigninGrant, SigninTokens};
 use crate::fleet::{AccountSpec, Fleet};
+use crate::instance_connect::{KEYS_ROUTE, PushedKeys};
 use crate::instances::InstanceSpec;
 use crate::kms::KeyStore;
 use crate::sessions::Registry;
 use crate::throttle::Throttle;
 use crate::violations::{ViolationCounts, ViolationLog};
-use crate::{control, datachannel, federation};
+use crate::{control, datachannel, federation, instance_connect};
 
 /// Entry point for starting an emulator in-process.
 #[derive(Debug)]
@@ -81,6 +83,7 @@ impl Emulator {
             kms: KeyStore::default(),
             documents: DocumentStore::default(),
             signin_tokens: SigninTokens::default(),
+            pushed_keys: PushedKeys::default(),
             throttle: config.throttle_rate.map(Throttle::new),
             violations,
             shutdown: shutdown_rx.clone(),
@@ -95,6 +98,8 @@ impl Emulator {
             .route(DATA_CHANNEL_ROUTE, any(datachannel::upgrade))
             // The console federation endpoint's getSigninToken (POSTERN_FEDERATION_ENDPOINT).
             .route(FEDERATION_PATH, get(federation::handle))
+            // The keys SendSSHPublicKey pushed, as an instance's metadata service lists them.
+            .route(KEYS_ROUTE, get(instance_connect::active_keys))
             .with_state(Arc::clone(&shared));
         let mut stop = shutdown_rx;
         let lifetime = shared.config.lifetime;
@@ -203,6 +208,13 @@ impl EmulatorHandle {
         format!("http://{}{FEDERATION_PATH}", self.shared.addr)
     }
 
+    /// `http://127.0.0.1:PORT/ec2-instance-connect/INSTANCE/latest/meta-data/managed-ssh-keys/active-keys/USER/`:
+    /// the keys pushed for `user` on `instance` in the last 60 seconds, one per line (404 when
+    /// none), for a test sshd's AuthorizedKeysCommand.
+    pub fn active_keys_url(&self, instance: &str, user: &str) -> String {
+        active_keys_url(&self.endpoint(), instance, user)
+    }
+
     /// The sign-in token last issued for the role credentials `access_key_id`, if any.
     pub fn signin_token_for(&self, access_key_id: &str) -> Option<String> {
         self.signin_grant_for(access_key_id)
@@ -309,6 +321,7 @@ pub(crate) struct Shared {
     pub(crate) kms: KeyStore,
     pub(crate) documents: DocumentStore,
     pub(crate) signin_tokens: SigninTokens,
+    pub(crate) pushed_keys: PushedKeys,
     pub(crate) throttle: Option<Throttle>,
     pub(crate) violations: ViolationLog,
     pub(crate) shutdown: watch::Receiver<bool>,
@@ -347,6 +360,14 @@ impl Shared {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+}
+
+/// [`EmulatorHandle::active_keys_url`] for the emulator at `endpoint` (`http://127.0.0.1:PORT`).
+pub fn active_keys_url(endpoint: &str, instance: &str, user: &str) -> String {
+    let path = KEYS_ROUTE
+        .replace("{instance}", instance)
+        .replace("{user}", user);
+    format!("{endpoint}{path}")
 }
 
 /// KMS's own endpoint as the SDK sends to it (`/kms` joined with the operation's `/`).

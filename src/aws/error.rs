@@ -20,6 +20,9 @@ pub enum AwsErrorKind {
     Configuration,
     /// The endpoint could not be reached (connection refused, DNS, TLS, timeout).
     Unreachable,
+    /// The target cannot serve the call: an instance type, platform or state EC2 Instance
+    /// Connect does not support.
+    Unsupported,
     /// Any other service error (throttling, invalid document, server error).
     Service,
 }
@@ -186,8 +189,15 @@ impl StdError for AwsError {
 /// Classifies a service error code.
 fn kind_for_code(code: &str) -> AwsErrorKind {
     match code {
-        "TargetNotConnected" | "InvalidInstanceId" | "InvalidTarget" => {
-            AwsErrorKind::TargetNotConnected
+        "TargetNotConnected"
+        | "InvalidInstanceId"
+        | "InvalidTarget"
+        | "InvalidInstanceID.NotFound"
+        | "InvalidInstanceID.Malformed"
+        | "EC2InstanceNotFoundException"
+        | "EC2InstanceUnavailableException" => AwsErrorKind::TargetNotConnected,
+        "EC2InstanceTypeInvalidException" | "EC2InstanceStateInvalidException" => {
+            AwsErrorKind::Unsupported
         }
         "AccessDeniedException" | "AccessDenied" => AwsErrorKind::AccessDenied,
         "UnrecognizedClientException"
@@ -264,6 +274,14 @@ mod tests {
             AwsErrorKind::Credentials
         );
         assert_eq!(kind_for_code("ThrottlingException"), AwsErrorKind::Service);
+        assert_eq!(
+            kind_for_code("EC2InstanceNotFoundException"),
+            AwsErrorKind::TargetNotConnected
+        );
+        assert_eq!(
+            kind_for_code("EC2InstanceTypeInvalidException"),
+            AwsErrorKind::Unsupported
+        );
     }
 
     #[test]

@@ -535,6 +535,7 @@ fn unlisted(id: AccountId) -> Account {
         regions: Vec::new(),
         source: None,
         external_id: None,
+        push_key: None,
     }
 }
 

@@ -20,6 +20,7 @@ pub(crate) fn aws_kind(kind: AwsErrorKind) -> ErrorKind {
         AwsErrorKind::AccessDenied => ErrorKind::AccessDenied,
         AwsErrorKind::Credentials | AwsErrorKind::Configuration => ErrorKind::AwsConfig,
         AwsErrorKind::Unreachable => ErrorKind::EndpointUnreachable,
+        AwsErrorKind::Unsupported => ErrorKind::Unsupported,
         AwsErrorKind::Service => ErrorKind::AwsRequest,
     }
 }
@@ -28,11 +29,44 @@ pub(crate) fn aws_kind(kind: AwsErrorKind) -> ErrorKind {
 pub(crate) fn aws_hint(err: &AwsError) -> String {
     let sts = matches!(err.operation, "AssumeRole" | "GetSessionToken");
     let organizations = err.operation == "ListAccounts";
+    let instance_connect = err.operation == aws::SEND_SSH_PUBLIC_KEY;
     match err.kind {
         _ if err.code() == Some("AWSOrganizationsNotInUseException") => {
             "this account is not in an organization: list accounts in the configuration file"
                 .to_owned()
         }
+        AwsErrorKind::TargetNotConnected if instance_connect => "EC2 Instance Connect reaches \
+                                                                 running EC2 instances of this \
+                                                                 account and region (not \
+                                                                 hybrid mi- nodes): check the \
+                                                                 instance, or retry if it is \
+                                                                 starting"
+            .to_owned(),
+        AwsErrorKind::TargetNotConnected if err.operation == aws::DESCRIBE_INSTANCES => {
+            "EC2 Instance Connect needs an EC2 instance this account's role can describe \
+             (ec2:DescribeInstances); hybrid mi- nodes have none: use `postern ssh` without \
+             --push-key and a key installed on the instance"
+                .to_owned()
+        }
+        AwsErrorKind::Unsupported => "this instance cannot take pushed keys (EC2 Instance \
+                                      Connect serves running Linux instances of the types it \
+                                      supports): use `postern ssh` without --push-key and a key \
+                                      installed on the instance"
+            .to_owned(),
+        AwsErrorKind::AccessDenied if instance_connect => "the role needs \
+                                                           ec2-instance-connect:SendSSHPublicKey \
+                                                           on the instance (`postern setup \
+                                                           --print-policy` shows a policy); \
+                                                           a condition on ec2:osuser may allow \
+                                                           only some OS users"
+            .to_owned(),
+        AwsErrorKind::Service if err.code() == Some("InvalidArgsException") => "check the OS \
+                                                                                user name (-l, \
+                                                                                USER@): letters, \
+                                                                                digits, . _ - \
+                                                                                and at most 32 \
+                                                                                characters"
+            .to_owned(),
         AwsErrorKind::TargetNotConnected => "check that the instance exists in this account and \
                                              region, is running, and that its SSM agent is \
                                              online (`aws ssm describe-instance-information`)"
@@ -86,6 +120,7 @@ fn service_prefix(operation: &str) -> &'static str {
             "organizations"
         }
         "DescribeInstances" => "ec2",
+        "SendSSHPublicKey" => "ec2-instance-connect",
         op if op.starts_with("GenerateDataKey") || op == "Decrypt" => "kms",
         _ => "ssm",
     }

@@ -38,7 +38,7 @@ pub use commands::install::InstallPluginArgs;
 pub use commands::list::{ListArgs, ListPlan};
 pub use commands::plugin::{PLUGIN_NAME, PluginArgs, plugin_invocation, run_plugin};
 pub use commands::session::{ExecArgs, ExecPlan, SessionArgs, SessionPlan, ShellArgs};
-pub use commands::ssh::{ProxyPlan, SshArgs, SshConfigArgs, SshPlan, SshProxyArgs};
+pub use commands::ssh::{ProxyPlan, SshArgs, SshConfigArgs, SshConfigPlan, SshPlan, SshProxyArgs};
 pub use commands::sync::SyncArgs;
 pub use commands::tunnel::{DownArgs, StatusArgs, SupervisorArgs, UpArgs, UpPlan};
 pub use common::{CommonArgs, ConnectArgs, Target};

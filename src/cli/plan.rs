@@ -16,7 +16,7 @@ use crate::cli::commands::install::InstallPluginArgs;
 use crate::cli::commands::list::ListPlan;
 use crate::cli::commands::session::{ExecPlan, SessionPlan, ShellArgs};
 use crate::cli::commands::setup::SetupPlan;
-use crate::cli::commands::ssh::{ProxyPlan, SshPlan};
+use crate::cli::commands::ssh::{ProxyPlan, SshConfigPlan, SshPlan};
 use crate::cli::commands::tunnel::{DownArgs, StatusArgs, UpPlan};
 use crate::cli::common::aws_options;
 use crate::cli::reach::Reach;
@@ -49,7 +49,7 @@ pub enum Plan {
     /// `postern ssh [USER@]TARGET [-- ARGS]`.
     Ssh(SshPlan),
     /// `postern ssh-config`.
-    SshConfig(AwsOptions),
+    SshConfig(SshConfigPlan),
     /// `postern list`.
     List(ListPlan),
     /// `postern creds`, `whoami`, `accounts`.
@@ -106,7 +106,9 @@ impl Plan {
             Some(Command::TunnelSupervisor(_)) => Ok(Self::Supervise),
             Some(Command::SshProxy(args)) => Ok(Self::SshProxy(ProxyPlan::new(&common, args)?)),
             Some(Command::Ssh(args)) => Ok(Self::Ssh(SshPlan::new(&common, args)?)),
-            Some(Command::SshConfig(_)) => Ok(Self::SshConfig(aws_options(&common)?)),
+            Some(Command::SshConfig(args)) => {
+                Ok(Self::SshConfig(SshConfigPlan::new(&common, &args)?))
+            }
             Some(Command::List(mut args)) => {
                 aws_options(&common)?;
                 args.account.clone_from(&common.account);
@@ -195,12 +197,15 @@ impl Plan {
                 p.options.reason.clone(),
                 None,
             ),
-            Self::Ssh(p) => (
-                p.target.raw_mut(),
-                &mut p.aws,
-                p.reason.clone(),
-                Some(&mut p.broker_flags),
-            ),
+            Self::Ssh(p) => {
+                account = Some(&mut p.account);
+                (
+                    p.target.raw_mut(),
+                    &mut p.aws,
+                    p.reason.clone(),
+                    Some(&mut p.broker_flags),
+                )
+            }
             _ => return None,
         };
         Some(TargetSlot {

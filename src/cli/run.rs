@@ -15,7 +15,7 @@ use crate::cli::commands::setup;
 use crate::cli::commands::ssh::SSH_DOCUMENT;
 use crate::cli::commands::{
     broker, completions, console, demo, doctor, exec_many, forward, history, install, list, plugin,
-    session, ssh, tunnel,
+    session, ssh, ssh_push_key, tunnel,
 };
 use crate::cli::plan::Plan;
 use crate::cli::{logging, resolve};
@@ -58,8 +58,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // their HTTP connections live on it.
     let plan = runtime.block_on(resolve::resolve(plan, &common))?;
     match &plan {
+        Plan::Ssh(ssh) if ssh::wants_pushed_key(ssh)? => {
+            return runtime.block_on(ssh_push_key::run(ssh));
+        }
         Plan::Ssh(ssh) => return ssh::ssh(ssh),
-        Plan::SshConfig(aws) => return ssh::config(aws),
+        Plan::SshConfig(config) => return ssh::config(config),
         Plan::Completions(args) => return completions::print(args),
         Plan::History(history) => return history::show(history),
         Plan::InstallPlugin(install) => return install::run(install),

@@ -38,6 +38,9 @@ pub struct Config {
     /// Named tunnel sets (`[tunnels.NAME]`): the config file's, then those of the tunnels file
     /// beside it.
     pub tunnels: BTreeMap<String, Tunnel>,
+    /// `push_key = true`: `postern ssh` and `postern ssh-config` push an ephemeral key through
+    /// EC2 Instance Connect, as with `--push-key`.
+    pub push_key: bool,
 }
 
 /// A named tunnel set (`[tunnels.NAME]` in the configuration or in `tunnels.toml` beside it),
@@ -117,6 +120,8 @@ pub struct Account {
     pub source: Option<String>,
     /// External id for AssumeRole.
     pub external_id: Option<String>,
+    /// `push_key` for this account, overriding the top-level setting.
+    pub push_key: Option<bool>,
 }
 
 /// A configuration file that could not be used.
@@ -158,6 +163,7 @@ impl Default for Config {
             environments: BTreeMap::new(),
             accounts: Vec::new(),
             tunnels: BTreeMap::new(),
+            push_key: false,
         }
     }
 }
@@ -183,6 +189,16 @@ impl Config {
             })
             .cloned()
             .unwrap_or_else(|| Environment::defaults(env))
+    }
+
+    /// Whether `postern ssh` pushes an ephemeral key to instances of `account` (an alias or
+    /// id; `None` when the instance is of no configured account): the account's `push_key`,
+    /// else the top-level one.
+    pub fn push_key_for(&self, account: Option<&str>) -> bool {
+        account
+            .and_then(|query| self.account(query))
+            .and_then(|a| a.push_key)
+            .unwrap_or(self.push_key)
     }
 
     /// The role name for `account`.
@@ -433,6 +449,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         environments,
         accounts,
         tunnels,
+        push_key: raw.push_key,
     })
 }
 
@@ -525,6 +542,7 @@ fn accounts(
             regions: account.regions,
             source,
             external_id: account.external_id,
+            push_key: account.push_key,
         });
     }
     Ok(out)
@@ -547,6 +565,8 @@ struct RawConfig {
     accounts: Vec<RawAccount>,
     #[serde(default)]
     tunnels: BTreeMap<Spanned<String>, Spanned<Tunnel>>,
+    #[serde(default)]
+    push_key: bool,
 }
 
 #[derive(Deserialize)]
@@ -585,6 +605,7 @@ struct RawAccount {
     regions: Vec<String>,
     source: Option<Spanned<String>>,
     external_id: Option<String>,
+    push_key: Option<bool>,
 }
 
 /// The environment class a name means, whatever its spelling: `prod`, `production`, `prd`
@@ -795,12 +816,27 @@ role = "PosternReadOnly"
     }
 
     #[test]
+    fn push_key_is_per_account_over_the_top_level() {
+        let accounts = "[[accounts]]\nid = \"318402957716\"\nalias = \"dev\"\nenv = \"dev\"\n\n\
+                        [[accounts]]\nid = \"736250419937\"\nalias = \"prod\"\nenv = \"prod\"\n\
+                        push_key = false\n";
+        let off = parse(Path::new("c.toml"), accounts).unwrap();
+        assert!(!off.push_key_for(Some("dev")));
+        assert!(!off.push_key_for(None));
+        let on = parse(Path::new("c.toml"), &format!("push_key = true\n{accounts}")).unwrap();
+        assert!(on.push_key_for(Some("dev")));
+        assert!(on.push_key_for(Some("318402957716")));
+        assert!(on.push_key_for(None));
+        assert!(!on.push_key_for(Some("prod")), "the account's false wins");
+    }
+
+    #[test]
     fn unknown_keys_name_line_and_key() {
         let text = "role = \"R\"\n\n[[accounts]]\nid = \"318402957716\"\nalias = \"a\"\nenv = \"dev\"\n\n[[accounts]]\nid = \"736250419937\"\nalias = \"b\"\nenv = \"prod\"\nroel = \"X\"\n";
         assert_eq!(
             error_text(text),
             "/home/a/config.toml, line 12, key `accounts[1].roel`: unknown field `roel`, \
-             expected one of `id`, `alias`, `env`, `role`, `list_role`, `regions`, `source`, `external_id`"
+             expected one of `id`, `alias`, `env`, `role`, `list_role`, `regions`, `source`, `external_id`, `push_key`"
         );
     }
 

@@ -16,5 +16,6 @@ pub(crate) mod plugin;
 pub(crate) mod session;
 pub(crate) mod setup;
 pub(crate) mod ssh;
+pub(crate) mod ssh_push_key;
 pub(crate) mod sync;
 pub(crate) mod tunnel;
