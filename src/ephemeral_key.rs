@@ -8,7 +8,7 @@
 
 use std::fs::OpenOptions;
 use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt as _;
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 use ssh_key::rand_core::OsRng;
@@ -29,8 +29,11 @@ impl EphemeralKey {
     pub fn generate(comment: &str) -> std::io::Result<Self> {
         let mut key = PrivateKey::random(&mut OsRng, Algorithm::Ed25519).map_err(other)?;
         key.set_comment(comment);
-        // tempfile creates the directory 0700 with a random name it did not find.
-        let dir = tempfile::Builder::new().prefix(DIR_PREFIX).tempdir()?;
+        // A random name that did not exist, created 0700 (not through the umask).
+        let dir = tempfile::Builder::new()
+            .prefix(DIR_PREFIX)
+            .permissions(std::fs::Permissions::from_mode(0o700))
+            .tempdir()?;
         let path = dir.path().join(FILE_NAME);
         let private = key.to_openssh(LineEnding::LF).map_err(other)?;
         let mut file = OpenOptions::new()
@@ -77,8 +80,6 @@ const FILE_NAME: &str = "id_ed25519";
 
 #[cfg(test)]
 mod tests {
-    use std::os::unix::fs::PermissionsExt as _;
-
     use super::*;
 
     #[test]

@@ -28,6 +28,7 @@ mod cli_setup;
 mod cli_shell_tmux;
 mod cli_socks;
 mod cli_ssh;
+mod cli_ssh_push_key;
 mod cli_tunnels;
 mod discovery_emulator;
 mod emulator_auth;

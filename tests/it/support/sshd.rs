@@ -1,6 +1,10 @@
 //! A throwaway sshd for tests that drive real OpenSSH: `sshd -D -e -f CONFIG` on a free
 //! loopback port, host key and authorized key generated in a temp dir, killed on drop and by
 //! its own `timeout` wrapper. Missing tools fail with a clear message.
+//!
+//! [`Sshd::start_with_pushed_keys`] authorizes no key file at all: only the keys EC2 Instance
+//! Connect pushed to the emulator in the last 60 seconds, read by an AuthorizedKeysCommand
+//! (curl of the emulator's active-keys GET), as an instance's eic_curl_authorized_keys does.
 
 use std::io::Read;
 use std::net::TcpStream;
@@ -19,12 +23,26 @@ pub(crate) struct Sshd {
     pub(crate) port: u16,
     /// Its temp dir (keys, config; free for test files).
     pub(crate) dir: PathBuf,
+    /// The AuthorizedKeysCommand script, with [`Sshd::start_with_pushed_keys`].
+    pub(crate) keys_command: Option<PathBuf>,
     _temp: tempfile::TempDir,
+    _command_dir: Option<tempfile::TempDir>,
 }
 
 impl Sshd {
-    /// Starts sshd and waits (bounded) until it listens.
+    /// Starts sshd authorizing `client_key` (in [`Sshd::dir`]) and waits (bounded) until it
+    /// listens.
     pub(crate) fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// Starts sshd authorizing only the keys pushed to the emulator at `endpoint` for
+    /// `instance` in the last 60 seconds (no authorized_keys file).
+    pub(crate) fn start_with_pushed_keys(endpoint: &str, instance: &str) -> Self {
+        Self::start_with(Some((endpoint, instance)))
+    }
+
+    fn start_with(pushed_keys: Option<(&str, &str)>) -> Self {
         for tool in [
             "/usr/sbin/sshd",
             "/usr/bin/ssh",
@@ -49,13 +67,31 @@ impl Sshd {
                 .expect("run ssh-keygen");
             assert!(status.success(), "ssh-keygen failed");
         }
-        std::fs::copy(dir.join("client_key.pub"), dir.join("authorized_keys"))
-            .expect("authorize the client key");
         let port = free_port();
-        let user = std::env::var("USER").unwrap_or_else(|_| "root".to_owned());
+        let user = login_user();
+        let (authorization, keys_command, command_dir) = match pushed_keys {
+            None => {
+                std::fs::copy(dir.join("client_key.pub"), dir.join("authorized_keys"))
+                    .expect("authorize the client key");
+                (
+                    format!("AuthorizedKeysFile {}/authorized_keys\n", dir.display()),
+                    None,
+                    None,
+                )
+            }
+            Some((endpoint, instance)) => {
+                let (command_dir, script) = keys_command_script(endpoint, instance);
+                let authorization = format!(
+                    "AuthorizedKeysFile none\nAuthorizedKeysCommand {} %u\n\
+                     AuthorizedKeysCommandUser {user}\n",
+                    script.display()
+                );
+                (authorization, Some(script), Some(command_dir))
+            }
+        };
         let config = format!(
-            "ListenAddress 127.0.0.1:{port}\nHostKey {dir}/host_key\nAuthorizedKeysFile \
-             {dir}/authorized_keys\nPidFile {dir}/sshd.pid\nStrictModes no\nUsePAM no\n\
+            "ListenAddress 127.0.0.1:{port}\nHostKey {dir}/host_key\n{authorization}\
+             PidFile {dir}/sshd.pid\nStrictModes no\nUsePAM no\n\
              PasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication \
              yes\nAllowUsers {user}\nSubsystem sftp internal-sftp\nLogLevel ERROR\n",
             dir = dir.display()
@@ -82,8 +118,20 @@ impl Sshd {
             child,
             port,
             dir,
+            keys_command,
             _temp: temp,
+            _command_dir: command_dir,
         }
+    }
+
+    /// What the AuthorizedKeysCommand prints for `user` (as sshd runs it).
+    pub(crate) fn authorized_keys_for(&self, user: &str) -> String {
+        let script = self.keys_command.as_ref().expect("started with pushed keys");
+        let out = Command::new(script)
+            .arg(user)
+            .output()
+            .expect("run the AuthorizedKeysCommand");
+        String::from_utf8(out.stdout).expect("keys are text")
     }
 
     /// ssh options: our key, no known_hosts, the proxy.
@@ -103,6 +151,39 @@ impl Drop for Sshd {
         let _ = self.child.wait();
     }
 }
+
+/// The user sshd lets in (the test's own: sshd cannot switch to another without root).
+pub(crate) fn login_user() -> String {
+    std::env::var("USER").unwrap_or_else(|_| "root".to_owned())
+}
+
+/// The AuthorizedKeysCommand: a script asking the emulator for the keys of `instance` and
+/// the user sshd names. sshd runs it only when it and every directory above it belong to root
+/// (or the user) and are not group- or world-writable, which rules out /tmp: it lives in a
+/// 0700 directory under cargo's target tmpdir.
+fn keys_command_script(endpoint: &str, instance: &str) -> (tempfile::TempDir, PathBuf) {
+    assert!(
+        Path::new(CURL).exists(),
+        "{CURL} not found: the pushed-keys sshd's AuthorizedKeysCommand needs curl"
+    );
+    let base = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    std::fs::create_dir_all(base).expect("create cargo's target tmpdir");
+    let dir = tempfile::Builder::new()
+        .prefix("sshd-keys-command-")
+        .tempdir_in(base)
+        .expect("temp dir for the AuthorizedKeysCommand");
+    let script = dir.path().join("active-keys");
+    let url = postern_emulator::active_keys_url(endpoint, instance, "USER");
+    let url = url.replace("/USER/", "/$1/");
+    std::fs::write(&script, format!("#!/bin/sh\nexec {CURL} -sf \"{url}\"\n"))
+        .expect("write the AuthorizedKeysCommand");
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod the AuthorizedKeysCommand");
+    (dir, script)
+}
+
+/// The HTTP client the AuthorizedKeysCommand runs.
+const CURL: &str = "/usr/bin/curl";
 
 /// How long sshd may take to listen.
 const STARTUP: Duration = Duration::from_secs(20);
