@@ -43,9 +43,9 @@ pub(crate) fn aws_hint(err: &AwsError) -> String {
                                                                  starting"
             .to_owned(),
         AwsErrorKind::TargetNotConnected if err.operation == aws::DESCRIBE_INSTANCES => {
-            "EC2 Instance Connect needs an EC2 instance this account's role can describe \
-             (ec2:DescribeInstances); hybrid mi- nodes have none: use `postern ssh` without \
-             --push-key and a key installed on the instance"
+            "EC2 Instance Connect needs an EC2 instance of this account and region (EC2 \
+             DescribeInstances must find it); hybrid mi- nodes have none: use `postern ssh` \
+             without --push-key and a key installed on the instance"
                 .to_owned()
         }
         AwsErrorKind::Unsupported => "this instance cannot take pushed keys (EC2 Instance \

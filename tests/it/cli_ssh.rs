@@ -2,8 +2,8 @@
 //! generated in a temp dir, bounded lifetime), reached through the emulator with
 //! `ssh -o ProxyCommand='postern ssh-proxy %h %p'`: `echo ok`, then an scp of 5 MiB compared
 //! byte for byte. Also `ssh-proxy` on its own (only stream bytes on stdout, quiet exit at end
-//! of input, an agent too old for the TerminateSession flag) and `ssh-config`. Missing tools
-//! fail with a clear message.
+//! of input, an agent too old for the TerminateSession flag) and `ssh-config` (with and without
+//! `--push-key`). Missing tools fail with a clear message.
 
 use std::process::Command;
 use std::time::Duration;
@@ -114,6 +114,26 @@ fn ssh_config_prints_a_host_block_with_postern_as_proxy() {
         )),
         "{config}"
     );
+    assert!(!config.contains("--push-key"), "{config}");
+    assert!(!config.contains("User "), "{config}");
+}
+
+#[test]
+fn ssh_config_push_key_proxies_with_a_key_pushed_for_the_remote_user() {
+    let out = run(base_command_with(&["ssh-config", "--push-key"]), LIMIT);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let config = text(&out.stdout);
+    assert!(config.contains("Host *.postern\n"), "{config}");
+    // `%r`: ssh's remote user, for whom the key is pushed; ec2-user unless USER@ is given.
+    assert!(
+        config.contains(&format!(
+            "    ProxyCommand '{}' ssh-proxy --push-key -l %r %h %p\n",
+            postern()
+        )),
+        "{config}"
+    );
+    assert!(config.contains("    User ec2-user\n"), "{config}");
+    assert!(config.contains("SSH_AUTH_SOCK"), "{config}");
 }
 
 fn base_command_with(args: &[&str]) -> Command {

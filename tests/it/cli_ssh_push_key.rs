@@ -11,7 +11,7 @@
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::Output;
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use aws_sdk_ec2instanceconnect::config::http::HttpResponse;
@@ -23,7 +23,7 @@ use crate::support::emulator::{account, assume, base, fleet_emulator, id_of, sdk
 use crate::support::fixtures::SAMPLE_ACCOUNTS as ACCOUNTS;
 use crate::support::home::Home;
 use crate::support::process::{run, text};
-use crate::support::sshd::{Sshd, login_user};
+use crate::support::sshd::{SshAgent, Sshd, login_user};
 
 const LIMIT: Duration = Duration::from_secs(90);
 /// A running Linux EC2 instance of acme-dev (dev: no confirmation) in eu-west-1.
@@ -123,6 +123,58 @@ async fn ssh_push_key_logs_in_with_only_the_pushed_key_and_removes_it() {
         "{}",
         text(&out.stderr)
     );
+    emulator.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ssh_config_push_key_block_pushes_a_key_into_the_agent_for_plain_ssh() {
+    let emulator = fleet_emulator(|_| {}).await;
+    // The base credentials act in the management account: its eu-west-1 EC2 instance.
+    let instance = id_of(&emulator, "artifact-cache-1");
+    let sshd = Sshd::start_with_pushed_keys(&emulator.endpoint(), &instance);
+    let agent = SshAgent::start();
+    let home = Home::new(Some("push_key = true\n"));
+    let tmp = tempfile::tempdir().expect("TMPDIR");
+
+    // `push_key = true` in the configuration gives the --push-key block.
+    let out = run(home.against(&emulator, &["ssh-config"]), LIMIT);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let block = text(&out.stdout);
+    assert!(block.contains(" ssh-proxy --push-key -l %r %h %p\n"), "{block}");
+    let config = tmp.path().join("ssh_config");
+    std::fs::write(&config, &block).expect("write the ssh_config");
+
+    // Plain ssh with that block, the environment postern would have (endpoint, credentials).
+    let template = home.against(&emulator, &[]);
+    let mut ssh = Command::new("ssh");
+    ssh.env_clear();
+    for (key, value) in template.get_envs() {
+        if let Some(value) = value {
+            ssh.env(key, value);
+        }
+    }
+    let user = login_user();
+    ssh.env("SSH_AUTH_SOCK", &agent.socket)
+        .env("TMPDIR", tmp.path())
+        .args(["-F"])
+        .arg(&config)
+        .args(["-p", &sshd.port.to_string()])
+        .args(["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no"])
+        .args(["-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"])
+        .arg(format!("{user}@{instance}.postern"))
+        .args(["echo", "via-agent"]);
+    let out = run(ssh, LIMIT);
+    assert_eq!(out.status.code(), Some(0), "ssh: {}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "via-agent\n");
+
+    // The agent holds the pushed key (for its 60 s); no key file is left.
+    let held = agent.list();
+    assert_eq!(held.lines().count(), 1, "{held}");
+    assert!(held.contains("postern-ephemeral (ED25519)"), "{held}");
+    let pushed = sshd.authorized_keys_for(&user);
+    assert_eq!(pushed.lines().count(), 1, "{pushed}");
+    let config_name = "ssh_config".to_owned();
+    assert_eq!(entries(tmp.path()), vec![config_name], "only the test's own file");
     emulator.shutdown().await.unwrap();
 }
 

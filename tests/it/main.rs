@@ -43,6 +43,7 @@ mod emulator_port;
 mod emulator_throughput;
 mod guardrails;
 mod moto_ec2;
+mod moto_instance_connect;
 mod moto_kms;
 mod moto_organizations;
 mod moto_sts;

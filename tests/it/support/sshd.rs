@@ -187,3 +187,57 @@ const CURL: &str = "/usr/bin/curl";
 
 /// How long sshd may take to listen.
 const STARTUP: Duration = Duration::from_secs(20);
+
+/// A throwaway `ssh-agent -D -a SOCKET`, killed on drop and by its own `timeout` wrapper.
+pub(crate) struct SshAgent {
+    child: Child,
+    /// Its socket, for SSH_AUTH_SOCK.
+    pub(crate) socket: PathBuf,
+    _temp: tempfile::TempDir,
+}
+
+impl SshAgent {
+    /// Starts the agent and waits (bounded) for its socket.
+    pub(crate) fn start() -> Self {
+        assert!(
+            Path::new("/usr/bin/ssh-agent").exists(),
+            "/usr/bin/ssh-agent not found: install openssh-client"
+        );
+        let temp = tempfile::tempdir().expect("temp dir");
+        let socket = temp.path().join("agent.sock");
+        let mut child = Command::new("timeout")
+            .args(["120", "/usr/bin/ssh-agent", "-D", "-a"])
+            .arg(&socket)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start ssh-agent");
+        if try_poll(STARTUP, || socket.exists().then_some(())).is_none() {
+            let _ = child.kill();
+            panic!("ssh-agent made no socket at {}", socket.display());
+        }
+        Self {
+            child,
+            socket,
+            _temp: temp,
+        }
+    }
+
+    /// `ssh-add -l`: the keys it holds (fingerprint, comment, type), or its "no identities".
+    pub(crate) fn list(&self) -> String {
+        let out = Command::new("ssh-add")
+            .arg("-l")
+            .env("SSH_AUTH_SOCK", &self.socket)
+            .output()
+            .expect("run ssh-add -l");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for SshAgent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
