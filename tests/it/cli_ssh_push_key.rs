@@ -11,18 +11,20 @@
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use aws_sdk_ec2instanceconnect::config::http::HttpResponse;
 use aws_sdk_ec2instanceconnect::error::{ProvideErrorMetadata as _, SdkError};
 use aws_sdk_ec2instanceconnect::operation::send_ssh_public_key::SendSSHPublicKeyError;
+use nix::sys::signal::Signal;
 use postern_emulator::EmulatorHandle;
 
 use crate::support::emulator::{account, assume, base, fleet_emulator, id_of, sdk};
 use crate::support::fixtures::SAMPLE_ACCOUNTS as ACCOUNTS;
 use crate::support::home::Home;
-use crate::support::process::{run, text};
+use crate::support::poll::poll;
+use crate::support::process::{exit_within, run, signal, text};
 use crate::support::sshd::{SshAgent, Sshd, login_user};
 
 const LIMIT: Duration = Duration::from_secs(90);
@@ -175,6 +177,44 @@ async fn ssh_config_push_key_block_pushes_a_key_into_the_agent_for_plain_ssh() {
     assert_eq!(pushed.lines().count(), 1, "{pushed}");
     let config_name = "ssh_config".to_owned();
     assert_eq!(entries(tmp.path()), vec![config_name], "only the test's own file");
+    emulator.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_reaches_ssh_and_the_key_is_removed_before_postern_exits() {
+    let emulator = fleet_emulator(|_| {}).await;
+    let home = Home::new(Some(&config()));
+    let tmp = tempfile::tempdir().expect("TMPDIR");
+    let seen = tempfile::tempdir().expect("a dir for the fake ssh");
+    // The "ssh": notes that it runs, then waits until a signal ends it.
+    let script = seen.path().join("fake-ssh");
+    let started = seen.path().join("started");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\ntouch {}\nexec sleep 120\n", started.display()),
+    )
+    .expect("write the fake ssh");
+    std::fs::set_permissions(
+        &script,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    let mut command = home.against(&emulator, &["ssh", "--push-key", "--ssh-program"]);
+    command
+        .arg(&script)
+        .arg(DEV_WEB)
+        .env("TMPDIR", tmp.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().expect("start postern ssh");
+    poll(LIMIT, || started.exists().then_some(()));
+    assert_eq!(entries(tmp.path()).len(), 1, "the key exists while ssh runs");
+    signal(child.id(), Signal::SIGTERM);
+    let status = exit_within(&mut child, LIMIT).expect("postern exits after SIGTERM");
+    // ssh (here `sleep`) got the SIGTERM and died of it: postern reports it as a shell would.
+    assert_eq!(status.code(), Some(143));
+    assert_eq!(entries(tmp.path()), Vec::<String>::new(), "the key is gone");
     emulator.shutdown().await.unwrap();
 }
 
