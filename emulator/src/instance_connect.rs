@@ -30,41 +30,69 @@ use crate::control::Caller;
 use crate::instances::{InstanceState, Platform};
 use crate::server::Shared;
 
-/// The keys pushed, by (instance id, OS user), with when each was pushed.
+/// The keys pushed, by instance and OS user, with when each was pushed.
 #[derive(Debug, Default)]
 pub(crate) struct PushedKeys {
-    keys: Mutex<HashMap<(String, String), Vec<(String, Instant)>>>,
+    keys: Mutex<HashMap<KeyHolder, Vec<Pushed>>>,
+}
+
+/// Whom a key lets in: one OS user of one instance.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct KeyHolder {
+    instance: String,
+    user: String,
+}
+
+/// One pushed key.
+#[derive(Debug)]
+struct Pushed {
+    key: String,
+    at: Instant,
+}
+
+impl Pushed {
+    fn active(&self, now: Instant) -> bool {
+        now.duration_since(self.at) < KEY_LIFETIME
+    }
 }
 
 impl PushedKeys {
     /// Records `key` for `user` on `instance` at `now`, forgetting that pair's expired keys.
     fn push(&self, instance: &str, user: &str, key: &str, now: Instant) {
         let mut keys = self.lock();
-        let entry = keys
-            .entry((instance.to_owned(), user.to_owned()))
-            .or_default();
-        entry.retain(|(_, at)| now.duration_since(*at) < KEY_LIFETIME);
-        entry.push((key.to_owned(), now));
+        let entry = keys.entry(holder(instance, user)).or_default();
+        entry.retain(|pushed| pushed.active(now));
+        entry.push(Pushed {
+            key: key.to_owned(),
+            at: now,
+        });
     }
 
     /// The keys pushed for `user` on `instance` less than 60 seconds before `now`, oldest first.
     pub(crate) fn active(&self, instance: &str, user: &str, now: Instant) -> Vec<String> {
         self.lock()
-            .get(&(instance.to_owned(), user.to_owned()))
+            .get(&holder(instance, user))
             .map(|keys| {
                 keys.iter()
-                    .filter(|(_, at)| now.duration_since(*at) < KEY_LIFETIME)
-                    .map(|(key, _)| key.clone())
+                    .filter(|pushed| pushed.active(now))
+                    .map(|pushed| pushed.key.clone())
                     .collect()
             })
             .unwrap_or_default()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Vec<(String, Instant)>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<KeyHolder, Vec<Pushed>>> {
         // Each update is one call on the map: a poisoned map is still consistent.
         self.keys
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+fn holder(instance: &str, user: &str) -> KeyHolder {
+    KeyHolder {
+        instance: instance.to_owned(),
+        user: user.to_owned(),
     }
 }
 

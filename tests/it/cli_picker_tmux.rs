@@ -159,7 +159,12 @@ fn exec_runs_on_every_row_chosen_with_tab_and_restores_the_terminal() {
         let shown = rows(&pane.tmux.pane());
         (shown.len() == 2 && shown.iter().all(|l| l.contains("web-frontend-stg-"))).then_some(())
     })
-    .unwrap_or_else(|| panic!("the query never narrowed to two rows:\n{}", pane.tmux.pane()));
+    .unwrap_or_else(|| {
+        panic!(
+            "the query never narrowed to two rows:\n{}",
+            pane.tmux.pane()
+        )
+    });
     // Tab marks a row and moves to the next: both marked, then Enter.
     pane.tmux.keys(&["Tab"]);
     pane.tmux.keys(&["Tab"]);

@@ -210,9 +210,15 @@ fn print_policy_needs_no_aws_and_keeps_setup_apart() {
             "PosternOwnSessions",
             "PosternDiscovery",
             "PosternPreferences",
-            "PosternSessionEncryptionWhereKmsIsOn"
+            "PosternSessionEncryptionWhereKmsIsOn",
+            "PosternPushSshKeys"
         ]
     );
+    assert_eq!(
+        statements[5]["Action"],
+        "ec2-instance-connect:SendSSHPublicKey"
+    );
+    assert_eq!(statements[5]["Resource"], "arn:aws:ec2:*:*:instance/*");
     assert!(statements.iter().all(|s| s["Effect"] == "Allow"));
     let start = &statements[0];
     assert_eq!(start["Action"], "ssm:StartSession");

@@ -99,7 +99,11 @@ async fn ssh_push_key_logs_in_with_only_the_pushed_key_and_removes_it() {
     args.push(&probe);
     let out = ssh(&home, &emulator, tmp.path(), &args);
     assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
-    assert_eq!(text(&out.stdout), "600\n700\n", "key file 0600 in a 0700 dir");
+    assert_eq!(
+        text(&out.stdout),
+        "600\n700\n",
+        "key file 0600 in a 0700 dir"
+    );
     assert_eq!(entries(tmp.path()), Vec::<String>::new(), "the key is gone");
 
     // The instance side holds exactly the one key pushed, for that user only.
@@ -142,7 +146,10 @@ async fn ssh_config_push_key_block_pushes_a_key_into_the_agent_for_plain_ssh() {
     let out = run(home.against(&emulator, &["ssh-config"]), LIMIT);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let block = text(&out.stdout);
-    assert!(block.contains(" ssh-proxy --push-key -l %r %h %p\n"), "{block}");
+    assert!(
+        block.contains(" ssh-proxy --push-key -l %r %h %p\n"),
+        "{block}"
+    );
     let config = tmp.path().join("ssh_config");
     std::fs::write(&config, &block).expect("write the ssh_config");
 
@@ -176,7 +183,11 @@ async fn ssh_config_push_key_block_pushes_a_key_into_the_agent_for_plain_ssh() {
     let pushed = sshd.authorized_keys_for(&user);
     assert_eq!(pushed.lines().count(), 1, "{pushed}");
     let config_name = "ssh_config".to_owned();
-    assert_eq!(entries(tmp.path()), vec![config_name], "only the test's own file");
+    assert_eq!(
+        entries(tmp.path()),
+        vec![config_name],
+        "only the test's own file"
+    );
     emulator.shutdown().await.unwrap();
 }
 
@@ -194,11 +205,8 @@ async fn sigterm_reaches_ssh_and_the_key_is_removed_before_postern_exits() {
         format!("#!/bin/sh\ntouch {}\nexec sleep 120\n", started.display()),
     )
     .expect("write the fake ssh");
-    std::fs::set_permissions(
-        &script,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .expect("chmod");
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
     let mut command = home.against(&emulator, &["ssh", "--push-key", "--ssh-program"]);
     command
         .arg(&script)
@@ -209,7 +217,11 @@ async fn sigterm_reaches_ssh_and_the_key_is_removed_before_postern_exits() {
         .stderr(Stdio::piped());
     let mut child = command.spawn().expect("start postern ssh");
     poll(LIMIT, || started.exists().then_some(()));
-    assert_eq!(entries(tmp.path()).len(), 1, "the key exists while ssh runs");
+    assert_eq!(
+        entries(tmp.path()).len(),
+        1,
+        "the key exists while ssh runs"
+    );
     signal(child.id(), Signal::SIGTERM);
     let status = exit_within(&mut child, LIMIT).expect("postern exits after SIGTERM");
     // ssh (here `sleep`) got the SIGTERM and died of it: postern reports it as a shell would.
@@ -244,7 +256,10 @@ async fn ssh_push_key_failures_name_the_instance_and_leave_no_key() {
         "{stderr}"
     );
     assert!(stderr.contains("InvalidInstanceID.NotFound"), "{stderr}");
-    assert!(stderr.contains("hint: EC2 Instance Connect needs an EC2 instance"), "{stderr}");
+    assert!(
+        stderr.contains("hint: EC2 Instance Connect needs an EC2 instance"),
+        "{stderr}"
+    );
 
     // The role may not push keys.
     let developer = Home::new(Some(&format!(
@@ -269,7 +284,10 @@ async fn ssh_push_key_failures_name_the_instance_and_leave_no_key() {
     let out = ssh(&home, &emulator, tmp.path(), &["--push-key", DEV_WINDOWS]);
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(245), "{stderr}");
-    assert!(stderr.contains("EC2InstanceStateInvalidException"), "{stderr}");
+    assert!(
+        stderr.contains("EC2InstanceStateInvalidException"),
+        "{stderr}"
+    );
 
     // A hybrid node: no EC2 instance, no call made.
     let out = ssh(&home, &emulator, tmp.path(), &["--push-key", LDAP, "--yes"]);
@@ -410,7 +428,12 @@ fn http_get(url: &str) -> (u16, String) {
 }
 
 /// The service's error code of a SendSSHPublicKey that must fail.
-fn code<T: std::fmt::Debug>(result: Result<T, SdkError<SendSSHPublicKeyError, HttpResponse>>) -> String {
+fn code<T: std::fmt::Debug>(
+    result: Result<T, SdkError<SendSSHPublicKeyError, HttpResponse>>,
+) -> String {
     let err = result.expect_err("SendSSHPublicKey must fail");
-    err.into_service_error().code().unwrap_or_default().to_owned()
+    err.into_service_error()
+        .code()
+        .unwrap_or_default()
+        .to_owned()
 }

@@ -132,7 +132,10 @@ async fn ssh_push_key_runs_ssh_with_the_pushed_key_against_moto() {
         "{key}"
     );
     assert_eq!(args[key_at + 2..key_at + 4], ["-o", "IdentitiesOnly=yes"]);
-    assert!(args[0] == "-o" && args[1].starts_with("ProxyCommand="), "{args:?}");
+    assert!(
+        args[0] == "-o" && args[1].starts_with("ProxyCommand="),
+        "{args:?}"
+    );
     assert!(args[1].ends_with(" ssh-proxy %h %p"), "{args:?}");
     assert_eq!(args[key_at + 4], format!("ec2-user@{instance}"));
     let mode = std::fs::read_to_string(seen.path().join("key-mode")).expect("key mode");

@@ -219,6 +219,14 @@ pub(crate) fn session_policy() -> Value {
                     "StringLike": { "kms:EncryptionContext:aws:ssm:SessionId": "*" }
                 },
             },
+            {
+                // `postern ssh --push-key`: one key, one OS user, 60 seconds. An `ec2:osuser`
+                // condition can narrow the users.
+                "Sid": "PosternPushSshKeys",
+                "Effect": "Allow",
+                "Action": "ec2-instance-connect:SendSSHPublicKey",
+                "Resource": "arn:aws:ec2:*:*:instance/*",
+            },
         ],
     })
 }

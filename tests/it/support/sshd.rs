@@ -126,7 +126,10 @@ impl Sshd {
 
     /// What the AuthorizedKeysCommand prints for `user` (as sshd runs it).
     pub(crate) fn authorized_keys_for(&self, user: &str) -> String {
-        let script = self.keys_command.as_ref().expect("started with pushed keys");
+        let script = self
+            .keys_command
+            .as_ref()
+            .expect("started with pushed keys");
         let out = Command::new(script)
             .arg(user)
             .output()
