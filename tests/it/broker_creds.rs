@@ -316,7 +316,7 @@ async fn bad_config_names_file_line_and_key() {
         format!(
             "error: the configuration file is not valid\n\
              Caused by:\n  {}, line 7, key `accounts[0].region`: unknown field `region`, \
-             expected one of `id`, `alias`, `env`, `role`, `list_role`, `regions`, `source`, `external_id`\n\
+             expected one of `id`, `alias`, `env`, `role`, `list_role`, `regions`, `source`, `external_id`, `push_key`\n\
              hint: see the configuration example in the README (\"Accounts and roles\")\n",
             home.path().join("config.toml").display()
         )
