@@ -10,6 +10,7 @@
 
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
+use std::os::unix::process::CommandExt as _;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
@@ -24,7 +25,7 @@ use crate::support::emulator::{account, assume, base, fleet_emulator, id_of, sdk
 use crate::support::fixtures::SAMPLE_ACCOUNTS as ACCOUNTS;
 use crate::support::home::Home;
 use crate::support::poll::poll;
-use crate::support::process::{exit_within, run, signal, text};
+use crate::support::process::{exit_within, killpg, run, signal, text};
 use crate::support::sshd::{SshAgent, Sshd, login_user};
 
 const LIMIT: Duration = Duration::from_secs(90);
@@ -226,6 +227,59 @@ async fn sigterm_reaches_ssh_and_the_key_is_removed_before_postern_exits() {
     let status = exit_within(&mut child, LIMIT).expect("postern exits after SIGTERM");
     // ssh (here `sleep`) got the SIGTERM and died of it: postern reports it as a shell would.
     assert_eq!(status.code(), Some(143));
+    assert_eq!(entries(tmp.path()), Vec::<String>::new(), "the key is gone");
+    emulator.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postern_stops_with_a_stopped_ssh_and_continues_with_it() {
+    let emulator = fleet_emulator(|_| {}).await;
+    let home = Home::new(Some(&config()));
+    let tmp = tempfile::tempdir().expect("TMPDIR");
+    let seen = tempfile::tempdir().expect("a dir for the fake ssh");
+    // The "ssh": stops itself as ssh's `~^Z` does, then, continued, ends with status 3.
+    let script = seen.path().join("fake-ssh");
+    let resumed = seen.path().join("resumed");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nkill -TSTP $$\ntouch {}\nexit 3\n",
+            resumed.display()
+        ),
+    )
+    .expect("write the fake ssh");
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let mut command = home.against(&emulator, &["ssh", "--push-key", "--ssh-program"]);
+    command
+        .arg(&script)
+        .arg(DEV_WEB)
+        .env("TMPDIR", tmp.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        // A process group of its own, as a shell gives a job.
+        .process_group(0);
+    let mut child = command.spawn().expect("start postern ssh");
+    let pid = child.id();
+    let state = || {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // `pid (comm) STATE ...`: the state follows the last `)`.
+        stat.rsplit_once(") ")
+            .and_then(|(_, rest)| rest.chars().next())
+    };
+    poll(LIMIT, || (state() == Some('T')).then_some(()));
+    assert!(!resumed.exists(), "ssh is stopped too");
+    assert_eq!(
+        entries(tmp.path()).len(),
+        1,
+        "the key stays while ssh is stopped"
+    );
+    // `fg`: SIGCONT to the job's process group.
+    killpg(pid, Signal::SIGCONT).expect("continue the job");
+    let status = exit_within(&mut child, LIMIT).expect("postern ends with ssh");
+    assert_eq!(status.code(), Some(3), "ssh's status");
+    assert!(resumed.exists());
     assert_eq!(entries(tmp.path()), Vec::<String>::new(), "the key is gone");
     emulator.shutdown().await.unwrap();
 }

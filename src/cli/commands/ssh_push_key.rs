@@ -3,13 +3,17 @@
 //!
 //! `postern ssh` keeps the private key in a 0600 file of a 0700 temp dir, runs ssh as its child
 //! with `-i KEY -o IdentitiesOnly=yes`, forwards SIGTERM, SIGHUP and SIGINT to it and removes
-//! the key when ssh ends, however it ends. `ssh-proxy` (the ProxyCommand `ssh-config --push-key`
+//! the key when ssh ends, however it ends. When ssh stops itself (`~^Z`), postern stops too, so
+//! the shell's job control sees the job stopped; `fg` continues both (one process group). `ssh-proxy` (the ProxyCommand `ssh-config --push-key`
 //! writes) hands the key to ssh-agent for 60 seconds instead and removes the file at once.
 //! Nothing here prints the private key or its path's contents.
 
-use std::process::{ExitCode, ExitStatus, Stdio};
+use std::process::{ExitCode, Stdio};
 
 use anyhow::Context as _;
+use nix::sys::signal::{Signal, kill};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::aws::{AwsContext, InstanceConnectClient};
@@ -25,29 +29,71 @@ pub(crate) async fn run(plan: &SshPlan) -> anyhow::Result<ExitCode> {
     let user = plan.user.as_deref().unwrap_or(DEFAULT_OS_USER);
     let instance = plan.target.as_str();
     let (context, described) = load_aws(&plan.aws, instance).await?;
-    // Signals are caught before the key exists: from here on none may skip its removal.
+    // Signals are caught before the key exists: from here on none may skip its removal. One
+    // during the push abandons it (the future, and the key with it, is dropped).
     let mut signals = Signals::new()?;
-    let key = push(&context, instance, user, &described).await?;
-    let command = ssh_command(plan, Some((key.path(), user)))?;
+    let key = tokio::select! {
+        key = push(&context, instance, user, &described) => key?,
+        Some(sig) = signals.next() => return Ok(ExitCode::from(128 + sig as u8)),
+    };
+    let mut command = ssh_command(plan, Some((key.path(), user)))?;
     tracing::debug!(?command, "running ssh with the pushed key");
-    let mut child = tokio::process::Command::from(command)
-        .spawn()
-        .map_err(|e| ssh_not_started(&plan.ssh_program, e))?;
-    let status = loop {
+    let child = match command.spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            remove(key);
+            return Err(ssh_not_started(&plan.ssh_program, e).into());
+        }
+    };
+    // Reaped by `wait_following_stops` (waitpid), never by `Child::wait`.
+    let pid = Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
+    let waiter = tokio::task::spawn_blocking(move || wait_following_stops(pid));
+    tokio::pin!(waiter);
+    let code = loop {
         tokio::select! {
-            status = child.wait() => break status,
+            code = &mut waiter => break code,
             Some(sig) = signals.next() => {
-                if let Some(pid) = child.id() {
-                    // The terminal sends SIGINT to ssh too; a second one does no harm.
-                    let pid = nix::unistd::Pid::from_raw(pid as i32);
-                    let _ = nix::sys::signal::kill(pid, sig);
-                }
+                // The terminal sends SIGINT to ssh too; a second one does no harm.
+                let _ = kill(pid, sig);
             }
         }
     };
     remove(key);
-    let status = status.map_err(|e| ssh_not_started(&plan.ssh_program, e))?;
-    Ok(exit_code(status))
+    let code = code
+        .map_err(std::io::Error::other)
+        .and_then(|code| code.map_err(std::io::Error::from))
+        .with_context(|| format!("could not wait for `{}`", plan.ssh_program))?;
+    Ok(ExitCode::from(code))
+}
+
+/// Waits for ssh to end; when it stops (job control), stops this process too, so the shell sees
+/// the job stopped. Returns ssh's exit code, or 128 + the signal that ended it.
+fn wait_following_stops(pid: Pid) -> nix::Result<u8> {
+    loop {
+        match waitpid(pid, Some(WaitPidFlag::WUNTRACED)) {
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e),
+            Ok(WaitStatus::Stopped(..)) => {
+                // SIGCONT from `fg` reaches ssh too: it is in our process group.
+                let _ = kill(nix::unistd::getpid(), Signal::SIGTSTP);
+            }
+            Ok(status) => {
+                if let Some(code) = finished(status) {
+                    return Ok(code);
+                }
+            }
+        }
+    }
+}
+
+/// The exit code of a process that ended with `status` (128 + N when signal N ended it, as
+/// shells report it); `None` while it has not ended.
+fn finished(status: WaitStatus) -> Option<u8> {
+    match status {
+        WaitStatus::Exited(_, code) => Some(u8::try_from(code).unwrap_or(u8::MAX)),
+        WaitStatus::Signaled(_, sig, _) => Some(128u8.saturating_add(sig as u8)),
+        _ => None,
+    }
 }
 
 /// Pushes a key for `user` on `instance` and adds it to ssh-agent for 60 seconds (the time
@@ -163,16 +209,6 @@ fn remove(key: EphemeralKey) {
     }
 }
 
-/// ssh's exit code, or 128 + the signal that ended it (as shells report it).
-fn exit_code(status: ExitStatus) -> ExitCode {
-    use std::os::unix::process::ExitStatusExt as _;
-    match (status.code(), status.signal()) {
-        (Some(code), _) => ExitCode::from(u8::try_from(code).unwrap_or(u8::MAX)),
-        (None, Some(sig)) => ExitCode::from(u8::try_from(128 + sig).unwrap_or(u8::MAX)),
-        (None, None) => ExitCode::FAILURE,
-    }
-}
-
 /// The signals forwarded to ssh while it runs (and that must not end postern before the key
 /// is removed).
 struct Signals {
@@ -198,8 +234,7 @@ impl Signals {
     }
 
     /// The next signal received.
-    async fn next(&mut self) -> Option<nix::sys::signal::Signal> {
-        use nix::sys::signal::Signal;
+    async fn next(&mut self) -> Option<Signal> {
         tokio::select! {
             s = self.terminate.recv() => s.map(|()| Signal::SIGTERM),
             s = self.hangup.recv() => s.map(|()| Signal::SIGHUP),
@@ -218,17 +253,18 @@ const KEY_COMMENT: &str = "postern-ephemeral";
 
 #[cfg(test)]
 mod tests {
-    use std::os::unix::process::ExitStatusExt as _;
-
     use super::*;
 
     #[test]
     fn exit_code_is_sshs_or_128_plus_its_signal() {
-        assert_eq!(exit_code(ExitStatus::from_raw(0)), ExitCode::SUCCESS);
+        let pid = Pid::from_raw(1);
+        assert_eq!(finished(WaitStatus::Exited(pid, 0)), Some(0));
+        assert_eq!(finished(WaitStatus::Exited(pid, 255)), Some(255));
         assert_eq!(
-            exit_code(ExitStatus::from_raw(255 << 8)),
-            ExitCode::from(255)
+            finished(WaitStatus::Signaled(pid, Signal::SIGTERM, false)),
+            Some(143)
         );
-        assert_eq!(exit_code(ExitStatus::from_raw(15)), ExitCode::from(143));
+        assert_eq!(finished(WaitStatus::Stopped(pid, Signal::SIGTSTP)), None);
+        assert_eq!(finished(WaitStatus::Continued(pid)), None);
     }
 }
