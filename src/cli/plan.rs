@@ -442,6 +442,40 @@ mod tests {
     }
 
     #[test]
+    fn ssh_takes_the_user_from_l_and_push_key_from_its_flags() {
+        let id = "i-0123456789abcdef0";
+        let Ok(Plan::Ssh(p)) = plan(&["ssh", "-l", "ubuntu", "--push-key", id]) else {
+            panic!("expected an ssh plan");
+        };
+        assert_eq!(p.user.as_deref(), Some("ubuntu"));
+        assert_eq!(p.push_key, Some(true));
+        let Ok(Plan::Ssh(p)) = plan(&["ssh", "--push-key", "--no-push-key", &format!("u@{id}")])
+        else {
+            panic!("expected an ssh plan");
+        };
+        assert_eq!((p.user.as_deref(), p.push_key), (Some("u"), Some(false)));
+        let Ok(Plan::Ssh(p)) = plan(&["ssh", "-l", "u", &format!("u@{id}")]) else {
+            panic!("the same user twice is one user");
+        };
+        assert_eq!((p.user.as_deref(), p.push_key), (Some("u"), None));
+        let Err(err) = plan(&["ssh", "-l", "b", &format!("a@{id}")]) else {
+            panic!("two users must be refused");
+        };
+        assert_eq!(err.kind(), ErrorKind::Usage);
+        assert_eq!(err.to_string(), "two remote users: `a@` and -l b");
+        let Err(err) = plan(&["ssh", "--login-name=-oProxyCommand=x", id]) else {
+            panic!("an option-like user must be refused");
+        };
+        assert_eq!(err.kind(), ErrorKind::Usage);
+        // ssh-proxy pushes only for a named user (ssh-config passes `-l %r`).
+        assert!(Args::try_parse_from(["postern", "ssh-proxy", "--push-key", id]).is_err());
+        let Ok(Plan::SshProxy(p)) = plan(&["ssh-proxy", "--push-key", "-l", "ec2-user", id]) else {
+            panic!("expected an ssh-proxy plan");
+        };
+        assert_eq!(p.push_key_for.as_deref(), Some("ec2-user"));
+    }
+
+    #[test]
     fn reason_too_long_is_rejected() {
         let long = "x".repeat(257);
         let err = plan(&["shell", "i-0123456789abcdef0", "--reason", &long]).unwrap_err();
