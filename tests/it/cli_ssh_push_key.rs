@@ -4,7 +4,9 @@
 //! emulator holds for that instance and user (its AuthorizedKeysCommand, as on an instance).
 //! The ephemeral key exists (0600 in a 0700 dir) while ssh runs and is gone afterwards, on
 //! success and on failure; a key that was not pushed is refused; an unknown instance, a
-//! denied role, a hybrid node and an invalid OS user fail with their documented exit codes.
+//! denied role, a hybrid node and an invalid OS user fail with their documented exit codes, and
+//! production's guardrail refuses before any key is pushed. SIGTERM reaches ssh, and postern
+//! follows ssh's job control (stopped with it, continued with it).
 //! Also the emulator's SendSSHPublicKey itself through the SDK: checks and errors as the
 //! service's.
 
@@ -332,6 +334,20 @@ async fn ssh_push_key_failures_name_the_instance_and_leave_no_key() {
     assert!(
         stderr.contains("hint: the role needs ec2-instance-connect:SendSSHPublicKey"),
         "{stderr}"
+    );
+
+    // Production: the guardrail refuses before any key is made or pushed.
+    let prod = id_of(&emulator, "web-frontend-prod-1");
+    let out = ssh(&home, &emulator, tmp.path(), &["--push-key", &prod]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(241), "{stderr}");
+    assert!(
+        stderr.contains("prod account acme-prod needs a confirmation"),
+        "{stderr}"
+    );
+    assert_eq!(
+        http_get(&emulator.active_keys_url(&prod, "ec2-user")).0,
+        404
     );
 
     // A stopped Windows instance.
