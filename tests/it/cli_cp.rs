@@ -2,7 +2,8 @@
 //! remote paths are local temporary paths): downloads through `Postern-Command` and uploads
 //! through AWS-StartInteractiveCommand, striped over several sessions and SHA-256 checked;
 //! contents the agent's UTF-8 pass would mangle, empty and 1-byte files, `-` both ways, `-p`,
-//! and every refusal with its exit code. Each test ends with zero emulator violations.
+//! and every refusal with its exit code; downloads without `Postern-Command` through the PTY;
+//! a range altered on the way fetched again. Each test ends with zero emulator violations.
 
 use std::io::Read as _;
 use std::os::unix::fs::PermissionsExt as _;
@@ -195,21 +196,6 @@ fn cp_refuses_with_documented_exit_codes() {
     std::fs::write(&file, b"content").unwrap();
     let file_arg = file.display().to_string();
     let fresh = dir.path().join("fresh").display().to_string();
-
-    // No Postern-Command yet: 245, and the hint names `postern setup`.
-    let out = cp(&emu, &[&remote(&emu, &file), &fresh]);
-    assert_eq!(out.status.code(), Some(245), "{}", text(&out.stderr));
-    assert!(
-        text(&out.stderr).contains("Postern-Command"),
-        "{}",
-        text(&out.stderr)
-    );
-    assert!(
-        text(&out.stderr).contains("hint: run `postern setup`"),
-        "{}",
-        text(&out.stderr)
-    );
-    assert!(!Path::new(&fresh).exists());
 
     let out = run(emu.command(&["setup"]), LIMIT);
     assert!(out.status.success(), "setup: {}", text(&out.stderr));
@@ -502,5 +488,134 @@ fn cp_never_puts_a_tampered_download_in_place() {
     );
     assert!(!dest.exists());
     assert_eq!(leftovers(dir.path(), &["source.bin"]), Vec::<String>::new());
+    assert_eq!(emu.stop(), Vec::<String>::new(), "violations");
+}
+
+/// The StartSession calls a `-v` run logged for `document`.
+fn started(stderr: &str, document: &str) -> usize {
+    stderr
+        .lines()
+        .filter(|l| l.contains("StartSession") && l.contains(document))
+        .count()
+}
+
+#[test]
+fn cp_downloads_through_the_pty_without_postern_command() {
+    // No `postern setup`: Postern-Command is refused once, then the probe and every range run
+    // in AWS-StartInteractiveCommand's PTY (paced like the agent's), framed and hashed.
+    let emu = EmulatorProcess::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let data = random_bytes(2 * 1024 * 1024 + 777, 24);
+    let source = dir.path().join("source.bin");
+    std::fs::write(&source, &data).unwrap();
+    let dest = dir.path().join("dest.bin");
+    let out = cp(
+        &emu,
+        &[
+            "-v",
+            "--sessions",
+            "3",
+            &remote(&emu, &source),
+            &dest.display().to_string(),
+        ],
+    );
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(sha256(&std::fs::read(&dest).unwrap()), sha256(&data));
+    assert_eq!(started(&stderr, "Postern-Command"), 1, "{stderr}");
+    // The probe and three ranges (1 MiB, 1 MiB, 777 bytes).
+    assert_eq!(
+        started(&stderr, "AWS-StartInteractiveCommand"),
+        4,
+        "{stderr}"
+    );
+
+    // Bytes a PTY or the agent's UTF-8 pass would mangle, an empty and a 1-byte file, to a
+    // file and to standard output.
+    let mut awkward = b"x\xef\xbf\xbd\r\n\x03\x04\x1b[0m\xff\xfe".to_vec();
+    awkward.extend_from_slice(&random_bytes(50_000, 8));
+    awkward.extend_from_slice(b"postern-cp-end \n\xef\xbf\xbd\xc3");
+    for (name, content) in [
+        ("empty", Vec::new()),
+        ("one", b"\n".to_vec()),
+        ("awkward", awkward),
+    ] {
+        let source = dir.path().join(name);
+        std::fs::write(&source, &content).unwrap();
+        let down = dir.path().join(format!("{name}.down"));
+        succeeded(&cp(
+            &emu,
+            &[&remote(&emu, &source), &down.display().to_string()],
+        ));
+        assert_eq!(std::fs::read(&down).unwrap(), content, "{name} downloaded");
+        let out = cp(&emu, &[&remote(&emu, &source), "-"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(out.stdout == content, "{name} to stdout differs");
+    }
+
+    // A directory too (-r packs it on the instance).
+    let tree = dir.path().join("tree");
+    std::fs::create_dir_all(tree.join("sub")).unwrap();
+    std::fs::write(tree.join("sub/f"), b"\xff\x00tree").unwrap();
+    let tree_down = dir.path().join("tree.down");
+    succeeded(&cp(
+        &emu,
+        &["-r", &remote(&emu, &tree), &tree_down.display().to_string()],
+    ));
+    assert_eq!(tree_of(&tree_down), tree_of(&tree));
+    let mut kept: Vec<String> = ["source.bin", "dest.bin", "tree", "tree.down"]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+    for name in ["empty", "one", "awkward"] {
+        kept.push(name.to_owned());
+        kept.push(format!("{name}.down"));
+    }
+    let kept: Vec<&str> = kept.iter().map(String::as_str).collect();
+    assert_eq!(leftovers(dir.path(), &kept), Vec::<String>::new());
+    assert_eq!(emu.stop(), Vec::<String>::new(), "violations");
+}
+
+#[test]
+fn cp_fetches_a_range_again_when_it_arrives_altered() {
+    // The emulator flips a byte of the 5th Output message of the first session that sends
+    // one (--tamper-sessions 1): that range's bytes no longer hash to what the instance
+    // computed, so it is fetched again, intact, and the copy succeeds.
+    let emu = EmulatorProcess::start(&["--tamper-output", "5", "--tamper-sessions", "1"]);
+    let out = run(emu.command(&["setup"]), LIMIT);
+    assert!(out.status.success(), "setup: {}", text(&out.stderr));
+    let dir = tempfile::tempdir().unwrap();
+    let data = random_bytes(2 * 1024 * 1024 + 5, 25);
+    let source = dir.path().join("source.bin");
+    std::fs::write(&source, &data).unwrap();
+    let dest = dir.path().join("dest.bin");
+    let out = cp(
+        &emu,
+        &[
+            "-v",
+            "--sessions",
+            "2",
+            &remote(&emu, &source),
+            &dest.display().to_string(),
+        ],
+    );
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(sha256(&std::fs::read(&dest).unwrap()), sha256(&data));
+    let again: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("fetching it again"))
+        .collect();
+    assert_eq!(again.len(), 1, "{stderr}");
+    assert!(
+        again[0].contains("the bytes that arrived hash to"),
+        "{stderr}"
+    );
+    // The probe, two ranges and the one fetched again.
+    assert_eq!(started(&stderr, "Postern-Command"), 4, "{stderr}");
+    assert_eq!(
+        leftovers(dir.path(), &["source.bin", "dest.bin"]),
+        Vec::<String>::new()
+    );
     assert_eq!(emu.stop(), Vec::<String>::new(), "violations");
 }

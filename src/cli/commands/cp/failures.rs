@@ -105,6 +105,24 @@ pub(crate) fn range_failed(
     .hint("run the copy again; a full disk on the instance also ends here")
 }
 
+/// A range's bytes arrived altered, in every session it took.
+pub(crate) fn range_altered(
+    what: &str,
+    remote: &str,
+    local: &str,
+    described: &str,
+) -> ExpectedError {
+    ExpectedError::new(
+        ErrorKind::CopyVerify,
+        format!(
+            "{what}: the bytes that arrived hash to {local}, the instance's range to {}",
+            crate::term::escape(remote)
+        ),
+    )
+    .target(described.to_owned())
+    .hint("something between the instance and this machine alters data; nothing was replaced")
+}
+
 /// The copy's SHA-256 disagrees with the source's.
 pub(crate) fn mismatch(expected: &str, got: &str, described: &str) -> ExpectedError {
     ExpectedError::new(

@@ -1,5 +1,6 @@
 //! The sessions a copy runs on the instance: a command through `Postern-Command` (its stdout
-//! to a sink, stderr captured, the status from the agent's ExitCode message), or a command in
+//! to a sink, stderr captured, the status from the agent's ExitCode message) or, where that
+//! document may not be used, in AWS-StartInteractiveCommand's PTY; or a command in
 //! AWS-StartInteractiveCommand's PTY fed from a channel (uploads: the agent never paces input,
 //! and the driver sends only what the session's window allows, so acknowledgements pace it).
 //! It starts, drives and terminates sessions; what the commands do is the caller's.
@@ -17,11 +18,11 @@ use tokio::sync::mpsc;
 
 use crate::aws::{KmsClient, SessionCredentials, SsmClient, StartSessionRequest};
 use crate::cli::aws_context::load_aws;
+use crate::cli::commands::command_document;
 use crate::cli::commands::session::{INTERACTIVE_COMMAND_DOCUMENT, SessionPlan};
 use crate::cli::commands::setup::POSTERN_COMMAND_DOCUMENT;
 use crate::cli::errors::{SessionFailure, aws_failure, session_failure};
 use crate::cli::resilience::NoticeStyle;
-use crate::report::{ErrorKind, ExpectedError};
 use crate::term::TerminalGuard;
 use crate::transport::{self, DriverConfig, ExitMarker, Input, Local, Outputs, lifecycle};
 
@@ -74,34 +75,24 @@ impl Remote {
         })
     }
 
-    /// Runs `command` through `Postern-Command`, its stdout into `stdout`. Without the
-    /// document in the target's account and region: an error saying to run `postern setup`.
-    pub(crate) async fn command(&self, command: &str, stdout: Sink) -> anyhow::Result<Ran> {
-        let Some(credentials) = self.start_command(command).await? else {
-            return Err(ExpectedError::new(
-                ErrorKind::Unsupported,
-                format!(
-                    "postern cp needs the {POSTERN_COMMAND_DOCUMENT} session document, which is \
-                     not in the target's account and region"
-                ),
-            )
-            .target(self.described.clone())
-            .hint(
-                "run `postern setup` once for this account and region (`postern setup \
-                 --print-policy setup` shows the permissions it needs)",
-            )
-            .into());
-        };
-        self.command_session(&credentials, stdout).await
-    }
-
-    /// Runs `command` through `Postern-Command` where it exists, else in
-    /// AWS-StartInteractiveCommand's PTY with no input; its stdout into `stdout`.
+    /// Runs `command` through `Postern-Command` where it may be used, else (the document is
+    /// not there, or the role may not start it: as `postern exec` falls back) in
+    /// AWS-StartInteractiveCommand's PTY with no input; its stdout into `stdout`. Once the
+    /// document was refused, every later command goes straight to the PTY.
     pub(crate) async fn capture(&self, command: &str, stdout: Sink) -> anyhow::Result<Ran> {
         if !self.no_document.load(Ordering::Relaxed) {
             match self.start_command(command).await? {
                 Some(credentials) => return self.command_session(&credentials, stdout).await,
-                None => self.no_document.store(true, Ordering::Relaxed),
+                None => {
+                    if !self.no_document.swap(true, Ordering::Relaxed) {
+                        tracing::info!(
+                            "no usable {POSTERN_COMMAND_DOCUMENT} for {}: copying through \
+                             {INTERACTIVE_COMMAND_DOCUMENT} (slower; `postern setup` once for \
+                             this account and region makes it faster)",
+                            self.described
+                        );
+                    }
+                }
             }
         }
         let (tx, input) = mpsc::channel(1);
@@ -109,12 +100,12 @@ impl Remote {
         self.interactive(command, input, stdout).await
     }
 
-    /// StartSession on `Postern-Command`; `None` when the document is not there.
+    /// StartSession on `Postern-Command`; `None` when it may not be used here.
     async fn start_command(&self, command: &str) -> anyhow::Result<Option<SessionCredentials>> {
         let request = self.request(POSTERN_COMMAND_DOCUMENT, command.to_owned());
         match lifecycle::start(&self.ssm, &request).await {
             Ok(credentials) => Ok(Some(credentials)),
-            Err(e) if matches!(e.code(), Some("InvalidDocument" | "InvalidParameters")) => {
+            Err(e) if command_document::falls_back(&e) => {
                 tracing::debug!(
                     code = e.code().unwrap_or_default(),
                     "no {POSTERN_COMMAND_DOCUMENT}"

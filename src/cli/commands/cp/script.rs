@@ -69,11 +69,17 @@ pub(crate) fn probe_download(path: &str) -> String {
     )
 }
 
-/// Reads `range` of `path` as base64.
+/// Reads `range` of `path` as base64 between a begin line and an end line carrying the
+/// range's SHA-256 (read a second time through the hash tool: POSIX sh has no `tee >(…)`),
+/// so that the client finds the data among whatever a PTY adds and checks every range on its
+/// own ([`crate::cli::commands::cp::wire::Framed`]). Each frame line is printed in two halves:
+/// a terminal echoing the command line cannot forge it.
 pub(crate) fn read_range(path: &str, range: Range) -> String {
     format!(
-        "(dd if={path} bs={BLOCK} skip={skip} count={count} 2>/dev/null \
-           || echo 'postern-cp: read failed' >&2) | base64",
+        "f={path}; {NEEDS} printf '%s-%s\\n' postern-cp begin; \
+         dd if=\"$f\" bs={BLOCK} skip={skip} count={count} 2>/dev/null | base64; \
+         h=$(dd if=\"$f\" bs={BLOCK} skip={skip} count={count} 2>/dev/null | {HASH}); \
+         printf '%s-%s %s\\n' postern-cp end \"${{h%% *}}\"",
         path = shell_quote(path),
         skip = range.first_block(),
         count = range.blocks(),

@@ -42,7 +42,7 @@ pub(crate) async fn download(
     let remote = Arc::new(Remote::connect(&plan.session).await?);
     let (sink, stdout) = capture();
     let ran = remote
-        .command(&script::pack_tree(remote_path), sink)
+        .capture(&script::pack_tree(remote_path), sink)
         .await?;
     let tar = match script::parse_probe(&String::from_utf8_lossy(&stdout())) {
         Some(Probe::Packed(tar)) => tar,
@@ -72,7 +72,7 @@ pub(crate) async fn download(
     };
     // The remote tar file goes, whatever happened.
     let (sink, _) = capture();
-    let _ = remote.command(&script::remove(&tar), sink).await;
+    let _ = remote.capture(&script::remove(&tar), sink).await;
     result.map(|()| ExitCode::SUCCESS)
 }
 
