@@ -46,11 +46,31 @@ def postern(emu, args):
     return elapsed, usage.ru_maxrss / 1024
 
 
+def row(name, secs, rss, port_rate, extra=""):
+    rate = SIZE / secs
+    print(f"{name:58} {rate / 1e6:8.2f} MB/s  {secs:6.2f} s  "
+          f"{rate / port_rate:5.1f}x port  peak RSS {rss:5.1f} MiB{extra}")
+    return rate
+
+
+def cp(emu, direction, sessions, src, dst_dir, want):
+    """One SHA-256-checked copy of src; (seconds, peak RSS)."""
+    dst = os.path.join(dst_dir, f"{direction}-{sessions}.bin")
+    if direction == "download":
+        args = ["cp", "--sessions", str(sessions), f"{emu.instance}:{src}", dst]
+    else:
+        args = ["cp", "--sessions", str(sessions), src, f"{emu.instance}:{dst}"]
+    secs, rss = postern(emu, args)
+    if sha256(dst) != want:
+        raise RuntimeError(f"{direction} --sessions {sessions}: SHA-256 differs")
+    os.remove(dst)
+    return secs, rss
+
+
 def main():
     source_port, _ = fb.servers()
     emu = fb.Emulator(paced=True)
     try:
-        postern(emu, ["setup"])
         fwd = fb.Forward(emu, source_port, 1)
         try:
             port_rate = PORT_SAMPLE / fb.download(fwd.port, PORT_SAMPLE)
@@ -64,21 +84,19 @@ def main():
                 for _ in range(SIZE // MIB):
                     f.write(os.urandom(MIB))
             want = sha256(src)
+            # Without `postern setup`: no Postern-Command, every session a paced PTY.
+            one = None
+            for sessions in (1, 8):
+                secs, rss = cp(emu, "download", sessions, src, tmp, want)
+                extra = "" if one is None else f"  {one / secs:4.1f}x one session"
+                one = one or secs
+                row(f"cp download without setup (PTY) --sessions {sessions}", secs, rss,
+                    port_rate, extra)
+            postern(emu, ["setup"])
             for direction in ("download", "upload"):
                 for sessions in (1, 4, 8):
-                    dst = os.path.join(tmp, f"{direction}-{sessions}.bin")
-                    if direction == "download":
-                        args = ["cp", "--sessions", str(sessions), f"{emu.instance}:{src}", dst]
-                    else:
-                        args = ["cp", "--sessions", str(sessions), src, f"{emu.instance}:{dst}"]
-                    secs, rss = postern(emu, args)
-                    if sha256(dst) != want:
-                        raise RuntimeError(f"{direction} --sessions {sessions}: SHA-256 differs")
-                    os.remove(dst)
-                    rate = SIZE / secs
-                    name = f"cp {direction} --sessions {sessions} (sha256 ok)"
-                    print(f"{name:58} {rate / 1e6:8.2f} MB/s  {secs:6.2f} s  "
-                          f"{rate / port_rate:5.1f}x port  peak RSS {rss:5.1f} MiB")
+                    secs, rss = cp(emu, direction, sessions, src, tmp, want)
+                    row(f"cp {direction} --sessions {sessions} (sha256 ok)", secs, rss, port_rate)
     finally:
         emu.stop()
     print("Emulator figures only: the service's own limits (per-session bandwidth, StartSession "

@@ -13,7 +13,8 @@ use std::time::{Duration, SystemTime};
 
 use crate::support::data::{random_bytes, sha256};
 use crate::support::emulator::EmulatorProcess;
-use crate::support::process::{exit_within, run, run_with_input, text};
+use crate::support::poll::poll;
+use crate::support::process::{exit_within, run, run_with_input, signal, text};
 
 const LIMIT: Duration = Duration::from_secs(120);
 
@@ -617,5 +618,128 @@ fn cp_fetches_a_range_again_when_it_arrives_altered() {
         leftovers(dir.path(), &["source.bin", "dest.bin"]),
         Vec::<String>::new()
     );
+    assert_eq!(emu.stop(), Vec::<String>::new(), "violations");
+}
+
+#[test]
+fn cp_names_a_full_disk_on_the_instance() {
+    // The instance's `dd` fails to write as on a full file system (a `dd` earlier in the
+    // emulator's PATH, so in every session's, prints GNU dd's ENOSPC message when given of=
+    // and is the real dd otherwise): 238, naming the destination and the instance, and the
+    // remote temporary file is removed.
+    let bin = tempfile::tempdir().unwrap();
+    let real_dd = std::env::var_os("PATH")
+        .and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|dir| dir.join("dd"))
+                .find(|dd| dd.is_file())
+        })
+        .expect("dd on PATH");
+    let fake = bin.path().join("dd");
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\ncase \" $* \" in *\" of=\"*) \
+             echo \"dd: error writing 'out': No space left on device\" >&2; exit 1;; esac\n\
+             exec {} \"$@\"\n",
+            real_dd.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let emu = EmulatorProcess::start_with_env(&[], &[("PATH", &path)]);
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("source.bin");
+    std::fs::write(&source, random_bytes(100_000, 26)).unwrap();
+    let dest = dir.path().join("dest.bin");
+    let out = cp(&emu, &[&source.display().to_string(), &remote(&emu, &dest)]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(238), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "no space left on the instance for {}",
+            dest.display()
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains(&emu.instance), "{stderr}");
+    assert!(stderr.contains("df -h"), "{stderr}");
+    assert_eq!(leftovers(dir.path(), &["source.bin"]), Vec::<String>::new());
+    assert_eq!(emu.stop(), Vec::<String>::new(), "violations");
+}
+
+/// The one entry of `dir` whose name starts with `prefix`, once it exists.
+fn temp_in(dir: &Path, prefix: &str) -> std::path::PathBuf {
+    poll(LIMIT, || {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with(prefix))
+            })
+    })
+}
+
+#[test]
+fn cp_interrupted_removes_its_temporary_files_on_both_sides() {
+    let emu = set_up();
+    let dir = tempfile::tempdir().unwrap();
+    let data = random_bytes(32 * 1024 * 1024, 27);
+    let source = dir.path().join("source.bin");
+    std::fs::write(&source, &data).unwrap();
+
+    // An upload, SIGTERM once bytes reach the remote temporary file: 143, and it is gone.
+    let dest = dir.path().join("up.bin");
+    let mut child = emu
+        .command(&[
+            "cp",
+            "--sessions",
+            "2",
+            &source.display().to_string(),
+            &remote(&emu, &dest),
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let temp = temp_in(dir.path(), ".up.bin.postern-");
+    poll(LIMIT, || {
+        std::fs::metadata(&temp)
+            .map_or(true, |m| m.len() > 0)
+            .then_some(())
+    });
+    signal(child.id(), nix::sys::signal::Signal::SIGTERM);
+    let status = exit_within(&mut child, LIMIT).expect("postern cp exits");
+    assert_eq!(status.code(), Some(143));
+    assert_eq!(leftovers(dir.path(), &["source.bin"]), Vec::<String>::new());
+
+    // A download, Ctrl-C once its first bytes are in the local temporary file: 130, and it
+    // is gone (no partial file is kept either).
+    let down = dir.path().join("down.bin");
+    let mut child = emu
+        .command(&[
+            "cp",
+            "--sessions",
+            "1",
+            &remote(&emu, &source),
+            &down.display().to_string(),
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let temp = temp_in(dir.path(), ".down.bin.postern-");
+    poll(LIMIT, || {
+        let head = std::fs::read(&temp).ok()?;
+        (head.len() >= 4096 && head[..4096] == data[..4096]).then_some(())
+    });
+    signal(child.id(), nix::sys::signal::Signal::SIGINT);
+    let status = exit_within(&mut child, LIMIT).expect("postern cp exits");
+    assert_eq!(status.code(), Some(130));
+    assert_eq!(leftovers(dir.path(), &["source.bin"]), Vec::<String>::new());
     assert_eq!(emu.stop(), Vec::<String>::new(), "violations");
 }

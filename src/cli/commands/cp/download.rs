@@ -24,6 +24,7 @@ use sha2::{Digest as _, Sha256};
 use tokio::io::AsyncWrite;
 
 use crate::cli::commands::cp::failures;
+use crate::cli::commands::cp::interrupt::{Interrupt, Interrupted};
 use crate::cli::commands::cp::plan::CpPlan;
 use crate::cli::commands::cp::progress::{Bar, Progress};
 use crate::cli::commands::cp::ranges::{self, Range};
@@ -38,13 +39,14 @@ pub(crate) async fn run(
     plan: &CpPlan,
     remote_path: &str,
     local: Option<&Path>,
+    interrupt: Interrupt,
 ) -> anyhow::Result<ExitCode> {
     // Checked before any AWS call: a refusal costs nothing.
     let dest = match local {
         Some(local) => Some(destination(local, remote_path, plan.force)?),
         None => None,
     };
-    let remote = Arc::new(Remote::connect(&plan.session).await?);
+    let remote = Arc::new(Remote::connect(&plan.session, interrupt).await?);
     fetch_file(plan, &remote, remote_path, dest.as_deref()).await?;
     Ok(ExitCode::SUCCESS)
 }
@@ -319,14 +321,15 @@ async fn fetch(
 /// Whether a range's failure may pass on a second try: its session broke or timed out, as
 /// opposed to a refusal (no document, access denied, a file that changed).
 pub(crate) fn retryable(err: &anyhow::Error) -> bool {
-    err.downcast_ref::<ExpectedError>().is_none_or(|e| {
-        matches!(
-            e.kind(),
-            ErrorKind::ConnectionLost
-                | ErrorKind::HandshakeTimeout
-                | ErrorKind::EndpointUnreachable
-        )
-    })
+    !err.is::<Interrupted>()
+        && err.downcast_ref::<ExpectedError>().is_none_or(|e| {
+            matches!(
+                e.kind(),
+                ErrorKind::ConnectionLost
+                    | ErrorKind::HandshakeTimeout
+                    | ErrorKind::EndpointUnreachable
+            )
+        })
 }
 
 /// Whether a range's bytes arrived altered (its SHA-256 disagreed).

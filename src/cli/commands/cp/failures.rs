@@ -123,6 +123,32 @@ pub(crate) fn range_altered(
     .hint("something between the instance and this machine alters data; nothing was replaced")
 }
 
+/// The instance could not write an upload's bytes: `error` is what `dd` said. A full disk
+/// gets its own words.
+pub(crate) fn remote_write(dest: &str, error: &str, described: &str) -> ExpectedError {
+    let dest = crate::term::escape(dest);
+    if error.contains("No space left on device") {
+        return ExpectedError::new(
+            ErrorKind::RemoteFile,
+            format!("no space left on the instance for {dest}"),
+        )
+        .target(described.to_owned())
+        .hint(
+            "free space on the file system holding it (`postern exec TARGET -- df -h DIR` \
+             shows how much there is), or copy to another path; nothing was replaced",
+        );
+    }
+    ExpectedError::new(
+        ErrorKind::RemoteFile,
+        format!(
+            "the instance could not write {dest}: {}",
+            crate::term::escape(error)
+        ),
+    )
+    .target(described.to_owned())
+    .hint("check the destination's file system on the instance; nothing was replaced")
+}
+
 /// The copy's SHA-256 disagrees with the source's.
 pub(crate) fn mismatch(expected: &str, got: &str, described: &str) -> ExpectedError {
     ExpectedError::new(

@@ -4,6 +4,7 @@
 mod copy;
 mod download;
 mod failures;
+mod interrupt;
 mod plan;
 mod progress;
 mod ranges;

@@ -107,11 +107,13 @@ pub(crate) fn prepare_upload(dest: &str, name: &str, token: &str, force: bool) -
 }
 
 /// Writes `range` into `temp`, reading exactly its base64 lines from the PTY (raw mode first,
-/// so the line discipline changes nothing).
+/// so the line discipline changes nothing). When `dd` cannot write (a full disk), its first
+/// error line follows `postern-cp-writefail ` ([`parse_write_failure`]) and the status is 1.
 pub(crate) fn write_range(temp: &str, range: Range) -> String {
     format!(
         "stty raw -echo 2>/dev/null; head -c {wire} | base64 -d | \
-         dd of={temp} bs={BLOCK} seek={seek} conv=notrunc 2>/dev/null",
+         {{ e=$(dd of={temp} bs={BLOCK} seek={seek} conv=notrunc 2>&1 >/dev/null) || \
+         {{ printf '%s-%s %s\\n' postern-cp writefail \"$(printf '%s\\n' \"$e\" | head -n 1)\"; exit 1; }}; }}",
         wire = wire_len(range.len),
         temp = shell_quote(temp),
         seek = range.first_block(),
@@ -186,6 +188,14 @@ pub(crate) fn unpack_tree(dest: &str, name: &str, tar: Option<&str>, preserve: b
     )
 }
 
+/// The error `dd` reported when [`write_range`] could not write; `None` when it did not fail so.
+pub(crate) fn parse_write_failure(output: &str) -> Option<String> {
+    output
+        .lines()
+        .find_map(|l| l.strip_prefix(WRITE_FAILED))
+        .map(|e| e.trim().to_owned())
+}
+
 /// Parses a probe's stdout; `None` when it printed no `postern-cp` line.
 pub(crate) fn parse_probe(stdout: &str) -> Option<Probe> {
     let mut lines = stdout.lines().skip_while(|l| !l.starts_with("postern-cp "));
@@ -240,6 +250,8 @@ const NEEDS: &str = "for n in dd base64; do command -v \"$n\" >/dev/null 2>&1 \
      elif command -v shasum >/dev/null 2>&1; then H='shasum -a 256'; \
      elif command -v openssl >/dev/null 2>&1; then H='openssl dgst -sha256 -r'; \
      else echo 'postern-cp notool sha256sum'; exit 0; fi;";
+/// What [`write_range`] prints before `dd`'s error.
+const WRITE_FAILED: &str = "postern-cp-writefail ";
 /// `-r` needs tar.
 const TAR: &str = "command -v tar >/dev/null 2>&1 || { echo 'postern-cp notool tar'; exit 0; };";
 /// The SHA-256 command `NEEDS` chose, reading stdin.

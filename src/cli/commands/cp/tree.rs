@@ -11,6 +11,7 @@ use std::process::{Command, ExitCode};
 use std::sync::Arc;
 
 use crate::cli::commands::cp::download::{destination, fetch_file};
+use crate::cli::commands::cp::interrupt::Interrupt;
 use crate::cli::commands::cp::plan::CpPlan;
 use crate::cli::commands::cp::remote::{Remote, capture};
 use crate::cli::commands::cp::script::{self, Probe};
@@ -23,6 +24,7 @@ pub(crate) async fn download(
     plan: &CpPlan,
     remote_path: &str,
     local: Option<&Path>,
+    interrupt: Interrupt,
 ) -> anyhow::Result<ExitCode> {
     let name = base_name(remote_path);
     let target = match local {
@@ -39,7 +41,7 @@ pub(crate) async fn download(
             Some(target)
         }
     };
-    let remote = Arc::new(Remote::connect(&plan.session).await?);
+    let remote = Arc::new(Remote::connect(&plan.session, interrupt).await?);
     let (sink, stdout) = capture();
     let ran = remote
         .capture(&script::pack_tree(remote_path), sink)
@@ -71,8 +73,7 @@ pub(crate) async fn download(
         Some(target) => unpack_locally(plan, &remote, &tar, &name, target).await,
     };
     // The remote tar file goes, whatever happened.
-    let (sink, _) = capture();
-    let _ = remote.capture(&script::remove(&tar), sink).await;
+    remote.cleanup(&script::remove(&tar)).await;
     result.map(|()| ExitCode::SUCCESS)
 }
 
@@ -115,9 +116,10 @@ pub(crate) async fn upload(
     plan: &CpPlan,
     local: Option<&Path>,
     remote_path: &str,
+    interrupt: Interrupt,
 ) -> anyhow::Result<ExitCode> {
     let Some(dir) = local.filter(|l| l.is_dir()) else {
-        return upload::run(plan, local, remote_path).await;
+        return upload::run(plan, local, remote_path, interrupt).await;
     };
     let absolute = std::path::absolute(dir).map_err(|e| failures::local_io("read", dir, e))?;
     let name = absolute
@@ -130,7 +132,7 @@ pub(crate) async fn upload(
             )
         })?;
     let parent = absolute.parent().unwrap_or(Path::new("/")).to_path_buf();
-    let remote = Arc::new(Remote::connect(&plan.session).await?);
+    let remote = Arc::new(Remote::connect(&plan.session, interrupt).await?);
     // The destination first: no transfer for a refusal.
     unpack_remotely(&remote, remote_path, &name, None, plan.preserve).await?;
 

@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 
 use crate::cli::commands::cp::download::{RANGE_ATTEMPTS, hash_file, retryable};
 use crate::cli::commands::cp::failures;
+use crate::cli::commands::cp::interrupt::Interrupt;
 use crate::cli::commands::cp::plan::CpPlan;
 use crate::cli::commands::cp::progress::{Bar, Progress};
 use crate::cli::commands::cp::ranges::{self, LINE_BYTES, Range};
@@ -31,9 +32,10 @@ pub(crate) async fn run(
     plan: &CpPlan,
     local: Option<&Path>,
     remote_path: &str,
+    interrupt: Interrupt,
 ) -> anyhow::Result<ExitCode> {
     let source = Source::open(local).await?;
-    let remote = Arc::new(Remote::connect(&plan.session).await?);
+    let remote = Arc::new(Remote::connect(&plan.session, interrupt).await?);
     send_file(plan, &remote, &source, remote_path, plan.force).await?;
     Ok(ExitCode::SUCCESS)
 }
@@ -76,16 +78,15 @@ pub(crate) async fn send_file(
 
     let progress = Arc::new(Progress::default());
     let bar = Bar::start(&progress, size, "uploading".to_owned());
-    let sent = send_ranges(plan, remote, &source.path, size, &temp, &progress).await;
+    let sent = send_ranges(plan, remote, &source.path, size, &temp, &dest, &progress).await;
     drop(bar);
     let result = match sent {
         Ok(()) => commit(plan, remote, source, &temp, &dest, hashing).await,
         Err(e) => Err(e),
     };
     if result.is_err() {
-        // Best effort: a failed upload leaves no temporary file behind.
-        let (sink, _) = capture();
-        let _ = remote.capture(&script::remove(&temp), sink).await;
+        // Best effort: a failed or interrupted upload leaves no temporary file behind.
+        remote.cleanup(&script::remove(&temp)).await;
     }
     result.map(|()| dest)
 }
@@ -165,13 +166,14 @@ impl Source {
     }
 }
 
-/// Sends every range of `path` into `temp`, one session each, all at once.
+/// Sends every range of `path` into `temp` (beside `dest`), one session each, all at once.
 async fn send_ranges(
     plan: &CpPlan,
     remote: &Arc<Remote>,
     path: &Path,
     size: u64,
     temp: &str,
+    dest: &str,
     progress: &Arc<Progress>,
 ) -> anyhow::Result<()> {
     let mut tasks = Vec::new();
@@ -180,8 +182,9 @@ async fn send_ranges(
         let progress = Arc::clone(progress);
         let path = path.to_path_buf();
         let temp = temp.to_owned();
+        let dest = dest.to_owned();
         tasks.push(tokio::spawn(async move {
-            send_range(&remote, &path, range, &temp, &progress).await
+            send_range(&remote, &path, range, (&temp, &dest), &progress).await
         }));
     }
     let mut first_error = None;
@@ -202,12 +205,12 @@ async fn send_range(
     remote: &Remote,
     path: &Path,
     range: Range,
-    temp: &str,
+    paths: (&str, &str),
     progress: &Arc<Progress>,
 ) -> anyhow::Result<()> {
     let mut attempt = 1;
     loop {
-        match send_range_once(remote, path, range, temp, progress).await {
+        match send_range_once(remote, path, range, paths, progress).await {
             Err(e) if attempt < RANGE_ATTEMPTS && retryable(&e) => {
                 tracing::info!(offset = range.offset, attempt, error = %e, "range failed; sending it again");
                 attempt += 1;
@@ -217,11 +220,13 @@ async fn send_range(
     }
 }
 
+/// Sends one range into the remote temporary file `paths.0` (beside the destination
+/// `paths.1`, which errors name).
 async fn send_range_once(
     remote: &Remote,
     path: &Path,
     range: Range,
-    temp: &str,
+    (temp, dest): (&str, &str),
     progress: &Arc<Progress>,
 ) -> anyhow::Result<()> {
     let (tx, input) = mpsc::channel(INPUT_QUEUE);
@@ -233,7 +238,7 @@ async fn send_range_once(
         .name("postern-cp-read".to_owned())
         .spawn(move || produce(file, range, &tx, &[&counter, &total]))
         .map_err(|e| failures::local_io("start a reader for", path, e))?;
-    let (sink, _) = capture();
+    let (sink, output) = capture();
     progress.session(true);
     let ran = remote
         .interactive(&script::write_range(temp, range), input, sink)
@@ -241,6 +246,12 @@ async fn send_range_once(
     progress.session(false);
     let result = match ran {
         Ok(ran) if ran.succeeded() => Ok(()),
+        Ok(_)
+            if let Some(error) =
+                script::parse_write_failure(&String::from_utf8_lossy(&output())) =>
+        {
+            Err(failures::remote_write(dest, &error, &remote.described).into())
+        }
         Ok(ran) => {
             let what = format!(
                 "writing bytes {}..{} of {}",

@@ -92,8 +92,6 @@ pub(crate) struct Framed {
     state: FrameState,
     /// The current line, while it may still be the begin or end line.
     line: Vec<u8>,
-    /// The current line was found to be data and went to the decoder already.
-    passing: bool,
     decoder: Decoder,
     hasher: Sha256,
     /// The SHA-256 the end line carried, hex.
@@ -135,17 +133,16 @@ pub(crate) enum FrameError {
 impl Framed {
     /// Takes output split anywhere, appending decoded bytes to `out`.
     pub(crate) fn feed(&mut self, mut text: &[u8], out: &mut Vec<u8>) -> Result<(), DecodeError> {
-        while !text.is_empty() {
+        while self.state == FrameState::Before && !text.is_empty() {
             let (segment, ended) = match text.iter().position(|&b| b == b'\n') {
                 Some(at) => (&text[..at], true),
                 None => (text, false),
             };
             text = &text[segment.len() + usize::from(ended)..];
-            match self.state {
-                FrameState::Done => return Ok(()),
-                FrameState::Before => self.before(segment, ended),
-                FrameState::Data => self.data(segment, ended, out)?,
-            }
+            self.before(segment, ended);
+        }
+        if self.state == FrameState::Data && !text.is_empty() {
+            self.data(text, out)?;
         }
         Ok(())
     }
@@ -182,33 +179,52 @@ impl Framed {
         }
     }
 
-    fn data(&mut self, segment: &[u8], ended: bool, out: &mut Vec<u8>) -> Result<(), DecodeError> {
-        if self.passing {
-            self.decode(segment, out)?;
+    /// Base64 lines until the end line. `-` is not in base64's alphabet: the first one is in
+    /// the end line (or the output is not base64). A trailing partial line that may begin the
+    /// end line is held until more arrives.
+    fn data(&mut self, text: &[u8], out: &mut Vec<u8>) -> Result<(), DecodeError> {
+        let joined;
+        let buf: &[u8] = if self.line.is_empty() {
+            text
         } else {
-            self.line.extend_from_slice(segment);
-            let could_end = self.line.len() <= END.len() && END.starts_with(&self.line)
-                || self.line.starts_with(END) && self.line.len() <= LINE_CAP;
-            if !could_end {
-                let line = std::mem::take(&mut self.line);
-                self.decode(&line, out)?;
-                self.passing = !ended;
-            } else if ended {
-                let line = std::mem::take(&mut self.line);
-                match trim_cr(&line).strip_prefix(END) {
-                    Some(hash) => {
-                        self.remote_sha256 = Some(String::from_utf8_lossy(hash).trim().to_owned());
-                        self.state = FrameState::Done;
-                    }
-                    // A short line that is a prefix of the end line: data after all.
-                    None => self.decode(&line, out)?,
+            let mut held = std::mem::take(&mut self.line);
+            held.extend_from_slice(text);
+            joined = held;
+            &joined
+        };
+        let Some(dash) = buf.iter().position(|&b| b == b'-') else {
+            let tail_start = buf.iter().rposition(|&b| b == b'\n').map_or(0, |at| at + 1);
+            let tail = &buf[tail_start..];
+            let hold = !tail.is_empty() && tail.len() < END.len() && END.starts_with(tail);
+            let fed = if hold { tail_start } else { buf.len() };
+            self.decode(&buf[..fed], out)?;
+            if hold {
+                self.line = tail.to_vec();
+            }
+            return Ok(());
+        };
+        let start = buf[..dash]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |at| at + 1);
+        self.decode(&buf[..start], out)?;
+        let rest = &buf[start..];
+        match rest.iter().position(|&b| b == b'\n') {
+            Some(end) => match trim_cr(&rest[..end]).strip_prefix(END) {
+                Some(hash) => {
+                    self.remote_sha256 = Some(String::from_utf8_lossy(hash).trim().to_owned());
+                    self.state = FrameState::Done;
+                    Ok(())
                 }
+                // A `-` in a data line: the decoder says what is wrong.
+                None => self.decode(&rest[..end], out),
+            },
+            None if rest.len() > LINE_CAP => self.decode(rest, out),
+            None => {
+                self.line = rest.to_vec();
+                Ok(())
             }
         }
-        if ended {
-            self.passing = false;
-        }
-        Ok(())
     }
 
     fn decode(&mut self, text: &[u8], out: &mut Vec<u8>) -> Result<(), DecodeError> {
