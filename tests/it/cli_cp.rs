@@ -11,8 +11,11 @@ use std::path::Path;
 use std::process::{Output, Stdio};
 use std::time::{Duration, SystemTime};
 
+use postern_emulator::{InstanceState, PingStatus};
+
 use crate::support::data::{random_bytes, sha256};
-use crate::support::emulator::EmulatorProcess;
+use crate::support::emulator::{EmulatorProcess, fleet_emulator};
+use crate::support::home::Home;
 use crate::support::poll::poll;
 use crate::support::process::{exit_within, run, run_with_input, signal, text};
 
@@ -742,4 +745,40 @@ fn cp_interrupted_removes_its_temporary_files_on_both_sides() {
     assert_eq!(status.code(), Some(130));
     assert_eq!(leftovers(dir.path(), &["source.bin"]), Vec::<String>::new());
     assert_eq!(emu.stop(), Vec::<String>::new(), "violations");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cp_refuses_windows_instances_before_any_session() {
+    // The sample fleet's Windows build server, running and online for this test: the index
+    // says Windows, so postern cp refuses it (245) without starting a session.
+    let emulator = fleet_emulator(|config| {
+        for instance in &mut config.fleet.instances {
+            if instance.name == "build-windows-dev-1" {
+                instance.state = InstanceState::Running;
+                instance.ping_status = PingStatus::Online;
+            }
+        }
+    })
+    .await;
+    let home = Home::new(Some(
+        "role = \"PosternAccess\"\nregions = [\"eu-west-1\"]\n\n[[accounts]]\n\
+         id = \"318402957716\"\nalias = \"acme-dev\"\nenv = \"dev\"\n",
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("got").display().to_string();
+    for args in [
+        vec!["cp", "build-windows-dev-1:C:/logs/build.txt", dest.as_str()],
+        vec!["cp", "/etc/hostname", "build-windows-dev-1:C:/temp/"],
+    ] {
+        let out = run(home.against(&emulator, &args), LIMIT);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(245), "{stderr}");
+        assert!(
+            stderr.contains("does not copy to or from Windows instances"),
+            "{stderr}"
+        );
+        assert!(stderr.contains("i-0a73eff20dd4368af"), "{stderr}");
+    }
+    assert_eq!(emulator.open_sessions(), (0, 0), "no session was started");
+    assert!(!Path::new(&dest).exists());
 }

@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use crate::cli::commands::cp::download::OutputClosed;
+use crate::cli::commands::cp::failures;
 use crate::cli::commands::cp::interrupt::{self, Interrupt};
 use crate::cli::commands::cp::plan::{CpPlan, Direction};
 use crate::cli::commands::cp::{download, tree, upload};
@@ -11,6 +12,11 @@ use crate::report::exit_codes;
 /// Runs `plan` (its target resolved) to its exit code; a signal stops it (128+N) with its
 /// temporary files removed.
 pub(crate) async fn run(plan: &CpPlan) -> anyhow::Result<ExitCode> {
+    if let Some(platform) = plan.platform.as_deref()
+        && platform.to_ascii_lowercase().contains("windows")
+    {
+        return Err(failures::windows(plan.session.target.as_str(), platform).into());
+    }
     interrupt::run(|interrupt| copy(plan, interrupt)).await
 }
 

@@ -66,6 +66,23 @@ pub(crate) fn probe_refused(probe: &Probe, path: &str, described: &str) -> Expec
         .hint(hint)
 }
 
+/// The target is a Windows instance (as the index says), refused before any session.
+pub(crate) fn windows(target: &str, platform: &str) -> ExpectedError {
+    ExpectedError::new(
+        ErrorKind::Unsupported,
+        format!(
+            "postern cp does not copy to or from Windows instances: {} runs {}",
+            crate::term::escape(target),
+            crate::term::escape(platform)
+        ),
+    )
+    .hint(
+        "postern cp needs a POSIX shell with dd and base64 on the instance; on Windows, \
+         forward a port to a file service (`postern forward`) or use PowerShell through \
+         `postern exec`",
+    )
+}
+
 /// A probe or commit script printed nothing postern understands.
 pub(crate) fn unexpected_answer(what: &str, stderr: &str, described: &str) -> ExpectedError {
     let detail = if stderr.is_empty() {

@@ -14,7 +14,9 @@ use crate::report::{ErrorKind, ExpectedError};
 pub struct CpArgs {
     /// What to copy: `TARGET:REMOTE` (download), a local path, or `-` (standard input).
     /// TARGET is an instance id, Name tag, NAME@ACCOUNT-ALIAS, private IP or DNS name.
-    #[arg(value_name = "SOURCE", add = ArgValueCandidates::new(crate::cli::commands::completions::targets))]
+    // Its own id: the global `--source` (a source identity) is `source` too, and clap would
+    // fill both from this positional.
+    #[arg(id = "copy_source", value_name = "SOURCE", add = ArgValueCandidates::new(crate::cli::commands::completions::targets))]
     pub source: String,
 
     /// Where to: a local path (`-`: standard output) or `TARGET:REMOTE` (upload). A directory
@@ -86,6 +88,8 @@ pub struct CpPlan {
     pub recursive: bool,
     /// Continue an interrupted download.
     pub resume: bool,
+    /// The instance's platform, when the index knew the target (set by resolution).
+    pub platform: Option<String>,
 }
 
 impl CpPlan {
@@ -140,6 +144,7 @@ impl CpPlan {
             preserve: args.preserve,
             recursive: args.recursive,
             resume: args.resume,
+            platform: None,
         })
     }
 }
