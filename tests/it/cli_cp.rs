@@ -782,3 +782,82 @@ async fn cp_refuses_windows_instances_before_any_session() {
     assert_eq!(emulator.open_sessions(), (0, 0), "no session was started");
     assert!(!Path::new(&dest).exists());
 }
+
+#[test]
+fn cp_resume_sends_only_the_ranges_an_interrupted_upload_lacked() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let state_dir = state.path().join("postern");
+    // Two ranges: 1 MiB (far over 100 messages) and 5000 bytes (well under).
+    let data = random_bytes(1024 * 1024 + 5000, 28);
+    let source = dir.path().join("source.bin");
+    std::fs::write(&source, &data).unwrap();
+    let dest = dir.path().join("dest.bin");
+    let upload = |emu: &EmulatorProcess, extra: &[&str]| {
+        let mut args = vec!["cp", "--sessions", "2"];
+        args.extend_from_slice(extra);
+        let source = source.display().to_string();
+        let dest = remote(emu, &dest);
+        args.extend([source.as_str(), dest.as_str()]);
+        let mut command = emu.command(&args);
+        command.env("POSTERN_STATE_DIR", &state_dir);
+        run(command, LIMIT)
+    };
+
+    // Every websocket closes after 100 messages and postern may not reconnect: the large
+    // range fails in each of its sessions, the small one is written, read back and kept.
+    let faulty = EmulatorProcess::start(&["--close-every", "100"]);
+    let out = run(faulty.command(&["setup"]), LIMIT);
+    assert!(out.status.success(), "setup: {}", text(&out.stderr));
+    let out = upload(&faulty, &["--reconnect-attempts", "0"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(254), "{stderr}");
+    assert!(stderr.contains("--resume"), "{stderr}");
+    assert!(!dest.exists());
+    let temp = temp_in(dir.path(), ".dest.bin.postern-");
+    assert_eq!(
+        &std::fs::read(&temp).unwrap()[1024 * 1024..],
+        &data[1024 * 1024..]
+    );
+    let records: Vec<_> = std::fs::read_dir(state_dir.join("cp-uploads"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(records.len(), 1, "{records:?}");
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&records[0]), 0o600);
+    assert_eq!(mode(&state_dir.join("cp-uploads")), 0o700);
+    assert_eq!(faulty.stop(), Vec::<String>::new(), "violations");
+
+    // Resumed against a clean emulator: one PTY session, for the missing range only.
+    let emu = set_up();
+    let out = upload(&emu, &["-v", "--resume"]);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        started(&stderr, "AWS-StartInteractiveCommand"),
+        1,
+        "{stderr}"
+    );
+    assert_eq!(sha256(&std::fs::read(&dest).unwrap()), sha256(&data));
+    assert_eq!(
+        leftovers(dir.path(), &["source.bin", "dest.bin"]),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        std::fs::read_dir(state_dir.join("cp-uploads"))
+            .unwrap()
+            .count(),
+        0,
+        "the record is gone"
+    );
+
+    // --resume of standard input is refused as usage.
+    let out = run_with_input(
+        emu.command(&["cp", "--resume", "-", &remote(&emu, &dest)]),
+        b"x",
+        LIMIT,
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert_eq!(emu.stop(), Vec::<String>::new(), "violations");
+}

@@ -333,7 +333,7 @@ pub(crate) fn retryable(err: &anyhow::Error) -> bool {
 }
 
 /// Whether a range's bytes arrived altered (its SHA-256 disagreed).
-fn altered(err: &anyhow::Error) -> bool {
+pub(crate) fn altered(err: &anyhow::Error) -> bool {
     err.downcast_ref::<ExpectedError>()
         .is_some_and(|e| e.kind() == ErrorKind::CopyVerify)
 }

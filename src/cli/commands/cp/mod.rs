@@ -13,6 +13,7 @@ mod resume;
 mod script;
 mod tree;
 mod upload;
+mod upload_state;
 mod wire;
 
 pub(crate) use copy::run;

@@ -107,16 +107,46 @@ pub(crate) fn prepare_upload(dest: &str, name: &str, token: &str, force: bool) -
 }
 
 /// Writes `range` into `temp`, reading exactly its base64 lines from the PTY (raw mode first,
-/// so the line discipline changes nothing). When `dd` cannot write (a full disk), its first
-/// error line follows `postern-cp-writefail ` ([`parse_write_failure`]) and the status is 1.
+/// so the line discipline changes nothing), then reads the range back and prints its SHA-256
+/// after `postern-cp-wrote ` ([`parse_written`]). When `dd` cannot write (a full disk), its
+/// first error line follows `postern-cp-writefail ` ([`parse_write_failure`]) and the status
+/// is 1.
 pub(crate) fn write_range(temp: &str, range: Range) -> String {
     format!(
-        "stty raw -echo 2>/dev/null; head -c {wire} | base64 -d | \
-         {{ e=$(dd of={temp} bs={BLOCK} seek={seek} conv=notrunc 2>&1 >/dev/null) || \
-         {{ printf '%s-%s %s\\n' postern-cp writefail \"$(printf '%s\\n' \"$e\" | head -n 1)\"; exit 1; }}; }}",
+        "stty raw -echo 2>/dev/null; t={temp}; {NEEDS} head -c {wire} | base64 -d | \
+         {{ e=$(dd of=\"$t\" bs={BLOCK} seek={seek} conv=notrunc 2>&1 >/dev/null) || \
+         {{ printf '%s-%s %s\\n' postern-cp writefail \"$(printf '%s\\n' \"$e\" | head -n 1)\"; exit 1; }}; }} || exit 1; \
+         h=$(dd if=\"$t\" bs={BLOCK} skip={seek} count={count} 2>/dev/null | {HASH}); \
+         printf '%s-%s %s\\n' postern-cp wrote \"${{h%% *}}\"",
         wire = wire_len(range.len),
         temp = shell_quote(temp),
         seek = range.first_block(),
+        count = range.blocks(),
+    )
+}
+
+/// The SHA-256 of the range [`write_range`] read back, hex; `None` when it printed none.
+pub(crate) fn parse_written(output: &str) -> Option<String> {
+    output
+        .lines()
+        .find_map(|l| l.strip_prefix(WROTE))
+        .map(|h| h.trim().to_ascii_lowercase())
+        .filter(|h| is_sha256(h))
+}
+
+/// Checks that an earlier upload's temporary file `temp` is still there to resume into, and
+/// that `dest` may still be written: `postern-cp ready` and the two paths as
+/// [`prepare_upload`] prints them, else `postern-cp missing` (start afresh) or a refusal.
+pub(crate) fn resume_upload(temp: &str, dest: &str, force: bool) -> String {
+    let force = if force { "1" } else { "0" };
+    format!(
+        "t={temp}; d={dest}; {NEEDS} \
+         if [ ! -f \"$t\" ] || [ ! -w \"$t\" ]; then echo 'postern-cp missing'; exit 0; fi; \
+         if [ -d \"$d\" ]; then echo 'postern-cp directory'; exit 0; fi; \
+         if [ -e \"$d\" ] && [ {force} != 1 ]; then echo 'postern-cp exists'; exit 0; fi; \
+         echo 'postern-cp ready'; printf '%s\\n%s\\n' \"$d\" \"$t\"",
+        temp = shell_quote(temp),
+        dest = shell_quote(dest),
     )
 }
 
@@ -250,6 +280,8 @@ const NEEDS: &str = "for n in dd base64; do command -v \"$n\" >/dev/null 2>&1 \
      elif command -v shasum >/dev/null 2>&1; then H='shasum -a 256'; \
      elif command -v openssl >/dev/null 2>&1; then H='openssl dgst -sha256 -r'; \
      else echo 'postern-cp notool sha256sum'; exit 0; fi;";
+/// What [`write_range`] prints before the range's SHA-256 read back.
+const WROTE: &str = "postern-cp-wrote ";
 /// What [`write_range`] prints before `dd`'s error.
 const WRITE_FAILED: &str = "postern-cp-writefail ";
 /// `-r` needs tar.
