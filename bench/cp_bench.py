@@ -141,7 +141,9 @@ def main():
             port_rate = PORT_SAMPLE / fb.download(fwd.port, PORT_SAMPLE)
         finally:
             fwd.stop()
-        print(f"postern cp bench, {PROFILE} build, emulator pacing on, {SIZE // MIB} MiB random")
+        load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+        print(f"postern cp bench, {PROFILE} build, emulator pacing on, {SIZE // MIB} MiB random, "
+              f"load average {load} on {os.cpu_count()} CPUs")
         print(f"{'one SSM port session, paced (baseline)':58} {port_rate / 1e6:8.2f} MB/s")
         with tempfile.TemporaryDirectory() as tmp:
             src = os.path.join(tmp, "src.bin")
@@ -185,8 +187,9 @@ def main():
                 print(f"scp through postern ssh-proxy: skipped ({', '.join(Sshd.TOOLS)} needed)")
     finally:
         emu.stop()
-    print("Emulator figures only: the service's own limits (per-session bandwidth, StartSession "
-          "rate) are not modelled.")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"Load average at the end: {load}. Emulator figures only: the service's own limits "
+          "(per-session bandwidth, StartSession rate) are not modelled.")
 
 
 if __name__ == "__main__":
