@@ -852,6 +852,27 @@ fn cp_resume_sends_only_the_ranges_an_interrupted_upload_lacked() {
         "the record is gone"
     );
 
+    // Failed again, then run without --resume: afresh, and the kept temporary file goes.
+    std::fs::remove_file(&dest).unwrap();
+    let faulty = EmulatorProcess::start(&["--close-every", "100"]);
+    let out = run(faulty.command(&["setup"]), LIMIT);
+    assert!(out.status.success(), "setup: {}", text(&out.stderr));
+    let out = upload(&faulty, &["--reconnect-attempts", "0"]);
+    assert_eq!(out.status.code(), Some(254), "{}", text(&out.stderr));
+    assert_eq!(faulty.stop(), Vec::<String>::new(), "violations");
+    let stale = temp_in(dir.path(), ".dest.bin.postern-");
+    let out = upload(&emu, &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        !stale.exists(),
+        "the interrupted upload's temporary file is removed"
+    );
+    assert_eq!(sha256(&std::fs::read(&dest).unwrap()), sha256(&data));
+    assert_eq!(
+        leftovers(dir.path(), &["source.bin", "dest.bin"]),
+        Vec::<String>::new()
+    );
+
     // --resume of standard input is refused as usage.
     let out = run_with_input(
         emu.command(&["cp", "--resume", "-", &remote(&emu, &dest)]),

@@ -72,7 +72,14 @@ pub(crate) async fn send_file(
             Some(found) => reopen(remote, &found, remote_path, force).await?,
             None => None,
         },
-        _ => None,
+        (Some(state), false) => {
+            // Starting afresh: an earlier interrupted upload's temporary file goes.
+            if let Some(stale) = state.load() {
+                remote.cleanup(&script::remove(&stale.temp)).await;
+            }
+            None
+        }
+        (None, _) => None,
     };
     let (dest, temp, ranges, done) = match resumed {
         Some(found) => (found.dest, found.temp, found.ranges, found.done),
