@@ -7,8 +7,10 @@
 //! A path that is not a directory is copied as a file.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 use std::sync::Arc;
+
+use tokio::process::Command;
 
 use crate::cli::commands::cp::download::{destination, fetch_file};
 use crate::cli::commands::cp::interrupt::Interrupt;
@@ -104,7 +106,8 @@ async fn unpack_locally(
             .arg(if plan.preserve { "-xpf" } else { "-xf" })
             .arg(&tar_file),
         "unpack the directory",
-    )?;
+    )
+    .await?;
     let from = unpacked.join(name);
     std::fs::rename(&from, target)
         .map_err(|e| failures::local_io("move the copy to", target, e))?;
@@ -147,7 +150,8 @@ pub(crate) async fn upload(
             .arg("--")
             .arg(&name),
         "pack the directory",
-    )?;
+    )
+    .await?;
     let token = hex::encode(rand::random::<[u8; 8]>());
     let source = Source::spooled(spool, format!("postern-cp-{token}.tar"))
         .map_err(|e| failures::local_io("read", &std::env::temp_dir(), e))?;
@@ -184,8 +188,10 @@ async fn unpack_remotely(
     }
 }
 
-fn run_tar(command: &mut Command, what: &str) -> anyhow::Result<()> {
-    let output = command.output().map_err(|e| {
+/// Runs a local tar to its end without holding up the runtime (a signal is still seen); a
+/// copy abandoned meanwhile kills it.
+async fn run_tar(command: &mut Command, what: &str) -> anyhow::Result<()> {
+    let output = command.kill_on_drop(true).output().await.map_err(|e| {
         ExpectedError::new(
             ErrorKind::LocalFile,
             format!("could not {what}: tar did not run"),
