@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # postern cp benchmark against `postern emulator` on loopback, pacing ON (the agent's 1 KiB/1 ms
 # schedule on port and PTY output), all in one run: one SSM port session's paced download rate
-# (postern forward --sessions 1) as the baseline, then 64 MiB of random data downloaded through
-# Postern-Command and uploaded through AWS-StartInteractiveCommand at several --sessions, each
-# SHA-256 checked, with wall time, rate, ratio to the port session and peak RSS.
+# (postern forward --sessions 1) as the baseline; 64 MiB of random data downloaded without
+# `postern setup` (every session an AWS-StartInteractiveCommand PTY, paced) at --sessions 1 and
+# 8; then, after `postern setup`, downloaded through Postern-Command and uploaded through
+# AWS-StartInteractiveCommand at several --sessions; each SHA-256 checked, with wall time,
+# rate, ratio to the port session and peak RSS.
 # Usage: bench/cp.sh [--release] [--quick]   (debug build unless --release; figures say which)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,9 +19,10 @@ for arg in "$@"; do
   esac
 done
 if [ "$profile" = release ]; then
-  cargo build --release --bin postern >&2
+  # The workspace's usual feature set: a shared target dir is not rebuilt for another one.
+  cargo build --release --workspace --all-features >&2
 else
-  cargo build --bin postern >&2
+  cargo build --workspace --all-features >&2
 fi
 POSTERN="$CARGO_TARGET_DIR/$profile/postern"
 "$POSTERN" cp --help >/dev/null || { echo "$POSTERN has no cp command" >&2; exit 1; }

@@ -229,6 +229,11 @@ pub struct FaultArgs {
     #[arg(long, value_name = "N")]
     pub tamper_output: Option<u64>,
 
+    /// Fault: with --tamper-output, tamper in the first N sessions that reach that message
+    /// only (a client fetching the data again then gets it intact).
+    #[arg(long, value_name = "N", requires = "tamper_output")]
+    pub tamper_sessions: Option<u64>,
+
     /// Fault: the agent's KMS Decrypt yields another data key than the client's.
     #[arg(long)]
     pub kms_wrong_key: bool,
@@ -294,6 +299,7 @@ impl EmulatorArgs {
                 fail_start_session: faults.fail_start_session,
                 stall_after: faults.stall_after,
                 tamper_output: faults.tamper_output,
+                tamper_sessions: faults.tamper_sessions,
                 kms_wrong_key: faults.kms_wrong_key,
             },
             session_kms_key: self.session_kms_key,

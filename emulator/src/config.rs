@@ -139,6 +139,9 @@ pub struct Faults {
     /// Flip one byte of the payload of this outgoing Output message (counted from 1) and
     /// re-digest it, so that only decryption can notice (for KMS sessions).
     pub tamper_output: Option<u64>,
+    /// With [`Faults::tamper_output`]: tamper in this many sessions in all (the first to reach
+    /// that message), then no more; unset: in every session.
+    pub tamper_sessions: Option<u64>,
     /// The agent's KMS Decrypt yields a different data key than the client's.
     pub kms_wrong_key: bool,
 }

@@ -140,7 +140,8 @@ impl Driver {
         );
         Self {
             pacer: Pacer::new(shared.config.pacing),
-            shaper: Shaper::new(shared.config.faults.clone()),
+            shaper: Shaper::new(shared.config.faults.clone())
+                .counting_tampers(Arc::clone(&shared.tampered)),
             shared,
             spec,
             session,

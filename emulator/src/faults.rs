@@ -7,6 +7,8 @@
 //! Deterministic: every fault fires on a message count, never at random.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use postern_protocol::{ClientMessage, MessageType, PayloadType};
@@ -26,6 +28,8 @@ pub(crate) struct Shaper {
     acks: u64,
     outputs: u64,
     pause: Option<Instant>,
+    /// Sessions tampered with, across the emulator.
+    tampered: Arc<AtomicU64>,
 }
 
 impl Shaper {
@@ -39,7 +43,14 @@ impl Shaper {
             acks: 0,
             outputs: 0,
             pause: None,
+            tampered: Arc::default(),
         }
+    }
+
+    /// Counts tampered sessions in `tampered`, shared by every session's shaper.
+    pub(crate) fn counting_tampers(mut self, tampered: Arc<AtomicU64>) -> Self {
+        self.tampered = tampered;
+        self
     }
 
     /// Takes one frame from the session.
@@ -97,6 +108,14 @@ impl Shaper {
         }
         self.outputs += 1;
         if self.outputs != n {
+            return frame;
+        }
+        let earlier = self.tampered.fetch_add(1, Ordering::Relaxed);
+        if self
+            .faults
+            .tamper_sessions
+            .is_some_and(|limit| earlier >= limit)
+        {
             return frame;
         }
         if let Some(last) = message.payload.last_mut() {

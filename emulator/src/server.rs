@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -87,6 +88,7 @@ impl Emulator {
             throttle: config.throttle_rate.map(Throttle::new),
             violations,
             shutdown: shutdown_rx.clone(),
+            tampered: Arc::default(),
             tasks: Mutex::new(JoinSet::new()),
             config,
         });
@@ -325,6 +327,8 @@ pub(crate) struct Shared {
     pub(crate) throttle: Option<Throttle>,
     pub(crate) violations: ViolationLog,
     pub(crate) shutdown: watch::Receiver<bool>,
+    /// Sessions tampered with so far ([`crate::config::Faults::tamper_sessions`]).
+    pub(crate) tampered: Arc<AtomicU64>,
     tasks: Mutex<JoinSet<()>>,
 }
 

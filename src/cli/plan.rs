@@ -162,12 +162,16 @@ pub(crate) struct TargetSlot<'a> {
     /// Where to note the configured account the target resolved in (`postern forward`, for
     /// a tunnel supervisor that opens it again).
     pub(crate) account: Option<&'a mut Option<String>>,
+    /// Where to note the platform the index gives the instance (`postern cp`, which refuses
+    /// Windows before any session).
+    pub(crate) platform: Option<&'a mut Option<String>>,
 }
 
 impl Plan {
     /// The session command's target to resolve; `None` for other commands.
     pub(crate) fn target_slot(&mut self) -> Option<TargetSlot<'_>> {
         let mut account = None;
+        let mut platform = None;
         let (target, aws, reason, broker_flags) = match self {
             Self::Shell(p) => (p.target.raw_mut(), &mut p.aws, p.reason.clone(), None),
             Self::Exec(p) => (
@@ -176,12 +180,15 @@ impl Plan {
                 p.session.reason.clone(),
                 None,
             ),
-            Self::Cp(p) => (
-                p.session.target.raw_mut(),
-                &mut p.session.aws,
-                p.session.reason.clone(),
-                None,
-            ),
+            Self::Cp(p) => {
+                platform = Some(&mut p.platform);
+                (
+                    p.session.target.raw_mut(),
+                    &mut p.session.aws,
+                    p.session.reason.clone(),
+                    None,
+                )
+            }
             Self::Forward(p) => {
                 account = Some(&mut p.account);
                 (
@@ -214,6 +221,7 @@ impl Plan {
             reason,
             broker_flags,
             account,
+            platform,
         })
     }
 }

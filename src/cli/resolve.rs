@@ -185,7 +185,10 @@ fn unplaced(id: &str, reach: &Reach) -> ExpectedError {
 
 /// Points the session at `chosen`: its id, its region and, for an instance of a configured
 /// account, its role's credentials once the account's guardrails passed.
-async fn bind(slot: TargetSlot<'_>, reach: &Reach, chosen: &Instance) -> anyhow::Result<()> {
+async fn bind(mut slot: TargetSlot<'_>, reach: &Reach, chosen: &Instance) -> anyhow::Result<()> {
+    if let Some(platform) = slot.platform.as_deref_mut() {
+        *platform = Some(chosen.platform.clone());
+    }
     let credentials = reach
         .session_credentials(&chosen.account, slot.reason.as_deref())
         .await

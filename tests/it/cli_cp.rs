@@ -2,7 +2,8 @@
 //! remote paths are local temporary paths): downloads through `Postern-Command` and uploads
 //! through AWS-StartInteractiveCommand, striped over several sessions and SHA-256 checked;
 //! contents the agent's UTF-8 pass would mangle, empty and 1-byte files, `-` both ways, `-p`,
-//! and every refusal with its exit code. Each test ends with zero emulator violations.
+//! and every refusal with its exit code; downloads without `Postern-Command` through the PTY;
+//! a range altered on the way fetched again. Each test ends with zero emulator violations.
 
 use std::io::Read as _;
 use std::os::unix::fs::PermissionsExt as _;
@@ -10,9 +11,13 @@ use std::path::Path;
 use std::process::{Output, Stdio};
 use std::time::{Duration, SystemTime};
 
+use postern_emulator::{InstanceState, PingStatus};
+
 use crate::support::data::{random_bytes, sha256};
-use crate::support::emulator::EmulatorProcess;
-use crate::support::process::{exit_within, run, run_with_input, text};
+use crate::support::emulator::{EmulatorProcess, fleet_emulator};
+use crate::support::home::Home;
+use crate::support::poll::poll;
+use crate::support::process::{exit_within, run, run_with_input, signal, text};
 
 const LIMIT: Duration = Duration::from_secs(120);
 
@@ -195,21 +200,6 @@ fn cp_refuses_with_documented_exit_codes() {
     std::fs::write(&file, b"content").unwrap();
     let file_arg = file.display().to_string();
     let fresh = dir.path().join("fresh").display().to_string();
-
-    // No Postern-Command yet: 245, and the hint names `postern setup`.
-    let out = cp(&emu, &[&remote(&emu, &file), &fresh]);
-    assert_eq!(out.status.code(), Some(245), "{}", text(&out.stderr));
-    assert!(
-        text(&out.stderr).contains("Postern-Command"),
-        "{}",
-        text(&out.stderr)
-    );
-    assert!(
-        text(&out.stderr).contains("hint: run `postern setup`"),
-        "{}",
-        text(&out.stderr)
-    );
-    assert!(!Path::new(&fresh).exists());
 
     let out = run(emu.command(&["setup"]), LIMIT);
     assert!(out.status.success(), "setup: {}", text(&out.stderr));
@@ -502,5 +492,393 @@ fn cp_never_puts_a_tampered_download_in_place() {
     );
     assert!(!dest.exists());
     assert_eq!(leftovers(dir.path(), &["source.bin"]), Vec::<String>::new());
+    assert_eq!(emu.stop(), Vec::<String>::new(), "violations");
+}
+
+/// The StartSession calls a `-v` run logged for `document`.
+fn started(stderr: &str, document: &str) -> usize {
+    stderr
+        .lines()
+        .filter(|l| l.contains("StartSession") && l.contains(document))
+        .count()
+}
+
+#[test]
+fn cp_downloads_through_the_pty_without_postern_command() {
+    // No `postern setup`: Postern-Command is refused once, then the probe and every range run
+    // in AWS-StartInteractiveCommand's PTY (paced like the agent's), framed and hashed.
+    let emu = EmulatorProcess::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let data = random_bytes(2 * 1024 * 1024 + 777, 24);
+    let source = dir.path().join("source.bin");
+    std::fs::write(&source, &data).unwrap();
+    let dest = dir.path().join("dest.bin");
+    let out = cp(
+        &emu,
+        &[
+            "-v",
+            "--sessions",
+            "3",
+            &remote(&emu, &source),
+            &dest.display().to_string(),
+        ],
+    );
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(sha256(&std::fs::read(&dest).unwrap()), sha256(&data));
+    assert_eq!(started(&stderr, "Postern-Command"), 1, "{stderr}");
+    // The probe and three ranges (1 MiB, 1 MiB, 777 bytes).
+    assert_eq!(
+        started(&stderr, "AWS-StartInteractiveCommand"),
+        4,
+        "{stderr}"
+    );
+
+    // Bytes a PTY or the agent's UTF-8 pass would mangle, an empty and a 1-byte file, to a
+    // file and to standard output.
+    let mut awkward = b"x\xef\xbf\xbd\r\n\x03\x04\x1b[0m\xff\xfe".to_vec();
+    awkward.extend_from_slice(&random_bytes(50_000, 8));
+    awkward.extend_from_slice(b"postern-cp-end \n\xef\xbf\xbd\xc3");
+    for (name, content) in [
+        ("empty", Vec::new()),
+        ("one", b"\n".to_vec()),
+        ("awkward", awkward),
+    ] {
+        let source = dir.path().join(name);
+        std::fs::write(&source, &content).unwrap();
+        let down = dir.path().join(format!("{name}.down"));
+        succeeded(&cp(
+            &emu,
+            &[&remote(&emu, &source), &down.display().to_string()],
+        ));
+        assert_eq!(std::fs::read(&down).unwrap(), content, "{name} downloaded");
+        let out = cp(&emu, &[&remote(&emu, &source), "-"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(out.stdout == content, "{name} to stdout differs");
+    }
+
+    // A directory too (-r packs it on the instance).
+    let tree = dir.path().join("tree");
+    std::fs::create_dir_all(tree.join("sub")).unwrap();
+    std::fs::write(tree.join("sub/f"), b"\xff\x00tree").unwrap();
+    let tree_down = dir.path().join("tree.down");
+    succeeded(&cp(
+        &emu,
+        &["-r", &remote(&emu, &tree), &tree_down.display().to_string()],
+    ));
+    assert_eq!(tree_of(&tree_down), tree_of(&tree));
+    let mut kept: Vec<String> = ["source.bin", "dest.bin", "tree", "tree.down"]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+    for name in ["empty", "one", "awkward"] {
+        kept.push(name.to_owned());
+        kept.push(format!("{name}.down"));
+    }
+    let kept: Vec<&str> = kept.iter().map(String::as_str).collect();
+    assert_eq!(leftovers(dir.path(), &kept), Vec::<String>::new());
+    assert_eq!(emu.stop(), Vec::<String>::new(), "violations");
+}
+
+#[test]
+fn cp_fetches_a_range_again_when_it_arrives_altered() {
+    // The emulator flips a byte of the 5th Output message of the first session that sends
+    // one (--tamper-sessions 1): that range's bytes no longer hash to what the instance
+    // computed, so it is fetched again, intact, and the copy succeeds.
+    let emu = EmulatorProcess::start(&["--tamper-output", "5", "--tamper-sessions", "1"]);
+    let out = run(emu.command(&["setup"]), LIMIT);
+    assert!(out.status.success(), "setup: {}", text(&out.stderr));
+    let dir = tempfile::tempdir().unwrap();
+    let data = random_bytes(2 * 1024 * 1024 + 5, 25);
+    let source = dir.path().join("source.bin");
+    std::fs::write(&source, &data).unwrap();
+    let dest = dir.path().join("dest.bin");
+    let out = cp(
+        &emu,
+        &[
+            "-v",
+            "--sessions",
+            "2",
+            &remote(&emu, &source),
+            &dest.display().to_string(),
+        ],
+    );
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(sha256(&std::fs::read(&dest).unwrap()), sha256(&data));
+    let again: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("fetching it again"))
+        .collect();
+    assert_eq!(again.len(), 1, "{stderr}");
+    assert!(
+        again[0].contains("the bytes that arrived hash to"),
+        "{stderr}"
+    );
+    // The probe, two ranges and the one fetched again.
+    assert_eq!(started(&stderr, "Postern-Command"), 4, "{stderr}");
+    assert_eq!(
+        leftovers(dir.path(), &["source.bin", "dest.bin"]),
+        Vec::<String>::new()
+    );
+    assert_eq!(emu.stop(), Vec::<String>::new(), "violations");
+}
+
+#[test]
+fn cp_names_a_full_disk_on_the_instance() {
+    // The instance's `dd` fails to write as on a full file system (a `dd` earlier in the
+    // emulator's PATH, so in every session's, prints GNU dd's ENOSPC message when given of=
+    // and is the real dd otherwise): 238, naming the destination and the instance, and the
+    // remote temporary file is removed.
+    let bin = tempfile::tempdir().unwrap();
+    let real_dd = std::env::var_os("PATH")
+        .and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|dir| dir.join("dd"))
+                .find(|dd| dd.is_file())
+        })
+        .expect("dd on PATH");
+    let fake = bin.path().join("dd");
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\ncase \" $* \" in *\" of=\"*) \
+             echo \"dd: error writing 'out': No space left on device\" >&2; exit 1;; esac\n\
+             exec {} \"$@\"\n",
+            real_dd.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let emu = EmulatorProcess::start_with_env(&[], &[("PATH", &path)]);
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("source.bin");
+    std::fs::write(&source, random_bytes(100_000, 26)).unwrap();
+    let dest = dir.path().join("dest.bin");
+    let out = cp(&emu, &[&source.display().to_string(), &remote(&emu, &dest)]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(238), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "no space left on the instance for {}",
+            dest.display()
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains(&emu.instance), "{stderr}");
+    assert!(stderr.contains("df -h"), "{stderr}");
+    assert_eq!(leftovers(dir.path(), &["source.bin"]), Vec::<String>::new());
+    assert_eq!(emu.stop(), Vec::<String>::new(), "violations");
+}
+
+/// The one entry of `dir` whose name starts with `prefix`, once it exists.
+fn temp_in(dir: &Path, prefix: &str) -> std::path::PathBuf {
+    poll(LIMIT, || {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with(prefix))
+            })
+    })
+}
+
+#[test]
+fn cp_interrupted_removes_its_temporary_files_on_both_sides() {
+    let emu = set_up();
+    let dir = tempfile::tempdir().unwrap();
+    let data = random_bytes(32 * 1024 * 1024, 27);
+    let source = dir.path().join("source.bin");
+    std::fs::write(&source, &data).unwrap();
+
+    // An upload, SIGTERM once bytes reach the remote temporary file: 143, and it is gone.
+    let dest = dir.path().join("up.bin");
+    let mut child = emu
+        .command(&[
+            "cp",
+            "--sessions",
+            "2",
+            &source.display().to_string(),
+            &remote(&emu, &dest),
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let temp = temp_in(dir.path(), ".up.bin.postern-");
+    poll(LIMIT, || {
+        std::fs::metadata(&temp)
+            .map_or(true, |m| m.len() > 0)
+            .then_some(())
+    });
+    signal(child.id(), nix::sys::signal::Signal::SIGTERM);
+    let status = exit_within(&mut child, LIMIT).expect("postern cp exits");
+    assert_eq!(status.code(), Some(143));
+    assert_eq!(leftovers(dir.path(), &["source.bin"]), Vec::<String>::new());
+
+    // A download, Ctrl-C once its first bytes are in the local temporary file: 130, and it
+    // is gone (no partial file is kept either).
+    let down = dir.path().join("down.bin");
+    let mut child = emu
+        .command(&[
+            "cp",
+            "--sessions",
+            "1",
+            &remote(&emu, &source),
+            &down.display().to_string(),
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let temp = temp_in(dir.path(), ".down.bin.postern-");
+    poll(LIMIT, || {
+        let head = std::fs::read(&temp).ok()?;
+        (head.len() >= 4096 && head[..4096] == data[..4096]).then_some(())
+    });
+    signal(child.id(), nix::sys::signal::Signal::SIGINT);
+    let status = exit_within(&mut child, LIMIT).expect("postern cp exits");
+    assert_eq!(status.code(), Some(130));
+    assert_eq!(leftovers(dir.path(), &["source.bin"]), Vec::<String>::new());
+    assert_eq!(emu.stop(), Vec::<String>::new(), "violations");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cp_refuses_windows_instances_before_any_session() {
+    // The sample fleet's Windows build server, running and online for this test: the index
+    // says Windows, so postern cp refuses it (245) without starting a session.
+    let emulator = fleet_emulator(|config| {
+        for instance in &mut config.fleet.instances {
+            if instance.name == "build-windows-dev-1" {
+                instance.state = InstanceState::Running;
+                instance.ping_status = PingStatus::Online;
+            }
+        }
+    })
+    .await;
+    let home = Home::new(Some(
+        "role = \"PosternAccess\"\nregions = [\"eu-west-1\"]\n\n[[accounts]]\n\
+         id = \"318402957716\"\nalias = \"acme-dev\"\nenv = \"dev\"\n",
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("got").display().to_string();
+    for args in [
+        vec!["cp", "build-windows-dev-1:C:/logs/build.txt", dest.as_str()],
+        vec!["cp", "/etc/hostname", "build-windows-dev-1:C:/temp/"],
+    ] {
+        let out = run(home.against(&emulator, &args), LIMIT);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(245), "{stderr}");
+        assert!(
+            stderr.contains("does not copy to or from Windows instances"),
+            "{stderr}"
+        );
+        assert!(stderr.contains("i-0a73eff20dd4368af"), "{stderr}");
+    }
+    assert_eq!(emulator.open_sessions(), (0, 0), "no session was started");
+    assert!(!Path::new(&dest).exists());
+}
+
+#[test]
+fn cp_resume_sends_only_the_ranges_an_interrupted_upload_lacked() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let state_dir = state.path().join("postern");
+    // Two ranges: 1 MiB (far over 100 messages) and 5000 bytes (well under).
+    let data = random_bytes(1024 * 1024 + 5000, 28);
+    let source = dir.path().join("source.bin");
+    std::fs::write(&source, &data).unwrap();
+    let dest = dir.path().join("dest.bin");
+    let upload = |emu: &EmulatorProcess, extra: &[&str]| {
+        let mut args = vec!["cp", "--sessions", "2"];
+        args.extend_from_slice(extra);
+        let source = source.display().to_string();
+        let dest = remote(emu, &dest);
+        args.extend([source.as_str(), dest.as_str()]);
+        let mut command = emu.command(&args);
+        command.env("POSTERN_STATE_DIR", &state_dir);
+        run(command, LIMIT)
+    };
+
+    // Every websocket closes after 100 messages and postern may not reconnect: the large
+    // range fails in each of its sessions, the small one is written, read back and kept.
+    let faulty = EmulatorProcess::start(&["--close-every", "100"]);
+    let out = run(faulty.command(&["setup"]), LIMIT);
+    assert!(out.status.success(), "setup: {}", text(&out.stderr));
+    let out = upload(&faulty, &["--reconnect-attempts", "0"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(254), "{stderr}");
+    assert!(stderr.contains("--resume"), "{stderr}");
+    assert!(!dest.exists());
+    let temp = temp_in(dir.path(), ".dest.bin.postern-");
+    assert_eq!(
+        &std::fs::read(&temp).unwrap()[1024 * 1024..],
+        &data[1024 * 1024..]
+    );
+    let records: Vec<_> = std::fs::read_dir(state_dir.join("cp-uploads"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(records.len(), 1, "{records:?}");
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&records[0]), 0o600);
+    assert_eq!(mode(&state_dir.join("cp-uploads")), 0o700);
+    assert_eq!(faulty.stop(), Vec::<String>::new(), "violations");
+
+    // Resumed against a clean emulator: one PTY session, for the missing range only.
+    let emu = set_up();
+    let out = upload(&emu, &["-v", "--resume"]);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        started(&stderr, "AWS-StartInteractiveCommand"),
+        1,
+        "{stderr}"
+    );
+    assert_eq!(sha256(&std::fs::read(&dest).unwrap()), sha256(&data));
+    assert_eq!(
+        leftovers(dir.path(), &["source.bin", "dest.bin"]),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        std::fs::read_dir(state_dir.join("cp-uploads"))
+            .unwrap()
+            .count(),
+        0,
+        "the record is gone"
+    );
+
+    // Failed again, then run without --resume: afresh, and the kept temporary file goes.
+    std::fs::remove_file(&dest).unwrap();
+    let faulty = EmulatorProcess::start(&["--close-every", "100"]);
+    let out = run(faulty.command(&["setup"]), LIMIT);
+    assert!(out.status.success(), "setup: {}", text(&out.stderr));
+    let out = upload(&faulty, &["--reconnect-attempts", "0"]);
+    assert_eq!(out.status.code(), Some(254), "{}", text(&out.stderr));
+    assert_eq!(faulty.stop(), Vec::<String>::new(), "violations");
+    let stale = temp_in(dir.path(), ".dest.bin.postern-");
+    let out = upload(&emu, &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        !stale.exists(),
+        "the interrupted upload's temporary file is removed"
+    );
+    assert_eq!(sha256(&std::fs::read(&dest).unwrap()), sha256(&data));
+    assert_eq!(
+        leftovers(dir.path(), &["source.bin", "dest.bin"]),
+        Vec::<String>::new()
+    );
+
+    // --resume of standard input is refused as usage.
+    let out = run_with_input(
+        emu.command(&["cp", "--resume", "-", &remote(&emu, &dest)]),
+        b"x",
+        LIMIT,
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     assert_eq!(emu.stop(), Vec::<String>::new(), "violations");
 }

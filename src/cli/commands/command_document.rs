@@ -74,7 +74,7 @@ pub(crate) async fn try_start(
 }
 
 /// Whether StartSession's error means "not this document here" rather than "not this target".
-fn falls_back(err: &AwsError) -> bool {
+pub(crate) fn falls_back(err: &AwsError) -> bool {
     matches!(
         err.code(),
         Some("InvalidDocument" | "AccessDeniedException" | "InvalidParameters")

@@ -3,7 +3,11 @@
 //! decoded as it arrives and written at its offset in a temporary file beside LOCAL (0600),
 //! which is hashed and renamed once complete and verified. `-` as LOCAL: one session, written
 //! to stdout in order and hashed on the way (a mismatch is reported after the bytes went out).
-//! Memory stays bounded: a range's bytes go to the file as they arrive.
+//! Memory stays bounded: a range's bytes go to the file as they arrive. Each range carries the
+//! SHA-256 the instance computed of it; a range that arrives altered is fetched again. Without
+//! `Postern-Command` (no `postern setup`, or the role may not use it), every session is an
+//! AWS-StartInteractiveCommand PTY instead ([`Remote::capture`]): slower, paced by the agent,
+//! but framed and checked the same way.
 
 use std::fs::File;
 use std::io::{self, Read as _, Write as _};
@@ -20,13 +24,14 @@ use sha2::{Digest as _, Sha256};
 use tokio::io::AsyncWrite;
 
 use crate::cli::commands::cp::failures;
+use crate::cli::commands::cp::interrupt::{Interrupt, Interrupted};
 use crate::cli::commands::cp::plan::CpPlan;
 use crate::cli::commands::cp::progress::{Bar, Progress};
 use crate::cli::commands::cp::ranges::{self, Range};
 use crate::cli::commands::cp::remote::{Ran, Remote, capture};
 use crate::cli::commands::cp::resume::{self, Partial};
 use crate::cli::commands::cp::script::{self, Probe, RemoteFile};
-use crate::cli::commands::cp::wire::Decoder;
+use crate::cli::commands::cp::wire::{FrameError, Framed};
 use crate::report::{ErrorKind, ExpectedError};
 
 /// Downloads `remote_path` to `local` (`None`: standard output).
@@ -34,13 +39,14 @@ pub(crate) async fn run(
     plan: &CpPlan,
     remote_path: &str,
     local: Option<&Path>,
+    interrupt: Interrupt,
 ) -> anyhow::Result<ExitCode> {
     // Checked before any AWS call: a refusal costs nothing.
     let dest = match local {
         Some(local) => Some(destination(local, remote_path, plan.force)?),
         None => None,
     };
-    let remote = Arc::new(Remote::connect(&plan.session).await?);
+    let remote = Arc::new(Remote::connect(&plan.session, interrupt).await?);
     fetch_file(plan, &remote, remote_path, dest.as_deref()).await?;
     Ok(ExitCode::SUCCESS)
 }
@@ -90,7 +96,7 @@ pub(crate) fn destination(local: &Path, remote_path: &str, force: bool) -> anyho
 async fn probe(remote: &Remote, remote_path: &str) -> anyhow::Result<RemoteFile> {
     let (sink, stdout) = capture();
     let ran = remote
-        .command(&script::probe_download(remote_path), sink)
+        .capture(&script::probe_download(remote_path), sink)
         .await?;
     let stdout = stdout();
     match script::parse_probe(&String::from_utf8_lossy(&stdout)) {
@@ -285,7 +291,8 @@ enum Target {
     Stdout(File, Arc<Mutex<Sha256>>),
 }
 
-/// Fetches one range into `target`. A range whose session broke is fetched again, up to
+/// Fetches one range into `target`. A range whose session broke, or whose bytes arrived
+/// altered (their SHA-256 is not the one the instance computed), is fetched again, up to
 /// [`RANGE_ATTEMPTS`] times, when its bytes go to a file (writing them again at the same
 /// offsets is harmless); standard output cannot take bytes back, so it gets one attempt.
 async fn fetch(
@@ -302,7 +309,7 @@ async fn fetch(
     loop {
         let copy = Target::File(file.try_clone()?);
         match fetch_once(remote, remote_path, range, copy, progress).await {
-            Err(e) if attempt < RANGE_ATTEMPTS && retryable(&e) => {
+            Err(e) if attempt < RANGE_ATTEMPTS && (retryable(&e) || altered(&e)) => {
                 tracing::info!(offset = range.offset, attempt, error = %e, "range failed; fetching it again");
                 attempt += 1;
             }
@@ -314,14 +321,21 @@ async fn fetch(
 /// Whether a range's failure may pass on a second try: its session broke or timed out, as
 /// opposed to a refusal (no document, access denied, a file that changed).
 pub(crate) fn retryable(err: &anyhow::Error) -> bool {
-    err.downcast_ref::<ExpectedError>().is_none_or(|e| {
-        matches!(
-            e.kind(),
-            ErrorKind::ConnectionLost
-                | ErrorKind::HandshakeTimeout
-                | ErrorKind::EndpointUnreachable
-        )
-    })
+    !err.is::<Interrupted>()
+        && err.downcast_ref::<ExpectedError>().is_none_or(|e| {
+            matches!(
+                e.kind(),
+                ErrorKind::ConnectionLost
+                    | ErrorKind::HandshakeTimeout
+                    | ErrorKind::EndpointUnreachable
+            )
+        })
+}
+
+/// Whether a range's bytes arrived altered (its SHA-256 disagreed).
+pub(crate) fn altered(err: &anyhow::Error) -> bool {
+    err.downcast_ref::<ExpectedError>()
+        .is_some_and(|e| e.kind() == ErrorKind::CopyVerify)
 }
 
 async fn fetch_once(
@@ -333,7 +347,7 @@ async fn fetch_once(
 ) -> anyhow::Result<()> {
     let state = Arc::new(Mutex::new(SinkState::default()));
     let sink = RangeSink {
-        decoder: Decoder::default(),
+        framed: Some(Framed::default()),
         decoded: Vec::new(),
         target,
         position: range.offset,
@@ -343,7 +357,7 @@ async fn fetch_once(
     };
     progress.session(true);
     let ran = remote
-        .command(&script::read_range(remote_path, range), Box::new(sink))
+        .capture(&script::read_range(remote_path, range), Box::new(sink))
         .await;
     progress.session(false);
     let written = lock(&state).written;
@@ -374,6 +388,24 @@ fn check_range(
     if let Some(err) = &state.error {
         return Err(failures::range_failed(&what, ran.status, err, &remote.described).into());
     }
+    match &state.frame {
+        Some(Err(FrameError::Mismatch {
+            remote: theirs,
+            local,
+        })) => {
+            return Err(failures::range_altered(&what, theirs, local, &remote.described).into());
+        }
+        Some(Err(err)) if ran.succeeded() => {
+            return Err(failures::range_failed(
+                &what,
+                ran.status,
+                &err.to_string(),
+                &remote.described,
+            )
+            .into());
+        }
+        _ => {}
+    }
     if !ran.succeeded() || state.written != range.len || !ran.stderr.is_empty() {
         let stderr = if state.written == range.len {
             ran.stderr_text()
@@ -395,6 +427,8 @@ fn check_range(
 struct SinkState {
     written: u64,
     error: Option<String>,
+    /// How the frame ended (set when the sink is dropped).
+    frame: Option<Result<(), FrameError>>,
     /// Standard output was closed (`postern cp T:F - | head`).
     output_closed: bool,
 }
@@ -404,12 +438,13 @@ struct SinkState {
 #[error("standard output was closed")]
 pub(crate) struct OutputClosed;
 
-/// Decodes a range's base64 as the session delivers it and writes the bytes out at once.
-/// It never fails the session: the first error is kept for [`fetch`] and the rest of the
-/// output is dropped.
+/// Finds a range's frame in what the session delivers, decodes its base64 and writes the bytes
+/// out at once. It never fails the session: the first error is kept for [`fetch`] and the rest
+/// of the output is dropped.
 #[derive(Debug)]
 struct RangeSink {
-    decoder: Decoder,
+    /// `None` once dropped.
+    framed: Option<Framed>,
     decoded: Vec<u8>,
     target: Target,
     position: u64,
@@ -421,9 +456,11 @@ struct RangeSink {
 impl RangeSink {
     fn take(&mut self, buf: &[u8]) -> Result<(), String> {
         self.decoded.clear();
-        self.decoder
-            .feed(buf, &mut self.decoded)
-            .map_err(|e| e.to_string())?;
+        if let Some(framed) = &mut self.framed {
+            framed
+                .feed(buf, &mut self.decoded)
+                .map_err(|e| e.to_string())?;
+        }
         let len = self.decoded.len() as u64;
         if self.position + len > self.end {
             return Err("the remote sent more bytes than the range holds (the file grew?)".into());
@@ -472,9 +509,14 @@ impl AsyncWrite for RangeSink {
 
 impl Drop for RangeSink {
     fn drop(&mut self) {
-        if let Err(e) = self.decoder.finish() {
-            lock(&self.state).error.get_or_insert(e.to_string());
+        let Some(framed) = self.framed.take() else {
+            return;
+        };
+        let mut state = lock(&self.state);
+        if let Err(e) = framed.decoder_finish() {
+            state.error.get_or_insert(e.to_string());
         }
+        state.frame = Some(framed.finish());
     }
 }
 

@@ -66,6 +66,23 @@ pub(crate) fn probe_refused(probe: &Probe, path: &str, described: &str) -> Expec
         .hint(hint)
 }
 
+/// The target is a Windows instance (as the index says), refused before any session.
+pub(crate) fn windows(target: &str, platform: &str) -> ExpectedError {
+    ExpectedError::new(
+        ErrorKind::Unsupported,
+        format!(
+            "postern cp does not copy to or from Windows instances: {} runs {}",
+            crate::term::escape(target),
+            crate::term::escape(platform)
+        ),
+    )
+    .hint(
+        "postern cp needs a POSIX shell with dd and base64 on the instance; on Windows, \
+         forward a port to a file service (`postern forward`) or use PowerShell through \
+         `postern exec`",
+    )
+}
+
 /// A probe or commit script printed nothing postern understands.
 pub(crate) fn unexpected_answer(what: &str, stderr: &str, described: &str) -> ExpectedError {
     let detail = if stderr.is_empty() {
@@ -103,6 +120,50 @@ pub(crate) fn range_failed(
     )
     .target(described.to_owned())
     .hint("run the copy again; a full disk on the instance also ends here")
+}
+
+/// A range's bytes arrived altered, in every session it took.
+pub(crate) fn range_altered(
+    what: &str,
+    remote: &str,
+    local: &str,
+    described: &str,
+) -> ExpectedError {
+    ExpectedError::new(
+        ErrorKind::CopyVerify,
+        format!(
+            "{what}: the bytes that arrived hash to {local}, the instance's range to {}",
+            crate::term::escape(remote)
+        ),
+    )
+    .target(described.to_owned())
+    .hint("something between the instance and this machine alters data; nothing was replaced")
+}
+
+/// The instance could not write an upload's bytes: `error` is what `dd` said. A full disk
+/// gets its own words.
+pub(crate) fn remote_write(dest: &str, error: &str, described: &str) -> ExpectedError {
+    let dest = crate::term::escape(dest);
+    if error.contains("No space left on device") {
+        return ExpectedError::new(
+            ErrorKind::RemoteFile,
+            format!("no space left on the instance for {dest}"),
+        )
+        .target(described.to_owned())
+        .hint(
+            "free space on the file system holding it (`postern exec TARGET -- df -h DIR` \
+             shows how much there is), or copy to another path; nothing was replaced",
+        );
+    }
+    ExpectedError::new(
+        ErrorKind::RemoteFile,
+        format!(
+            "the instance could not write {dest}: {}",
+            crate::term::escape(error)
+        ),
+    )
+    .target(described.to_owned())
+    .hint("check the destination's file system on the instance; nothing was replaced")
 }
 
 /// The copy's SHA-256 disagrees with the source's.

@@ -4,6 +4,7 @@
 mod copy;
 mod download;
 mod failures;
+mod interrupt;
 mod plan;
 mod progress;
 mod ranges;
@@ -12,6 +13,7 @@ mod resume;
 mod script;
 mod tree;
 mod upload;
+mod upload_state;
 mod wire;
 
 pub(crate) use copy::run;

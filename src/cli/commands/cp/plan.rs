@@ -14,7 +14,9 @@ use crate::report::{ErrorKind, ExpectedError};
 pub struct CpArgs {
     /// What to copy: `TARGET:REMOTE` (download), a local path, or `-` (standard input).
     /// TARGET is an instance id, Name tag, NAME@ACCOUNT-ALIAS, private IP or DNS name.
-    #[arg(value_name = "SOURCE", add = ArgValueCandidates::new(crate::cli::commands::completions::targets))]
+    // Its own id: the global `--source` (a source identity) is `source` too, and clap would
+    // fill both from this positional.
+    #[arg(id = "copy_source", value_name = "SOURCE", add = ArgValueCandidates::new(crate::cli::commands::completions::targets))]
     pub source: String,
 
     /// Where to: a local path (`-`: standard output) or `TARGET:REMOTE` (upload). A directory
@@ -34,8 +36,9 @@ pub struct CpArgs {
     #[arg(short = 'p', long)]
     pub preserve: bool,
 
-    /// Continue an interrupted download: fetch only the ranges its kept partial file lacks
-    /// (when the remote file is unchanged). Downloads of regular files only.
+    /// Continue an interrupted copy: a download fetches only the ranges its kept partial file
+    /// lacks (when the remote file is unchanged); an upload sends only the ranges not yet
+    /// verified in the instance's temporary file (when the local file is unchanged).
     #[arg(long)]
     pub resume: bool,
 
@@ -84,8 +87,10 @@ pub struct CpPlan {
     pub preserve: bool,
     /// Directories too (`-r`).
     pub recursive: bool,
-    /// Continue an interrupted download.
+    /// Continue an interrupted copy.
     pub resume: bool,
+    /// The instance's platform, when the index knew the target (set by resolution).
+    pub platform: Option<String>,
 }
 
 impl CpPlan {
@@ -123,14 +128,12 @@ impl CpPlan {
                 ));
             }
         };
-        if args.resume && matches!(direction, Direction::Upload { .. }) {
+        if args.resume && matches!(direction, Direction::Upload { local: None, .. }) {
             return Err(ExpectedError::new(
                 ErrorKind::Usage,
-                "--resume continues downloads only; an upload cannot be resumed yet",
+                "--resume continues the upload of a file; standard input cannot be resumed",
             )
-            .hint(
-                "run the upload again: ranges whose session broke are sent again by themselves",
-            ));
+            .hint("write the stream to a file first, then upload the file"));
         }
         Ok(Self {
             session: SessionPlan::new(common, &target, &args.session)?,
@@ -140,6 +143,7 @@ impl CpPlan {
             preserve: args.preserve,
             recursive: args.recursive,
             resume: args.resume,
+            platform: None,
         })
     }
 }

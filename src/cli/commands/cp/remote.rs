@@ -1,5 +1,6 @@
 //! The sessions a copy runs on the instance: a command through `Postern-Command` (its stdout
-//! to a sink, stderr captured, the status from the agent's ExitCode message), or a command in
+//! to a sink, stderr captured, the status from the agent's ExitCode message) or, where that
+//! document may not be used, in AWS-StartInteractiveCommand's PTY; or a command in
 //! AWS-StartInteractiveCommand's PTY fed from a channel (uploads: the agent never paces input,
 //! and the driver sends only what the session's window allows, so acknowledgements pace it).
 //! It starts, drives and terminates sessions; what the commands do is the caller's.
@@ -17,11 +18,12 @@ use tokio::sync::mpsc;
 
 use crate::aws::{KmsClient, SessionCredentials, SsmClient, StartSessionRequest};
 use crate::cli::aws_context::load_aws;
+use crate::cli::commands::command_document;
+use crate::cli::commands::cp::interrupt::{Interrupt, Interrupted};
 use crate::cli::commands::session::{INTERACTIVE_COMMAND_DOCUMENT, SessionPlan};
 use crate::cli::commands::setup::POSTERN_COMMAND_DOCUMENT;
 use crate::cli::errors::{SessionFailure, aws_failure, session_failure};
 use crate::cli::resilience::NoticeStyle;
-use crate::report::{ErrorKind, ExpectedError};
 use crate::term::TerminalGuard;
 use crate::transport::{self, DriverConfig, ExitMarker, Input, Local, Outputs, lifecycle};
 
@@ -36,6 +38,8 @@ pub(crate) struct Remote {
     plan: SessionPlan,
     /// `Postern-Command` was found missing: [`Remote::capture`] goes straight to the PTY.
     no_document: AtomicBool,
+    /// Ends every session when a signal arrives.
+    interrupt: Interrupt,
     /// The target as errors name it (instance, region, profile).
     pub(crate) described: String,
 }
@@ -62,59 +66,77 @@ impl Ran {
 }
 
 impl Remote {
-    /// Loads the AWS configuration for `plan`'s (resolved) target.
-    pub(crate) async fn connect(plan: &SessionPlan) -> anyhow::Result<Self> {
+    /// Loads the AWS configuration for `plan`'s (resolved) target; its sessions end when
+    /// `interrupt` fires.
+    pub(crate) async fn connect(plan: &SessionPlan, interrupt: Interrupt) -> anyhow::Result<Self> {
         let (context, described) = load_aws(&plan.aws, plan.target.as_str()).await?;
         Ok(Self {
             ssm: SsmClient::new(&context),
             kms: KmsClient::new(&context),
             plan: plan.clone(),
             no_document: AtomicBool::new(false),
+            interrupt,
             described,
         })
     }
 
-    /// Runs `command` through `Postern-Command`, its stdout into `stdout`. Without the
-    /// document in the target's account and region: an error saying to run `postern setup`.
-    pub(crate) async fn command(&self, command: &str, stdout: Sink) -> anyhow::Result<Ran> {
-        let Some(credentials) = self.start_command(command).await? else {
-            return Err(ExpectedError::new(
-                ErrorKind::Unsupported,
-                format!(
-                    "postern cp needs the {POSTERN_COMMAND_DOCUMENT} session document, which is \
-                     not in the target's account and region"
-                ),
-            )
-            .target(self.described.clone())
-            .hint(
-                "run `postern setup` once for this account and region (`postern setup \
-                 --print-policy setup` shows the permissions it needs)",
-            )
-            .into());
-        };
-        self.command_session(&credentials, stdout).await
+    /// Runs `command` through `Postern-Command` where it may be used, else (the document is
+    /// not there, or the role may not start it: as `postern exec` falls back) in
+    /// AWS-StartInteractiveCommand's PTY with no input; its stdout into `stdout`. Once the
+    /// document was refused, every later command goes straight to the PTY.
+    pub(crate) async fn capture(&self, command: &str, stdout: Sink) -> anyhow::Result<Ran> {
+        self.capture_until(command, stdout, &self.interrupt).await
     }
 
-    /// Runs `command` through `Postern-Command` where it exists, else in
-    /// AWS-StartInteractiveCommand's PTY with no input; its stdout into `stdout`.
-    pub(crate) async fn capture(&self, command: &str, stdout: Sink) -> anyhow::Result<Ran> {
+    /// Runs `command` as [`Remote::capture`] does, whatever signal arrived (removing
+    /// temporary files after a failure or a signal), for at most [`CLEANUP_LIMIT`].
+    pub(crate) async fn cleanup(&self, command: &str) {
+        let (sink, _) = capture();
+        let never = Interrupt::never();
+        let run = self.capture_until(command, sink, &never);
+        match tokio::time::timeout(CLEANUP_LIMIT, run).await {
+            Ok(Ok(ran)) if ran.succeeded() => {}
+            Ok(Ok(ran)) => tracing::warn!(status = ?ran.status, "a clean-up command failed"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "a clean-up command failed"),
+            Err(_) => tracing::warn!("a clean-up command timed out"),
+        }
+    }
+
+    async fn capture_until(
+        &self,
+        command: &str,
+        stdout: Sink,
+        interrupt: &Interrupt,
+    ) -> anyhow::Result<Ran> {
         if !self.no_document.load(Ordering::Relaxed) {
             match self.start_command(command).await? {
-                Some(credentials) => return self.command_session(&credentials, stdout).await,
-                None => self.no_document.store(true, Ordering::Relaxed),
+                Some(credentials) => {
+                    return self.command_session(&credentials, stdout, interrupt).await;
+                }
+                None => {
+                    if !self.no_document.swap(true, Ordering::Relaxed) {
+                        tracing::info!(
+                            "no usable {POSTERN_COMMAND_DOCUMENT} for {}: copying through \
+                             {INTERACTIVE_COMMAND_DOCUMENT} (slower; `postern setup` once for \
+                             this account and region makes it faster)",
+                            self.described
+                        );
+                    }
+                }
             }
         }
         let (tx, input) = mpsc::channel(1);
         drop(tx);
-        self.interactive(command, input, stdout).await
+        self.interactive_until(command, input, stdout, interrupt)
+            .await
     }
 
-    /// StartSession on `Postern-Command`; `None` when the document is not there.
+    /// StartSession on `Postern-Command`; `None` when it may not be used here.
     async fn start_command(&self, command: &str) -> anyhow::Result<Option<SessionCredentials>> {
         let request = self.request(POSTERN_COMMAND_DOCUMENT, command.to_owned());
         match lifecycle::start(&self.ssm, &request).await {
             Ok(credentials) => Ok(Some(credentials)),
-            Err(e) if matches!(e.code(), Some("InvalidDocument" | "InvalidParameters")) => {
+            Err(e) if command_document::falls_back(&e) => {
                 tracing::debug!(
                     code = e.code().unwrap_or_default(),
                     "no {POSTERN_COMMAND_DOCUMENT}"
@@ -129,6 +151,7 @@ impl Remote {
         &self,
         credentials: &SessionCredentials,
         stdout: Sink,
+        interrupt: &Interrupt,
     ) -> anyhow::Result<Ran> {
         let (stderr, captured) = Capture::new();
         let (tx, input) = mpsc::channel(1);
@@ -138,7 +161,9 @@ impl Remote {
             stdout,
             stderr: Box::new(stderr),
         };
-        let status = self.drive(credentials, input, outputs, None).await?;
+        let status = self
+            .drive(credentials, input, outputs, None, interrupt)
+            .await?;
         Ok(Ran {
             status,
             stderr: captured.take(),
@@ -153,6 +178,17 @@ impl Remote {
         input: mpsc::Receiver<Input>,
         stdout: Sink,
     ) -> anyhow::Result<Ran> {
+        self.interactive_until(command, input, stdout, &self.interrupt)
+            .await
+    }
+
+    async fn interactive_until(
+        &self,
+        command: &str,
+        input: mpsc::Receiver<Input>,
+        stdout: Sink,
+        interrupt: &Interrupt,
+    ) -> anyhow::Result<Ran> {
         let marker = ExitMarker::new(rand::random());
         let request = self.request(INTERACTIVE_COMMAND_DOCUMENT, marker.wrap(command, false));
         let credentials = lifecycle::start(&self.ssm, &request)
@@ -164,7 +200,7 @@ impl Remote {
             stderr: Box::new(stderr),
         };
         let status = self
-            .drive(&credentials, input, outputs, Some(marker))
+            .drive(&credentials, input, outputs, Some(marker), interrupt)
             .await?;
         Ok(Ran {
             status,
@@ -181,13 +217,15 @@ impl Remote {
         }
     }
 
-    /// Drives a started session to its end and terminates it; its exit status.
+    /// Drives a started session to its end (or until `interrupt` fires) and terminates it;
+    /// its exit status.
     async fn drive(
         &self,
         credentials: &SessionCredentials,
         input: mpsc::Receiver<Input>,
         outputs: Outputs,
         marker: Option<ExitMarker>,
+        interrupt: &Interrupt,
     ) -> anyhow::Result<Option<i32>> {
         let outcome = async {
             let pump = lifecycle::open(
@@ -222,12 +260,15 @@ impl Remote {
             transport::run(pump, session, local, config)
                 .await
                 .map_err(SessionFailure::Driver)
-        }
-        .await;
+        };
+        let outcome = tokio::select! {
+            outcome = outcome => Ok(outcome),
+            signal = interrupt.fired() => Err(Interrupted(signal)),
+        };
         // Leave nothing open on the service, whatever happened.
         lifecycle::terminate(&self.ssm, &credentials.session_id).await;
         let finished =
-            outcome.map_err(|e| session_failure(e, &self.described, &credentials.session_id))?;
+            outcome?.map_err(|e| session_failure(e, &self.described, &credentials.session_id))?;
         Ok(finished.exit_status)
     }
 }
@@ -281,5 +322,7 @@ pub(crate) fn capture() -> (Sink, impl Fn() -> Vec<u8>) {
     (Box::new(sink) as Sink, move || captured.take())
 }
 
+/// How long a clean-up command may take.
+const CLEANUP_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Stderr kept per session: enough for any error message, bounded.
 const STDERR_CAP: usize = 64 * 1024;

@@ -51,18 +51,24 @@ impl Partial {
             .then_some(partial)
     }
 
-    /// Writes the record to `path`, readable by its owner only (as the partial file).
+    /// Writes the record to `path` atomically (a 0600 temporary file beside it, synced and
+    /// renamed), readable by its owner only, as the partial file.
     pub(crate) fn save(&self, path: &Path) -> std::io::Result<()> {
         use std::io::Write as _;
-        use std::os::unix::fs::OpenOptionsExt as _;
+        use std::os::unix::fs::PermissionsExt as _;
         let text = serde_json::to_string(self).map_err(std::io::Error::other)?;
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(path)?
-            .write_all(text.as_bytes())
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let mut file = tempfile::Builder::new()
+            .prefix(".postern-partial-")
+            .permissions(std::fs::Permissions::from_mode(0o600))
+            .tempfile_in(dir)?;
+        file.write_all(text.as_bytes())?;
+        file.as_file().sync_all()?;
+        file.persist(path).map_err(|e| e.error)?;
+        Ok(())
     }
 
     /// Every range.

@@ -69,11 +69,17 @@ pub(crate) fn probe_download(path: &str) -> String {
     )
 }
 
-/// Reads `range` of `path` as base64.
+/// Reads `range` of `path` as base64 between a begin line and an end line carrying the
+/// range's SHA-256 (read a second time through the hash tool: POSIX sh has no `tee >(…)`),
+/// so that the client finds the data among whatever a PTY adds and checks every range on its
+/// own ([`crate::cli::commands::cp::wire::Framed`]). Each frame line is printed in two halves:
+/// a terminal echoing the command line cannot forge it.
 pub(crate) fn read_range(path: &str, range: Range) -> String {
     format!(
-        "(dd if={path} bs={BLOCK} skip={skip} count={count} 2>/dev/null \
-           || echo 'postern-cp: read failed' >&2) | base64",
+        "f={path}; {NEEDS} printf '%s-%s\\n' postern-cp begin; \
+         dd if=\"$f\" bs={BLOCK} skip={skip} count={count} 2>/dev/null | base64; \
+         h=$(dd if=\"$f\" bs={BLOCK} skip={skip} count={count} 2>/dev/null | {HASH}); \
+         printf '%s-%s %s\\n' postern-cp end \"${{h%% *}}\"",
         path = shell_quote(path),
         skip = range.first_block(),
         count = range.blocks(),
@@ -101,14 +107,46 @@ pub(crate) fn prepare_upload(dest: &str, name: &str, token: &str, force: bool) -
 }
 
 /// Writes `range` into `temp`, reading exactly its base64 lines from the PTY (raw mode first,
-/// so the line discipline changes nothing).
+/// so the line discipline changes nothing), then reads the range back and prints its SHA-256
+/// after `postern-cp-wrote ` ([`parse_written`]). When `dd` cannot write (a full disk), its
+/// first error line follows `postern-cp-writefail ` ([`parse_write_failure`]) and the status
+/// is 1.
 pub(crate) fn write_range(temp: &str, range: Range) -> String {
     format!(
-        "stty raw -echo 2>/dev/null; head -c {wire} | base64 -d | \
-         dd of={temp} bs={BLOCK} seek={seek} conv=notrunc 2>/dev/null",
+        "stty raw -echo 2>/dev/null; t={temp}; {NEEDS} head -c {wire} | base64 -d | \
+         {{ e=$(dd of=\"$t\" bs={BLOCK} seek={seek} conv=notrunc 2>&1 >/dev/null) || \
+         {{ printf '%s-%s %s\\n' postern-cp writefail \"$(printf '%s\\n' \"$e\" | head -n 1)\"; exit 1; }}; }} || exit 1; \
+         h=$(dd if=\"$t\" bs={BLOCK} skip={seek} count={count} 2>/dev/null | {HASH}); \
+         printf '%s-%s %s\\n' postern-cp wrote \"${{h%% *}}\"",
         wire = wire_len(range.len),
         temp = shell_quote(temp),
         seek = range.first_block(),
+        count = range.blocks(),
+    )
+}
+
+/// The SHA-256 of the range [`write_range`] read back, hex; `None` when it printed none.
+pub(crate) fn parse_written(output: &str) -> Option<String> {
+    output
+        .lines()
+        .find_map(|l| l.strip_prefix(WROTE))
+        .map(|h| h.trim().to_ascii_lowercase())
+        .filter(|h| is_sha256(h))
+}
+
+/// Checks that an earlier upload's temporary file `temp` is still there to resume into, and
+/// that `dest` may still be written: `postern-cp ready` and the two paths as
+/// [`prepare_upload`] prints them, else `postern-cp missing` (start afresh) or a refusal.
+pub(crate) fn resume_upload(temp: &str, dest: &str, force: bool) -> String {
+    let force = if force { "1" } else { "0" };
+    format!(
+        "t={temp}; d={dest}; {NEEDS} \
+         if [ ! -f \"$t\" ] || [ ! -w \"$t\" ]; then echo 'postern-cp missing'; exit 0; fi; \
+         if [ -d \"$d\" ]; then echo 'postern-cp directory'; exit 0; fi; \
+         if [ -e \"$d\" ] && [ {force} != 1 ]; then echo 'postern-cp exists'; exit 0; fi; \
+         echo 'postern-cp ready'; printf '%s\\n%s\\n' \"$d\" \"$t\"",
+        temp = shell_quote(temp),
+        dest = shell_quote(dest),
     )
 }
 
@@ -180,6 +218,14 @@ pub(crate) fn unpack_tree(dest: &str, name: &str, tar: Option<&str>, preserve: b
     )
 }
 
+/// The error `dd` reported when [`write_range`] could not write; `None` when it did not fail so.
+pub(crate) fn parse_write_failure(output: &str) -> Option<String> {
+    output
+        .lines()
+        .find_map(|l| l.strip_prefix(WRITE_FAILED))
+        .map(|e| e.trim().to_owned())
+}
+
 /// Parses a probe's stdout; `None` when it printed no `postern-cp` line.
 pub(crate) fn parse_probe(stdout: &str) -> Option<Probe> {
     let mut lines = stdout.lines().skip_while(|l| !l.starts_with("postern-cp "));
@@ -234,6 +280,10 @@ const NEEDS: &str = "for n in dd base64; do command -v \"$n\" >/dev/null 2>&1 \
      elif command -v shasum >/dev/null 2>&1; then H='shasum -a 256'; \
      elif command -v openssl >/dev/null 2>&1; then H='openssl dgst -sha256 -r'; \
      else echo 'postern-cp notool sha256sum'; exit 0; fi;";
+/// What [`write_range`] prints before the range's SHA-256 read back.
+const WROTE: &str = "postern-cp-wrote ";
+/// What [`write_range`] prints before `dd`'s error.
+const WRITE_FAILED: &str = "postern-cp-writefail ";
 /// `-r` needs tar.
 const TAR: &str = "command -v tar >/dev/null 2>&1 || { echo 'postern-cp notool tar'; exit 0; };";
 /// The SHA-256 command `NEEDS` chose, reading stdin.

@@ -7,10 +7,13 @@
 //! A path that is not a directory is copied as a file.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 use std::sync::Arc;
 
+use tokio::process::Command;
+
 use crate::cli::commands::cp::download::{destination, fetch_file};
+use crate::cli::commands::cp::interrupt::Interrupt;
 use crate::cli::commands::cp::plan::CpPlan;
 use crate::cli::commands::cp::remote::{Remote, capture};
 use crate::cli::commands::cp::script::{self, Probe};
@@ -23,6 +26,7 @@ pub(crate) async fn download(
     plan: &CpPlan,
     remote_path: &str,
     local: Option<&Path>,
+    interrupt: Interrupt,
 ) -> anyhow::Result<ExitCode> {
     let name = base_name(remote_path);
     let target = match local {
@@ -39,10 +43,10 @@ pub(crate) async fn download(
             Some(target)
         }
     };
-    let remote = Arc::new(Remote::connect(&plan.session).await?);
+    let remote = Arc::new(Remote::connect(&plan.session, interrupt).await?);
     let (sink, stdout) = capture();
     let ran = remote
-        .command(&script::pack_tree(remote_path), sink)
+        .capture(&script::pack_tree(remote_path), sink)
         .await?;
     let tar = match script::parse_probe(&String::from_utf8_lossy(&stdout())) {
         Some(Probe::Packed(tar)) => tar,
@@ -71,8 +75,7 @@ pub(crate) async fn download(
         Some(target) => unpack_locally(plan, &remote, &tar, &name, target).await,
     };
     // The remote tar file goes, whatever happened.
-    let (sink, _) = capture();
-    let _ = remote.command(&script::remove(&tar), sink).await;
+    remote.cleanup(&script::remove(&tar)).await;
     result.map(|()| ExitCode::SUCCESS)
 }
 
@@ -103,7 +106,8 @@ async fn unpack_locally(
             .arg(if plan.preserve { "-xpf" } else { "-xf" })
             .arg(&tar_file),
         "unpack the directory",
-    )?;
+    )
+    .await?;
     let from = unpacked.join(name);
     std::fs::rename(&from, target)
         .map_err(|e| failures::local_io("move the copy to", target, e))?;
@@ -115,9 +119,10 @@ pub(crate) async fn upload(
     plan: &CpPlan,
     local: Option<&Path>,
     remote_path: &str,
+    interrupt: Interrupt,
 ) -> anyhow::Result<ExitCode> {
     let Some(dir) = local.filter(|l| l.is_dir()) else {
-        return upload::run(plan, local, remote_path).await;
+        return upload::run(plan, local, remote_path, interrupt).await;
     };
     let absolute = std::path::absolute(dir).map_err(|e| failures::local_io("read", dir, e))?;
     let name = absolute
@@ -130,7 +135,7 @@ pub(crate) async fn upload(
             )
         })?;
     let parent = absolute.parent().unwrap_or(Path::new("/")).to_path_buf();
-    let remote = Arc::new(Remote::connect(&plan.session).await?);
+    let remote = Arc::new(Remote::connect(&plan.session, interrupt).await?);
     // The destination first: no transfer for a refusal.
     unpack_remotely(&remote, remote_path, &name, None, plan.preserve).await?;
 
@@ -145,7 +150,8 @@ pub(crate) async fn upload(
             .arg("--")
             .arg(&name),
         "pack the directory",
-    )?;
+    )
+    .await?;
     let token = hex::encode(rand::random::<[u8; 8]>());
     let source = Source::spooled(spool, format!("postern-cp-{token}.tar"))
         .map_err(|e| failures::local_io("read", &std::env::temp_dir(), e))?;
@@ -182,8 +188,10 @@ async fn unpack_remotely(
     }
 }
 
-fn run_tar(command: &mut Command, what: &str) -> anyhow::Result<()> {
-    let output = command.output().map_err(|e| {
+/// Runs a local tar to its end without holding up the runtime (a signal is still seen); a
+/// copy abandoned meanwhile kills it.
+async fn run_tar(command: &mut Command, what: &str) -> anyhow::Result<()> {
+    let output = command.kill_on_drop(true).output().await.map_err(|e| {
         ExpectedError::new(
             ErrorKind::LocalFile,
             format!("could not {what}: tar did not run"),

@@ -16,13 +16,17 @@ use std::time::UNIX_EPOCH;
 
 use tokio::sync::mpsc;
 
-use crate::cli::commands::cp::download::{RANGE_ATTEMPTS, hash_file, retryable};
+use sha2::{Digest as _, Sha256};
+
+use crate::cli::commands::cp::download::{RANGE_ATTEMPTS, altered, hash_file, retryable};
 use crate::cli::commands::cp::failures;
+use crate::cli::commands::cp::interrupt::Interrupt;
 use crate::cli::commands::cp::plan::CpPlan;
 use crate::cli::commands::cp::progress::{Bar, Progress};
 use crate::cli::commands::cp::ranges::{self, LINE_BYTES, Range};
 use crate::cli::commands::cp::remote::{Remote, capture};
 use crate::cli::commands::cp::script::{self, Probe};
+use crate::cli::commands::cp::upload_state::{Resumable, UploadState};
 use crate::cli::commands::cp::wire::encode_lines;
 use crate::transport::Input;
 
@@ -31,15 +35,17 @@ pub(crate) async fn run(
     plan: &CpPlan,
     local: Option<&Path>,
     remote_path: &str,
+    interrupt: Interrupt,
 ) -> anyhow::Result<ExitCode> {
     let source = Source::open(local).await?;
-    let remote = Arc::new(Remote::connect(&plan.session).await?);
+    let remote = Arc::new(Remote::connect(&plan.session, interrupt).await?);
     send_file(plan, &remote, &source, remote_path, plan.force).await?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// Uploads `source` to `remote_path` (inside it under the source's name when it is a
-/// directory), checked; the remote path written.
+/// directory), checked; the remote path written. A local file's upload is recorded as it goes
+/// ([`UploadState`]): `--resume` continues a recorded one.
 pub(crate) async fn send_file(
     plan: &CpPlan,
     remote: &Arc<Remote>,
@@ -50,7 +56,96 @@ pub(crate) async fn send_file(
     let size = source.size;
     let path = source.path.clone();
     let hashing = tokio::task::spawn_blocking(move || hash_file(&path));
+    let state = source.spool_free().then(|| {
+        UploadState::new(
+            plan.session.target.as_str(),
+            remote_path,
+            &source.path,
+            size,
+            source.mtime,
+        )
+    });
+    let state = state.flatten().map(Arc::new);
 
+    let resumed = match (&state, plan.resume) {
+        (Some(state), true) => match state.load() {
+            Some(found) => reopen(remote, &found, remote_path, force).await?,
+            None => None,
+        },
+        (Some(state), false) => {
+            // Starting afresh: an earlier interrupted upload's temporary file goes.
+            if let Some(stale) = state.load() {
+                remote.cleanup(&script::remove(&stale.temp)).await;
+            }
+            None
+        }
+        (None, _) => None,
+    };
+    let (dest, temp, ranges, done) = match resumed {
+        Some(found) => (found.dest, found.temp, found.ranges, found.done),
+        None => {
+            let (dest, temp) = prepare(remote, source, remote_path, force).await?;
+            (dest, temp, ranges::split(size, plan.sessions), Vec::new())
+        }
+    };
+    if let Some(state) = &state {
+        state.begin(&dest, &temp, &ranges, &done);
+    }
+
+    let progress = Arc::new(Progress::default());
+    let bar = Bar::start(&progress, size, "uploading".to_owned());
+    for range in &done {
+        progress.add(range.len);
+    }
+    let todo: Vec<Range> = ranges
+        .iter()
+        .copied()
+        .filter(|r| !done.contains(r))
+        .collect();
+    let paths = Paths {
+        temp: &temp,
+        dest: &dest,
+    };
+    let sent = send_ranges(
+        remote,
+        &source.path,
+        &todo,
+        paths,
+        state.as_ref(),
+        &progress,
+    )
+    .await;
+    drop(bar);
+    let result = match sent {
+        Ok(()) => commit(plan, remote, source, &temp, &dest, hashing).await,
+        Err(e) => Err(e),
+    };
+    match (&result, &state) {
+        (Ok(()), Some(state)) => state.remove(),
+        (Ok(()), None) => {}
+        // A session lost for good: the verified ranges stay on the instance for --resume.
+        (Err(e), Some(state)) if retryable(e) && state.kept() => crate::report::notice(
+            "the ranges written so far are kept on the instance: run the same command with \
+             --resume to send only the others",
+        ),
+        (Err(_), state) => {
+            // A refusal, a mismatch or a signal: nothing is left behind.
+            if let Some(state) = state {
+                state.remove();
+            }
+            remote.cleanup(&script::remove(&temp)).await;
+        }
+    }
+    result.map(|()| dest)
+}
+
+/// Creates the upload's temporary file beside the destination: (destination, temporary file).
+async fn prepare(
+    remote: &Remote,
+    source: &Source,
+    remote_path: &str,
+    force: bool,
+) -> anyhow::Result<(String, String)> {
     let token = hex::encode(rand::random::<[u8; 8]>());
     let (sink, stdout) = capture();
     let ran = remote
@@ -59,35 +154,61 @@ pub(crate) async fn send_file(
             sink,
         )
         .await?;
-    let (dest, temp) = match script::parse_probe(&String::from_utf8_lossy(&stdout())) {
-        Some(Probe::Ready { dest, temp }) => (dest, temp),
-        Some(other) => {
-            return Err(failures::probe_refused(&other, remote_path, &remote.described).into());
-        }
-        None => {
-            return Err(failures::unexpected_answer(
-                "prepare the upload",
-                &ran.stderr_text(),
-                &remote.described,
-            )
-            .into());
-        }
-    };
-
-    let progress = Arc::new(Progress::default());
-    let bar = Bar::start(&progress, size, "uploading".to_owned());
-    let sent = send_ranges(plan, remote, &source.path, size, &temp, &progress).await;
-    drop(bar);
-    let result = match sent {
-        Ok(()) => commit(plan, remote, source, &temp, &dest, hashing).await,
-        Err(e) => Err(e),
-    };
-    if result.is_err() {
-        // Best effort: a failed upload leaves no temporary file behind.
-        let (sink, _) = capture();
-        let _ = remote.capture(&script::remove(&temp), sink).await;
+    match script::parse_probe(&String::from_utf8_lossy(&stdout())) {
+        Some(Probe::Ready { dest, temp }) => Ok((dest, temp)),
+        Some(other) => Err(failures::probe_refused(&other, remote_path, &remote.described).into()),
+        None => Err(failures::unexpected_answer(
+            "prepare the upload",
+            &ran.stderr_text(),
+            &remote.described,
+        )
+        .into()),
     }
-    result.map(|()| dest)
+}
+
+/// Checks that a recorded upload's temporary file is still on the instance; `None` (start
+/// afresh) when it is gone.
+async fn reopen(
+    remote: &Remote,
+    found: &Resumable,
+    remote_path: &str,
+    force: bool,
+) -> anyhow::Result<Option<Resumable>> {
+    let (sink, stdout) = capture();
+    let ran = remote
+        .capture(
+            &script::resume_upload(&found.temp, &found.dest, force),
+            sink,
+        )
+        .await?;
+    match script::parse_probe(&String::from_utf8_lossy(&stdout())) {
+        Some(Probe::Ready { .. }) => {
+            tracing::info!(
+                kept = found.done.len(),
+                of = found.ranges.len(),
+                "resuming the upload: sending only the ranges not yet verified"
+            );
+            Ok(Some(found.clone()))
+        }
+        Some(Probe::Missing) => {
+            tracing::info!("the interrupted upload's temporary file is gone: starting afresh");
+            Ok(None)
+        }
+        Some(other) => Err(failures::probe_refused(&other, remote_path, &remote.described).into()),
+        None => Err(failures::unexpected_answer(
+            "resume the upload",
+            &ran.stderr_text(),
+            &remote.described,
+        )
+        .into()),
+    }
+}
+
+/// The remote temporary file ranges go to, and the destination errors name.
+#[derive(Clone, Copy, Debug)]
+struct Paths<'a> {
+    temp: &'a str,
+    dest: &'a str,
 }
 
 /// The file to send: the local file, or standard input spooled to a private temporary file.
@@ -114,6 +235,12 @@ impl Source {
             mtime: None,
             _spool: Some(spool),
         })
+    }
+
+    /// Whether this is a file of the user's (not a spool postern made): only those uploads can
+    /// be resumed.
+    fn spool_free(&self) -> bool {
+        self._spool.is_none()
     }
 
     /// The local file `local`, or standard input (`None`) spooled.
@@ -165,23 +292,34 @@ impl Source {
     }
 }
 
-/// Sends every range of `path` into `temp`, one session each, all at once.
+/// Sends `ranges` of `path` into the remote temporary file, one session each, all at once;
+/// each range verified is noted in `state`.
 async fn send_ranges(
-    plan: &CpPlan,
     remote: &Arc<Remote>,
     path: &Path,
-    size: u64,
-    temp: &str,
+    ranges: &[Range],
+    paths: Paths<'_>,
+    state: Option<&Arc<UploadState>>,
     progress: &Arc<Progress>,
 ) -> anyhow::Result<()> {
     let mut tasks = Vec::new();
-    for range in ranges::split(size, plan.sessions) {
+    for &range in ranges {
         let remote = Arc::clone(remote);
         let progress = Arc::clone(progress);
         let path = path.to_path_buf();
-        let temp = temp.to_owned();
+        let temp = paths.temp.to_owned();
+        let dest = paths.dest.to_owned();
+        let state = state.cloned();
         tasks.push(tokio::spawn(async move {
-            send_range(&remote, &path, range, &temp, &progress).await
+            let paths = Paths {
+                temp: &temp,
+                dest: &dest,
+            };
+            send_range(&remote, &path, range, paths, &progress).await?;
+            if let Some(state) = state {
+                state.verified(range);
+            }
+            Ok(())
         }));
     }
     let mut first_error = None;
@@ -196,19 +334,20 @@ async fn send_ranges(
     first_error.map_or(Ok(()), Err)
 }
 
-/// Sends one range; a range whose session broke is sent again (up to
-/// [`RANGE_ATTEMPTS`] sessions): writing the same bytes at the same offsets is harmless.
+/// Sends one range; a range whose session broke, or that reads back altered, is sent again
+/// (up to [`RANGE_ATTEMPTS`] sessions): writing the same bytes at the same offsets is
+/// harmless.
 async fn send_range(
     remote: &Remote,
     path: &Path,
     range: Range,
-    temp: &str,
+    paths: Paths<'_>,
     progress: &Arc<Progress>,
 ) -> anyhow::Result<()> {
     let mut attempt = 1;
     loop {
-        match send_range_once(remote, path, range, temp, progress).await {
-            Err(e) if attempt < RANGE_ATTEMPTS && retryable(&e) => {
+        match send_range_once(remote, path, range, paths, progress).await {
+            Err(e) if attempt < RANGE_ATTEMPTS && (retryable(&e) || altered(&e)) => {
                 tracing::info!(offset = range.offset, attempt, error = %e, "range failed; sending it again");
                 attempt += 1;
             }
@@ -217,11 +356,13 @@ async fn send_range(
     }
 }
 
+/// Sends one range into the remote temporary file and checks the SHA-256 the instance reads
+/// back against the bytes sent.
 async fn send_range_once(
     remote: &Remote,
     path: &Path,
     range: Range,
-    temp: &str,
+    paths: Paths<'_>,
     progress: &Arc<Progress>,
 ) -> anyhow::Result<()> {
     let (tx, input) = mpsc::channel(INPUT_QUEUE);
@@ -229,27 +370,49 @@ async fn send_range_once(
     let sent = Arc::new(Progress::default());
     let counter = Arc::clone(&sent);
     let total = Arc::clone(progress);
-    std::thread::Builder::new()
+    let reader = std::thread::Builder::new()
         .name("postern-cp-read".to_owned())
         .spawn(move || produce(file, range, &tx, &[&counter, &total]))
         .map_err(|e| failures::local_io("start a reader for", path, e))?;
-    let (sink, _) = capture();
+    let (sink, output) = capture();
     progress.session(true);
     let ran = remote
-        .interactive(&script::write_range(temp, range), input, sink)
+        .interactive(&script::write_range(paths.temp, range), input, sink)
         .await;
     progress.session(false);
+    let output = String::from_utf8_lossy(&output()).into_owned();
+    let what = || {
+        format!(
+            "writing bytes {}..{} of {}",
+            range.offset,
+            range.offset + range.len,
+            crate::term::escape(paths.temp)
+        )
+    };
     let result = match ran {
-        Ok(ran) if ran.succeeded() => Ok(()),
+        Ok(ran) if ran.succeeded() => {
+            // The reader has queued every line once the remote read them all.
+            let local = reader.join().ok().flatten();
+            match (script::parse_written(&output), local) {
+                (Some(theirs), Some(ours)) if theirs == ours => Ok(()),
+                (Some(theirs), Some(ours)) => {
+                    Err(failures::range_altered(&what(), &theirs, &ours, &remote.described).into())
+                }
+                _ => Err(failures::range_failed(
+                    &what(),
+                    ran.status,
+                    "the range was not read back",
+                    &remote.described,
+                )
+                .into()),
+            }
+        }
+        Ok(_) if let Some(error) = script::parse_write_failure(&output) => {
+            Err(failures::remote_write(paths.dest, &error, &remote.described).into())
+        }
         Ok(ran) => {
-            let what = format!(
-                "writing bytes {}..{} of {}",
-                range.offset,
-                range.offset + range.len,
-                crate::term::escape(temp)
-            );
             Err(
-                failures::range_failed(&what, ran.status, &ran.stderr_text(), &remote.described)
+                failures::range_failed(&what(), ran.status, &ran.stderr_text(), &remote.described)
                     .into(),
             )
         }
@@ -261,15 +424,21 @@ async fn send_range_once(
     result
 }
 
-/// Reads `range` of `file` and queues it as base64 lines; a read error ends the input early
-/// (the remote `head -c` then waits: the session fails on the hash check or the user's
-/// interrupt, and the error is logged).
-fn produce(mut file: File, range: Range, tx: &mpsc::Sender<Input>, counters: &[&Progress]) {
+/// Reads `range` of `file` and queues it as base64 lines; the range's SHA-256 (hex) once all of
+/// it was queued. A read error ends the input early (the remote `head -c` then waits: the
+/// session fails on the user's interrupt, and the error is logged).
+fn produce(
+    mut file: File,
+    range: Range,
+    tx: &mpsc::Sender<Input>,
+    counters: &[&Progress],
+) -> Option<String> {
     let chunk = usize::try_from(LINE_BYTES).unwrap_or(57) * LINES_PER_READ;
     let mut buf = vec![0u8; chunk];
+    let mut hasher = Sha256::new();
     if let Err(e) = file.seek(SeekFrom::Start(range.offset)) {
         let _ = tx.blocking_send(Input::Failed(e));
-        return;
+        return None;
     }
     let mut left = range.len;
     while left > 0 {
@@ -277,19 +446,21 @@ fn produce(mut file: File, range: Range, tx: &mpsc::Sender<Input>, counters: &[&
         if let Err(e) = file.read_exact(&mut buf[..want]) {
             tracing::warn!(error = %e, "reading the local file failed");
             let _ = tx.blocking_send(Input::Failed(e));
-            return;
+            return None;
         }
+        hasher.update(&buf[..want]);
         if tx
             .blocking_send(Input::Data(encode_lines(&buf[..want])))
             .is_err()
         {
-            return;
+            return None;
         }
         for counter in counters {
             counter.add(want as u64);
         }
         left -= want as u64;
     }
+    Some(hex::encode(hasher.finalize()))
 }
 
 /// Checks the remote copy against the local SHA-256 and renames it into place.

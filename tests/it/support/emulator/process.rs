@@ -33,9 +33,16 @@ pub(crate) struct EmulatorProcess {
 impl EmulatorProcess {
     /// Starts `postern emulator` with `extra` flags and waits (bounded) for its ready line.
     pub(crate) fn start(extra: &[&str]) -> Self {
+        Self::start_with_env(extra, &[])
+    }
+
+    /// Starts it as [`EmulatorProcess::start`] does with `env` set for it, and so for the
+    /// commands its sessions run on the "instance".
+    pub(crate) fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let violations_log = dir.path().join("violations.jsonl");
         let mut child = Command::new(postern())
+            .envs(env.iter().copied())
             .arg("emulator")
             .args(["--exit-after", "120s", "--violations-log"])
             .arg(&violations_log)
