@@ -8,6 +8,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::discovery::instance::{Instance, Scope};
+use crate::discovery::open_files;
 use crate::discovery::source::{InstanceSource, SourceError};
 
 /// How throttled calls are retried.
@@ -50,8 +51,9 @@ pub struct Progress {
     pub instances: usize,
 }
 
-/// Lists every scope with at most `concurrency` listings in flight, calling `progress` after
-/// each scope finishes.
+/// Lists every scope with at most `concurrency` listings in flight (fewer when the open-files
+/// limit cannot make room for their connections), calling `progress` after each scope
+/// finishes.
 pub async fn discover<S: InstanceSource>(
     source: Arc<S>,
     scopes: Vec<Scope>,
@@ -60,7 +62,8 @@ pub async fn discover<S: InstanceSource>(
     mut progress: impl FnMut(Progress),
 ) -> Discovery {
     let total = scopes.len();
-    let permits = Arc::new(Semaphore::new(concurrency.max(1)));
+    let concurrency = open_files::fit_concurrency(concurrency.max(1).min(total.max(1)));
+    let permits = Arc::new(Semaphore::new(concurrency));
     let mut tasks = JoinSet::new();
     for (index, scope) in scopes.into_iter().enumerate() {
         let source = Arc::clone(&source);
