@@ -17,9 +17,9 @@ for arg in "$@"; do
   esac
 done
 if [ "$profile" = release ]; then
-  cargo build --release --bin postern >&2
+  cargo build --release --workspace --all-features >&2
 else
-  cargo build --bin postern >&2
+  cargo build --workspace --all-features >&2
 fi
 POSTERN="$CARGO_TARGET_DIR/$profile/postern"
 "$POSTERN" cp --help >/dev/null || { echo "$POSTERN has no cp command" >&2; exit 1; }
