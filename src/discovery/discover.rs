@@ -246,6 +246,29 @@ mod tests {
         assert!(fake.max_in_flight() >= 1);
     }
 
+    #[tokio::test]
+    async fn an_organisation_is_listed_all_at_once_by_default() {
+        // 50 accounts x 3 regions: AWS throttles each scope on its own, so none waits.
+        let scopes: Vec<_> = (0..150)
+            .map(|i| scope(&format!("a{}", i / 3), &format!("r{}", i % 3)))
+            .collect();
+        let mut fake = FakeSource::new();
+        for s in &scopes {
+            fake = fake.with(s.clone(), vec![row("i-1", "x")]);
+        }
+        let fake = Arc::new(fake);
+        let result = discover(
+            Arc::clone(&fake),
+            scopes,
+            crate::discovery::DEFAULT_CONCURRENCY,
+            RetryPolicy::default(),
+            |_| {},
+        )
+        .await;
+        assert_eq!(result.scopes.len(), 150);
+        assert_eq!(fake.max_in_flight(), 150);
+    }
+
     #[test]
     fn backoff_grows_and_is_capped() {
         let policy = RetryPolicy::default();
