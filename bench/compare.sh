@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/cache/postern/target}"
 if [[ -z "${POSTERN_BIN:-}" ]]; then
     # The release binary's own feature set: no AWS crate is rebuilt for a second feature set.
-    cargo build --release --locked --bin postern >&2
+    cargo build --release --locked --workspace --all-features >&2
     POSTERN_BIN="$CARGO_TARGET_DIR/release/postern"
 fi
 

@@ -2,8 +2,9 @@
 //! identity, and returns credentials from the cache or from STS AssumeRole (through
 //! GetSessionToken credentials when the source has an MFA device).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
@@ -98,6 +99,22 @@ pub struct Broker {
     options: BrokerOptions,
     cache: Option<CredentialCache>,
     sources: tokio::sync::Mutex<HashMap<String, SourceSession>>,
+    /// Credentials this process got, by (source ARN, role ARN): asked again (by each SDK
+    /// client of a discovery scope, say), they are answered without a file read.
+    held: Mutex<HashMap<(String, String), AssumedCredentials>>,
+    /// Success times to record, and the accounts already recorded by this process.
+    successes: Mutex<Successes>,
+    /// Held by whoever writes the pending success times.
+    success_writer: tokio::sync::Mutex<()>,
+}
+
+/// Success times of accounts, by [`Broker::record_success`].
+#[derive(Debug, Default)]
+struct Successes {
+    /// Accounts recorded (or pending) in this process.
+    recorded: HashSet<String>,
+    /// Times not written yet.
+    pending: Vec<(String, SystemTime)>,
 }
 
 impl Broker {
@@ -109,6 +126,9 @@ impl Broker {
             options,
             cache,
             sources: tokio::sync::Mutex::new(HashMap::new()),
+            held: Mutex::new(HashMap::new()),
+            successes: Mutex::new(Successes::default()),
+            success_writer: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -211,41 +231,48 @@ impl Broker {
         Ok((session.context.clone(), session.identity.clone()))
     }
 
-    /// Credentials for `target`: from the cache when still valid for the refresh margin, else
-    /// from AssumeRole (asking for one MFA code when the source has a device and no valid
-    /// GetSessionToken session is cached).
+    /// Credentials for `target`: from this process's copy or the cache when still valid for
+    /// the refresh margin, else from AssumeRole (asking for one MFA code when the source has a
+    /// device and no valid GetSessionToken session is cached).
+    ///
+    /// Many accounts ask at once (discovery): the source lock is held only to load the source
+    /// and to get the STS client, never across a file read or write, and the cache files are
+    /// read and written off the async workers. An account's success time is recorded once
+    /// per process.
     pub async fn credentials(
         &self,
         target: &RoleTarget,
     ) -> Result<AssumedCredentials, BrokerError> {
         let label = self.source_for(target)?;
         let requested = self.config.duration;
-        let cache = self.cache.as_ref();
         let now = SystemTime::now();
-        // Under the lock: load the source once, answer from the cache, or get the STS client
-        // (asking for at most one MFA code). The AssumeRole call itself runs unlocked.
-        let (client, source_arn, region, profile) = {
+        let source_arn = {
+            let mut sources = self.sources.lock().await;
+            self.session(&mut sources, &label)
+                .await?
+                .identity
+                .arn
+                .clone()
+        };
+        let key = (source_arn.clone(), target.role_arn.clone());
+        if let Some(held) = self.held_copy(&key, now) {
+            return Ok(held);
+        }
+        if let Some(cached) = self.load_cached(&source_arn, &target.role_arn, now).await {
+            tracing::debug!(role = %target.role_arn, "credentials cache hit");
+            self.record_success(&target.account, now).await;
+            return Ok(self.keep(key, cached, true, is_assumed_role(&source_arn)));
+        }
+        // Under the lock: the STS client (asking for at most one MFA code). The AssumeRole
+        // call itself runs unlocked.
+        let (client, region, profile) = {
             let mut sources = self.sources.lock().await;
             let session = self.session(&mut sources, &label).await?;
-            let source_arn = session.identity.arn.clone();
-            if let Some(cached) =
-                cache.and_then(|c| c.load(&source_arn, &target.role_arn, now, REFRESH_MARGIN))
-            {
-                tracing::debug!(role = %target.role_arn, "credentials cache hit");
-                record_success(cache, &target.account, now);
-                return Ok(AssumedCredentials {
-                    access_key_id: cached.access_key_id,
-                    secret_access_key: cached.secret_access_key,
-                    session_token: cached.session_token,
-                    expiration: cached.expiration,
-                    from_cache: true,
-                    role_chained: is_assumed_role(&source_arn),
-                });
-            }
-            let client = session.sts_client(cache, &self.options.mfa).await?;
+            let client = session
+                .sts_client(self.cache.as_ref(), &self.options.mfa)
+                .await?;
             (
                 client,
-                source_arn,
                 session.context.region.clone(),
                 session.context.profile.clone(),
             )
@@ -276,20 +303,112 @@ impl Broker {
             &region,
             profile.as_deref(),
         )?;
-        if let Some(cache) = cache
-            && let Err(e) = cache.store(&source_arn, &target.role_arn, &issued)
-        {
+        self.store_cached(&source_arn, &target.role_arn, &issued)
+            .await;
+        self.record_success(&target.account, now).await;
+        Ok(self.keep(key, issued, false, chained))
+    }
+
+    /// This process's copy of the credentials of `key` (source ARN, role ARN), when still
+    /// valid for the refresh margin.
+    fn held_copy(&self, key: &(String, String), now: SystemTime) -> Option<AssumedCredentials> {
+        let held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        held.get(key)
+            .filter(|c| c.expiration >= now + REFRESH_MARGIN)
+            .map(|c| AssumedCredentials {
+                from_cache: true,
+                ..c.clone()
+            })
+    }
+
+    /// Keeps `credentials` for `key` in this process and returns them.
+    fn keep(
+        &self,
+        key: (String, String),
+        credentials: CachedCredentials,
+        from_cache: bool,
+        role_chained: bool,
+    ) -> AssumedCredentials {
+        let assumed = AssumedCredentials {
+            access_key_id: credentials.access_key_id,
+            secret_access_key: credentials.secret_access_key,
+            session_token: credentials.session_token,
+            expiration: credentials.expiration,
+            from_cache,
+            role_chained,
+        };
+        self.held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key, assumed.clone());
+        assumed
+    }
+
+    /// The cached credentials of `role_arn` from `source_arn`, read off the async workers.
+    async fn load_cached(
+        &self,
+        source_arn: &str,
+        role_arn: &str,
+        now: SystemTime,
+    ) -> Option<CachedCredentials> {
+        let cache = self.cache.clone()?;
+        let (source, role) = (source_arn.to_owned(), role_arn.to_owned());
+        tokio::task::spawn_blocking(move || cache.load(&source, &role, now, REFRESH_MARGIN))
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// Writes `issued` to the cache, off the async workers; a failure is a warning.
+    async fn store_cached(&self, source_arn: &str, role_arn: &str, issued: &CachedCredentials) {
+        let Some(cache) = self.cache.clone() else {
+            return;
+        };
+        let (source, role, issued) = (source_arn.to_owned(), role_arn.to_owned(), issued.clone());
+        let stored =
+            tokio::task::spawn_blocking(move || cache.store(&source, &role, &issued)).await;
+        if let Ok(Err(e)) = stored {
             tracing::warn!(error = %e, "could not write the credentials cache");
         }
-        record_success(cache, &target.account, now);
-        Ok(AssumedCredentials {
-            access_key_id: issued.access_key_id,
-            secret_access_key: issued.secret_access_key,
-            session_token: issued.session_token,
-            expiration: issued.expiration,
-            from_cache: false,
-            role_chained: chained,
-        })
+    }
+
+    /// Records that `account` gave credentials at `now`, once per process, off the async
+    /// workers. Each write is a locked, synced read-modify-write of one file every account
+    /// shares: accounts that succeed while one is written are written together by the next,
+    /// rather than one after the other. Returns once `account`'s time is written.
+    async fn record_success(&self, account: &Account, now: SystemTime) {
+        let Some(cache) = self.cache.clone() else {
+            return;
+        };
+        {
+            let mut successes = self
+                .successes
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if !successes.recorded.insert(account.id.as_str().to_owned()) {
+                return;
+            }
+            successes
+                .pending
+                .push((account.id.as_str().to_owned(), now));
+        }
+        // Whoever holds the writer writes every pending time, ours too when it was pending
+        // then; the queue is empty for those that come after.
+        let _writer = self.success_writer.lock().await;
+        let batch = std::mem::take(
+            &mut self
+                .successes
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .pending,
+        );
+        if batch.is_empty() {
+            return;
+        }
+        let written = tokio::task::spawn_blocking(move || cache.record_successes(&batch)).await;
+        if let Ok(Err(e)) = written {
+            tracing::warn!(error = %e, "could not record the last success time");
+        }
     }
 
     /// `default`, a source name, or `profile NAME` for an explicit `--profile`.
@@ -514,14 +633,6 @@ fn convert(
         session_token: Secret::new(credentials.session_token),
         expiration,
     })
-}
-
-fn record_success(cache: Option<&CredentialCache>, account: &Account, now: SystemTime) {
-    if let Some(cache) = cache
-        && let Err(e) = cache.record_success(account.id.as_str(), now)
-    {
-        tracing::warn!(error = %e, "could not record the last success time");
-    }
 }
 
 /// An account the configuration does not list: known by id, environment unknown.

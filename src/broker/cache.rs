@@ -106,6 +106,11 @@ impl CredentialCache {
 
     /// Records that `account` gave credentials at `now`.
     pub fn record_success(&self, account: &str, now: SystemTime) -> std::io::Result<()> {
+        self.record_successes(&[(account.to_owned(), now)])
+    }
+
+    /// Records when each of `successes`' accounts gave credentials, in one write.
+    pub fn record_successes(&self, successes: &[(String, SystemTime)]) -> std::io::Result<()> {
         // Accounts are assumed concurrently, and other postern processes write too: one
         // locked read-modify-write, so no update is lost.
         let mut failed = None;
@@ -114,7 +119,9 @@ impl CredentialCache {
             let mut last: LastSuccess = old
                 .and_then(|bytes| serde_json::from_slice(&bytes).ok())
                 .unwrap_or_default();
-            last.0.insert(account.to_owned(), epoch_seconds(now));
+            for (account, when) in successes {
+                last.0.insert(account.clone(), epoch_seconds(*when));
+            }
             serde_json::to_vec_pretty(&last).unwrap_or_else(|e| {
                 failed = Some(e);
                 Vec::new()

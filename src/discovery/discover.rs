@@ -8,6 +8,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::discovery::instance::{Instance, Scope};
+use crate::discovery::open_files;
 use crate::discovery::source::{InstanceSource, SourceError};
 
 /// How throttled calls are retried.
@@ -50,8 +51,9 @@ pub struct Progress {
     pub instances: usize,
 }
 
-/// Lists every scope with at most `concurrency` listings in flight, calling `progress` after
-/// each scope finishes.
+/// Lists every scope with at most `concurrency` listings in flight (fewer when the open-files
+/// limit cannot make room for their connections), calling `progress` after each scope
+/// finishes.
 pub async fn discover<S: InstanceSource>(
     source: Arc<S>,
     scopes: Vec<Scope>,
@@ -60,7 +62,8 @@ pub async fn discover<S: InstanceSource>(
     mut progress: impl FnMut(Progress),
 ) -> Discovery {
     let total = scopes.len();
-    let permits = Arc::new(Semaphore::new(concurrency.max(1)));
+    let concurrency = open_files::fit_concurrency(concurrency.max(1).min(total.max(1)));
+    let permits = Arc::new(Semaphore::new(concurrency));
     let mut tasks = JoinSet::new();
     for (index, scope) in scopes.into_iter().enumerate() {
         let source = Arc::clone(&source);
@@ -241,6 +244,29 @@ mod tests {
         assert_eq!(result.scopes.len(), 20);
         assert!(fake.max_in_flight() <= 3, "{}", fake.max_in_flight());
         assert!(fake.max_in_flight() >= 1);
+    }
+
+    #[tokio::test]
+    async fn an_organisation_is_listed_all_at_once_by_default() {
+        // 50 accounts x 3 regions: AWS throttles each scope on its own, so none waits.
+        let scopes: Vec<_> = (0..150)
+            .map(|i| scope(&format!("a{}", i / 3), &format!("r{}", i % 3)))
+            .collect();
+        let mut fake = FakeSource::new();
+        for s in &scopes {
+            fake = fake.with(s.clone(), vec![row("i-1", "x")]);
+        }
+        let fake = Arc::new(fake);
+        let result = discover(
+            Arc::clone(&fake),
+            scopes,
+            crate::discovery::DEFAULT_CONCURRENCY,
+            RetryPolicy::default(),
+            |_| {},
+        )
+        .await;
+        assert_eq!(result.scopes.len(), 150);
+        assert_eq!(fake.max_in_flight(), 150);
     }
 
     #[test]

@@ -114,9 +114,14 @@ impl Default for IndexOptions {
     }
 }
 
-/// Listings in flight at once by default: enough to hide per-call latency across 150 scopes,
-/// few enough to stay under the per-account API rate limits.
-pub const DEFAULT_CONCURRENCY: usize = 16;
+/// Listings in flight at once by default: every scope of an organisation of 50 accounts in 3
+/// regions, so that cold discovery takes a few round trips whatever the fleet. AWS throttles
+/// EC2 and SSM calls per account and region, that is per scope, so scopes listed together do
+/// not share a budget; each scope makes one call per service at a time (pages follow each
+/// other), and throttled calls back off ([`RetryPolicy`](crate::discovery::RetryPolicy)).
+/// (EC2: "Request throttling for the Amazon EC2 API", EC2 developer guide,
+/// `ec2/latest/devguide/ec2-api-throttling.html`: per account, per Region, per API.)
+pub const DEFAULT_CONCURRENCY: usize = 160;
 /// Cached listings are used without asking AWS for this long.
 pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(15 * 60);
 

@@ -14,6 +14,7 @@ mod fake;
 mod index;
 mod indexed;
 mod instance;
+mod open_files;
 mod snapshot;
 mod source;
 pub mod target;

@@ -86,17 +86,26 @@ impl Conn {
         let writer_backlog = backlog.clone();
         tokio::spawn(async move {
             let mut failed = false;
-            while let Some(data) = queued.recv().await {
+            let mut batch = Vec::new();
+            while let Some(first) = queued.recv().await {
+                // What is queued already goes out in one write: one syscall for the data of
+                // many agent messages rather than one each.
+                batch.clear();
+                batch.extend_from_slice(&first);
+                while batch.len() < WRITE_BATCH {
+                    let Ok(more) = queued.try_recv() else { break };
+                    batch.extend_from_slice(&more);
+                }
                 if !failed {
-                    match write_half.write_all(&data).await {
-                        Ok(()) => writer_traffic.received(data.len()),
+                    match write_half.write_all(&batch).await {
+                        Ok(()) => writer_traffic.received(batch.len()),
                         Err(e) => {
                             failed = true;
                             let _ = to_link.send(FromConn::Closed(key, Some(e))).await;
                         }
                     }
                 }
-                writer_backlog.written(data.len());
+                writer_backlog.written(batch.len());
             }
             let _ = write_half.shutdown().await;
         });
@@ -151,3 +160,5 @@ pub(crate) const BACKLOG_HIGH_WATER: usize = 4 * 1024 * 1024;
 pub(crate) const BACKLOG_LOW_WATER: usize = 1024 * 1024;
 /// Bytes read from a local socket at once.
 const READ_SIZE: usize = 32 * 1024;
+/// The most bytes gathered from the queue for one write to the local socket.
+const WRITE_BATCH: usize = 256 * 1024;

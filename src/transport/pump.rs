@@ -17,7 +17,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
+use bytes::Bytes;
+use futures_util::{FutureExt as _, SinkExt, StreamExt};
 use postern_protocol::Session;
 use postern_protocol::keepalive::{Keepalive, KeepaliveAction};
 use postern_protocol::reconnect::{Backoff, BackoffConfig};
@@ -236,6 +237,8 @@ pub struct Pump {
     notifier: Notifier,
     outage_since: Option<Instant>,
     reconnects: u64,
+    /// What the websocket gave after a batch of frames, for the next [`Pump::recv`].
+    deferred: Option<Turn>,
 }
 
 enum Link {
@@ -247,7 +250,7 @@ enum Link {
 
 /// What one turn of [`Pump::recv`] saw.
 enum Turn {
-    Frame(Vec<u8>),
+    Frame(Bytes),
     Control,
     Broken(ChannelFailure),
     Timer,
@@ -264,6 +267,7 @@ impl Pump {
             notifier: resilience.notifier,
             outage_since: None,
             reconnects: 0,
+            deferred: None,
         }
     }
 
@@ -327,15 +331,34 @@ impl Pump {
             match &mut self.link {
                 Link::Up(ws) => {
                     let wake = self.keepalive.poll_timeout();
-                    let turn = tokio::select! {
-                        message = ws.next() => classify(message),
-                        () = sleep_until(wake), if wake.is_some() => Turn::Timer,
+                    let turn = match self.deferred.take() {
+                        Some(turn) => turn,
+                        None => tokio::select! {
+                            message = ws.next() => classify(message),
+                            () = sleep_until(wake), if wake.is_some() => Turn::Timer,
+                        },
                     };
                     let now = now();
                     match turn {
                         Turn::Frame(data) => {
                             self.keepalive.handle_received(now);
                             deliver(session, now, &data);
+                            // Frames that have already arrived are fed too, so the driver
+                            // acknowledges them and writes their data in one go: one flush
+                            // and one local write for many messages rather than one each.
+                            // Anything else is kept for the next call.
+                            for _ in 1..RECV_BATCH {
+                                let Some(message) = ws.next().now_or_never() else {
+                                    break;
+                                };
+                                match classify(message) {
+                                    Turn::Frame(data) => deliver(session, now, &data),
+                                    other => {
+                                        self.deferred = Some(other);
+                                        break;
+                                    }
+                                }
+                            }
                             return Ok(());
                         }
                         Turn::Control => {
@@ -402,6 +425,8 @@ impl Pump {
         now: Instant,
     ) -> Result<(), Lost> {
         tracing::info!(session_id = %self.target.session_id, %cause, "data channel broke");
+        // Whatever the broken websocket still had to say is moot.
+        self.deferred = None;
         if session.is_closed() || self.backoff.config().max_attempts == 0 {
             self.link = Link::Gone;
             return Err(Lost::Broken(cause));
@@ -523,8 +548,8 @@ fn is_fatal(error: &AwsError) -> bool {
 
 fn classify(message: Option<Result<Message, tungstenite::Error>>) -> Turn {
     match message {
-        Some(Ok(Message::Binary(data))) => Turn::Frame(data.to_vec()),
-        Some(Ok(Message::Text(text))) => Turn::Frame(text.as_bytes().to_vec()),
+        Some(Ok(Message::Binary(data))) => Turn::Frame(data),
+        Some(Ok(Message::Text(text))) => Turn::Frame(Bytes::copy_from_slice(text.as_bytes())),
         Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => Turn::Control,
         Some(Ok(Message::Close(frame))) => {
             let (code, reason) = frame
@@ -568,5 +593,8 @@ const KEEPALIVE_PAYLOAD: &[u8] = b"keepalive";
 const RESUME_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long re-dialling the websocket may take.
 const REOPEN_TIMEOUT: Duration = Duration::from_secs(15);
+/// Frames fed to the session by one [`Pump::recv`] at most (when they have already arrived):
+/// 64 agent messages of up to 1 KiB of stream data each.
+const RECV_BATCH: usize = 64;
 /// How long a polite close may take.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);

@@ -207,6 +207,51 @@ async fn list_spans_every_configured_account_and_region() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accounts_listed_at_once_each_record_their_success_and_the_concurrency_is_settable() {
+    let emulator = fleet_emulator(|_| {}).await;
+    let home = Home::new(Some(&format!("{HEAD}{ACCOUNTS}")));
+    let aliases = [
+        "acme-shared-services",
+        "acme-dev",
+        "acme-staging",
+        "acme-prod",
+    ];
+    let before = succeeded(&run_in(&home, &emulator, &["accounts"]));
+    for alias in aliases {
+        assert!(row(&before, alias).ends_with(" never"), "{before}");
+    }
+    // Every account assumed at once: their success times are written together, none lost.
+    let cold = succeeded(&run_in(&home, &emulator, &["list", "--refresh", "--json"]));
+    let after = succeeded(&run_in(&home, &emulator, &["accounts"]));
+    for alias in aliases {
+        assert!(!row(&after, alias).ends_with(" never"), "{after}");
+    }
+
+    // One scope at a time lists the same instances.
+    let mut command = home.against(&emulator, &["list", "--refresh", "--json"]);
+    command.env("POSTERN_DISCOVERY_CONCURRENCY", "1");
+    let sequential = succeeded(&run(command, LIMIT));
+    let ids = |text: &str| -> BTreeSet<String> {
+        text.lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["id"].to_string())
+            .collect()
+    };
+    assert_eq!(ids(&sequential), ids(&cold));
+    assert_eq!(ids(&cold).len(), emulator.fleet().instances.len());
+
+    // A value that is not a count of scopes is refused, naming it.
+    let mut command = home.against(&emulator, &["list", "--refresh"]);
+    command.env("POSTERN_DISCOVERY_CONCURRENCY", "0");
+    let refused = run(command, LIMIT);
+    let stderr = process::text(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("POSTERN_DISCOVERY_CONCURRENCY is 0, not a number of scopes from 1 to 512"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_account_warns_and_the_rest_is_listed() {
     let emulator = fleet_emulator(|_| {}).await;
     let broken = ACCOUNTS.replace(

@@ -628,6 +628,7 @@ impl Lister {
         let (sdk, ssm_endpoint) = (context.sdk.clone(), context.ssm_endpoint.clone());
         let options = IndexOptions {
             refresh,
+            concurrency: discovery_concurrency()?,
             ..IndexOptions::default()
         };
         let cache = self.cache.as_ref();
@@ -647,6 +648,36 @@ impl Lister {
         })
     }
 }
+
+/// Scopes listed at once: `POSTERN_DISCOVERY_CONCURRENCY` (1 to [`MAX_CONCURRENCY`]), else
+/// [`crate::discovery::DEFAULT_CONCURRENCY`].
+fn discovery_concurrency() -> Result<usize, ExpectedError> {
+    let Some(value) = std::env::var_os(CONCURRENCY_VARIABLE) else {
+        return Ok(crate::discovery::DEFAULT_CONCURRENCY);
+    };
+    value
+        .to_str()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|n| (1..=MAX_CONCURRENCY).contains(n))
+        .ok_or_else(|| {
+            ExpectedError::new(
+                ErrorKind::Usage,
+                format!(
+                    "{CONCURRENCY_VARIABLE} is {}, not a number of scopes from 1 to {MAX_CONCURRENCY}",
+                    escape(&value.to_string_lossy())
+                ),
+            )
+            .hint(format!(
+                "unset it (default {}) or set it to, say, 8",
+                crate::discovery::DEFAULT_CONCURRENCY
+            ))
+        })
+}
+
+/// The variable that sets how many scopes are listed at once.
+const CONCURRENCY_VARIABLE: &str = "POSTERN_DISCOVERY_CONCURRENCY";
+/// The most scopes listed at once (each holds up to two HTTP connections).
+const MAX_CONCURRENCY: usize = 512;
 
 /// A source that also sends each scope's instances to the picker as they are listed.
 struct Tee<S> {
