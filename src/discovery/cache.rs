@@ -43,13 +43,13 @@ impl Cache {
         Self { root: root.into() }
     }
 
-    /// Reads the cache file; a missing, unreadable, corrupt or other-version file is an
-    /// empty cache (its scopes are listed again).
+    /// Maps the cache file (only the pages read are loaded); a missing, unreadable, corrupt
+    /// or other-version file is an empty cache (its scopes are listed again).
     pub fn read(&self) -> CachedIndex {
         let path = self.path();
         // Trusted only while private: an index someone else wrote could place a prod instance
         // in a dev account.
-        let bytes = match crate::private_file::read_private(&path) {
+        let bytes = match crate::private_file::map_private(&path) {
             Ok(Some(bytes)) => bytes,
             Ok(None) => return CachedIndex::default(),
             Err(e) => {
@@ -173,8 +173,8 @@ impl CachedIndex {
                 Ok(records) => Some(
                     records
                         .into_iter()
-                        .map(|at| {
-                            Indexed::Cached(CachedInstance::new(Arc::clone(&self.snapshot), at))
+                        .map(|record| {
+                            Indexed::Cached(CachedInstance::new(Arc::clone(&self.snapshot), record))
                         })
                         .collect(),
                 ),

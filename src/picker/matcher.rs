@@ -15,16 +15,17 @@ use skim::item::{RankBuilder, RankCriteria};
 use skim::prelude::{AndOrEngineFactory, ExactOrFuzzyEngineFactory};
 use skim::{CaseMatching, MatchEngine, MatchEngineFactory, MatchRange, MatchResult, SkimItem};
 
-use crate::discovery::Summary;
+use crate::discovery::{Listed, SearchedText, Summary};
 use crate::picker::row::Row;
 use crate::term::escape;
 
 /// The searchable fields of one instance, escaped, joined by single spaces in one string
-/// (what skim sees as the item's text, and what a negated term is checked against): one
-/// allocation per instance, however many fields.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// (what skim sees as the item's text, and what a negated term is checked against): shared
+/// with the cache file when the instance is still there and nothing needed escaping (nearly
+/// always), else one allocation per instance, however many fields.
+#[derive(Clone, Debug)]
 pub struct SearchFields {
-    text: String,
+    text: SearchText,
     /// Where each field starts in `text`, in bytes; the last entry is the text's length plus
     /// one (a field ends one byte, the separating space, before the next starts).
     byte_starts: [u32; SEARCH_FIELDS + 1],
@@ -35,18 +36,66 @@ pub struct SearchFields {
     bytes: [u64; SEARCH_FIELDS],
 }
 
+/// Where a row's search text is.
+#[derive(Clone, Debug)]
+enum SearchText {
+    /// Its own (escaped, or of an instance not in the cache file).
+    Owned(Box<str>),
+    /// The cache file's (it needed no escaping).
+    Cached(SearchedText),
+}
+
 impl SearchFields {
     /// The fields of an instance: account alias, env, region, Name, instance id, private IP
     /// (the picker's first six columns, in that order).
     pub fn of(instance: &Summary<'_>) -> Self {
-        Self::from_fields([
+        Self::from_fields(Self::fields_of(instance))
+    }
+
+    /// [`Self::of`] an instance of the index, sharing the cache file's text when it can.
+    pub fn of_listed<T: Listed + ?Sized>(instance: &T) -> Self {
+        let Some(cached) = instance.cached() else {
+            return Self::of(&instance.summary());
+        };
+        let shared = cached.searched();
+        let text = shared.as_str();
+        let summary = cached.summary();
+        let fields = Self::fields_of(&summary);
+        // Printable ASCII needs no escaping (the fields then are the text as it is); anything
+        // else is escaped field by field, as `of` does.
+        if !text.bytes().all(|b| matches!(b, b' '..=b'~')) {
+            return Self::from_fields(fields);
+        }
+        let mut byte_starts = [0; SEARCH_FIELDS + 1];
+        let mut bytes = [0; SEARCH_FIELDS];
+        let mut at = 0;
+        for (i, field) in fields.iter().enumerate() {
+            byte_starts[i] = offset(at);
+            bytes[i] = byte_set(field.as_bytes());
+            at += field.len() + 1;
+        }
+        byte_starts[SEARCH_FIELDS] = offset(at);
+        if at != text.len() + 1 {
+            // Not the fields the file's table gives: cannot happen for a checked record.
+            return Self::from_fields(fields);
+        }
+        Self {
+            text: SearchText::Cached(shared),
+            byte_starts,
+            char_starts: byte_starts,
+            bytes,
+        }
+    }
+
+    fn fields_of<'a>(instance: &Summary<'a>) -> [&'a str; SEARCH_FIELDS] {
+        [
             instance.alias,
             instance.env.unwrap_or_default(),
             instance.region,
             instance.name,
             instance.id,
             instance.private_ip.unwrap_or_default(),
-        ])
+        ]
     }
 
     fn from_fields(fields: [&str; SEARCH_FIELDS]) -> Self {
@@ -74,7 +123,7 @@ impl SearchFields {
         char_starts[SEARCH_FIELDS] = offset(chars + 1);
         byte_starts[SEARCH_FIELDS] = offset(text.len() + 1);
         Self {
-            text,
+            text: SearchText::Owned(text.into_boxed_str()),
             byte_starts,
             char_starts,
             bytes,
@@ -83,19 +132,25 @@ impl SearchFields {
 
     /// The fields, escaped, in order.
     pub fn fields(&self) -> impl Iterator<Item = &str> {
-        (0..SEARCH_FIELDS).map(|i| self.field(i))
+        let text = self.text();
+        (0..SEARCH_FIELDS).map(move |i| {
+            let start = self.byte_starts[i] as usize;
+            let end = self.byte_starts[i + 1] as usize - 1;
+            text.get(start..end).unwrap_or_default()
+        })
     }
 
-    /// Field `i`, escaped.
-    fn field(&self, i: usize) -> &str {
-        let start = self.byte_starts[i] as usize;
-        let end = self.byte_starts[i + 1] as usize - 1;
-        &self.text[start..end]
+    /// The width of field `i` in characters.
+    pub fn width(&self, i: usize) -> usize {
+        (self.char_starts[i + 1] - 1 - self.char_starts[i]) as usize
     }
 
     /// The fields joined by single spaces.
     pub fn text(&self) -> &str {
-        &self.text
+        match &self.text {
+            SearchText::Owned(text) => text,
+            SearchText::Cached(shared) => shared.as_str(),
+        }
     }
 
     /// The field holding character `index` of [`Self::text`] and the offset in it; `None` for
@@ -110,6 +165,17 @@ impl SearchFields {
         (offset < length).then_some((field, offset as usize))
     }
 }
+
+impl PartialEq for SearchFields {
+    fn eq(&self, other: &Self) -> bool {
+        self.text() == other.text()
+            && self.byte_starts == other.byte_starts
+            && self.char_starts == other.char_starts
+            && self.bytes == other.bytes
+    }
+}
+
+impl Eq for SearchFields {}
 
 /// A set of the bytes of `text`, ASCII letters of either case as one: bit `b % 64` of each
 /// byte, lower-cased. Bytes share bits, so a set says "maybe": a byte missing from it is
@@ -127,7 +193,7 @@ fn offset(at: usize) -> u32 {
 
 impl SkimItem for SearchFields {
     fn text(&self) -> std::borrow::Cow<'_, str> {
-        std::borrow::Cow::Borrowed(&self.text)
+        std::borrow::Cow::Borrowed(Self::text(self))
     }
 }
 

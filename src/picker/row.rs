@@ -65,13 +65,17 @@ impl Row {
         columns: Arc<Columns>,
         context: Arc<RowContext>,
     ) -> (Self, [usize; COLUMNS]) {
+        let search = SearchFields::of_listed(&instance);
         let summary = instance.summary();
-        let search = SearchFields::of(&summary);
         let mut widths = [0; COLUMNS];
         let rest = [escape(summary.platform), escape(summary.agent_status())];
-        let cells = search.fields().chain(rest.iter().map(|cell| &**cell));
-        for (w, cell) in widths.iter_mut().zip(cells) {
-            *w = width_of(cell);
+        let searched = COLUMNS - rest.len();
+        for (i, w) in widths.iter_mut().enumerate() {
+            *w = if i < searched {
+                search.width(i)
+            } else {
+                width_of(&rest[i - searched])
+            };
         }
         let online = summary.is_online();
         let colour = if summary.is_prod() {

@@ -377,10 +377,7 @@ pub(crate) fn filter<'a, T: Listed>(
     if query.trim().is_empty() {
         return kept;
     }
-    let fields: Vec<SearchFields> = kept
-        .iter()
-        .map(|i| SearchFields::of(&i.summary()))
-        .collect();
+    let fields: Vec<SearchFields> = kept.iter().map(|i| SearchFields::of_listed(*i)).collect();
     rank(&fields, query).into_iter().map(|i| kept[i]).collect()
 }
 
