@@ -11,6 +11,8 @@
 use std::rc::Rc;
 use std::sync::Arc;
 
+use skim::fuzzy_matcher::FuzzyMatcher as _;
+use skim::fuzzy_matcher::arinae::ArinaeMatcher;
 use skim::item::{RankBuilder, RankCriteria};
 use skim::prelude::{AndOrEngineFactory, ExactOrFuzzyEngineFactory};
 use skim::{CaseMatching, MatchEngine, MatchEngineFactory, MatchRange, MatchResult, SkimItem};
@@ -200,13 +202,7 @@ impl SkimItem for SearchFields {
 /// The engine factory for skim's matcher: skim's and/or parsing over skim's exact-or-fuzzy
 /// terms, each term matched field by field.
 pub(super) fn engine_factory(rank_builder: Arc<RankBuilder>) -> Rc<dyn MatchEngineFactory> {
-    Rc::new(AndOrEngineFactory::new(PerField {
-        terms: ExactOrFuzzyEngineFactory::builder()
-            .fuzzy_algorithm(skim::FuzzyAlgorithm::default())
-            .rank_builder(rank_builder)
-            .build(),
-        prefilter: true,
-    }))
+    Rc::new(AndOrEngineFactory::new(PerField::new(rank_builder, true)))
 }
 
 /// The order skim sorts matches in (its default tiebreak), and the rank builder carrying it.
@@ -256,8 +252,25 @@ pub fn rank(items: &[SearchFields], query: &str) -> Vec<usize> {
 /// One term of a query, matched field by field.
 struct PerField {
     terms: ExactOrFuzzyEngineFactory,
+    rank_builder: Arc<RankBuilder>,
+    /// Match fuzzy terms through [`Fuzzy`] (off only to test it).
+    direct: bool,
     /// Skip fields that cannot match before asking skim's engine (off only to test it).
     prefilter: bool,
+}
+
+impl PerField {
+    fn new(rank_builder: Arc<RankBuilder>, direct: bool) -> Self {
+        Self {
+            terms: ExactOrFuzzyEngineFactory::builder()
+                .fuzzy_algorithm(skim::FuzzyAlgorithm::default())
+                .rank_builder(Arc::clone(&rank_builder))
+                .build(),
+            rank_builder,
+            direct,
+            prefilter: true,
+        }
+    }
 }
 
 impl MatchEngineFactory for PerField {
@@ -269,8 +282,20 @@ impl MatchEngineFactory for PerField {
         let bare = bare.strip_suffix('$').unwrap_or(bare);
         let prefilter = self.prefilter && bare.is_ascii() && !negated;
         let needle = prefilter.then(|| bare.to_ascii_lowercase().into_bytes());
+        // A term without `'`, `!`, `^` or `$` is fuzzy (skim `src/engine/factory.rs`,
+        // `ExactOrFuzzyEngineFactory::create_engine_with_case`).
+        let fuzzy = self.direct
+            && !term.is_empty()
+            && !term.starts_with(['\'', '!', '^'])
+            && !term.ends_with('$');
         Box::new(FieldEngine {
             inner: self.terms.create_engine_with_case(term, case),
+            fuzzy: fuzzy.then(|| Fuzzy {
+                // As skim's fuzzy engine builds it by default: no typos, first match.
+                matcher: ArinaeMatcher::new(case, false, false),
+                pattern: term.to_owned(),
+                rank_builder: Arc::clone(&self.rank_builder),
+            }),
             whole_row: negated,
             needle_bytes: needle.as_deref().map_or(0, byte_set),
             needle,
@@ -280,6 +305,8 @@ impl MatchEngineFactory for PerField {
 
 struct FieldEngine {
     inner: Box<dyn MatchEngine>,
+    /// A fuzzy term, matched on skim's algorithm directly.
+    fuzzy: Option<Fuzzy>,
     /// A negated term: it must hold for the row as a whole.
     whole_row: bool,
     /// The term's characters (ASCII, lower case): a field lacking them in order cannot match,
@@ -288,6 +315,38 @@ struct FieldEngine {
     /// The needle's bytes as a set ([`byte_set`]; empty without a needle): a field whose set
     /// lacks one of them is skipped without being read.
     needle_bytes: u64,
+}
+
+/// A fuzzy term on skim's algorithm, called as skim's fuzzy engine calls it (skim
+/// `src/engine/fuzzy.rs`, `FuzzyEngine::match_item`: `fuzzy_indices`, the rank from the
+/// score and the first and last letters) on the field in place: the engine takes an owned
+/// item, so each field was copied first, and it copies the letters' positions once more.
+/// (skim's `fuzzy_match_range`, which skips the positions, scores scattered letters
+/// differently: it is not used.)
+struct Fuzzy {
+    matcher: ArinaeMatcher,
+    pattern: String,
+    rank_builder: Arc<RankBuilder>,
+}
+
+impl Fuzzy {
+    fn match_field(&self, field: &str) -> Option<MatchResult> {
+        if field.is_empty() {
+            return None;
+        }
+        let (score, letters) = self.matcher.fuzzy_indices(field, &self.pattern)?;
+        let begin = letters.first().copied().unwrap_or(0);
+        let end = letters.last().map_or(0, |&last| last + 1);
+        let score = i32::try_from(score).unwrap_or(i32::MAX);
+        Some(MatchResult {
+            rank: self.rank_builder.build_rank(score, begin, end, field),
+            matched_range: if letters.is_empty() {
+                MatchRange::CharRange(0, 0)
+            } else {
+                MatchRange::Chars(letters)
+            },
+        })
+    }
 }
 
 impl FieldEngine {
@@ -332,13 +391,16 @@ impl MatchEngine for FieldEngine {
             if self.needle_bytes & !fields.bytes[i] != 0 || !self.may_match(field) {
                 continue;
             }
-            // skim's engines take an owned item: the field is copied into this thread's
-            // buffer (no allocation once it has grown).
-            let found = FIELD.with_borrow_mut(|buffer| {
-                buffer.clear();
-                buffer.push_str(field);
-                self.inner.match_item(&*buffer)
-            });
+            let found = match &self.fuzzy {
+                Some(fuzzy) => fuzzy.match_field(field),
+                // skim's engines take an owned item: the field is copied into this thread's
+                // buffer (no allocation once it has grown).
+                None => FIELD.with_borrow_mut(|buffer| {
+                    buffer.clear();
+                    buffer.push_str(field);
+                    self.inner.match_item(&*buffer)
+                }),
+            };
             if let Some(found) = found
                 && best
                     .as_ref()
@@ -452,11 +514,10 @@ mod tests {
     #[test]
     fn the_prefilter_changes_no_result() {
         let fleet = fleet();
+        // skim's own engines on every field, no prefilter.
         let plain = AndOrEngineFactory::new(PerField {
-            terms: ExactOrFuzzyEngineFactory::builder()
-                .fuzzy_algorithm(skim::FuzzyAlgorithm::default())
-                .build(),
             prefilter: false,
+            ..PerField::new(rank_builder(), false)
         });
         let queries = [
             "ORDERS",
@@ -473,6 +534,11 @@ mod tests {
             "zzz",
             "Kafka-PROD",
             "i-0 ~",
+            "o",
+            "op",
+            "ap1",
+            "orders p",
+            "Web",
         ];
         for query in queries {
             let fast =
@@ -480,11 +546,11 @@ mod tests {
             let slow = plain.create_engine_with_case(query, CaseMatching::Smart);
             for item in &fleet {
                 let (a, b) = (fast.match_item(item), slow.match_item(item));
+                let context = format!("{query:?} on {:?}", item.text());
                 assert_eq!(
-                    a.map(|m| m.rank),
-                    b.map(|m| m.rank),
-                    "{query:?} on {:?}",
-                    item.text()
+                    a.map(|m| (m.rank, m.matched_range)),
+                    b.map(|m| (m.rank, m.matched_range)),
+                    "{context}"
                 );
             }
         }
