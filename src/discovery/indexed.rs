@@ -111,10 +111,13 @@ impl CachedInstance {
     }
 
     /// Its searched fields (alias, env, region, Name, id, private IP) as the file holds
-    /// them, unescaped, joined by single spaces: shared, not copied.
-    pub fn searched(&self) -> SearchedText {
+    /// them, unescaped, joined by single spaces (`length` bytes: the fields' lengths and the
+    /// five spaces): shared, not copied.
+    pub fn searched(&self, length: usize) -> SearchedText {
+        let start = self.file.row_text(self.record);
+        let end = start.saturating_add(u32::try_from(length).unwrap_or(u32::MAX));
         SearchedText {
-            range: self.file.searched(self.record),
+            range: start..end,
             file: Arc::clone(&self.file),
         }
     }

@@ -54,31 +54,30 @@ impl SearchFields {
         Self::from_fields(Self::fields_of(instance))
     }
 
-    /// [`Self::of`] an instance of the index, sharing the cache file's text when it can.
-    pub fn of_listed<T: Listed + ?Sized>(instance: &T) -> Self {
+    /// [`Self::of`] an instance of the index, `summary` being its fields: sharing the cache
+    /// file's text when the instance is still there and nothing needs escaping.
+    pub fn of_listed<T: Listed + ?Sized>(instance: &T, summary: &Summary<'_>) -> Self {
+        let fields = Self::fields_of(summary);
         let Some(cached) = instance.cached() else {
-            return Self::of(&instance.summary());
-        };
-        let shared = cached.searched();
-        let text = shared.as_str();
-        let summary = cached.summary();
-        let fields = Self::fields_of(&summary);
-        // Printable ASCII needs no escaping (the fields then are the text as it is); anything
-        // else is escaped field by field, as `of` does.
-        if !text.bytes().all(|b| matches!(b, b' '..=b'~')) {
             return Self::from_fields(fields);
-        }
+        };
         let mut byte_starts = [0; SEARCH_FIELDS + 1];
         let mut bytes = [0; SEARCH_FIELDS];
         let mut at = 0;
         for (i, field) in fields.iter().enumerate() {
+            // Printable ASCII needs no escaping: the fields are the file's text as it is.
+            // Anything else is escaped field by field, as `of` does.
+            if !field.bytes().all(|b| matches!(b, b' '..=b'~')) {
+                return Self::from_fields(fields);
+            }
             byte_starts[i] = offset(at);
             bytes[i] = byte_set(field.as_bytes());
             at += field.len() + 1;
         }
         byte_starts[SEARCH_FIELDS] = offset(at);
-        if at != text.len() + 1 {
-            // Not the fields the file's table gives: cannot happen for a checked record.
+        // The file holds these fields joined by single spaces (checked when it was read).
+        let shared = cached.searched(at - 1);
+        if shared.as_str().len() != at - 1 {
             return Self::from_fields(fields);
         }
         Self {
@@ -275,6 +274,11 @@ impl PerField {
 
 impl MatchEngineFactory for PerField {
     fn create_engine_with_case(&self, term: &str, case: CaseMatching) -> Box<dyn MatchEngine> {
+        // The empty query (skim opens with it) matches every row as a whole: skim's engine,
+        // asked once per row rather than once per field.
+        if term.trim().is_empty() {
+            return self.terms.create_engine_with_case(term, case);
+        }
         // skim's syntax: an optional `'` (exact), then `!` negates.
         let bare = term.strip_prefix('\'').unwrap_or(term);
         let negated = bare.starts_with('!');
@@ -539,6 +543,8 @@ mod tests {
             "ap1",
             "orders p",
             "Web",
+            "",
+            " ",
         ];
         for query in queries {
             let fast =

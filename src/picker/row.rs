@@ -100,8 +100,8 @@ impl Row {
         shared: Arc<Shared>,
         index: u32,
     ) -> (Self, [usize; COLUMNS]) {
-        let search = SearchFields::of_listed(&instance);
         let summary = instance.summary();
+        let search = SearchFields::of_listed(&instance, &summary);
         let mut widths = [0; COLUMNS];
         let rest = [escape(summary.platform), escape(summary.agent_status())];
         let searched = COLUMNS - rest.len();

@@ -346,6 +346,9 @@ pub(crate) fn in_scope<T: Listed>(
     account: Option<&str>,
     env: Option<&str>,
 ) -> Vec<T> {
+    if account.is_none() && env.is_none() {
+        return instances;
+    }
     instances
         .into_iter()
         .filter(|i| {
@@ -377,7 +380,10 @@ pub(crate) fn filter<'a, T: Listed>(
     if query.trim().is_empty() {
         return kept;
     }
-    let fields: Vec<SearchFields> = kept.iter().map(|i| SearchFields::of_listed(*i)).collect();
+    let fields: Vec<SearchFields> = kept
+        .iter()
+        .map(|i| SearchFields::of_listed(*i, &i.summary()))
+        .collect();
     rank(&fields, query).into_iter().map(|i| kept[i]).collect()
 }
 
