@@ -183,8 +183,20 @@ impl Eq for SearchFields {}
 /// missing from the text.
 fn byte_set(text: &[u8]) -> u64 {
     text.iter()
-        .fold(0, |set, b| set | 1 << (b.to_ascii_lowercase() & 63))
+        .fold(0, |set, &b| set | BYTE_BITS[usize::from(b)])
 }
+
+/// Each byte's bit in a [`byte_set`], looked up rather than computed: every field of every
+/// row is read through it before the picker draws.
+const BYTE_BITS: [u64; 256] = {
+    let mut bits = [0; 256];
+    let mut b = 0;
+    while b < 256 {
+        bits[b] = 1 << ((b as u8).to_ascii_lowercase() & 63);
+        b += 1;
+    }
+    bits
+};
 
 /// An offset into a row's text. Fields are tags, names and addresses from AWS (a tag value is
 /// at most 256 characters), so a row's text is far below 4 GiB.
