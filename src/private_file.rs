@@ -383,6 +383,34 @@ mod tests {
     }
 
     #[test]
+    fn maps_only_files_that_are_still_private_and_regular() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("cache");
+        let path = dir.join("index");
+        assert!(map_private(&path).unwrap().is_none(), "missing directory");
+        write_private(&path, b"ours").unwrap();
+        assert_eq!(&map_private(&path).unwrap().unwrap()[..], b"ours");
+        // A mapping keeps the file it was made of: a rewrite renames a new one into place.
+        let before = map_private(&path).unwrap().unwrap();
+        write_private(&path, b"theirs").unwrap();
+        assert_eq!(&before[..], b"ours");
+        assert_eq!(&map_private(&path).unwrap().unwrap()[..], b"theirs");
+
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let err = map_private(&path).unwrap_err();
+        assert!(err.to_string().contains("writable by other users"), "{err}");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let file_link = dir.join("file-link");
+        std::os::unix::fs::symlink(&path, &file_link).unwrap();
+        let err = map_private(&file_link).unwrap_err();
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        let subdir = dir.join("subdir");
+        std::fs::create_dir(&subdir).unwrap();
+        let err = map_private(&subdir).unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+    }
+
+    #[test]
     fn temporaries_of_dead_writers_are_removed_and_live_ones_kept() {
         let root = tempfile::tempdir().unwrap();
         // A child that exits at once: its pid names a process that is gone.

@@ -296,6 +296,22 @@ mod tests {
     }
 
     #[test]
+    fn a_file_of_another_format_version_is_listed_again_and_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(dir.path());
+        cache.store(&scope(), &[], SystemTime::now()).unwrap();
+        // The same file as an earlier postern wrote it (its version field changed).
+        let mut bytes = std::fs::read(cache.path()).unwrap();
+        let at = b"postern index\n".len();
+        bytes[at..at + 4].copy_from_slice(&3u32.to_le_bytes());
+        crate::private_file::write_private(&cache.path(), &bytes).unwrap();
+        assert!(cache.load(&scope()).is_none());
+        assert!(cache.all().is_empty());
+        cache.store(&scope(), &[], SystemTime::now()).unwrap();
+        assert_eq!(cache.load(&scope()).unwrap().instances, []);
+    }
+
+    #[test]
     fn storing_scopes_keeps_the_others_and_fresh_skips_old_ones() {
         let dir = tempfile::tempdir().unwrap();
         let cache = Cache::new(dir.path());
