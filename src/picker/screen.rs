@@ -8,7 +8,9 @@
 //! crossterm and restores everything when it returns (its panic hook too); SIGTERM or SIGHUP
 //! while it is open closes it first, then the process ends of that signal.
 //!
-//! The preview is right of the list on a wide terminal, below it on a narrow one.
+//! The preview is right of the list on a wide terminal, below it on a narrow one. skim's
+//! matcher runs our engines ([`crate::picker::matcher`]) behind [`Narrowing`]: while the query
+//! only grows, the rows the previous query refused are refused again without being matched.
 //!
 //! Keys: skim's (fzf's) bindings: Up/Down, Ctrl-N/P, Ctrl-J/K, PgUp/PgDn, Tab (multi-select
 //! where allowed), Enter, Esc/Ctrl-C/Ctrl-G; ours: Ctrl-O toggles the preview, Ctrl-R
@@ -61,8 +63,9 @@ struct Rows {
 }
 
 impl Rows {
-    /// The rows of `instances`, made on every core for a large batch (each row escapes and
-    /// copies its searchable fields); the columns are widened once per batch.
+    /// The rows of `instances`, made on every core for a large batch (a row of the cache file
+    /// shares the file's text, and copies its searchable fields only to escape them); the
+    /// columns are widened once per batch, and each row gets its index.
     fn items(&self, instances: Vec<Indexed>) -> Vec<Arc<dyn SkimItem>> {
         let make = |batch: Vec<Indexed>| {
             let mut widest = [0; COLUMNS];
