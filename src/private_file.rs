@@ -14,7 +14,8 @@
 //!
 //! The append-only files (the session history, log files) cannot be renamed into place; they
 //! are opened with [`open_private_append`]: the same directory checks, `O_NOFOLLOW`, 0600.
-//! What postern reads back (cached credentials and index) goes through [`read_private`],
+//! What postern reads back (cached credentials and index) goes through [`read_private`] (the
+//! index through [`map_private`], which maps it instead of copying it),
 //! which trusts only a file and directory that are still private.
 
 use std::fs::{File, OpenOptions};
@@ -169,6 +170,32 @@ pub fn check_private_dir(dir: &Path) -> std::io::Result<()> {
 /// another user, or writable by others, since someone else could then have written it (an
 /// index that places a prod instance in a dev account, planted credentials).
 pub fn read_private(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
+    let Some((mut file, length)) = open_private(path)? else {
+        return Ok(None);
+    };
+    let mut bytes = Vec::with_capacity(length);
+    std::io::Read::read_to_end(&mut file, &mut bytes)?;
+    Ok(Some(bytes))
+}
+
+/// [`read_private`] without copying: the file mapped into memory (only the pages read are
+/// loaded), under the same checks. Only for files postern replaces by renaming a new one into
+/// place ([`update_private`], [`write_private`]), never by writing into them.
+pub fn map_private(path: &Path) -> std::io::Result<Option<memmap2::Mmap>> {
+    let Some((file, _)) = open_private(path)? else {
+        return Ok(None);
+    };
+    // SAFETY: the mapping is read-only, and postern never writes into this file: a writer
+    // renames a complete new file over it, so the mapped inode keeps its contents. Only a
+    // process of the same user truncating it in place could change them under us, and that
+    // user can already write anything into the cache.
+    let map = unsafe { memmap2::Mmap::map(&file) }?;
+    Ok(Some(map))
+}
+
+/// The file at `path` opened for reading, and its length, when it and its directory are
+/// private (see [`read_private`]).
+fn open_private(path: &Path) -> std::io::Result<Option<(File, usize)>> {
     match check_private_dir(&parent(path)) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -178,7 +205,7 @@ pub fn read_private(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
         .read(true)
         .custom_flags(libc::O_NOFOLLOW)
         .open(path);
-    let mut file = match file {
+    let file = match file {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
@@ -193,9 +220,10 @@ pub fn read_private(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
     if meta.mode() & 0o022 != 0 {
         return Err(refused(path, "is writable by other users"));
     }
-    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
-    std::io::Read::read_to_end(&mut file, &mut bytes)?;
-    Ok(Some(bytes))
+    if !meta.is_file() {
+        return Err(refused(path, "is not a regular file"));
+    }
+    Ok(Some((file, usize::try_from(meta.len()).unwrap_or(0))))
 }
 
 /// An existing target must be a regular file of ours.
@@ -352,6 +380,34 @@ mod tests {
         std::os::unix::fs::symlink(&path, &file_link).unwrap();
         let err = read_private(&file_link).unwrap_err();
         assert!(err.to_string().contains("symbolic link"), "{err}");
+    }
+
+    #[test]
+    fn maps_only_files_that_are_still_private_and_regular() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("cache");
+        let path = dir.join("index");
+        assert!(map_private(&path).unwrap().is_none(), "missing directory");
+        write_private(&path, b"ours").unwrap();
+        assert_eq!(&map_private(&path).unwrap().unwrap()[..], b"ours");
+        // A mapping keeps the file it was made of: a rewrite renames a new one into place.
+        let before = map_private(&path).unwrap().unwrap();
+        write_private(&path, b"theirs").unwrap();
+        assert_eq!(&before[..], b"ours");
+        assert_eq!(&map_private(&path).unwrap().unwrap()[..], b"theirs");
+
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let err = map_private(&path).unwrap_err();
+        assert!(err.to_string().contains("writable by other users"), "{err}");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let file_link = dir.join("file-link");
+        std::os::unix::fs::symlink(&path, &file_link).unwrap();
+        let err = map_private(&file_link).unwrap_err();
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        let subdir = dir.join("subdir");
+        std::fs::create_dir(&subdir).unwrap();
+        let err = map_private(&subdir).unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
     }
 
     #[test]

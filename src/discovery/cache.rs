@@ -43,13 +43,13 @@ impl Cache {
         Self { root: root.into() }
     }
 
-    /// Reads the cache file; a missing, unreadable, corrupt or other-version file is an
-    /// empty cache (its scopes are listed again).
+    /// Maps the cache file (only the pages read are loaded); a missing, unreadable, corrupt
+    /// or other-version file is an empty cache (its scopes are listed again).
     pub fn read(&self) -> CachedIndex {
         let path = self.path();
         // Trusted only while private: an index someone else wrote could place a prod instance
         // in a dev account.
-        let bytes = match crate::private_file::read_private(&path) {
+        let bytes = match crate::private_file::map_private(&path) {
             Ok(Some(bytes)) => bytes,
             Ok(None) => return CachedIndex::default(),
             Err(e) => {
@@ -173,8 +173,8 @@ impl CachedIndex {
                 Ok(records) => Some(
                     records
                         .into_iter()
-                        .map(|at| {
-                            Indexed::Cached(CachedInstance::new(Arc::clone(&self.snapshot), at))
+                        .map(|record| {
+                            Indexed::Cached(CachedInstance::new(Arc::clone(&self.snapshot), record))
                         })
                         .collect(),
                 ),
@@ -291,6 +291,22 @@ mod tests {
         let cache = Cache::new(dir.path());
         std::fs::write(cache.path(), b"{not a snapshot").unwrap();
         assert!(cache.load(&scope()).is_none());
+        cache.store(&scope(), &[], SystemTime::now()).unwrap();
+        assert_eq!(cache.load(&scope()).unwrap().instances, []);
+    }
+
+    #[test]
+    fn a_file_of_another_format_version_is_listed_again_and_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(dir.path());
+        cache.store(&scope(), &[], SystemTime::now()).unwrap();
+        // The same file as an earlier postern wrote it (its version field changed).
+        let mut bytes = std::fs::read(cache.path()).unwrap();
+        let at = b"postern index\n".len();
+        bytes[at..at + 4].copy_from_slice(&3u32.to_le_bytes());
+        crate::private_file::write_private(&cache.path(), &bytes).unwrap();
+        assert!(cache.load(&scope()).is_none());
+        assert!(cache.all().is_empty());
         cache.store(&scope(), &[], SystemTime::now()).unwrap();
         assert_eq!(cache.load(&scope()).unwrap().instances, []);
     }

@@ -8,7 +8,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::discovery::instance::{Instance, Summary};
-use crate::discovery::snapshot::Snapshot;
+use crate::discovery::snapshot::{Record, Snapshot};
 
 /// What a listing reads of an instance, decoded ([`Instance`]) or maybe still in the cache
 /// file ([`Indexed`]): `postern list`'s filters work on either.
@@ -17,6 +17,10 @@ pub trait Listed {
     fn summary(&self) -> Summary<'_>;
     /// The whole instance.
     fn instance(&self) -> Cow<'_, Instance>;
+    /// The instance as the cache file holds it, when it is still there.
+    fn cached(&self) -> Option<&CachedInstance> {
+        None
+    }
 }
 
 /// One instance of the index.
@@ -33,7 +37,7 @@ pub enum Indexed {
 #[derive(Clone)]
 pub struct CachedInstance {
     file: Arc<Snapshot>,
-    at: u32,
+    record: Record,
 }
 
 impl Indexed {
@@ -41,7 +45,7 @@ impl Indexed {
     pub fn summary(&self) -> Summary<'_> {
         match self {
             Self::Decoded(instance) => instance.summary(),
-            Self::Cached(cached) => cached.file.summary(cached.at),
+            Self::Cached(cached) => cached.file.summary(cached.record),
         }
     }
 
@@ -49,7 +53,7 @@ impl Indexed {
     pub fn instance(&self) -> Cow<'_, Instance> {
         match self {
             Self::Decoded(instance) => Cow::Borrowed(instance),
-            Self::Cached(cached) => Cow::Owned(cached.file.instance(cached.at)),
+            Self::Cached(cached) => Cow::Owned(cached.file.instance(cached.record)),
         }
     }
 
@@ -57,7 +61,7 @@ impl Indexed {
     pub fn into_instance(self) -> Instance {
         match self {
             Self::Decoded(instance) => *instance,
-            Self::Cached(cached) => cached.file.instance(cached.at),
+            Self::Cached(cached) => cached.file.instance(cached.record),
         }
     }
 }
@@ -69,6 +73,13 @@ impl Listed for Indexed {
 
     fn instance(&self) -> Cow<'_, Instance> {
         Self::instance(self)
+    }
+
+    fn cached(&self) -> Option<&CachedInstance> {
+        match self {
+            Self::Decoded(_) => None,
+            Self::Cached(cached) => Some(cached),
+        }
     }
 }
 
@@ -89,17 +100,58 @@ impl From<Instance> for Indexed {
 }
 
 impl CachedInstance {
-    /// The instance at `at` of `file`, an offset [`Snapshot::records`] gave.
-    pub(crate) fn new(file: Arc<Snapshot>, at: u32) -> Self {
-        Self { file, at }
+    /// The instance at `record` of `file`, as [`Snapshot::records`] gave it.
+    pub(crate) fn new(file: Arc<Snapshot>, record: Record) -> Self {
+        Self { file, record }
+    }
+
+    /// The fields a row shows.
+    pub fn summary(&self) -> Summary<'_> {
+        self.file.summary(self.record)
+    }
+
+    /// Its searched fields (alias, env, region, Name, id, private IP) as the file holds
+    /// them, unescaped, joined by single spaces (`length` bytes: the fields' lengths and the
+    /// five spaces): shared, not copied.
+    pub fn searched(&self, length: usize) -> SearchedText {
+        let start = self.file.row_text(self.record);
+        let end = start.saturating_add(u32::try_from(length).unwrap_or(u32::MAX));
+        SearchedText {
+            range: start..end,
+            file: Arc::clone(&self.file),
+        }
+    }
+}
+
+/// A slice of the cache file's checked text that keeps the file alive: what a picker row
+/// searches, without a copy of its own.
+#[derive(Clone)]
+pub struct SearchedText {
+    file: Arc<Snapshot>,
+    range: std::ops::Range<u32>,
+}
+
+impl SearchedText {
+    /// The text (empty if the range is not the file's).
+    pub fn as_str(&self) -> &str {
+        self.file
+            .text()
+            .get(self.range.start as usize..self.range.end as usize)
+            .unwrap_or_default()
+    }
+}
+
+impl fmt::Debug for SearchedText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("SearchedText").field(&self.as_str()).finish()
     }
 }
 
 impl fmt::Debug for CachedInstance {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CachedInstance")
-            .field("id", &self.file.summary(self.at).id)
-            .field("at", &self.at)
+            .field("id", &self.file.summary(self.record).id)
+            .field("record", &self.record)
             .finish()
     }
 }
@@ -127,8 +179,8 @@ mod tests {
         };
         let bytes = Snapshot::default().with(&[(&scope, std::slice::from_ref(&instance))], 1);
         let file = Arc::new(Snapshot::parse(bytes).unwrap());
-        let at = file.records(0).unwrap()[0];
-        let cached = Indexed::Cached(CachedInstance::new(file, at));
+        let record = file.records(0).unwrap()[0];
+        let cached = Indexed::Cached(CachedInstance::new(file, record));
         let decoded = Indexed::from(instance.clone());
         assert_eq!(cached.summary(), decoded.summary());
         assert!(cached.summary().is_prod() && cached.summary().is_online());

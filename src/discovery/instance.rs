@@ -149,6 +149,23 @@ impl<'a> Summary<'a> {
     pub fn is_staging(&self) -> bool {
         matches!(self.env, Some("stg" | "staging"))
     }
+
+    /// An instance of these fields alone (the others empty).
+    pub fn into_instance(self) -> Instance {
+        let owned = |s: Option<&str>| s.map(str::to_owned);
+        Instance {
+            id: self.id.to_owned(),
+            name: self.name.to_owned(),
+            account: self.account.to_owned(),
+            alias: self.alias.to_owned(),
+            env: owned(self.env),
+            region: self.region.to_owned(),
+            private_ip: owned(self.private_ip),
+            ping_status: owned(self.ping_status),
+            platform: self.platform.to_owned(),
+            ..Instance::default()
+        }
+    }
 }
 
 impl fmt::Display for Scope {

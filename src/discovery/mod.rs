@@ -24,6 +24,6 @@ pub use discover::{Discovery, Progress, RetryPolicy, ScopeFailure, discover};
 #[cfg(test)]
 pub(crate) use fake::FakeSource;
 pub use index::{DEFAULT_CONCURRENCY, DEFAULT_MAX_AGE, Index, IndexOptions, build_index};
-pub use indexed::{CachedInstance, Indexed, Listed};
+pub use indexed::{CachedInstance, Indexed, Listed, SearchedText};
 pub use instance::{Instance, Scope, Summary};
 pub use source::{InstanceSource, ScopeConfigs, SdkSource, SingleProfile, SourceError};

@@ -7,31 +7,49 @@
 //! MAGIC  u32 version  u32 scopes
 //! per scope: u32 length of the rest of the block,
 //!            u64 fetched_at, str account, str alias, opt env, str region, u32 instances,
-//!            per instance: str id, name, account, alias, opt env, str region,
-//!                          opt private_ip, ping_status, str platform (a row's fields first),
-//!                          str state, opt public_ip, private_dns, vpc_id, subnet_id,
-//!                          instance_type, launch_time, agent_version,
-//!                          u32 tags (str key, str value)*
+//!            u32 text length, text: each instance's row fields back to back, in the order
+//!                alias env region Name id private_ip (these six joined by single spaces:
+//!                the text the picker searches), then account, ping_status, platform
+//!            table, per instance: 9 x u32 the row fields' lengths (u32::MAX for none),
+//!                                 u32 the length of its details
+//!            details, per instance: str state, opt public_ip, private_dns, vpc_id, subnet_id,
+//!                                   instance_type, launch_time, agent_version,
+//!                                   u32 tags (str key, str value)*
 //! str: u32 length, UTF-8 bytes; opt: the same, length u32::MAX for none
 //! ```
 //!
-//! Each scope is one length-prefixed block: a reader decodes only the scopes it needs, on
-//! every core, and a writer replacing some scopes copies the other blocks as they are. A
-//! picker or `postern list` need not decode instances at all: [`Snapshot::records`] checks a
-//! block once and gives where each instance starts, [`Snapshot::summary`] reads the fields a
-//! row shows in place, and [`Snapshot::instance`] decodes one instance when it is asked for.
-//! Pure bytes in and out: reading and writing the file is [`crate::discovery::Cache`]'s job.
+//! Each scope is one length-prefixed block: a reader decodes only the scopes it needs, and a
+//! writer replacing some scopes copies the other blocks as they are. What a picker or
+//! `postern list` shows comes from the text and the table alone: each block's text is checked
+//! as UTF-8 in one pass when the file is parsed, [`Snapshot::records`] checks the table once
+//! and gives where each instance is, and [`Snapshot::summary`] slices the fields out of the
+//! checked text, copying nothing. The details (preview, `--json`, `--tag`) are decoded, and
+//! checked, only when [`Snapshot::instance`] is asked for one instance: a picker never reads
+//! the pages holding them. Pure bytes in and out: reading and writing the file is
+//! [`crate::discovery::Cache`]'s job.
 
 use std::collections::BTreeMap;
-use std::ops::Range;
+use std::ops::{Deref, Range};
 
 use crate::discovery::instance::{Instance, Scope, Summary};
 
-/// A decoded file: its scopes' headers, their instances still encoded.
+/// A parsed file: its scopes' headers and their rows' text, the instances still encoded.
 #[derive(Debug, Default)]
 pub(crate) struct Snapshot {
-    bytes: Vec<u8>,
+    bytes: Stored,
+    /// Every block's text, one after the other, checked as UTF-8 (a block whose text is not
+    /// has none here, and its instances cannot be read).
+    text: String,
     blocks: Vec<Block>,
+}
+
+/// The file's bytes: read into memory, or mapped.
+#[derive(Debug)]
+pub(crate) enum Stored {
+    /// Read (tests, a file being rewritten).
+    Read(Vec<u8>),
+    /// Mapped (the index a command reads).
+    Mapped(memmap2::Mmap),
 }
 
 /// Why a file could not be read as a snapshot.
@@ -55,7 +73,13 @@ pub(crate) enum FormatError {
     /// A string that is not UTF-8.
     #[error("snapshot string at byte {at} is not UTF-8")]
     Utf8 {
-        /// Where the string starts.
+        /// Where the string starts (in the file; for a row field, in the checked text).
+        at: usize,
+    },
+    /// A table whose lengths disagree with the text or the details they describe.
+    #[error("snapshot table inconsistent at byte {at}")]
+    Inconsistent {
+        /// Where the table entry is.
         at: usize,
     },
 }
@@ -68,13 +92,28 @@ struct Block {
     count: u32,
     /// The whole block, its length prefix included (what a rewrite copies).
     whole: Range<usize>,
-    /// The encoded instances.
-    instances: Range<usize>,
+    /// Its rows' text in [`Snapshot::text`], or why it is not there.
+    text: Result<Range<usize>, FormatError>,
+    /// Its table, in the file.
+    table: Range<usize>,
+    /// Its instances' details, in the file.
+    details: Range<usize>,
+}
+
+/// Where one instance of a checked block is: its table entry and its details in the file,
+/// its row fields in the checked text. Only [`Snapshot::records`] makes them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Record {
+    entry: u32,
+    text: u32,
+    details: u32,
 }
 
 impl Snapshot {
-    /// Reads the header and every scope's header of `bytes`; instances are decoded on demand.
-    pub(crate) fn parse(bytes: Vec<u8>) -> Result<Self, FormatError> {
+    /// Reads the header, every scope's header, and checks every block's text; instances are
+    /// decoded on demand.
+    pub(crate) fn parse(bytes: impl Into<Stored>) -> Result<Self, FormatError> {
+        let bytes = bytes.into();
         if !bytes.starts_with(MAGIC) {
             return Err(FormatError::Magic);
         }
@@ -88,6 +127,7 @@ impl Snapshot {
         }
         let count = r.u32()?;
         let mut blocks = Vec::with_capacity(count.min(MAX_PREALLOCATED) as usize);
+        let mut text = String::new();
         for _ in 0..count {
             let start = r.at;
             let length = r.u32()? as usize;
@@ -102,16 +142,43 @@ impl Snapshot {
                 region: b.string()?,
             };
             let instances = b.u32()?;
+            let text_length = b.u32()?;
+            let text_at = b.at;
+            let raw = b.take(text_length as usize)?;
+            let table_length = (instances as usize)
+                .checked_mul(ENTRY)
+                .ok_or(FormatError::Truncated { at: b.at })?;
+            let table_at = b.at;
+            b.take(table_length)?;
+            let block_text = match std::str::from_utf8(raw) {
+                Ok(checked) => {
+                    let at = text.len();
+                    text.push_str(checked);
+                    Ok(at..text.len())
+                }
+                Err(e) => Err(FormatError::Utf8 {
+                    at: text_at + e.valid_up_to(),
+                }),
+            };
             blocks.push(Block {
                 scope,
                 fetched_at,
                 count: instances,
                 whole: start..end,
-                instances: b.at..end,
+                text: block_text,
+                table: table_at..table_at + table_length,
+                details: b.at..end,
             });
             r.at = end;
         }
-        Ok(Self { bytes, blocks })
+        if u32::try_from(text.len()).is_err() {
+            return Err(FormatError::Truncated { at: bytes.len() });
+        }
+        Ok(Self {
+            bytes,
+            text,
+            blocks,
+        })
     }
 
     /// The scopes it holds and when each was listed (seconds since the Unix epoch).
@@ -124,47 +191,150 @@ impl Snapshot {
         self.blocks.iter().position(|b| b.scope == *scope)
     }
 
-    /// The instances of the block at `position`.
+    /// The instances of the block at `position`, every one decoded and checked.
     pub(crate) fn instances(&self, position: usize) -> Result<Vec<Instance>, FormatError> {
-        let block = &self.blocks[position];
-        let mut r = Reader::new(&self.bytes, block.instances.clone());
-        let count = block.count.min(MAX_PREALLOCATED) as usize;
-        let mut out = Vec::with_capacity(count);
-        for _ in 0..block.count {
-            out.push(r.instance()?);
-        }
-        Ok(out)
+        self.records(position)?
+            .into_iter()
+            .map(|record| self.decode(record))
+            .collect()
     }
 
-    /// Where each instance of the block at `position` starts, every one of them checked
-    /// (lengths within the block, strings UTF-8), so that [`Self::summary`] and
-    /// [`Self::instance`] at these offsets cannot fail.
-    pub(crate) fn records(&self, position: usize) -> Result<Vec<u32>, FormatError> {
+    /// Where each instance of the block at `position` is, its table entry checked against
+    /// the block's text (each field within it, on character boundaries, the searched fields
+    /// separated by spaces) and details (within the block), so that [`Self::summary`] of
+    /// these records cannot fail. The details themselves are checked when decoded.
+    pub(crate) fn records(&self, position: usize) -> Result<Vec<Record>, FormatError> {
         let block = &self.blocks[position];
-        let mut r = Reader::new(&self.bytes, block.instances.clone());
+        let text = block.text.clone()?;
+        let mut table = Reader::new(&self.bytes, block.table.clone());
         let mut out = Vec::with_capacity(block.count.min(MAX_PREALLOCATED) as usize);
+        let (mut at_text, mut at_details) = (text.start, block.details.start);
+        let inconsistent = |at| FormatError::Inconsistent { at };
         for _ in 0..block.count {
-            // Blocks lie within the file, and a file above 4 GiB is refused by `parse`.
-            out.push(u32::try_from(r.at).map_err(|_| FormatError::Truncated { at: r.at })?);
-            r.skip_instance()?;
+            let entry = table.at;
+            let mut end = at_text;
+            for (field, optional) in OPTIONAL.iter().enumerate() {
+                let length = match table.u32()? {
+                    NONE if *optional => 0,
+                    length => length as usize,
+                };
+                end = end
+                    .checked_add(length)
+                    .filter(|&end| end <= text.end && self.text.is_char_boundary(end))
+                    .ok_or(inconsistent(entry))?;
+                if field < SEARCHED - 1 {
+                    if self.text.as_bytes().get(end) != Some(&b' ') {
+                        return Err(inconsistent(entry));
+                    }
+                    end += 1;
+                }
+            }
+            let details = at_details
+                .checked_add(table.u32()? as usize)
+                .filter(|&end| end <= block.details.end)
+                .ok_or(inconsistent(entry))?;
+            // Blocks lie within the file, and a file or text above 4 GiB is refused by `parse`.
+            let offset = |at: usize| u32::try_from(at).map_err(|_| inconsistent(entry));
+            out.push(Record {
+                entry: offset(entry)?,
+                text: offset(at_text)?,
+                details: offset(at_details)?,
+            });
+            (at_text, at_details) = (end, details);
+        }
+        if at_text != text.end || at_details != block.details.end {
+            return Err(inconsistent(table.at));
         }
         Ok(out)
     }
 
-    /// The fields a row shows of the instance at `at`, read in place; empty fields when `at`
-    /// is not an offset [`Self::records`] gave.
-    pub(crate) fn summary(&self, at: u32) -> Summary<'_> {
-        Reader::new(&self.bytes, at as usize..self.bytes.len())
-            .summary()
-            .unwrap_or_default()
+    /// The fields a row shows of the instance at `record`, sliced out of the checked text;
+    /// empty fields for a record [`Self::records`] did not give.
+    pub(crate) fn summary(&self, record: Record) -> Summary<'_> {
+        self.row_fields(record).unwrap_or_default().0
     }
 
-    /// The instance at `at`, decoded; an empty instance when `at` is not an offset
-    /// [`Self::records`] gave.
-    pub(crate) fn instance(&self, at: u32) -> Instance {
-        Reader::new(&self.bytes, at as usize..self.bytes.len())
-            .instance()
-            .unwrap_or_default()
+    /// Where the row fields of the instance at `record` start in [`Self::text`]: the searched
+    /// ones first, joined by single spaces, as the file holds them (unescaped).
+    pub(crate) fn row_text(&self, record: Record) -> u32 {
+        record.text
+    }
+
+    /// Every block's checked text (see [`Self::row_text`]).
+    pub(crate) fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// The instance at `record`, decoded. Its details are checked now: when they are corrupt,
+    /// the instance has its row's fields alone (a warning is logged), so that a damaged cache
+    /// shows fewer details, never wrong ones.
+    pub(crate) fn instance(&self, record: Record) -> Instance {
+        self.decode(record).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "ignoring an instance's corrupt cached details");
+            let (summary, _) = self.row_fields(record).unwrap_or_default();
+            summary.into_instance()
+        })
+    }
+
+    /// The instance at `record`, its details checked.
+    fn decode(&self, record: Record) -> Result<Instance, FormatError> {
+        let at = record.entry as usize;
+        let (summary, details) = self
+            .row_fields(record)
+            .ok_or(FormatError::Inconsistent { at })?;
+        let start = record.details as usize;
+        let end = start
+            .checked_add(details as usize)
+            .filter(|&end| end <= self.bytes.len())
+            .ok_or(FormatError::Truncated { at: start })?;
+        let mut r = Reader::new(&self.bytes, start..end);
+        let instance = r.details(summary)?;
+        if r.at != end {
+            return Err(FormatError::Inconsistent { at });
+        }
+        Ok(instance)
+    }
+
+    /// The row fields of the instance at `record` and the length of its details.
+    fn row_fields(&self, record: Record) -> Option<(Summary<'_>, u32)> {
+        let mut table = Reader::new(&self.bytes, record.entry as usize..self.bytes.len());
+        let mut at = record.text as usize;
+        let mut fields: [Option<&str>; ROW_FIELDS] = [None; ROW_FIELDS];
+        for (i, field) in fields.iter_mut().enumerate() {
+            let length = table.u32().ok()?;
+            let gap = usize::from(i < SEARCHED - 1);
+            if length == NONE {
+                at += gap;
+                continue;
+            }
+            let end = at.checked_add(length as usize)?;
+            *field = Some(self.text.get(at..end)?);
+            at = end + gap;
+        }
+        let details = table.u32().ok()?;
+        let [
+            alias,
+            env,
+            region,
+            name,
+            id,
+            private_ip,
+            account,
+            ping_status,
+            platform,
+        ] = fields;
+        let summary = Summary {
+            id: id.unwrap_or_default(),
+            name: name.unwrap_or_default(),
+            account: account.unwrap_or_default(),
+            alias: alias.unwrap_or_default(),
+            env,
+            region: region.unwrap_or_default(),
+            private_ip,
+            ping_status,
+            platform: platform.unwrap_or_default(),
+        };
+        Some((summary, details))
     }
 
     /// A new file: `replaced`'s listings (taken at `fetched_at`), then every other block of
@@ -188,9 +358,7 @@ impl Snapshot {
             put_opt(&mut out, scope.env.as_deref());
             put_str(&mut out, &scope.region);
             put_u32(&mut out, len32(instances.len()));
-            for instance in *instances {
-                put_instance(&mut out, instance);
-            }
+            put_instances(&mut out, instances);
             let length = len32(out.len() - start - 4);
             out[start..start + 4].copy_from_slice(&length.to_le_bytes());
         }
@@ -198,6 +366,35 @@ impl Snapshot {
             out.extend_from_slice(&self.bytes[block.whole.clone()]);
         }
         out
+    }
+}
+
+impl Default for Stored {
+    fn default() -> Self {
+        Self::Read(Vec::new())
+    }
+}
+
+impl Deref for Stored {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Self::Read(bytes) => bytes,
+            Self::Mapped(map) => map,
+        }
+    }
+}
+
+impl From<Vec<u8>> for Stored {
+    fn from(bytes: Vec<u8>) -> Self {
+        Self::Read(bytes)
+    }
+}
+
+impl From<memmap2::Mmap> for Stored {
+    fn from(map: memmap2::Mmap) -> Self {
+        Self::Mapped(map)
     }
 }
 
@@ -254,59 +451,9 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn str(&mut self) -> Result<&'a str, FormatError> {
-        let length = self.u32()?;
-        self.str_of(length)
-    }
-
-    fn opt_str(&mut self) -> Result<Option<&'a str>, FormatError> {
-        match self.u32()? {
-            NONE => Ok(None),
-            length => self.str_of(length).map(Some),
-        }
-    }
-
-    fn summary(&mut self) -> Result<Summary<'a>, FormatError> {
-        Ok(Summary {
-            id: self.str()?,
-            name: self.str()?,
-            account: self.str()?,
-            alias: self.str()?,
-            env: self.opt_str()?,
-            region: self.str()?,
-            private_ip: self.opt_str()?,
-            ping_status: self.opt_str()?,
-            platform: self.str()?,
-        })
-    }
-
-    /// Checks one instance and moves past it.
-    fn skip_instance(&mut self) -> Result<(), FormatError> {
-        self.summary()?;
-        self.str()?;
-        for _ in 0..7 {
-            self.opt_str()?;
-        }
-        for _ in 0..self.u32()? {
-            self.str()?;
-            self.str()?;
-        }
-        Ok(())
-    }
-
-    fn instance(&mut self) -> Result<Instance, FormatError> {
-        let head = self.summary()?;
-        let owned = |s: Option<&str>| s.map(str::to_owned);
+    /// One instance's details, completing its row fields.
+    fn details(&mut self, head: Summary<'_>) -> Result<Instance, FormatError> {
         Ok(Instance {
-            id: head.id.to_owned(),
-            name: head.name.to_owned(),
-            account: head.account.to_owned(),
-            alias: head.alias.to_owned(),
-            env: owned(head.env),
-            region: head.region.to_owned(),
-            private_ip: owned(head.private_ip),
-            ping_status: owned(head.ping_status),
-            platform: head.platform.to_owned(),
             state: self.string()?,
             public_ip: self.optional()?,
             private_dns: self.optional()?,
@@ -323,20 +470,46 @@ impl<'a> Reader<'a> {
                 }
                 tags
             },
+            ..head.into_instance()
         })
     }
 }
 
-fn put_instance(out: &mut Vec<u8>, i: &Instance) {
-    put_str(out, &i.id);
-    put_str(out, &i.name);
-    put_str(out, &i.account);
-    put_str(out, &i.alias);
-    put_opt(out, i.env.as_deref());
-    put_str(out, &i.region);
-    put_opt(out, i.private_ip.as_deref());
-    put_opt(out, i.ping_status.as_deref());
-    put_str(out, &i.platform);
+/// A block's instances: their text, table and details.
+fn put_instances(out: &mut Vec<u8>, instances: &[Instance]) {
+    let mut text = Vec::new();
+    let mut table = Vec::with_capacity(instances.len() * ENTRY);
+    let mut details = Vec::new();
+    for i in instances {
+        let fields = [
+            Some(i.alias.as_str()),
+            i.env.as_deref(),
+            Some(&i.region),
+            Some(&i.name),
+            Some(&i.id),
+            i.private_ip.as_deref(),
+            Some(&i.account),
+            i.ping_status.as_deref(),
+            Some(&i.platform),
+        ];
+        for (n, field) in fields.iter().enumerate() {
+            text.extend_from_slice(field.unwrap_or_default().as_bytes());
+            if n < SEARCHED - 1 {
+                text.push(b' ');
+            }
+            put_u32(&mut table, field.map_or(NONE, |f| len32(f.len())));
+        }
+        let start = details.len();
+        put_details(&mut details, i);
+        put_u32(&mut table, len32(details.len() - start));
+    }
+    put_u32(out, len32(text.len()));
+    out.extend_from_slice(&text);
+    out.extend_from_slice(&table);
+    out.extend_from_slice(&details);
+}
+
+fn put_details(out: &mut Vec<u8>, i: &Instance) {
     put_str(out, &i.state);
     put_opt(out, i.public_ip.as_deref());
     put_opt(out, i.private_dns.as_deref());
@@ -369,19 +542,30 @@ fn put_opt(out: &mut Vec<u8>, s: Option<&str>) {
 }
 
 /// A length as the format stores it. Strings from AWS are far below 4 GiB, and a block of
-/// 4 GiB would be 10 million instances in one scope; past that the file is not worth keeping.
+/// 4 GiB would be 10 million instances in one scope; past that the file is not worth keeping
+/// (its lengths then disagree, and the block is refused when read).
 fn len32(length: usize) -> u32 {
     u32::try_from(length).unwrap_or(NONE - 1)
 }
 
 /// The file's first bytes.
 const MAGIC: &[u8] = b"postern index\n";
-/// The format written; files of other versions are ignored (listed again).
-pub(crate) const FORMAT_VERSION: u32 = 3;
+/// The format written; files of other versions are ignored (listed again). 4: the rows'
+/// text, table and details apart (3 had each instance's fields together).
+pub(crate) const FORMAT_VERSION: u32 = 4;
 /// The length of an absent optional string.
 const NONE: u32 = u32::MAX;
 /// Counts from the file reserve at most this much ahead (a corrupt count cannot allocate).
 const MAX_PREALLOCATED: u32 = 1 << 16;
+/// Row fields per instance, in the text's order: alias, env, region, Name, id, private IP,
+/// account, ping status, platform.
+const ROW_FIELDS: usize = 9;
+/// Which of them may be absent.
+const OPTIONAL: [bool; ROW_FIELDS] = [false, true, false, false, false, true, false, true, false];
+/// The first six are the searched fields, joined by single spaces.
+const SEARCHED: usize = 6;
+/// A table entry: the row fields' lengths and the details' length.
+const ENTRY: usize = 4 * (ROW_FIELDS + 1);
 
 #[cfg(test)]
 mod tests {
@@ -446,7 +630,38 @@ mod tests {
         for (&at, row) in records.iter().zip(&rows) {
             assert_eq!(snapshot.instance(at), *row);
             assert_eq!(snapshot.summary(at), row.summary());
+            let s = row.summary();
+            let searched = [
+                s.alias,
+                s.env.unwrap_or_default(),
+                s.region,
+                s.name,
+                s.id,
+                s.private_ip.unwrap_or_default(),
+            ]
+            .join(" ");
+            let start = snapshot.row_text(at) as usize;
+            assert_eq!(&snapshot.text()[start..start + searched.len()], searched);
         }
+    }
+
+    #[test]
+    fn corrupt_details_leave_the_row_and_fail_the_full_decode() {
+        let bytes = Snapshot::default().with(&[(&scope("a", "r1"), &[full()])], 7);
+        let mut bytes = bytes;
+        let at = bytes
+            .windows(8)
+            .position(|w| w == b"t3.micro")
+            .expect("the instance type is in the details");
+        bytes[at] = 0xff;
+        let snapshot = Snapshot::parse(bytes).unwrap();
+        let record = snapshot.records(0).unwrap()[0];
+        assert_eq!(snapshot.summary(record), full().summary());
+        assert_eq!(snapshot.instance(record), full().summary().into_instance());
+        assert!(matches!(
+            snapshot.instances(0),
+            Err(FormatError::Utf8 { .. })
+        ));
     }
 
     #[test]
@@ -482,14 +697,32 @@ mod tests {
                 "cut at {cut}: {decoded:?}"
             );
         }
-        // A block whose count says more instances than it holds.
-        let mut short = whole.clone();
-        let count_at = short.len() - encoded_len(&full()) - 4;
-        short[count_at..count_at + 4].copy_from_slice(&2u32.to_le_bytes());
+        // A block whose count says more instances than it holds, or whose table disagrees
+        // with its text.
+        let two = Snapshot::default().with(&[(&scope("a", "r1"), &[full(), full()])], 1);
+        // magic, version, scopes, block length, fetched_at, "a", "a-alias", no env, "r1".
+        let count_at = MAGIC.len() + 4 + 4 + 4 + 8 + (4 + 1) + (4 + 7) + 4 + (4 + 2);
+        assert_eq!(two[count_at..count_at + 4], 2u32.to_le_bytes());
+        let mut short = two.clone();
+        short[count_at..count_at + 4].copy_from_slice(&1u32.to_le_bytes());
         let snapshot = Snapshot::parse(short).unwrap();
         assert!(matches!(
             snapshot.records(0),
-            Err(FormatError::Truncated { .. })
+            Err(FormatError::Inconsistent { .. })
+        ));
+        let mut long = two.clone();
+        long[count_at..count_at + 4].copy_from_slice(&3u32.to_le_bytes());
+        let parsed = Snapshot::parse(long).and_then(|s| s.records(0));
+        assert!(parsed.is_err(), "{parsed:?}");
+        let text_at = count_at + 8;
+        let table_at =
+            text_at + u32::from_le_bytes(two[count_at + 4..text_at].try_into().unwrap()) as usize;
+        let mut wrong = two;
+        wrong[table_at..table_at + 4].copy_from_slice(&10u32.to_le_bytes());
+        let snapshot = Snapshot::parse(wrong).unwrap();
+        assert!(matches!(
+            snapshot.records(0),
+            Err(FormatError::Inconsistent { .. })
         ));
     }
 
@@ -507,11 +740,5 @@ mod tests {
             Err(FormatError::Utf8 { .. })
         ));
         assert!(matches!(snapshot.records(0), Err(FormatError::Utf8 { .. })));
-    }
-
-    fn encoded_len(instance: &Instance) -> usize {
-        let mut out = Vec::new();
-        put_instance(&mut out, instance);
-        out.len()
     }
 }

@@ -11,20 +11,23 @@
 use std::rc::Rc;
 use std::sync::Arc;
 
+use skim::fuzzy_matcher::FuzzyMatcher as _;
+use skim::fuzzy_matcher::arinae::ArinaeMatcher;
 use skim::item::{RankBuilder, RankCriteria};
 use skim::prelude::{AndOrEngineFactory, ExactOrFuzzyEngineFactory};
 use skim::{CaseMatching, MatchEngine, MatchEngineFactory, MatchRange, MatchResult, SkimItem};
 
-use crate::discovery::Summary;
+use crate::discovery::{Listed, SearchedText, Summary};
 use crate::picker::row::Row;
 use crate::term::escape;
 
 /// The searchable fields of one instance, escaped, joined by single spaces in one string
-/// (what skim sees as the item's text, and what a negated term is checked against): one
-/// allocation per instance, however many fields.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// (what skim sees as the item's text, and what a negated term is checked against): shared
+/// with the cache file when the instance is still there and nothing needed escaping (nearly
+/// always), else one allocation per instance, however many fields.
+#[derive(Clone, Debug)]
 pub struct SearchFields {
-    text: String,
+    text: SearchText,
     /// Where each field starts in `text`, in bytes; the last entry is the text's length plus
     /// one (a field ends one byte, the separating space, before the next starts).
     byte_starts: [u32; SEARCH_FIELDS + 1],
@@ -35,18 +38,65 @@ pub struct SearchFields {
     bytes: [u64; SEARCH_FIELDS],
 }
 
+/// Where a row's search text is.
+#[derive(Clone, Debug)]
+enum SearchText {
+    /// Its own (escaped, or of an instance not in the cache file).
+    Owned(Box<str>),
+    /// The cache file's (it needed no escaping).
+    Cached(SearchedText),
+}
+
 impl SearchFields {
     /// The fields of an instance: account alias, env, region, Name, instance id, private IP
     /// (the picker's first six columns, in that order).
     pub fn of(instance: &Summary<'_>) -> Self {
-        Self::from_fields([
+        Self::from_fields(Self::fields_of(instance))
+    }
+
+    /// [`Self::of`] an instance of the index, `summary` being its fields: sharing the cache
+    /// file's text when the instance is still there and nothing needs escaping.
+    pub fn of_listed<T: Listed + ?Sized>(instance: &T, summary: &Summary<'_>) -> Self {
+        let fields = Self::fields_of(summary);
+        let Some(cached) = instance.cached() else {
+            return Self::from_fields(fields);
+        };
+        let mut byte_starts = [0; SEARCH_FIELDS + 1];
+        let mut bytes = [0; SEARCH_FIELDS];
+        let mut at = 0;
+        for (i, field) in fields.iter().enumerate() {
+            // Printable ASCII needs no escaping: the fields are the file's text as it is.
+            // Anything else is escaped field by field, as `of` does.
+            if !field.bytes().all(|b| matches!(b, b' '..=b'~')) {
+                return Self::from_fields(fields);
+            }
+            byte_starts[i] = offset(at);
+            bytes[i] = byte_set(field.as_bytes());
+            at += field.len() + 1;
+        }
+        byte_starts[SEARCH_FIELDS] = offset(at);
+        // The file holds these fields joined by single spaces (checked when it was read).
+        let shared = cached.searched(at - 1);
+        if shared.as_str().len() != at - 1 {
+            return Self::from_fields(fields);
+        }
+        Self {
+            text: SearchText::Cached(shared),
+            byte_starts,
+            char_starts: byte_starts,
+            bytes,
+        }
+    }
+
+    fn fields_of<'a>(instance: &Summary<'a>) -> [&'a str; SEARCH_FIELDS] {
+        [
             instance.alias,
             instance.env.unwrap_or_default(),
             instance.region,
             instance.name,
             instance.id,
             instance.private_ip.unwrap_or_default(),
-        ])
+        ]
     }
 
     fn from_fields(fields: [&str; SEARCH_FIELDS]) -> Self {
@@ -74,7 +124,7 @@ impl SearchFields {
         char_starts[SEARCH_FIELDS] = offset(chars + 1);
         byte_starts[SEARCH_FIELDS] = offset(text.len() + 1);
         Self {
-            text,
+            text: SearchText::Owned(text.into_boxed_str()),
             byte_starts,
             char_starts,
             bytes,
@@ -83,19 +133,25 @@ impl SearchFields {
 
     /// The fields, escaped, in order.
     pub fn fields(&self) -> impl Iterator<Item = &str> {
-        (0..SEARCH_FIELDS).map(|i| self.field(i))
+        let text = self.text();
+        (0..SEARCH_FIELDS).map(move |i| {
+            let start = self.byte_starts[i] as usize;
+            let end = self.byte_starts[i + 1] as usize - 1;
+            text.get(start..end).unwrap_or_default()
+        })
     }
 
-    /// Field `i`, escaped.
-    fn field(&self, i: usize) -> &str {
-        let start = self.byte_starts[i] as usize;
-        let end = self.byte_starts[i + 1] as usize - 1;
-        &self.text[start..end]
+    /// The width of field `i` in characters.
+    pub fn width(&self, i: usize) -> usize {
+        (self.char_starts[i + 1] - 1 - self.char_starts[i]) as usize
     }
 
     /// The fields joined by single spaces.
     pub fn text(&self) -> &str {
-        &self.text
+        match &self.text {
+            SearchText::Owned(text) => text,
+            SearchText::Cached(shared) => shared.as_str(),
+        }
     }
 
     /// The field holding character `index` of [`Self::text`] and the offset in it; `None` for
@@ -111,13 +167,36 @@ impl SearchFields {
     }
 }
 
+impl PartialEq for SearchFields {
+    fn eq(&self, other: &Self) -> bool {
+        self.text() == other.text()
+            && self.byte_starts == other.byte_starts
+            && self.char_starts == other.char_starts
+            && self.bytes == other.bytes
+    }
+}
+
+impl Eq for SearchFields {}
+
 /// A set of the bytes of `text`, ASCII letters of either case as one: bit `b % 64` of each
 /// byte, lower-cased. Bytes share bits, so a set says "maybe": a byte missing from it is
 /// missing from the text.
 fn byte_set(text: &[u8]) -> u64 {
     text.iter()
-        .fold(0, |set, b| set | 1 << (b.to_ascii_lowercase() & 63))
+        .fold(0, |set, &b| set | BYTE_BITS[usize::from(b)])
 }
+
+/// Each byte's bit in a [`byte_set`], looked up rather than computed: every field of every
+/// row is read through it before the picker draws.
+const BYTE_BITS: [u64; 256] = {
+    let mut bits = [0; 256];
+    let mut b = 0;
+    while b < 256 {
+        bits[b] = 1 << ((b as u8).to_ascii_lowercase() & 63);
+        b += 1;
+    }
+    bits
+};
 
 /// An offset into a row's text. Fields are tags, names and addresses from AWS (a tag value is
 /// at most 256 characters), so a row's text is far below 4 GiB.
@@ -127,20 +206,14 @@ fn offset(at: usize) -> u32 {
 
 impl SkimItem for SearchFields {
     fn text(&self) -> std::borrow::Cow<'_, str> {
-        std::borrow::Cow::Borrowed(&self.text)
+        std::borrow::Cow::Borrowed(Self::text(self))
     }
 }
 
 /// The engine factory for skim's matcher: skim's and/or parsing over skim's exact-or-fuzzy
 /// terms, each term matched field by field.
 pub(super) fn engine_factory(rank_builder: Arc<RankBuilder>) -> Rc<dyn MatchEngineFactory> {
-    Rc::new(AndOrEngineFactory::new(PerField {
-        terms: ExactOrFuzzyEngineFactory::builder()
-            .fuzzy_algorithm(skim::FuzzyAlgorithm::default())
-            .rank_builder(rank_builder)
-            .build(),
-        prefilter: true,
-    }))
+    Rc::new(AndOrEngineFactory::new(PerField::new(rank_builder, true)))
 }
 
 /// The order skim sorts matches in (its default tiebreak), and the rank builder carrying it.
@@ -190,12 +263,34 @@ pub fn rank(items: &[SearchFields], query: &str) -> Vec<usize> {
 /// One term of a query, matched field by field.
 struct PerField {
     terms: ExactOrFuzzyEngineFactory,
+    rank_builder: Arc<RankBuilder>,
+    /// Match fuzzy terms through [`Fuzzy`] (off only to test it).
+    direct: bool,
     /// Skip fields that cannot match before asking skim's engine (off only to test it).
     prefilter: bool,
 }
 
+impl PerField {
+    fn new(rank_builder: Arc<RankBuilder>, direct: bool) -> Self {
+        Self {
+            terms: ExactOrFuzzyEngineFactory::builder()
+                .fuzzy_algorithm(skim::FuzzyAlgorithm::default())
+                .rank_builder(Arc::clone(&rank_builder))
+                .build(),
+            rank_builder,
+            direct,
+            prefilter: true,
+        }
+    }
+}
+
 impl MatchEngineFactory for PerField {
     fn create_engine_with_case(&self, term: &str, case: CaseMatching) -> Box<dyn MatchEngine> {
+        // The empty query (skim opens with it) matches every row as a whole: skim's engine,
+        // asked once per row rather than once per field.
+        if term.trim().is_empty() {
+            return self.terms.create_engine_with_case(term, case);
+        }
         // skim's syntax: an optional `'` (exact), then `!` negates.
         let bare = term.strip_prefix('\'').unwrap_or(term);
         let negated = bare.starts_with('!');
@@ -203,8 +298,20 @@ impl MatchEngineFactory for PerField {
         let bare = bare.strip_suffix('$').unwrap_or(bare);
         let prefilter = self.prefilter && bare.is_ascii() && !negated;
         let needle = prefilter.then(|| bare.to_ascii_lowercase().into_bytes());
+        // A term without `'`, `!`, `^` or `$` is fuzzy (skim `src/engine/factory.rs`,
+        // `ExactOrFuzzyEngineFactory::create_engine_with_case`).
+        let fuzzy = self.direct
+            && !term.is_empty()
+            && !term.starts_with(['\'', '!', '^'])
+            && !term.ends_with('$');
         Box::new(FieldEngine {
             inner: self.terms.create_engine_with_case(term, case),
+            fuzzy: fuzzy.then(|| Fuzzy {
+                // As skim's fuzzy engine builds it by default: no typos, first match.
+                matcher: ArinaeMatcher::new(case, false, false),
+                pattern: term.to_owned(),
+                rank_builder: Arc::clone(&self.rank_builder),
+            }),
             whole_row: negated,
             needle_bytes: needle.as_deref().map_or(0, byte_set),
             needle,
@@ -214,6 +321,8 @@ impl MatchEngineFactory for PerField {
 
 struct FieldEngine {
     inner: Box<dyn MatchEngine>,
+    /// A fuzzy term, matched on skim's algorithm directly.
+    fuzzy: Option<Fuzzy>,
     /// A negated term: it must hold for the row as a whole.
     whole_row: bool,
     /// The term's characters (ASCII, lower case): a field lacking them in order cannot match,
@@ -222,6 +331,38 @@ struct FieldEngine {
     /// The needle's bytes as a set ([`byte_set`]; empty without a needle): a field whose set
     /// lacks one of them is skipped without being read.
     needle_bytes: u64,
+}
+
+/// A fuzzy term on skim's algorithm, called as skim's fuzzy engine calls it (skim
+/// `src/engine/fuzzy.rs`, `FuzzyEngine::match_item`: `fuzzy_indices`, the rank from the
+/// score and the first and last letters) on the field in place: the engine takes an owned
+/// item, so each field was copied first, and it copies the letters' positions once more.
+/// (skim's `fuzzy_match_range`, which skips the positions, scores scattered letters
+/// differently: it is not used.)
+struct Fuzzy {
+    matcher: ArinaeMatcher,
+    pattern: String,
+    rank_builder: Arc<RankBuilder>,
+}
+
+impl Fuzzy {
+    fn match_field(&self, field: &str) -> Option<MatchResult> {
+        if field.is_empty() {
+            return None;
+        }
+        let (score, letters) = self.matcher.fuzzy_indices(field, &self.pattern)?;
+        let begin = letters.first().copied().unwrap_or(0);
+        let end = letters.last().map_or(0, |&last| last + 1);
+        let score = i32::try_from(score).unwrap_or(i32::MAX);
+        Some(MatchResult {
+            rank: self.rank_builder.build_rank(score, begin, end, field),
+            matched_range: if letters.is_empty() {
+                MatchRange::CharRange(0, 0)
+            } else {
+                MatchRange::Chars(letters)
+            },
+        })
+    }
 }
 
 impl FieldEngine {
@@ -266,13 +407,16 @@ impl MatchEngine for FieldEngine {
             if self.needle_bytes & !fields.bytes[i] != 0 || !self.may_match(field) {
                 continue;
             }
-            // skim's engines take an owned item: the field is copied into this thread's
-            // buffer (no allocation once it has grown).
-            let found = FIELD.with_borrow_mut(|buffer| {
-                buffer.clear();
-                buffer.push_str(field);
-                self.inner.match_item(&*buffer)
-            });
+            let found = match &self.fuzzy {
+                Some(fuzzy) => fuzzy.match_field(field),
+                // skim's engines take an owned item: the field is copied into this thread's
+                // buffer (no allocation once it has grown).
+                None => FIELD.with_borrow_mut(|buffer| {
+                    buffer.clear();
+                    buffer.push_str(field);
+                    self.inner.match_item(&*buffer)
+                }),
+            };
             if let Some(found) = found
                 && best
                     .as_ref()
@@ -386,11 +530,10 @@ mod tests {
     #[test]
     fn the_prefilter_changes_no_result() {
         let fleet = fleet();
+        // skim's own engines on every field, no prefilter.
         let plain = AndOrEngineFactory::new(PerField {
-            terms: ExactOrFuzzyEngineFactory::builder()
-                .fuzzy_algorithm(skim::FuzzyAlgorithm::default())
-                .build(),
             prefilter: false,
+            ..PerField::new(rank_builder(), false)
         });
         let queries = [
             "ORDERS",
@@ -407,6 +550,13 @@ mod tests {
             "zzz",
             "Kafka-PROD",
             "i-0 ~",
+            "o",
+            "op",
+            "ap1",
+            "orders p",
+            "Web",
+            "",
+            " ",
         ];
         for query in queries {
             let fast =
@@ -414,11 +564,11 @@ mod tests {
             let slow = plain.create_engine_with_case(query, CaseMatching::Smart);
             for item in &fleet {
                 let (a, b) = (fast.match_item(item), slow.match_item(item));
+                let context = format!("{query:?} on {:?}", item.text());
                 assert_eq!(
-                    a.map(|m| m.rank),
-                    b.map(|m| m.rank),
-                    "{query:?} on {:?}",
-                    item.text()
+                    a.map(|m| (m.rank, m.matched_range)),
+                    b.map(|m| (m.rank, m.matched_range)),
+                    "{context}"
                 );
             }
         }

@@ -5,6 +5,7 @@
 mod columns;
 mod frecency;
 mod matcher;
+mod narrow;
 mod pick;
 mod preview;
 mod row;
@@ -14,5 +15,5 @@ pub use columns::{fit_cell, fit_widths};
 pub use frecency::Frecency;
 pub use matcher::{SearchFields, rank};
 pub use pick::{Feed, PickOutcome, PickRequest, Picker, choose};
-pub use row::{Columns, Row, RowContext};
+pub use row::{Columns, Row, RowContext, Shared};
 pub use screen::SkimPicker;

@@ -82,7 +82,7 @@ pub fn choose(picker: &mut dyn Picker, mut request: PickRequest) -> io::Result<P
         let fields: Vec<SearchFields> = request
             .instances
             .iter()
-            .map(|i| SearchFields::of(&i.summary()))
+            .map(|i| SearchFields::of_listed(i, &i.summary()))
             .collect();
         let mut online = rank(&fields, &request.query)
             .into_iter()
@@ -125,7 +125,7 @@ impl Picker for ScriptedPicker {
         let fields: Vec<SearchFields> = request
             .instances
             .iter()
-            .map(|i| SearchFields::of(&i.summary()))
+            .map(|i| SearchFields::of_listed(i, &i.summary()))
             .collect();
         let ranked = rank(&fields, &request.query);
         self.opened.push((

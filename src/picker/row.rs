@@ -8,7 +8,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
@@ -37,41 +37,80 @@ pub struct Columns {
     natural: [AtomicUsize; COLUMNS],
 }
 
+/// What every row of one picker shares: the columns' widths, the context of the preview, and
+/// how many rows were made (each has its index).
+#[derive(Debug, Default)]
+pub struct Shared {
+    /// The columns' natural widths.
+    pub columns: Columns,
+    /// Roles and last sessions, for the preview.
+    pub context: RowContext,
+    made: AtomicU32,
+}
+
+impl Shared {
+    /// The rows' shared state for `context`.
+    pub fn new(context: RowContext) -> Self {
+        Self {
+            context,
+            ..Self::default()
+        }
+    }
+
+    /// Indices for `count` more rows: the first of them.
+    pub fn reserve(&self, count: usize) -> u32 {
+        self.made
+            .fetch_add(u32::try_from(count).unwrap_or(u32::MAX), Ordering::Relaxed)
+    }
+
+    /// How many rows were made so far.
+    pub fn rows(&self) -> usize {
+        self.made.load(Ordering::Relaxed) as usize
+    }
+}
+
 /// One instance as the picker shows it.
 #[derive(Debug)]
 pub struct Row {
     instance: Indexed,
     search: SearchFields,
+    /// Its place among the picker's rows, in the order they were made.
+    index: u32,
     /// Its agent is online.
     online: bool,
     /// Its environment's colour.
     colour: Option<Color>,
-    columns: Arc<Columns>,
-    context: Arc<RowContext>,
+    shared: Arc<Shared>,
 }
 
 impl Row {
-    /// The row for `instance`, widening `columns` to fit it.
-    pub fn new(instance: Indexed, columns: Arc<Columns>, context: Arc<RowContext>) -> Self {
-        let (row, widths) = Self::measured(instance, columns, context);
-        row.columns.widen(&widths);
+    /// The row for `instance`, widening the columns to fit it.
+    pub fn new(instance: Indexed, shared: Arc<Shared>) -> Self {
+        let index = shared.reserve(1);
+        let (row, widths) = Self::measured(instance, shared, index);
+        row.shared.columns.widen(&widths);
         row
     }
 
-    /// The row for `instance` and the natural width of each of its cells, leaving `columns` as
-    /// they are (a batch widens them once: see [`Columns::widen`]).
+    /// The row for `instance` at `index` (from [`Shared::reserve`]) and the natural width of
+    /// each of its cells, leaving the columns as they are (a batch widens them once: see
+    /// [`Columns::widen`]).
     pub(super) fn measured(
         instance: Indexed,
-        columns: Arc<Columns>,
-        context: Arc<RowContext>,
+        shared: Arc<Shared>,
+        index: u32,
     ) -> (Self, [usize; COLUMNS]) {
         let summary = instance.summary();
-        let search = SearchFields::of(&summary);
+        let search = SearchFields::of_listed(&instance, &summary);
         let mut widths = [0; COLUMNS];
         let rest = [escape(summary.platform), escape(summary.agent_status())];
-        let cells = search.fields().chain(rest.iter().map(|cell| &**cell));
-        for (w, cell) in widths.iter_mut().zip(cells) {
-            *w = width_of(cell);
+        let searched = COLUMNS - rest.len();
+        for (i, w) in widths.iter_mut().enumerate() {
+            *w = if i < searched {
+                search.width(i)
+            } else {
+                width_of(&rest[i - searched])
+            };
         }
         let online = summary.is_online();
         let colour = if summary.is_prod() {
@@ -84,10 +123,10 @@ impl Row {
         let row = Self {
             instance,
             search,
+            index,
             online,
             colour,
-            columns,
-            context,
+            shared,
         };
         (row, widths)
     }
@@ -110,6 +149,11 @@ impl Row {
     /// What the query is matched against.
     pub fn search(&self) -> &SearchFields {
         &self.search
+    }
+
+    /// Its place among the picker's rows.
+    pub fn index(&self) -> u32 {
+        self.index
     }
 
     /// The cells, escaped, in column order: the searchable fields, then platform and agent
@@ -141,7 +185,7 @@ impl Row {
         base: Style,
         matched: Style,
     ) -> Line<'static> {
-        let widths = self.columns.fit(width);
+        let widths = self.shared.columns.fit(width);
         let mut marks = vec![Vec::new(); COLUMNS];
         for &index in highlighted {
             if let Some((field, offset)) = self.search.locate(index) {
@@ -214,7 +258,7 @@ impl SkimItem for Row {
     }
 
     fn preview(&self, _context: PreviewContext) -> ItemPreview {
-        ItemPreview::AnsiText(preview::render(&self.instance(), &self.context))
+        ItemPreview::AnsiText(preview::render(&self.instance(), &self.shared.context))
     }
 
     fn output(&self) -> Cow<'_, str> {
@@ -292,7 +336,7 @@ mod tests {
     }
 
     fn row(instance: Instance) -> Row {
-        Row::new(instance.into(), Arc::default(), Arc::default())
+        Row::new(instance.into(), Arc::default())
     }
 
     #[test]
@@ -307,10 +351,8 @@ mod tests {
 
     #[test]
     fn columns_fit_the_width_platform_giving_way_before_names() {
-        let columns = Arc::new(Columns::default());
         let long = Row::new(
             instance("a-very-long-name-that-does-not-fit-anywhere", "dev", true).into(),
-            Arc::clone(&columns),
             Arc::default(),
         );
         let line = plain(&long.line(90, &[], Style::default(), Style::default()));

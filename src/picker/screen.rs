@@ -8,13 +8,16 @@
 //! crossterm and restores everything when it returns (its panic hook too); SIGTERM or SIGHUP
 //! while it is open closes it first, then the process ends of that signal.
 //!
-//! The preview is right of the list on a wide terminal, below it on a narrow one.
+//! The preview is right of the list on a wide terminal, below it on a narrow one. skim's
+//! matcher runs our engines ([`crate::picker::matcher`]) behind [`Narrowing`]: while the query
+//! only grows, the rows the previous query refused are refused again without being matched.
 //!
 //! Keys: skim's (fzf's) bindings: Up/Down, Ctrl-N/P, Ctrl-J/K, PgUp/PgDn, Tab (multi-select
 //! where allowed), Enter, Esc/Ctrl-C/Ctrl-G; ours: Ctrl-O toggles the preview, Ctrl-R
 //! refreshes the index.
 
 use std::io;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, Ordering};
 
@@ -29,8 +32,9 @@ use tokio::sync::mpsc;
 use crate::discovery::{Indexed, Instance};
 use crate::picker::frecency::Frecency;
 use crate::picker::matcher;
+use crate::picker::narrow::Narrowing;
 use crate::picker::pick::{Feed, PickOutcome, PickRequest, Picker};
-use crate::picker::row::{COLUMNS, Columns, Row, RowContext};
+use crate::picker::row::{COLUMNS, Row, Shared};
 use crate::term::escape;
 
 /// The picker on the terminal.
@@ -55,32 +59,33 @@ impl Picker for SkimPicker {
 /// Makes skim items of instances for one picker.
 #[derive(Clone)]
 struct Rows {
-    columns: Arc<Columns>,
-    context: Arc<RowContext>,
+    shared: Arc<Shared>,
 }
 
 impl Rows {
-    /// The rows of `instances`, made on every core for a large batch (each row escapes and
-    /// copies its searchable fields); the columns are widened once per batch.
+    /// The rows of `instances`, made on every core for a large batch (a row of the cache file
+    /// shares the file's text, and copies its searchable fields only to escape them); the
+    /// columns are widened once per batch, and each row gets its index.
     fn items(&self, instances: Vec<Indexed>) -> Vec<Arc<dyn SkimItem>> {
-        let make = |batch: &mut dyn Iterator<Item = Indexed>| {
+        let make = |batch: Vec<Indexed>| {
             let mut widest = [0; COLUMNS];
-            let rows: Vec<Arc<dyn SkimItem>> = batch
-                .map(|i| {
-                    let (row, widths) =
-                        Row::measured(i, Arc::clone(&self.columns), Arc::clone(&self.context));
+            let first = self.shared.reserve(batch.len());
+            let rows: Vec<Arc<dyn SkimItem>> = (first..)
+                .zip(batch)
+                .map(|(index, i)| {
+                    let (row, widths) = Row::measured(i, Arc::clone(&self.shared), index);
                     for (w, cell) in widest.iter_mut().zip(widths) {
                         *w = (*w).max(cell);
                     }
                     Arc::new(row) as Arc<dyn SkimItem>
                 })
                 .collect();
-            self.columns.widen(&widest);
+            self.shared.columns.widen(&widest);
             rows
         };
         let threads = cores();
         if threads < 2 || instances.len() < PARALLEL_ROWS {
-            return make(&mut instances.into_iter());
+            return make(instances);
         }
         // Parts moved out of the one vector (small: most instances are still in the cache file).
         let chunk = instances.len().div_ceil(threads);
@@ -95,7 +100,7 @@ impl Rows {
         std::thread::scope(|s| {
             let parts: Vec<_> = parts
                 .into_iter()
-                .map(|part| s.spawn(move || make(&mut part.into_iter())))
+                .map(|part| s.spawn(move || make(part)))
                 .collect();
             let mut rows = Vec::with_capacity(parts.len() * chunk);
             for part in parts {
@@ -126,8 +131,7 @@ fn run(
         ..
     } = request;
     let rows = Rows {
-        columns: Arc::default(),
-        context: Arc::new(context),
+        shared: Arc::new(Shared::new(context)),
     };
     let streaming = feed.is_some();
     let total = instances.len();
@@ -146,11 +150,14 @@ fn run(
     );
     let mut skim = Skim::init(options, Some(source)).map_err(io::Error::other)?;
     let rank_builder = matcher::rank_builder();
-    skim.app_mut().matcher =
-        skim::matcher::Matcher::builder(matcher::engine_factory(Arc::clone(&rank_builder)))
-            .case(skim::CaseMatching::Smart)
-            .rank_builder(rank_builder)
-            .build();
+    let engines = Narrowing::new(
+        matcher::engine_factory(Arc::clone(&rank_builder)),
+        Arc::clone(&rows.shared),
+    );
+    skim.app_mut().matcher = skim::matcher::Matcher::builder(Rc::new(engines))
+        .case(skim::CaseMatching::Smart)
+        .rank_builder(rank_builder)
+        .build();
     // skim gives its matcher two thirds of the cores (one of two): the reader is done with
     // our rows before the picker opens, so the matcher gets them all.
     skim.app_mut().matcher_pool = Arc::new(skim::thread_pool::ThreadPool::new(cores()));
@@ -454,8 +461,7 @@ mod tests {
         let (tx, _rx) = mpsc::unbounded_channel();
         let mut app = App::from_options(options("", true, "h", tx), Arc::default(), String::new());
         let rows = Rows {
-            columns: Arc::default(),
-            context: Arc::default(),
+            shared: Arc::default(),
         };
         let ranks = skim::item::RankBuilder::default();
         let mut matched: Vec<MatchedItem> = rows

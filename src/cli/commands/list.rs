@@ -346,6 +346,9 @@ pub(crate) fn in_scope<T: Listed>(
     account: Option<&str>,
     env: Option<&str>,
 ) -> Vec<T> {
+    if account.is_none() && env.is_none() {
+        return instances;
+    }
     instances
         .into_iter()
         .filter(|i| {
@@ -379,7 +382,7 @@ pub(crate) fn filter<'a, T: Listed>(
     }
     let fields: Vec<SearchFields> = kept
         .iter()
-        .map(|i| SearchFields::of(&i.summary()))
+        .map(|i| SearchFields::of_listed(*i, &i.summary()))
         .collect();
     rank(&fields, query).into_iter().map(|i| kept[i]).collect()
 }
