@@ -101,14 +101,25 @@ impl Pty {
         }
     }
 
-    /// Writes all of `data` (terminal input).
+    /// Writes all of `data` (terminal input), waiting while the terminal takes none (as the
+    /// agent's blocking write does).
     pub(crate) async fn write_all(&self, mut data: &[u8]) -> io::Result<()> {
+        let mut stalled = 0u32;
         while !data.is_empty() {
+            if stalled > 1 {
+                // A master whose line discipline has no room (nobody reads the terminal any
+                // more) can report writable and refuse every write at once: without a pause
+                // this loop would spin and starve every other session on the runtime.
+                tokio::time::sleep(STALLED_WRITE_PAUSE).await;
+            }
             let mut guard = self.master.writable().await?;
             match guard.try_io(|fd| nix::unistd::write(fd, data).map_err(io::Error::from)) {
-                Ok(Ok(n)) => data = &data[n..],
+                Ok(Ok(0)) | Err(_) => stalled += 1,
+                Ok(Ok(n)) => {
+                    data = &data[n..];
+                    stalled = 0;
+                }
                 Ok(Err(err)) => return Err(err),
-                Err(_would_block) => {}
             }
         }
         Ok(())
@@ -153,5 +164,7 @@ fn set_size_fd(fd: i32, size: SizeData) -> io::Result<()> {
     Ok(())
 }
 
+/// How long [`Pty::write_all`] waits when the terminal keeps taking nothing.
+const STALLED_WRITE_PAUSE: std::time::Duration = std::time::Duration::from_millis(1);
 /// The agent sets this for every PTY (agent `shell_unix.go` `termEnvVariable`).
 const TERM: &str = "xterm-256color";
