@@ -23,10 +23,10 @@ pub(crate) struct Sshd {
     pub(crate) port: u16,
     /// Its temp dir (keys, config; free for test files).
     pub(crate) dir: PathBuf,
-    /// The AuthorizedKeysCommand script, with [`Sshd::start_with_pushed_keys`].
-    pub(crate) keys_command: Option<PathBuf>,
+    /// The emulator's active-keys URL with `%u` for the user, with
+    /// [`Sshd::start_with_pushed_keys`].
+    keys_url: Option<String>,
     _temp: tempfile::TempDir,
-    _command_dir: Option<tempfile::TempDir>,
 }
 
 impl Sshd {
@@ -69,24 +69,22 @@ impl Sshd {
         }
         let port = free_port();
         let user = login_user();
-        let (authorization, keys_command, command_dir) = match pushed_keys {
+        let (authorization, keys_url) = match pushed_keys {
             None => {
                 std::fs::copy(dir.join("client_key.pub"), dir.join("authorized_keys"))
                     .expect("authorize the client key");
                 (
                     format!("AuthorizedKeysFile {}/authorized_keys\n", dir.display()),
                     None,
-                    None,
                 )
             }
             Some((endpoint, instance)) => {
-                let (command_dir, script) = keys_command_script(endpoint, instance);
+                let url = active_keys_url(endpoint, instance);
                 let authorization = format!(
-                    "AuthorizedKeysFile none\nAuthorizedKeysCommand {} %u\n\
-                     AuthorizedKeysCommandUser {user}\n",
-                    script.display()
+                    "AuthorizedKeysFile none\nAuthorizedKeysCommand {CURL} -sf {url}\n\
+                     AuthorizedKeysCommandUser {user}\n"
                 );
-                (authorization, Some(script), Some(command_dir))
+                (authorization, Some(url))
             }
         };
         let config = format!(
@@ -118,20 +116,16 @@ impl Sshd {
             child,
             port,
             dir,
-            keys_command,
+            keys_url,
             _temp: temp,
-            _command_dir: command_dir,
         }
     }
 
     /// What the AuthorizedKeysCommand prints for `user` (as sshd runs it).
     pub(crate) fn authorized_keys_for(&self, user: &str) -> String {
-        let script = self
-            .keys_command
-            .as_ref()
-            .expect("started with pushed keys");
-        let out = Command::new(script)
-            .arg(user)
+        let url = self.keys_url.as_ref().expect("started with pushed keys");
+        let out = Command::new(CURL)
+            .args(["-sf", &url.replace("%u", user)])
             .output()
             .expect("run the AuthorizedKeysCommand");
         String::from_utf8(out.stdout).expect("keys are text")
@@ -160,29 +154,17 @@ pub(crate) fn login_user() -> String {
     std::env::var("USER").unwrap_or_else(|_| "root".to_owned())
 }
 
-/// The AuthorizedKeysCommand: a script asking the emulator for the keys of `instance` and
-/// the user sshd names. sshd runs it only when it and every directory above it belong to root
-/// (or the user) and are not group- or world-writable, which rules out /tmp: it lives in a
-/// 0700 directory under cargo's target tmpdir.
-fn keys_command_script(endpoint: &str, instance: &str) -> (tempfile::TempDir, PathBuf) {
+/// The emulator's active-keys URL for `instance`, with sshd's `%u` token for the user. sshd
+/// runs an AuthorizedKeysCommand only when the program and every directory above it belong to
+/// root and are not group- or world-writable, which rules out a script in a temp dir under
+/// /tmp (a clone's target dir may well be there): curl itself is the command, the URL its
+/// argument, as an instance's eic_curl_authorized_keys fetches IMDS.
+fn active_keys_url(endpoint: &str, instance: &str) -> String {
     assert!(
         Path::new(CURL).exists(),
         "{CURL} not found: the pushed-keys sshd's AuthorizedKeysCommand needs curl"
     );
-    let base = Path::new(env!("CARGO_TARGET_TMPDIR"));
-    std::fs::create_dir_all(base).expect("create cargo's target tmpdir");
-    let dir = tempfile::Builder::new()
-        .prefix("sshd-keys-command-")
-        .tempdir_in(base)
-        .expect("temp dir for the AuthorizedKeysCommand");
-    let script = dir.path().join("active-keys");
-    let url = postern_emulator::active_keys_url(endpoint, instance, "USER");
-    let url = url.replace("/USER/", "/$1/");
-    std::fs::write(&script, format!("#!/bin/sh\nexec {CURL} -sf \"{url}\"\n"))
-        .expect("write the AuthorizedKeysCommand");
-    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-        .expect("chmod the AuthorizedKeysCommand");
-    (dir, script)
+    postern_emulator::active_keys_url(endpoint, instance, "USER").replace("/USER/", "/%u/")
 }
 
 /// The HTTP client the AuthorizedKeysCommand runs.
