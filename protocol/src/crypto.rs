@@ -11,7 +11,6 @@ use std::fmt;
 
 use aes_gcm::aead::Aead;
 use aes_gcm::{Aes256Gcm, KeyInit, Nonce};
-use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 /// Why a payload could not be encrypted or decrypted.
@@ -192,6 +191,8 @@ pub struct TestCipher;
 #[cfg(any(test, feature = "testkit"))]
 impl TestCipher {
     fn tag(key: &AeadKey, nonce: &[u8; NONCE_LEN], body: &[u8]) -> [u8; TAG_LEN] {
+        use sha2::{Digest as _, Sha256};
+
         let digest = Sha256::new()
             .chain_update(key.as_bytes())
             .chain_update(nonce)
