@@ -41,7 +41,8 @@ pub struct EmulatorArgs {
     #[arg(long, value_name = "PORT")]
     pub ssh_port: Option<u16>,
 
-    /// Stop by itself after this long (for example `10m`).
+    /// Stop by itself after this long (for example `10m`); the process ends at most 10 s later
+    /// even when the graceful stop hangs.
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub exit_after: Option<Duration>,
 
