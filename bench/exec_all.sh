@@ -11,18 +11,8 @@
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(dirname "$here")"
-profile="${PROFILE:-release}"
 cd "$repo"
-# The workspace's own feature set (as the tests build it), so a warm target dir is reused.
-flags=(--quiet --locked --workspace --all-features --bins)
-if [[ "$profile" == release ]]; then
-    cargo build --release "${flags[@]}"
-    dir=release
-else
-    cargo build "${flags[@]}"
-    dir=debug
-fi
-export POSTERN_BIN="${CARGO_TARGET_DIR:-$repo/target}/$dir/postern"
+source "$here/build_postern.sh"
 export SHAPE="${SHAPE:-accounts=20,regions=1,instances=200}"
 export LATENCY="${LATENCY:-50ms}"
 export PARALLEL="${PARALLEL:-16 1}"

@@ -9,16 +9,7 @@
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(dirname "$here")"
-profile="${PROFILE:-release}"
 cd "$repo"
 command -v tmux >/dev/null || { echo "bench/picker.sh needs tmux (apt-get install tmux)" >&2; exit 1; }
-# The workspace's own feature set (as the tests build it), so a warm target dir is reused.
-flags=(--quiet --locked --workspace --all-features --bins)
-if [[ "$profile" == release ]]; then
-    cargo build --release "${flags[@]}"
-    dir=release
-else
-    cargo build "${flags[@]}"
-    dir=debug
-fi
-exec python3 "$here/picker_bench.py" "${CARGO_TARGET_DIR:-$repo/target}/$dir/postern"
+source "$here/build_postern.sh"
+exec python3 "$here/picker_bench.py" "$POSTERN_BIN"

@@ -11,17 +11,8 @@
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(dirname "$here")"
-profile="${PROFILE:-release}"
 cd "$repo"
-flags=(--quiet --locked --workspace --all-features --bins)
-if [[ "$profile" == release ]]; then
-    cargo build --release "${flags[@]}"
-    dir=release
-else
-    cargo build "${flags[@]}"
-    dir=debug
-fi
-export POSTERN_BIN="${CARGO_TARGET_DIR:-$repo/target}/$dir/postern"
+source "$here/build_postern.sh"
 export RUNS="${RUNS:-20}"
 export PROFILE_LABEL="$profile"
 exec python3 - <<'PY'

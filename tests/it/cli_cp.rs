@@ -7,7 +7,7 @@
 
 use std::io::Read as _;
 use std::os::unix::fs::PermissionsExt as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::{Duration, SystemTime};
 
@@ -46,6 +46,14 @@ fn succeeded(out: &Output) {
     assert_eq!(text(&out.stderr), "", "stderr");
 }
 
+/// `len` random bytes (from `seed`) written to `source.bin` in `dir`: the bytes and the path.
+fn random_source(dir: &Path, len: usize, seed: u64) -> (Vec<u8>, PathBuf) {
+    let data = random_bytes(len, seed);
+    let source = dir.join("source.bin");
+    std::fs::write(&source, &data).unwrap();
+    (data, source)
+}
+
 fn remote(emu: &EmulatorProcess, path: &Path) -> String {
     format!("{}:{}", emu.instance, path.display())
 }
@@ -63,9 +71,7 @@ fn leftovers(dir: &Path, keep: &[&str]) -> Vec<String> {
 fn cp_round_trips_random_data_over_several_sessions() {
     let emu = set_up();
     let dir = tempfile::tempdir().unwrap();
-    let data = random_bytes(3 * 1024 * 1024 + 12_345, 20);
-    let source = dir.path().join("source.bin");
-    std::fs::write(&source, &data).unwrap();
+    let (data, source) = random_source(dir.path(), 3 * 1024 * 1024 + 12_345, 20);
     std::fs::set_permissions(&source, std::fs::Permissions::from_mode(0o640)).unwrap();
     let mtime = SystemTime::UNIX_EPOCH + Duration::from_secs(1_600_000_000);
     std::fs::File::options()
@@ -277,9 +283,7 @@ fn cp_carries_on_through_dropped_connections() {
     let out = run(emu.command(&["setup"]), LIMIT);
     assert!(out.status.success(), "setup: {}", text(&out.stderr));
     let dir = tempfile::tempdir().unwrap();
-    let data = random_bytes(2 * 1024 * 1024 + 3, 21);
-    let source = dir.path().join("source.bin");
-    std::fs::write(&source, &data).unwrap();
+    let (data, source) = random_source(dir.path(), 2 * 1024 * 1024 + 3, 21);
     let uploaded = dir.path().join("uploaded.bin");
     let out = cp(
         &emu,
@@ -400,9 +404,7 @@ fn cp_r_copies_directories_whole_both_ways() {
 fn cp_resume_fetches_only_the_ranges_a_failed_download_lacked() {
     let dir = tempfile::tempdir().unwrap();
     // Two ranges: 1 MiB (far over 100 messages) and 5000 bytes (well under).
-    let data = random_bytes(1024 * 1024 + 5000, 22);
-    let source = dir.path().join("source.bin");
-    std::fs::write(&source, &data).unwrap();
+    let (data, source) = random_source(dir.path(), 1024 * 1024 + 5000, 22);
     let dest = dir.path().join("dest.bin");
     let dest_arg = dest.display().to_string();
 
@@ -509,9 +511,7 @@ fn cp_downloads_through_the_pty_without_postern_command() {
     // in AWS-StartInteractiveCommand's PTY (paced like the agent's), framed and hashed.
     let emu = EmulatorProcess::start(&[]);
     let dir = tempfile::tempdir().unwrap();
-    let data = random_bytes(2 * 1024 * 1024 + 777, 24);
-    let source = dir.path().join("source.bin");
-    std::fs::write(&source, &data).unwrap();
+    let (data, source) = random_source(dir.path(), 2 * 1024 * 1024 + 777, 24);
     let dest = dir.path().join("dest.bin");
     let out = cp(
         &emu,
@@ -589,9 +589,7 @@ fn cp_fetches_a_range_again_when_it_arrives_altered() {
     let out = run(emu.command(&["setup"]), LIMIT);
     assert!(out.status.success(), "setup: {}", text(&out.stderr));
     let dir = tempfile::tempdir().unwrap();
-    let data = random_bytes(2 * 1024 * 1024 + 5, 25);
-    let source = dir.path().join("source.bin");
-    std::fs::write(&source, &data).unwrap();
+    let (data, source) = random_source(dir.path(), 2 * 1024 * 1024 + 5, 25);
     let dest = dir.path().join("dest.bin");
     let out = cp(
         &emu,
@@ -677,7 +675,7 @@ fn cp_names_a_full_disk_on_the_instance() {
 }
 
 /// The one entry of `dir` whose name starts with `prefix`, once it exists.
-fn temp_in(dir: &Path, prefix: &str) -> std::path::PathBuf {
+fn temp_in(dir: &Path, prefix: &str) -> PathBuf {
     poll(LIMIT, || {
         std::fs::read_dir(dir)
             .unwrap()
@@ -693,9 +691,7 @@ fn temp_in(dir: &Path, prefix: &str) -> std::path::PathBuf {
 fn cp_interrupted_removes_its_temporary_files_on_both_sides() {
     let emu = set_up();
     let dir = tempfile::tempdir().unwrap();
-    let data = random_bytes(32 * 1024 * 1024, 27);
-    let source = dir.path().join("source.bin");
-    std::fs::write(&source, &data).unwrap();
+    let (data, source) = random_source(dir.path(), 32 * 1024 * 1024, 27);
 
     // An upload, SIGTERM once bytes reach the remote temporary file: 143, and it is gone.
     let dest = dir.path().join("up.bin");
@@ -789,9 +785,7 @@ fn cp_resume_sends_only_the_ranges_an_interrupted_upload_lacked() {
     let state = tempfile::tempdir().unwrap();
     let state_dir = state.path().join("postern");
     // Two ranges: 1 MiB (far over 100 messages) and 5000 bytes (well under).
-    let data = random_bytes(1024 * 1024 + 5000, 28);
-    let source = dir.path().join("source.bin");
-    std::fs::write(&source, &data).unwrap();
+    let (data, source) = random_source(dir.path(), 1024 * 1024 + 5000, 28);
     let dest = dir.path().join("dest.bin");
     let upload = |emu: &EmulatorProcess, extra: &[&str]| {
         let mut args = vec!["cp", "--sessions", "2"];
