@@ -72,16 +72,21 @@ fn by_instance(stdout: &str) -> BTreeMap<String, Vec<String>> {
     lines
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn exec_all_streams_each_instances_lines_and_reports_failed_and_offline_ones() {
-    let emulator = fleet_emulator(|config| {
+/// The sample fleet with web-frontend-stg-2's agent offline (ConnectionLost).
+async fn web_frontend_stg_2_offline() -> EmulatorHandle {
+    fleet_emulator(|config| {
         for instance in &mut config.fleet.instances {
             if instance.name == "web-frontend-stg-2" {
                 instance.ping_status = PingStatus::ConnectionLost;
             }
         }
     })
-    .await;
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exec_all_streams_each_instances_lines_and_reports_failed_and_offline_ones() {
+    let emulator = web_frontend_stg_2_offline().await;
     let home = Home::new(Some(DEV_AND_STAGING));
     let out = postern(
         &home,
@@ -204,14 +209,7 @@ async fn exec_all_streams_each_instances_lines_and_reports_failed_and_offline_on
 
 #[tokio::test(flavor = "multi_thread")]
 async fn exec_all_json_and_group_give_one_record_or_block_per_instance() {
-    let emulator = fleet_emulator(|config| {
-        for instance in &mut config.fleet.instances {
-            if instance.name == "web-frontend-stg-2" {
-                instance.ping_status = PingStatus::ConnectionLost;
-            }
-        }
-    })
-    .await;
+    let emulator = web_frontend_stg_2_offline().await;
     let home = Home::new(Some(DEV_AND_STAGING));
     let out = postern(
         &home,
