@@ -4,7 +4,13 @@
 # forward, 8-connection scaling, keystroke echo and an interactive shell's RSS, against
 # `postern emulator` on loopback. Prints a table with postern / plugin ratios.
 #
-# Usage: bench/compare.sh [--quick] [--write]      (--write: docs/benchmarks.md from this run)
+# Usage: bench/compare.sh [--quick] [--write] [--only GROUPS] [--baseline POSTERN]
+#                         [--keystrokes N] [--paced-mb N]
+#   --write         docs/benchmarks.md from this run
+#   --only          comma-separated: unpaced, paced, ready, scaling, echo (default: all)
+#   --baseline      another postern binary as a column of its own (before/after a change)
+#   --keystrokes    keystrokes for the echo figures (default 500; 100 with --quick)
+#   --paced-mb      MB per paced transfer (default 4; 1 with --quick)
 # The official plugin: $SESSION_MANAGER_PLUGIN, else `session-manager-plugin` on PATH (when it
 # is not postern's own drop-in link); without one its column is skipped with a note. AWS ships
 # it as a package; bench/build-official-plugin.sh builds it from a source checkout (Go, no
@@ -28,11 +34,17 @@ aws="${AWS_CLI:-$(command -v aws || true)}"
 args=(--postern "$POSTERN_BIN")
 [[ -n "$plugin" ]] && args+=(--plugin "$(readlink -f "$plugin")")
 [[ -n "$aws" ]] && args+=(--aws "$aws")
-for arg in "$@"; do
-    case "$arg" in
+while (($#)); do
+    case "$1" in
         --quick) args+=(--quick) ;;
         --write) args+=(--write docs/benchmarks.md) ;;
-        *) echo "bench/compare.sh: unknown argument $arg" >&2; exit 2 ;;
+        --only | --baseline | --keystrokes | --paced-mb)
+            if (($# < 2)); then
+                echo "bench/compare.sh: $1 needs a value" >&2; exit 2
+            fi
+            args+=("$1" "$2"); shift ;;
+        *) echo "bench/compare.sh: unknown argument $1" >&2; exit 2 ;;
     esac
+    shift
 done
 exec python3 bench/compare_bench.py "${args[@]}"

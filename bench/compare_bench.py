@@ -33,6 +33,9 @@ import forward_bench as fb  # noqa: E402  (source/sink servers, download, upload
 import shell_pty  # noqa: E402  (PTY sessions, keystroke echo)
 
 MB = 1_000_000
+# What --only can pick: forwards without and with the agent's pacing, time to a ready forward,
+# 8 parallel downloads, keystroke echo with the shell's RSS.
+GROUPS = ("unpaced", "paced", "ready", "scaling", "echo")
 LIMIT = 120.0
 KEYS = ("AKIDCOMPARE", "compare-bench-secret")
 
@@ -207,21 +210,36 @@ class Table:
         self.rows = []
 
     def add(self, metric, unit, values, better="higher"):
-        """`values`: {client name: figure or None}; the ratio is postern over the plugin."""
+        """`values`: {client name: figure or None}; the ratios are postern over the plugin
+        (and over the baseline build, when there is one)."""
         self.rows.append((metric, unit, values, better))
         cells = "".join(f"{fmt(values.get(n)):>16}" for n in self.names)
-        print(f"{metric:<46}{unit:<8}{cells}  {ratio_cell(values, better)}", flush=True)
+        print(f"{metric:<46}{unit:<8}{cells}  {self.ratios(values, better)}", flush=True)
+
+    def ratios(self, values, better):
+        text = ratio_cell(values, "plugin", better)
+        if "baseline" in self.names:
+            text += "  " + ratio_cell(values, "baseline", better).split(" (")[0]
+        return text
+
+    def ratio_heads(self):
+        return ["postern / plugin"] + (["postern / baseline"] if "baseline" in self.names
+                                       else [])
 
     def header(self):
         print(f"{'':<46}{'':<8}" + "".join(f"{n:>16}" for n in self.names)
-              + "  postern / plugin")
+              + "  " + "  ".join(self.ratio_heads()))
 
     def markdown(self):
-        lines = ["| figure | unit | " + " | ".join(self.names) + " | postern / plugin |",
-                 "|---|---|" + "---:|" * len(self.names) + "---:|"]
+        heads = self.ratio_heads()
+        lines = ["| figure | unit | " + " | ".join(self.names + heads) + " |",
+                 "|---|---|" + "---:|" * (len(self.names) + len(heads))]
         for metric, unit, values, better in self.rows:
-            cells = " | ".join(fmt(values.get(n)) for n in self.names)
-            lines.append(f"| {metric} | {unit} | {cells} | {ratio_cell(values, better)} |")
+            cells = [fmt(values.get(n)) for n in self.names]
+            cells.append(ratio_cell(values, "plugin", better))
+            if "baseline" in self.names:
+                cells.append(ratio_cell(values, "baseline", better))
+            lines.append(f"| {metric} | {unit} | {' | '.join(cells)} |")
         return "\n".join(lines)
 
 
@@ -231,8 +249,8 @@ def fmt(value):
     return f"{value:.3f}" if value < 10 else f"{value:.1f}"
 
 
-def ratio_cell(values, better):
-    ours, theirs = values.get("postern"), values.get("plugin")
+def ratio_cell(values, other, better):
+    ours, theirs = values.get("postern"), values.get(other)
     if ours is None or theirs is None or theirs == 0:
         return "-"
     return f"{ours / theirs:.2f}x ({better} is better)"
@@ -335,10 +353,24 @@ def main():
     p.add_argument("--aws", help="the AWS CLI (the drop-in and plugin columns need it)")
     p.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     p.add_argument("--write", help="also write the table as Markdown to this file")
+    p.add_argument("--baseline", help="another postern build, measured natively as a column of "
+                   "its own (before/after a change, in the same run)")
+    p.add_argument("--only", type=lambda v: set(v.split(",")), default=set(GROUPS),
+                   help="comma-separated groups to measure, of " + ", ".join(GROUPS)
+                   + " (default: all)")
+    p.add_argument("--keystrokes", type=int, help="keystrokes for the echo figures "
+                   "(default 500, 100 with --quick)")
+    p.add_argument("--paced-mb", type=float, help="MB per paced transfer "
+                   "(default 4, 1 with --quick)")
     a = p.parse_args()
+    if not a.only <= set(GROUPS):
+        p.error(f"--only: unknown group(s) {', '.join(sorted(a.only - set(GROUPS)))}; "
+                f"choose from {', '.join(GROUPS)}")
 
     notes = []
     clients = [Client("postern", postern=a.postern)]
+    if a.baseline:
+        clients.append(Client("baseline", postern=a.baseline))
     if a.aws and a.plugin:
         clients.append(Client("plugin", aws=a.aws, plugin=a.plugin))
     else:
@@ -352,25 +384,32 @@ def main():
         print("note:", note)
 
     size = (10 if a.quick else 100) * MB
-    paced_size = (1 if a.quick else 4) * MB
+    paced_size = int((a.paced_mb or (1 if a.quick else 4)) * MB)
+    keystrokes = a.keystrokes or (100 if a.quick else 500)
     each = (256 * 1024) if a.quick else 1 * MB
     table = Table(names)
     source, sink = fb.servers()
     try:
         table.header()
-        emu = Emulator(a.postern, paced=False)
-        try:
-            forward_figures(clients, emu, source, sink, size, table, paced=False)
-        finally:
-            emu.stop()
-        emu = Emulator(a.postern, paced=True)
-        try:
-            forward_figures(clients, emu, source, sink, paced_size, table, paced=True)
-            ready_figures(clients, emu, source, 3 if a.quick else 10, table)
-            scaling_figures(clients, emu, source, each, table)
-            shell_figures(clients, emu, 100 if a.quick else 500, table)
-        finally:
-            emu.stop()
+        if "unpaced" in a.only:
+            emu = Emulator(a.postern, paced=False)
+            try:
+                forward_figures(clients, emu, source, sink, size, table, paced=False)
+            finally:
+                emu.stop()
+        if a.only & {"paced", "ready", "scaling", "echo"}:
+            emu = Emulator(a.postern, paced=True)
+            try:
+                if "paced" in a.only:
+                    forward_figures(clients, emu, source, sink, paced_size, table, paced=True)
+                if "ready" in a.only:
+                    ready_figures(clients, emu, source, 3 if a.quick else 10, table)
+                if "scaling" in a.only:
+                    scaling_figures(clients, emu, source, each, table)
+                if "echo" in a.only:
+                    shell_figures(clients, emu, keystrokes, table)
+            finally:
+                emu.stop()
     finally:
         for c in clients:
             c.cleanup()
@@ -381,6 +420,11 @@ def main():
 
     if a.write:
         command = "bench/compare.sh" + (" --quick" if a.quick else "")
+        if a.only != set(GROUPS):
+            command += " --only " + ",".join(g for g in GROUPS if g in a.only)
+        for flag, value in (("--keystrokes", a.keystrokes), ("--paced-mb", a.paced_mb)):
+            if value is not None:
+                command += f" {flag} {value}"
         text = (f"# Benchmarks: postern against AWS's session-manager-plugin\n\n"
                 f"Written by `{command}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
                 f" ({machine()}); never edited by hand. Both clients against `postern emulator`"
