@@ -15,6 +15,7 @@ use futures_util::SinkExt;
 use postern_protocol::OpenDataChannelInput;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 use url::{Host, Url};
 
@@ -126,7 +127,7 @@ pub async fn open(
             // Plain text only to this machine: resolve the name ourselves and dial the
             // loopback address we checked, so /etc/hosts or DNS cannot send it elsewhere.
             let stream = dial_loopback(&url, &shown).await?;
-            tokio_tungstenite::client_async_with_config(url.as_str(), stream, None)
+            tokio_tungstenite::client_async_with_config(url.as_str(), stream, Some(ws_config()))
                 .await
                 .map_err(|source| OpenError::Connect {
                     url: shown.clone(),
@@ -141,7 +142,7 @@ pub async fn open(
             tokio_tungstenite::client_async_tls_with_config(
                 url.as_str(),
                 stream,
-                None,
+                Some(ws_config()),
                 Some(Connector::Rustls(tls)),
             )
             .await
@@ -169,6 +170,18 @@ pub async fn open(
         .map_err(|source| OpenError::Send { url: shown, source })?;
     Ok(ws)
 }
+
+/// The websocket's settings: tungstenite's defaults but for the read size. Before every read
+/// tungstenite zero-fills the free part of its read buffer up to the read size (tungstenite
+/// `src/protocol/frame/mod.rs`, `FrameCodec::read_in`); at the default 128 KiB that was a
+/// 128 KiB memset per wake-up, for an agent that sends one ~1.1 KiB message per millisecond.
+/// 32 KiB still takes dozens of messages per read when the agent is not pacing.
+fn ws_config() -> WebSocketConfig {
+    WebSocketConfig::default().read_buffer_size(WS_READ_SIZE)
+}
+
+/// Bytes the websocket reads from its socket at once (see [`ws_config`]).
+const WS_READ_SIZE: usize = 32 * 1024;
 
 /// Connects (Nagle off) to a `wss://` URL's host: through the proxy when the settings say so
 /// (a CONNECT tunnel; the proxy resolves the name), else directly. TLS comes next, over it.

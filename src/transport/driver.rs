@@ -12,6 +12,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt as _;
 use postern_protocol::{CloseReason, DataKey, Event, KmsRequest, ReadyInfo, Session, SizeData};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
@@ -117,7 +118,38 @@ pub enum DriverError {
 }
 
 /// Runs `session` over `pump`'s data channel until it ends.
+///
+/// The session runs as a task of its own, on a runtime worker: a future under `block_on` runs
+/// on the calling thread, so every websocket or terminal event would first wake a worker (which
+/// polls the reactor) and then that thread, two thread hops per keystroke echo instead of none.
+/// Dropping the returned future stops the task.
 pub async fn run(
+    pump: Pump,
+    session: Session,
+    local: Local,
+    config: DriverConfig,
+) -> Result<Finished, DriverError> {
+    let mut task = AbortOnDrop(tokio::spawn(drive(pump, session, local, config)));
+    match (&mut task.0).await {
+        Ok(result) => result,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        // Only the runtime's shutdown cancels the task, and then nothing awaits this.
+        Err(_) => Err(DriverError::Closed(
+            "the session task was cancelled".to_owned(),
+        )),
+    }
+}
+
+/// Aborts the task when the handle is dropped (the caller stopped waiting for the session).
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+async fn drive(
     mut pump: Pump,
     mut session: Session,
     mut local: Local,
@@ -153,10 +185,6 @@ pub async fn run(
             }
             continue;
         }
-        push_input(&mut session, &mut state, now);
-        if let Err(lost) = pump.flush(&mut session, now).await {
-            break lost_or_exited(&state, lost);
-        }
         let mut failure = None;
         while let Some(event) = session.poll_event() {
             if let Err(e) = on_event(
@@ -174,13 +202,21 @@ pub async fn run(
         if let Some(e) = failure {
             break Err(e);
         }
-        if state.kms_pending.is_some() {
-            // The handshake waits for the data key: make the KMS call before anything else.
-            continue;
+        // Remote output first, then the acks of the messages that carried it: a keystroke's
+        // echo reaches the terminal one websocket write sooner.
+        if !state.out.is_empty()
+            && let Some(written) = write_some(&mut local.outputs, &mut state.out).now_or_never()
+            && let Err(e) = on_written(written, &mut state)
+        {
+            break Err(e);
         }
         push_input(&mut session, &mut state, now);
         if let Err(lost) = pump.flush(&mut session, now).await {
             break lost_or_exited(&state, lost);
+        }
+        if state.kms_pending.is_some() {
+            // The handshake waits for the data key: make the KMS call before anything else.
+            continue;
         }
         if let Some(end) = state.end.clone() {
             break Ok(end);
@@ -219,15 +255,8 @@ pub async fn run(
                 on_input(input, &mut state, &mut local, &mut session, &config);
             }
             written = write_some(&mut local.outputs, &mut state.out), if has_output => {
-                match written {
-                    Ok(n) => state.out_bytes -= n,
-                    Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
-                        state.stdout_closed = true;
-                        state.out.clear();
-                        state.out_bytes = 0;
-                        state.end = Some(SessionEnd::OutputClosed);
-                    }
-                    Err(e) => break Err(DriverError::Output(e)),
+                if let Err(e) = on_written(written, &mut state) {
+                    break Err(e);
                 }
             }
             signal = signals => {
@@ -621,6 +650,21 @@ fn apply_backpressure(session: &mut Session, state: &mut State) {
         session.set_receive_ready(true);
         state.receive_paused = false;
     }
+}
+
+/// Accounts for one [`write_some`]: a closed standard output ends the session quietly.
+fn on_written(written: io::Result<usize>, state: &mut State) -> Result<(), DriverError> {
+    match written {
+        Ok(n) => state.out_bytes -= n,
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
+            state.stdout_closed = true;
+            state.out.clear();
+            state.out_bytes = 0;
+            state.end = Some(SessionEnd::OutputClosed);
+        }
+        Err(e) => return Err(DriverError::Output(e)),
+    }
+    Ok(())
 }
 
 /// Writes some of the head chunk. Cancel-safe: the only await is the write itself, which

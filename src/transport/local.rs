@@ -1,12 +1,14 @@
 //! The local side of a session: standard input read on a dedicated thread (a blocking read
-//! cannot be cancelled, so it must not hold up the runtime's shutdown), and the writers the
-//! driver sends remote output to.
+//! cannot be cancelled, so it must not hold up the runtime's shutdown) or, for a terminal, by
+//! the runtime itself (`tty`), and the writers the driver sends remote output to.
 
 use std::io::{self, Read};
 use std::os::fd::AsFd;
 
 use tokio::io::AsyncWrite;
 use tokio::sync::mpsc;
+
+use crate::transport::tty::{self, TtyWriter};
 
 /// One read from standard input.
 #[derive(Debug)]
@@ -30,12 +32,17 @@ pub struct Outputs {
 impl Outputs {
     /// The process's standard output and error, unbuffered: `tokio::io::stdout` goes through
     /// std's line-buffered stdout, which would hold a shell prompt (no newline) back until the
-    /// next flush. A duplicate of the descriptor writes each chunk as it comes.
+    /// next flush. A terminal is written by the runtime directly (`tty`); anything else through
+    /// a duplicate of the descriptor, each chunk as it comes.
     pub fn stdio() -> Self {
         let stdout: Box<dyn AsyncWrite + Send + Unpin> =
-            match io::stdout().as_fd().try_clone_to_owned() {
-                Ok(fd) => Box::new(tokio::fs::File::from_std(std::fs::File::from(fd))),
-                Err(_) => Box::new(tokio::io::stdout()),
+            if let Some(tty) = TtyWriter::for_fd(io::stdout().as_fd()) {
+                Box::new(tty)
+            } else {
+                match io::stdout().as_fd().try_clone_to_owned() {
+                    Ok(fd) => Box::new(tokio::fs::File::from_std(std::fs::File::from(fd))),
+                    Err(_) => Box::new(tokio::io::stdout()),
+                }
             };
         Self {
             stdout,
@@ -50,10 +57,14 @@ impl std::fmt::Debug for Outputs {
     }
 }
 
-/// Starts reading standard input on its own thread. The thread ends at end of file, on a
-/// read error, or when the receiver is dropped (after its next read returns).
+/// Starts reading standard input: a terminal on a task of the runtime (`tty`), anything else
+/// on its own thread. The reader ends at end of file, on a read error, or when the receiver is
+/// dropped (after its next read returns).
 pub fn spawn_stdin_reader() -> io::Result<mpsc::Receiver<Input>> {
     let (tx, rx) = mpsc::channel(INPUT_QUEUE);
+    let Err(tx) = tty::spawn_reader(io::stdin().as_fd(), tx, READ_SIZE) else {
+        return Ok(rx);
+    };
     std::thread::Builder::new()
         .name("postern-stdin".to_owned())
         .spawn(move || {

@@ -11,6 +11,7 @@ mod exit_marker;
 pub mod lifecycle;
 mod local;
 mod pump;
+mod tty;
 
 pub use channel::{CLIENT_VERSION, DataChannel, OpenError, client_id, open, open_frame, redact};
 pub use driver::{DriverConfig, DriverError, Finished, Local, SessionEnd, run};

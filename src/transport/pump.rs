@@ -20,8 +20,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures_util::{FutureExt as _, SinkExt, StreamExt};
 use postern_protocol::Session;
+use postern_protocol::codec::PAYLOAD_OFFSET;
 use postern_protocol::keepalive::{Keepalive, KeepaliveAction};
 use postern_protocol::reconnect::{Backoff, BackoffConfig};
+use postern_protocol::session::STREAM_PAYLOAD_SIZE;
+use tokio_tungstenite::MaybeTlsStream;
 use tokio_tungstenite::tungstenite::{self, Message};
 
 use crate::aws::{AwsError, AwsErrorKind, SsmClient, StreamUrl};
@@ -239,6 +242,91 @@ pub struct Pump {
     reconnects: u64,
     /// What the websocket gave after a batch of frames, for the next [`Pump::recv`].
     deferred: Option<Turn>,
+    /// While a paced agent streams: wait before reading the websocket again (see [`Hold`]).
+    hold: Option<Hold>,
+    /// When the last batch of frames was read.
+    last_frames: Option<Instant>,
+    /// Whether the socket's receive low-water mark is raised (see [`Hold`]).
+    low_water: bool,
+}
+
+/// Read coalescing for a paced stream. The agent sends a full message (1 KiB of data), then
+/// sleeps 1 ms, for as long as it has data (AGENT-THROUGHPUT.md; agent
+/// `agent/session/plugins/port/port_basic.go`, `port_mux.go`, `shell/shell.go` `writePump`).
+/// Waking for each one as it comes costs a context switch, a read and an ack write per KiB:
+/// most of the CPU of a paced download. After a batch that ended with a full message and
+/// arrived no faster than a pacing agent sends, the socket's receive low-water mark
+/// (`SO_RCVLOWAT`) is raised to [`HOLD_MESSAGES`] full messages, so the kernel wakes us once
+/// for that many, and a deadline [`READ_HOLD`] later reads whatever came (a stream's tail).
+///
+/// What it costs: a message of a stream in full flow reaches the local side up to
+/// [`READ_HOLD`] later, and its ack leaves as much later (far inside the agent's retransmission
+/// timeout, at least 10 ms over the round trip; agent `config.go`, SPEC.md §5.5). What it
+/// does not touch: a short message (a keystroke's echo, the end of a burst) ends the hold, the
+/// first message after a quiet spell is read at once, sending stream data ends the hold (the
+/// answer to it is read at once), and a sender faster than a pacing agent is never held.
+#[derive(Clone, Copy, Debug)]
+struct Hold {
+    until: Instant,
+    /// Stream messages the session had sent when the hold began.
+    sent: u64,
+}
+
+impl Hold {
+    /// The hold after a batch of `frames` frames read at `now` (the last `last_len` bytes
+    /// long), the previous batch read at `previous`.
+    fn after(
+        previous: Option<Instant>,
+        now: Instant,
+        frames: usize,
+        last_len: usize,
+        session: &Session,
+    ) -> Option<Self> {
+        let full = last_len >= PAYLOAD_OFFSET + STREAM_PAYLOAD_SIZE;
+        // A pacing agent sends at most one message per millisecond: batches at least that far
+        // apart, holding no more than two messages per millisecond between them (with slack
+        // for timer jitter). A batch after a quiet spell is a start, held once.
+        let since = previous.map_or(Duration::MAX, |p| now.saturating_duration_since(p));
+        let paced = since >= AGENT_PACE
+            && (frames as u128).saturating_mul(AGENT_PACE.as_micros() / 2)
+                <= since.as_micros().saturating_add(AGENT_PACE.as_micros() / 2);
+        (full && paced).then(|| Self {
+            until: now + READ_HOLD,
+            sent: session.stats().messages_sent,
+        })
+    }
+
+    /// Whether to keep holding: not once the session sent stream data.
+    fn applies(&self, session: &Session) -> bool {
+        session.stats().messages_sent == self.sent
+    }
+}
+
+/// Sets the websocket's TCP receive low-water mark: readiness (and wake-ups) only once `bytes`
+/// are queued; a read still returns whatever is there. Best effort: on failure we are merely
+/// woken more often.
+fn set_low_water(ws: &DataChannel, bytes: usize) {
+    use std::os::fd::AsRawFd as _;
+    let tcp = match ws.get_ref() {
+        MaybeTlsStream::Plain(tcp) => tcp,
+        MaybeTlsStream::Rustls(tls) => tls.get_ref().0,
+        _ => return,
+    };
+    let value = libc::c_int::try_from(bytes).unwrap_or(1);
+    // SAFETY: the descriptor is the open socket `tcp` borrows; `value` outlives the call and
+    // its size is passed with it.
+    let rc = unsafe {
+        libc::setsockopt(
+            tcp.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVLOWAT,
+            std::ptr::from_ref(&value).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        tracing::debug!(error = %std::io::Error::last_os_error(), bytes, "SO_RCVLOWAT not set");
+    }
 }
 
 enum Link {
@@ -268,6 +356,9 @@ impl Pump {
             outage_since: None,
             reconnects: 0,
             deferred: None,
+            hold: None,
+            last_frames: None,
+            low_water: false,
         }
     }
 
@@ -330,12 +421,28 @@ impl Pump {
         loop {
             match &mut self.link {
                 Link::Up(ws) => {
+                    if self.hold.is_some_and(|hold| !hold.applies(session)) {
+                        self.hold = None;
+                    }
+                    // The kernel wakes us for a paced stream's data only once a few messages
+                    // are in; the hold's deadline reads a stream's tail.
+                    let want = self.hold.is_some();
+                    if want != self.low_water {
+                        set_low_water(ws, if want { HOLD_BYTES } else { 1 });
+                        self.low_water = want;
+                    }
                     let wake = self.keepalive.poll_timeout();
+                    let hold_until = self.hold.map(|hold| hold.until);
                     let turn = match self.deferred.take() {
                         Some(turn) => turn,
                         None => tokio::select! {
                             message = ws.next() => classify(message),
                             () = sleep_until(wake), if wake.is_some() => Turn::Timer,
+                            () = sleep_until(hold_until), if hold_until.is_some() => {
+                                // Read what came, however little: the low-water mark goes.
+                                self.hold = None;
+                                continue;
+                            }
                         },
                     };
                     let now = now();
@@ -343,6 +450,8 @@ impl Pump {
                         Turn::Frame(data) => {
                             self.keepalive.handle_received(now);
                             deliver(session, now, &data);
+                            let mut frames = 1;
+                            let mut last_len = data.len();
                             // Frames that have already arrived are fed too, so the driver
                             // acknowledges them and writes their data in one go: one flush
                             // and one local write for many messages rather than one each.
@@ -352,13 +461,20 @@ impl Pump {
                                     break;
                                 };
                                 match classify(message) {
-                                    Turn::Frame(data) => deliver(session, now, &data),
+                                    Turn::Frame(data) => {
+                                        deliver(session, now, &data);
+                                        frames += 1;
+                                        last_len = data.len();
+                                    }
                                     other => {
                                         self.deferred = Some(other);
                                         break;
                                     }
                                 }
                             }
+                            self.hold =
+                                Hold::after(self.last_frames, now, frames, last_len, session);
+                            self.last_frames = Some(now);
                             return Ok(());
                         }
                         Turn::Control => {
@@ -427,6 +543,7 @@ impl Pump {
         tracing::info!(session_id = %self.target.session_id, %cause, "data channel broke");
         // Whatever the broken websocket still had to say is moot.
         self.deferred = None;
+        self.hold = None;
         if session.is_closed() || self.backoff.config().max_attempts == 0 {
             self.link = Link::Gone;
             return Err(Lost::Broken(cause));
@@ -487,6 +604,8 @@ impl Pump {
     fn restored(&mut self, session: &mut Session, ws: DataChannel, now: Instant) {
         let outage = now.saturating_duration_since(self.outage_since.take().unwrap_or(now));
         self.link = Link::Up(Box::new(ws));
+        self.hold = None;
+        self.low_water = false;
         self.keepalive.reset(now);
         self.backoff.reset();
         self.reconnects += 1;
@@ -596,5 +715,76 @@ const REOPEN_TIMEOUT: Duration = Duration::from_secs(15);
 /// Frames fed to the session by one [`Pump::recv`] at most (when they have already arrived):
 /// 64 agent messages of up to 1 KiB of stream data each.
 const RECV_BATCH: usize = 64;
+/// Full agent messages per wake-up while a paced stream flows (see [`Hold`]).
+const HOLD_MESSAGES: usize = 3;
+/// The receive low-water mark for [`HOLD_MESSAGES`] full messages (their websocket framing
+/// comes on top).
+const HOLD_BYTES: usize = HOLD_MESSAGES * (PAYLOAD_OFFSET + STREAM_PAYLOAD_SIZE);
+/// How long a held stream may go unread: [`HOLD_MESSAGES`] of the agent's 1 ms pauses, with
+/// room for its timer's overshoot.
+const READ_HOLD: Duration = Duration::from_millis(4);
+/// The agent's pause after each message it sends (agent `port_basic.go`, `shell.go`).
+const AGENT_PACE: Duration = Duration::from_millis(1);
 /// How long a polite close may take.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use postern_protocol::PayloadType;
+    use postern_protocol::session::Role;
+    use postern_protocol::testkit::scripted::ScriptedPeer;
+
+    use crate::transport::lifecycle::client_core;
+
+    const FULL: usize = PAYLOAD_OFFSET + STREAM_PAYLOAD_SIZE;
+
+    /// A client session the agent has started (a legacy shell: its first output makes it
+    /// ready), with its agent.
+    fn ready_session(now: Instant) -> (Session, ScriptedPeer) {
+        let mut session = client_core(now, None);
+        let mut agent = ScriptedPeer::new(Role::Agent, 7);
+        let frame = agent.stream(PayloadType::Output, &[b'x'; STREAM_PAYLOAD_SIZE]);
+        assert_eq!(frame.len(), FULL, "a full agent message is {FULL} bytes");
+        session.handle_message(now, &frame).unwrap();
+        while session.poll_transmit(now).is_some() {}
+        while session.poll_event().is_some() {}
+        (session, agent)
+    }
+
+    #[test]
+    fn a_full_message_after_a_quiet_spell_holds_the_next_read_and_a_short_one_does_not() {
+        let now = Instant::now();
+        let (session, _) = ready_session(now);
+        let hold = Hold::after(None, now, 1, FULL, &session).expect("held");
+        assert_eq!(hold.until, now + READ_HOLD);
+        assert!(Hold::after(None, now, 1, FULL - 1, &session).is_none());
+        // A keystroke's echo, however it arrives, is read at once.
+        assert!(Hold::after(Some(now - READ_HOLD), now, 1, 200, &session).is_none());
+    }
+
+    #[test]
+    fn a_paced_stream_stays_held_and_a_faster_sender_is_never_held() {
+        let now = Instant::now();
+        let (session, _) = ready_session(now);
+        // Three messages in the three milliseconds of a hold: the agent's pace.
+        assert!(Hold::after(Some(now - READ_HOLD), now, 3, FULL, &session).is_some());
+        // Batches closer together than the agent's pause, or more messages than it sends.
+        let soon = now - Duration::from_micros(300);
+        assert!(Hold::after(Some(soon), now, 1, FULL, &session).is_none());
+        assert!(Hold::after(Some(now - READ_HOLD), now, 20, FULL, &session).is_none());
+        assert!(Hold::after(Some(now - READ_HOLD), now, 64, FULL, &session).is_none());
+    }
+
+    #[test]
+    fn sending_stream_data_ends_a_hold() {
+        let start = now();
+        let (mut session, _) = ready_session(start);
+        let hold = Hold::after(None, start, 1, FULL, &session).expect("held");
+        assert!(hold.applies(&session));
+        // The answer to what we send must not wait.
+        assert_eq!(session.send_output(start, b"request"), 7);
+        assert!(session.poll_transmit(start).is_some());
+        assert!(!hold.applies(&session));
+    }
+}

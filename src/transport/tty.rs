@@ -1,0 +1,133 @@
+//! Standard streams that are terminals, read and written by the runtime itself: the terminal
+//! is opened again by its name, which gives this process an open file description of its own,
+//! set non-blocking and driven by the reactor. A keystroke then reaches the session task, and
+//! remote output reaches the terminal, without a hop through another thread (a reader thread,
+//! the blocking pool).
+//!
+//! The descriptors we inherited are left alone: `O_NONBLOCK` on them would be shared with the
+//! shell that started us and every other process on the terminal.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use tokio::io::AsyncWrite;
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
+use tokio::sync::mpsc;
+
+use crate::transport::local::Input;
+
+/// The terminal behind `fd`, opened again non-blocking (for writing when `write`, else for
+/// reading) and registered with the reactor; `None` when `fd` is not a terminal, the name
+/// cannot be opened (another user's terminal) or names another device, or there is no
+/// runtime: the caller falls back to blocking IO.
+pub(crate) fn reopen(fd: BorrowedFd<'_>, write: bool) -> Option<AsyncFd<File>> {
+    if !crate::term::is_terminal(std::os::fd::AsRawFd::as_raw_fd(&fd)) {
+        return None;
+    }
+    tokio::runtime::Handle::try_current().ok()?;
+    let name = nix::unistd::ttyname(fd).ok()?;
+    let file = OpenOptions::new()
+        .read(!write)
+        .write(write)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(&name)
+        .ok()?;
+    // The name could have been reused between ttyname(3) and open(2): same device, or nothing.
+    let ours = File::from(fd.try_clone_to_owned().ok()?).metadata().ok()?;
+    let opened = file.metadata().ok()?;
+    if opened.rdev() != ours.rdev() || opened.file_type() != ours.file_type() {
+        return None;
+    }
+    let interest = if write {
+        Interest::WRITABLE
+    } else {
+        Interest::READABLE
+    };
+    // SAFETY: the `File` owns its descriptor, and the `AsyncFd` owns the `File` until it is
+    // dropped: the descriptor stays open and names the same file description throughout.
+    unsafe { AsyncFd::register_with_interest(file, interest) }.ok()
+}
+
+/// A terminal written through the reactor: a write that would block waits for the terminal
+/// to drain instead of blocking a worker.
+pub(crate) struct TtyWriter(AsyncFd<File>);
+
+impl TtyWriter {
+    /// A writer for `fd` when it is a terminal that can be opened again (see [`reopen`]).
+    pub(crate) fn for_fd(fd: BorrowedFd<'_>) -> Option<Self> {
+        reopen(fd, true).map(Self)
+    }
+}
+
+impl AsyncWrite for TtyWriter {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            let mut guard = ready!(self.0.poll_write_ready(cx))?;
+            match guard.try_io(|file| file.get_ref().write(buf)) {
+                Ok(result) => return Poll::Ready(result),
+                Err(_would_block) => continue,
+            }
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // Nothing is buffered here: every write went to the terminal.
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Reads the terminal behind standard input on a task, sending what it reads to `tx`, as the
+/// reader thread does for other inputs; `Err(tx)` back when standard input is not a terminal
+/// that can be opened again. The task ends at end of file, on a read error, or once the
+/// receiver is gone; the runtime's shutdown ends it too (nothing blocks).
+pub(crate) fn spawn_reader(
+    stdin: BorrowedFd<'_>,
+    tx: mpsc::Sender<Input>,
+    read_size: usize,
+) -> Result<(), mpsc::Sender<Input>> {
+    let Some(tty) = reopen(stdin.as_fd(), false) else {
+        return Err(tx);
+    };
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; read_size];
+        loop {
+            let input = match tty.readable().await {
+                Ok(mut guard) => match guard.try_io(|file| file.get_ref().read(&mut buf)) {
+                    Ok(Ok(0)) => Input::Eof,
+                    Ok(Ok(n)) => {
+                        // A short read emptied the terminal's queue: wait for the next
+                        // readiness rather than read again only to hear EAGAIN, so a keystroke
+                        // goes out one syscall sooner. (Readiness that arrived meanwhile is
+                        // kept: tokio clears only what this guard saw.)
+                        if n < buf.len() {
+                            guard.clear_ready();
+                        }
+                        Input::Data(buf[..n].to_vec())
+                    }
+                    Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Ok(Err(e)) => Input::Failed(e),
+                    Err(_would_block) => continue,
+                },
+                Err(e) => Input::Failed(e),
+            };
+            let last = !matches!(input, Input::Data(_));
+            if tx.send(input).await.is_err() || last {
+                break;
+            }
+        }
+    });
+    Ok(())
+}
