@@ -131,3 +131,56 @@ pub(crate) fn spawn_reader(
     });
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsRawFd;
+    use std::time::Duration;
+
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    use nix::sys::termios::{SetArg, cfmakeraw, tcgetattr, tcsetattr};
+    use tokio::io::AsyncWriteExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_terminal_is_written_and_read_through_a_description_of_its_own() {
+        let pty = nix::pty::openpty(None, None).expect("a pseudo-terminal");
+        // Raw, so the line discipline hands bytes over as they are.
+        let mut termios = tcgetattr(&pty.slave).expect("terminal settings");
+        cfmakeraw(&mut termios);
+        tcsetattr(&pty.slave, SetArg::TCSANOW, &termios).expect("raw mode");
+
+        let mut writer = TtyWriter::for_fd(pty.slave.as_fd()).expect("the terminal reopens");
+        writer.write_all(b"out").await.expect("written");
+        let mut master = File::from(pty.master.try_clone().expect("a second master fd"));
+        let mut shown = [0u8; 3];
+        master
+            .read_exact(&mut shown)
+            .expect("the terminal shows it");
+        assert_eq!(&shown, b"out");
+        // The inherited descriptor stays blocking: O_NONBLOCK is on our own description only.
+        let flags = fcntl(pty.slave.as_raw_fd(), FcntlArg::F_GETFL).expect("flags");
+        assert!(!OFlag::from_bits_truncate(flags).contains(OFlag::O_NONBLOCK));
+
+        let (tx, mut rx) = mpsc::channel(4);
+        assert!(spawn_reader(pty.slave.as_fd(), tx, 1024).is_ok());
+        master.write_all(b"key").expect("typed");
+        let mut typed = Vec::new();
+        while typed.len() < 3 {
+            match tokio::time::timeout(Duration::from_secs(10), rx.recv()).await {
+                Ok(Some(Input::Data(data))) => typed.extend(data),
+                other => panic!("expected the keystrokes, got {other:?}"),
+            }
+        }
+        assert_eq!(typed, b"key");
+    }
+
+    #[tokio::test]
+    async fn what_is_not_a_terminal_is_left_to_blocking_io() {
+        let (socket, _peer) = std::os::unix::net::UnixStream::pair().expect("a socket pair");
+        assert!(TtyWriter::for_fd(socket.as_fd()).is_none());
+        let (tx, _rx) = mpsc::channel(1);
+        assert!(spawn_reader(socket.as_fd(), tx, 16).is_err());
+    }
+}
