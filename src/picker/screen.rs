@@ -149,11 +149,15 @@ fn run(
         refresh_tx,
     );
     let mut skim = Skim::init(options, Some(source)).map_err(io::Error::other)?;
+    // The screen first (skim supports it before `start`), so that the first pass, started
+    // by `start`, can already have its result drawn at once.
+    skim.init_tui().map_err(io::Error::other)?;
     let rank_builder = matcher::rank_builder();
     let engines = Narrowing::new(
         matcher::engine_factory(Arc::clone(&rank_builder)),
         Arc::clone(&rows.shared),
     );
+    engines.on_finished(redraw(skim.event_sender()));
     skim.app_mut().matcher = skim::matcher::Matcher::builder(Rc::new(engines))
         .case(skim::CaseMatching::Smart)
         .rank_builder(rank_builder)
@@ -162,7 +166,6 @@ fn run(
     // our rows before the picker opens, so the matcher gets them all.
     skim.app_mut().matcher_pool = Arc::new(skim::thread_pool::ThreadPool::new(cores()));
     skim.start();
-    skim.init_tui().map_err(io::Error::other)?;
     // skim draws a finished match on its heartbeat (or its 10 ms matcher tick while items are
     // still arriving): at its 120 Hz a keystroke's results waited up to 8 ms more. Read when
     // `enter` starts the event task (skim `src/tui/backend.rs`, `Tui::start`).
@@ -195,6 +198,23 @@ fn run(
     } else {
         PickOutcome::Chosen(chosen)
     })
+}
+
+/// Draws the screen now: called when a matcher pass over every row is over. skim draws a
+/// finished pass on its next heartbeat, at most once per 8 ms (skim `src/tui/app.rs`,
+/// `handle_event`, `Event::Heartbeat`); an action is drawn right after it runs (same place,
+/// `Event::Action`). The action marks the screen drawn, so the heartbeat does not draw it
+/// again.
+fn redraw(events: mpsc::Sender<Event>) -> impl Fn() + Send + Sync + 'static {
+    move || {
+        let drawn = ActionCallback::new_sync(|app: &mut App| {
+            app.needs_render.store(false, Ordering::Relaxed);
+            Ok(Vec::new())
+        });
+        // A full queue (skim's holds a million events) or a closed picker: the heartbeat
+        // draws it, or nothing needs drawing.
+        let _ = events.try_send(Event::Action(Action::Custom(drawn)));
+    }
 }
 
 /// The instances of the rows skim returns: the Tab-selected ones where the request allowed
