@@ -369,7 +369,11 @@ mod tests {
         for row in &rows {
             whole.match_item(row);
         }
-        assert_eq!(finished.load(Ordering::Relaxed), 0, "called before the drop");
+        assert_eq!(
+            finished.load(Ordering::Relaxed),
+            0,
+            "called before the drop"
+        );
         drop(whole);
         assert_eq!(finished.load(Ordering::Relaxed), 1);
         // Cut short by the next keystroke: half the rows.
