@@ -268,6 +268,8 @@ struct PerField {
     direct: bool,
     /// Skip fields that cannot match before asking skim's engine (off only to test it).
     prefilter: bool,
+    /// Reuse results for account and region fields ([`FieldEngine::memo`]).
+    memo: bool,
 }
 
 impl PerField {
@@ -280,6 +282,7 @@ impl PerField {
             rank_builder,
             direct,
             prefilter: true,
+            memo: true,
         }
     }
 }
@@ -315,6 +318,8 @@ impl MatchEngineFactory for PerField {
             whole_row: negated,
             needle_bytes: needle.as_deref().map_or(0, byte_set),
             needle,
+            id: NEXT_ENGINE.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            memo: self.memo,
         })
     }
 }
@@ -331,6 +336,11 @@ struct FieldEngine {
     /// The needle's bytes as a set ([`byte_set`]; empty without a needle): a field whose set
     /// lacks one of them is skipped without being read.
     needle_bytes: u64,
+    /// Tells this engine's results in [`LAST_MATCHED`] from another engine's.
+    id: u64,
+    /// Reuse the result of an account or region field equal to the last one matched
+    /// ([`LAST_MATCHED`]; off only to test it).
+    memo: bool,
 }
 
 /// A fuzzy term on skim's algorithm, called as skim's fuzzy engine calls it (skim
@@ -373,6 +383,40 @@ impl Fuzzy {
 }
 
 impl FieldEngine {
+    /// The match of the term in field `i` of a row, `field`.
+    fn match_field(&self, i: usize, field: &str) -> Option<MatchResult> {
+        if self.memo && i < SCOPE_FIELDS {
+            return LAST_MATCHED.with_borrow_mut(|last| {
+                let last = &mut last[i];
+                if last.engine != self.id || *last.text != *field {
+                    last.result = self.match_new(field);
+                    last.engine = self.id;
+                    last.text.clear();
+                    last.text.push_str(field);
+                }
+                last.result.clone()
+            });
+        }
+        self.match_new(field)
+    }
+
+    /// [`Self::match_field`], matched.
+    fn match_new(&self, field: &str) -> Option<MatchResult> {
+        if !self.may_match(field) {
+            return None;
+        }
+        match &self.fuzzy {
+            Some(fuzzy) => fuzzy.match_field(field),
+            // skim's engines take an owned item: the field is copied into this thread's
+            // buffer (no allocation once it has grown).
+            None => FIELD.with_borrow_mut(|buffer| {
+                buffer.clear();
+                buffer.push_str(field);
+                self.inner.match_item(&*buffer)
+            }),
+        }
+    }
+
     fn may_match(&self, field: &str) -> bool {
         let Some(needle) = &self.needle else {
             return true;
@@ -411,20 +455,10 @@ impl MatchEngine for FieldEngine {
         }
         let mut best: Option<MatchResult> = None;
         for (i, field) in fields.fields().enumerate() {
-            if self.needle_bytes & !fields.bytes[i] != 0 || !self.may_match(field) {
+            if self.needle_bytes & !fields.bytes[i] != 0 {
                 continue;
             }
-            let found = match &self.fuzzy {
-                Some(fuzzy) => fuzzy.match_field(field),
-                // skim's engines take an owned item: the field is copied into this thread's
-                // buffer (no allocation once it has grown).
-                None => FIELD.with_borrow_mut(|buffer| {
-                    buffer.clear();
-                    buffer.push_str(field);
-                    self.inner.match_item(&*buffer)
-                }),
-            };
-            if let Some(found) = found
+            if let Some(found) = self.match_field(i, field)
                 && best
                     .as_ref()
                     .is_none_or(|b| found.rank.score > b.rank.score)
@@ -464,12 +498,33 @@ fn shift(mut result: MatchResult, chars: usize, bytes: usize) -> MatchResult {
 thread_local! {
     /// The field being matched, as skim's engines take it.
     static FIELD: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+    /// Per account or region field ([`SCOPE_FIELDS`]), the last one a term was matched on in
+    /// this thread and its result. Every instance of a scope (an account's region) has the
+    /// same alias, env and region, and skim hands each thread a run of consecutive rows (the
+    /// index lists a scope's instances together), so nearly every such field is the one
+    /// before: its result is reused rather than matched again.
+    static LAST_MATCHED: std::cell::RefCell<[LastMatched; SCOPE_FIELDS]> =
+        std::cell::RefCell::new(std::array::from_fn(|_| LastMatched::default()));
 }
+
+/// A field's text and what [`FieldEngine`] `engine` found in it.
+#[derive(Default)]
+struct LastMatched {
+    engine: u64,
+    text: String,
+    result: Option<MatchResult>,
+}
+
+/// Identities of [`FieldEngine`]s (0: none yet).
+static NEXT_ENGINE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// Items from which [`rank`] matches on every core.
 const PARALLEL_RANK: usize = 4096;
 /// Searchable fields per instance.
 const SEARCH_FIELDS: usize = 6;
+/// The first searchable fields, the same for every instance of a scope: account alias, env,
+/// region.
+const SCOPE_FIELDS: usize = 3;
 /// skim's default tiebreak: score, then the earlier and shorter match.
 const TIEBREAK: &[RankCriteria] = &[RankCriteria::Score, RankCriteria::Begin, RankCriteria::End];
 
@@ -535,11 +590,12 @@ mod tests {
     }
 
     #[test]
-    fn the_prefilter_changes_no_result() {
+    fn the_prefilter_and_reused_results_change_no_result() {
         let fleet = fleet();
-        // skim's own engines on every field, no prefilter.
+        // skim's own engines on every field: no prefilter, no results reused.
         let plain = AndOrEngineFactory::new(PerField {
             prefilter: false,
+            memo: false,
             ..PerField::new(rank_builder(), false)
         });
         let queries = [

@@ -2,6 +2,10 @@
 //! a new term), a row the previous query did not match cannot match the new one, so it is
 //! refused without being matched again. skim matches every row on every keystroke; this
 //! factory wraps the picker's engines and remembers, row by row, what each query matched.
+//!
+//! Knowing which rows a pass saw, it also tells when a pass saw every row (see
+//! [`Narrowing::on_finished`]): the picker draws the result then rather than on skim's next
+//! heartbeat.
 
 use std::cell::RefCell;
 use std::fmt;
@@ -20,13 +24,20 @@ pub(super) struct Narrowing {
     shared: Arc<Shared>,
     /// The latest query, what its engine saw, and what the queries it narrows saw.
     last: RefCell<Option<(String, Vec<Arc<Seen>>)>>,
+    /// Called when an engine that saw every row is dropped.
+    finished: RefCell<Option<Finished>>,
 }
+
+/// What [`Narrowing::on_finished`] calls.
+type Finished = Arc<dyn Fn() + Send + Sync>;
 
 /// What one query's engine found, row by row (by [`Row::index`]): which rows it matched, of
 /// those it was asked about. A pass interrupted by the next keystroke saw fewer rows; the
 /// others are matched in full, or answered by an earlier pass.
 #[derive(Debug)]
 struct Seen {
+    /// The rows it has room for.
+    rows: usize,
     checked: Vec<AtomicU64>,
     matched: Vec<AtomicU64>,
 }
@@ -36,6 +47,7 @@ struct NarrowingEngine {
     seen: Arc<Seen>,
     /// What the queries this one narrows saw, latest first.
     earlier: Vec<Arc<Seen>>,
+    finished: Option<Finished>,
 }
 
 impl Narrowing {
@@ -45,7 +57,19 @@ impl Narrowing {
             inner,
             shared,
             last: RefCell::new(None),
+            finished: RefCell::new(None),
         }
+    }
+
+    /// Has `finished` called when the engine of a query is dropped after it was asked about
+    /// every row there was when it was made: skim drops its engine once the pass is over and
+    /// its result is handed to the screen (skim `src/matcher.rs`, `Matcher::run`: the engine
+    /// lives in the work queue's closures, which `thread_pool::parallel_work_queue` drops
+    /// after its merge stored the sorted matches). A pass cut short by the next keystroke
+    /// (skim skips the rest of its chunks) did not see every row and calls nothing, nor does
+    /// one over rows added later (they are matched without the rows already there).
+    pub(super) fn on_finished(&self, finished: impl Fn() + Send + Sync + 'static) {
+        *self.finished.borrow_mut() = Some(Arc::new(finished));
     }
 }
 
@@ -65,6 +89,7 @@ impl MatchEngineFactory for Narrowing {
             inner: self.inner.create_engine_with_case(query, case),
             seen,
             earlier,
+            finished: self.finished.borrow().clone(),
         })
     }
 }
@@ -75,9 +100,20 @@ impl Seen {
         let words = rows.div_ceil(64);
         let bits = || (0..words).map(|_| AtomicU64::new(0)).collect();
         Self {
+            rows,
             checked: bits(),
             matched: bits(),
         }
+    }
+
+    /// Whether it was asked about every row it has room for.
+    fn complete(&self) -> bool {
+        let checked: usize = self
+            .checked
+            .iter()
+            .map(|word| word.load(Ordering::Acquire).count_ones() as usize)
+            .sum();
+        checked == self.rows
     }
 
     /// Whether the row at `index` matched (`None`: not asked about it).
@@ -88,10 +124,10 @@ impl Seen {
     }
 
     fn record(&self, index: usize, matched: bool) {
-        let (word, bit) = (index / 64, 1 << (index % 64));
-        if word >= self.checked.len() {
+        if index >= self.rows {
             return;
         }
+        let (word, bit) = (index / 64, 1 << (index % 64));
         if matched {
             self.matched[word].fetch_or(bit, Ordering::AcqRel);
         }
@@ -117,6 +153,16 @@ impl MatchEngine for NarrowingEngine {
         };
         self.seen.record(index, result.is_some());
         result
+    }
+}
+
+impl Drop for NarrowingEngine {
+    fn drop(&mut self) {
+        if let Some(finished) = &self.finished
+            && self.seen.complete()
+        {
+            finished();
+        }
     }
 }
 
@@ -307,6 +353,45 @@ mod tests {
         ] {
             assert!(!narrows(previous, query), "{previous:?} -> {query:?}");
         }
+    }
+
+    #[test]
+    fn a_pass_over_every_row_says_so_when_dropped_and_a_cut_one_does_not() {
+        let shared = Arc::new(Shared::default());
+        let rows = rows(&shared);
+        let narrowing = Narrowing::new(engine_factory(rank_builder()), Arc::clone(&shared));
+        let finished = Arc::new(AtomicUsize::new(0));
+        let calls = Arc::clone(&finished);
+        narrowing.on_finished(move || {
+            calls.fetch_add(1, Ordering::Relaxed);
+        });
+        let whole = narrowing.create_engine_with_case("or", CaseMatching::Smart);
+        for row in &rows {
+            whole.match_item(row);
+        }
+        assert_eq!(
+            finished.load(Ordering::Relaxed),
+            0,
+            "called before the drop"
+        );
+        drop(whole);
+        assert_eq!(finished.load(Ordering::Relaxed), 1);
+        // Cut short by the next keystroke: half the rows.
+        let cut = narrowing.create_engine_with_case("ord", CaseMatching::Smart);
+        for row in &rows[..rows.len() / 2] {
+            cut.match_item(row);
+        }
+        drop(cut);
+        assert_eq!(finished.load(Ordering::Relaxed), 1);
+        // Rows refused without being matched (narrowing) count as seen; a row made after the
+        // engine is not waited for.
+        let narrowed = narrowing.create_engine_with_case("orde", CaseMatching::Smart);
+        let later = Row::new(Instance::default().into(), Arc::clone(&shared));
+        for row in rows.iter().chain([&later]) {
+            narrowed.match_item(row);
+        }
+        drop(narrowed);
+        assert_eq!(finished.load(Ordering::Relaxed), 2);
     }
 
     #[test]

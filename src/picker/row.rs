@@ -197,7 +197,7 @@ impl Row {
         let mut spans = Vec::with_capacity(COLUMNS * 3);
         for (i, (cell, width)) in self.cells().zip(&widths).enumerate() {
             if i > 0 {
-                spans.push(Span::styled(GAP, base));
+                push_span(&mut spans, GAP, base);
             }
             let fitted = fit_cell(&cell, *width);
             // A cut cell ends in `…`: no highlight beyond what is shown.
@@ -285,7 +285,7 @@ fn push_highlighted(
     matched: Style,
 ) {
     if marks.is_empty() {
-        spans.push(Span::styled(cell.to_owned(), base));
+        push_span(spans, cell, base);
         return;
     }
     let mut run = String::new();
@@ -294,13 +294,24 @@ fn push_highlighted(
         let is_match = i < shown && marks.contains(&i);
         if is_match != run_matched && !run.is_empty() {
             let style = if run_matched { matched } else { base };
-            spans.push(Span::styled(std::mem::take(&mut run), style));
+            push_span(spans, &run, style);
+            run.clear();
         }
         run_matched = is_match;
         run.push(c);
     }
     if !run.is_empty() {
-        spans.push(Span::styled(run, if run_matched { matched } else { base }));
+        push_span(spans, &run, if run_matched { matched } else { base });
+    }
+}
+
+/// Appends `text` in `style`, to the last span when it has that style: skim and ratatui
+/// handle a line span by span (copies, widths, horizontal scrolling), so a row drawn as a
+/// few runs of one style costs less to draw than one of a span or more per column.
+fn push_span(spans: &mut Vec<Span<'static>>, text: &str, style: Style) {
+    match spans.last_mut() {
+        Some(last) if last.style == style => last.content.to_mut().push_str(text),
+        _ => spans.push(Span::styled(text.to_owned(), style)),
     }
 }
 
@@ -396,6 +407,24 @@ mod tests {
             .map(|s| s.content.as_ref())
             .collect();
         assert_eq!(bold, "web");
+    }
+
+    #[test]
+    fn a_row_is_as_many_spans_as_runs_of_one_style() {
+        let row = row(instance("web-1", "dev", true));
+        let unmarked = row.line(200, &[], Style::default(), Style::default());
+        assert_eq!(unmarked.spans.len(), 1, "{unmarked:?}");
+        let start = "acme-dev dev eu-west-1 ".len();
+        let matched = Style::default().add_modifier(Modifier::BOLD);
+        let marked = row.line(
+            200,
+            &[start, start + 1, start + 2],
+            Style::default(),
+            matched,
+        );
+        let runs: Vec<&str> = marked.spans.iter().map(|s| s.content.as_ref()).collect();
+        assert_eq!(runs.len(), 3, "{runs:?}");
+        assert_eq!(runs[1], "web");
     }
 
     #[test]

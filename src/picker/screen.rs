@@ -10,7 +10,8 @@
 //!
 //! The preview is right of the list on a wide terminal, below it on a narrow one. skim's
 //! matcher runs our engines ([`crate::picker::matcher`]) behind [`Narrowing`]: while the query
-//! only grows, the rows the previous query refused are refused again without being matched.
+//! only grows, the rows the previous query refused are refused again without being matched,
+//! and a pass that saw every row is drawn as soon as it is over ([`redraw`]).
 //!
 //! Keys: skim's (fzf's) bindings: Up/Down, Ctrl-N/P, Ctrl-J/K, PgUp/PgDn, Tab (multi-select
 //! where allowed), Enter, Esc/Ctrl-C/Ctrl-G; ours: Ctrl-O toggles the preview, Ctrl-R
@@ -149,11 +150,15 @@ fn run(
         refresh_tx,
     );
     let mut skim = Skim::init(options, Some(source)).map_err(io::Error::other)?;
+    // The screen first (skim supports it before `start`), so that the first pass, started
+    // by `start`, can already have its result drawn at once.
+    skim.init_tui().map_err(io::Error::other)?;
     let rank_builder = matcher::rank_builder();
     let engines = Narrowing::new(
         matcher::engine_factory(Arc::clone(&rank_builder)),
         Arc::clone(&rows.shared),
     );
+    engines.on_finished(redraw(skim.event_sender()));
     skim.app_mut().matcher = skim::matcher::Matcher::builder(Rc::new(engines))
         .case(skim::CaseMatching::Smart)
         .rank_builder(rank_builder)
@@ -162,10 +167,10 @@ fn run(
     // our rows before the picker opens, so the matcher gets them all.
     skim.app_mut().matcher_pool = Arc::new(skim::thread_pool::ThreadPool::new(cores()));
     skim.start();
-    skim.init_tui().map_err(io::Error::other)?;
-    // skim draws a finished match on its heartbeat (or its 10 ms matcher tick while items are
-    // still arriving): at its 120 Hz a keystroke's results waited up to 8 ms more. Read when
-    // `enter` starts the event task (skim `src/tui/backend.rs`, `Tui::start`).
+    // A pass over rows added while the picker is open (a cold start) is drawn on skim's
+    // heartbeat, and a key typed less than 10 ms after the previous one restarts the matcher
+    // on it: at skim's 120 Hz each waited up to 8 ms more. Read when `enter` starts the event
+    // task (skim `src/tui/backend.rs`, `Tui::start`).
     skim.tui_mut().tick_rate = TICK_RATE;
     let feeder = handle.spawn(feed_rows(
         skim.event_sender(),
@@ -195,6 +200,23 @@ fn run(
     } else {
         PickOutcome::Chosen(chosen)
     })
+}
+
+/// Draws the screen now: called when a matcher pass over every row is over. skim draws a
+/// finished pass on its next heartbeat, at most once per 8 ms (skim `src/tui/app.rs`,
+/// `handle_event`, `Event::Heartbeat`); an action is drawn right after it runs (same place,
+/// `Event::Action`). The action marks the screen drawn, so the heartbeat does not draw it
+/// again.
+fn redraw(events: mpsc::Sender<Event>) -> impl Fn() + Send + Sync + 'static {
+    move || {
+        let drawn = ActionCallback::new_sync(|app: &mut App| {
+            app.needs_render.store(false, Ordering::Relaxed);
+            Ok(Vec::new())
+        });
+        // A full queue (skim's holds a million events) or a closed picker: the heartbeat
+        // draws it, or nothing needs drawing.
+        let _ = events.try_send(Event::Action(Action::Custom(drawn)));
+    }
 }
 
 /// The instances of the rows skim returns: the Tab-selected ones where the request allowed
@@ -426,8 +448,8 @@ const PREVIEW_RIGHT: &str = "right:35%";
 const PREVIEW_BELOW: &str = "down:45%";
 /// Columns from which the preview goes to the right.
 const WIDE: u16 = 150;
-/// skim's heartbeat, per second: a finished match is drawn within about 4 ms (skim's own
-/// 120 Hz left up to 8 ms); idle, the picker wakes this often to check for work.
+/// skim's heartbeat, per second: what is left to it (see `run`) waits at most about 4 ms
+/// (skim's own 120 Hz left up to 8 ms); idle, the picker wakes this often to check for work.
 const TICK_RATE: f64 = 240.0;
 
 #[cfg(test)]
