@@ -7,5 +7,6 @@
 //! `fuzz/` build without the AWS SDK.
 
 pub mod config;
+pub mod credentials;
 pub mod index;
 pub mod socks;
