@@ -4,9 +4,10 @@
 //!
 //! Pure parsing and encoding: no AWS SDK, no runtime, no sockets, and no file reads or writes
 //! (the `postern` package reads and writes the files). Kept apart so that the fuzz targets in
-//! `fuzz/` build without the AWS SDK.
+//! `fuzz/` (over [`fuzzing`]) build without the AWS SDK.
 
 pub mod config;
 pub mod credentials;
+pub mod fuzzing;
 pub mod index;
 pub mod socks;

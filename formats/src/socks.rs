@@ -1,6 +1,7 @@
 //! The SOCKS5 wire format (RFC 1928, with RFC 1929 username/password authentication), sans IO:
 //! each `parse_*` takes the bytes received so far and answers "need more", a decoded message
-//! and how many bytes it used, or an error; each `encode_*` returns the bytes to send.
+//! and how many bytes it used, or an error; each `encode_*` returns the bytes to send (the
+//! client's side too, which tests and the fuzz targets check the parsers against).
 //!
 //! It must not touch sockets or clocks: the driver (`postern`'s `forward::socks::server`) reads
 //! and writes.
@@ -293,6 +294,57 @@ pub fn encode_reply_unbound(reply: Reply) -> Vec<u8> {
     encode_reply(reply, SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)))
 }
 
+/// The client's side of [`parse_greeting`]: the method offer, or `None` when it lists no
+/// method or more than 255 (NMETHODS is one octet and never 0).
+pub fn encode_greeting(greeting: &Greeting) -> Option<Vec<u8>> {
+    let count = u8::try_from(greeting.methods.len())
+        .ok()
+        .filter(|&n| n > 0)?;
+    let mut out = vec![SOCKS_VERSION, count];
+    out.extend_from_slice(&greeting.methods);
+    Some(out)
+}
+
+/// The client's side of [`parse_user_pass`], or `None` when the user name or the password is
+/// longer than 255 bytes (each length is one octet).
+pub fn encode_user_pass(given: &UserPass) -> Option<Vec<u8>> {
+    let mut out = vec![USER_PASS_VERSION];
+    for field in [&given.user, &given.password] {
+        out.push(u8::try_from(field.len()).ok()?);
+        out.extend_from_slice(field);
+    }
+    Some(out)
+}
+
+/// The client's side of [`parse_request`] (tests and the fuzz targets check the parser with
+/// it), or `None` when a domain name is empty or longer than 255 bytes.
+pub fn encode_request(request: &Request) -> Option<Vec<u8>> {
+    let command = match request.command {
+        Command::Connect => 0x01,
+        Command::Bind => 0x02,
+        Command::UdpAssociate => 0x03,
+        Command::Other(code) => code,
+    };
+    let mut out = vec![SOCKS_VERSION, command, 0x00];
+    match &request.destination.host {
+        Host::V4(ip) => {
+            out.push(ATYP_IPV4);
+            out.extend_from_slice(&ip.octets());
+        }
+        Host::V6(ip) => {
+            out.push(ATYP_IPV6);
+            out.extend_from_slice(&ip.octets());
+        }
+        Host::Domain(name) => {
+            out.push(ATYP_DOMAIN);
+            out.push(u8::try_from(name.len()).ok().filter(|&n| n > 0)?);
+            out.extend_from_slice(name.as_bytes());
+        }
+    }
+    out.extend_from_slice(&request.destination.port.to_be_bytes());
+    Some(out)
+}
+
 impl Destination {
     /// The host as StartSession's `host` parameter takes it: IPv6 without brackets (the agent
     /// joins host and port itself; agent `agent/session/plugins/port/port.go`).
@@ -486,6 +538,56 @@ mod tests {
         );
         assert_eq!(encode_user_pass_status(true), [1, 0]);
         assert_eq!(encode_user_pass_status(false), [1, 1]);
+    }
+
+    #[test]
+    fn client_encoders_give_what_the_parsers_take() {
+        let greeting = Greeting {
+            methods: vec![METHOD_NO_AUTH, METHOD_USER_PASS],
+        };
+        let bytes = encode_greeting(&greeting).unwrap();
+        assert_eq!(bytes, [5, 2, 0, 2]);
+        assert_eq!(parses_only_whole(&bytes, parse_greeting), greeting);
+        assert_eq!(encode_greeting(&Greeting { methods: vec![] }), None);
+        assert_eq!(
+            encode_greeting(&Greeting {
+                methods: vec![0; 256]
+            }),
+            None
+        );
+
+        let given = UserPass {
+            user: b"alice".to_vec(),
+            password: b"s3cret".to_vec(),
+        };
+        let bytes = encode_user_pass(&given).unwrap();
+        assert_eq!(parses_only_whole(&bytes, parse_user_pass), given);
+        let long = UserPass {
+            user: vec![b'a'; 256],
+            password: Vec::new(),
+        };
+        assert_eq!(encode_user_pass(&long), None);
+
+        for host in [
+            Host::V4(Ipv4Addr::new(10, 0, 0, 5)),
+            Host::V6(Ipv6Addr::LOCALHOST),
+            Host::Domain("db.internal".to_owned()),
+        ] {
+            let request = Request {
+                command: Command::Connect,
+                destination: Destination { host, port: 5432 },
+            };
+            let bytes = encode_request(&request).unwrap();
+            assert_eq!(parses_only_whole(&bytes, parse_request), request);
+        }
+        let unnamed = Request {
+            command: Command::Connect,
+            destination: Destination {
+                host: Host::Domain(String::new()),
+                port: 80,
+            },
+        };
+        assert_eq!(encode_request(&unnamed), None);
     }
 
     #[test]
