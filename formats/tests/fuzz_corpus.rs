@@ -173,6 +173,9 @@ fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
     add("socks", "malformed-truncated-domain", domain[..9].to_vec());
     let escape = [&[5, 1, 0, 3, 5][..], b"a\x1b[2J", &[0, 80]].concat();
     add("socks", "malformed-escape-in-domain", escape);
+    // ESC c (a terminal reset) has no bracket: only the printable-ASCII rule refuses it.
+    let reset = [&[5, 1, 0, 3, 3][..], b"a\x1bc", &[0, 80]].concat();
+    add("socks", "malformed-reset-in-domain", reset);
     add(
         "socks",
         "malformed-port-zero",
@@ -217,7 +220,7 @@ fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
     add(
         "config",
         "malformed-syntax",
-        CONFIG[..CONFIG.len() / 2].as_bytes().to_vec(),
+        CONFIG.as_bytes()[..CONFIG.len() / 2].to_vec(),
     );
     let truncated = synced_accounts(2).replace(&config::accounts_trailer(2), "");
     add(
