@@ -249,18 +249,23 @@ impl Snapshot {
     }
 
     /// The fields a row shows of the instance at `record`, sliced out of the checked text;
-    /// empty fields for a record [`Self::records`] did not give.
+    /// empty fields for a record [`Self::records`] did not give. Inline: a picker calls it for
+    /// every row from the `postern` crate (without it, `postern list` over 50,000 cached rows
+    /// ran 0.6% more instructions than when this file was in that crate).
+    #[inline]
     pub fn summary(&self, record: Record) -> Summary<'_> {
         self.row_fields(record).unwrap_or_default().0
     }
 
     /// Where the row fields of the instance at `record` start in [`Self::text`]: the searched
     /// ones first, joined by single spaces, as the file holds them (unescaped).
+    #[inline]
     pub fn row_text(&self, record: Record) -> u32 {
         record.text
     }
 
     /// Every block's checked text (see [`Self::row_text`]).
+    #[inline]
     pub fn text(&self) -> &str {
         &self.text
     }
