@@ -2,13 +2,12 @@
 //! directory of the user's cache dir, written by [`write_private`] (atomic). Entries
 //! expiring within the refresh margin count as missing, so a long session never starts on
 //! credentials about to lapse. Also the per-account "last success" times `postern accounts`
-//! shows.
+//! shows. The files' formats are `postern_formats::credentials`.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
-use serde::{Deserialize, Serialize};
+use postern_formats::credentials::{CredentialEntry, LastSuccess, epoch_seconds};
 use sha2::{Digest, Sha256};
 
 use crate::broker::Secret;
@@ -34,10 +33,6 @@ pub struct CachedCredentials {
 pub struct CredentialCache {
     dir: PathBuf,
 }
-
-/// When each account last gave credentials (`last-success.json`).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LastSuccess(BTreeMap<String, u64>);
 
 impl CredentialCache {
     /// The cache under `root` (postern's cache dir).
@@ -67,11 +62,11 @@ impl CredentialCache {
         margin: Duration,
     ) -> Option<CachedCredentials> {
         let text = self.read(&self.path(source, key))?;
-        let entry: Entry = serde_json::from_slice(&text).ok()?;
-        if entry.source != source || entry.key != key {
+        let entry = CredentialEntry::decode(&text).ok()?;
+        if !entry.is_for(source, key) {
             return None;
         }
-        let expiration = UNIX_EPOCH + Duration::from_secs(entry.expiration);
+        let expiration = entry.expires_at();
         if expiration < now + margin {
             return None;
         }
@@ -90,7 +85,7 @@ impl CredentialCache {
         key: &str,
         credentials: &CachedCredentials,
     ) -> std::io::Result<()> {
-        let entry = Entry {
+        let entry = CredentialEntry {
             source: source.to_owned(),
             key: key.to_owned(),
             access_key_id: credentials.access_key_id.clone(),
@@ -98,7 +93,7 @@ impl CredentialCache {
             session_token: credentials.session_token.expose().to_owned(),
             expiration: epoch_seconds(credentials.expiration),
         };
-        let json = serde_json::to_vec(&entry).map_err(std::io::Error::other)?;
+        let json = entry.encode().map_err(std::io::Error::other)?;
         // The cache directory itself, not only `credentials/` in it, must be ours.
         create_private_dir(self.dir.parent().unwrap_or(&self.dir))?;
         write_private(&self.path(source, key), &json)
@@ -116,13 +111,13 @@ impl CredentialCache {
         let mut failed = None;
         create_private_dir(self.dir.parent().unwrap_or(&self.dir))?;
         update_private(&self.last_success_path(), |old| {
-            let mut last: LastSuccess = old
-                .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            let mut last = old
+                .and_then(|bytes| LastSuccess::decode(&bytes).ok())
                 .unwrap_or_default();
             for (account, when) in successes {
-                last.0.insert(account.clone(), epoch_seconds(*when));
+                last.record(account, *when);
             }
-            serde_json::to_vec_pretty(&last).unwrap_or_else(|e| {
+            last.encode().unwrap_or_else(|e| {
                 failed = Some(e);
                 Vec::new()
             })
@@ -133,7 +128,7 @@ impl CredentialCache {
     /// The recorded success times.
     pub fn last_success(&self) -> LastSuccess {
         self.read(&self.last_success_path())
-            .and_then(|text| serde_json::from_slice(&text).ok())
+            .and_then(|text| LastSuccess::decode(&text).ok())
             .unwrap_or_default()
     }
 
@@ -159,34 +154,10 @@ impl CredentialCache {
     }
 }
 
-impl LastSuccess {
-    /// When `account` last gave credentials.
-    pub fn of(&self, account: &str) -> Option<SystemTime> {
-        self.0
-            .get(account)
-            .map(|s| UNIX_EPOCH + Duration::from_secs(*s))
-    }
-}
-
-/// The file format; secrets are plain here, protected by the file mode.
-#[derive(Serialize, Deserialize)]
-struct Entry {
-    source: String,
-    key: String,
-    access_key_id: String,
-    secret_access_key: String,
-    session_token: String,
-    /// Seconds since the Unix epoch.
-    expiration: u64,
-}
-
-fn epoch_seconds(time: SystemTime) -> u64 {
-    time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::PermissionsExt;
+    use std::time::UNIX_EPOCH;
 
     use super::*;
 

@@ -17,7 +17,8 @@ mod provider;
 pub use assume::{
     AssumedCredentials, Broker, BrokerError, BrokerOptions, CallerIdentity, RoleTarget,
 };
-pub use cache::{CredentialCache, LastSuccess};
+pub use cache::CredentialCache;
 pub use identity::{Secret, role_arn, session_name};
 pub use mfa::{MfaError, MfaSource};
+pub use postern_formats::credentials::LastSuccess;
 pub use provider::BrokerCredentials;

@@ -1,40 +1,42 @@
 //! The SOCKS5 wire format (RFC 1928, with RFC 1929 username/password authentication), sans IO:
 //! each `parse_*` takes the bytes received so far and answers "need more", a decoded message
-//! and how many bytes it used, or an error; each `encode_*` returns the bytes to send.
+//! and how many bytes it used, or an error; each `encode_*` returns the bytes to send (the
+//! client's side too, which tests and the fuzz targets check the parsers against).
 //!
-//! It must not touch sockets or clocks: the driver (`socks::server`) reads and writes.
+//! It must not touch sockets or clocks: the driver (`postern`'s `forward::socks::server`) reads
+//! and writes.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 /// The client's method offer (RFC 1928 §3).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Greeting {
+pub struct Greeting {
     /// The METHODS octets, in the client's order.
-    pub(crate) methods: Vec<u8>,
+    pub methods: Vec<u8>,
 }
 
 /// A username and password (RFC 1929 §2). The password never reaches `Debug`.
 #[derive(Clone, PartialEq, Eq)]
-pub(crate) struct UserPass {
+pub struct UserPass {
     /// UNAME.
-    pub(crate) user: Vec<u8>,
+    pub user: Vec<u8>,
     /// PASSWD.
-    pub(crate) password: Vec<u8>,
+    pub password: Vec<u8>,
 }
 
 /// A SOCKS request (RFC 1928 §4).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Request {
+pub struct Request {
     /// CMD.
-    pub(crate) command: Command,
+    pub command: Command,
     /// DST.ADDR and DST.PORT.
-    pub(crate) destination: Destination,
+    pub destination: Destination,
 }
 
 /// CMD of a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Command {
+pub enum Command {
     /// `X'01'`: a TCP connection to the destination.
     Connect,
     /// `X'02'`: accept one inbound connection (unsupported over Session Manager).
@@ -47,16 +49,16 @@ pub(crate) enum Command {
 
 /// Where a CONNECT goes, as the instance will resolve it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub(crate) struct Destination {
+pub struct Destination {
     /// The address or name.
-    pub(crate) host: Host,
+    pub host: Host,
     /// The port (never 0).
-    pub(crate) port: u16,
+    pub port: u16,
 }
 
 /// DST.ADDR.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub(crate) enum Host {
+pub enum Host {
     /// ATYP `X'01'`.
     V4(Ipv4Addr),
     /// ATYP `X'04'`.
@@ -67,7 +69,7 @@ pub(crate) enum Host {
 
 /// REP of a reply (RFC 1928 §6).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Reply {
+pub enum Reply {
     /// `X'00'`.
     Succeeded,
     /// `X'01'`: general SOCKS server failure.
@@ -88,7 +90,7 @@ pub(crate) enum Reply {
 
 /// Why bytes from a client are not SOCKS5. Each closes that connection only.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum CodecError {
+pub enum CodecError {
     /// VER is not 5 (or 1 in an RFC 1929 sub-negotiation).
     #[error("version {found} where {expected} was expected")]
     Version {
@@ -116,7 +118,7 @@ pub(crate) enum CodecError {
 
 impl Reply {
     /// The REP octet.
-    pub(crate) fn code(self) -> u8 {
+    pub fn code(self) -> u8 {
         match self {
             Self::Succeeded => 0x00,
             Self::GeneralFailure => 0x01,
@@ -130,7 +132,7 @@ impl Reply {
     }
 
     /// RFC 1928's words for it, for messages.
-    pub(crate) fn words(self) -> &'static str {
+    pub fn words(self) -> &'static str {
         match self {
             Self::Succeeded => "succeeded",
             Self::GeneralFailure => "general failure",
@@ -145,7 +147,7 @@ impl Reply {
 }
 
 /// Parses the method offer at the start of `buf`.
-pub(crate) fn parse_greeting(buf: &[u8]) -> Result<Option<(Greeting, usize)>, CodecError> {
+pub fn parse_greeting(buf: &[u8]) -> Result<Option<(Greeting, usize)>, CodecError> {
     let Some(&version) = buf.first() else {
         return Ok(None);
     };
@@ -170,12 +172,12 @@ pub(crate) fn parse_greeting(buf: &[u8]) -> Result<Option<(Greeting, usize)>, Co
 
 /// The server's method choice: [`METHOD_NO_AUTH`], [`METHOD_USER_PASS`] or
 /// [`METHOD_NONE_ACCEPTABLE`].
-pub(crate) fn encode_method(method: u8) -> [u8; 2] {
+pub fn encode_method(method: u8) -> [u8; 2] {
     [SOCKS_VERSION, method]
 }
 
 /// Parses an RFC 1929 username/password request at the start of `buf`.
-pub(crate) fn parse_user_pass(buf: &[u8]) -> Result<Option<(UserPass, usize)>, CodecError> {
+pub fn parse_user_pass(buf: &[u8]) -> Result<Option<(UserPass, usize)>, CodecError> {
     let Some(&version) = buf.first() else {
         return Ok(None);
     };
@@ -201,13 +203,13 @@ pub(crate) fn parse_user_pass(buf: &[u8]) -> Result<Option<(UserPass, usize)>, C
 }
 
 /// The RFC 1929 status: success or failure (the client must then close).
-pub(crate) fn encode_user_pass_status(ok: bool) -> [u8; 2] {
+pub fn encode_user_pass_status(ok: bool) -> [u8; 2] {
     [USER_PASS_VERSION, if ok { 0x00 } else { 0x01 }]
 }
 
 /// Parses a request at the start of `buf`. A request whose command is not CONNECT still
 /// parses (the caller answers [`Reply::CommandNotSupported`]).
-pub(crate) fn parse_request(buf: &[u8]) -> Result<Option<(Request, usize)>, CodecError> {
+pub fn parse_request(buf: &[u8]) -> Result<Option<(Request, usize)>, CodecError> {
     let Some(&version) = buf.first() else {
         return Ok(None);
     };
@@ -271,7 +273,7 @@ pub(crate) fn parse_request(buf: &[u8]) -> Result<Option<(Request, usize)>, Code
 
 /// A reply with BND.ADDR and BND.PORT `bound` (postern does not know the instance's address
 /// for the connection, so it sends 0.0.0.0:0, as RFC 1928 allows for CONNECT).
-pub(crate) fn encode_reply(reply: Reply, bound: SocketAddr) -> Vec<u8> {
+pub fn encode_reply(reply: Reply, bound: SocketAddr) -> Vec<u8> {
     let mut out = vec![SOCKS_VERSION, reply.code(), 0x00];
     match bound.ip() {
         IpAddr::V4(ip) => {
@@ -288,14 +290,65 @@ pub(crate) fn encode_reply(reply: Reply, bound: SocketAddr) -> Vec<u8> {
 }
 
 /// [`encode_reply`] with the unspecified bound address.
-pub(crate) fn encode_reply_unbound(reply: Reply) -> Vec<u8> {
+pub fn encode_reply_unbound(reply: Reply) -> Vec<u8> {
     encode_reply(reply, SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)))
+}
+
+/// The client's side of [`parse_greeting`]: the method offer, or `None` when it lists no
+/// method or more than 255 (NMETHODS is one octet and never 0).
+pub fn encode_greeting(greeting: &Greeting) -> Option<Vec<u8>> {
+    let count = u8::try_from(greeting.methods.len())
+        .ok()
+        .filter(|&n| n > 0)?;
+    let mut out = vec![SOCKS_VERSION, count];
+    out.extend_from_slice(&greeting.methods);
+    Some(out)
+}
+
+/// The client's side of [`parse_user_pass`], or `None` when the user name or the password is
+/// longer than 255 bytes (each length is one octet).
+pub fn encode_user_pass(given: &UserPass) -> Option<Vec<u8>> {
+    let mut out = vec![USER_PASS_VERSION];
+    for field in [&given.user, &given.password] {
+        out.push(u8::try_from(field.len()).ok()?);
+        out.extend_from_slice(field);
+    }
+    Some(out)
+}
+
+/// The client's side of [`parse_request`] (tests and the fuzz targets check the parser with
+/// it), or `None` when a domain name is empty or longer than 255 bytes.
+pub fn encode_request(request: &Request) -> Option<Vec<u8>> {
+    let command = match request.command {
+        Command::Connect => 0x01,
+        Command::Bind => 0x02,
+        Command::UdpAssociate => 0x03,
+        Command::Other(code) => code,
+    };
+    let mut out = vec![SOCKS_VERSION, command, 0x00];
+    match &request.destination.host {
+        Host::V4(ip) => {
+            out.push(ATYP_IPV4);
+            out.extend_from_slice(&ip.octets());
+        }
+        Host::V6(ip) => {
+            out.push(ATYP_IPV6);
+            out.extend_from_slice(&ip.octets());
+        }
+        Host::Domain(name) => {
+            out.push(ATYP_DOMAIN);
+            out.push(u8::try_from(name.len()).ok().filter(|&n| n > 0)?);
+            out.extend_from_slice(name.as_bytes());
+        }
+    }
+    out.extend_from_slice(&request.destination.port.to_be_bytes());
+    Some(out)
 }
 
 impl Destination {
     /// The host as StartSession's `host` parameter takes it: IPv6 without brackets (the agent
     /// joins host and port itself; agent `agent/session/plugins/port/port.go`).
-    pub(crate) fn host_parameter(&self) -> String {
+    pub fn host_parameter(&self) -> String {
         match &self.host {
             Host::V4(ip) => ip.to_string(),
             Host::V6(ip) => ip.to_string(),
@@ -343,15 +396,15 @@ fn domain(name: &[u8]) -> Result<String, CodecError> {
 }
 
 /// VER of every SOCKS5 message.
-pub(crate) const SOCKS_VERSION: u8 = 0x05;
+pub const SOCKS_VERSION: u8 = 0x05;
 /// VER of the RFC 1929 sub-negotiation.
 const USER_PASS_VERSION: u8 = 0x01;
 /// METHOD `X'00'`: no authentication required.
-pub(crate) const METHOD_NO_AUTH: u8 = 0x00;
+pub const METHOD_NO_AUTH: u8 = 0x00;
 /// METHOD `X'02'`: username/password (RFC 1929).
-pub(crate) const METHOD_USER_PASS: u8 = 0x02;
+pub const METHOD_USER_PASS: u8 = 0x02;
 /// METHOD `X'FF'`: no acceptable methods; the client closes.
-pub(crate) const METHOD_NONE_ACCEPTABLE: u8 = 0xff;
+pub const METHOD_NONE_ACCEPTABLE: u8 = 0xff;
 const ATYP_IPV4: u8 = 0x01;
 const ATYP_DOMAIN: u8 = 0x03;
 const ATYP_IPV6: u8 = 0x04;
@@ -485,6 +538,56 @@ mod tests {
         );
         assert_eq!(encode_user_pass_status(true), [1, 0]);
         assert_eq!(encode_user_pass_status(false), [1, 1]);
+    }
+
+    #[test]
+    fn client_encoders_give_what_the_parsers_take() {
+        let greeting = Greeting {
+            methods: vec![METHOD_NO_AUTH, METHOD_USER_PASS],
+        };
+        let bytes = encode_greeting(&greeting).unwrap();
+        assert_eq!(bytes, [5, 2, 0, 2]);
+        assert_eq!(parses_only_whole(&bytes, parse_greeting), greeting);
+        assert_eq!(encode_greeting(&Greeting { methods: vec![] }), None);
+        assert_eq!(
+            encode_greeting(&Greeting {
+                methods: vec![0; 256]
+            }),
+            None
+        );
+
+        let given = UserPass {
+            user: b"alice".to_vec(),
+            password: b"s3cret".to_vec(),
+        };
+        let bytes = encode_user_pass(&given).unwrap();
+        assert_eq!(parses_only_whole(&bytes, parse_user_pass), given);
+        let long = UserPass {
+            user: vec![b'a'; 256],
+            password: Vec::new(),
+        };
+        assert_eq!(encode_user_pass(&long), None);
+
+        for host in [
+            Host::V4(Ipv4Addr::new(10, 0, 0, 5)),
+            Host::V6(Ipv6Addr::LOCALHOST),
+            Host::Domain("db.internal".to_owned()),
+        ] {
+            let request = Request {
+                command: Command::Connect,
+                destination: Destination { host, port: 5432 },
+            };
+            let bytes = encode_request(&request).unwrap();
+            assert_eq!(parses_only_whole(&bytes, parse_request), request);
+        }
+        let unnamed = Request {
+            command: Command::Connect,
+            destination: Destination {
+                host: Host::Domain(String::new()),
+                port: 80,
+            },
+        };
+        assert_eq!(encode_request(&unnamed), None);
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The configuration schema, its parsing and validation.
+//! The configuration schema, its parsing and validation (reading the files is the `postern`
+//! package's `config::load`).
 //!
 //! Serde does the shape (unknown keys are errors); the spans `toml` keeps give the line, and a
 //! walk over the spanned document gives the dotted key (`accounts[1].env`) of any error.
@@ -234,6 +235,37 @@ impl Config {
     pub fn tunnels_path(config_path: &Path) -> PathBuf {
         config_path.with_file_name(TUNNELS_FILE)
     }
+
+    /// Adds the accounts of the accounts file (`synced`, from [`parse_accounts`]) that the
+    /// configuration does not already list.
+    pub fn add_accounts(&mut self, synced: Vec<Account>) {
+        let known: HashSet<AccountId> = self.accounts.iter().map(|a| a.id.clone()).collect();
+        self.accounts
+            .extend(synced.into_iter().filter(|a| !known.contains(&a.id)));
+    }
+
+    /// Parses the tunnels file `text` read from `path` ([`Config::tunnels_path`]) and adds
+    /// its tunnel sets; a name the configuration also defines is an error.
+    pub fn add_tunnels(&mut self, path: &Path, text: &str) -> Result<(), ConfigError> {
+        let raw: RawTunnelsFile = toml::from_str(text).map_err(|e| from_toml(path, text, &e))?;
+        for (name, tunnel) in tunnels(path, text, raw.tunnels)? {
+            if self.tunnels.contains_key(&name) {
+                let offset = text.find(&name).unwrap_or(0);
+                let config = self.path.as_deref().map_or_else(
+                    || "the configuration".to_owned(),
+                    |p| p.display().to_string(),
+                );
+                return Err(invalid_at(
+                    path,
+                    text,
+                    offset,
+                    format!("tunnel `{name}` is also defined in {config}"),
+                ));
+            }
+            self.tunnels.insert(name, tunnel);
+        }
+        Ok(())
+    }
 }
 
 impl Environment {
@@ -266,70 +298,6 @@ impl fmt::Display for AccountId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
-}
-
-/// Loads `path`, or the default path when `None`. A missing default file is no configuration;
-/// a missing explicit file is an error. The sibling accounts file is merged in when present.
-pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
-    let (path, explicit) = match path {
-        Some(path) => (path.to_owned(), true),
-        None => match super::default_config_path() {
-            Some(path) => (path, false),
-            None => return Ok(Config::default()),
-        },
-    };
-    let mut config = match std::fs::read_to_string(&path) {
-        Ok(text) => parse(&path, &text)?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => Config {
-            path: Some(path.clone()),
-            ..Config::default()
-        },
-        Err(source) => return Err(ConfigError::Read { path, source }),
-    };
-    let accounts_path = Config::accounts_path(&path);
-    match std::fs::read_to_string(&accounts_path) {
-        Ok(text) => {
-            let known: HashSet<AccountId> = config.accounts.iter().map(|a| a.id.clone()).collect();
-            let synced = parse_accounts(&accounts_path, &text)?;
-            config
-                .accounts
-                .extend(synced.into_iter().filter(|a| !known.contains(&a.id)));
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(source) => {
-            return Err(ConfigError::Read {
-                path: accounts_path,
-                source,
-            });
-        }
-    }
-    let tunnels_path = Config::tunnels_path(&path);
-    match std::fs::read_to_string(&tunnels_path) {
-        Ok(text) => {
-            let raw: RawTunnelsFile =
-                toml::from_str(&text).map_err(|e| from_toml(&tunnels_path, &text, &e))?;
-            for (name, tunnel) in tunnels(&tunnels_path, &text, raw.tunnels)? {
-                if config.tunnels.contains_key(&name) {
-                    let offset = text.find(&name).unwrap_or(0);
-                    return Err(invalid_at(
-                        &tunnels_path,
-                        &text,
-                        offset,
-                        format!("tunnel `{name}` is also defined in {}", path.display()),
-                    ));
-                }
-                config.tunnels.insert(name, tunnel);
-            }
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(source) => {
-            return Err(ConfigError::Read {
-                path: tunnels_path,
-                source,
-            });
-        }
-    }
-    Ok(config)
 }
 
 /// Checks tunnel names (they name files: letters, digits, `-`, `_`, `.`) and what each
