@@ -15,9 +15,9 @@ fn main() {
         return;
     };
     let order = Path::new(&order);
-    if std::env::var("CARGO_CFG_TARGET_OBJECT_FORMAT").as_deref() != Ok("elf") {
+    if std::env::var("CARGO_CFG_TARGET_OS").as_deref() != Ok("linux") {
         println!(
-            "cargo::error=POSTERN_SYMBOL_ORDER needs an ELF target linked by LLD or mold; unset \
+            "cargo::error=POSTERN_SYMBOL_ORDER is for Linux builds linked by LLD or mold; unset \
              it to build for this target"
         );
         return;
