@@ -4,7 +4,7 @@
 //! it) has the linker place those functions first and together. Code pages are mapped 64 KiB
 //! or a page-cache folio at a time, so the few MiB of functions a session runs, scattered over
 //! 21 MB of `.text`, otherwise map most of it (issue 22: an idle shell's file-backed RSS fell
-//! from 18.1 to 9.0 MiB). LLD's and mold's `--symbol-ordering-file`; GNU ld has no such
+//! from 18.0 to 9.5 MiB). LLD's and mold's `--symbol-ordering-file`; GNU ld has no such
 //! option, so it stays opt-in. Names the binary lacks are skipped without a warning.
 
 use std::path::Path;
