@@ -5,12 +5,14 @@
 # `postern emulator` on loopback. Prints a table with postern / plugin ratios.
 #
 # Usage: bench/compare.sh [--quick] [--write] [--only GROUPS] [--baseline POSTERN]
-#                         [--keystrokes N] [--paced-mb N]
+#                         [--keystrokes N] [--paced-mb N] [--rounds N]
 #   --write         docs/benchmarks.md from this run
 #   --only          comma-separated: unpaced, paced, ready, scaling, echo (default: all)
 #   --baseline      another postern binary as a column of its own (before/after a change)
 #   --keystrokes    keystrokes for the echo figures (default 500; 100 with --quick)
 #   --paced-mb      MB per paced transfer (default 4; 1 with --quick)
+#   --rounds        transfers each way per client, clients taking turns, median (default 3;
+#                   1 with --quick)
 # The official plugin: $SESSION_MANAGER_PLUGIN, else `session-manager-plugin` on PATH (when it
 # is not postern's own drop-in link); without one its column is skipped with a note. AWS ships
 # it as a package; bench/build-official-plugin.sh builds it from a source checkout (Go, no
@@ -38,7 +40,7 @@ while (($#)); do
     case "$1" in
         --quick) args+=(--quick) ;;
         --write) args+=(--write docs/benchmarks.md) ;;
-        --only | --baseline | --keystrokes | --paced-mb)
+        --only | --baseline | --keystrokes | --paced-mb | --rounds)
             if (($# < 2)); then
                 echo "bench/compare.sh: $1 needs a value" >&2; exit 2
             fi

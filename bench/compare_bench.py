@@ -214,7 +214,7 @@ class Table:
         (and over the baseline build, when there is one)."""
         self.rows.append((metric, unit, values, better))
         cells = "".join(f"{fmt(values.get(n)):>16}" for n in self.names)
-        print(f"{metric:<46}{unit:<8}{cells}  {self.ratios(values, better)}", flush=True)
+        print(f"{metric:<54}{unit:<8}{cells}  {self.ratios(values, better)}", flush=True)
 
     def ratios(self, values, better):
         text = ratio_cell(values, "plugin", better)
@@ -227,7 +227,7 @@ class Table:
                                        else [])
 
     def header(self):
-        print(f"{'':<46}{'':<8}" + "".join(f"{n:>16}" for n in self.names)
+        print(f"{'':<54}{'':<8}" + "".join(f"{n:>16}" for n in self.names)
               + "  " + "  ".join(self.ratio_heads()))
 
     def markdown(self):
@@ -256,27 +256,40 @@ def ratio_cell(values, other, better):
     return f"{ours / theirs:.2f}x ({better} is better)"
 
 
-def forward_figures(clients, emu, source, sink, size, table, paced):
-    """Throughput each way, CPU per 100 MB and peak RSS, one connection, per client."""
-    results = {c.name: {} for c in clients}
-    for client in clients:
+def forward_figures(clients, emu, source, sink, size, table, paced, rounds):
+    """Throughput each way, CPU per 100 MB and peak RSS, one connection, per client: the
+    median of `rounds` transfers each way, the clients taking turns in an order that rotates
+    every round, after one unmeasured warm-up transfer (the first transfer after the
+    emulator starts ran ~10-15% slower whichever client made it: in one run, the same binary
+    measured 0.86x itself when it went first)."""
+    warm = Forward(clients[0], emu, source)
+    try:
+        fb.download(warm.local, min(size, 4 * MB))
+    finally:
+        warm.stop()
+    samples = {c.name: {"download": [], "upload": []} for c in clients}
+    for round_ in range(rounds):
+        turn = clients[round_ % len(clients):] + clients[:round_ % len(clients)]
         for way, fn, port in (("download", fb.download, source), ("upload", fb.upload, sink)):
-            fw = Forward(client, emu, port)
-            try:
-                cpu0 = cpu_seconds(fw.pid)
-                secs = fn(fw.local, size)
-                cpu = cpu_seconds(fw.pid) - cpu0
-                results[client.name][way] = (size / secs / MB, cpu / (size / (100 * MB)),
-                                             vm(fw.pid, "VmHWM"))
-            finally:
-                fw.stop()
+            for client in turn:
+                fw = Forward(client, emu, port)
+                try:
+                    cpu0 = cpu_seconds(fw.pid)
+                    secs = fn(fw.local, size)
+                    cpu = cpu_seconds(fw.pid) - cpu0
+                    samples[client.name][way].append(
+                        (size / secs / MB, cpu / (size / (100 * MB)), vm(fw.pid, "VmHWM")))
+                finally:
+                    fw.stop()
     label = "paced" if paced else "unpaced"
+    of = f" (median of {rounds})" if rounds > 1 else ""
     for i, what, unit, better in ((0, "MB/s", "MB/s", "higher"),
                                   (1, "CPU s per 100 MB", "s", "lower"),
                                   (2, "peak RSS", "MiB", "lower")):
         for way in ("download", "upload"):
-            table.add(f"{label} {way}: {what}", unit,
-                      {n: r[way][i] for n, r in results.items()}, better)
+            table.add(f"{label} {way}: {what}{of}", unit,
+                      {n: statistics.median(x[i] for x in r[way]) for n, r in samples.items()},
+                      better)
 
 
 def ready_figures(clients, emu, source, runs, table):
@@ -360,6 +373,9 @@ def main():
                    + " (default: all)")
     p.add_argument("--keystrokes", type=int, help="keystrokes for the echo figures "
                    "(default 500, 100 with --quick)")
+    p.add_argument("--rounds", type=int, help="transfers each way per client for the "
+                   "throughput, CPU and RSS figures, the clients taking turns (median; default "
+                   "3, 1 with --quick)")
     p.add_argument("--paced-mb", type=float, help="MB per paced transfer "
                    "(default 4, 1 with --quick)")
     a = p.parse_args()
@@ -386,6 +402,9 @@ def main():
     size = (10 if a.quick else 100) * MB
     paced_size = int((a.paced_mb or (1 if a.quick else 4)) * MB)
     keystrokes = a.keystrokes or (100 if a.quick else 500)
+    rounds = a.rounds or (1 if a.quick else 3)
+    if rounds < 1:
+        p.error("--rounds: at least 1")
     each = (256 * 1024) if a.quick else 1 * MB
     table = Table(names)
     source, sink = fb.servers()
@@ -394,14 +413,16 @@ def main():
         if "unpaced" in a.only:
             emu = Emulator(a.postern, paced=False)
             try:
-                forward_figures(clients, emu, source, sink, size, table, paced=False)
+                forward_figures(clients, emu, source, sink, size, table, paced=False,
+                                rounds=rounds)
             finally:
                 emu.stop()
         if a.only & {"paced", "ready", "scaling", "echo"}:
             emu = Emulator(a.postern, paced=True)
             try:
                 if "paced" in a.only:
-                    forward_figures(clients, emu, source, sink, paced_size, table, paced=True)
+                    forward_figures(clients, emu, source, sink, paced_size, table, paced=True,
+                                    rounds=rounds)
                 if "ready" in a.only:
                     ready_figures(clients, emu, source, 3 if a.quick else 10, table)
                 if "scaling" in a.only:
