@@ -58,26 +58,19 @@ def run_workload(postern, work):
                        timeout=180)
         outs.append(out)
 
-        out = os.path.join(work, "forward.out")
         source, sink = fb.servers()
         client = cb.Client("postern", postern=postern)
-        client.forward_argv = lambda emu, remote, local: callgrind(out) + [
-            postern, "forward", emu.instance, "-L", f"{local}:{remote}"]
-        forward = cb.Forward(client, emu, source)
-        try:
-            fb.download(forward.local, 4 * MB)
-        finally:
-            forward.stop()
-        outs.append(out)
-        out2 = os.path.join(work, "forward-up.out")
-        client.forward_argv = lambda emu, remote, local: callgrind(out2) + [
-            postern, "forward", emu.instance, "-L", f"{local}:{remote}"]
-        forward = cb.Forward(client, emu, sink)
-        try:
-            fb.upload(forward.local, 4 * MB)
-        finally:
-            forward.stop()
-        outs.append(out2)
+        for name, port, transfer in (("forward", source, fb.download),
+                                     ("forward-up", sink, fb.upload)):
+            out = os.path.join(work, f"{name}.out")
+            client.forward_argv = lambda emu, remote, local, out=out: callgrind(out) + [
+                postern, "forward", emu.instance, "-L", f"{local}:{remote}"]
+            forward = cb.Forward(client, emu, port)
+            try:
+                transfer(forward.local, 4 * MB)
+            finally:
+                forward.stop()
+            outs.append(out)
     finally:
         emu.stop()
     return outs
