@@ -4,8 +4,8 @@
 //! every crash a fuzzer found and was kept as a seed stays fixed.
 //!
 //! The generated seeds (`valid-*`, `malformed-*`) come from [`seeds`]; a test checks the files
-//! still match it, and the ignored generator rewrites them after a format change:
-//! `cargo test -p postern-formats --test fuzz_corpus -- --ignored regenerate_seed_corpus`.
+//! still match it, and rewrites them first after a format change when asked:
+//! `POSTERN_UPDATE_SEEDS=1 cargo test -p postern-formats --test fuzz_corpus`.
 
 use std::collections::BTreeMap;
 use std::net::Ipv6Addr;
@@ -108,6 +108,10 @@ fn every_entry_point_survives_every_other_targets_seeds() {
 fn seeds_on_disk_match_their_generator() {
     for (target, name, bytes) in seeds() {
         let path = corpus_root().join(target).join(&name);
+        if updating_seeds() {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, &bytes).unwrap();
+        }
         let on_disk = std::fs::read(&path)
             .unwrap_or_else(|err| panic!("{}: {err} (regenerate the seed corpus)", path.display()));
         assert_eq!(
@@ -119,14 +123,10 @@ fn seeds_on_disk_match_their_generator() {
     }
 }
 
-#[test]
-#[ignore = "writes fuzz/corpus/; run on purpose after a format changes"]
-fn regenerate_seed_corpus() {
-    for (target, name, bytes) in seeds() {
-        let dir = corpus_root().join(target);
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join(name), bytes).unwrap();
-    }
+/// Whether `POSTERN_UPDATE_SEEDS=1` asks the seed check to rewrite the generated seeds first
+/// (after a format change), rather than only compare them.
+fn updating_seeds() -> bool {
+    std::env::var_os("POSTERN_UPDATE_SEEDS").is_some_and(|v| v == "1")
 }
 
 /// The generated seeds: a few valid inputs of each format and a few truncated or corrupt ones.
