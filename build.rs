@@ -1,24 +1,40 @@
-//! Build script: the optional link-time function order of the `postern` binary.
+//! Build script: the link-time function order of the `postern` binary.
 //!
-//! `POSTERN_SYMBOL_ORDER=FILE` (one symbol name a line, as `scripts/symbol-order.sh` writes
-//! it) has the linker place those functions first and together. Code pages are mapped 64 KiB
-//! or a page-cache folio at a time, so the few MiB of functions a session runs, scattered over
-//! 21 MB of `.text`, otherwise map most of it (issue 22: an idle shell's file-backed RSS fell
-//! from 18.0 to 9.5 MiB). LLD's and mold's `--symbol-ordering-file`; GNU ld has no such
-//! option, so it stays opt-in. Names the binary lacks are skipped without a warning.
+//! Code pages are mapped 64 KiB or a page-cache folio at a time, so the few MiB of functions a
+//! session runs, scattered over 21 MB of `.text`, otherwise map most of it (issue 22: an idle
+//! shell held 22 MiB, 8.6 MiB with the order). An order file (one symbol name a line, as
+//! `scripts/symbol-order.sh` writes it) has the linker place those functions first and
+//! together: the functions sessions run, then those only start-up runs.
+//!
+//! - Release builds for x86_64-unknown-linux-gnu with Rust's default linker (LLD, which has
+//!   `--symbol-ordering-file`) use the committed `profile-data/symbol-order.txt`. Its names
+//!   carry the hashes of this lockfile and toolchain; names a build lacks (another toolchain,
+//!   updated dependencies) are skipped without a warning, and the binary is then as without
+//!   the order, never wrong.
+//! - `POSTERN_SYMBOL_ORDER=FILE` uses FILE (any Linux target linked by LLD or mold);
+//!   `POSTERN_SYMBOL_ORDER=` (empty) uses none.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// The committed order, relative to the package root.
+const COMMITTED_ORDER: &str = "profile-data/symbol-order.txt";
 
 fn main() {
     println!("cargo:rerun-if-env-changed=POSTERN_SYMBOL_ORDER");
-    let Some(order) = std::env::var_os("POSTERN_SYMBOL_ORDER").filter(|v| !v.is_empty()) else {
-        return;
+    println!("cargo:rerun-if-env-changed=RUSTC_LINKER");
+    println!("cargo:rerun-if-changed={COMMITTED_ORDER}");
+    let order = match std::env::var_os("POSTERN_SYMBOL_ORDER") {
+        Some(v) if v.is_empty() => return,
+        Some(v) => PathBuf::from(v),
+        None => match default_order() {
+            Some(path) => path,
+            None => return,
+        },
     };
-    let order = Path::new(&order);
     if std::env::var("CARGO_CFG_TARGET_OS").as_deref() != Ok("linux") {
         println!(
-            "cargo::error=POSTERN_SYMBOL_ORDER is for Linux builds linked by LLD or mold; unset \
-             it to build for this target"
+            "cargo::error=POSTERN_SYMBOL_ORDER is for Linux builds linked by LLD or mold; set it \
+             empty (POSTERN_SYMBOL_ORDER=) to build for this target"
         );
         return;
     }
@@ -33,11 +49,29 @@ fn main() {
     if !order.is_file() {
         println!(
             "cargo::error=POSTERN_SYMBOL_ORDER={text}: no such file; write it with \
-             scripts/symbol-order.sh or unset the variable"
+             scripts/symbol-order.sh or set the variable empty for no order"
         );
         return;
     }
     println!("cargo:rerun-if-changed={text}");
     println!("cargo:rustc-link-arg-bins=-Wl,--symbol-ordering-file={text}");
     println!("cargo:rustc-link-arg-bins=-Wl,--no-warn-symbol-ordering");
+}
+
+/// The committed order, for release builds that surely link with LLD: the target whose
+/// default linker it is (Rust 1.90 and later; the workspace needs 1.95), and no linker chosen
+/// by the user (`target.*.linker`, `-C linker`, `-C linker-features`, `-fuse-ld`), which could
+/// be GNU ld, which has no such option.
+fn default_order() -> Option<PathBuf> {
+    let release = std::env::var("PROFILE").as_deref() == Ok("release");
+    let default_lld_target = std::env::var("TARGET").as_deref() == Ok("x86_64-unknown-linux-gnu");
+    let own_linker = std::env::var_os("RUSTC_LINKER").is_some()
+        || std::env::var("CARGO_ENCODED_RUSTFLAGS")
+            .is_ok_and(|flags| flags.contains("linker") || flags.contains("fuse-ld"));
+    if !release || !default_lld_target || own_linker {
+        return None;
+    }
+    let root = std::env::var_os("CARGO_MANIFEST_DIR")?;
+    let path = Path::new(&root).join(COMMITTED_ORDER);
+    path.is_file().then_some(path)
 }

@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
-# A release binary whose hot functions sit together (issue 22): builds postern, profiles a
-# shell, an exec and a forward under callgrind (scripts/symbol_order.py), then relinks with
-# that order (build.rs, POSTERN_SYMBOL_ORDER). Needs LLD (Rust's default linker on
-# x86_64-unknown-linux-gnu) or mold, valgrind and nm. The order file names this exact build's
-# symbols: regenerate it after any change to the code, the dependencies or the toolchain
-# (stale names are skipped, never an error: the binary is then as without the order).
+# Regenerates profile-data/symbol-order.txt, the link-time function order release builds use
+# (issue 22, build.rs): builds postern without an order, profiles a shell, an exec and a
+# forward under callgrind (scripts/symbol_order.py), writes the functions sessions run, then
+# those only start-up runs, and relinks with the new order. Needs valgrind and nm; the order
+# needs LLD (Rust's default linker on x86_64-unknown-linux-gnu) or mold. The names carry the
+# hashes of this lockfile and toolchain: run this after updating either (new functions of our
+# own code keep their place in no order until then; stale names are skipped, never an error).
 #
-# Usage: scripts/symbol-order.sh          (prints the ordered binary's path)
+# Usage: scripts/symbol-order.sh [OUT]    (default OUT: profile-data/symbol-order.txt; prints
+#                                          the ordered binary's path)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
-order="$CARGO_TARGET_DIR/postern-symbol-order.txt"
+order="$(realpath -m "${1:-profile-data/symbol-order.txt}")"
 build() { cargo build --release --locked --workspace --all-features --bins >&2; }
 
 # Profile a build without an order (the same symbol names, laid out as rustc emitted them).

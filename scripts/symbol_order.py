@@ -4,13 +4,17 @@
 Runs POSTERN under valgrind's callgrind against `postern emulator` on loopback: an interactive
 shell (prompt, one command, exit), `exec` of one command, and a forward moving a few MB each
 way. Writes the names of the binary's functions that ran, one a line, in the binary's own
-address order (neighbours stay neighbours), for `POSTERN_SYMBOL_ORDER` (build.rs).
+address order (neighbours stay neighbours), for `POSTERN_SYMBOL_ORDER` (build.rs). The
+functions that ran after the first session's data channel opened (`setup_memory::release`,
+where postern drops its start-up code pages) come first: a running session maps those again,
+and packed together they take few pages; the functions only start-up ran follow.
 
 Every wait is bounded and every child is stopped by its pid. Python 3 standard library, plus
 valgrind and nm (binutils) on PATH.
 """
 
 import argparse
+import glob
 import os
 import re
 import shutil
@@ -30,7 +34,13 @@ MB = 1_000_000
 def callgrind(out):
     # An absolute path: the PTY child is started with execve, which searches no PATH.
     return [shutil.which("valgrind"), "-q", "--tool=callgrind", "--demangle=no", "--dump-instr=no",
-            "--compress-strings=no", "--compress-pos=no", f"--callgrind-out-file={out}"]
+            "--compress-strings=no", "--compress-pos=no", f"--callgrind-out-file={out}",
+            # A dump when start-up ends (out.1: start-up; the rest: the session).
+            f"--dump-after={SESSION_STARTS}"]
+
+
+# The mangled name of the function after which a session runs (src/setup_memory.rs).
+SESSION_STARTS = "*12setup_memory7release*"
 
 
 def run_workload(postern, work):
@@ -77,17 +87,25 @@ def run_workload(postern, work):
 
 
 def functions_run(outputs, binary):
-    """Names callgrind attributed to `binary` (its recursion marks `'N` dropped)."""
-    names = set()
-    for path in outputs:
-        obj = None
-        with open(path, errors="replace") as f:
-            for line in f:
-                if line.startswith("ob="):
-                    obj = line[3:].strip()
-                elif line.startswith("fn=") and obj == binary:
-                    names.add(re.sub(r"'\d+$", "", line[3:].strip()))
-    return names
+    """({names that ran during sessions}, {names that ran during start-up}) of `binary`'s
+    functions (callgrind's recursion marks `'N` dropped): each workload's first dump, written
+    when start-up ended, is start-up; its later dumps and its final part are the session."""
+    session, startup = set(), set()
+    for out in outputs:
+        parts = glob.glob(glob.escape(out) + ".*") + glob.glob(glob.escape(out))
+        if not any(p.endswith(".1") for p in parts):
+            raise RuntimeError(f"{out}: callgrind dumped nothing at {SESSION_STARTS}; was the "
+                               "session opened (src/setup_memory.rs)?")
+        for path in parts:
+            into = startup if path.endswith(".1") else session
+            obj = None
+            with open(path, errors="replace") as f:
+                for line in f:
+                    if line.startswith("ob="):
+                        obj = line[3:].strip()
+                    elif line.startswith("fn=") and obj == binary:
+                        into.add(re.sub(r"'\d+$", "", line[3:].strip()))
+    return session, startup - session
 
 
 def text_symbols(binary):
@@ -115,11 +133,13 @@ def main():
     binary = os.path.realpath(a.postern)
     work = tempfile.mkdtemp(prefix="postern-symbol-order-")
     try:
-        names = functions_run(run_workload(binary, work), binary)
+        session, startup = functions_run(run_workload(binary, work), binary)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     addresses = text_symbols(binary)
-    ordered = sorted((n for n in names if n in addresses), key=lambda n: addresses[n])
+    ordered = []
+    for names in (session, startup):
+        ordered += sorted((n for n in names if n in addresses), key=lambda n: addresses[n])
     if len(ordered) < 1000:
         sys.exit(f"symbol_order.py: only {len(ordered)} functions of {binary} ran under "
                  "callgrind; is it a release build with its symbol table (not stripped)?")
@@ -127,7 +147,8 @@ def main():
     with open(tmp, "w") as f:
         f.write("\n".join(ordered) + "\n")
     os.replace(tmp, a.out)
-    print(f"{a.out}: {len(ordered)} functions", file=sys.stderr)
+    print(f"{a.out}: {len(ordered)} functions ({len(session)} run by sessions first)",
+          file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ pub mod picker;
 pub mod plugin;
 pub mod private_file;
 pub mod report;
+pub mod setup_memory;
 pub mod term;
 pub mod transport;
 pub mod tunnel;

@@ -51,6 +51,8 @@ pub async fn open(
         session_id: credentials.session_id.clone(),
         stream_url: credentials.stream_url.clone(),
     };
+    // The SDK, the config and the picker have done their part: hand back their code pages.
+    crate::setup_memory::release();
     Ok(Pump::new(ws, target, resilience, rand::random()))
 }
 

@@ -1,0 +1,323 @@
+//! Hands back the code pages only start-up needed, once a session runs (issue 22).
+//!
+//! Reaching a session runs most of the binary once: argument parsing, the config, the AWS
+//! SDK's credential chain, signing and HTTP client, StartSession, sometimes the picker. The
+//! kernel maps code 64 KiB (fault-around) or a whole page-cache folio at a time, so those
+//! scattered functions leave ~16 MiB of the executable's 21 MB of code and read-only data
+//! mapped, and resident, for as long as the session lasts, although a running session needs
+//! only the data path. Once the first session's data channel is open, [`release`] drops the
+//! executable's unmodified read-only mappings from this process (`MADV_DONTNEED`): the pages
+//! stay in the page cache, and whatever runs next (the data path, a ResumeSession, the final
+//! TerminateSession) maps its pages again with a minor fault. An idle shell then holds
+//! ~7 MiB rather than ~22 MiB.
+//!
+//! Only read-only mappings of the executable with no private copy-on-write pages
+//! (`Anonymous: 0 kB` in `/proc/self/smaps`) are dropped: their contents always equal the
+//! file's, so dropping them cannot change a byte the program sees. The relocated read-only
+//! data (RELRO, whose pages are private copies) and every writable mapping are left alone.
+
+use std::sync::Once;
+
+/// Drops, once per process, the executable's read-only pages mapped so far (Linux; a no-op
+/// elsewhere). Cheap: one read of `/proc/self/smaps` and a few `madvise` calls. Never inlined:
+/// scripts/symbol_order.py splits its profile where this runs.
+#[inline(never)]
+pub fn release() {
+    static RELEASED: Once = Once::new();
+    RELEASED.call_once(|| {
+        #[cfg(target_os = "linux")]
+        match linux::release_executable_pages() {
+            Ok(bytes) => tracing::debug!(bytes, "dropped start-up code pages"),
+            Err(e) => tracing::debug!(error = %e, "kept start-up code pages"),
+        }
+    });
+}
+
+/// One mapping of `/proc/self/smaps` as far as [`release`] needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mapping {
+    /// Start address.
+    pub start: usize,
+    /// End address (exclusive).
+    pub end: usize,
+    /// Permissions, as `r-xp`.
+    pub perms: String,
+    /// Device (`major:minor`, hexadecimal) and inode of the mapped file.
+    pub file: Option<(String, u64)>,
+    /// Private copy-on-write pages, in KiB (`Anonymous:`).
+    pub anonymous_kib: u64,
+}
+
+impl Mapping {
+    /// Whether dropping this mapping's pages cannot change what the process reads: read-only,
+    /// private, not executable-and-writable, and without a private copy of any page.
+    pub fn is_droppable(&self) -> bool {
+        let bytes = self.perms.as_bytes();
+        bytes.len() == 4
+            && bytes[0] == b'r'
+            && bytes[1] == b'-'
+            && bytes[3] == b'p'
+            && self.anonymous_kib == 0
+    }
+}
+
+/// Parses the text of `/proc/self/smaps` into its mappings; lines it does not know are skipped.
+pub fn parse_smaps(text: &str) -> Vec<Mapping> {
+    let mut mappings: Vec<Mapping> = Vec::new();
+    for line in text.lines() {
+        if let Some(mapping) = parse_header(line) {
+            mappings.push(mapping);
+        } else if let (Some(rest), Some(last)) =
+            (line.strip_prefix("Anonymous:"), mappings.last_mut())
+        {
+            // An unreadable figure counts as "has private pages": never drop on doubt.
+            last.anonymous_kib = rest
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse()
+                .unwrap_or(u64::MAX);
+        }
+    }
+    mappings
+}
+
+/// A mapping's header line: `start-end perms offset dev inode [path]`.
+fn parse_header(line: &str) -> Option<Mapping> {
+    let mut fields = line.split_whitespace();
+    let (start, end) = fields.next()?.split_once('-')?;
+    let start = usize::from_str_radix(start, 16).ok()?;
+    let end = usize::from_str_radix(end, 16).ok()?;
+    let perms = fields.next()?;
+    if perms.len() != 4 {
+        return None;
+    }
+    let _offset = u64::from_str_radix(fields.next()?, 16).ok()?;
+    let dev = fields.next()?;
+    if !dev.contains(':') {
+        return None;
+    }
+    let inode: u64 = fields.next()?.parse().ok()?;
+    Some(Mapping {
+        start,
+        end,
+        perms: perms.to_owned(),
+        file: (inode != 0).then(|| (dev.to_owned(), inode)),
+        // Until the mapping's own `Anonymous:` line says otherwise.
+        anonymous_kib: u64::MAX,
+    })
+}
+
+/// The `major:minor` text `/proc/*/maps` shows for device number `dev`.
+pub fn device_text(dev: u64) -> String {
+    // glibc's gnu_dev_major/minor encoding (sys/sysmacros.h), as the kernel prints it.
+    let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
+    let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
+    format!("{major:02x}:{minor:02x}")
+}
+
+#[cfg(target_os = "linux")]
+mod linux {
+    use std::fs::Metadata;
+    use std::os::unix::fs::MetadataExt;
+
+    use super::{device_text, parse_smaps};
+
+    /// Drops the executable's droppable mappings; returns the bytes of address space advised.
+    pub(super) fn release_executable_pages() -> std::io::Result<usize> {
+        release_file_pages(&std::fs::metadata("/proc/self/exe")?)
+    }
+
+    /// Drops this process's droppable mappings of `file`; returns the bytes advised.
+    pub(super) fn release_file_pages(file: &Metadata) -> std::io::Result<usize> {
+        let ours = (device_text(file.dev()), file.ino());
+        let smaps = std::fs::read_to_string("/proc/self/smaps")?;
+        let mut advised = 0;
+        for mapping in parse_smaps(&smaps) {
+            if mapping.file.as_ref() != Some(&ours) || !mapping.is_droppable() {
+                continue;
+            }
+            let len = mapping.end - mapping.start;
+            // SAFETY: the range is one whole mapping of this process, read-only and private,
+            // with no copy-on-write page (checked above): its contents equal the file's, and
+            // MADV_DONTNEED only makes later reads fault them in again from the page cache.
+            let rc = unsafe {
+                libc::madvise(mapping.start as *mut libc::c_void, len, libc::MADV_DONTNEED)
+            };
+            if rc != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            advised += len;
+        }
+        Ok(advised)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SMAPS: &str = "\
+55d0a0000000-55d0a0b00000 r--p 00000000 fe:00 1141516                    /usr/bin/postern
+Size:              11264 kB
+Rss:                3284 kB
+Anonymous:             0 kB
+55d0a0b00000-55d0a2000000 r-xp 00b00000 fe:00 1141516                    /usr/bin/postern
+Size:              21504 kB
+Anonymous:             0 kB
+55d0a2000000-55d0a2140000 r--p 02000000 fe:00 1141516                    /usr/bin/postern
+Anonymous:          1268 kB
+55d0a2140000-55d0a2190000 rw-p 02140000 fe:00 1141516                    /usr/bin/postern
+Anonymous:           280 kB
+7f0000000000-7f0040000000 rw-p 00000000 00:00 0
+Anonymous:          1744 kB
+7f0050000000-7f0050001000 r--p 00000000 fe:00 77                         /usr/lib/libc.so.6
+Anonymous:             0 kB
+";
+
+    #[test]
+    fn only_unmodified_read_only_mappings_are_droppable() {
+        let mappings = parse_smaps(SMAPS);
+        assert_eq!(mappings.len(), 6);
+        let droppable: Vec<&str> = mappings
+            .iter()
+            .filter(|m| m.is_droppable())
+            .map(|m| m.perms.as_str())
+            .collect();
+        // rodata and text; not the relocated read-only data, the data or the heap.
+        assert_eq!(droppable, ["r--p", "r-xp", "r--p"]);
+        assert_eq!(mappings[0].file, Some(("fe:00".to_owned(), 1_141_516)));
+        assert_eq!(mappings[2].anonymous_kib, 1268);
+        assert_eq!(mappings[4].file, None);
+        assert!(!mappings[2].is_droppable());
+        assert!(!mappings[3].is_droppable());
+    }
+
+    #[test]
+    fn a_mapping_without_a_readable_anonymous_figure_is_kept() {
+        let mappings = parse_smaps(
+            "00400000-00500000 r-xp 00000000 08:01 12 /bin/x\nAnonymous: lots\n\
+             00500000-00600000 r--p 00100000 08:01 12 /bin/x\n",
+        );
+        assert_eq!(mappings.len(), 2);
+        assert!(mappings.iter().all(|m| !m.is_droppable()));
+    }
+
+    #[test]
+    fn device_numbers_print_as_the_kernel_prints_them() {
+        assert_eq!(device_text(0xfe00), "fe:00");
+        assert_eq!(device_text(0x0801), "08:01");
+        // A major above 255 and a minor above 255 (the split encoding).
+        assert_eq!(device_text((0x103 << 8) | 0x05 | (0x1 << 20)), "103:105");
+    }
+
+    /// A private mapping of the first `len` bytes of a file, made by a test.
+    #[cfg(target_os = "linux")]
+    struct TestMapping {
+        addr: *mut u8,
+        len: usize,
+    }
+
+    #[cfg(target_os = "linux")]
+    impl TestMapping {
+        fn new(file: &std::fs::File, len: usize, writable: bool) -> Self {
+            use std::os::fd::AsRawFd;
+            let prot = libc::PROT_READ | if writable { libc::PROT_WRITE } else { 0 };
+            // SAFETY: a fresh private mapping of a file the test owns; unmapped on drop.
+            let addr = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    len,
+                    prot,
+                    libc::MAP_PRIVATE,
+                    file.as_raw_fd(),
+                    0,
+                )
+            };
+            assert_ne!(addr, libc::MAP_FAILED);
+            Self {
+                addr: addr.cast(),
+                len,
+            }
+        }
+
+        fn bytes(&self) -> &[u8] {
+            // SAFETY: the mapping lives as long as `self` and is readable.
+            unsafe { std::slice::from_raw_parts(self.addr, self.len) }
+        }
+
+        fn sum(&self) -> u64 {
+            self.bytes().iter().map(|&b| u64::from(b)).sum()
+        }
+
+        /// This mapping's `Rss:` in KiB, from /proc/self/smaps.
+        fn rss_kib(&self) -> u64 {
+            let text = std::fs::read_to_string("/proc/self/smaps").unwrap();
+            let mut ours = false;
+            for line in text.lines() {
+                if let Some(m) = parse_header(line) {
+                    ours = m.start == self.addr as usize;
+                } else if let (true, Some(rest)) = (ours, line.strip_prefix("Rss:")) {
+                    return rest.trim().trim_end_matches("kB").trim().parse().unwrap();
+                }
+            }
+            panic!("mapping not found in /proc/self/smaps");
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    impl Drop for TestMapping {
+        fn drop(&mut self) {
+            // SAFETY: unmaps exactly the mapping `new` made.
+            unsafe { libc::munmap(self.addr.cast(), self.len) };
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn releasing_drops_unmodified_read_only_pages_and_keeps_private_copies() {
+        const LEN: usize = 256 * 4096;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pages");
+        let content: Vec<u8> = (0..LEN).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &content).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        let expected: u64 = content.iter().map(|&b| u64::from(b)).sum();
+
+        let clean = TestMapping::new(&file, LEN, false);
+        assert_eq!(clean.sum(), expected);
+        // A private copy: written, then made read-only (as the loader leaves RELRO).
+        let copied = TestMapping::new(&file, LEN, true);
+        // SAFETY: the mapping is writable and LEN bytes long.
+        unsafe { *copied.addr.add(4096) = 0xAB };
+        // SAFETY: the mapping `copied` made.
+        assert_eq!(
+            unsafe { libc::mprotect(copied.addr.cast(), LEN, libc::PROT_READ) },
+            0
+        );
+        assert_eq!(copied.sum(), expected - u64::from(content[4096]) + 0xAB);
+        assert!(
+            clean.rss_kib() >= 512,
+            "touched pages are resident: {}",
+            clean.rss_kib()
+        );
+
+        let advised = linux::release_file_pages(&file.metadata().unwrap()).unwrap();
+        assert_eq!(advised, LEN, "only the clean mapping is advised");
+        assert_eq!(clean.rss_kib(), 0, "the clean mapping's pages are dropped");
+        assert!(copied.rss_kib() > 0, "the private copy's pages stay");
+        // The program reads the same bytes as before from either mapping.
+        assert_eq!(clean.sum(), expected);
+        assert_eq!(copied.bytes()[4096], 0xAB);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn releasing_the_executable_keeps_the_program_working() {
+        let advised = linux::release_executable_pages().unwrap();
+        assert!(advised > 0, "the test binary has read-only mappings");
+        let sum: u64 = (1..=1000u64).map(|n| n * n).sum();
+        assert_eq!(sum, 333_833_500);
+        assert!(format!("{:?}", parse_smaps(SMAPS)).contains("r-xp"));
+    }
+}
