@@ -338,6 +338,7 @@ def shell_figures(clients, emu, keystrokes, table):
             s.wait_prompt()
             pids[client.name] = client_pid(s.pid, client.via_cli, time.monotonic() + 10)
             setup_peaks[client.name] = reset_peak(pids[client.name])
+            s.write(b"\r")  # a fresh prompt for echo_rtt to wait for
         samples, problems = shell_pty.echo_rtt(sessions, keystrokes, 50, (10, 30),
                                                __import__("random").Random(5), 2.0)
         rss, whole = {}, {}
