@@ -1,14 +1,15 @@
-# Sourced by the bench scripts: builds postern with the workspace's own feature set (as the
-# tests build it, so a warm target dir is reused) in PROFILE (release, or `dev` for a quick
-# debug build whose figures must be labelled as such), and sets POSTERN_BIN to the binary.
+# Sourced by the bench scripts: builds postern in PROFILE and sets POSTERN_BIN to the binary.
+# release: as `cargo install --path . --locked` builds it (the postern package's features, so
+# the committed function order applies; only our own crates differ from the tests' set, no AWS
+# crate is rebuilt); `dev`: a quick debug build with the tests' feature set (a warm target dir
+# is reused), whose figures must be labelled as such.
 # Expects `repo` (the repository root) to be set and to be the current directory.
 profile="${PROFILE:-release}"
-flags=(--quiet --locked --workspace --all-features --bins)
 if [[ "$profile" == release ]]; then
-    cargo build --release "${flags[@]}"
+    cargo build --release --quiet --locked -p postern --bins
     POSTERN_BIN="${CARGO_TARGET_DIR:-$repo/target}/release/postern"
 else
-    cargo build "${flags[@]}"
+    cargo build --quiet --locked --workspace --all-features --bins
     POSTERN_BIN="${CARGO_TARGET_DIR:-$repo/target}/debug/postern"
 fi
 export POSTERN_BIN

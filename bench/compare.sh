@@ -22,8 +22,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/cache/postern/target}"
 if [[ -z "${POSTERN_BIN:-}" ]]; then
-    # The release binary's own feature set: no AWS crate is rebuilt for a second feature set.
-    cargo build --release --locked --workspace --all-features >&2
+    # The binary `cargo install --path . --locked` builds (the postern package's features:
+    # the committed function order names its symbols); only our own crates differ from the
+    # tests' `--workspace --all-features` set, so no AWS crate is rebuilt.
+    cargo build --release --locked -p postern --bins >&2
     POSTERN_BIN="$CARGO_TARGET_DIR/release/postern"
 fi
 

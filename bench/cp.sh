@@ -19,8 +19,8 @@ for arg in "$@"; do
   esac
 done
 if [ "$profile" = release ]; then
-  # The workspace's usual feature set: a shared target dir is not rebuilt for another one.
-  cargo build --release --workspace --all-features >&2
+  # As `cargo install` builds it (its function order applies; only our crates differ).
+  cargo build --release --locked -p postern --bins >&2
 else
   cargo build --workspace --all-features >&2
 fi

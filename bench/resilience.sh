@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/cache/postern/target}"
-cargo build --release --workspace --all-features >&2
+cargo build --release --locked -p postern --bins >&2  # as `cargo install` builds it
 POSTERN="$CARGO_TARGET_DIR/release/postern"
 "$POSTERN" forward --help | grep -q -- --keepalive || { echo "$POSTERN lacks --keepalive" >&2; exit 1; }
 exec python3 bench/resilience_bench.py "$POSTERN" "$@"

@@ -24,7 +24,7 @@ output_bytes="${OUTPUT_BYTES:-20971520}"
 shell_under_test="${SHELL_UNDER_TEST:-/bin/sh}"
 
 if [[ -z "${POSTERN_BIN:-}" ]]; then
-    (cd "$repo" && cargo build --release --locked --workspace --all-features)
+    (cd "$repo" && cargo build --release --locked -p postern --bins)  # as `cargo install` does
     POSTERN_BIN="${CARGO_TARGET_DIR:-$repo/target}/release/postern"
 fi
 [[ -x "$POSTERN_BIN" ]] || { echo "bench/shell.sh: no postern binary at $POSTERN_BIN" >&2; exit 1; }

@@ -13,7 +13,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 order="$(realpath -m "${1:-profile-data/symbol-order.txt}")"
-build() { cargo build --release --locked --workspace --all-features --bins >&2; }
+# The binary as `cargo install --path . --locked` builds it (the postern package's own features:
+# symbol names carry a hash of them, so the order must come from this build).
+build() { cargo build --release --locked -p postern --bins >&2; }
 
 # Profile a build without an order (the same symbol names, laid out as rustc emitted them).
 POSTERN_SYMBOL_ORDER='' build
