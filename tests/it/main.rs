@@ -49,3 +49,4 @@ mod moto_organizations;
 mod moto_sts;
 mod picker_skim;
 mod smux_interop;
+mod symbol_order;
