@@ -1,8 +1,6 @@
 //! The acknowledge payload (SPEC.md §4.1; plugin `messageparser.go`
 //! `SerializeClientMessageWithAcknowledgeContent`, agent `datachannel.go` `sendAgentMessage`).
 
-use std::io::Write as _;
-
 use serde::{Deserialize, Serialize};
 
 use super::header::{MessageId, MessageType, SequenceNumber};
@@ -42,10 +40,29 @@ impl AcknowledgeContent {
         out.extend_from_slice(b"\",\"AcknowledgedMessageId\":\"");
         out.extend_from_slice(uuid.as_bytes());
         out.extend_from_slice(b"\",\"AcknowledgedMessageSequenceNumber\":");
-        // Writing to a Vec cannot fail.
-        let _ = write!(out, "{}", sequence_number.0);
+        write_decimal(sequence_number.0, out);
         out.extend_from_slice(b",\"IsSequentialMessage\":true}");
     }
+}
+
+/// Appends `n` in decimal, as `Display` writes it, without the formatting machinery.
+fn write_decimal(n: i64, out: &mut Vec<u8>) {
+    if n < 0 {
+        out.push(b'-');
+    }
+    let mut magnitude = n.unsigned_abs();
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        // A remainder of 10 fits in a byte.
+        digits[start] = b'0' + (magnitude % 10) as u8;
+        magnitude /= 10;
+        if magnitude == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[start..]);
 }
 
 #[cfg(test)]
