@@ -726,8 +726,9 @@ const HOLD_MESSAGES: usize = 6;
 /// comes on top).
 const HOLD_BYTES: usize = HOLD_MESSAGES * (PAYLOAD_OFFSET + STREAM_PAYLOAD_SIZE);
 /// How long a held stream may go unread: [`HOLD_MESSAGES`] of the agent's 1 ms pauses, with
-/// room for its timer's overshoot.
-const READ_HOLD: Duration = Duration::from_millis(7);
+/// room for its timer's overshoot (six took 6.2-6.6 ms from the emulator, rarely 9 ms). A hold
+/// cut short costs two `setsockopt` calls and an extra wake-up.
+const READ_HOLD: Duration = Duration::from_millis(8);
 /// The agent's pause after each message it sends (agent `port_basic.go`, `shell.go`).
 const AGENT_PACE: Duration = Duration::from_millis(1);
 /// How long a polite close may take.
