@@ -268,3 +268,105 @@ pub(crate) const BACKLOG_LOW_WATER: usize = 1024 * 1024;
 const READ_SIZE: usize = 32 * 1024;
 /// The most queued buffers handed to one vectored write (Linux takes up to 1024).
 const WRITE_SLICES: usize = 64;
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::AsyncReadExt;
+    use tokio::net::TcpSocket;
+
+    use super::*;
+
+    /// A connected pair on loopback whose buffers are small, so a peer that reads nothing
+    /// soon leaves writes waiting in the connection's queue.
+    async fn small_buffered_pair() -> (TcpStream, TcpStream) {
+        let listening = TcpSocket::new_v4().unwrap();
+        listening.set_recv_buffer_size(SMALL_BUFFER).unwrap();
+        listening.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = listening.listen(1).unwrap();
+        let connecting = TcpSocket::new_v4().unwrap();
+        connecting.set_send_buffer_size(SMALL_BUFFER).unwrap();
+        let ours = connecting
+            .connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (peer, _) = listener.accept().await.unwrap();
+        (ours, peer)
+    }
+
+    #[tokio::test]
+    async fn data_written_at_once_and_data_queued_reach_the_socket_in_order() {
+        let (ours, mut peer) = small_buffered_pair().await;
+        let (to_link, _from_conns) = mpsc::channel(8);
+        let backlog = Arc::new(Backlog::default());
+        let conn = Conn::spawn(1, ours, to_link, backlog.clone(), Arc::default());
+        let chunks: Vec<Vec<u8>> = (0..CHUNKS)
+            .map(|i| (0..CHUNK).map(|j| (i * 31 + j * 7) as u8).collect())
+            .collect();
+        for chunk in &chunks {
+            conn.write(chunk.clone());
+        }
+        assert!(
+            backlog.bytes() > 0,
+            "the peer read nothing: some data must wait in the queue"
+        );
+        // Later data queues behind what waits, even once the socket has room again.
+        conn.write(b"tail".to_vec());
+        drop(conn);
+        let mut received = Vec::new();
+        tokio::time::timeout(Duration::from_secs(30), peer.read_to_end(&mut received))
+            .await
+            .expect("the writer finishes and closes")
+            .unwrap();
+        let mut expected = chunks.concat();
+        expected.extend_from_slice(b"tail");
+        assert_eq!(received.len(), expected.len());
+        assert!(received == expected, "the bytes arrived out of order");
+        assert_eq!(backlog.bytes(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_write_after_a_partly_queued_one_waits_behind_it_even_when_the_socket_has_room() {
+        let (ours, peer) = small_buffered_pair().await;
+        let mut peer = peer.into_std().unwrap();
+        peer.set_nonblocking(false).unwrap();
+        let (to_link, _from_conns) = mpsc::channel(8);
+        let backlog = Arc::new(Backlog::default());
+        let conn = Conn::spawn(1, ours, to_link, backlog.clone(), Arc::default());
+        // More than the socket buffers hold: written in part, the rest queued. The writer task
+        // cannot run before this task awaits.
+        let first: Vec<u8> = (0..BIG).map(|j| (j % 251) as u8).collect();
+        conn.write(first.clone());
+        assert!(
+            backlog.bytes() > 0,
+            "the rest of the first write waits in the queue"
+        );
+        // The peer makes room, so the socket would take the next write at once.
+        let mut head = vec![0u8; 16 * 1024];
+        std::io::Read::read_exact(&mut peer, &mut head).unwrap();
+        conn.write(b"second".to_vec());
+        drop(conn);
+        let rest = tokio::task::spawn_blocking(move || {
+            let mut rest = Vec::new();
+            std::io::Read::read_to_end(&mut peer, &mut rest).map(|_| rest)
+        });
+        let rest = tokio::time::timeout(Duration::from_secs(30), rest)
+            .await
+            .expect("the writer finishes and closes")
+            .unwrap()
+            .unwrap();
+        let mut received = head;
+        received.extend_from_slice(&rest);
+        let mut expected = first;
+        expected.extend_from_slice(b"second");
+        assert_eq!(received.len(), expected.len());
+        assert!(received == expected, "the second write overtook the first");
+        assert_eq!(backlog.bytes(), 0);
+    }
+
+    const SMALL_BUFFER: u32 = 64 * 1024;
+    const BIG: usize = 4 * 1024 * 1024;
+    const CHUNK: usize = 32 * 1024;
+    const CHUNKS: usize = 128;
+}
