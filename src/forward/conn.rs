@@ -344,12 +344,12 @@ mod tests {
         );
         // The peer makes room, so the socket would take the next write at once.
         let mut head = vec![0u8; 16 * 1024];
-        std::io::Read::read_exact(&mut peer, &mut head).unwrap();
+        io::Read::read_exact(&mut peer, &mut head).unwrap();
         conn.write(b"second".to_vec());
         drop(conn);
         let rest = tokio::task::spawn_blocking(move || {
             let mut rest = Vec::new();
-            std::io::Read::read_to_end(&mut peer, &mut rest).map(|_| rest)
+            io::Read::read_to_end(&mut peer, &mut rest).map(|_| rest)
         });
         let rest = tokio::time::timeout(Duration::from_secs(30), rest)
             .await
