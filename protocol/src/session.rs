@@ -1078,7 +1078,7 @@ impl Session {
 
     /// Delivers the expected message; returns whether it was accepted (acked and advanced).
     /// Early messages drained from the reorder buffer were acked on arrival (`acked`).
-    fn deliver_in_order(&mut self, now: Instant, message: ClientMessage, acked: bool) -> bool {
+    fn deliver_in_order(&mut self, now: Instant, mut message: ClientMessage, acked: bool) -> bool {
         let payload_type = message.payload_type;
         if payload_type.is_handshake() {
             if !acked {
@@ -1091,8 +1091,9 @@ impl Session {
         if !self.receive_ready && self.is_ready() {
             return false;
         }
+        let len = message.payload.len();
         let accepted = match self.role {
-            Role::Client => self.client_deliver(now, &message),
+            Role::Client => self.client_deliver(now, &mut message),
             Role::Agent => self.agent_deliver(&message),
         };
         if accepted {
@@ -1101,12 +1102,13 @@ impl Session {
             }
             self.reorder.advance();
             self.stats.messages_delivered += 1;
-            self.stats.bytes_delivered += message.payload.len() as u64;
+            self.stats.bytes_delivered += len as u64;
         }
         accepted
     }
 
-    fn client_deliver(&mut self, now: Instant, message: &ClientMessage) -> bool {
+    /// Hands the payload of `message` (taken out of it) to the driver as an event.
+    fn client_deliver(&mut self, now: Instant, message: &mut ClientMessage) -> bool {
         if matches!(self.phase, Phase::AwaitingFirstMessage) {
             // No handshake: legacy shell path (SPEC.md §2.7); any first payload counts as output.
             self.become_ready(ReadyInfo {
@@ -1119,7 +1121,7 @@ impl Session {
             });
             self.flush_held(now);
         }
-        let mut payload = message.payload.clone();
+        let mut payload = std::mem::take(&mut message.payload);
         if let Some(crypto) = &self.crypto
             && matches!(
                 message.payload_type,
@@ -1642,12 +1644,13 @@ impl Session {
     }
 
     fn queue_ack(&mut self, now: Instant, message: &ClientMessage) {
-        let content = AcknowledgeContent {
-            message_type: message.message_type.as_str().to_owned(),
-            message_id: message.message_id.to_canonical_string(),
-            sequence_number: message.sequence_number.0,
-            is_sequential_message: true,
-        };
+        let mut payload = Vec::with_capacity(ACK_PAYLOAD_CAPACITY);
+        AcknowledgeContent::write_json(
+            message.message_type,
+            message.message_id,
+            message.sequence_number,
+            &mut payload,
+        );
         let ack = ClientMessage {
             message_type: MessageType::Acknowledge,
             schema_version: SCHEMA_VERSION,
@@ -1656,7 +1659,7 @@ impl Session {
             flags: ACK_FLAGS,
             message_id: MessageId::from_random_bytes(self.rng.bytes16()),
             payload_type: PayloadType::Null,
-            payload: serde_json::to_vec(&content).unwrap_or_default(),
+            payload,
         };
         if let Ok(frame) = ack.encode() {
             self.stats.acks_sent += 1;
@@ -1745,6 +1748,9 @@ const ENCRYPTION_OVERHEAD: usize = 28;
 const KMS_CUSTOMER_MESSAGE: &str = "This session is encrypted using AWS KMS.";
 /// Flags of acknowledge messages (SPEC.md §3.2).
 const ACK_FLAGS: u64 = 3;
+/// Room for an ack's JSON: with a 32-byte type name and a 20-character sequence number it
+/// comes to 209 bytes.
+const ACK_PAYLOAD_CAPACITY: usize = 224;
 /// Retransmissions of one message after which the agent role reports a missing ack...
 const MISSING_ACK_RETRANSMISSIONS: u32 = 5;
 /// ...provided it has also been unacknowledged this long since its first transmission (the

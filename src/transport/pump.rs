@@ -260,8 +260,11 @@ pub struct Pump {
 /// for that many, and a deadline [`READ_HOLD`] later reads whatever came (a stream's tail).
 ///
 /// What it costs: a message of a stream in full flow reaches the local side up to
-/// [`READ_HOLD`] later, and its ack leaves as much later (far inside the agent's retransmission
-/// timeout, at least 10 ms over the round trip; agent `config.go`, SPEC.md §5.5). What it
+/// [`READ_HOLD`] later, and its ack leaves as much later. That stays inside the agent's
+/// retransmission timeout: RTO = RTT + max(10 ms, 4·RTTVAR), where the smoothed RTT already
+/// includes the hold's average delay (about half of it), so the RTO stays some 10 ms above the
+/// oldest message's wait for holds well under 20 ms (agent `config.go` `ClockGranularity`,
+/// `datachannel.go` `calculateRetransmissionTimeout`; SPEC.md §5.5). What it
 /// does not touch: a short message (a keystroke's echo, the end of a burst) ends the hold, the
 /// first message after a quiet spell is read at once, sending stream data ends the hold (the
 /// answer to it is read at once), and a sender faster than a pacing agent is never held.
@@ -715,14 +718,17 @@ const REOPEN_TIMEOUT: Duration = Duration::from_secs(15);
 /// Frames fed to the session by one [`Pump::recv`] at most (when they have already arrived):
 /// 64 agent messages of up to 1 KiB of stream data each.
 const RECV_BATCH: usize = 64;
-/// Full agent messages per wake-up while a paced stream flows (see [`Hold`]).
-const HOLD_MESSAGES: usize = 3;
+/// Full agent messages per wake-up while a paced stream flows (see [`Hold`]). Every wake-up
+/// costs a context switch, a websocket read and an ack write whatever it carries: six halve a
+/// paced download's wake-ups against three (its system calls fell from ~1150 to ~700 per MB).
+const HOLD_MESSAGES: usize = 6;
 /// The receive low-water mark for [`HOLD_MESSAGES`] full messages (their websocket framing
 /// comes on top).
 const HOLD_BYTES: usize = HOLD_MESSAGES * (PAYLOAD_OFFSET + STREAM_PAYLOAD_SIZE);
 /// How long a held stream may go unread: [`HOLD_MESSAGES`] of the agent's 1 ms pauses, with
-/// room for its timer's overshoot.
-const READ_HOLD: Duration = Duration::from_millis(4);
+/// room for its timer's overshoot (six took 6.2-6.6 ms from the emulator, rarely 9 ms). A hold
+/// cut short costs two `setsockopt` calls and an extra wake-up.
+const READ_HOLD: Duration = Duration::from_millis(8);
 /// The agent's pause after each message it sends (agent `port_basic.go`, `shell.go`).
 const AGENT_PACE: Duration = Duration::from_millis(1);
 /// How long a polite close may take.
