@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, close_code};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use postern_protocol::{
     AgentConfig, CloseReason, DataKey, Event, Flag, KmsContext, KmsRequest, MessageType, Session,
     SessionConfig, SessionType, SizeData,
@@ -529,8 +529,40 @@ impl Driver {
         }
     }
 
-    /// Drains the session: transmits through the shaper to the websocket, then events.
+    /// Drains the session, then takes whatever further input is ready without waiting
+    /// (client frames already received, plugin output already queued and readable) and drains
+    /// again after each item, up to [`MAX_BATCH`] items; flushes the websocket once at the end.
+    /// Every item is handled exactly as if it had woken the loop: only the websocket writes are
+    /// coalesced. With agent pacing the pacer closes the plugin after one chunk, so a paced
+    /// session still sends one chunk per pause.
     async fn drain(&mut self, now: Instant) {
+        self.process(now);
+        let mut now = now;
+        for _ in 0..MAX_BATCH {
+            let mut handled = false;
+            if let Some(frame) = self.ready_frame() {
+                now = Instant::now();
+                self.on_frame(now, frame).await;
+                self.process(now);
+                handled = true;
+            }
+            if self.may_read_plugin(now)
+                && let Some(output) = self.ready_output()
+            {
+                now = Instant::now();
+                self.on_plugin(now, output);
+                self.process(now);
+                handled = true;
+            }
+            if !handled {
+                break;
+            }
+        }
+        self.flush_shaped(now).await;
+    }
+
+    /// Moves the session's transmits into the shaper and handles its events.
+    fn process(&mut self, now: Instant) {
         loop {
             let std_now = now.into_std();
             while let Some(transmit) = self.session.poll_transmit(std_now) {
@@ -547,7 +579,20 @@ impl Driver {
         }
         self.session
             .set_receive_ready(self.pending_input.len() < MAX_PENDING_INPUT);
-        self.flush_shaped(now).await;
+    }
+
+    /// A frame (or the websocket's end) the attached websocket has already received, if any.
+    fn ready_frame(&mut self) -> Option<Option<Result<Message, axum::Error>>> {
+        self.socket.as_mut()?.next().now_or_never()
+    }
+
+    /// Output the plugin has already queued, if any; `Some(None)` once it is gone.
+    fn ready_output(&mut self) -> Option<Option<PluginOutput>> {
+        match self.plugin.as_mut()?.output.try_recv() {
+            Ok(output) => Some(Some(output)),
+            Err(mpsc::error::TryRecvError::Disconnected) => Some(None),
+            Err(mpsc::error::TryRecvError::Empty) => None,
+        }
     }
 
     async fn flush_shaped(&mut self, now: Instant) {
@@ -688,6 +733,9 @@ async fn close_with(mut socket: WebSocket, last: Option<Vec<u8>>) {
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// How long a closing data channel waits for the client's close reply.
 const CLOSE_DRAIN: Duration = Duration::from_secs(1);
+/// Inputs (client frames, plugin chunks) handled after a wake-up before the websocket is
+/// flushed and the loop waits again.
+const MAX_BATCH: usize = 64;
 /// Client input items waiting for the plugin before the session stops acking new data.
 const MAX_PENDING_INPUT: usize = 256;
 /// Message types a client may send; the rest are the gateway's or the agent's.
