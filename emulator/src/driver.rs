@@ -84,6 +84,8 @@ struct Driver {
     pending_input: VecDeque<PluginInput>,
     pacer: Pacer,
     shaper: Shaper,
+    /// Frames were fed to the attached websocket since its last flush.
+    unflushed: bool,
     closes: CloseCounter,
     size: SizeData,
     ending: Option<Ending>,
@@ -154,6 +156,7 @@ impl Driver {
             plugin_input: None,
             plugin_done: false,
             pending_input: VecDeque::new(),
+            unflushed: false,
             closes: CloseCounter::default(),
             size: DEFAULT_SIZE,
             ending: None,
@@ -288,6 +291,7 @@ impl Driver {
         }
         tracing::info!(session_id = %self.spec.session_id, "data channel re-attached");
         self.socket = Some(attachment.socket);
+        self.unflushed = false;
         self.stalled = None;
         self.last_heard = now;
         self.attached_at = now;
@@ -305,7 +309,9 @@ impl Driver {
         let Some(socket) = self.socket.take() else {
             return;
         };
+        // Closing sends whatever was fed first.
         tokio::spawn(close_with(socket, None));
+        self.unflushed = false;
         self.detached_since = Some(now);
         self.shaper.reset();
         self.session.handle_disconnect(now.into_std());
@@ -318,6 +324,7 @@ impl Driver {
     fn stall(&mut self, now: Instant) {
         tracing::info!(session_id = %self.spec.session_id, "fault: stalling the websocket");
         self.stalled = self.socket.take();
+        self.unflushed = false;
         self.detached_since = Some(now);
         self.shaper.reset();
         self.session.handle_disconnect(now.into_std());
@@ -343,9 +350,12 @@ impl Driver {
                     let _ = self.session.handle_message(now.into_std(), &bytes);
                 }
                 if self.closes.count(&self.shared.config.faults) {
+                    // What was fed before this frame goes out first, as if flushed already.
+                    self.flush_fed(now).await;
                     tracing::info!(session_id = %self.spec.session_id, "fault: closing the websocket");
                     self.detach(now).await;
                 } else if self.closes.stall(&self.shared.config.faults) {
+                    self.flush_fed(now).await;
                     self.stall(now);
                 }
             }
@@ -532,11 +542,12 @@ impl Driver {
     /// Drains the session, then takes whatever further input is ready without waiting
     /// (client frames already received, plugin output already queued and readable) and drains
     /// again after each item, up to [`MAX_BATCH`] items; flushes the websocket once at the end.
-    /// Every item is handled exactly as if it had woken the loop: only the websocket writes are
-    /// coalesced. With agent pacing the pacer closes the plugin after one chunk, so a paced
+    /// Every item is handled exactly as if it had woken the loop, its frames fed (and counted
+    /// for the close and stall faults) before the next item: only the flushes are coalesced. With agent pacing the pacer closes the plugin after one chunk, so a paced
     /// session still sends one chunk per pause.
     async fn drain(&mut self, now: Instant) {
         self.process(now);
+        self.feed_shaped(now).await;
         let mut now = now;
         for _ in 0..MAX_BATCH {
             let mut handled = false;
@@ -544,6 +555,7 @@ impl Driver {
                 now = Instant::now();
                 self.on_frame(now, frame).await;
                 self.process(now);
+                self.feed_shaped(now).await;
                 handled = true;
             }
             if self.may_read_plugin(now)
@@ -552,6 +564,7 @@ impl Driver {
                 now = Instant::now();
                 self.on_plugin(now, output);
                 self.process(now);
+                self.feed_shaped(now).await;
                 handled = true;
             }
             if !handled {
@@ -595,8 +608,15 @@ impl Driver {
         }
     }
 
+    /// Feeds the shaper's due frames and flushes the websocket.
     async fn flush_shaped(&mut self, now: Instant) {
-        let mut sent_any = false;
+        self.feed_shaped(now).await;
+        self.flush_fed(now).await;
+    }
+
+    /// Feeds the shaper's due frames to the websocket, counting each for the close and stall
+    /// faults, without flushing them (except before a fault closes or stalls the websocket).
+    async fn feed_shaped(&mut self, now: Instant) {
         while let Some(frame) = self.shaper.pop_due(now) {
             let Some(socket) = self.socket.as_mut() else {
                 // Detached: the session retransmits stream data after the reconnect.
@@ -606,25 +626,27 @@ impl Driver {
                 self.detach(now).await;
                 return;
             }
-            sent_any = true;
+            self.unflushed = true;
             if self.closes.count(&self.shared.config.faults) {
-                if let Some(socket) = self.socket.as_mut() {
-                    let _ = socket.flush().await;
-                }
+                self.flush_fed(now).await;
                 tracing::info!(session_id = %self.spec.session_id, "fault: closing the websocket");
                 self.detach(now).await;
                 return;
             }
             if self.closes.stall(&self.shared.config.faults) {
-                if let Some(socket) = self.socket.as_mut() {
-                    let _ = socket.flush().await;
-                }
+                self.flush_fed(now).await;
                 self.stall(now);
                 return;
             }
         }
-        if sent_any
-            && let Some(socket) = self.socket.as_mut()
+    }
+
+    /// Flushes frames fed since the last flush; a failed flush detaches.
+    async fn flush_fed(&mut self, now: Instant) {
+        if !std::mem::take(&mut self.unflushed) {
+            return;
+        }
+        if let Some(socket) = self.socket.as_mut()
             && socket.flush().await.is_err()
         {
             self.detach(now).await;
