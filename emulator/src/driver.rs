@@ -2,7 +2,8 @@
 //! attached, and pumps between them with one `select!` (STYLE.md §2: drivers pump, never
 //! decide). After every input it drains `poll_transmit` (through the fault [`Shaper`]) and then
 //! `poll_event`, and sleeps until the earliest of the session's, the shaper's and the pacer's
-//! deadlines.
+//! deadlines. Input that is already there when it wakes (received frames, queued plugin
+//! chunks) is handled in the same turn, one item at a time, with one websocket flush at the end.
 //!
 //! Lifecycle: the task starts at StartSession and creates the `Session` and plugin when the
 //! first websocket attaches. A broken websocket detaches; ResumeSession's token attaches a new
@@ -543,8 +544,9 @@ impl Driver {
     /// (client frames already received, plugin output already queued and readable) and drains
     /// again after each item, up to [`MAX_BATCH`] items; flushes the websocket once at the end.
     /// Every item is handled exactly as if it had woken the loop, its frames fed (and counted
-    /// for the close and stall faults) before the next item: only the flushes are coalesced. With agent pacing the pacer closes the plugin after one chunk, so a paced
-    /// session still sends one chunk per pause.
+    /// for the close and stall faults) before the next item: only the flushes are coalesced.
+    /// With agent pacing the pacer closes the plugin after one chunk, so a paced session still
+    /// sends one chunk per pause.
     async fn drain(&mut self, now: Instant) {
         self.process(now);
         self.feed_shaped(now).await;
