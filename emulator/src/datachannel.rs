@@ -40,6 +40,7 @@ pub(crate) async fn upgrade(
     }
     upgrade
         .max_message_size(MAX_FRAME)
+        .read_buffer_size(READ_BUFFER)
         .on_upgrade(move |socket| accept(shared, session_id, socket))
 }
 
@@ -133,5 +134,11 @@ async fn close(mut socket: WebSocket, code: u16, reason: &'static str) {
 
 /// The largest websocket message accepted: one ClientMessage with the codec's payload cap.
 const MAX_FRAME: usize = postern_protocol::PAYLOAD_OFFSET + postern_protocol::MAX_PAYLOAD_LEN;
+/// The websocket's read buffer. tungstenite zero-fills its free capacity before every read
+/// attempt, including those that find nothing to read; its 128 KiB default made that
+/// zero-filling the emulator's largest user-space cost in an unpaced download (one attempt per
+/// loop iteration, a few hundred bytes of acks each). 16 KiB still takes a dozen full input
+/// messages per read.
+const READ_BUFFER: usize = 16 * 1024;
 const OPEN_FRAME_TIMEOUT: Duration = Duration::from_secs(10);
 const OPEN_SCHEMA_VERSION: &str = "1.0";

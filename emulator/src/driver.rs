@@ -2,7 +2,8 @@
 //! attached, and pumps between them with one `select!` (STYLE.md §2: drivers pump, never
 //! decide). After every input it drains `poll_transmit` (through the fault [`Shaper`]) and then
 //! `poll_event`, and sleeps until the earliest of the session's, the shaper's and the pacer's
-//! deadlines.
+//! deadlines. Input that is already there when it wakes (received frames, queued plugin
+//! chunks) is handled in the same turn, one item at a time, with one websocket flush at the end.
 //!
 //! Lifecycle: the task starts at StartSession and creates the `Session` and plugin when the
 //! first websocket attaches. A broken websocket detaches; ResumeSession's token attaches a new
@@ -14,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, close_code};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use postern_protocol::{
     AgentConfig, CloseReason, DataKey, Event, Flag, KmsContext, KmsRequest, MessageType, Session,
     SessionConfig, SessionType, SizeData,
@@ -84,6 +85,8 @@ struct Driver {
     pending_input: VecDeque<PluginInput>,
     pacer: Pacer,
     shaper: Shaper,
+    /// Frames were fed to the attached websocket since its last flush.
+    unflushed: bool,
     closes: CloseCounter,
     size: SizeData,
     ending: Option<Ending>,
@@ -154,6 +157,7 @@ impl Driver {
             plugin_input: None,
             plugin_done: false,
             pending_input: VecDeque::new(),
+            unflushed: false,
             closes: CloseCounter::default(),
             size: DEFAULT_SIZE,
             ending: None,
@@ -288,6 +292,7 @@ impl Driver {
         }
         tracing::info!(session_id = %self.spec.session_id, "data channel re-attached");
         self.socket = Some(attachment.socket);
+        self.unflushed = false;
         self.stalled = None;
         self.last_heard = now;
         self.attached_at = now;
@@ -305,7 +310,9 @@ impl Driver {
         let Some(socket) = self.socket.take() else {
             return;
         };
+        // Closing sends whatever was fed first.
         tokio::spawn(close_with(socket, None));
+        self.unflushed = false;
         self.detached_since = Some(now);
         self.shaper.reset();
         self.session.handle_disconnect(now.into_std());
@@ -318,6 +325,7 @@ impl Driver {
     fn stall(&mut self, now: Instant) {
         tracing::info!(session_id = %self.spec.session_id, "fault: stalling the websocket");
         self.stalled = self.socket.take();
+        self.unflushed = false;
         self.detached_since = Some(now);
         self.shaper.reset();
         self.session.handle_disconnect(now.into_std());
@@ -343,9 +351,12 @@ impl Driver {
                     let _ = self.session.handle_message(now.into_std(), &bytes);
                 }
                 if self.closes.count(&self.shared.config.faults) {
+                    // What was fed before this frame goes out first, as if flushed already.
+                    self.flush_fed(now).await;
                     tracing::info!(session_id = %self.spec.session_id, "fault: closing the websocket");
                     self.detach(now).await;
                 } else if self.closes.stall(&self.shared.config.faults) {
+                    self.flush_fed(now).await;
                     self.stall(now);
                 }
             }
@@ -529,8 +540,44 @@ impl Driver {
         }
     }
 
-    /// Drains the session: transmits through the shaper to the websocket, then events.
+    /// Drains the session, then takes whatever further input is ready without waiting
+    /// (client frames already received, plugin output already queued and readable) and drains
+    /// again after each item, up to [`MAX_BATCH`] items; flushes the websocket once at the end.
+    /// Every item is handled exactly as if it had woken the loop, its frames fed (and counted
+    /// for the close and stall faults) before the next item: only the flushes are coalesced.
+    /// With agent pacing the pacer closes the plugin after one chunk, so a paced session still
+    /// sends one chunk per pause.
     async fn drain(&mut self, now: Instant) {
+        self.process(now);
+        self.feed_shaped(now).await;
+        let mut now = now;
+        for _ in 0..MAX_BATCH {
+            let mut handled = false;
+            if let Some(frame) = self.ready_frame() {
+                now = Instant::now();
+                self.on_frame(now, frame).await;
+                self.process(now);
+                self.feed_shaped(now).await;
+                handled = true;
+            }
+            if self.may_read_plugin(now)
+                && let Some(output) = self.ready_output()
+            {
+                now = Instant::now();
+                self.on_plugin(now, output);
+                self.process(now);
+                self.feed_shaped(now).await;
+                handled = true;
+            }
+            if !handled {
+                break;
+            }
+        }
+        self.flush_shaped(now).await;
+    }
+
+    /// Moves the session's transmits into the shaper and handles its events.
+    fn process(&mut self, now: Instant) {
         loop {
             let std_now = now.into_std();
             while let Some(transmit) = self.session.poll_transmit(std_now) {
@@ -547,11 +594,31 @@ impl Driver {
         }
         self.session
             .set_receive_ready(self.pending_input.len() < MAX_PENDING_INPUT);
-        self.flush_shaped(now).await;
     }
 
+    /// A frame (or the websocket's end) the attached websocket has already received, if any.
+    fn ready_frame(&mut self) -> Option<Option<Result<Message, axum::Error>>> {
+        self.socket.as_mut()?.next().now_or_never()
+    }
+
+    /// Output the plugin has already queued, if any; `Some(None)` once it is gone.
+    fn ready_output(&mut self) -> Option<Option<PluginOutput>> {
+        match self.plugin.as_mut()?.output.try_recv() {
+            Ok(output) => Some(Some(output)),
+            Err(mpsc::error::TryRecvError::Disconnected) => Some(None),
+            Err(mpsc::error::TryRecvError::Empty) => None,
+        }
+    }
+
+    /// Feeds the shaper's due frames and flushes the websocket.
     async fn flush_shaped(&mut self, now: Instant) {
-        let mut sent_any = false;
+        self.feed_shaped(now).await;
+        self.flush_fed(now).await;
+    }
+
+    /// Feeds the shaper's due frames to the websocket, counting each for the close and stall
+    /// faults, without flushing them (except before a fault closes or stalls the websocket).
+    async fn feed_shaped(&mut self, now: Instant) {
         while let Some(frame) = self.shaper.pop_due(now) {
             let Some(socket) = self.socket.as_mut() else {
                 // Detached: the session retransmits stream data after the reconnect.
@@ -561,25 +628,27 @@ impl Driver {
                 self.detach(now).await;
                 return;
             }
-            sent_any = true;
+            self.unflushed = true;
             if self.closes.count(&self.shared.config.faults) {
-                if let Some(socket) = self.socket.as_mut() {
-                    let _ = socket.flush().await;
-                }
+                self.flush_fed(now).await;
                 tracing::info!(session_id = %self.spec.session_id, "fault: closing the websocket");
                 self.detach(now).await;
                 return;
             }
             if self.closes.stall(&self.shared.config.faults) {
-                if let Some(socket) = self.socket.as_mut() {
-                    let _ = socket.flush().await;
-                }
+                self.flush_fed(now).await;
                 self.stall(now);
                 return;
             }
         }
-        if sent_any
-            && let Some(socket) = self.socket.as_mut()
+    }
+
+    /// Flushes frames fed since the last flush; a failed flush detaches.
+    async fn flush_fed(&mut self, now: Instant) {
+        if !std::mem::take(&mut self.unflushed) {
+            return;
+        }
+        if let Some(socket) = self.socket.as_mut()
             && socket.flush().await.is_err()
         {
             self.detach(now).await;
@@ -688,6 +757,9 @@ async fn close_with(mut socket: WebSocket, last: Option<Vec<u8>>) {
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// How long a closing data channel waits for the client's close reply.
 const CLOSE_DRAIN: Duration = Duration::from_secs(1);
+/// Inputs (client frames, plugin chunks) handled after a wake-up before the websocket is
+/// flushed and the loop waits again.
+const MAX_BATCH: usize = 64;
 /// Client input items waiting for the plugin before the session stops acking new data.
 const MAX_PENDING_INPUT: usize = 256;
 /// Message types a client may send; the rest are the gateway's or the agent's.

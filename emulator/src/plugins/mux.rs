@@ -155,16 +155,17 @@ async fn connection(
     };
     let (mut read_half, mut write_half) = stream.into_split();
     let reader = async {
-        let mut buf = vec![0u8; READ_SIZE];
         loop {
-            match read_half.read(&mut buf).await {
+            // A fresh buffer per read is handed on as it is, without a copy.
+            let mut buf = Vec::with_capacity(READ_SIZE);
+            match read_half.read_buf(&mut buf).await {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
-                    if events
-                        .send(FromStream::Data(id, buf[..n].to_vec()))
-                        .await
-                        .is_err()
-                    {
+                    if n < READ_SIZE / 4 {
+                        // A small read does not hold a whole read buffer while it is queued.
+                        buf.shrink_to_fit();
+                    }
+                    if events.send(FromStream::Data(id, buf)).await.is_err() {
                         return;
                     }
                 }
