@@ -8,8 +8,8 @@
 //! only the data path. Once the first session's data channel is open, [`release`] drops the
 //! executable's unmodified read-only mappings from this process (`MADV_DONTNEED`): the pages
 //! stay in the page cache, and whatever runs next (the data path, a ResumeSession, the final
-//! TerminateSession) maps its pages again with a minor fault. An idle shell then holds
-//! ~7 MiB rather than ~22 MiB.
+//! TerminateSession) maps its pages again with a minor fault. With the link-time function
+//! order (build.rs), a shell's peak RSS after its prompt is 8.2 MiB rather than 21.9 MiB.
 //!
 //! Only read-only mappings of the executable with no private copy-on-write pages
 //! (`Anonymous: 0 kB` in `/proc/self/smaps`) are dropped: their contents always equal the
@@ -49,8 +49,8 @@ pub struct Mapping {
 }
 
 impl Mapping {
-    /// Whether dropping this mapping's pages cannot change what the process reads: read-only,
-    /// private, not executable-and-writable, and without a private copy of any page.
+    /// Whether dropping this mapping's pages cannot change what the process reads: readable,
+    /// not writable, private, and without a private copy of any page.
     pub fn is_droppable(&self) -> bool {
         let bytes = self.perms.as_bytes();
         bytes.len() == 4
