@@ -256,6 +256,22 @@ def peak_rss(command: list, env: dict) -> str:
     return f"{int(out.stderr.strip().splitlines()[-1]) / 1024:.1f} MiB"
 
 
+def cpu_ticks(pid) -> int:
+    """User + system CPU clock ticks process `pid` (all its threads) has used so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def vm_hwm_kib(pid) -> int:
+    """Process `pid`'s peak RSS (VmHWM) in KiB; 0 when the kernel does not say."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return 0
+
+
 class Tmux:
     """A tmux server on its own socket, one 160x40 window."""
 
@@ -316,18 +332,13 @@ class Tmux:
         """The CPU time (user + system, all threads) postern has used so far: read just after
         the picker was drawn, what drawing it cost (less sensitive to the machine's load than the
         wall time)."""
-        pid = self.cmd("display-message", "-p", "-t", self.target, "#{pane_pid}").strip()
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+        return cpu_ticks(self.pane_pid()) * 1000 / os.sysconf("SC_CLK_TCK")
 
     def vmhwm(self) -> int:
-        pid = self.cmd("display-message", "-p", "-t", self.target, "#{pane_pid}").strip()
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-        return 0
+        return vm_hwm_kib(self.pane_pid())
+
+    def pane_pid(self) -> str:
+        return self.cmd("display-message", "-p", "-t", self.target, "#{pane_pid}").strip()
 
     def close(self) -> None:
         self.cmd("send-keys", "-t", self.target, "Escape")
@@ -404,16 +415,10 @@ class PtyPicker:
         return self.wait_for(shown) * 1e3
 
     def cpu_ticks(self) -> int:
-        with open(f"/proc/{self.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return int(fields[11]) + int(fields[12])
+        return cpu_ticks(self.pid)
 
     def vmhwm(self) -> int:
-        with open(f"/proc/{self.pid}/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-        return 0
+        return vm_hwm_kib(self.pid)
 
     def close(self) -> None:
         """Esc, then waits (at most 10 s) for postern to exit; killed if it did not."""

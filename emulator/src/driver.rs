@@ -548,16 +548,14 @@ impl Driver {
     /// With agent pacing the pacer closes the plugin after one chunk, so a paced session still
     /// sends one chunk per pause.
     async fn drain(&mut self, now: Instant) {
-        self.process(now);
-        self.feed_shaped(now).await;
+        self.process_and_feed(now).await;
         let mut now = now;
         for _ in 0..MAX_BATCH {
             let mut handled = false;
             if let Some(frame) = self.ready_frame() {
                 now = Instant::now();
                 self.on_frame(now, frame).await;
-                self.process(now);
-                self.feed_shaped(now).await;
+                self.process_and_feed(now).await;
                 handled = true;
             }
             if self.may_read_plugin(now)
@@ -565,8 +563,7 @@ impl Driver {
             {
                 now = Instant::now();
                 self.on_plugin(now, output);
-                self.process(now);
-                self.feed_shaped(now).await;
+                self.process_and_feed(now).await;
                 handled = true;
             }
             if !handled {
@@ -574,6 +571,12 @@ impl Driver {
             }
         }
         self.flush_shaped(now).await;
+    }
+
+    /// [`Self::process`], then feeds the frames due to the websocket (unflushed).
+    async fn process_and_feed(&mut self, now: Instant) {
+        self.process(now);
+        self.feed_shaped(now).await;
     }
 
     /// Moves the session's transmits into the shaper and handles its events.
