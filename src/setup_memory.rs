@@ -1,35 +1,44 @@
-//! Hands back the code pages only start-up needed, once a session runs (issue 22).
+//! Hands back the memory only start-up needed, once a session runs (issue 22).
 //!
 //! Reaching a session runs most of the binary once: argument parsing, the config, the AWS
 //! SDK's credential chain, signing and HTTP client, StartSession, sometimes the picker. The
 //! kernel maps code 64 KiB (fault-around) or a whole page-cache folio at a time, so those
 //! scattered functions leave ~16 MiB of the executable's 21 MB of code and read-only data
 //! mapped, and resident, for as long as the session lasts, although a running session needs
-//! only the data path. Once the first session's data channel is open, [`release`] drops the
-//! executable's unmodified read-only mappings from this process (`MADV_DONTNEED`): the pages
-//! stay in the page cache, and whatever runs next (the data path, a ResumeSession, the final
-//! TerminateSession) maps its pages again with a minor fault. With the link-time function
-//! order (build.rs), a shell's peak RSS after its prompt is 8.2 MiB rather than 21.9 MiB.
+//! only the data path; libc, libm and the loader keep another ~1.5 MiB the same way. Once the
+//! first session's data channel is open, [`release`] drops every unmodified read-only file
+//! mapping of this process (`MADV_DONTNEED`): the pages stay in the page cache, and whatever
+//! runs next (the data path, a ResumeSession, the final TerminateSession) maps its pages again
+//! with a minor fault. It also asks the allocator to return the pages start-up freed. With the
+//! link-time function order (build.rs), a shell's peak RSS after its prompt is ~7 MiB rather
+//! than 21.9 MiB.
 //!
-//! Only read-only mappings of the executable with no private copy-on-write pages
-//! (`Anonymous: 0 kB` in `/proc/self/smaps`) are dropped: their contents always equal the
-//! file's, so dropping them cannot change a byte the program sees. The relocated read-only
-//! data (RELRO, whose pages are private copies) and every writable mapping are left alone.
+//! Only read-only file mappings with no private copy-on-write pages (`Anonymous: 0 kB` in
+//! `/proc/self/smaps`) are dropped: their contents always equal the file's (the kernel itself
+//! may evict such clean pages at any time), so dropping them cannot change a byte the program
+//! sees. The relocated read-only data (RELRO, whose pages are private copies) and every
+//! writable mapping are left alone.
 
 use std::sync::Once;
 
-/// Drops, once per process, the executable's read-only pages mapped so far (Linux; a no-op
-/// elsewhere). Cheap: one read of `/proc/self/smaps` and a few `madvise` calls. Never inlined:
+/// Drops, once per process, the read-only file pages mapped so far (Linux; a no-op
+/// elsewhere) and returns the allocator's free pages to the system. Cheap: one read of
+/// `/proc/self/smaps`, a few dozen `madvise` calls and one `mi_collect`. Never inlined:
 /// scripts/symbol_order.py splits its profile where this runs.
 #[inline(never)]
 pub fn release() {
     static RELEASED: Once = Once::new();
     RELEASED.call_once(|| {
         #[cfg(target_os = "linux")]
-        match linux::release_executable_pages() {
+        match linux::release_file_pages(|_| true) {
             Ok(bytes) => tracing::debug!(bytes, "dropped start-up code pages"),
             Err(e) => tracing::debug!(error = %e, "kept start-up code pages"),
         }
+        // skim makes mimalloc the global allocator. Start-up frees most of what it allocated
+        // (the SDK's configuration, the credential chain, the HTTP client's first response);
+        // a forced collection hands the emptied pages back instead of keeping them for later.
+        // SAFETY: a plain call into the allocator, allowed from any thread at any time.
+        unsafe { libmimalloc_sys::mi_collect(true) };
     });
 }
 
@@ -108,33 +117,18 @@ fn parse_header(line: &str) -> Option<Mapping> {
     })
 }
 
-/// The `major:minor` text `/proc/*/maps` shows for device number `dev`.
-pub fn device_text(dev: u64) -> String {
-    // glibc's gnu_dev_major/minor encoding (sys/sysmacros.h), as the kernel prints it.
-    let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
-    let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
-    format!("{major:02x}:{minor:02x}")
-}
-
 #[cfg(target_os = "linux")]
 mod linux {
-    use std::fs::Metadata;
-    use std::os::unix::fs::MetadataExt;
+    use super::{Mapping, parse_smaps};
 
-    use super::{device_text, parse_smaps};
-
-    /// Drops the executable's droppable mappings; returns the bytes of address space advised.
-    pub(super) fn release_executable_pages() -> std::io::Result<usize> {
-        release_file_pages(&std::fs::metadata("/proc/self/exe")?)
-    }
-
-    /// Drops this process's droppable mappings of `file`; returns the bytes advised.
-    pub(super) fn release_file_pages(file: &Metadata) -> std::io::Result<usize> {
-        let ours = (device_text(file.dev()), file.ino());
+    /// Drops this process's droppable file mappings that `wanted` picks; returns the bytes of
+    /// address space advised. Mappings of no file (the heap, stacks, `[vdso]`) are never
+    /// touched.
+    pub(super) fn release_file_pages(wanted: impl Fn(&Mapping) -> bool) -> std::io::Result<usize> {
         let smaps = std::fs::read_to_string("/proc/self/smaps")?;
         let mut advised = 0;
         for mapping in parse_smaps(&smaps) {
-            if mapping.file.as_ref() != Some(&ours) || !mapping.is_droppable() {
+            if mapping.file.is_none() || !mapping.is_droppable() || !wanted(&mapping) {
                 continue;
             }
             let len = mapping.end - mapping.start;
@@ -156,6 +150,14 @@ mod linux {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The `major:minor` text `/proc/*/maps` shows for device number `dev`.
+    fn device_text(dev: u64) -> String {
+        // glibc's gnu_dev_major/minor encoding (sys/sysmacros.h), as the kernel prints it.
+        let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
+        let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
+        format!("{major:02x}:{minor:02x}")
+    }
 
     const SMAPS: &str = "\
 55d0a0000000-55d0a0b00000 r--p 00000000 fe:00 1141516                    /usr/bin/postern
@@ -302,7 +304,8 @@ Anonymous:             0 kB
             clean.rss_kib()
         );
 
-        let advised = linux::release_file_pages(&file.metadata().unwrap()).unwrap();
+        let ours = file_id(&file.metadata().unwrap());
+        let advised = linux::release_file_pages(|m| m.file.as_ref() == Some(&ours)).unwrap();
         assert_eq!(advised, LEN, "only the clean mapping is advised");
         assert_eq!(clean.rss_kib(), 0, "the clean mapping's pages are dropped");
         assert!(copied.rss_kib() > 0, "the private copy's pages stay");
@@ -311,10 +314,24 @@ Anonymous:             0 kB
         assert_eq!(copied.bytes()[4096], 0xAB);
     }
 
+    /// The `(device, inode)` smaps shows for a file.
+    #[cfg(target_os = "linux")]
+    fn file_id(metadata: &std::fs::Metadata) -> (String, u64) {
+        use std::os::unix::fs::MetadataExt;
+        (device_text(metadata.dev()), metadata.ino())
+    }
+
     #[cfg(target_os = "linux")]
     #[test]
-    fn releasing_the_executable_keeps_the_program_working() {
-        let advised = linux::release_executable_pages().unwrap();
+    fn releasing_every_file_mapping_keeps_the_program_working() {
+        let exe = file_id(&std::fs::metadata("/proc/self/exe").unwrap());
+        let before = parse_smaps(&std::fs::read_to_string("/proc/self/smaps").unwrap());
+        let libraries = before
+            .iter()
+            .filter(|m| m.file.is_some() && m.file != Some(exe.clone()) && m.is_droppable())
+            .count();
+        assert!(libraries > 0, "the test binary maps libc read-only");
+        let advised = linux::release_file_pages(|_| true).unwrap();
         assert!(advised > 0, "the test binary has read-only mappings");
         let sum: u64 = (1..=1000u64).map(|n| n * n).sum();
         assert_eq!(sum, 333_833_500);

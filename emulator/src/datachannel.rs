@@ -139,6 +139,6 @@ const MAX_FRAME: usize = postern_protocol::PAYLOAD_OFFSET + postern_protocol::MA
 /// zero-filling the emulator's largest user-space cost in an unpaced download (one attempt per
 /// loop iteration, a few hundred bytes of acks each). 16 KiB still takes a dozen full input
 /// messages per read.
-const READ_BUFFER: usize = 16 * 1024;
+const READ_BUFFER: usize = 4 * 1024;
 const OPEN_FRAME_TIMEOUT: Duration = Duration::from_secs(10);
 const OPEN_SCHEMA_VERSION: &str = "1.0";

@@ -83,6 +83,8 @@ struct Driver {
     plugin_input: Option<mpsc::Sender<PluginInput>>,
     plugin_done: bool,
     pending_input: VecDeque<PluginInput>,
+    /// Input went to the plugin since the websocket's last flush (see [`Driver::drain`]).
+    input_handed: bool,
     pacer: Pacer,
     shaper: Shaper,
     /// Frames were fed to the attached websocket since its last flush.
@@ -157,6 +159,7 @@ impl Driver {
             plugin_input: None,
             plugin_done: false,
             pending_input: VecDeque::new(),
+            input_handed: false,
             unflushed: false,
             closes: CloseCounter::default(),
             size: DEFAULT_SIZE,
@@ -547,6 +550,12 @@ impl Driver {
     /// for the close and stall faults) before the next item: only the flushes are coalesced.
     /// With agent pacing the pacer closes the plugin after one chunk, so a paced session still
     /// sends one chunk per pause.
+    ///
+    /// The agent hands a stream message to its plugin (a shell's PTY, a port's connection)
+    /// before it acknowledges it (agent `agent/session/datachannel/datachannel.go`,
+    /// `handleStreamDataMessage`: `processStreamDataMessage`, then `SendAcknowledgeMessage`).
+    /// So when input went to the plugin, the plugin task runs before the flush that carries
+    /// the acknowledgement.
     async fn drain(&mut self, now: Instant) {
         self.process_and_feed(now).await;
         let mut now = now;
@@ -595,8 +604,31 @@ impl Driver {
                 break;
             }
         }
+        self.hand_input();
         self.session
             .set_receive_ready(self.pending_input.len() < MAX_PENDING_INPUT);
+    }
+
+    /// Gives the plugin the pending input its queue has room for now; the rest waits for
+    /// room in the loop's `select!`.
+    fn hand_input(&mut self) {
+        let Some(input) = self.plugin_input.as_ref() else {
+            return;
+        };
+        while let Some(item) = self.pending_input.pop_front() {
+            match input.try_send(item) {
+                Ok(()) => self.input_handed = true,
+                Err(mpsc::error::TrySendError::Full(item)) => {
+                    self.pending_input.push_front(item);
+                    return;
+                }
+                // The plugin is gone: its input has nowhere to go.
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    self.pending_input.clear();
+                    return;
+                }
+            }
+        }
     }
 
     /// A frame (or the websocket's end) the attached websocket has already received, if any.

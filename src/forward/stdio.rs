@@ -22,7 +22,7 @@ use crate::forward::{
     outstanding,
 };
 use crate::term::{LocalSignal, Signals};
-use crate::transport::{self, Input, Resilience, now, sleep_until};
+use crate::transport::{self, Input, LocalInput, Resilience, now, sleep_until};
 
 /// What `postern ssh-proxy` does.
 #[derive(Clone, Debug)]
@@ -108,14 +108,14 @@ pub async fn run_with(connector: Connector) -> Result<ProxyEnd, ProxyError> {
         connector.terminate(&connected.session_id).await;
         return Err(ProxyError::AgentTooOld(agent));
     }
-    let input = transport::spawn_stdin_reader().map_err(ProxyError::Local)?;
+    let input = transport::stdin_input().map_err(ProxyError::Local)?;
     pump(connected, &connector, input, &mut signals, &agent).await
 }
 
 async fn pump(
     connected: Connected,
     connector: &Connector,
-    mut input: mpsc::Receiver<Input>,
+    mut input: LocalInput,
     signals: &mut Signals,
     agent_version: &str,
 ) -> Result<ProxyEnd, ProxyError> {

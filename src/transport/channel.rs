@@ -181,7 +181,7 @@ fn ws_config() -> WebSocketConfig {
 }
 
 /// Bytes the websocket reads from its socket at once (see [`ws_config`]).
-const WS_READ_SIZE: usize = 32 * 1024;
+const WS_READ_SIZE: usize = 4 * 1024;
 
 /// Connects (Nagle off) to a `wss://` URL's host: through the proxy when the settings say so
 /// (a CONNECT tunnel; the proxy resolves the name), else directly. TLS comes next, over it.

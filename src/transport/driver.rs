@@ -15,13 +15,12 @@ use std::time::{Duration, Instant};
 use futures_util::FutureExt as _;
 use postern_protocol::{CloseReason, DataKey, Event, KmsRequest, ReadyInfo, Session, SizeData};
 use tokio::io::AsyncWriteExt;
-use tokio::sync::mpsc;
 
 use crate::aws::{AwsError, KmsClient};
 use crate::term::{self, LocalSignal, Signals, TerminalGuard};
 use crate::transport::escape::{EscapeFilter, Escaped, HELP};
 use crate::transport::exit_marker::{Marked, MarkerScanner};
-use crate::transport::local::{Input, Outputs};
+use crate::transport::local::{Input, LocalInput, Outputs};
 use crate::transport::pump::{self, Lost, Pump, now, sleep_until};
 
 /// How the driver treats local IO.
@@ -45,8 +44,8 @@ pub struct DriverConfig {
 /// Local resources the driver uses.
 #[derive(Debug)]
 pub struct Local {
-    /// Standard input, read on its own thread.
-    pub input: mpsc::Receiver<Input>,
+    /// Local input (standard input, or what the command sends).
+    pub input: LocalInput,
     /// Where remote output goes.
     pub outputs: Outputs,
     /// The raw-mode guard (no-op when not a terminal): released while suspended.

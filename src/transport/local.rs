@@ -1,6 +1,7 @@
 //! The local side of a session: standard input read on a dedicated thread (a blocking read
 //! cannot be cancelled, so it must not hold up the runtime's shutdown) or, for a terminal, by
-//! the runtime itself (`tty`), and the writers the driver sends remote output to.
+//! the driver's own task through the reactor (`tty`), and the writers the driver sends remote
+//! output to.
 
 use std::io::{self, Read};
 use std::os::fd::AsFd;
@@ -8,7 +9,7 @@ use std::os::fd::AsFd;
 use tokio::io::AsyncWrite;
 use tokio::sync::mpsc;
 
-use crate::transport::tty::{self, TtyWriter};
+use crate::transport::tty::{TtyReader, TtyWriter};
 
 /// One read from standard input.
 #[derive(Debug)]
@@ -57,14 +58,42 @@ impl std::fmt::Debug for Outputs {
     }
 }
 
-/// Starts reading standard input: a terminal on a task of the runtime (`tty`), anything else
-/// on its own thread. The reader ends at end of file, on a read error, or when the receiver is
-/// dropped (after its next read returns).
-pub fn spawn_stdin_reader() -> io::Result<mpsc::Receiver<Input>> {
+/// Local input as a driver reads it: a terminal, read by the driver's task itself, or the
+/// reads another thread or task queues (a pipe or a file on standard input, an in-memory
+/// source).
+#[derive(Debug)]
+pub struct LocalInput(Source);
+
+#[derive(Debug)]
+enum Source {
+    Terminal(TtyReader),
+    Queued(mpsc::Receiver<Input>),
+}
+
+impl LocalInput {
+    /// The next read; `None` once a queue's sender is gone. Cancel-safe.
+    pub async fn recv(&mut self) -> Option<Input> {
+        match &mut self.0 {
+            Source::Terminal(tty) => Some(tty.read().await),
+            Source::Queued(queue) => queue.recv().await,
+        }
+    }
+}
+
+impl From<mpsc::Receiver<Input>> for LocalInput {
+    fn from(queue: mpsc::Receiver<Input>) -> Self {
+        Self(Source::Queued(queue))
+    }
+}
+
+/// Standard input: a terminal is read by whichever task awaits it, anything else on a thread
+/// of its own. That thread ends at end of file, on a read error, or when the input is dropped
+/// (after its next read returns).
+pub fn stdin_input() -> io::Result<LocalInput> {
+    if let Some(tty) = TtyReader::for_fd(io::stdin().as_fd(), READ_SIZE) {
+        return Ok(LocalInput(Source::Terminal(tty)));
+    }
     let (tx, rx) = mpsc::channel(INPUT_QUEUE);
-    let Err(tx) = tty::spawn_reader(io::stdin().as_fd(), tx, READ_SIZE) else {
-        return Ok(rx);
-    };
     std::thread::Builder::new()
         .name("postern-stdin".to_owned())
         .spawn(move || {
@@ -84,7 +113,7 @@ pub fn spawn_stdin_reader() -> io::Result<mpsc::Receiver<Input>> {
                 }
             }
         })?;
-    Ok(rx)
+    Ok(rx.into())
 }
 
 /// Reads queued between the reader thread and the driver; small, so backpressure reaches

@@ -17,7 +17,7 @@ pub use channel::{CLIENT_VERSION, DataChannel, OpenError, client_id, open, open_
 pub use driver::{DriverConfig, DriverError, Finished, Local, SessionEnd, run};
 pub use escape::{EscapeFilter, Escaped};
 pub use exit_marker::{ExitMarker, Marked, MarkerScanner, shell_quote};
-pub use local::{Input, Outputs, spawn_stdin_reader};
+pub use local::{Input, LocalInput, Outputs, stdin_input};
 pub use pump::{
     ChannelFailure, DEFAULT_KEEPALIVE, Lost, Notifier, Pump, ReconnectError, Reconnection,
     Resilience, ResumeTarget, deliver, now, sleep_until,

@@ -1,15 +1,15 @@
 //! Standard streams that are terminals, read and written by the runtime itself: the terminal
 //! is opened again by its name, which gives this process an open file description of its own,
 //! set non-blocking and driven by the reactor. A keystroke then reaches the session task, and
-//! remote output reaches the terminal, without a hop through another thread (a reader thread,
-//! the blocking pool).
+//! remote output reaches the terminal, without a hop through another task or thread (a reader
+//! thread, the blocking pool).
 //!
 //! The descriptors we inherited are left alone: `O_NONBLOCK` on them would be shared with the
 //! shell that started us and every other process on the terminal.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::BorrowedFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -17,7 +17,6 @@ use std::task::{Context, Poll, ready};
 use tokio::io::AsyncWrite;
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
-use tokio::sync::mpsc;
 
 use crate::transport::local::Input;
 
@@ -89,52 +88,56 @@ impl AsyncWrite for TtyWriter {
     }
 }
 
-/// Reads the terminal behind standard input on a task, sending what it reads to `tx`, as the
-/// reader thread does for other inputs; `Err(tx)` back when standard input is not a terminal
-/// that can be opened again. The task ends at end of file, on a read error, or once the
-/// receiver is gone; the runtime's shutdown ends it too (nothing blocks).
-pub(crate) fn spawn_reader(
-    stdin: BorrowedFd<'_>,
-    tx: mpsc::Sender<Input>,
-    read_size: usize,
-) -> Result<(), mpsc::Sender<Input>> {
-    let Some(tty) = reopen(stdin.as_fd(), false) else {
-        return Err(tx);
-    };
-    tokio::spawn(async move {
-        let mut buf = vec![0u8; read_size];
+/// A terminal read through the reactor by the task that awaits it: a keystroke reaches the
+/// session's own task without a hop through another task or thread.
+#[derive(Debug)]
+pub(crate) struct TtyReader {
+    tty: AsyncFd<File>,
+    buf: Vec<u8>,
+}
+
+impl TtyReader {
+    /// A reader of up to `read_size` bytes at a time for `fd` when it is a terminal that can
+    /// be opened again (see [`reopen`]).
+    pub(crate) fn for_fd(fd: BorrowedFd<'_>, read_size: usize) -> Option<Self> {
+        reopen(fd, false).map(|tty| Self {
+            tty,
+            buf: vec![0u8; read_size],
+        })
+    }
+
+    /// The next read. Cancel-safe: bytes leave the terminal only in the poll that returns
+    /// them.
+    pub(crate) async fn read(&mut self) -> Input {
+        let Self { tty, buf } = self;
         loop {
-            let input = match tty.readable().await {
-                Ok(mut guard) => match guard.try_io(|file| file.get_ref().read(&mut buf)) {
-                    Ok(Ok(0)) => Input::Eof,
-                    Ok(Ok(n)) => {
-                        // A short read emptied the terminal's queue: wait for the next
-                        // readiness rather than read again only to hear EAGAIN, so a keystroke
-                        // goes out one syscall sooner. (Readiness that arrived meanwhile is
-                        // kept: tokio clears only what this guard saw.)
-                        if n < buf.len() {
-                            guard.clear_ready();
-                        }
-                        Input::Data(buf[..n].to_vec())
-                    }
-                    Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Ok(Err(e)) => Input::Failed(e),
-                    Err(_would_block) => continue,
-                },
-                Err(e) => Input::Failed(e),
+            let mut guard = match tty.readable().await {
+                Ok(guard) => guard,
+                Err(e) => return Input::Failed(e),
             };
-            let last = !matches!(input, Input::Data(_));
-            if tx.send(input).await.is_err() || last {
-                break;
+            match guard.try_io(|file| file.get_ref().read(buf)) {
+                Ok(Ok(0)) => return Input::Eof,
+                Ok(Ok(n)) => {
+                    // A short read emptied the terminal's queue: wait for the next readiness
+                    // rather than read again only to hear EAGAIN, so a keystroke goes out one
+                    // syscall sooner. (Readiness that arrived meanwhile is kept: tokio clears
+                    // only what this guard saw.)
+                    if n < buf.len() {
+                        guard.clear_ready();
+                    }
+                    return Input::Data(buf[..n].to_vec());
+                }
+                Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Ok(Err(e)) => return Input::Failed(e),
+                Err(_would_block) => continue,
             }
         }
-    });
-    Ok(())
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::os::fd::AsRawFd;
+    use std::os::fd::{AsFd, AsRawFd};
     use std::time::Duration;
 
     use nix::fcntl::{FcntlArg, OFlag, fcntl};
@@ -163,13 +166,12 @@ mod tests {
         let flags = fcntl(pty.slave.as_raw_fd(), FcntlArg::F_GETFL).expect("flags");
         assert!(!OFlag::from_bits_truncate(flags).contains(OFlag::O_NONBLOCK));
 
-        let (tx, mut rx) = mpsc::channel(4);
-        assert!(spawn_reader(pty.slave.as_fd(), tx, 1024).is_ok());
+        let mut reader = TtyReader::for_fd(pty.slave.as_fd(), 1024).expect("the terminal reopens");
         master.write_all(b"key").expect("typed");
         let mut typed = Vec::new();
         while typed.len() < 3 {
-            match tokio::time::timeout(Duration::from_secs(10), rx.recv()).await {
-                Ok(Some(Input::Data(data))) => typed.extend(data),
+            match tokio::time::timeout(Duration::from_secs(10), reader.read()).await {
+                Ok(Input::Data(data)) => typed.extend(data),
                 other => panic!("expected the keystrokes, got {other:?}"),
             }
         }
@@ -180,7 +182,6 @@ mod tests {
     async fn what_is_not_a_terminal_is_left_to_blocking_io() {
         let (socket, _peer) = std::os::unix::net::UnixStream::pair().expect("a socket pair");
         assert!(TtyWriter::for_fd(socket.as_fd()).is_none());
-        let (tx, _rx) = mpsc::channel(1);
-        assert!(spawn_reader(socket.as_fd(), tx, 16).is_err());
+        assert!(TtyReader::for_fd(socket.as_fd(), 16).is_none());
     }
 }

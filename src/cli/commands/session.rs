@@ -352,7 +352,7 @@ async fn drive(
         exit_marker,
         kms: Some(kms.clone()),
     };
-    let input = transport::spawn_stdin_reader().map_err(SessionFailure::Local)?;
+    let input = transport::stdin_input().map_err(SessionFailure::Local)?;
     let signals = Signals::install(!raw).map_err(SessionFailure::Local)?;
     let terminal = if raw {
         TerminalGuard::enter().map_err(SessionFailure::Local)?

@@ -252,7 +252,7 @@ impl Remote {
                 }),
             );
             let local = Local {
-                input,
+                input: input.into(),
                 outputs,
                 terminal: TerminalGuard::noop(),
                 signals: None,

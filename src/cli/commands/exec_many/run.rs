@@ -375,7 +375,7 @@ async fn carry(
     let (input_tx, input) = mpsc::channel(1);
     let _ = input_tx.try_send(Input::Eof);
     let local = Local {
-        input,
+        input: input.into(),
         outputs: Outputs {
             stdout: Box::new(stdout_tx),
             stderr: Box::new(stderr_tx),
