@@ -244,14 +244,18 @@ async fn drive(
             }
         };
 
+        // In this order: a keystroke goes out before anything else is looked at (the
+        // window, through `want_input`, keeps a paste from starving the websocket), and a
+        // branch that is not ready costs no more than a readiness check.
         tokio::select! {
+            biased;
+            input = local.input.recv(), if want_input => {
+                on_input(input, &mut state, &mut local, &mut session, &config);
+            }
             received = pump.recv(&mut session) => {
                 if let Err(lost) = received {
                     break lost_or_exited(&state, lost);
                 }
-            }
-            input = local.input.recv(), if want_input => {
-                on_input(input, &mut state, &mut local, &mut session, &config);
             }
             written = write_some(&mut local.outputs, &mut state.out), if has_output => {
                 if let Err(e) = on_written(written, &mut state) {
