@@ -138,6 +138,27 @@ def vm(pid, field):
     return float("nan")
 
 
+def evict_page_cache(paths):
+    """Drops the page cache of `paths` (written back first; pages a running process maps
+    stay). The RSS of a binary's code depends on how its file sits in the page cache: the
+    kernel maps a whole large folio on a fault, and a freshly linked or copied file is cached
+    in other folio sizes than one read back through page faults, a difference of several MiB
+    between two identical binaries. Evicted, every client starts from the same state, as
+    after a reboot: its pages come back through its own faults."""
+    for path in paths:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            os.fsync(fd)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -446,9 +467,11 @@ def main():
     each = (256 * 1024) if a.quick else 1 * MB
     table = Table(names)
     source, sink = fb.servers()
+    binaries = [p for p in (a.postern, a.baseline, a.plugin) if p]
     try:
         table.header()
         if "unpaced" in a.only:
+            evict_page_cache(binaries)
             emu = Emulator(a.postern, paced=False)
             try:
                 forward_figures(clients, emu, source, sink, size, table, paced=False,
@@ -456,6 +479,7 @@ def main():
             finally:
                 emu.stop()
         if a.only & {"paced", "ready", "scaling", "echo"}:
+            evict_page_cache(binaries)
             emu = Emulator(a.postern, paced=True)
             try:
                 if "paced" in a.only:
@@ -496,6 +520,8 @@ def main():
                 f" /proc/PID/clear_refs, the same for every client); \"all client processes\""
                 f" adds, for the plugin and the drop-in, the peak of the AWS CLI that called"
                 f" StartSession and stays resident, waiting for the plugin, the whole session."
+                f" Before each emulator starts, the binaries leave the page cache"
+                f" (posix_fadvise), so every client maps its code from the same state."
                 f" Rerun:"
                 f" `bench/compare.sh --write`.\n\n{table.markdown()}\n")
         if notes:

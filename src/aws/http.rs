@@ -21,10 +21,11 @@ use aws_smithy_http_client::tls::rustls_provider::CryptoMode;
 use aws_smithy_http_client::tls::{self, TlsContext, TrustStore};
 use aws_smithy_http_client::{Builder, ConnectorBuilder};
 use aws_smithy_runtime_api::client::http::{
-    HttpClient, HttpConnector, HttpConnectorFuture, SharedHttpClient, SharedHttpConnector,
-    http_client_fn,
+    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient,
+    SharedHttpConnector, http_client_fn,
 };
 use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 
 use crate::network::{CaBundle, ProxyError, ProxySettings, TrustError, ca_bundle};
@@ -94,13 +95,20 @@ fn build(
             Ok::<_, HttpClientError>(sdk_client(config, tls_context.clone()))
         })
         .transpose()?;
+    let clients = Clients {
+        plain: plain_client(),
+        direct,
+        proxied,
+    };
     Ok(http_client_fn(move |settings, components| {
         SharedHttpConnector::new(Router {
-            settings: proxy,
-            direct: direct.http_connector(settings, components),
-            proxied: proxied
-                .as_ref()
-                .map(|client| client.http_connector(settings, components)),
+            proxy,
+            clients: clients.clone(),
+            settings: settings.clone(),
+            components: components.clone(),
+            plain: OnceLock::new(),
+            direct: OnceLock::new(),
+            proxied: OnceLock::new(),
         })
     }))
 }
@@ -122,21 +130,71 @@ fn sdk_client(proxy: ProxyConfig, tls_context: TlsContext) -> SharedHttpClient {
     })
 }
 
-/// Sends each request to the proxied or the direct connector, by [`ProxySettings::proxy_for`].
+/// An SDK client for plain `http://` endpoints (a loopback emulator): no TLS, so no trust
+/// store is loaded for it, and never a proxy.
+fn plain_client() -> SharedHttpClient {
+    Builder::new().build_with_connector_fn(move |settings, components| {
+        let mut builder = ConnectorBuilder::default();
+        builder.set_connector_settings(settings.cloned());
+        if let Some(components) = components {
+            builder.set_sleep_impl(components.sleep_impl());
+        }
+        builder.proxy_config(ProxyConfig::disabled()).build_http()
+    })
+}
+
+/// The SDK clients a [`Router`] picks from.
+#[derive(Clone, Debug)]
+struct Clients {
+    plain: SharedHttpClient,
+    direct: SharedHttpClient,
+    proxied: Option<SharedHttpClient>,
+}
+
+/// Sends each request to the plain, the proxied or the direct connector: `http://` to the
+/// plain one, `https://` by [`ProxySettings::proxy_for`]. A connector is built on its first
+/// request, so the system's trust store is read (~150 certificates parsed) only once an
+/// `https://` request is made, never for an `http://` emulator.
 #[derive(Debug)]
 struct Router {
-    settings: &'static ProxySettings,
-    direct: SharedHttpConnector,
-    proxied: Option<SharedHttpConnector>,
+    proxy: &'static ProxySettings,
+    clients: Clients,
+    settings: HttpConnectorSettings,
+    components: RuntimeComponents,
+    plain: OnceLock<SharedHttpConnector>,
+    direct: OnceLock<SharedHttpConnector>,
+    proxied: OnceLock<Option<SharedHttpConnector>>,
+}
+
+impl Router {
+    fn connector(&self, uri: &str) -> &SharedHttpConnector {
+        let build =
+            |client: &SharedHttpClient| client.http_connector(&self.settings, &self.components);
+        if is_plain_http(uri) {
+            return self.plain.get_or_init(|| build(&self.clients.plain));
+        }
+        if through_proxy(self.proxy, uri)
+            && let Some(proxied) = self
+                .proxied
+                .get_or_init(|| self.clients.proxied.as_ref().map(build))
+        {
+            return proxied;
+        }
+        self.direct.get_or_init(|| build(&self.clients.direct))
+    }
 }
 
 impl HttpConnector for Router {
     fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
-        match &self.proxied {
-            Some(proxied) if through_proxy(self.settings, request.uri()) => proxied.call(request),
-            _ => self.direct.call(request),
-        }
+        let connector = self.connector(request.uri()).clone();
+        connector.call(request)
     }
+}
+
+/// Whether `uri` is a plain `http://` one (no TLS).
+fn is_plain_http(uri: &str) -> bool {
+    uri.get(..7)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("http://"))
 }
 
 /// Whether a request to `uri` goes through the proxy: `https` only (plain `http` endpoints are
@@ -154,6 +212,15 @@ fn through_proxy(settings: &ProxySettings, uri: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_http_urls_take_the_connector_without_tls() {
+        assert!(is_plain_http("http://127.0.0.1:4566/"));
+        assert!(is_plain_http("HTTP://localhost/"));
+        assert!(!is_plain_http("https://ssm.eu-west-1.amazonaws.com/"));
+        assert!(!is_plain_http("http:/"));
+        assert!(!is_plain_http(""));
+    }
 
     #[test]
     fn https_requests_follow_the_websocket_rules_and_plain_http_goes_direct() {
