@@ -5,8 +5,8 @@
 //!
 //! Code pages are mapped 64 KiB or a page-cache folio at a time, so the few MiB of functions a
 //! session runs, scattered over 21 MB of `.text`, otherwise map most of it (issue 22: a shell's
-//! peak RSS after its prompt, 21.9 MiB before; 8.2 MiB with the order and
-//! `setup_memory::release`). An order file (one symbol name a line, as
+//! peak RSS after its prompt, 21.9 MiB before; 6.8 MiB with the order,
+//! `setup_memory::release` and packed relocations). An order file (one symbol name a line, as
 //! `scripts/symbol-order.sh` writes it) has the linker place those functions first and
 //! together: the functions sessions run, then those only start-up runs.
 //!
