@@ -137,8 +137,8 @@ const MAX_FRAME: usize = postern_protocol::PAYLOAD_OFFSET + postern_protocol::MA
 /// The websocket's read buffer. tungstenite zero-fills its free capacity before every read
 /// attempt, including those that find nothing to read; its 128 KiB default made that
 /// zero-filling the emulator's largest user-space cost in an unpaced download (one attempt per
-/// loop iteration, a few hundred bytes of acks each). 16 KiB still takes a dozen full input
-/// messages per read.
+/// loop iteration, a few hundred bytes of acks each), and at 16 KiB it was still half the
+/// instructions of a keystroke's round trip. 4 KiB takes three full input messages per read.
 const READ_BUFFER: usize = 4 * 1024;
 const OPEN_FRAME_TIMEOUT: Duration = Duration::from_secs(10);
 const OPEN_SCHEMA_VERSION: &str = "1.0";

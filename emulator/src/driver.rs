@@ -83,8 +83,6 @@ struct Driver {
     plugin_input: Option<mpsc::Sender<PluginInput>>,
     plugin_done: bool,
     pending_input: VecDeque<PluginInput>,
-    /// Input went to the plugin since the websocket's last flush (see [`Driver::drain`]).
-    input_handed: bool,
     pacer: Pacer,
     shaper: Shaper,
     /// Frames were fed to the attached websocket since its last flush.
@@ -159,7 +157,6 @@ impl Driver {
             plugin_input: None,
             plugin_done: false,
             pending_input: VecDeque::new(),
-            input_handed: false,
             unflushed: false,
             closes: CloseCounter::default(),
             size: DEFAULT_SIZE,
@@ -554,8 +551,9 @@ impl Driver {
     /// The agent hands a stream message to its plugin (a shell's PTY, a port's connection)
     /// before it acknowledges it (agent `agent/session/datachannel/datachannel.go`,
     /// `handleStreamDataMessage`: `processStreamDataMessage`, then `SendAcknowledgeMessage`).
-    /// So when input went to the plugin, the plugin task runs before the flush that carries
-    /// the acknowledgement.
+    /// So input goes to the plugin's queue in the turn that received it, before the flush that
+    /// carries the acknowledgement, not on a later turn of the loop; the plugin task writes it
+    /// as soon as it runs.
     async fn drain(&mut self, now: Instant) {
         self.process_and_feed(now).await;
         let mut now = now;
@@ -617,7 +615,7 @@ impl Driver {
         };
         while let Some(item) = self.pending_input.pop_front() {
             match input.try_send(item) {
-                Ok(()) => self.input_handed = true,
+                Ok(()) => {}
                 Err(mpsc::error::TrySendError::Full(item)) => {
                     self.pending_input.push_front(item);
                     return;
