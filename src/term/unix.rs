@@ -11,6 +11,7 @@ use std::io;
 use std::os::fd::{BorrowedFd, RawFd};
 
 use tokio::signal::unix::{Signal, SignalKind, signal};
+use tokio::sync::mpsc;
 
 use crate::term::TerminalGuard;
 
@@ -29,9 +30,55 @@ pub enum LocalSignal {
     Resize,
 }
 
-/// The installed handlers.
+/// The installed handlers, read by a task of their own that forwards what arrives: a session
+/// loop then looks at one queue per turn, not at seven signal streams (each turn of a
+/// keystroke's echo polled all seven, cold, between waking and sending; issue 22).
 #[derive(Debug)]
 pub struct Signals {
+    received: mpsc::Receiver<LocalSignal>,
+    listener: tokio::task::JoinHandle<()>,
+}
+
+impl Signals {
+    /// Installs the handlers; SIGINT and SIGQUIT only when `catch_interrupt` (outside raw mode,
+    /// where Ctrl-C and Ctrl-backslash raise them; under `aws ssm start-session` they start
+    /// ignored and an explicit handler is the only way to see them). Must be called within
+    /// the runtime, which runs the forwarding task.
+    pub fn install(catch_interrupt: bool) -> io::Result<Self> {
+        let mut handlers = Handlers::install(catch_interrupt)?;
+        let (forward, received) = mpsc::channel(SIGNAL_QUEUE);
+        let listener = tokio::spawn(async move {
+            loop {
+                let signal = handlers.recv().await;
+                if forward.send(signal).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(Self { received, listener })
+    }
+
+    /// The next signal. Cancel-safe.
+    pub async fn recv(&mut self) -> LocalSignal {
+        match self.received.recv().await {
+            Some(signal) => signal,
+            // The listener only stops when this is dropped.
+            None => std::future::pending().await,
+        }
+    }
+}
+
+impl Drop for Signals {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
+}
+
+/// Signals received and not yet read; a burst of resizes waits in the listener beyond this.
+const SIGNAL_QUEUE: usize = 8;
+
+#[derive(Debug)]
+struct Handlers {
     terminate: Signal,
     hangup: Signal,
     interrupt: Option<Signal>,
@@ -41,11 +88,8 @@ pub struct Signals {
     resize: Signal,
 }
 
-impl Signals {
-    /// Installs the handlers; SIGINT and SIGQUIT only when `catch_interrupt` (outside raw mode,
-    /// where Ctrl-C and Ctrl-backslash raise them; under `aws ssm start-session` they start
-    /// ignored and an explicit handler is the only way to see them).
-    pub fn install(catch_interrupt: bool) -> io::Result<Self> {
+impl Handlers {
+    fn install(catch_interrupt: bool) -> io::Result<Self> {
         let optional = |kind: SignalKind| -> io::Result<Option<Signal>> {
             if catch_interrupt {
                 signal(kind).map(Some)
@@ -64,8 +108,7 @@ impl Signals {
         })
     }
 
-    /// The next signal. Cancel-safe.
-    pub async fn recv(&mut self) -> LocalSignal {
+    async fn recv(&mut self) -> LocalSignal {
         let interrupt = async {
             match &mut self.interrupt {
                 Some(s) => s.recv().await,

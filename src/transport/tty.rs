@@ -1,6 +1,7 @@
 //! Standard streams that are terminals, read and written by the runtime itself: the terminal
 //! is opened again by its name, which gives this process an open file description of its own,
-//! set non-blocking and driven by the reactor. A keystroke then reaches the session task, and
+//! set non-blocking. Reads are driven by the reactor; writes go straight to the terminal and
+//! involve the reactor only while it is full. A keystroke then reaches the session task, and
 //! remote output reaches the terminal, without a hop through another task or thread (a reader
 //! thread, the blocking pool).
 //!
@@ -9,7 +10,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -21,10 +22,10 @@ use tokio::io::unix::AsyncFd;
 use crate::transport::local::Input;
 
 /// The terminal behind `fd`, opened again non-blocking (for writing when `write`, else for
-/// reading) and registered with the reactor; `None` when `fd` is not a terminal, the name
-/// cannot be opened (another user's terminal) or names another device, or there is no
-/// runtime: the caller falls back to blocking IO.
-pub(crate) fn reopen(fd: BorrowedFd<'_>, write: bool) -> Option<AsyncFd<File>> {
+/// reading); `None` when `fd` is not a terminal, the name cannot be opened (another user's
+/// terminal) or names another device, or there is no runtime: the caller falls back to
+/// blocking IO.
+fn reopen(fd: BorrowedFd<'_>, write: bool) -> Option<File> {
     if !crate::term::is_terminal(std::os::fd::AsRawFd::as_raw_fd(&fd)) {
         return None;
     }
@@ -42,24 +43,25 @@ pub(crate) fn reopen(fd: BorrowedFd<'_>, write: bool) -> Option<AsyncFd<File>> {
     if opened.rdev() != ours.rdev() || opened.file_type() != ours.file_type() {
         return None;
     }
-    let interest = if write {
-        Interest::WRITABLE
-    } else {
-        Interest::READABLE
-    };
-    // SAFETY: the `File` owns its descriptor, and the `AsyncFd` owns the `File` until it is
-    // dropped: the descriptor stays open and names the same file description throughout.
-    unsafe { AsyncFd::register_with_interest(file, interest) }.ok()
+    Some(file)
 }
 
-/// A terminal written through the reactor: a write that would block waits for the terminal
-/// to drain instead of blocking a worker.
-pub(crate) struct TtyWriter(AsyncFd<File>);
+/// A terminal written without blocking a worker: each write goes straight to the terminal,
+/// and only a write that would block registers with the reactor, until the terminal drains.
+///
+/// A terminal registered for writability all the time would wake this process whenever the
+/// reader of the terminal (the user's terminal emulator) takes what was written: one more
+/// wake-up per keystroke echo, right when the echo is being shown (issue 22).
+pub(crate) struct TtyWriter {
+    tty: File,
+    /// A duplicate of the descriptor registered for writability while the terminal is full.
+    full: Option<AsyncFd<OwnedFd>>,
+}
 
 impl TtyWriter {
     /// A writer for `fd` when it is a terminal that can be opened again (see [`reopen`]).
     pub(crate) fn for_fd(fd: BorrowedFd<'_>) -> Option<Self> {
-        reopen(fd, true).map(Self)
+        reopen(fd, true).map(|tty| Self { tty, full: None })
     }
 }
 
@@ -69,11 +71,33 @@ impl AsyncWrite for TtyWriter {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
         loop {
-            let mut guard = ready!(self.0.poll_write_ready(cx))?;
-            match guard.try_io(|file| file.get_ref().write(buf)) {
-                Ok(result) => return Poll::Ready(result),
-                Err(_would_block) => continue,
+            if let Some(full) = &this.full {
+                let mut guard = ready!(full.poll_write_ready(cx))?;
+                guard.clear_ready();
+            }
+            match (&this.tty).write(buf) {
+                Ok(n) => {
+                    if n == buf.len() {
+                        // Room again: stop listening for writability.
+                        this.full = None;
+                    }
+                    return Poll::Ready(Ok(n));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if this.full.is_none() {
+                        let dup = this.tty.as_fd().try_clone_to_owned()?;
+                        // SAFETY: the `AsyncFd` owns the duplicate until it is dropped: the
+                        // descriptor stays open and names the terminal's description
+                        // throughout.
+                        let full =
+                            unsafe { AsyncFd::register_with_interest(dup, Interest::WRITABLE) }?;
+                        this.full = Some(full);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Poll::Ready(Err(e)),
             }
         }
     }
@@ -100,7 +124,12 @@ impl TtyReader {
     /// A reader of up to `read_size` bytes at a time for `fd` when it is a terminal that can
     /// be opened again (see [`reopen`]).
     pub(crate) fn for_fd(fd: BorrowedFd<'_>, read_size: usize) -> Option<Self> {
-        reopen(fd, false).map(|tty| Self {
+        let file = reopen(fd, false)?;
+        // SAFETY: the `File` owns its descriptor, and the `AsyncFd` owns the `File` until it
+        // is dropped: the descriptor stays open and names the same file description
+        // throughout.
+        let tty = unsafe { AsyncFd::register_with_interest(file, Interest::READABLE) }.ok()?;
+        Some(Self {
             tty,
             buf: vec![0u8; read_size],
         })
@@ -140,6 +169,7 @@ mod tests {
     use std::os::fd::{AsFd, AsRawFd};
     use std::time::Duration;
 
+    use futures_util::FutureExt as _;
     use nix::fcntl::{FcntlArg, OFlag, fcntl};
     use nix::sys::termios::{SetArg, cfmakeraw, tcgetattr, tcsetattr};
     use tokio::io::AsyncWriteExt;
@@ -176,6 +206,49 @@ mod tests {
             }
         }
         assert_eq!(typed, b"key");
+    }
+
+    #[tokio::test]
+    async fn a_full_terminal_is_waited_for_and_nothing_is_lost() {
+        let pty = nix::pty::openpty(None, None).expect("a pseudo-terminal");
+        let mut termios = tcgetattr(&pty.slave).expect("terminal settings");
+        cfmakeraw(&mut termios);
+        tcsetattr(&pty.slave, SetArg::TCSANOW, &termios).expect("raw mode");
+        let mut writer = TtyWriter::for_fd(pty.slave.as_fd()).expect("the terminal reopens");
+        // Far more than a terminal buffers (a few KiB): the writer must wait for the reader.
+        let sent: Vec<u8> = (0..1024 * 1024).map(|i| (i % 251) as u8).collect();
+        // Nobody reads yet: writes go through until one would block.
+        let mut written = 0;
+        while let Some(result) = writer.write(&sent[written..]).now_or_never() {
+            written += result.expect("written");
+            assert!(
+                written < sent.len(),
+                "the terminal took 1 MiB without a reader"
+            );
+        }
+        assert!(
+            writer.full.is_some(),
+            "a full terminal is watched for writability"
+        );
+        let mut master = File::from(pty.master.try_clone().expect("a second master fd"));
+        let expected = sent.len();
+        let reader = std::thread::spawn(move || {
+            let mut shown = vec![0u8; expected];
+            master.read_exact(&mut shown).map(|()| shown)
+        });
+        tokio::time::timeout(Duration::from_secs(30), writer.write_all(&sent[written..]))
+            .await
+            .expect("the writer drains as the terminal is read")
+            .expect("written");
+        let shown = reader.join().expect("the reader").expect("all of it read");
+        assert!(
+            shown == sent,
+            "the terminal showed other bytes than were written"
+        );
+        assert!(
+            writer.full.is_none(),
+            "writability is watched only while the terminal is full"
+        );
     }
 
     #[tokio::test]
