@@ -176,13 +176,18 @@ mod tests {
 
     use super::*;
 
-    #[tokio::test]
-    async fn a_terminal_is_written_and_read_through_a_description_of_its_own() {
+    /// A pseudo-terminal in raw mode, so the line discipline hands bytes over as they are.
+    fn raw_pty() -> nix::pty::OpenptyResult {
         let pty = nix::pty::openpty(None, None).expect("a pseudo-terminal");
-        // Raw, so the line discipline hands bytes over as they are.
         let mut termios = tcgetattr(&pty.slave).expect("terminal settings");
         cfmakeraw(&mut termios);
         tcsetattr(&pty.slave, SetArg::TCSANOW, &termios).expect("raw mode");
+        pty
+    }
+
+    #[tokio::test]
+    async fn a_terminal_is_written_and_read_through_a_description_of_its_own() {
+        let pty = raw_pty();
 
         let mut writer = TtyWriter::for_fd(pty.slave.as_fd()).expect("the terminal reopens");
         writer.write_all(b"out").await.expect("written");
@@ -210,10 +215,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_terminal_is_waited_for_and_nothing_is_lost() {
-        let pty = nix::pty::openpty(None, None).expect("a pseudo-terminal");
-        let mut termios = tcgetattr(&pty.slave).expect("terminal settings");
-        cfmakeraw(&mut termios);
-        tcsetattr(&pty.slave, SetArg::TCSANOW, &termios).expect("raw mode");
+        let pty = raw_pty();
         let mut writer = TtyWriter::for_fd(pty.slave.as_fd()).expect("the terminal reopens");
         // Far more than a terminal buffers (a few KiB): the writer must wait for the reader.
         let sent: Vec<u8> = (0..1024 * 1024).map(|i| (i % 251) as u8).collect();
