@@ -8,9 +8,16 @@
 //! blocks, acknowledgements slow down and every stream of the session stalls behind the one
 //! slow reader. The session's own send window (10 000 messages, about 10 MB) is far above the
 //! budget, so it cannot protect the agent. The window here starts small, grows while the RTT
-//! stays near the smallest RTT seen (the path is not queueing), shrinks when the RTT rises
-//! (data is piling up at the agent), and never exceeds [`MAX_WINDOW`], half the agent's
-//! budget, so acknowledged-but-unconsumed bytes plus bytes in flight stay inside it.
+//! stays under twice the smallest RTT seen (less than a bandwidth-delay product is queued),
+//! holds between that and 5 ms of queueing (jitter on a fast path), shrinks when the RTT
+//! rises beyond both (data is piling up at the agent), and never exceeds [`MAX_WINDOW`], half
+//! the agent's budget, so acknowledged-but-unconsumed bytes plus bytes in flight stay inside
+//! it.
+//!
+//! A window-limited sender moves `window / srtt` bytes a second, and the RTT only exceeds
+//! twice its minimum once the window holds more than two bandwidth-delay products: growing
+//! then buys no speed, only memory (on loopback it would climb to [`MAX_WINDOW`] while the
+//! queueing stays under the slack).
 //!
 //! It must not read clocks or sockets: the link passes `now` and the RTT.
 
@@ -66,7 +73,11 @@ impl UploadWindow {
                 ?min_rtt,
                 "upload window shrinks"
             );
-        } else if outstanding * 2 >= self.window && self.window < MAX_WINDOW {
+        } else if queueing <= min_rtt && outstanding * 2 >= self.window && self.window < MAX_WINDOW
+        {
+            // Less than the path's own RTT is queued: the window is under twice the
+            // bandwidth-delay product, so a larger one can still raise the rate. Beyond that
+            // it would only add queued bytes (and memory), not speed.
             self.window = (self.window * 2).min(MAX_WINDOW);
             tracing::trace!(window = self.window, ?srtt, "upload window grows");
         }
@@ -150,6 +161,19 @@ mod tests {
         let before = w.window();
         w.handle_rtt(t0 + MS * 20, MS * 3, before);
         assert!(w.window() >= before);
+    }
+
+    #[test]
+    fn stops_growing_once_the_rtt_has_doubled_even_under_the_slack() {
+        let t0 = Instant::now();
+        let mut w = UploadWindow::new();
+        w.handle_rtt(t0, MS / 4, 0);
+        for i in 1..40 {
+            let outstanding = w.window();
+            // 1.5 ms of queueing: below the slack, so no back-off, but six times the path.
+            w.handle_rtt(t0 + MS * 20 * i, MS * 7 / 4, outstanding);
+        }
+        assert_eq!(w.window(), INITIAL_WINDOW);
     }
 
     #[test]
