@@ -402,6 +402,36 @@ def shell_figures(clients, emu, keystrokes, table):
     table.add(f"interactive shell: {CLIENT_PROCESSES}", "MiB", together, "lower")
 
 
+# The link-time function order release builds use (build.rs, scripts/symbol-order.sh).
+ORDER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "profile-data",
+                     "symbol-order.txt")
+# More ordered names missing from the binary than this: its code sits as rustc emitted it
+# (more code pages mapped, slower wake-ups) and its figures are not the release binary's.
+STALE_ORDER_SHARE = 0.05
+
+
+def order_note(binary):
+    """A note when `binary` lacks many of the names in the committed function order (built
+    from other sources, another lockfile or toolchain, or without the order); None otherwise
+    or when nm is missing."""
+    nm = shutil.which("nm")
+    if not nm or not os.path.exists(ORDER):
+        return None
+    with open(ORDER) as f:
+        wanted = {line.strip() for line in f if line.strip()}
+    listing = subprocess.run([nm, "--defined-only", binary], capture_output=True, text=True)
+    if listing.returncode != 0 or not wanted:
+        return None
+    present = {fields[-1] for fields in map(str.split, listing.stdout.splitlines()) if fields}
+    missing = len(wanted - present)
+    if missing <= STALE_ORDER_SHARE * len(wanted):
+        return None
+    return (f"{os.path.basename(binary)}: {missing} of the {len(wanted)} functions in"
+            f" profile-data/symbol-order.txt are not in this binary, so they are not placed"
+            f" together: its RSS and echo figures are worse than with a current order"
+            f" (scripts/symbol-order.sh regenerates it)")
+
+
 def machine():
     model = "unknown CPU"
     try:
@@ -455,6 +485,9 @@ def main():
     if a.aws:
         clients.append(Client("postern drop-in", aws=a.aws, plugin=a.postern))
     names = [c.name for c in clients]
+    stale = order_note(a.postern)
+    if stale:
+        notes.append(stale)
     for note in notes:
         print("note:", note)
 
