@@ -6,6 +6,9 @@
 # needs LLD (Rust's default linker on x86_64-unknown-linux-gnu) or mold. The names carry the
 # hashes of this lockfile and toolchain: run this after updating either (new functions of our
 # own code keep their place in no order until then; stale names are skipped, never an error).
+# Edits to our own crates rename nothing: they build in one codegen unit each (Cargo.toml), so
+# their names carry no per-unit `.llvm.<hash>`; bench/compare.sh notes a binary that lacks
+# more than 5% of the order.
 #
 # Usage: scripts/symbol-order.sh [OUT]    (default OUT: profile-data/symbol-order.txt; prints
 #                                          the ordered binary's path)

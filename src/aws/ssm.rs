@@ -70,7 +70,10 @@ impl SsmClient {
         if !request.parameters.is_empty() {
             call = call.set_parameters(Some(request.parameters.clone()));
         }
-        let output = call.send().await.map_err(|err| {
+        crate::setup_memory::between_steps("the SDK's clients");
+        let output = call.send().await;
+        crate::setup_memory::between_steps("StartSession");
+        let output = output.map_err(|err| {
             AwsError::from_sdk("StartSession", &self.region, self.profile.as_deref(), err)
         })?;
         self.credentials(

@@ -31,6 +31,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let supervisor_log = log_file.clone();
     let common = args.common.clone();
     let plan = Plan::from_args(args)?;
+    let one_session = matches!(
+        plan,
+        Plan::Shell(_) | Plan::Exec(_) | Plan::Forward(_) | Plan::SshProxy(_)
+    );
+    if one_session {
+        crate::setup_memory::between_steps("arguments");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(worker_threads(&plan))
         .enable_all()
@@ -57,6 +64,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // Resolution runs on the runtime the session uses: the broker's credential providers and
     // their HTTP connections live on it.
     let plan = runtime.block_on(resolve::resolve(plan, &common))?;
+    if one_session {
+        crate::setup_memory::between_steps("resolution");
+    }
     match &plan {
         Plan::Ssh(ssh) if ssh::wants_pushed_key(ssh)? => {
             return runtime.block_on(ssh_push_key::run(ssh));
