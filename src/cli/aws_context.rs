@@ -29,6 +29,7 @@ pub(crate) async fn load_aws(
         described.push_str(", ");
         described.push_str(&credentials.label);
     }
+    crate::setup_memory::between_steps("the SDK's configuration");
     Ok((context, described))
 }
 
