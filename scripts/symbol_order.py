@@ -7,7 +7,9 @@ way. Writes the names of the binary's functions that ran, one a line, in the bin
 address order (neighbours stay neighbours), for `POSTERN_SYMBOL_ORDER` (build.rs). The
 functions that ran after the first session's data channel opened (`setup_memory::release`,
 where postern drops its start-up code pages) come first: a running session maps those again,
-and packed together they take few pages; the functions only start-up ran follow.
+and packed together they take few pages; the functions only start-up ran follow, grouped by
+the step of start-up that first ran them (`setup_memory::between_steps` drops each step's pages
+before the next, so a step whose code sits together maps few of them).
 
 Every wait is bounded and every child is stopped by its pid. Python 3 standard library, plus
 valgrind and nm (binutils) on PATH.
@@ -36,11 +38,13 @@ def callgrind(out):
     return [shutil.which("valgrind"), "-q", "--tool=callgrind", "--demangle=no", "--dump-instr=no",
             "--compress-strings=no", "--compress-pos=no", f"--callgrind-out-file={out}",
             # A dump when start-up ends (out.1: start-up; the rest: the session).
-            f"--dump-after={SESSION_STARTS}"]
+            f"--dump-after={SESSION_STARTS}", f"--dump-after={STEP_ENDS}"]
 
 
 # The mangled name of the function after which a session runs (src/setup_memory.rs).
 SESSION_STARTS = "*12setup_memory7release*"
+# The mangled name of the function that ends each step of start-up before that.
+STEP_ENDS = "*12setup_memory13between_steps*"
 
 
 def run_workload(postern, work):
@@ -87,25 +91,47 @@ def run_workload(postern, work):
 
 
 def functions_run(outputs, binary):
-    """({names that ran during sessions}, {names that ran during start-up}) of `binary`'s
-    functions (callgrind's recursion marks `'N` dropped): each workload's first dump, written
-    when start-up ended, is start-up; its later dumps and its final part are the session."""
-    session, startup = set(), set()
+    """({names that ran during sessions}, [{names first run in start-up step i}]) of
+    `binary`'s functions (callgrind's recursion marks `'N` dropped). Callgrind dumps after each
+    step of start-up and after the release that starts the session: a workload's dumps up to
+    the one holding `setup_memory::release` are its start-up steps in order; the later dumps and
+    the final part are the session."""
+    session, steps = set(), []
     for out in outputs:
-        parts = glob.glob(glob.escape(out) + ".*") + glob.glob(glob.escape(out))
-        if not any(p.endswith(".1") for p in parts):
+        numbered = sorted(glob.glob(glob.escape(out) + ".*"),
+                          key=lambda p: int(p.rsplit(".", 1)[1]))
+        parts = [names_in(p, binary) for p in numbered + glob.glob(glob.escape(out))]
+        ends = [i for i, names in enumerate(parts) if any(RELEASE.search(n) for n in names)]
+        if not ends:
             raise RuntimeError(f"{out}: callgrind dumped nothing at {SESSION_STARTS}; was the "
                                "session opened (src/setup_memory.rs)?")
-        for path in parts:
-            into = startup if path.endswith(".1") else session
-            obj = None
-            with open(path, errors="replace") as f:
-                for line in f:
-                    if line.startswith("ob="):
-                        obj = line[3:].strip()
-                    elif line.startswith("fn=") and obj == binary:
-                        into.add(re.sub(r"'\d+$", "", line[3:].strip()))
-    return session, startup - session
+        for i, names in enumerate(parts[: ends[0] + 1]):
+            if i == len(steps):
+                steps.append(set())
+            steps[i] |= names
+        for names in parts[ends[0] + 1:]:
+            session |= names
+    seen = set(session)
+    for names in steps:
+        names -= seen
+        seen |= names
+    return session, steps
+
+
+# `setup_memory::release`, as callgrind names it (mangled).
+RELEASE = re.compile(r"12setup_memory7release")
+
+
+def names_in(path, binary):
+    """The names of `binary`'s functions that ran in one callgrind output file."""
+    names, obj = set(), None
+    with open(path, errors="replace") as f:
+        for line in f:
+            if line.startswith("ob="):
+                obj = line[3:].strip()
+            elif line.startswith("fn=") and obj == binary:
+                names.add(re.sub(r"'\d+$", "", line[3:].strip()))
+    return names
 
 
 def text_symbols(binary):
@@ -133,12 +159,12 @@ def main():
     binary = os.path.realpath(a.postern)
     work = tempfile.mkdtemp(prefix="postern-symbol-order-")
     try:
-        session, startup = functions_run(run_workload(binary, work), binary)
+        session, steps = functions_run(run_workload(binary, work), binary)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     addresses = text_symbols(binary)
     ordered = []
-    for names in (session, startup):
+    for names in [session] + steps:
         ordered += sorted((n for n in names if n in addresses), key=lambda n: addresses[n])
     if len(ordered) < 1000:
         sys.exit(f"symbol_order.py: only {len(ordered)} functions of {binary} ran under "
@@ -147,7 +173,8 @@ def main():
     with open(tmp, "w") as f:
         f.write("\n".join(ordered) + "\n")
     os.replace(tmp, a.out)
-    print(f"{a.out}: {len(ordered)} functions ({len(session)} run by sessions first)",
+    print(f"{a.out}: {len(ordered)} functions ({len(session)} run by sessions first, then"
+          f" {len(steps)} steps of start-up)",
           file=sys.stderr)
 
 
