@@ -3,9 +3,10 @@
 # (issue 22, build.rs): builds postern without an order, profiles a shell, an exec and a
 # forward under callgrind (scripts/symbol_order.py), writes the functions sessions run, then
 # those only start-up runs (grouped by step of start-up), and relinks with the new order. Needs
-# valgrind and nm; the order needs LLD (Rust's default linker on x86_64-unknown-linux-gnu) or mold. The names carry the
-# hashes of this lockfile and toolchain: run this after updating either (new functions of our
-# own code keep their place in no order until then; stale names are skipped, never an error).
+# valgrind and nm; the order needs LLD (Rust's default linker on x86_64-unknown-linux-gnu) or
+# mold. The names carry the hashes of this lockfile and toolchain: run this after updating
+# either (new functions of our own code keep their place in no order until then; stale names are
+# skipped, never an error).
 # Edits to our own crates rename nothing: they build in one codegen unit each (Cargo.toml), so
 # their names carry no per-unit `.llvm.<hash>`; bench/compare.sh notes a binary that lacks
 # more than 5% of the order.
