@@ -23,8 +23,9 @@
 //! target's resolution, the SDK's configuration, its clients, StartSession, the websocket.
 //! [`between_steps`] drops the pages mapped so far at each boundary and returns what the step
 //! freed to the system, so the process's peak RSS is the largest step's pages rather than all
-//! of them together (a forward against the emulator peaked at ~10 MiB before, ~7.8 MiB with
-//! these drops, for ~2 ms more to a ready forward).
+//! of them together. With the function order grouping each step's code (scripts/symbol_order.py)
+//! a forward against the emulator peaks at ~7-7.5 MiB instead of ~10 MiB, for ~3 ms more to a
+//! ready forward (bench/compare.sh).
 
 use std::sync::Once;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
