@@ -37,7 +37,7 @@ def callgrind(out):
     # An absolute path: the PTY child is started with execve, which searches no PATH.
     return [shutil.which("valgrind"), "-q", "--tool=callgrind", "--demangle=no", "--dump-instr=no",
             "--compress-strings=no", "--compress-pos=no", f"--callgrind-out-file={out}",
-            # A dump when start-up ends (out.1: start-up; the rest: the session).
+            # A dump after each step of start-up and when start-up ends (see functions_run).
             f"--dump-after={SESSION_STARTS}", f"--dump-after={STEP_ENDS}"]
 
 
@@ -119,7 +119,7 @@ def functions_run(outputs, binary):
 
 
 # `setup_memory::release`, as callgrind names it (mangled).
-RELEASE = re.compile(r"12setup_memory7release")
+RELEASE = re.compile(re.escape(SESSION_STARTS.strip("*")))
 
 
 def names_in(path, binary):

@@ -45,19 +45,9 @@ pub const MAX_STEP_DROPS: usize = 5;
 /// with minor faults.
 #[inline(never)]
 pub fn between_steps(step: &'static str) {
-    if !take_step_drop(&RELEASED, &STEP_DROPS) {
-        return;
+    if take_step_drop(&RELEASED, &STEP_DROPS) {
+        drop_pages(step);
     }
-    #[cfg(target_os = "linux")]
-    match linux::release_file_pages(|_| true) {
-        Ok(bytes) => tracing::trace!(step, bytes, "dropped the previous step's code pages"),
-        Err(e) => tracing::debug!(step, error = %e, "kept the previous step's code pages"),
-    }
-    // What the step freed (the argument parser's command tree, the SDK's loaders) goes back too.
-    // SAFETY: a plain call into the allocator, allowed from any thread at any time.
-    unsafe { libmimalloc_sys::mi_collect(true) };
-    #[cfg(not(target_os = "linux"))]
-    let _ = step;
 }
 
 /// Whether one more drop between steps is due, counting it in `drops`.
@@ -78,18 +68,25 @@ fn take_step_drop(released: &AtomicBool, drops: &AtomicUsize) -> bool {
 pub fn release() {
     static RELEASED_ONCE: Once = Once::new();
     RELEASED.store(true, Ordering::Release);
-    RELEASED_ONCE.call_once(|| {
-        #[cfg(target_os = "linux")]
-        match linux::release_file_pages(|_| true) {
-            Ok(bytes) => tracing::debug!(bytes, "dropped start-up code pages"),
-            Err(e) => tracing::debug!(error = %e, "kept start-up code pages"),
-        }
-        // skim makes mimalloc the global allocator. Start-up frees most of what it allocated
-        // (the SDK's configuration, the credential chain, the HTTP client's first response);
-        // a forced collection hands the emptied pages back instead of keeping them for later.
-        // SAFETY: a plain call into the allocator, allowed from any thread at any time.
-        unsafe { libmimalloc_sys::mi_collect(true) };
-    });
+    RELEASED_ONCE.call_once(|| drop_pages("start-up"));
+}
+
+/// Drops this process's droppable file pages (Linux) and has the allocator return its free
+/// pages; `what` names, for the log, whose pages they were.
+fn drop_pages(what: &'static str) {
+    #[cfg(target_os = "linux")]
+    match linux::release_file_pages(|_| true) {
+        Ok(bytes) => tracing::debug!(what, bytes, "dropped code pages"),
+        Err(e) => tracing::debug!(what, error = %e, "kept code pages"),
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = what;
+    // skim makes mimalloc the global allocator. Start-up frees most of what it allocates (the
+    // argument parser's command tree, the SDK's configuration, the credential chain, the HTTP
+    // client's first response); a forced collection hands the emptied pages back instead of
+    // keeping them for later.
+    // SAFETY: a plain call into the allocator, allowed from any thread at any time.
+    unsafe { libmimalloc_sys::mi_collect(true) };
 }
 
 /// One mapping of `/proc/self/smaps` as far as [`release`] needs it.

@@ -31,10 +31,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let supervisor_log = log_file.clone();
     let common = args.common.clone();
     let plan = Plan::from_args(args)?;
-    let one_session = matches!(
-        plan,
-        Plan::Shell(_) | Plan::Exec(_) | Plan::Forward(_) | Plan::SshProxy(_)
-    );
+    let one_session = runs_one_session(&plan);
     if one_session {
         crate::setup_memory::between_steps("arguments");
     }
@@ -138,10 +135,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 /// either way: the picker's `block_in_place` needs it. Commands that fan out (discovery, exec
 /// on many instances, cp's hashing beside the transfer) keep two.
 fn worker_threads(plan: &Plan) -> usize {
-    match plan {
-        Plan::Shell(_) | Plan::Exec(_) | Plan::Forward(_) | Plan::SshProxy(_) => 1,
-        _ => 2,
-    }
+    if runs_one_session(plan) { 1 } else { 2 }
+}
+
+/// Whether `plan` is one session's command (shell, exec, forward, ssh-proxy).
+fn runs_one_session(plan: &Plan) -> bool {
+    matches!(
+        plan,
+        Plan::Shell(_) | Plan::Exec(_) | Plan::Forward(_) | Plan::SshProxy(_)
+    )
 }
 
 /// The audit-trail facts of a session command; `None` for other commands.
