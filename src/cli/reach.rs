@@ -185,8 +185,7 @@ impl Reach {
         let (target, described) = self.session_target(broker, account)?;
         let env = broker.environment(&target);
         let confirmation = Confirmation::from_terminal(self.yes);
-        // The confirmation may read the terminal: keep it off the async workers.
-        tokio::task::block_in_place(|| {
+        let check = || {
             guardrails::check_sessions(
                 &target.account.alias,
                 &target.account.env,
@@ -195,7 +194,16 @@ impl Reach {
                 reason,
                 instances,
             )
-        })
+        };
+        // The confirmation may read the terminal. A multi-thread runtime's worker hands its
+        // tasks on first; a one-session command's runtime has nothing that must run meanwhile.
+        let on_workers = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        if on_workers {
+            tokio::task::block_in_place(check)
+        } else {
+            check()
+        }
         .map_err(|e| {
             Box::new(SessionRefused {
                 target: described,

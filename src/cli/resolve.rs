@@ -334,7 +334,13 @@ async fn pick(
         request.refresh = Some(index.refresh);
         warnings = Some(index.warnings);
     }
-    let outcome = choose(&mut SkimPicker, request);
+    // Off the runtime's threads: skim blocks its thread while the listing goes on.
+    let outcome = match tokio::task::spawn_blocking(move || choose(&mut SkimPicker, request)).await
+    {
+        Ok(outcome) => outcome,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => Err(std::io::Error::other(e)),
+    };
     // The picker has closed: the listings' warnings can reach the screen now.
     for warning in warnings
         .iter()

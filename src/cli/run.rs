@@ -35,11 +35,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if one_session {
         crate::setup_memory::between_steps("arguments");
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(worker_threads(&plan))
-        .enable_all()
-        .build()
-        .context("could not start the async runtime")?;
+    let runtime = runtime_for(&plan).context("could not start the async runtime")?;
     let stdin_tty = term::is_terminal(std::io::stdin().as_raw_fd());
     let stdout_tty = term::is_terminal(std::io::stdout().as_raw_fd());
     let raw = match &plan {
@@ -128,14 +124,24 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     result
 }
 
-/// Worker threads of `plan`'s runtime. One session's data path (shell, exec, forward,
-/// ssh-proxy) runs on one worker: with two, a message allocated on one worker and freed on the
-/// other leaves free pages cached in both threads' mimalloc heaps (a 100 MB forward peaked
-/// 2-4 MiB higher, at the same throughput and CPU; issue 22). The runtime stays multi-thread
-/// either way: the picker's `block_in_place` needs it. Commands that fan out (discovery, exec
-/// on many instances, cp's hashing beside the transfer) keep two.
-fn worker_threads(plan: &Plan) -> usize {
-    if runs_one_session(plan) { 1 } else { 2 }
+/// The async runtime of `plan`. One session's command (shell, exec, forward, ssh-proxy) runs on
+/// the calling thread alone: with two workers, a message allocated on one and freed on the
+/// other left free pages cached in both threads' mimalloc heaps (a 100 MB forward peaked 2-4
+/// MiB higher), and even one worker beside the calling thread costs a thread and the
+/// multi-thread scheduler's per-wake-up bookkeeping (its poll-time average calls libm's `pow`,
+/// whose code and tables were 360 KiB of a shell's RSS; issue 22). Commands that fan out
+/// (discovery, exec on many instances, cp's hashing beside the transfer) get two workers.
+fn runtime_for(plan: &Plan) -> std::io::Result<tokio::runtime::Runtime> {
+    if runs_one_session(plan) {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+    }
 }
 
 /// Whether `plan` is one session's command (shell, exec, forward, ssh-proxy).

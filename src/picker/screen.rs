@@ -1,7 +1,8 @@
 //! [`SkimPicker`]: skim as a library on the terminal, full screen, prompt on top.
 //!
-//! skim runs its event loop with `block_in_place` on the caller's multi-thread runtime (a
-//! current-thread runtime would panic). Rows reach it through its item channel (the rows known
+//! skim runs its event loop on the calling thread, which must not be one of the runtime's own
+//! (the caller hands the picker to `spawn_blocking`): it drives skim's futures with
+//! `Handle::block_on` while the runtime's threads run the rest. Rows reach it through its item channel (the rows known
 //! now) and its event channel (rows still being listed, a refresh, the header line), fed by one
 //! task; Enter goes through our own action, which refuses offline rows with a line in the
 //! header and keeps the picker open. skim puts the terminal in raw mode, reads keys through
@@ -46,7 +47,7 @@ impl Picker for SkimPicker {
     fn pick(&mut self, request: PickRequest) -> io::Result<PickOutcome> {
         let handle = tokio::runtime::Handle::try_current().map_err(io::Error::other)?;
         let signalled = Arc::new(AtomicI32::new(0));
-        let outcome = tokio::task::block_in_place(|| run(request, &handle, &signalled));
+        let outcome = run(request, &handle, &signalled);
         let signal = signalled.load(Ordering::SeqCst);
         if signal != 0 {
             // skim has restored the terminal: end the way the signal would have.

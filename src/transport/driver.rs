@@ -118,10 +118,12 @@ pub enum DriverError {
 
 /// Runs `session` over `pump`'s data channel until it ends.
 ///
-/// The session runs as a task of its own, on a runtime worker: a future under `block_on` runs
-/// on the calling thread, so every websocket or terminal event would first wake a worker (which
-/// polls the reactor) and then that thread, two thread hops per keystroke echo instead of none.
-/// Dropping the returned future stops the task.
+/// The session runs as a task of its own. On a multi-thread runtime (commands that fan out) that
+/// puts it on a worker, which polls the reactor itself: a future under `block_on` runs on the
+/// calling thread, so every websocket or terminal event would first wake a worker and then
+/// that thread, two thread hops per keystroke echo instead of none. (A one-session command's
+/// runtime is the calling thread alone, where both are the same.) Dropping the returned future
+/// stops the task.
 pub async fn run(
     pump: Pump,
     session: Session,

@@ -101,9 +101,9 @@ pub fn run_plugin(args: &[String]) -> anyhow::Result<ExitCode> {
             // and stderr belong to the session, as with the official plugin.
             let log_file = std::env::var_os("POSTERN_LOG_FILE").map(Into::into);
             logging::init(0, log_file, true)?;
-            // One session: one worker, as `postern shell` and `forward` (see `cli::run`).
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
+            // One session: on this thread alone, as `postern shell` and `forward` (see
+            // `cli::run`).
+            let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .context("could not start the async runtime")?;
