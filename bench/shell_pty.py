@@ -173,6 +173,7 @@ def percentile(values, q):
 
 def echo_rtt(sessions, keystrokes, batch, gap_ms, rng, wait):
     """Alternates keystrokes between `sessions`; returns ({name: [seconds]}, {name: problem}).
+    Sessions of the same name pool their samples.
 
     A session that shows no prompt, or does not echo a keystroke within `wait` seconds, drops
     out with the problem noted; the others go on.
@@ -187,12 +188,12 @@ def echo_rtt(sessions, keystrokes, batch, gap_ms, rng, wait):
         except BenchError as err:
             problems[s.name] = f"no quiet prompt within {wait * 5:.0f} s ({err})"
     for i in range(keystrokes):
-        # Every session types first, in the middle and last equally often: with only
-        # alternating directions, one of three sessions was always in the middle, a place that
-        # measured a few percent slower for the same binary.
-        shift = i % len(live) if live else 0
-        order = live[shift:] + live[:shift]
-        for s in list(order):
+        # A fresh order each round: every session types first, in the middle and last equally
+        # often, and no session always follows the same one (with a fixed cycle, a session
+        # always ran right after the same neighbour and inherited what that one left behind).
+        order = list(live)
+        rng.shuffle(order)
+        for s in order:
             key = KEYS[i % len(KEYS):i % len(KEYS) + 1]
             time.sleep(rng.uniform(gap_ms[0], gap_ms[1]) / 1000)
             s.buf.clear()
