@@ -168,12 +168,57 @@ impl<'a> Summary<'a> {
     }
 }
 
+impl Scope {
+    /// The AWS account id in the cache key (`318402957716`, or with an endpoint's digest
+    /// `318402957716-1a2b3c4d5e6f`); `None` for the single profile's label.
+    pub fn account_id(&self) -> Option<&str> {
+        let id = self.account.split('-').next()?;
+        (id.len() == 12 && id.bytes().all(|b| b.is_ascii_digit())).then_some(id)
+    }
+}
+
+/// `alias (account id) region`, or `alias region` when there is no account id to add (the
+/// single profile) or the alias is the id: what a user knows the scope by, never a cache key.
 impl fmt::Display for Scope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.alias == self.account {
-            write!(f, "{} {}", self.alias, self.region)
-        } else {
-            write!(f, "{} ({}) {}", self.alias, self.account, self.region)
+        match self.account_id() {
+            Some(id) if id != self.alias => write!(f, "{} ({id}) {}", self.alias, self.region),
+            _ => write!(f, "{} {}", self.alias, self.region),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scope(account: &str, alias: &str) -> Scope {
+        Scope {
+            account: account.to_owned(),
+            alias: alias.to_owned(),
+            env: None,
+            region: "eu-west-1".to_owned(),
+        }
+    }
+
+    #[test]
+    fn a_scope_shows_the_account_id_never_the_cache_key() {
+        assert_eq!(
+            scope("318402957716", "acme-dev").to_string(),
+            "acme-dev (318402957716) eu-west-1"
+        );
+        assert_eq!(
+            scope("318402957716-1a2b3c4d5e6f", "acme-dev").to_string(),
+            "acme-dev (318402957716) eu-west-1"
+        );
+        assert_eq!(
+            scope("profile-ops-1a2b3c4d5e6f", "ops").to_string(),
+            "ops eu-west-1"
+        );
+        assert_eq!(
+            scope("318402957716", "318402957716").to_string(),
+            "318402957716 eu-west-1"
+        );
+        assert_eq!(scope("profile-ops", "ops").account_id(), None);
     }
 }
