@@ -2,12 +2,13 @@
 //!
 //! skim runs its event loop on the calling thread, which must not be one of the runtime's own
 //! (the caller hands the picker to `spawn_blocking`): it drives skim's futures with
-//! `Handle::block_on` while the runtime's threads run the rest. Rows reach it through its item channel (the rows known
-//! now) and its event channel (rows still being listed, a refresh, the header line), fed by one
-//! task; Enter goes through our own action, which refuses offline rows with a line in the
-//! header and keeps the picker open. skim puts the terminal in raw mode, reads keys through
-//! crossterm and restores everything when it returns (its panic hook too); SIGTERM or SIGHUP
-//! while it is open closes it first, then the process ends of that signal.
+//! `Handle::block_on` while the runtime's threads run the rest. Rows reach it through its item
+//! channel (the rows known now) and its event channel (rows still being listed, a refresh, the
+//! header line), fed by one task; Enter goes through our own action, which refuses offline
+//! rows with a line in the header and keeps the picker open. skim puts the terminal in raw
+//! mode, reads keys through crossterm and restores everything when it returns (its panic hook
+//! too); SIGTERM or SIGHUP while it is open closes it first, then the process ends of that
+//! signal.
 //!
 //! The preview is right of the list on a wide terminal, below it on a narrow one. skim's
 //! matcher runs our engines ([`crate::picker::matcher`]) behind [`Narrowing`]: while the query

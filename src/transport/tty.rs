@@ -22,8 +22,9 @@ use tokio::io::unix::AsyncFd;
 use crate::transport::local::Input;
 
 /// The terminal behind `fd`, opened again non-blocking (for writing when `write`, else for
-/// reading); `None` when `fd` is not a terminal, or the name cannot be opened (another user's
-/// terminal) or names another device: the caller falls back to blocking IO.
+/// reading); `None` when `fd` is not a terminal, the name cannot be opened (another user's
+/// terminal) or names another device, or there is no runtime (whose reactor the reader, and a
+/// full writer, need): the caller falls back to blocking IO.
 fn reopen(fd: BorrowedFd<'_>, write: bool) -> Option<File> {
     if !crate::term::is_terminal(std::os::fd::AsRawFd::as_raw_fd(&fd)) {
         return None;
@@ -121,7 +122,7 @@ pub(crate) struct TtyReader {
 
 impl TtyReader {
     /// A reader of up to `read_size` bytes at a time for `fd` when it is a terminal that can
-    /// be opened again (see [`reopen`]) and a runtime's reactor can drive it.
+    /// be opened again (see [`reopen`]).
     pub(crate) fn for_fd(fd: BorrowedFd<'_>, read_size: usize) -> Option<Self> {
         let file = reopen(fd, false)?;
         // SAFETY: the `File` owns its descriptor, and the `AsyncFd` owns the `File` until it

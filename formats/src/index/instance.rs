@@ -203,22 +203,28 @@ mod tests {
 
     #[test]
     fn a_scope_shows_the_account_id_never_the_cache_key() {
-        assert_eq!(
-            scope("318402957716", "acme-dev").to_string(),
-            "acme-dev (318402957716) eu-west-1"
-        );
-        assert_eq!(
-            scope("318402957716-1a2b3c4d5e6f", "acme-dev").to_string(),
-            "acme-dev (318402957716) eu-west-1"
-        );
-        assert_eq!(
-            scope("profile-ops-1a2b3c4d5e6f", "ops").to_string(),
-            "ops eu-west-1"
-        );
-        assert_eq!(
-            scope("318402957716", "318402957716").to_string(),
-            "318402957716 eu-west-1"
-        );
+        // (cache key, alias, shown)
+        let cases = [
+            (
+                "318402957716",
+                "acme-dev",
+                "acme-dev (318402957716) eu-west-1",
+            ),
+            (
+                "318402957716-1a2b3c4d5e6f",
+                "acme-dev",
+                "acme-dev (318402957716) eu-west-1",
+            ),
+            ("profile-ops-1a2b3c4d5e6f", "ops", "ops eu-west-1"),
+            ("318402957716", "318402957716", "318402957716 eu-west-1"),
+        ];
+        for (account, alias, shown) in cases {
+            assert_eq!(
+                scope(account, alias).to_string(),
+                shown,
+                "cache key {account}"
+            );
+        }
         assert_eq!(scope("profile-ops", "ops").account_id(), None);
     }
 }
