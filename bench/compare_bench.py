@@ -6,8 +6,8 @@ off. The official plugin runs the way users run it: `aws ssm start-session` star
 runs natively (`postern forward`, `postern shell`) and, as the drop-in, under the same AWS CLI
 command (`postern plugin`, the link `postern install-plugin` makes). Each figure is measured on
 the client process only (the plugin, not the AWS CLI above it): throughput each way, CPU seconds
-per 100 MB, peak RSS, time to a ready forward, keystroke echo, 8-connection scaling, and
-`postern cp` when the build has it. Prints a table of figures and ratios; `--write FILE` also
+per 100 MB, peak RSS, time to a ready forward, keystroke echo and the CPU each keystroke
+costs, 8-connection scaling, and `postern cp` when the build has it. Prints a table of figures and ratios; `--write FILE` also
 writes it as Markdown. A column whose client is missing is skipped with a note.
 
 Loopback only, port 0 or a port just taken from the kernel, every wait bounded, every child
@@ -102,6 +102,30 @@ def client_pid(top, via_cli, deadline):
             return kids[0]
         time.sleep(0.01)
     raise RuntimeError("the AWS CLI started no plugin")
+
+
+def thread_cpu_ns(pids):
+    """{(pid, tid): CPU nanoseconds so far} of every thread of `pids`, from schedstat (exact,
+    unlike the tick-sampled utime/stime, which a few hundred milliseconds would not resolve)."""
+    out = {}
+    for pid in pids:
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                    out[(pid, tid)] = int(f.read().split()[0])
+            except (OSError, ValueError, IndexError):
+                continue
+    return out
+
+
+def cpu_ns_between(before, after):
+    """CPU time the threads used from `before` to `after`; a thread started meanwhile counts
+    whole, one that ended meanwhile loses only its last moments."""
+    return sum(ns - before.get(key, 0) for key, ns in after.items())
 
 
 def cpu_seconds(pid):
@@ -387,8 +411,18 @@ def shell_figures(clients, emu, keystrokes, table):
             s.wait_prompt()
         for s in sessions:
             s.write(b"\r")  # a fresh prompt for echo_rtt to wait for
+        # Each shell's session client: postern, or the plugin (the AWS CLI that started it
+        # only waits for it: no CPU to speak of).
+        clients_of = {}
+        via_cli = {c.name: c.via_cli for c in clients}
+        for s in sessions:
+            clients_of.setdefault(s.name, []).append(
+                client_pid(s.pid, via_cli[s.name], time.monotonic() + 10))
+        cpu_before = {name: thread_cpu_ns(p) for name, p in clients_of.items()}
         samples, problems = shell_pty.echo_rtt(sessions, keystrokes, 50, (10, 30),
                                                __import__("random").Random(5), 2.0)
+        cpu_used = {name: cpu_ns_between(cpu_before[name], thread_cpu_ns(p))
+                    for name, p in clients_of.items()}
         rss, whole, together = {}, {}, {}
         for name, pid in pids.items():
             rss[name] = vm(pid, "VmHWM")
@@ -409,6 +443,10 @@ def shell_figures(clients, emu, keystrokes, table):
     table.add(f"keystroke echo, p99 of {each}", "ms",
               {n: shell_pty.percentile(v, 0.99) * 1000 for n, v in samples.items() if v},
               "lower")
+    # CPU time the client process used while the keystrokes went through (the gaps between
+    # them included), over the keystrokes echoed: what typing costs the user's machine.
+    table.add("keystroke echo: client CPU per keystroke", "us",
+              {n: cpu_used[n] / 1000 / len(v) for n, v in samples.items() if v}, "lower")
     table.add("interactive shell: peak RSS, whole process", "MiB", whole, "lower")
     table.add("interactive shell: peak RSS after the prompt", "MiB", rss, "lower")
     table.add(f"interactive shell: {CLIENT_PROCESSES}", "MiB", together, "lower")
