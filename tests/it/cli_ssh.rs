@@ -102,6 +102,51 @@ fn ssh_proxy_writes_only_stream_bytes_and_exits_quietly_at_end_of_input() {
 }
 
 #[test]
+fn postern_ssh_hands_its_reason_to_the_proxy_it_runs() {
+    let echo = TcpServer::echo();
+    let emu = EmulatorProcess::start(&["--no-pacing"]);
+    let dir = tempfile::tempdir().unwrap();
+    let history = dir.path().join("history.jsonl");
+    // The "ssh": expands the ProxyCommand's tokens as ssh does (%h, %p, %%) and runs it with
+    // its own standard streams, as ssh runs a ProxyCommand; the destination is the last word.
+    let script = dir.path().join("fake-ssh");
+    std::fs::write(&script, FAKE_SSH.replace("PORT", &echo.port.to_string())).unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    // `%` in the reason: ssh would read a lone `%` as a token.
+    let reason = "INC-9 at 100% (ssh)";
+    let script = script.display().to_string();
+    let mut ssh = emu.command(&[
+        "ssh",
+        "--reason",
+        reason,
+        "--ssh-program",
+        &script,
+        &emu.instance,
+    ]);
+    ssh.env("POSTERN_HISTORY_FILE", &history);
+    let input = b"through the proxy\n".repeat(1000);
+    let out = run_with_input(ssh, &input, LIMIT);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(input.starts_with(&out.stdout), "stdout is not the echo");
+    assert_eq!(text(&out.stderr), "", "nothing on stderr");
+
+    let mut show = base_command();
+    show.env("POSTERN_HISTORY_FILE", &history)
+        .args(["history", "--json"]);
+    let out = run(show, LIMIT);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let records: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(records.len(), 1, "{}", text(&out.stdout));
+    assert_eq!(records[0]["kind"], "ssh");
+    assert_eq!(records[0]["target"], emu.instance.as_str());
+    assert_eq!(records[0]["reason"], reason);
+    assert_eq!(emu.stop(), Vec::<String>::new(), "violations");
+}
+
+#[test]
 fn ssh_config_prints_a_host_block_with_postern_as_proxy() {
     let out = run(base_command_with(&["ssh-config"]), LIMIT);
     assert_eq!(out.status.code(), Some(0));
@@ -135,6 +180,18 @@ fn ssh_config_push_key_proxies_with_a_key_pushed_for_the_remote_user() {
     assert!(config.contains("    User ec2-user\n"), "{config}");
     assert!(config.contains("SSH_AUTH_SOCK"), "{config}");
 }
+
+/// An "ssh" that runs its `-o ProxyCommand=…` with ssh's token expansion (`%h` the last
+/// argument, `%p` PORT, `%%` a `%`) and its own standard streams.
+const FAKE_SSH: &str = r#"#!/bin/sh
+proxy=
+for arg; do
+    case "$arg" in ProxyCommand=*) proxy="${arg#ProxyCommand=}" ;; esac
+    host="$arg"
+done
+cmd=$(printf '%s' "$proxy" | sed -e 's/%%/\x01/g' -e "s/%h/$host/g" -e 's/%p/PORT/g' -e 's/\x01/%/g')
+exec sh -c "$cmd"
+"#;
 
 fn base_command_with(args: &[&str]) -> Command {
     let mut cmd = base_command();

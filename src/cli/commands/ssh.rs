@@ -334,8 +334,9 @@ pub(crate) fn config(plan: &SshConfigPlan) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `'/path/to/postern' [AWS options] ssh-proxy [--push-key -l USER] %h %p`, quoted for the
-/// shell ssh runs it with.
+/// `'/path/to/postern' [AWS and broker options] ssh-proxy [--reason TEXT] [--push-key -l USER]
+/// %h %p`, quoted for the shell ssh runs it with. `--reason` is `ssh-proxy`'s own option, not a
+/// global one: it goes after the subcommand.
 fn proxy_command(
     aws: &AwsOptions,
     reason: Option<&str>,
@@ -344,17 +345,17 @@ fn proxy_command(
 ) -> anyhow::Result<String> {
     let exe: OsString = std::env::current_exe()?.into_os_string();
     let mut words = vec![shell_quote(&exe.to_string_lossy())];
-    let options = [
+    // `%` is a ProxyCommand token: doubled in every value.
+    let option =
+        |flag: &str, value: &str| [flag.to_owned(), shell_quote(&value.replace('%', "%%"))];
+    let global = [
         ("--profile", aws.profile.as_deref()),
         ("--region", aws.region.as_deref()),
         ("--endpoint-url", aws.endpoint_url.as_deref()),
-        ("--reason", reason),
     ];
-    for (flag, value) in options {
+    for (flag, value) in global {
         if let Some(value) = value {
-            words.push(flag.to_owned());
-            // `%` is a ProxyCommand token: double it.
-            words.push(shell_quote(&value.replace('%', "%%")));
+            words.extend(option(flag, value));
         }
     }
     words.extend(
@@ -363,6 +364,9 @@ fn proxy_command(
             .map(|f| shell_quote(&f.replace('%', "%%"))),
     );
     words.push("ssh-proxy".to_owned());
+    if let Some(reason) = reason {
+        words.extend(option("--reason", reason));
+    }
     if let Some(user) = push_key_for {
         // `%r` is ssh's token for the remote user: passed as is.
         words.extend(["--push-key".to_owned(), "-l".to_owned(), user.to_owned()]);
