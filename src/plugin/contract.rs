@@ -182,10 +182,22 @@ struct Request {
     reason: Option<String>,
 }
 
+/// What is wrong with JSON that did not parse, and where, without serde_json's message: that
+/// quotes the value it met (`invalid type: string "…"`), which in a StartSession response
+/// carries the session token and the stream URL.
+fn json_problem(e: &serde_json::Error) -> String {
+    let what = match e.classify() {
+        serde_json::error::Category::Io => "unreadable",
+        serde_json::error::Category::Syntax => "not JSON",
+        serde_json::error::Category::Data => "JSON of the wrong shape (not the expected object)",
+        serde_json::error::Category::Eof => "JSON cut short",
+    };
+    format!("{what} at line {}, column {}", e.line(), e.column())
+}
+
 fn parse_response(json: &str) -> Result<SessionCredentials, ContractError> {
-    // serde_json's message names positions and expected tokens, never the input itself.
-    let response: Response = serde_json::from_str(json)
-        .map_err(|e| ContractError::BadResponse(format!("not JSON ({e})")))?;
+    let response: Response =
+        serde_json::from_str(json).map_err(|e| ContractError::BadResponse(json_problem(&e)))?;
     let field = |value: Option<String>, name: &str| {
         value
             .filter(|v| !v.is_empty())
@@ -200,8 +212,8 @@ fn parse_response(json: &str) -> Result<SessionCredentials, ContractError> {
 }
 
 fn parse_request(json: &str) -> Result<StartSessionRequest, ContractError> {
-    let request: Request = serde_json::from_str(json)
-        .map_err(|e| ContractError::BadParameters(format!("not JSON ({e})")))?;
+    let request: Request =
+        serde_json::from_str(json).map_err(|e| ContractError::BadParameters(json_problem(&e)))?;
     let target = request
         .target
         .filter(|t| !t.is_empty())
@@ -244,6 +256,25 @@ mod tests {
             parse(&args(&["--version", "x"]), no_env),
             Ok(Invocation::UnknownOperation(op)) if op == "--version"
         ));
+    }
+
+    #[test]
+    fn a_response_that_does_not_parse_is_described_without_its_contents() {
+        // A double-encoded response: a JSON string where the object belongs. serde_json's own
+        // message would quote the whole string, token and stream URL included.
+        let encoded = serde_json::to_string(RESPONSE).unwrap();
+        for response in [
+            encoded.as_str(),
+            "{\"TokenValue\": \"secret-token",
+            "[1, 2]",
+        ] {
+            let argv = args(&[response, "eu-west-1", "StartSession", "", REQUEST]);
+            let err = parse(&argv, no_env).expect_err("not a response object");
+            let shown = format!("{err} {err:?}");
+            assert!(!shown.contains("secret"), "{shown}");
+            assert!(!shown.contains("data-channel"), "{shown}");
+            assert!(shown.contains("line 1, column"), "{shown}");
+        }
     }
 
     #[test]

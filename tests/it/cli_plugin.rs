@@ -53,6 +53,17 @@ fn plugin_contract_answers_like_the_official_plugin() {
         "\nUnknown operation hello. \nUse session-manager-plugin --version to check the \
          version.\n\n"
     );
+    // A StartSession response given alone is not repeated: it holds the session token.
+    let mut response_alone = Command::new(&plugin);
+    response_alone.arg(r#"{"SessionId":"s-1","TokenValue":"tok-secret","StreamUrl":"wss://h/x"}"#);
+    let out = run(response_alone, LIMIT);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        text(&out.stdout).contains("Unknown operation (a StartSession response, not shown)."),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(!text(&out.stdout).contains("tok-secret"));
     // The environment form without the variable: a clear error, not a panic.
     let mut missing = Command::new(&plugin);
     missing.env_remove("AWS_SSM_START_SESSION_RESPONSE").args([

@@ -9,6 +9,7 @@
 //! stream (§6.8). Errors go to stderr through `report`; the AWS CLI turns any non-zero exit
 //! into its own 255.
 
+use std::borrow::Cow;
 use std::ffi::OsString;
 use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
@@ -80,9 +81,16 @@ pub fn run_plugin(args: &[String]) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Invocation::UnknownOperation(operation) => {
+            // The official plugin repeats the argument; a StartSession response given alone
+            // would put its session token on the screen, so that one is not repeated.
+            let shown = if operation.trim_start().starts_with('{') {
+                Cow::Borrowed("(a StartSession response, not shown)")
+            } else {
+                term::escape(&operation)
+            };
             write!(
                 stdout,
-                "\nUnknown operation {operation}. \nUse session-manager-plugin --version to check \
+                "\nUnknown operation {shown}. \nUse session-manager-plugin --version to check \
                  the version.\n\n"
             )?;
             Ok(ExitCode::SUCCESS)
