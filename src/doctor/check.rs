@@ -6,6 +6,7 @@ use std::fmt;
 use serde::Serialize;
 
 use crate::report::{ErrorKind, exit_codes};
+use crate::term::escape_text;
 
 /// A check's outcome.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -91,9 +92,11 @@ impl fmt::Display for Check {
             Status::Fail => "FAIL",
             Status::Skip => "SKIP",
         };
-        write!(f, "{label}  {}: {}", self.name, self.detail)?;
+        // Details quote AWS (instance states, agent versions, key ids, error messages):
+        // escaped, so only postern's own text reaches the terminal as is.
+        write!(f, "{label}  {}: {}", self.name, escape_text(&self.detail))?;
         if let Some(hint) = &self.hint {
-            write!(f, "\n      hint: {hint}")?;
+            write!(f, "\n      hint: {}", escape_text(hint))?;
         }
         Ok(())
     }
@@ -127,6 +130,12 @@ mod tests {
             bad.to_string(),
             "FAIL  instance: i-1 is ConnectionLost\n      hint: start the agent"
         );
+    }
+
+    #[test]
+    fn text_from_aws_is_shown_escaped() {
+        let check = Check::pass("kms", "key alias/\x1b[2Jgone");
+        assert_eq!(check.to_string(), "PASS  kms: key alias/\\x1b[2Jgone");
     }
 
     #[test]

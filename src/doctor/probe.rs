@@ -577,19 +577,7 @@ pub async fn kms(context: &AwsContext, sdk: &SdkConfig) -> Check {
     )
     .await;
     match sent {
-        Ok(Ok(output)) => match kms_key_of(output.content().unwrap_or_default()) {
-            Some(key) => Check::fail(
-                "kms",
-                ErrorKind::Unsupported,
-                format!(
-                    "the account's Session Manager preferences encrypt shells with KMS key {key}; \
-                     postern cannot open encrypted shells yet"
-                ),
-                "use port forwarding or ssh (never KMS-encrypted), or the official plugin for \
-                 shells in this account",
-            ),
-            None => Check::pass("kms", "the Session Manager preferences require no KMS key"),
-        },
+        Ok(Ok(output)) => kms_preference(kms_key_of(output.content().unwrap_or_default())),
         Ok(Err(e)) => {
             let e = AwsError::from_sdk(
                 "GetDocument",
@@ -619,6 +607,21 @@ pub async fn kms(context: &AwsContext, sdk: &SdkConfig) -> Check {
             "GetDocument got no answer: KMS requirement unknown",
             "retry",
         ),
+    }
+}
+
+/// What the preferences' KMS key means for postern: encrypted shells work (postern does the
+/// KMS handshake, SPEC.md §7) as long as the caller may use the key.
+fn kms_preference(key: Option<String>) -> Check {
+    match key {
+        Some(key) => Check::pass(
+            "kms",
+            format!(
+                "the Session Manager preferences encrypt shells with KMS key {key}: postern \
+                 encrypts them too (the role needs kms:GenerateDataKey on that key)"
+            ),
+        ),
+        None => Check::pass("kms", "the Session Manager preferences require no KMS key"),
     }
 }
 
@@ -737,6 +740,23 @@ mod tests {
             ancient.detail
         );
         assert!(!ancient.detail.contains("SSH"), "{}", ancient.detail);
+    }
+
+    #[test]
+    fn a_kms_key_in_the_preferences_passes_and_names_the_permission() {
+        let check = kms_preference(Some("alias/ssm".to_owned()));
+        assert_eq!(check.status, Status::Pass);
+        assert!(
+            check.detail.contains("KMS key alias/ssm"),
+            "{}",
+            check.detail
+        );
+        assert!(
+            check.detail.contains("kms:GenerateDataKey"),
+            "{}",
+            check.detail
+        );
+        assert_eq!(kms_preference(None).status, Status::Pass);
     }
 
     #[test]
