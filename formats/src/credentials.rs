@@ -50,7 +50,7 @@ impl CredentialEntry {
 
     /// When the credentials lapse.
     pub fn expires_at(&self) -> SystemTime {
-        UNIX_EPOCH + Duration::from_secs(self.expiration)
+        from_epoch_seconds(self.expiration)
     }
 }
 
@@ -80,15 +80,22 @@ impl LastSuccess {
 
     /// When `account` last gave credentials.
     pub fn of(&self, account: &str) -> Option<SystemTime> {
-        self.0
-            .get(account)
-            .map(|s| UNIX_EPOCH + Duration::from_secs(*s))
+        self.0.get(account).map(|s| from_epoch_seconds(*s))
     }
 
     /// Records that `account` gave credentials at `when`.
     pub fn record(&mut self, account: &str, when: SystemTime) {
         self.0.insert(account.to_owned(), epoch_seconds(when));
     }
+}
+
+/// The last second RFC 3339 can write: 9999-12-31T23:59:59Z.
+pub const LATEST_EPOCH_SECONDS: u64 = 253_402_300_799;
+
+/// `secs` since the epoch as a time, clamped to [`LATEST_EPOCH_SECONDS`]: a number read from a
+/// file or another machine can neither overflow the platform's time nor fail to print.
+pub fn from_epoch_seconds(secs: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(secs.min(LATEST_EPOCH_SECONDS))
 }
 
 /// `time` in whole seconds since the Unix epoch (0 before it).
@@ -141,6 +148,23 @@ mod tests {
             .unwrap()
             .replace("1800003600", "-1");
         assert!(CredentialEntry::decode(negative.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn times_past_year_9999_are_clamped_not_a_panic() {
+        let latest = UNIX_EPOCH + Duration::from_secs(LATEST_EPOCH_SECONDS);
+        assert_eq!(from_epoch_seconds(u64::MAX), latest);
+        assert_eq!(
+            humantime::format_rfc3339_seconds(from_epoch_seconds(u64::MAX)).to_string(),
+            "9999-12-31T23:59:59Z"
+        );
+        let far = CredentialEntry {
+            expiration: u64::MAX,
+            ..entry()
+        };
+        assert_eq!(far.expires_at(), latest);
+        let last = LastSuccess::decode(b"{\"318402957716\": 18446744073709551615}").unwrap();
+        assert_eq!(last.of("318402957716"), Some(latest));
     }
 
     #[test]

@@ -18,7 +18,6 @@ use std::pin::Pin;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::{Duration, SystemTime};
 
 use sha2::{Digest as _, Sha256};
 use tokio::io::AsyncWrite;
@@ -128,18 +127,14 @@ async fn to_file(
         .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
     let (partial_path, record_path) = resume::paths(&dir, &name);
     let resumed = if plan.resume {
-        Partial::load(&record_path, remote_path, file).filter(|_| {
-            std::fs::metadata(&partial_path).is_ok_and(|m| m.is_file() && m.len() == file.size)
-        })
+        Partial::load(&record_path, remote_path, file)
+            .filter(|_| resume::ours(&partial_path).is_some_and(|m| m.len() == file.size))
     } else {
         None
     };
     let (temp, ranges) = match &resumed {
         Some(partial) => {
-            let kept = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(&partial_path)
+            let kept = resume::open_partial(&partial_path)
                 .map_err(|e| failures::local_io("open", &partial_path, e))?;
             let path = tempfile::TempPath::try_from_path(&partial_path)
                 .map_err(|e| failures::local_io("open", &partial_path, e))?;
@@ -225,7 +220,8 @@ async fn to_file(
     if plan.preserve {
         let mtime = u64::try_from(file.mtime).unwrap_or(0);
         handle
-            .set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(mtime))
+            // The instance's clock may say anything: clamped, never an overflow.
+            .set_modified(postern_formats::credentials::from_epoch_seconds(mtime))
             .map_err(|e| failures::local_io("set the modification time of", temp.path(), e))?;
     }
     let persisted = if plan.force {

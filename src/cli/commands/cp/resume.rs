@@ -31,6 +31,34 @@ pub(crate) fn paths(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
     )
 }
 
+/// `path`'s metadata when it is a regular file of this user, not a link: in a directory others
+/// may write to (a shared download directory), a planted link or someone else's file is never
+/// resumed, read or written through.
+pub(crate) fn ours(path: &Path) -> Option<std::fs::Metadata> {
+    use std::os::unix::fs::MetadataExt as _;
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    (meta.file_type().is_file() && meta.uid() == nix::unistd::geteuid().as_raw()).then_some(meta)
+}
+
+/// Opens a kept partial file for writing the missing ranges: never through a link, and only
+/// while it is still a regular file of this user.
+pub(crate) fn open_partial(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.file_type().is_file() || meta.uid() != nix::unistd::geteuid().as_raw() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            "not a regular file of this user",
+        ));
+    }
+    Ok(file)
+}
+
 impl Partial {
     /// A record of `ranges` of `file` at `remote`, `done` of them whole.
     pub(crate) fn new(remote: &str, file: &RemoteFile, ranges: &[Range], done: &[Range]) -> Self {
@@ -43,8 +71,10 @@ impl Partial {
         }
     }
 
-    /// The record at `path` when it describes this very remote file; `None` otherwise.
+    /// The record at `path` when it describes this very remote file and is ours; `None`
+    /// otherwise.
     pub(crate) fn load(path: &Path, remote: &str, file: &RemoteFile) -> Option<Self> {
+        ours(path)?;
         let text = std::fs::read_to_string(path).ok()?;
         let partial: Self = serde_json::from_str(&text).ok()?;
         (partial.remote == remote && partial.size == file.size && partial.sha256 == file.sha256)
@@ -112,5 +142,36 @@ mod tests {
             ..file
         };
         assert!(Partial::load(&path, "/f", &changed).is_none());
+    }
+
+    #[test]
+    fn links_are_never_resumed_or_written_through() {
+        let file = RemoteFile {
+            size: 10,
+            mode: 0o644,
+            mtime: 0,
+            sha256: "a".repeat(64),
+        };
+        let ranges = [Range { offset: 0, len: 10 }];
+        let dir = tempfile::tempdir().unwrap();
+        let record = dir.path().join("real.json");
+        Partial::new("/f", &file, &ranges, &[])
+            .save(&record)
+            .unwrap();
+        let linked_record = dir.path().join("linked.json");
+        std::os::unix::fs::symlink(&record, &linked_record).unwrap();
+        assert!(Partial::load(&record, "/f", &file).is_some());
+        assert!(Partial::load(&linked_record, "/f", &file).is_none());
+
+        // Someone else's file behind a planted link keeps its bytes.
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"0123456789").unwrap();
+        let partial = dir.path().join(".f.postern-partial");
+        std::os::unix::fs::symlink(&victim, &partial).unwrap();
+        assert!(ours(&partial).is_none());
+        assert!(open_partial(&partial).is_err());
+        assert!(ours(&victim).is_some());
+        assert!(open_partial(&victim).is_ok());
+        assert_eq!(std::fs::read(&victim).unwrap(), b"0123456789");
     }
 }

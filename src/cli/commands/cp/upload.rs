@@ -475,7 +475,11 @@ async fn commit(
     let local_hash = hashing
         .await?
         .map_err(|e| failures::local_io("read", &source.path, e))?;
-    let stamp = source.mtime.map(touch_stamp);
+    let stamp = if plan.preserve {
+        source.mtime.map(touch_stamp)
+    } else {
+        None
+    };
     let keep = match (plan.preserve, source.mode, stamp.as_deref()) {
         (true, Some(mode), Some(stamp)) => Some((mode, stamp)),
         _ => None,
@@ -497,8 +501,9 @@ async fn commit(
 }
 
 /// `touch -t`'s `CCYYMMDDhhmm.SS` for `secs` since the epoch, in UTC (the script sets TZ).
+/// A time past year 9999 (a clock set wrong) is clamped to its last second.
 fn touch_stamp(secs: u64) -> String {
-    let time = UNIX_EPOCH + std::time::Duration::from_secs(secs);
+    let time = postern_formats::credentials::from_epoch_seconds(secs);
     // `2024-01-02T03:04:05Z`
     let text = humantime::format_rfc3339_seconds(time).to_string();
     let digits: String = text.chars().filter(char::is_ascii_digit).collect();
@@ -518,5 +523,6 @@ mod tests {
     fn touch_stamps_are_utc() {
         assert_eq!(touch_stamp(0), "197001010000.00");
         assert_eq!(touch_stamp(1_700_000_000), "202311142213.20");
+        assert_eq!(touch_stamp(u64::MAX), "999912312359.59");
     }
 }
