@@ -198,7 +198,10 @@ pub(crate) async fn run(broker: &Broker, args: &SyncArgs) -> anyhow::Result<Exit
         );
         out.push_str(&format!(
             "{alias} {:<12} {:<10} {:<16} {status}\n",
-            account.id, account.env, account.env_origin
+            account.id,
+            account.env,
+            // "OU <name>", "tag <value>": the organization's own text.
+            crate::term::escape(&account.env_origin)
         ));
     }
     let removed: Vec<&String> = previous
@@ -336,15 +339,7 @@ fn toml_string(value: &str) -> String {
 
 /// A command-line alias from an account name: lowercase, runs of other characters as `-`.
 fn alias_of(name: &str, id: &str) -> String {
-    let mut alias = String::new();
-    for c in name.chars() {
-        if c.is_ascii_alphanumeric() {
-            alias.push(c.to_ascii_lowercase());
-        } else if !alias.ends_with('-') && !alias.is_empty() {
-            alias.push('-');
-        }
-    }
-    let alias = alias.trim_end_matches('-').to_owned();
+    let alias = command_word(name);
     if alias.is_empty() || alias.bytes().all(|b| b.is_ascii_digit()) {
         format!("account-{id}")
     } else {
@@ -352,29 +347,63 @@ fn alias_of(name: &str, id: &str) -> String {
     }
 }
 
-/// Two accounts with the same alias get their id appended.
+/// `text` as a lowercase command-line word: ASCII letters and digits, every other run of
+/// characters (spaces, punctuation, control characters) one `-`.
+fn command_word(text: &str) -> String {
+    let mut word = String::new();
+    for c in text.chars() {
+        if c.is_ascii_alphanumeric() {
+            word.push(c.to_ascii_lowercase());
+        } else if !word.ends_with('-') && !word.is_empty() {
+            word.push('-');
+        }
+    }
+    word.trim_end_matches('-').to_owned()
+}
+
+/// Two accounts with the same alias get their id appended; an alias that is then still taken
+/// (an account named `Acme 111111111111` beside two named `Acme`) also gets a counter, so every
+/// alias in the file is unique.
 fn dedupe_aliases(accounts: &mut [SyncedAccount]) {
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     for account in accounts.iter() {
         *counts.entry(account.alias.clone()).or_default() += 1;
     }
+    let mut taken: std::collections::BTreeSet<String> = counts
+        .iter()
+        .filter(|(_, count)| **count == 1)
+        .map(|(alias, _)| alias.clone())
+        .collect();
     for account in accounts.iter_mut() {
-        if counts[&account.alias] > 1 {
-            account.alias = format!("{}-{}", account.alias, account.id);
+        if counts[&account.alias] == 1 {
+            continue;
         }
+        let base = format!("{}-{}", account.alias, account.id);
+        let mut alias = base.clone();
+        let mut n = 2;
+        while taken.contains(&alias) {
+            alias = format!("{base}-{n}");
+            n += 1;
+        }
+        taken.insert(alias.clone());
+        account.alias = alias;
     }
 }
 
 /// An environment value from a tag or OU name, by the rule every environment name follows
 /// ([`config::env_class`]): `Prod Workloads` and `live` are `prod`, `Staging` is `stg`; a value
-/// of no known class is kept (lowercased), an empty one is unknown.
+/// of no known class is kept as a command-line word (`Data Lake` is `data-lake`: an OU name
+/// may hold any ASCII, control characters included), an empty one is unknown.
 fn normalise_env(raw: &str) -> String {
     match config::env_class(raw) {
         EnvClass::Production => "prod".to_owned(),
         EnvClass::Staging => "stg".to_owned(),
         EnvClass::Development => "dev".to_owned(),
         EnvClass::Unknown => UNKNOWN_ENV.to_owned(),
-        EnvClass::Other => raw.trim().to_ascii_lowercase(),
+        EnvClass::Other => match command_word(raw) {
+            word if word.is_empty() => UNKNOWN_ENV.to_owned(),
+            word => word,
+        },
     }
 }
 
@@ -415,6 +444,10 @@ mod tests {
         assert_eq!(normalise_env("live"), "prod");
         assert_eq!(normalise_env("Staging"), "stg");
         assert_eq!(normalise_env("Research"), "research");
+        assert_eq!(normalise_env("Data Lake"), "data-lake");
+        // An OU name may carry control characters: never into the file or onto a terminal.
+        assert_eq!(normalise_env("sand\x1b]0;x\x07box"), "sand-0-x-box");
+        assert_eq!(normalise_env("\x1b\x07"), UNKNOWN_ENV);
         assert_eq!(normalise_env(""), UNKNOWN_ENV);
     }
 
@@ -430,6 +463,25 @@ mod tests {
         dedupe_aliases(&mut accounts);
         assert_eq!(accounts[0].alias, "acme-111111111111");
         assert_eq!(accounts[1].alias, "acme-222222222222");
+        // "Acme 111111111111" already has the alias the first "Acme" would get.
+        let mut accounts = vec![
+            account("111111111111"),
+            account("222222222222"),
+            SyncedAccount {
+                alias: "acme-111111111111".to_owned(),
+                ..account("333333333333")
+            },
+        ];
+        dedupe_aliases(&mut accounts);
+        let aliases: Vec<&str> = accounts.iter().map(|a| a.alias.as_str()).collect();
+        assert_eq!(
+            aliases,
+            [
+                "acme-111111111111-2",
+                "acme-222222222222",
+                "acme-111111111111"
+            ]
+        );
     }
 
     #[test]
