@@ -133,6 +133,13 @@ impl ExpectedError {
     pub fn kind(&self) -> ErrorKind {
         self.kind
     }
+
+    /// The same error said of `context` (`tunnel db (…/tunnels.toml): …`): kind, target,
+    /// hint and cause are kept.
+    pub fn within(mut self, context: impl fmt::Display) -> Self {
+        self.what = format!("{context}: {}", self.what);
+        self
+    }
 }
 
 impl fmt::Display for ExpectedError {
@@ -316,6 +323,21 @@ mod tests {
              hint: check --endpoint-url\n"
         );
         assert_eq!(code_of(&err), 252);
+    }
+
+    #[test]
+    fn an_error_within_a_context_keeps_its_hint_and_code() {
+        let err = anyhow::Error::new(
+            ExpectedError::new(ErrorKind::Usage, "-D 0.0.0.0:1080 needs credentials")
+                .hint("set POSTERN_SOCKS_USER")
+                .within("tunnel proxy (tunnels.toml)"),
+        );
+        assert_eq!(
+            render(&err),
+            "error: tunnel proxy (tunnels.toml): -D 0.0.0.0:1080 needs credentials\n\
+             hint: set POSTERN_SOCKS_USER\n"
+        );
+        assert_eq!(code_of(&err), 2);
     }
 
     /// A service error carrying what a hostile instance or API could put in a message.

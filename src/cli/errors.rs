@@ -6,8 +6,8 @@
 //! a trust policy for AssumeRole, the management account for ListAccounts).
 
 use crate::aws::{self, AwsError, AwsErrorKind};
-use crate::broker::BrokerError;
 use crate::broker::guardrails::Refusal;
+use crate::broker::{BrokerError, MfaError};
 use crate::forward::stdio::ProxyError;
 use crate::forward::{ConnectError, ForwardError};
 use crate::report::{ErrorKind, ExpectedError};
@@ -71,6 +71,13 @@ pub(crate) fn aws_hint(err: &AwsError) -> String {
                                              region, is running, and that its SSM agent is \
                                              online (`aws ssm describe-instance-information`)"
             .to_owned(),
+        // GetSessionToken refuses a wrong or reused MFA code as access denied.
+        AwsErrorKind::AccessDenied if err.operation == "GetSessionToken" => {
+            "check the MFA code (a fresh one: a code works once) and that the device's clock is \
+             right; the source identity needs sts:GetSessionToken and the mfa_serial of its MFA \
+             device"
+                .to_owned()
+        }
         AwsErrorKind::AccessDenied if sts => "the role's trust policy must allow the source \
                                               identity to call sts:AssumeRole, and the role must \
                                               exist in that account"
@@ -152,11 +159,21 @@ pub(crate) fn broker_kind(err: &BrokerError) -> (ErrorKind, String) {
             "define the source in a [sources.NAME] table".to_owned(),
         ),
         BrokerError::Refused(refusal) => (ErrorKind::Guardrail, refusal_hint(refusal)),
-        BrokerError::Mfa(_) => (
-            ErrorKind::AwsConfig,
-            "run on a terminal, or pass --mfa-command to read codes from a program".to_owned(),
-        ),
+        BrokerError::Mfa(mfa) => (ErrorKind::AwsConfig, mfa_hint(mfa).to_owned()),
         BrokerError::Aws(e) => (aws_kind(e.kind), aws_hint(e)),
+    }
+}
+
+fn mfa_hint(err: &MfaError) -> &'static str {
+    match err {
+        MfaError::NoTerminal(_) => {
+            "run on a terminal, or pass --mfa-command to read codes from a program"
+        }
+        MfaError::Command { .. } => {
+            "check the --mfa-command (POSTERN_MFA_COMMAND): it must print the six-digit code and \
+             exit 0"
+        }
+        MfaError::Malformed => "enter the six digits the MFA device shows",
     }
 }
 
@@ -471,5 +488,22 @@ mod tests {
         assert!(denied("ListAccounts").contains("management account"));
         assert!(denied("StartSession").contains("ssm:StartSession"));
         assert!(denied("DescribeInstances").contains("ec2:DescribeInstances"));
+        // A wrong MFA code is an access denied of GetSessionToken: the code, not a policy.
+        assert!(denied("GetSessionToken").contains("check the MFA code"));
+    }
+
+    #[test]
+    fn each_mfa_failure_has_its_own_next_step() {
+        let hint = |err| broker_kind(&BrokerError::Mfa(err)).1;
+        assert!(hint(MfaError::Malformed).contains("six digits"));
+        assert!(
+            hint(MfaError::Command {
+                command: "pass otp".to_owned(),
+                reason: "exit 1".to_owned()
+            })
+            .contains("--mfa-command")
+        );
+        let no_tty = MfaError::NoTerminal(std::io::Error::other("no tty"));
+        assert!(hint(no_tty).contains("run on a terminal"));
     }
 }

@@ -10,7 +10,7 @@
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use anyhow::Context as _;
+use crate::report::{ErrorKind, ExpectedError};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::filter::{LevelFilter, filter_fn};
 use tracing_subscriber::layer::SubscriberExt as _;
@@ -21,8 +21,14 @@ pub(crate) fn init(verbose: u8, log_file: Option<PathBuf>, raw: bool) -> anyhow:
     let from_env = std::env::var("POSTERN_LOG").ok().filter(|v| !v.is_empty());
     let asked = verbose > 0 || from_env.is_some() || log_file.is_some();
     let filter = match from_env {
-        Some(spec) => EnvFilter::try_new(&spec)
-            .with_context(|| format!("POSTERN_LOG=`{spec}` is not a valid log filter"))?,
+        Some(spec) => EnvFilter::try_new(&spec).map_err(|e| {
+            ExpectedError::new(
+                ErrorKind::Usage,
+                format!("POSTERN_LOG=`{spec}` is not a valid log filter"),
+            )
+            .hint("use levels or target=level pairs (POSTERN_LOG=postern=debug), or unset it")
+            .source(e)
+        })?,
         None => EnvFilter::new(default_filter(verbose)),
     };
     let file = match (log_file, raw && asked) {
@@ -48,8 +54,14 @@ pub(crate) fn init(verbose: u8, log_file: Option<PathBuf>, raw: bool) -> anyhow:
     let registry = tracing_subscriber::registry().with(filter).with(cap);
     match file {
         Some(path) => {
-            let file = crate::private_file::open_private_append(&path)
-                .with_context(|| format!("could not open the log file {}", path.display()))?;
+            let file = crate::private_file::open_private_append(&path).map_err(|e| {
+                ExpectedError::new(
+                    ErrorKind::Usage,
+                    format!("could not open the log file {}", path.display()),
+                )
+                .hint("name a --log-file (or POSTERN_LOG_FILE) in a directory you own")
+                .source(e)
+            })?;
             let layer = tracing_subscriber::fmt::layer()
                 .with_ansi(false)
                 .with_writer(Mutex::new(file));

@@ -28,7 +28,7 @@ use crate::term::{Colour, colour_on, escape, paint};
 /// `postern list`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ListArgs {
-    /// Fuzzy query over alias, env, region, Name, instance id, private IP, platform and status.
+    /// Fuzzy query over alias, env, region, Name, instance id and private IP.
     #[arg(value_name = "QUERY")]
     pub query: Option<String>,
 
@@ -318,10 +318,11 @@ pub(crate) async fn for_picker(
 /// The SDK configuration of the command line's identity (endpoint, region, retry settings).
 pub(crate) async fn load_context(aws_options: &AwsOptions) -> anyhow::Result<AwsContext> {
     aws::load(aws_options).await.map_err(|e| {
-        ExpectedError::new(ErrorKind::AwsConfig, "could not load the AWS configuration")
-            .target(describe_aws(aws_options))
-            .source(e)
-            .into()
+        crate::cli::errors::aws_failure(
+            e,
+            "could not load the AWS configuration",
+            &describe_aws(aws_options),
+        )
     })
 }
 
@@ -726,7 +727,7 @@ pub(crate) fn describe_reach(reach: &Reach) -> String {
 fn describe_aws(aws: &AwsOptions) -> String {
     let mut parts = vec![format!(
         "profile {}",
-        aws.profile.as_deref().unwrap_or("default")
+        aws::profile_in_effect(aws).as_deref().unwrap_or("default")
     )];
     if let Some(region) = &aws.region {
         parts.push(format!("region {region}"));

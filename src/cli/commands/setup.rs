@@ -106,6 +106,7 @@ pub(crate) async fn run(plan: &SetupPlan) -> anyhow::Result<ExitCode> {
     };
     let mut failed = 0usize;
     let mut last_error = None;
+    let mut first_unreached: Option<String> = None;
     for scope in &scopes.scopes {
         let label = format!("{} {}", scope.alias, scope.region);
         let sdk = match configs.config_for(scope).await {
@@ -113,6 +114,7 @@ pub(crate) async fn run(plan: &SetupPlan) -> anyhow::Result<ExitCode> {
             Err(message) => {
                 failed += 1;
                 report::notice(&format!("warning: {label}: {message}"));
+                first_unreached.get_or_insert_with(|| label.clone());
                 continue;
             }
         };
@@ -124,7 +126,9 @@ pub(crate) async fn run(plan: &SetupPlan) -> anyhow::Result<ExitCode> {
         match set_up_scope(&client, plan.dry_run).await {
             Ok(lines) => {
                 for line in lines {
-                    println!("{label}: {line}");
+                    // The lines quote the account's preferences (key ids, bucket and log group
+                    // names): escaped, as everything from AWS.
+                    println!("{label}: {}", crate::term::escape(&line));
                 }
             }
             Err(err) => {
@@ -153,6 +157,15 @@ pub(crate) async fn run(plan: &SetupPlan) -> anyhow::Result<ExitCode> {
                 "setup failed in {n} of {} account regions: no credentials",
                 scopes.scopes.len()
             ),
+        )
+        .target(format!(
+            "{} first",
+            first_unreached.unwrap_or_else(|| "every account".to_owned())
+        ))
+        .hint(
+            "refresh the source identity's credentials (`aws sso login`, or a fresh MFA code), \
+             check each account's role with `postern accounts`, or pick another source with \
+             --source",
         )
         .into()),
     }

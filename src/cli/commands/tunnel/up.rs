@@ -22,7 +22,7 @@ use crate::cli::reach::load_config;
 use crate::cli::resolve::resolve_forward;
 use crate::config::Tunnel;
 use crate::forward::{BindError, ForwardError};
-use crate::report::{ErrorKind, ExpectedError};
+use crate::report::{ErrorKind, ExpectedError, exit_codes};
 use crate::tunnel::{Registry, TunnelRecord};
 
 /// `postern up`.
@@ -182,12 +182,8 @@ fn forward_plan(
         json: false,
         connect,
     };
-    ForwardPlan::new(common, forward).map_err(|e| {
-        ExpectedError::new(
-            e.kind(),
-            format!("tunnel {name} ({}): {e}", tunnel.file.display()),
-        )
-    })
+    ForwardPlan::new(common, forward)
+        .map_err(|e| e.within(format_args!("tunnel {name} ({})", tunnel.file.display())))
 }
 
 /// Fails when a fixed local port of `plan` is taken, before anything calls AWS.
@@ -258,8 +254,9 @@ async fn start_supervisor(
         line = tokio::time::timeout(wait, lines.next_line()) => line,
         _ = tokio::signal::ctrl_c() => {
             kill(&mut child).await;
-            return Err(ExpectedError::new(ErrorKind::Usage, "interrupted: no tunnel was started")
-                .into());
+            crate::report::notice("interrupted: no tunnel was started");
+            // As every command ended by a signal: 128 + SIGINT.
+            return Ok(Started::Failed(exit_codes::for_signal(libc::SIGINT)));
         }
     };
     match outcome {
