@@ -51,7 +51,7 @@ pub struct EmulatorArgs {
     #[arg(long, value_name = "KEY_ID")]
     pub session_kms_key: Option<String>,
 
-    /// Serve KMS only at its own endpoint (`KMS_ENDPOINT` in the ready line, a path of this
+    /// Serve KMS only at its own endpoint (`kms_endpoint` in the ready line, a path of this
     /// port), as AWS does: the main endpoint then answers KMS calls with
     /// UnknownOperationException, and the KMS endpoint answers nothing else.
     #[arg(long)]
