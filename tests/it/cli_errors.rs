@@ -128,6 +128,8 @@ fn no_secret_reaches_stderr_even_verbose() {
     let out = run(cmd, LIMIT);
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "stderr {stderr}");
+    // The check below means something only if -vvv logged: it did, at trace level.
+    assert!(stderr.contains("TRACE"), "-vvv logged nothing: {stderr}");
     assert!(!stderr.contains(emu.credentials.secret_access_key()));
     assert!(!stderr.contains("TokenValue\":\""), "token leaked");
     assert!(

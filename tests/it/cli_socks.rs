@@ -15,7 +15,7 @@ use std::time::Duration;
 use crate::support::data::random_bytes;
 use crate::support::emulator::EmulatorProcess;
 use crate::support::forward::Forward;
-use crate::support::net::{TcpServer, echo_through, free_port};
+use crate::support::net::{TcpServer, assert_closed, echo_through, free_port};
 use crate::support::poll::poll;
 use crate::support::process::{run, text};
 
@@ -372,17 +372,6 @@ fn read_reply(stream: &mut TcpStream) -> u8 {
 }
 
 /// The server closes without sending anything more.
-fn assert_closed(stream: &mut TcpStream) {
-    let mut buf = [0u8; 16];
-    match stream.read(&mut buf) {
-        Ok(0) => {}
-        Ok(n) => panic!("{n} more bytes: {:?}", &buf[..n]),
-        // A reset after a close the client did not read is a close too.
-        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
-        Err(e) => panic!("no close: {e}"),
-    }
-}
-
 /// An echo server on [::1], one thread per connection.
 struct Ipv6Echo {
     port: u16,

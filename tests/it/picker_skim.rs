@@ -231,7 +231,16 @@ fn an_offline_row_is_refused_and_the_picker_stays_open() {
         screen.contains("build-windows-dev-1 is ConnectionLost: it cannot be opened"),
         "{screen}"
     );
-    assert!(screen.contains(PICKER_OPEN) || screen.contains("build-windows-dev-1"));
+    // Still the picker (the refusal takes its header line): the query, the count, the row.
+    let mut lines = screen.lines();
+    assert!(
+        lines
+            .next()
+            .is_some_and(|l| l.starts_with("> build-windows"))
+            && lines.next().is_some_and(|l| l.contains(" 1/37"))
+            && screen.contains("> acme-dev  dev   eu-west-1  build-windows-dev-1"),
+        "the picker stays open:\n{screen}"
+    );
     pane.tmux.keys(&["Escape"]);
     assert_eq!(pane.exit_status(), "postern-exit=2");
     assert!(pane.history_targets().is_empty());
@@ -294,12 +303,19 @@ fn the_preview_shows_the_highlighted_rows_tags() {
 fn ctrl_r_refreshes_the_index_and_keeps_the_picker_open() {
     let pane = Pane::start("");
     pane.picker_with(37);
+    // The first listing's index, written once (an atomic rename) when it was complete.
+    let listed = try_poll(LIMIT, || index_written(&pane.path("cache")))
+        .expect("the first listing wrote the index cache");
     pane.tmux.keys(&["C-r"]);
     // The header says so while listing (or the listing was quicker than a capture), then the
-    // rows are all back.
+    // rows are all back, from a new listing: the index is written again.
     try_poll(Duration::from_secs(5), || {
         pane.tmux.pane().contains("refreshing").then_some(())
     });
+    try_poll(LIMIT, || {
+        index_written(&pane.path("cache")).filter(|written| *written > listed)
+    })
+    .expect("Ctrl-R listed again and rewrote the index cache");
     pane.picker_with(37);
     pane.tmux.keys(&["-l", "orders-api-dev"]);
     pane.picker_with(1);
@@ -369,4 +385,22 @@ fn the_demo_reaches_a_shell_through_the_picker() {
     pane.tmux.keys(&["-l", "exit"]);
     pane.tmux.keys(&["Enter"]);
     assert_eq!(pane.exit_status(), "postern-exit=0");
+}
+
+/// When the index snapshot (`index.snapshot`, wherever under `dir` it is) was last written;
+/// `None` before there is one.
+fn index_written(dir: &Path) -> Option<std::time::SystemTime> {
+    let mut newest = None;
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let Ok(meta) = entry.metadata() else { continue };
+        let written = if meta.is_dir() {
+            index_written(&entry.path())
+        } else if entry.file_name() == "index.snapshot" {
+            meta.modified().ok()
+        } else {
+            None
+        };
+        newest = newest.max(written);
+    }
+    newest
 }

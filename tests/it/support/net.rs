@@ -126,3 +126,15 @@ pub(crate) fn free_port() -> u16 {
 
 /// Longest a single read of an echo may take (a 64 MiB echo across websocket drops included).
 const READ_LIMIT: Duration = Duration::from_secs(120);
+
+/// Asserts that the peer closed `stream`: end of file, or a reset (a close the peer did not
+/// read), never more bytes and never a read that times out on a connection left open.
+pub(crate) fn assert_closed(stream: &mut TcpStream) {
+    let mut buf = [0u8; 16];
+    match stream.read(&mut buf) {
+        Ok(0) => {}
+        Ok(n) => panic!("{n} more bytes: {:?}", &buf[..n]),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Err(e) => panic!("no close: {e}"),
+    }
+}

@@ -139,21 +139,15 @@ impl EmulatorProcess {
         )
     }
 
-    /// Stops the emulator and returns the violations it logged (one JSON line each).
     /// The client violations logged so far, one JSON line each.
     pub(crate) fn violations(&self) -> Vec<String> {
-        match std::fs::read_to_string(&self.violations_log) {
-            Ok(text) => text.lines().map(str::to_owned).collect(),
-            Err(_) => Vec::new(),
-        }
+        read_violations(&self.violations_log)
     }
 
+    /// Stops the emulator and returns the violations it logged (one JSON line each).
     pub(crate) fn stop(mut self) -> Vec<String> {
         terminate(&mut self.child);
-        match std::fs::read_to_string(&self.violations_log) {
-            Ok(text) => text.lines().map(str::to_owned).collect(),
-            Err(_) => Vec::new(),
-        }
+        read_violations(&self.violations_log)
     }
 
     /// Kills the emulator with SIGKILL: the service vanishes without closing anything, as a
@@ -172,3 +166,13 @@ impl Drop for EmulatorProcess {
 
 /// How long the emulator may take to print its ready line.
 const READY_LIMIT: Duration = Duration::from_secs(30);
+
+/// The violations log's lines. The emulator creates the file when it starts: a log that cannot
+/// be read is a broken test set-up, never "no violations".
+fn read_violations(path: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("the emulator's violations log {}: {e}", path.display()))
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
