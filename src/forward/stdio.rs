@@ -21,7 +21,7 @@ use crate::forward::{
     ConnectError, Connected, Connector, UploadWindow, agent_at_least, describe_close, finish,
     outstanding,
 };
-use crate::term::{LocalSignal, Signals};
+use crate::term::Signals;
 use crate::transport::{self, Input, LocalInput, Resilience, now, sleep_until};
 
 /// What `postern ssh-proxy` does.
@@ -101,7 +101,9 @@ pub async fn run_with(connector: Connector) -> Result<ProxyEnd, ProxyError> {
     let mut signals = Signals::install(true).map_err(ProxyError::Local)?;
     let connected = tokio::select! {
         connected = connector.connect() => connected.map_err(ProxyError::Connect)?,
-        signal = signals.recv() => return Ok(ProxyEnd::Signalled(signal_number(signal))),
+        // A resize (SIGWINCH: ssh runs its ProxyCommand in the terminal's foreground group)
+        // while the session starts is not a reason to stop.
+        signal = signals.ending() => return Ok(ProxyEnd::Signalled(signal)),
     };
     let agent = connected.ready.agent_version.clone().unwrap_or_default();
     if !agent_at_least(&agent, SSH_MIN_AGENT) {
@@ -198,11 +200,7 @@ async fn pump(
             },
             () = stdout.drained(), if receive_paused => {}
             () = stdout.closed() => {}
-            signal = signals.recv() => {
-                if let Some(n) = ending_signal(signal) {
-                    break Ok(ProxyEnd::Signalled(n));
-                }
-            }
+            n = signals.ending() => break Ok(ProxyEnd::Signalled(n)),
             () = sleep_until(deadline), if deadline.is_some() => session.handle_timeout(transport::now()),
         }
     };
@@ -293,18 +291,6 @@ impl Stdout {
         drop(self.writes);
         let _ = tokio::time::timeout(FLUSH_ON_END, self.task).await;
     }
-}
-
-fn ending_signal(signal: LocalSignal) -> Option<i32> {
-    match signal {
-        LocalSignal::Terminate(n) => Some(n),
-        LocalSignal::Interrupt => Some(libc::SIGINT),
-        LocalSignal::Suspend | LocalSignal::Continue | LocalSignal::Resize => None,
-    }
-}
-
-fn signal_number(signal: LocalSignal) -> i32 {
-    ending_signal(signal).unwrap_or(libc::SIGTERM)
 }
 
 /// The SSH session document.

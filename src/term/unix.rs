@@ -66,6 +66,18 @@ impl Signals {
             None => std::future::pending().await,
         }
     }
+
+    /// The next signal that ends the program (SIGTERM, SIGHUP, SIGINT, ...), as its number: a
+    /// window resize, a suspend or a continue on the way is not one. Cancel-safe.
+    pub async fn ending(&mut self) -> i32 {
+        loop {
+            match self.recv().await {
+                LocalSignal::Terminate(n) => return n,
+                LocalSignal::Interrupt => return libc::SIGINT,
+                LocalSignal::Suspend | LocalSignal::Continue | LocalSignal::Resize => {}
+            }
+        }
+    }
 }
 
 impl Drop for Signals {

@@ -5,14 +5,17 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::process::Stdio;
 use std::thread;
 use std::time::Duration;
+
+use nix::sys::signal::Signal;
 
 use crate::support::data::{random_bytes, sha256};
 use crate::support::emulator::EmulatorProcess;
 use crate::support::forward::Forward;
 use crate::support::net::{TcpServer, assert_closed, echo_round_trip, free_port};
-use crate::support::process::{run, text};
+use crate::support::process::{exit_within, lines, run, signal, text};
 
 const LIMIT: Duration = Duration::from_secs(60);
 /// Built-in instance whose agent is too old for mux (3.0.161.0).
@@ -106,6 +109,48 @@ fn an_old_agent_falls_back_to_basic_mode_with_a_warning() {
         stderr.contains("too old for multiplexed forwarding") && stderr.contains("basic mode"),
         "{stderr}"
     );
+    assert_eq!(emu.stop(), Vec::<String>::new(), "violations");
+}
+
+#[test]
+fn a_window_resize_while_the_sessions_start_does_not_end_the_forward() {
+    let echo = TcpServer::echo();
+    // Every message of the emulator held 1 s: the handshake takes that long at least.
+    let emu = EmulatorProcess::start(&["--no-pacing", "--delay", "1s"]);
+    let spec = format!("0:{}", echo.port);
+    let mut child = emu
+        .command(&["-vv", "forward", &emu.instance, "-L", &spec, "--json"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn postern forward");
+    let stdout = lines(child.stdout.take().unwrap());
+    let stderr = lines(child.stderr.take().unwrap());
+    // The data channel is opening: the signal handlers are in place, the handshake is not done.
+    let deadline = std::time::Instant::now() + LIMIT;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let line = stderr
+            .recv_timeout(left)
+            .expect("postern logs the data channel opening");
+        if line.contains("opening data channel") {
+            break;
+        }
+    }
+    for _ in 0..3 {
+        signal(child.id(), Signal::SIGWINCH);
+    }
+    let ready = stdout
+        .recv_timeout(LIMIT)
+        .expect("the forward becomes ready after the resizes");
+    let ready: serde_json::Value = serde_json::from_str(&ready).unwrap();
+    let local = ready["local"].as_str().expect("local address").to_owned();
+    let data = random_bytes(64 * 1024, 5);
+    echo_round_trip(&local, &data);
+    signal(child.id(), Signal::SIGINT);
+    let status = exit_within(&mut child, LIMIT).expect("postern exits after Ctrl-C");
+    assert_eq!(status.code(), Some(0));
     assert_eq!(emu.stop(), Vec::<String>::new(), "violations");
 }
 

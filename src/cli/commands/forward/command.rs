@@ -23,7 +23,7 @@ use crate::forward::{
     SocksAuth, SocksSpec,
 };
 use crate::report::{self, ErrorKind, ExpectedError};
-use crate::term::{LocalSignal, Signals, escape};
+use crate::term::{Signals, escape};
 
 /// `postern forward`.
 #[derive(clap::Args, Debug, Clone)]
@@ -216,7 +216,8 @@ pub(crate) async fn run(plan: &ForwardPlan) -> anyhow::Result<ExitCode> {
     let start = Forwarder::start(ssm, &plan.options);
     let forwarder = tokio::select! {
         started = start => started.map_err(|e| forward_failure(e, &described, FORWARD_PORT_WORDS))?,
-        _ = signals.recv() => return Ok(ExitCode::SUCCESS),
+        // A resize (SIGWINCH) while the sessions start is not a reason to stop.
+        _ = signals.ending() => return Ok(ExitCode::SUCCESS),
     };
     let via = match &context.profile {
         Some(profile) => format!("{profile}, {}", context.region),
@@ -315,12 +316,7 @@ pub(crate) async fn run(plan: &ForwardPlan) -> anyhow::Result<ExitCode> {
         drop(status);
     });
     let running = tokio::spawn(forwarder.run(notices_tx, stop));
-    loop {
-        match signals.recv().await {
-            LocalSignal::Terminate(_) | LocalSignal::Interrupt => break,
-            LocalSignal::Suspend | LocalSignal::Continue | LocalSignal::Resize => {}
-        }
-    }
+    signals.ending().await;
     tracing::info!("stopping the forwards");
     let _ = stop_tx.send(true);
     let _ = running.await;
