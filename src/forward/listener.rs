@@ -3,6 +3,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 
@@ -47,6 +48,51 @@ impl BindError {
     }
 }
 
+/// Pauses after a failed `accept`. A listener whose accept fails at once (out of file
+/// descriptors: EMFILE, with the connection still pending) would otherwise be retried in a
+/// tight loop, a whole CPU and a warning per turn; the pause doubles from 10 ms up to 1 s and
+/// the warning is written once per second at most.
+#[derive(Debug, Default)]
+pub(crate) struct AcceptBackoff {
+    pause: Duration,
+    failures: u64,
+    warned: bool,
+    since_warning: Duration,
+}
+
+impl AcceptBackoff {
+    /// An accept worked: the next failure starts over.
+    pub(crate) fn accepted(&mut self) {
+        self.pause = Duration::ZERO;
+    }
+
+    /// An accept failed: warns (at most once a second) and waits before the next one.
+    pub(crate) async fn failed(&mut self, error: &io::Error, local: &str) {
+        let (pause, warn) = self.next();
+        if warn {
+            tracing::warn!(%error, %local, failures = self.failures, "accept failed; retrying");
+        }
+        tokio::time::sleep(pause).await;
+    }
+
+    /// The pause before the next accept and whether to warn about this failure.
+    fn next(&mut self) -> (Duration, bool) {
+        self.failures += 1;
+        self.pause = (self.pause * 2).clamp(FIRST_PAUSE, MAX_PAUSE);
+        let warn = !self.warned || self.since_warning >= WARN_EVERY;
+        if warn {
+            self.warned = true;
+            self.since_warning = Duration::ZERO;
+        }
+        self.since_warning += self.pause;
+        (self.pause, warn)
+    }
+}
+
+const FIRST_PAUSE: Duration = Duration::from_millis(10);
+const MAX_PAUSE: Duration = Duration::from_secs(1);
+const WARN_EVERY: Duration = Duration::from_secs(1);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -60,5 +106,33 @@ mod tests {
         let err = bind(&again).await.unwrap_err();
         assert!(err.in_use(), "{err}: {}", err.source);
         assert_eq!(err.to_string(), format!("could not listen on {local}"));
+    }
+
+    #[test]
+    fn failed_accepts_back_off_and_warn_once_a_second() {
+        let mut backoff = AcceptBackoff::default();
+        let pauses: Vec<(u64, bool)> = (0..10)
+            .map(|_| {
+                let (pause, warn) = backoff.next();
+                (u64::try_from(pause.as_millis()).unwrap(), warn)
+            })
+            .collect();
+        assert_eq!(
+            pauses,
+            [
+                (10, true),
+                (20, false),
+                (40, false),
+                (80, false),
+                (160, false),
+                (320, false),
+                (640, false),
+                (1000, true),
+                (1000, true),
+                (1000, true),
+            ]
+        );
+        backoff.accepted();
+        assert_eq!(backoff.next().0, Duration::from_millis(10));
     }
 }

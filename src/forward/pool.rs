@@ -22,6 +22,7 @@ use tokio::task::JoinSet;
 use crate::aws::AwsErrorKind;
 use crate::forward::connect::{ConnectError, Connected};
 use crate::forward::link::{Incoming, LinkContext, LinkHandle, Notice, Outcome};
+use crate::forward::listener::AcceptBackoff;
 use crate::forward::traffic::Traffic;
 use crate::forward::{Connector, agent_at_least, basic_link, mux_link};
 use crate::transport;
@@ -463,17 +464,19 @@ pub(crate) async fn accept(
     notices: mpsc::UnboundedSender<Notice>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let mut backoff = AcceptBackoff::default();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    backoff.accepted();
                     tracing::debug!(%peer, %local, "accepted");
                     let _ = notices.send(Notice::ConnectionAccepted { local: local.clone() });
                     if into.send(Incoming::plain(stream)).is_err() {
                         return;
                     }
                 }
-                Err(error) => tracing::warn!(%error, %local, "accept failed"),
+                Err(error) => backoff.failed(&error, &local.to_string()).await,
             },
             _ = shutdown.changed() => return,
         }

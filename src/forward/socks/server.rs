@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::forward::link::{Answer, Incoming, Notice};
+use crate::forward::listener::AcceptBackoff;
 use crate::forward::socks::codec::{
     self, CodecError, Command, Destination, METHOD_NO_AUTH, METHOD_NONE_ACCEPTABLE,
     METHOD_USER_PASS, Reply,
@@ -83,10 +84,12 @@ pub(crate) async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut handshakes = JoinSet::new();
+    let mut backoff = AcceptBackoff::default();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    backoff.accepted();
                     tracing::debug!(%peer, local = %config.local, "SOCKS connection");
                     let config = config.clone();
                     handshakes.spawn(async move {
@@ -104,7 +107,7 @@ pub(crate) async fn serve(
                         }
                     });
                 }
-                Err(error) => tracing::warn!(%error, local = %config.local, "accept failed"),
+                Err(error) => backoff.failed(&error, &config.local.to_string()).await,
             },
             Some(_) = handshakes.join_next(), if !handshakes.is_empty() => {}
             _ = shutdown.changed() => break,
