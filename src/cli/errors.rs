@@ -9,7 +9,7 @@ use crate::aws::{self, AwsError, AwsErrorKind};
 use crate::broker::guardrails::Refusal;
 use crate::broker::{BrokerError, MfaError};
 use crate::forward::stdio::ProxyError;
-use crate::forward::{ConnectError, ForwardError};
+use crate::forward::{BindError, ConnectError, ForwardError};
 use crate::report::{ErrorKind, ExpectedError};
 use crate::transport::{DriverError, OpenError};
 
@@ -107,6 +107,11 @@ pub(crate) fn aws_hint(err: &AwsError) -> String {
             .to_owned(),
         AwsErrorKind::Configuration if err.operation == aws::NETWORK_SETTINGS => {
             format!("{PROXY_SETTINGS_HINT}; {CA_BUNDLE_HINT}")
+        }
+        AwsErrorKind::Configuration if err.operation == aws::ENDPOINT_SETTINGS => {
+            "fix --endpoint-url, AWS_ENDPOINT_URL or AWS_ENDPOINT_URL_<SERVICE>: https://, or a \
+             loopback address for a local emulator"
+                .to_owned()
         }
         AwsErrorKind::Configuration => "pass --region or set AWS_REGION".to_owned(),
         AwsErrorKind::Unreachable => "check the network, --endpoint-url and AWS_ENDPOINT_URL \
@@ -247,29 +252,31 @@ pub(crate) const FORWARD_PORT_WORDS: LocalPortWords = LocalPortWords {
 };
 
 /// A forward that could not start.
+/// A local address that could not be listened on, with what to pick instead.
+pub(crate) fn bind_failure(bind: BindError, words: LocalPortWords) -> ExpectedError {
+    let hint = if bind.in_use() {
+        format!(
+            "another program listens on {}; {}, or 0 for a free one",
+            bind.addr, words.another
+        )
+    } else {
+        words.unusable.to_owned()
+    };
+    ExpectedError::new(
+        ErrorKind::LocalPort,
+        format!("could not listen on {}", bind.addr),
+    )
+    .hint(hint)
+    .source(bind.source)
+}
+
 pub(crate) fn forward_failure(
     err: ForwardError,
     described: &str,
     words: LocalPortWords,
 ) -> anyhow::Error {
     match err {
-        ForwardError::Bind(bind) => {
-            let hint = if bind.in_use() {
-                format!(
-                    "another program listens on {}; {}, or 0 for a free one",
-                    bind.addr, words.another
-                )
-            } else {
-                words.unusable.to_owned()
-            };
-            ExpectedError::new(
-                ErrorKind::LocalPort,
-                format!("could not listen on {}", bind.addr),
-            )
-            .hint(hint)
-            .source(bind.source)
-            .into()
-        }
+        ForwardError::Bind(bind) => bind_failure(bind, words).into(),
         ForwardError::Connect { remote, source } => connect_failure(
             *source,
             &format!("could not start port forwarding to {remote}"),

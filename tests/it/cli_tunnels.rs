@@ -119,9 +119,10 @@ fn tunnels_a_port_in_use_fails_before_any_aws_call() {
     assert_eq!(
         text(&out.stderr),
         format!(
-            "error: could not listen on 127.0.0.1:{port}\nCaused by:\n  Address already in use \
-             (os error 98)\nhint: another program listens on 127.0.0.1:{port}; pick another \
-             LOCAL port, or 0 for a free one\n"
+            "error: tunnel busy ({}): could not listen on 127.0.0.1:{port}\nCaused by:\n  \
+             Address already in use (os error 98)\nhint: another program listens on \
+             127.0.0.1:{port}; pick another LOCAL port, or 0 for a free one\n",
+            tunnels.home.path().join("config.toml").display()
         )
     );
     assert!(out.stdout.is_empty());

@@ -5,4 +5,4 @@ mod command;
 mod status;
 
 pub use command::{ForwardArgs, ForwardPlan};
-pub(crate) use command::{render_notice, run};
+pub(crate) use command::{exposure_warning, render_notice, run};

@@ -14,14 +14,14 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
 
-use crate::cli::commands::forward::{ForwardArgs, ForwardPlan};
+use crate::cli::commands::forward::{ForwardArgs, ForwardPlan, exposure_warning};
 use crate::cli::commands::tunnel::launch::{Launch, LaunchTunnel};
 use crate::cli::common::{CommonArgs, ConnectArgs};
-use crate::cli::errors::{FORWARD_PORT_WORDS, forward_failure};
+use crate::cli::errors::{FORWARD_PORT_WORDS, bind_failure};
 use crate::cli::reach::load_config;
 use crate::cli::resolve::resolve_forward;
 use crate::config::Tunnel;
-use crate::forward::{BindError, ForwardError};
+use crate::forward::BindError;
 use crate::report::{ErrorKind, ExpectedError, exit_codes};
 use crate::tunnel::{Registry, TunnelRecord};
 
@@ -93,7 +93,15 @@ pub(crate) async fn up(plan: &UpPlan, common: &CommonArgs) -> anyhow::Result<Exi
             .into());
         }
         let forward = forward_plan(name, tunnel, args, common)?;
-        check_ports(&forward)?;
+        check_ports(&forward)
+            .map_err(|e| e.within(format_args!("tunnel {name} ({})", tunnel.file.display())))?;
+        // A forward bound beyond this machine (a shared tunnels file can say 0.0.0.0) is
+        // said out loud, as `postern forward` says it, before the tunnel starts.
+        for spec in &forward.options.forwards {
+            if let Some(warning) = exposure_warning(SocketAddr::new(spec.bind, spec.local_port)) {
+                crate::report::notice(&format!("tunnel {name}: {warning}"));
+            }
+        }
         planned.push((*name, tunnel, forward));
     }
     let mut launch = Launch {
@@ -187,7 +195,7 @@ fn forward_plan(
 }
 
 /// Fails when a fixed local port of `plan` is taken, before anything calls AWS.
-fn check_ports(plan: &ForwardPlan) -> anyhow::Result<()> {
+fn check_ports(plan: &ForwardPlan) -> Result<(), ExpectedError> {
     let forwards = plan
         .options
         .forwards
@@ -200,11 +208,7 @@ fn check_ports(plan: &ForwardPlan) -> anyhow::Result<()> {
         .map(|s| SocketAddr::new(s.bind, s.port));
     for addr in forwards.chain(socks).filter(|a| a.port() != 0) {
         if let Err(source) = std::net::TcpListener::bind(addr) {
-            return Err(forward_failure(
-                ForwardError::Bind(BindError { addr, source }),
-                &plan.options.target,
-                FORWARD_PORT_WORDS,
-            ));
+            return Err(bind_failure(BindError { addr, source }, FORWARD_PORT_WORDS));
         }
     }
     Ok(())
@@ -271,7 +275,17 @@ async fn start_supervisor(
             let text = errors.await.unwrap_or_default();
             let _ = std::io::stderr().write_all(&text);
             let code = match status {
-                Ok(Ok(status)) => status.code(),
+                Ok(Ok(status)) => {
+                    if text.is_empty() {
+                        // Killed (out of memory, SIGKILL) before it could say anything.
+                        crate::report::notice(&format!(
+                            "the tunnel supervisor ended ({status}) before it was ready; its \
+                             log is {}",
+                            log.display()
+                        ));
+                    }
+                    status.code()
+                }
                 _ => {
                     kill(&mut child).await;
                     None
