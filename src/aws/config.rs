@@ -123,6 +123,22 @@ pub fn profile_in_effect(options: &AwsOptions) -> Option<String> {
 /// Loads the configuration. Fails when no region can be found, or when a proxy variable or
 /// the CA bundle cannot be used (operation [`NETWORK_SETTINGS`]).
 pub async fn load(options: &AwsOptions) -> Result<AwsContext, AwsError> {
+    let overridden = options.endpoint_url.iter().cloned().chain(
+        ENDPOINT_SERVICES
+            .iter()
+            .filter_map(|s| service_endpoint_from_env(s)),
+    );
+    for endpoint in overridden {
+        if let Some(refusal) = crate::aws::http::plain_http_refusal(&endpoint) {
+            return Err(AwsError::local(
+                AwsErrorKind::Configuration,
+                ENDPOINT_SETTINGS,
+                options.region.clone(),
+                options.profile.clone(),
+                &refusal,
+            ));
+        }
+    }
     // Proxy and CA bundle (`HTTPS_PROXY`, `NO_PROXY`, `AWS_CA_BUNDLE`): see `aws::http`.
     let http_client = https_client().map_err(|e| {
         AwsError::local(
@@ -177,6 +193,19 @@ impl fmt::Debug for CredentialsOverride {
             .finish_non_exhaustive()
     }
 }
+
+/// The services whose `AWS_ENDPOINT_URL_<SERVICE>` postern's clients read.
+const ENDPOINT_SERVICES: [&str; 6] = [
+    "SSM",
+    "STS",
+    "EC2",
+    "KMS",
+    "ORGANIZATIONS",
+    "EC2_INSTANCE_CONNECT",
+];
+
+/// The operation of an [`AwsError`] about an endpoint override that may not be used.
+pub const ENDPOINT_SETTINGS: &str = "LoadEndpointSettings";
 
 /// The operation of an [`AwsError`] about the proxy variables or the CA bundle.
 pub const NETWORK_SETTINGS: &str = "LoadNetworkSettings";

@@ -25,6 +25,7 @@ use aws_smithy_runtime_api::client::http::{
     SharedHttpConnector, http_client_fn,
 };
 use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
+use aws_smithy_runtime_api::client::result::ConnectorError;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 
@@ -186,9 +187,39 @@ impl Router {
 
 impl HttpConnector for Router {
     fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+        // The backstop for endpoints postern does not see at start-up (a profile's
+        // `endpoint_url` in the shared config files): no plain request leaves this machine.
+        if let Some(refusal) = plain_http_refusal(request.uri()) {
+            return HttpConnectorFuture::ready(Err(ConnectorError::user(refusal.into())));
+        }
         let connector = self.connector(request.uri()).clone();
         connector.call(request)
     }
+}
+
+/// Why `endpoint` may not be used: a plain `http://` one to a host other than this machine
+/// (`localhost`, 127.0.0.0/8, `::1`) would carry StartSession's token and STS's credentials
+/// unencrypted across the network, as only a loopback emulator may. `None` when it may.
+pub(crate) fn plain_http_refusal(endpoint: &str) -> Option<String> {
+    if !is_plain_http(endpoint) {
+        return None;
+    }
+    let loopback = url::Url::parse(endpoint)
+        .ok()
+        .is_some_and(|url| match url.host() {
+            Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        });
+    (!loopback).then(|| {
+        format!(
+            "the endpoint {} is plain http:// to another machine: session tokens and \
+             credentials would cross the network unencrypted; use its https:// address, or \
+             reach it on this machine (127.0.0.1, an SSH or postern port forward)",
+            crate::term::escape(endpoint)
+        )
+    })
 }
 
 /// Whether `uri` is a plain `http://` one (no TLS).
@@ -212,6 +243,30 @@ fn through_proxy(settings: &ProxySettings, uri: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_http_only_to_this_machine() {
+        for allowed in [
+            "http://127.0.0.1:4566",
+            "http://127.9.0.1/",
+            "http://[::1]:8080",
+            "http://LOCALHOST:4566",
+            "https://ssm.eu-west-1.amazonaws.com",
+            "https://10.0.0.5/",
+        ] {
+            assert_eq!(plain_http_refusal(allowed), None, "{allowed}");
+        }
+        for refused in [
+            "http://ssm.eu-west-1.amazonaws.com",
+            "http://10.0.0.5:4566",
+            "http://localstack:4566",
+            "http://localhost.example.com/",
+            "HTTP://[2001:db8::1]/",
+        ] {
+            let refusal = plain_http_refusal(refused).expect(refused);
+            assert!(refusal.contains("unencrypted"), "{refusal}");
+        }
+    }
 
     #[test]
     fn only_http_urls_take_the_connector_without_tls() {

@@ -15,8 +15,9 @@ mod kms;
 mod ssm;
 
 pub use config::{
-    AwsContext, AwsOptions, CredentialsOverride, NETWORK_SETTINGS, endpoint_overrides, load,
-    profile_in_effect, service_endpoint_from_env, ssm_client, ssm_endpoint_in_effect,
+    AwsContext, AwsOptions, CredentialsOverride, ENDPOINT_SETTINGS, NETWORK_SETTINGS,
+    endpoint_overrides, load, profile_in_effect, service_endpoint_from_env, ssm_client,
+    ssm_endpoint_in_effect,
 };
 pub use documents::{DocumentVersions, DocumentsClient};
 pub use error::{AwsError, AwsErrorKind};

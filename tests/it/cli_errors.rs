@@ -122,6 +122,28 @@ fn exec_without_a_command_is_a_usage_error() {
 }
 
 #[test]
+fn a_plain_http_endpoint_off_this_machine_is_refused_before_any_request() {
+    for (variable, value) in [
+        ("AWS_ENDPOINT_URL", "http://10.0.0.5:4566"),
+        ("AWS_ENDPOINT_URL_STS", "http://sts.example.com"),
+    ] {
+        let mut cmd = base_command();
+        cmd.env(variable, value)
+            .args(["exec", INSTANCE, "--", "true"]);
+        let out = run(cmd, LIMIT);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(248), "{variable}: {stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "the endpoint {value} is plain http:// to another machine"
+            )),
+            "{stderr}"
+        );
+        assert!(stderr.contains("hint: fix --endpoint-url"), "{stderr}");
+    }
+}
+
+#[test]
 fn no_secret_reaches_stderr_even_verbose() {
     let emu = EmulatorProcess::start(&[]);
     let cmd = emu.command(&["-vvv", "exec", INSTANCE, "--", "true"]);
