@@ -52,8 +52,11 @@ fn two_forwards_remote_host_local_zero_and_bind_address() {
     let emu = EmulatorProcess::start(&["--no-pacing"]);
     let server = TcpServer::echo();
     let echo = server.port;
+    // The remote host's server listens on 127.0.0.2 only: a forward that lost the host (and
+    // dialled localhost) would find nothing there.
+    let remote = TcpServer::echo_on(std::net::Ipv4Addr::new(127, 0, 0, 2));
     let to_instance = format!("0:{echo}");
-    let to_host = format!("127.0.0.2:0:127.0.0.1:{echo}");
+    let to_host = format!("127.0.0.2:0:127.0.0.2:{}", remote.port);
     let fw = Forward::start(
         &emu,
         &[&emu.instance, "-L", &to_instance, "-L", &to_host],
@@ -66,7 +69,7 @@ fn two_forwards_remote_host_local_zero_and_bind_address() {
     assert_ne!(first.0.port(), 0);
     assert_eq!(first.1, format!("localhost:{echo}"));
     assert_eq!(second.0.ip().to_string(), "127.0.0.2", "{lines:?}");
-    assert_eq!(second.1, format!("127.0.0.1:{echo}"));
+    assert_eq!(second.1, format!("127.0.0.2:{}", remote.port));
     for line in &lines {
         assert!(
             line.ends_with(&format!("via {} (us-east-1)", emu.instance)),
@@ -76,6 +79,11 @@ fn two_forwards_remote_host_local_zero_and_bind_address() {
     for local in [first.0, second.0] {
         echo_round_trip(&local.to_string(), &random_bytes(256 * 1024, 99));
     }
+    assert_eq!(
+        remote.connections(),
+        1,
+        "the remote host's server was dialled"
+    );
     fw.stop_ok();
     assert_eq!(emu.stop(), Vec::<String>::new(), "violations");
 }

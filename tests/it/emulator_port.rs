@@ -118,20 +118,22 @@ async fn ssh_session_connects_to_the_configured_port_without_a_type() {
 
 #[tokio::test]
 async fn remote_host_session_dials_the_given_host() {
-    let echo = TcpServer::echo();
+    // On 127.0.0.2 only: dialling localhost instead would find nothing.
+    let echo = TcpServer::echo_on(std::net::Ipv4Addr::new(127, 0, 0, 2));
     let emulator = emulator(|_| {}).await;
     let port = echo.port.to_string();
     let started = start_session(
         &emulator,
         OLD,
         Some("AWS-StartPortForwardingSessionToRemoteHost"),
-        &[("host", "127.0.0.1"), ("portNumber", &port)],
+        &[("host", "127.0.0.2"), ("portNumber", &port)],
     )
     .await;
     let mut channel = Channel::open(&started).await;
     let info = channel.ready().await;
-    assert_eq!(info.properties["host"], "127.0.0.1");
+    assert_eq!(info.properties["host"], "127.0.0.2");
     assert_eq!(echo_basic(&mut channel, b"remote").await, b"remote");
+    assert_eq!(echo.connections(), 1);
 }
 
 /// A client-side smux session glued to a data channel, as the official plugin does.

@@ -3,7 +3,7 @@
 //! SHA-256, and a port nothing listens on. Ports are always the kernel's (port 0).
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, Shutdown, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
@@ -13,8 +13,10 @@ use super::data::sha256;
 
 /// A loopback TCP server, one thread per connection; it stops accepting when dropped.
 pub(crate) struct TcpServer {
-    /// The port it listens on (127.0.0.1).
+    /// The port it listens on.
     pub(crate) port: u16,
+    /// The address it listens on: 127.0.0.1 unless started elsewhere on loopback.
+    pub(crate) ip: Ipv4Addr,
     connections: Arc<AtomicUsize>,
     stopping: Arc<AtomicBool>,
 }
@@ -22,7 +24,12 @@ pub(crate) struct TcpServer {
 impl TcpServer {
     /// Echoes each connection until its EOF.
     pub(crate) fn echo() -> Self {
-        Self::start(|mut stream| {
+        Self::echo_on(Ipv4Addr::LOCALHOST)
+    }
+
+    /// Echoes each connection until its EOF, listening on `ip` (a loopback address).
+    pub(crate) fn echo_on(ip: Ipv4Addr) -> Self {
+        Self::start_on(ip, |mut stream| {
             let mut buf = vec![0u8; 64 * 1024];
             loop {
                 match stream.read(&mut buf) {
@@ -52,7 +59,12 @@ impl TcpServer {
     }
 
     fn start(serve: impl Fn(TcpStream) + Clone + Send + 'static) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+        Self::start_on(Ipv4Addr::LOCALHOST, serve)
+    }
+
+    fn start_on(ip: Ipv4Addr, serve: impl Fn(TcpStream) + Clone + Send + 'static) -> Self {
+        assert!(ip.is_loopback(), "test servers listen on loopback only");
+        let listener = TcpListener::bind((ip, 0)).expect("bind a loopback port");
         let port = listener.local_addr().expect("local address").port();
         let connections = Arc::new(AtomicUsize::new(0));
         let stopping = Arc::new(AtomicBool::new(false));
@@ -70,6 +82,7 @@ impl TcpServer {
         });
         Self {
             port,
+            ip,
             connections,
             stopping,
         }
@@ -80,7 +93,7 @@ impl Drop for TcpServer {
     fn drop(&mut self) {
         self.stopping.store(true, Ordering::SeqCst);
         // Wakes the accept loop so that it sees the flag; connections still open run on.
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        let _ = TcpStream::connect((self.ip, self.port));
     }
 }
 
