@@ -268,7 +268,8 @@ fn refused(path: &Path, why: &str) -> std::io::Error {
     )
 }
 
-fn effective_uid() -> u32 {
+/// The user postern runs as (its effective uid): whose files it trusts.
+pub fn effective_uid() -> u32 {
     nix::unistd::geteuid().as_raw()
 }
 

@@ -123,11 +123,13 @@ pub fn profile_in_effect(options: &AwsOptions) -> Option<String> {
 /// Loads the configuration. Fails when no region can be found, or when a proxy variable or
 /// the CA bundle cannot be used (operation [`NETWORK_SETTINGS`]).
 pub async fn load(options: &AwsOptions) -> Result<AwsContext, AwsError> {
-    let overridden = options.endpoint_url.iter().cloned().chain(
-        ENDPOINT_SERVICES
-            .iter()
-            .filter_map(|s| service_endpoint_from_env(s)),
-    );
+    // `--endpoint-url` and every `AWS_ENDPOINT_URL*` variable, whichever service it names.
+    let from_env = std::env::vars().filter(|(name, _)| name.starts_with("AWS_ENDPOINT_URL"));
+    let overridden = options
+        .endpoint_url
+        .iter()
+        .cloned()
+        .chain(from_env.map(|(_, value)| value));
     for endpoint in overridden {
         if let Some(refusal) = crate::aws::http::plain_http_refusal(&endpoint) {
             return Err(AwsError::local(
@@ -193,16 +195,6 @@ impl fmt::Debug for CredentialsOverride {
             .finish_non_exhaustive()
     }
 }
-
-/// The services whose `AWS_ENDPOINT_URL_<SERVICE>` postern's clients read.
-const ENDPOINT_SERVICES: [&str; 6] = [
-    "SSM",
-    "STS",
-    "EC2",
-    "KMS",
-    "ORGANIZATIONS",
-    "EC2_INSTANCE_CONNECT",
-];
 
 /// The operation of an [`AwsError`] about an endpoint override that may not be used.
 pub const ENDPOINT_SETTINGS: &str = "LoadEndpointSettings";

@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use crate::support::emulator::EmulatorProcess;
-use crate::support::process::{base_command, run, text};
+use crate::support::process::{base_command, history_records, run, text};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -43,16 +43,8 @@ fn sessions_are_recorded_and_shown() {
     );
     assert!(!stored.to_lowercase().contains("token"), "{stored}");
 
-    let mut show = base_command();
-    show.env("POSTERN_HISTORY_FILE", &history)
-        .args(["history", "--json", "--limit", "3"]);
-    let out = run(show, LIMIT);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let records: Vec<serde_json::Value> = text(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert_eq!(records.len(), 3, "{}", text(&out.stdout));
+    let records = history_records(&history, &["--limit", "3"], LIMIT);
+    assert_eq!(records.len(), 3, "{records:?}");
     let first = &records[0];
     assert_eq!(first["kind"], "exec");
     assert_eq!(first["target"], emu.instance.as_str());

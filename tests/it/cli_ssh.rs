@@ -11,7 +11,7 @@ use std::time::Duration;
 use crate::support::data::random_bytes;
 use crate::support::emulator::EmulatorProcess;
 use crate::support::net::TcpServer;
-use crate::support::process::{base_command, postern, run, run_with_input, text};
+use crate::support::process::{base_command, history_records, postern, run, run_with_input, text};
 use crate::support::sshd::Sshd;
 
 const LIMIT: Duration = Duration::from_secs(90);
@@ -130,16 +130,8 @@ fn postern_ssh_hands_its_reason_to_the_proxy_it_runs() {
     assert!(input.starts_with(&out.stdout), "stdout is not the echo");
     assert_eq!(text(&out.stderr), "", "nothing on stderr");
 
-    let mut show = base_command();
-    show.env("POSTERN_HISTORY_FILE", &history)
-        .args(["history", "--json"]);
-    let out = run(show, LIMIT);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let records: Vec<serde_json::Value> = text(&out.stdout)
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect();
-    assert_eq!(records.len(), 1, "{}", text(&out.stdout));
+    let records = history_records(&history, &[], LIMIT);
+    assert_eq!(records.len(), 1, "{records:?}");
     assert_eq!(records[0]["kind"], "ssh");
     assert_eq!(records[0]["target"], emu.instance.as_str());
     assert_eq!(records[0]["reason"], reason);

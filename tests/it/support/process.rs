@@ -122,3 +122,22 @@ fn wait_with_output(child: Child, limit: Duration) -> Output {
 
 /// How long a stopped process may take to exit after SIGTERM.
 const TERM_GRACE: Duration = Duration::from_secs(10);
+
+/// The records `postern history --json ARGS` shows of the history file `history`, newest
+/// first; panics unless it exits 0 within `limit`.
+pub(crate) fn history_records(
+    history: &std::path::Path,
+    args: &[&str],
+    limit: Duration,
+) -> Vec<serde_json::Value> {
+    let mut show = base_command();
+    show.env("POSTERN_HISTORY_FILE", history)
+        .args(["history", "--json"])
+        .args(args);
+    let out = run(show, limit);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    text(&out.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON record"))
+        .collect()
+}

@@ -35,28 +35,38 @@ pub(crate) fn paths(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
 /// may write to (a shared download directory), a planted link or someone else's file is never
 /// resumed, read or written through.
 pub(crate) fn ours(path: &Path) -> Option<std::fs::Metadata> {
-    use std::os::unix::fs::MetadataExt as _;
-    let meta = std::fs::symlink_metadata(path).ok()?;
-    (meta.file_type().is_file() && meta.uid() == nix::unistd::geteuid().as_raw()).then_some(meta)
+    std::fs::symlink_metadata(path)
+        .ok()
+        .filter(own_regular_file)
 }
 
 /// Opens a kept partial file for writing the missing ranges: never through a link, and only
 /// while it is still a regular file of this user.
 pub(crate) fn open_partial(path: &Path) -> std::io::Result<std::fs::File> {
-    use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
+    open_ours(path, true)
+}
+
+/// `path` opened without following a link, checked on the opened file itself (so it cannot
+/// be swapped between the check and the use).
+fn open_ours(path: &Path, write: bool) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
     let file = std::fs::OpenOptions::new()
         .read(true)
-        .write(true)
+        .write(write)
         .custom_flags(libc::O_NOFOLLOW)
         .open(path)?;
-    let meta = file.metadata()?;
-    if !meta.file_type().is_file() || meta.uid() != nix::unistd::geteuid().as_raw() {
+    if !own_regular_file(&file.metadata()?) {
         return Err(std::io::Error::new(
             std::io::ErrorKind::PermissionDenied,
             "not a regular file of this user",
         ));
     }
     Ok(file)
+}
+
+fn own_regular_file(meta: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    meta.file_type().is_file() && meta.uid() == crate::private_file::effective_uid()
 }
 
 impl Partial {
@@ -74,8 +84,8 @@ impl Partial {
     /// The record at `path` when it describes this very remote file and is ours; `None`
     /// otherwise.
     pub(crate) fn load(path: &Path, remote: &str, file: &RemoteFile) -> Option<Self> {
-        ours(path)?;
-        let text = std::fs::read_to_string(path).ok()?;
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut open_ours(path, false).ok()?, &mut text).ok()?;
         let partial: Self = serde_json::from_str(&text).ok()?;
         (partial.remote == remote && partial.size == file.size && partial.sha256 == file.sha256)
             .then_some(partial)

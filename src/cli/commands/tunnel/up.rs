@@ -92,8 +92,8 @@ pub(crate) async fn up(plan: &UpPlan, common: &CommonArgs) -> anyhow::Result<Exi
             ))
             .into());
         }
-        let forward = forward_plan(name, tunnel, args, common)?;
-        check_ports(&forward)
+        let forward = forward_plan(tunnel, args, common)
+            .and_then(|plan| check_ports(&plan).map(|()| plan))
             .map_err(|e| e.within(format_args!("tunnel {name} ({})", tunnel.file.display())))?;
         // A forward bound beyond this machine (a shared tunnels file can say 0.0.0.0) is
         // said out loud, as `postern forward` says it, before the tunnel starts.
@@ -172,7 +172,6 @@ fn unknown_tunnel(name: &str, config: &crate::config::Config) -> ExpectedError {
 
 /// The `postern forward` plan of a configured tunnel (specs checked, no network).
 fn forward_plan(
-    name: &str,
     tunnel: &Tunnel,
     args: &UpArgs,
     common: &CommonArgs,
@@ -191,7 +190,6 @@ fn forward_plan(
         connect,
     };
     ForwardPlan::new(common, forward)
-        .map_err(|e| e.within(format_args!("tunnel {name} ({})", tunnel.file.display())))
 }
 
 /// Fails when a fixed local port of `plan` is taken, before anything calls AWS.
