@@ -7,9 +7,8 @@
 //! emulator violations.
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, Ipv6Addr, Shutdown, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, Ipv6Addr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::thread;
 use std::time::Duration;
 
 use crate::support::data::random_bytes;
@@ -68,7 +67,7 @@ fn socks_connects_to_two_destinations_with_one_shared_session_each() {
 fn socks_reaches_a_domain_name_and_an_ipv6_address() {
     let (emu, log, _dir) = emulator_with_log();
     let v4 = TcpServer::echo();
-    let v6 = Ipv6Echo::start();
+    let v6 = TcpServer::echo_on(Ipv6Addr::LOCALHOST);
     let fw = Forward::start(&emu, &[&emu.instance, "-D", "127.0.0.1:0"], 1);
     let proxy = socks_address(&fw.lines[0]);
     let mut by_name = connect(&proxy, &Dest::Name("localhost"), v4.port);
@@ -369,37 +368,4 @@ fn read_reply(stream: &mut TcpStream) -> u8 {
     let mut bound = vec![0u8; rest];
     stream.read_exact(&mut bound).expect("reply address");
     head[1]
-}
-
-/// The server closes without sending anything more.
-/// An echo server on [::1], one thread per connection.
-struct Ipv6Echo {
-    port: u16,
-}
-
-impl Ipv6Echo {
-    fn start() -> Self {
-        let listener = TcpListener::bind("[::1]:0").expect("IPv6 loopback");
-        let port = listener.local_addr().unwrap().port();
-        thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { break };
-                thread::spawn(move || {
-                    let mut buf = vec![0u8; 64 * 1024];
-                    loop {
-                        match stream.read(&mut buf) {
-                            Ok(0) | Err(_) => break,
-                            Ok(n) => {
-                                if stream.write_all(&buf[..n]).is_err() {
-                                    break;
-                                }
-                            }
-                        }
-                    }
-                    let _ = stream.shutdown(Shutdown::Both);
-                });
-            }
-        });
-        Self { port }
-    }
 }
