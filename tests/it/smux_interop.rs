@@ -1,11 +1,14 @@
 //! smux interop with a peer we did not write: Debian's xtaci/smux (golang-github-xtaci-smux-dev)
 //! built into a tiny echo server with golang-go, offline (GOPATH mode against
 //! /usr/share/gocode). Our [`Mux`] client talks to it over loopback TCP: several streams with
-//! random data, keepalive NOPs both ways through an idle period longer than the server's
-//! timeout, and closing streams. Missing tools fail the test with a clear message.
+//! random data, keepalive NOPs both ways through an idle period longer than either side's
+//! timeout, and closing streams. Each side's frames are counted off the wire: ours by a header
+//! scan of what the server sends, the server's by the lines it prints of what it received.
+//! Missing tools fail the test with a clear message.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use postern_protocol::mux::{Keepalive, Mux, MuxConfig, MuxEvent, StreamId};
@@ -18,6 +21,8 @@ use crate::support::fixtures::repository_file;
 
 const GOPATH: &str = "/usr/share/gocode";
 const LIMIT: Duration = Duration::from_secs(60);
+/// NOPs each side must see during the idle period: both send one every 500 ms for 3 s.
+const IDLE_NOPS: usize = 3;
 
 #[tokio::test]
 async fn our_mux_talks_to_xtaci_smux() {
@@ -38,8 +43,9 @@ async fn our_mux_talks_to_xtaci_smux() {
         .trim()
         .parse()
         .unwrap();
+    let peer = PeerLog::collect(lines);
     let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    let mut link = Link::new(tcp);
+    let mut link = Link::new(tcp, peer.clone());
 
     // Several streams at once, interleaved.
     let payloads: Vec<Vec<u8>> = (0..4).map(|seed| random_bytes(200_000, seed)).collect();
@@ -62,25 +68,58 @@ async fn our_mux_talks_to_xtaci_smux() {
         assert_eq!(&link.received(*id), data, "stream {id} echoed intact");
     }
 
-    // Idle for longer than the server's 2 s keepalive timeout: our NOPs keep it alive, and its
-    // NOPs keep ours alive. The idle time is the subject, so the clock ends this step.
+    // Idle for longer than both 2 s keepalive timeouts: only NOPs cross, ours keep the server's
+    // session alive and its NOPs keep ours alive. The idle time is the subject, so the clock
+    // ends this step; the server's report of our NOPs may trail it by a moment.
+    let ours_before = link.peer.count("nop");
+    let theirs_before = link.wire.nops;
     let idle_until = Instant::now() + Duration::from_millis(3_000);
     link.step_until(|_| Instant::now() >= idle_until).await;
     assert!(!link.mux.is_closed(), "our mux survived the idle period");
+    let theirs = link.wire.nops - theirs_before;
     assert!(
-        link.nops_seen > 0 || link.bytes_in > 0,
-        "server sent keepalives"
+        theirs >= IDLE_NOPS,
+        "{theirs} NOPs from the server while idle"
     );
+    link.step_until(|l| l.peer.count("nop") >= ours_before + IDLE_NOPS)
+        .await;
     let again = link.mux.open_stream().unwrap();
     link.mux.write(again, b"still there?").unwrap();
     link.step_until(|l| l.received(again).len() >= 12).await;
     assert_eq!(link.received(again), b"still there?");
 
-    // Closing: our FIN ends the server's copy, whose close sends FIN back.
+    // Closing: our FIN reaches the server and ends its copy, whose close sends FIN back. The
+    // other streams stay open on both sides.
     link.mux.close(ids[0]).unwrap();
     link.mux.close(again).unwrap();
-    link.step_until(|l| l.closed_by_peer.contains(&ids[0]) || l.mux.stream_count() <= 3)
-        .await;
+    let closed = [ids[0], again];
+    link.step_until(|l| {
+        closed.iter().all(|id| {
+            l.wire.fins.contains(id)
+                && l.peer.count(&format!("fin {id}")) == 1
+                && l.peer.count(&format!("echoed {id} ")) == 1
+        })
+    })
+    .await;
+    assert_eq!(link.peer.count(&format!("echoed {} 200000", ids[0])), 1);
+    assert_eq!(link.peer.count(&format!("echoed {again} 12")), 1);
+    for id in &ids[1..] {
+        assert!(
+            !link.wire.fins.contains(id),
+            "no FIN from the server for {id}"
+        );
+        assert_eq!(
+            link.peer.count(&format!("fin {id}")),
+            0,
+            "no FIN sent for {id}"
+        );
+    }
+    assert!(link.closed_by_peer.is_empty(), "{:?}", link.closed_by_peer);
+    assert_eq!(
+        link.mux.stream_count(),
+        3,
+        "the other streams are still open"
+    );
     assert!(!link.mux.is_closed());
     link.mux.shutdown();
     drop(link);
@@ -91,18 +130,80 @@ async fn our_mux_talks_to_xtaci_smux() {
     assert!(status.success(), "server exit status {status}");
 }
 
+/// The lines the server printed after its port, collected as they come.
+#[derive(Clone, Default)]
+struct PeerLog(Arc<Mutex<Vec<String>>>);
+
+impl PeerLog {
+    fn collect(mut lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>) -> Self {
+        let log = Self::default();
+        let sink = log.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                sink.0.lock().unwrap().push(line);
+            }
+        });
+        log
+    }
+
+    /// Lines that start with `prefix`.
+    fn count(&self, prefix: &str) -> usize {
+        let lines = self.0.lock().unwrap();
+        lines.iter().filter(|l| l.starts_with(prefix)).count()
+    }
+}
+
+/// The server's frames as they cross the wire, followed by their 8-byte smux v1 headers
+/// (version, command, little-endian u16 length, little-endian u32 stream id), independently
+/// of our mux's decoder.
+#[derive(Default)]
+struct WireFrames {
+    header: Vec<u8>,
+    skip: usize,
+    nops: usize,
+    fins: Vec<StreamId>,
+}
+
+impl WireFrames {
+    fn scan(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            if self.skip > 0 {
+                let k = self.skip.min(bytes.len());
+                self.skip -= k;
+                bytes = &bytes[k..];
+                continue;
+            }
+            let k = (8 - self.header.len()).min(bytes.len());
+            self.header.extend_from_slice(&bytes[..k]);
+            bytes = &bytes[k..];
+            if self.header.len() < 8 {
+                return;
+            }
+            let header = std::mem::take(&mut self.header);
+            self.skip = usize::from(u16::from_le_bytes([header[2], header[3]]));
+            let id = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+            match header[1] {
+                1 => self.fins.push(StreamId::new(id)),
+                3 => self.nops += 1,
+                _ => {}
+            }
+        }
+    }
+}
+
 /// Our mux over a TCP connection, with a tiny driver.
 struct Link {
     tcp: TcpStream,
     mux: Mux,
     streams: std::collections::HashMap<StreamId, Vec<u8>>,
+    /// Streams our mux reported closed by the peer.
     closed_by_peer: Vec<StreamId>,
-    nops_seen: u32,
-    bytes_in: usize,
+    wire: WireFrames,
+    peer: PeerLog,
 }
 
 impl Link {
-    fn new(tcp: TcpStream) -> Self {
+    fn new(tcp: TcpStream, peer: PeerLog) -> Self {
         let config = MuxConfig {
             keepalive: Some(Keepalive {
                 interval: Duration::from_millis(500),
@@ -115,8 +216,8 @@ impl Link {
             mux: Mux::client(config, Instant::now().into_std()),
             streams: Default::default(),
             closed_by_peer: Vec::new(),
-            nops_seen: 0,
-            bytes_in: 0,
+            wire: WireFrames::default(),
+            peer,
         }
     }
 
@@ -164,10 +265,7 @@ impl Link {
                 read = self.tcp.read(&mut buf) => {
                     let n = read.expect("read from the server");
                     assert!(n > 0, "the server closed the connection");
-                    if n == 8 && buf[1] == 3 {
-                        self.nops_seen += 1;
-                    }
-                    self.bytes_in += n;
+                    self.wire.scan(&buf[..n]);
                     self.mux.handle_input(Instant::now().into_std(), &buf[..n]);
                 }
                 () = tokio::time::sleep_until(timer) => self.mux.handle_timeout(Instant::now().into_std()),
