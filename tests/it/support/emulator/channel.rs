@@ -6,7 +6,9 @@ use std::collections::VecDeque;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures_util::{SinkExt, StreamExt};
-use postern_protocol::{ChannelClosed, Event, OpenDataChannelInput, Session, SessionConfig};
+use postern_protocol::{
+    ChannelClosed, ClientMessage, Event, MessageType, OpenDataChannelInput, Session, SessionConfig,
+};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
@@ -27,6 +29,9 @@ pub(crate) struct Channel {
     pub(crate) drop_acks: bool,
     /// Whether the websocket broke (or was closed by the emulator).
     pub(crate) socket_closed: bool,
+    /// Sequence numbers of the stream data frames received, in the order they arrived on the
+    /// websocket (before the session puts them in order), duplicates included.
+    pub(crate) arrivals: Vec<i64>,
     client_id: String,
 }
 
@@ -53,6 +58,7 @@ impl Channel {
             closed: None,
             drop_acks: false,
             socket_closed: false,
+            arrivals: Vec::new(),
             client_id: uuid::Uuid::new_v4().to_string(),
         };
         channel
@@ -146,6 +152,11 @@ impl Channel {
             frame = async { self.socket.as_mut().unwrap().next().await }, if socket_open => {
                 match frame {
                     Some(Ok(Message::Binary(bytes))) => {
+                        if let Ok(message) = ClientMessage::decode(&bytes)
+                            && message.message_type == MessageType::OutputStreamData
+                        {
+                            self.arrivals.push(message.sequence_number.0);
+                        }
                         let _ = self.session.handle_message(Instant::now().into_std(), &bytes);
                     }
                     Some(Ok(Message::Close(_)) | Err(_)) | None => self.socket_closed = true,
@@ -233,6 +244,20 @@ impl Channel {
     /// Takes the events collected so far.
     pub(crate) fn take_events(&mut self) -> Vec<Event> {
         self.events.drain(..).collect()
+    }
+
+    /// Stream data frames that arrived after one with a higher sequence number: each came in
+    /// out of order on the websocket.
+    pub(crate) fn arrived_out_of_order(&self) -> usize {
+        let mut highest = i64::MIN;
+        let mut late = 0;
+        for &sequence in &self.arrivals {
+            if sequence < highest {
+                late += 1;
+            }
+            highest = highest.max(sequence);
+        }
+        late
     }
 
     /// Whether events are waiting.
