@@ -88,8 +88,13 @@ fn a_tampered_message_closes_the_session_without_printing_garbage() {
     assert_eq!(out.status.code(), Some(243), "stderr {stderr}");
     assert!(stderr.contains("did not decrypt"), "stderr {stderr}");
     assert!(stderr.contains("hint:"), "stderr {stderr}");
-    // Whatever was printed is an exact prefix of the real output: nothing undecryptable.
+    // What came before the tampered message was printed, and is an exact prefix of the real
+    // output: nothing undecryptable, nothing after it.
     let stdout = text(&out.stdout);
+    assert!(
+        !stdout.is_empty(),
+        "nothing printed before the tampered message"
+    );
     assert!(
         numbered(20000).starts_with(&stdout),
         "stdout is not a prefix"

@@ -11,7 +11,7 @@ use std::time::Duration;
 use crate::support::data::random_bytes;
 use crate::support::emulator::EmulatorProcess;
 use crate::support::net::TcpServer;
-use crate::support::process::{base_command, history_records, postern, run, run_with_input, text};
+use crate::support::process::{base_command, history_records, postern, run, run_echo, text};
 use crate::support::sshd::Sshd;
 
 const LIMIT: Duration = Duration::from_secs(90);
@@ -78,7 +78,9 @@ fn ssh_proxy_writes_only_stream_bytes_and_exits_quietly_at_end_of_input() {
         let target = instance.unwrap_or(&emu.instance).to_owned();
         let input: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
         let port = echo.port.to_string();
-        let out = run_with_input(
+        // Input stays open until the whole echo is back, as ssh keeps it; then end of input
+        // ends the session.
+        let out = run_echo(
             emu.command(&["ssh-proxy", &format!("{target}.postern"), &port]),
             &input,
             LIMIT,
@@ -89,12 +91,12 @@ fn ssh_proxy_writes_only_stream_bytes_and_exits_quietly_at_end_of_input() {
             "{target}: {}",
             text(&out.stderr)
         );
-        // At end of input the proxy ends the session once its data is acknowledged; echoes
-        // still on their way back may be cut, but nothing else may appear.
+        // The echo, whole, and nothing else.
         assert!(
-            input.starts_with(&out.stdout),
-            "{target}: stdout is not a prefix of the echo ({} bytes)",
-            out.stdout.len()
+            out.stdout == input,
+            "{target}: stdout is not the echo ({} bytes of {})",
+            out.stdout.len(),
+            input.len()
         );
         assert_eq!(text(&out.stderr), "", "{target}: nothing on stderr");
         assert_eq!(emu.stop(), Vec::<String>::new(), "{target}: violations");
@@ -125,9 +127,14 @@ fn postern_ssh_hands_its_reason_to_the_proxy_it_runs() {
     ]);
     ssh.env("POSTERN_HISTORY_FILE", &history);
     let input = b"through the proxy\n".repeat(1000);
-    let out = run_with_input(ssh, &input, LIMIT);
+    let out = run_echo(ssh, &input, LIMIT);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert!(input.starts_with(&out.stdout), "stdout is not the echo");
+    assert!(
+        out.stdout == input,
+        "stdout is not the echo ({} bytes of {})",
+        out.stdout.len(),
+        input.len()
+    );
     assert_eq!(text(&out.stderr), "", "nothing on stderr");
 
     let records = history_records(&history, &[], LIMIT);

@@ -47,6 +47,59 @@ pub(crate) fn run_with_input(mut cmd: Command, stdin: &[u8], limit: Duration) ->
     output
 }
 
+/// Runs `cmd` as the far end of an echo: writes `input` to its stdin and keeps stdin open until
+/// `input.len()` bytes came back on its stdout (or stdout ended, or `limit` passed), then
+/// closes it, as ssh closes a ProxyCommand's input only when it is done with the connection.
+/// Kills the command after `limit`.
+pub(crate) fn run_echo(mut cmd: Command, input: &[u8], limit: Duration) -> Output {
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn the command");
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let (echoed, all_back) = mpsc::channel::<()>();
+    let data = input.to_vec();
+    let want = data.len();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&data);
+        // Ends when the reader signals or stops (the sender dropped), or at the limit.
+        let _ = all_back.recv_timeout(limit);
+    });
+    let reader = std::thread::spawn(move || {
+        let mut echoed = Some(echoed);
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match stdout.read(&mut buf) {
+                Ok(0) | Err(_) => break out,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+            if out.len() >= want
+                && let Some(echoed) = echoed.take()
+            {
+                let _ = echoed.send(());
+            }
+        }
+    });
+    let errors = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let _ = stderr.read_to_end(&mut out);
+        out
+    });
+    let status = match exit_within(&mut child, limit) {
+        Some(status) => status,
+        None => child.wait().expect("status of the killed command"),
+    };
+    let _ = writer.join();
+    Output {
+        status,
+        stdout: reader.join().expect("stdout reader"),
+        stderr: errors.join().expect("stderr reader"),
+    }
+}
+
 /// Runs `cmd` with stdin from /dev/null, killing it after `limit`.
 pub(crate) fn run(mut cmd: Command, limit: Duration) -> Output {
     cmd.stdin(Stdio::null())
