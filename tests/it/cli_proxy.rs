@@ -19,6 +19,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::support::emulator::EmulatorProcess;
+use crate::support::poll::poll;
 use crate::support::process::{run, text};
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -26,6 +27,8 @@ const LIMIT: Duration = Duration::from_secs(60);
 const PROXY_USER: &str = "proxy-user-7f3a";
 const PROXY_PASSWORD: &str = "pa:ss@wd-91c2";
 const PROXY_PASSWORD_ENCODED: &str = "pa%3Ass%40wd-91c2";
+/// What the client says when its own lookup of a name fails (the Rust resolver's words).
+const RESOLVE_FAILED: &str = "failed to lookup address information";
 
 #[test]
 fn the_session_and_the_sdk_calls_go_through_https_proxy_with_its_credentials() {
@@ -141,21 +144,41 @@ fn no_proxy_sends_a_matching_host_directly() {
         relay.port
     );
     if out.status.code() == Some(0) {
-        let direct = relay
+        // The websocket reached the relay, on connections no tunnel carried.
+        assert_eq!(text(&out.stdout), "direct\n", "{stderr}");
+        let websockets: Vec<RelayConnection> = relay
             .connections()
             .into_iter()
             .filter(|c| c.first_line.starts_with("GET /v1/data-channel/"))
+            .collect();
+        assert!(!websockets.is_empty(), "no websocket: {stderr}");
+        let direct = websockets
+            .iter()
             .all(|c| tunnels.iter().all(|t| t.upstream_port != c.peer_port));
-        assert!(direct, "{stderr}");
+        assert!(direct, "{websockets:?} {tunnels:?} {stderr}");
     } else {
+        // The client looked the name up itself, which it does only when it dials directly.
         assert!(
             stderr.contains("could not open the session's data channel")
                 && stderr.contains(&websocket)
+                && stderr.contains(RESOLVE_FAILED)
                 && !stderr.contains("through the proxy"),
             "{stderr}"
         );
     }
-    assert_no_credentials(&stderr, PROXY_PASSWORD);
+    // The credentials were in use (the SDK's tunnels carried them), and the trace logs never
+    // show them.
+    let expected_auth = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{PROXY_USER}:{PROXY_PASSWORD}"))
+    );
+    for tunnel in &tunnels {
+        assert_eq!(
+            tunnel.authorization.as_deref(),
+            Some(expected_auth.as_str())
+        );
+    }
+    assert_no_credentials(&stderr, &expected_auth);
 
     // NO_PROXY for the SDK's endpoint too: nothing at all through the proxy.
     let mut cmd = emu.command(&[
@@ -171,8 +194,28 @@ fn no_proxy_sends_a_matching_host_directly() {
         .env("HTTPS_PROXY", &proxy_url)
         .env("NO_PROXY", "*");
     let before = proxy.tunnels().len();
+    let relayed_before = relay.connections().len();
     let out = run(cmd, LIMIT);
-    assert_eq!(proxy.tunnels().len(), before, "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert_eq!(proxy.tunnels().len(), before, "{stderr}");
+    // The calls were made all the same, directly: they reached the relay, or the client failed
+    // to look `api.localhost` up itself where this machine does not resolve it.
+    if out.status.code() == Some(0) {
+        let connections = relay.connections();
+        assert!(
+            connections[relayed_before..]
+                .iter()
+                .any(|c| c.first_line.starts_with("POST / ")),
+            "{connections:?} {stderr}"
+        );
+    } else {
+        assert!(
+            stderr.contains("could not start a session")
+                && stderr.contains(&relay.url("api.localhost"))
+                && stderr.contains(RESOLVE_FAILED),
+            "{stderr}"
+        );
+    }
 }
 
 #[test]
@@ -190,7 +233,14 @@ fn loopback_never_goes_through_the_proxy() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "local\n");
     assert!(proxy.tunnels().is_empty(), "{:?}", proxy.tunnels());
-    assert!(!relay.connections().is_empty());
+    // Both the SDK's calls and the websocket reached the relay, directly.
+    let connections = relay.connections();
+    for first in ["POST / ", "GET /v1/data-channel/"] {
+        assert!(
+            connections.iter().any(|c| c.first_line.starts_with(first)),
+            "{first}: {connections:?}"
+        );
+    }
 }
 
 #[test]
@@ -242,11 +292,15 @@ fn the_sdk_calls_trust_aws_ca_bundle_and_fail_closed_without_it() {
         stderr.contains("StartSession") && stderr.contains("AWS_CA_BUNDLE"),
         "{stderr}"
     );
-    // No request got past the TLS handshake.
+    // The client did reach the relay (it records a connection once its handshake ends), and
+    // no request got past the TLS handshake.
+    let connections = poll(LIMIT, || {
+        let connections = relay.connections();
+        (!connections.is_empty()).then_some(connections)
+    });
     assert!(
-        relay.connections().iter().all(|c| c.first_line.is_empty()),
-        "{:?}",
-        relay.connections()
+        connections.iter().all(|c| c.first_line.is_empty()),
+        "{connections:?}"
     );
     let mut trusted = emu.command(&["exec", &emu.instance, "--", "echo verified"]);
     trusted
