@@ -50,6 +50,8 @@ struct StartSessionRequest {
     document_name: Option<String>,
     #[serde(default)]
     parameters: BTreeMap<String, Vec<String>>,
+    /// Only logged, so that tests can see the reason a client gave.
+    reason: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -101,6 +103,7 @@ fn start_session(
         session_id = %created.session_id,
         target = %target,
         document = %plan.document,
+        reason = request.reason.as_deref(),
         "session started"
     );
     let response = json!({

@@ -97,8 +97,30 @@ fn tunnels_up_status_and_down_with_two_tunnels() {
         "no tunnels are up\n"
     );
     tunnels.assert_none_running();
-    // Both sessions were ended, and the reason went to StartSession.
+    // Both sessions were ended.
     poll(LIMIT, || (count(&log, "session ended") >= 2).then_some(()));
+    // The reason went to StartSession: the emulator logs it with each session of app (a
+    // port forward), and none with db's (to a remote host), which has no reason configured.
+    let started: Vec<String> = read(&log)
+        .lines()
+        .filter(|l| l.contains("session started"))
+        .map(str::to_owned)
+        .collect();
+    let remote = "document=AWS-StartPortForwardingSessionToRemoteHost";
+    let (db_sessions, app_sessions): (Vec<&String>, Vec<&String>) =
+        started.iter().partition(|l| l.contains(remote));
+    assert!(!app_sessions.is_empty(), "{started:?}");
+    assert!(!db_sessions.is_empty(), "{started:?}");
+    for line in &app_sessions {
+        assert!(
+            line.contains("document=AWS-StartPortForwardingSession")
+                && line.contains("reason=\"tunnel test\""),
+            "{line}"
+        );
+    }
+    for line in &db_sessions {
+        assert!(!line.contains("reason="), "{line}");
+    }
     drop(tunnels);
     assert_eq!(emu.stop(), Vec::<String>::new(), "violations");
 }
