@@ -19,7 +19,7 @@ use crate::cli::commands::{
 };
 use crate::cli::plan::Plan;
 use crate::cli::{logging, resolve};
-use crate::term;
+use crate::{report, term};
 
 /// Runs the command line; errors are for [`crate::report::error`].
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -113,6 +113,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             }
         };
+        // Whatever stopped the command half-way (Ctrl-C while sessions started, an error
+        // beside running sessions), nothing it started stays open at the service.
+        let ended = crate::transport::ledger::end_unfinished(UNANSWERED_START_GRACE).await;
+        if ended > 0 {
+            report::notice(&format!(
+                "ended {ended} session{} left open by the stopped command",
+                if ended == 1 { "" } else { "s" }
+            ));
+        }
         if let Some(audit) = audit {
             audit.finish(&result).await;
         }
@@ -123,6 +132,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     runtime.shutdown_timeout(Duration::from_secs(1));
     result
 }
+
+/// How long a stopped command waits for StartSession calls still unanswered, to end the
+/// sessions they start.
+const UNANSWERED_START_GRACE: Duration = Duration::from_secs(3);
 
 /// The async runtime of `plan`. One session's command (shell, exec, forward, ssh-proxy) runs on
 /// the calling thread alone: with two workers, a message allocated on one and freed on the

@@ -175,7 +175,9 @@ pub async fn finish(
         let ended = pump_until(pump, session, FLAG_GRACE, |_| false).await;
         terminated = ended || !session.has_unacked();
     }
-    if !terminated {
+    if terminated {
+        transport::ledger::ended(session_id);
+    } else {
         connector.terminate(session_id).await;
     }
     pump.close().await;

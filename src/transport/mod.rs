@@ -8,6 +8,7 @@ mod channel;
 mod driver;
 mod escape;
 mod exit_marker;
+pub mod ledger;
 pub mod lifecycle;
 mod local;
 mod pump;

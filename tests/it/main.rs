@@ -9,6 +9,7 @@ mod support;
 
 mod broker_accounts;
 mod broker_creds;
+mod cancelled_starts;
 mod cli_console;
 mod cli_cp;
 mod cli_doctor;

@@ -207,7 +207,7 @@ fn parse_escape(raw: &str) -> Result<Option<u8>, ExpectedError> {
 }
 
 /// Shell or command, with the terminal decisions made.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) enum Mode {
     /// An interactive shell; `raw`: the terminal goes to raw mode.
     Shell {
@@ -232,20 +232,36 @@ pub(crate) async fn run(plan: &SessionPlan, mode: &Mode) -> anyhow::Result<ExitC
     let ssm = SsmClient::new(&context);
 
     let marker = ExitMarker::new(rand::random());
-    // `exec` without input or terminal: Postern-Command where `postern setup` created it.
-    let started = command_document::try_start(&ssm, mode, plan.reason.as_deref(), target)
-        .await
-        .map_err(|e| aws_failure(e, "could not start a session", &described))?;
-    if let Some((credentials, mode)) = started {
-        let kms = KmsClient::new(&context);
-        return carry_session(plan, &mode, (&ssm, &kms), &credentials, &marker, &described).await;
-    }
-    let request = start_request(plan, mode, &marker);
-    let credentials = lifecycle::start(&ssm, &request)
-        .await
-        .map_err(|e| aws_failure(e, "could not start a session", &described))?;
+    // Ctrl-C (or SIGTERM, SIGHUP) while StartSession runs ends postern with 128+N; the session
+    // the call started is ended on the way out (`transport::ledger`), not left open until the
+    // service's idle timeout. Once the session runs, signals are the driver's.
+    let mut signals = Signals::install(true).map_err(|e| {
+        ExpectedError::new(ErrorKind::Usage, "could not install the signal handlers").source(e)
+    })?;
+    let start = async {
+        // `exec` without input or terminal: Postern-Command where `postern setup` created it.
+        let started = command_document::try_start(&ssm, mode, plan.reason.as_deref(), target)
+            .await
+            .map_err(|e| aws_failure(e, "could not start a session", &described))?;
+        if let Some((credentials, mode)) = started {
+            return Ok((credentials, mode));
+        }
+        let request = start_request(plan, mode, &marker);
+        let credentials = lifecycle::start(&ssm, &request)
+            .await
+            .map_err(|e| aws_failure(e, "could not start a session", &described))?;
+        anyhow::Ok((credentials, mode.clone()))
+    };
+    let (credentials, mode) = tokio::select! {
+        started = start => started?,
+        signal = signals.ending() => {
+            tracing::info!(signal, "stopped while the session started");
+            return Ok(ExitCode::from(128 + u8::try_from(signal).unwrap_or(0)));
+        }
+    };
+    drop(signals);
     let kms = KmsClient::new(&context);
-    carry_session(plan, mode, (&ssm, &kms), &credentials, &marker, &described).await
+    carry_session(plan, &mode, (&ssm, &kms), &credentials, &marker, &described).await
 }
 
 /// `session-manager-plugin` mode: runs the shell session the AWS CLI started, in raw mode when

@@ -56,6 +56,9 @@ pub(crate) async fn supervise(log: Option<PathBuf>) -> anyhow::Result<ExitCode> 
     let launch: Launch =
         serde_json::from_slice(&document).context("the tunnel description is not valid")?;
     let registry = registry()?;
+    // From here on SIGTERM (what `up` sends when it gives up), SIGINT and SIGHUP end every
+    // session already started rather than the process alone.
+    let mut stop = StopSignals::install()?;
     let siblings: Vec<String> = launch.tunnels.iter().map(|t| t.name.clone()).collect();
     let mut holds = Vec::new();
     for tunnel in &launch.tunnels {
@@ -74,26 +77,25 @@ pub(crate) async fn supervise(log: Option<PathBuf>) -> anyhow::Result<ExitCode> 
     }
     let mut running: Vec<Running> = Vec::new();
     for (tunnel, hold) in launch.tunnels.iter().zip(holds) {
-        match start(tunnel, &launch, hold, &siblings, log.clone()).await {
+        let started = tokio::select! {
+            started = start(tunnel, &launch, hold, &siblings, log.clone()) => started,
+            signal = stop.ending() => {
+                tracing::info!(signal, "stopped while the tunnels started");
+                stop_all(running, &registry).await;
+                return Ok(ExitCode::from(128 + u8::try_from(signal).unwrap_or(0)));
+            }
+        };
+        match started {
             Ok(started) => running.push(started),
             Err(e) => {
-                for tunnel in running {
-                    tunnel.stop(&registry).await;
-                }
+                stop_all(running, &registry).await;
                 return Err(e);
             }
         }
     }
-    let records: Vec<TunnelRecord> = running.iter_mut().map(Running::refresh).collect();
-    for record in &records {
-        registry
-            .write(record)
-            .with_context(|| format!("could not write {}", registry.dir().display()))?;
-    }
-    {
-        let mut stdout = std::io::stdout().lock();
-        writeln!(stdout, "{}", serde_json::json!({ "ready": records }))?;
-        stdout.flush()?;
+    if let Err(e) = announce(&mut running, &registry) {
+        stop_all(running, &registry).await;
+        return Err(e);
     }
     // `up` has its answer: from now on nothing goes to its pipes.
     redirect(1, std::path::Path::new("/dev/null"), true)?;
@@ -102,8 +104,55 @@ pub(crate) async fn supervise(log: Option<PathBuf>) -> anyhow::Result<ExitCode> 
         None => redirect(2, std::path::Path::new("/dev/null"), true)?,
     }
     tracing::info!(tunnels = ?siblings, "tunnels ready");
-    serve(running, &registry).await?;
+    serve(running, &registry, &mut stop).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes every tunnel's state file, then the ready line `up` waits for.
+fn announce(running: &mut [Running], registry: &Registry) -> anyhow::Result<()> {
+    let records: Vec<TunnelRecord> = running.iter_mut().map(Running::refresh).collect();
+    for record in &records {
+        registry
+            .write(record)
+            .with_context(|| format!("could not write {}", registry.dir().display()))?;
+    }
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{}", serde_json::json!({ "ready": records }))?;
+    stdout.flush()?;
+    Ok(())
+}
+
+/// Stops `running` (each session ended, each state file removed).
+async fn stop_all(running: Vec<Running>, registry: &Registry) {
+    for tunnel in running {
+        tunnel.stop(registry).await;
+    }
+}
+
+/// The signals that stop the supervisor, listened to from its start.
+struct StopSignals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn install() -> anyhow::Result<Self> {
+        Ok(Self {
+            terminate: signal(SignalKind::terminate())?,
+            interrupt: signal(SignalKind::interrupt())?,
+            hangup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// The next stopping signal's number. Cancel-safe.
+    async fn ending(&mut self) -> i32 {
+        tokio::select! {
+            _ = self.terminate.recv() => libc::SIGTERM,
+            _ = self.interrupt.recv() => libc::SIGINT,
+            _ = self.hangup.recv() => libc::SIGHUP,
+        }
+    }
 }
 
 /// A tunnel being served.
@@ -234,18 +283,17 @@ async fn start(
 }
 
 /// Serves until every tunnel has stopped or failed.
-async fn serve(mut running: Vec<Running>, registry: &Registry) -> anyhow::Result<()> {
-    let mut terminate = signal(SignalKind::terminate())?;
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    let mut hangup = signal(SignalKind::hangup())?;
+async fn serve(
+    mut running: Vec<Running>,
+    registry: &Registry,
+    stop: &mut StopSignals,
+) -> anyhow::Result<()> {
     let mut stop_some = signal(SignalKind::user_defined1())?;
     let mut tick = tokio::time::interval(REFRESH_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     while !running.is_empty() {
         tokio::select! {
-            _ = terminate.recv() => break,
-            _ = interrupt.recv() => break,
-            _ = hangup.recv() => break,
+            _ = stop.ending() => break,
             _ = stop_some.recv() => {
                 let (stopping, staying): (Vec<Running>, Vec<Running>) = running
                     .into_iter()
@@ -275,9 +323,7 @@ async fn serve(mut running: Vec<Running>, registry: &Registry) -> anyhow::Result
         }
     }
     tracing::info!("stopping every tunnel");
-    for tunnel in running {
-        tunnel.stop(registry).await;
-    }
+    stop_all(running, registry).await;
     Ok(())
 }
 

@@ -255,7 +255,7 @@ async fn start_supervisor(
     let outcome = tokio::select! {
         line = tokio::time::timeout(wait, lines.next_line()) => line,
         _ = tokio::signal::ctrl_c() => {
-            kill(&mut child).await;
+            stop(&mut child).await;
             crate::report::notice("interrupted: no tunnel was started");
             // As every command ended by a signal: 128 + SIGINT.
             return Ok(Started::Failed(exit_codes::for_signal(libc::SIGINT)));
@@ -285,7 +285,7 @@ async fn start_supervisor(
                     status.code()
                 }
                 _ => {
-                    kill(&mut child).await;
+                    stop(&mut child).await;
                     None
                 }
             };
@@ -296,7 +296,7 @@ async fn start_supervisor(
             ))
         }
         Err(_) => {
-            kill(&mut child).await;
+            stop(&mut child).await;
             let text = errors.await.unwrap_or_default();
             let _ = std::io::stderr().write_all(&text);
             Err(ExpectedError::new(
@@ -329,10 +329,25 @@ struct Ready {
     ready: Vec<TunnelRecord>,
 }
 
-async fn kill(child: &mut tokio::process::Child) {
+/// Stops the supervisor: SIGTERM first, so it ends the sessions it started (TerminateSession),
+/// then SIGKILL if it is still there after [`STOP_LIMIT`].
+async fn stop(child: &mut tokio::process::Child) {
+    if let Some(pid) = child.id().and_then(|id| i32::try_from(id).ok()) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        if tokio::time::timeout(STOP_LIMIT, child.wait()).await.is_ok() {
+            return;
+        }
+    }
     let _ = child.start_kill();
     let _ = tokio::time::timeout(EXIT_LIMIT, child.wait()).await;
 }
+
+/// How long a supervisor told to stop may take: its StartSession calls answered and its
+/// sessions ended, each bounded by a few seconds.
+const STOP_LIMIT: Duration = Duration::from_secs(8);
 
 fn print_ready(records: &[TunnelRecord], json: bool) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();

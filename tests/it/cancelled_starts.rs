@@ -1,0 +1,101 @@
+//! A command stopped while its sessions start leaves nothing open at the service: Ctrl-C during
+//! a forward's handshake and during a shell's StartSession call both end the session the
+//! service started (TerminateSession), which the emulator would otherwise keep open for its
+//! 60 s detach timeout.
+
+use std::process::{Child, Stdio};
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+
+use crate::support::emulator::{CURRENT, emulator};
+use crate::support::home::Home;
+use crate::support::process::{exit_within, lines, signal};
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// Reads `stderr` until a line containing `wanted`; every line read, for messages.
+fn wait_for_line(stderr: &Receiver<String>, wanted: &str) -> Vec<String> {
+    let deadline = Instant::now() + LIMIT;
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = stderr
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("no line with {wanted:?} in time; saw {seen:?}"));
+        let found = line.contains(wanted);
+        seen.push(line);
+        if found {
+            return seen;
+        }
+    }
+}
+
+/// Interrupts `child` and returns its exit code and the rest of its stderr.
+fn interrupt(mut child: Child, stderr: &Receiver<String>) -> (Option<i32>, Vec<String>) {
+    signal(child.id(), Signal::SIGINT);
+    let status = exit_within(&mut child, LIMIT).expect("postern exits after Ctrl-C");
+    (status.code(), stderr.try_iter().collect())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_c_during_a_forwards_handshake_ends_its_session() {
+    // Every data-channel message held 1 s: the handshake is still running when Ctrl-C comes.
+    let emulator = emulator(|config| config.faults.delay = Some(Duration::from_secs(1))).await;
+    let home = Home::new(None);
+    let region = emulator.region().to_owned();
+    let mut child = home
+        .against(
+            &emulator,
+            &[
+                "-vv", "forward", CURRENT, "-L", "0:22", "--json", "--region", &region,
+            ],
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn postern forward");
+    let stderr = lines(child.stderr.take().expect("piped stderr"));
+    wait_for_line(&stderr, "opening data channel");
+    assert_eq!(emulator.open_sessions().0, 1, "the session has started");
+    let (code, rest) = interrupt(child, &stderr);
+    assert_eq!(code, Some(0), "{rest:?}");
+    assert!(
+        rest.iter()
+            .any(|l| l.contains("ended 1 session left open by the stopped command")),
+        "{rest:?}"
+    );
+    // Ended before postern exited: no poll needed.
+    assert_eq!(emulator.open_sessions().0, 0, "{rest:?}");
+    emulator.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_c_while_a_shells_start_session_call_runs_ends_the_session_it_starts() {
+    // Every API call takes 1.5 s: Ctrl-C lands while StartSession is unanswered.
+    let emulator = emulator(|config| config.api_latency = Some(Duration::from_millis(1500))).await;
+    let home = Home::new(None);
+    let region = emulator.region().to_owned();
+    let mut child = home
+        .against(&emulator, &["-v", "shell", CURRENT, "--region", &region])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn postern shell");
+    let stderr = lines(child.stderr.take().expect("piped stderr"));
+    let seen = wait_for_line(&stderr, "StartSession");
+    assert_eq!(emulator.open_sessions().0, 0, "not answered yet: {seen:?}");
+    let (code, rest) = interrupt(child, &stderr);
+    assert_eq!(code, Some(130), "{rest:?}");
+    assert!(
+        rest.iter()
+            .any(|l| l.contains("ended 1 session left open by the stopped command")),
+        "{rest:?}"
+    );
+    assert_eq!(emulator.open_sessions().1, 1, "StartSession was answered");
+    assert_eq!(emulator.open_sessions().0, 0, "{rest:?}");
+    emulator.shutdown().await.unwrap();
+}
