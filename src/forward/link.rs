@@ -4,7 +4,7 @@
 //! A link is one SSM session carrying local connections; it pumps, the core decides.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use postern_protocol::{Limits, Session};
@@ -169,6 +169,12 @@ pub(crate) struct LinkHandle {
     pub(crate) sampled: u64,
     /// Bytes per second delivered between the pool's last two samples.
     pub(crate) rate: f64,
+    /// The link has stopped acknowledging because its local sockets fell behind (a client that
+    /// does not read): with smux v1 every stream of the session waits, so new connections
+    /// belong elsewhere (the link sets it; mux links only).
+    pub(crate) stalled: Arc<AtomicBool>,
+    /// The pool has logged the stall (after its delivery rate fell).
+    pub(crate) stall_noted: bool,
     /// When the pool last gave the link a connection.
     pub(crate) assigned_at: Option<Instant>,
     /// Since when the link has carried no connection.
@@ -184,6 +190,11 @@ impl LinkHandle {
     /// Connections on the link.
     pub(crate) fn load(&self) -> usize {
         self.load.load(Ordering::Acquire)
+    }
+
+    /// Whether the link has stopped taking data for its connections.
+    pub(crate) fn is_stalled(&self) -> bool {
+        self.stalled.load(Ordering::Acquire)
     }
 }
 

@@ -16,7 +16,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use postern_protocol::mux::{Mux, MuxConfig, MuxEvent, StreamId};
@@ -34,14 +34,28 @@ use crate::forward::link::{
 use crate::forward::pacing::UploadWindow;
 use crate::transport::{self, Lost, Pump, now, sleep_until};
 
+/// What a link tells its pool while it runs.
+pub(crate) struct Gauges {
+    /// Connections assigned and not yet closed (the pool adds, the link subtracts).
+    pub(crate) load: Arc<AtomicUsize>,
+    /// Bytes received for the link's connections, ever.
+    pub(crate) delivered: Arc<AtomicU64>,
+    /// Whether the link has stopped acknowledging for local sockets that fell behind.
+    pub(crate) stalled: Arc<AtomicBool>,
+}
+
 /// Runs the link until its session ends or the process stops.
 pub(crate) async fn run(
     connected: Connected,
     mut ctx: LinkContext,
     mut new_conns: mpsc::UnboundedReceiver<Incoming>,
-    load: Arc<AtomicUsize>,
-    delivered: Arc<AtomicU64>,
+    gauges: Gauges,
 ) {
+    let Gauges {
+        load,
+        delivered,
+        stalled,
+    } = gauges;
     let Connected {
         session_id,
         mut pump,
@@ -160,9 +174,14 @@ pub(crate) async fn run(
             tracing::debug!(behind, "local sockets behind: not acknowledging new data");
             receive_paused = true;
             session.set_receive_ready(false);
+            stalled.store(true, Ordering::Release);
         } else if receive_paused && behind < BACKLOG_LOW_WATER {
+            tracing::debug!(behind, "local sockets caught up: acknowledging again");
             receive_paused = false;
             session.set_receive_ready(true);
+            stalled.store(false, Ordering::Release);
+            // Connections queued while every link was stalled may come here now.
+            ctx.pool_wake.notify_one();
         }
         // Upload pacing.
         let in_flight = outstanding(&session, pending.len() + mux.queued_output());

@@ -12,7 +12,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
@@ -70,6 +70,8 @@ pub(crate) struct LinkLoad {
     pub(crate) connections: usize,
     /// It delivers near the agent's pace, or took a connection too recently to tell.
     pub(crate) saturated: bool,
+    /// It waits for a local client that does not read: a new connection would wait too.
+    pub(crate) stalled: bool,
 }
 
 /// What to do with the connection at the head of the queue.
@@ -120,7 +122,7 @@ pub(crate) fn decide(
     let roomy = links
         .iter()
         .enumerate()
-        .filter(|(_, l)| l.connections < policy.per_session && !l.saturated)
+        .filter(|(_, l)| l.connections < policy.per_session && !l.saturated && !l.stalled)
         .min_by_key(|(_, l)| l.connections);
     if let Some((i, _)) = roomy {
         return Decision::Dispatch(i);
@@ -131,7 +133,11 @@ pub(crate) fn decide(
     if opening > 0 && queued <= opening {
         return Decision::Wait;
     }
-    let least = links.iter().enumerate().min_by_key(|(_, l)| l.connections);
+    // A stalled link only when every one is.
+    let least = links
+        .iter()
+        .enumerate()
+        .min_by_key(|(_, l)| (l.stalled, l.connections));
     match least {
         Some((i, l)) if !policy.hard || l.connections < policy.per_session => Decision::Dispatch(i),
         _ => Decision::Wait,
@@ -150,6 +156,7 @@ impl LinkHandle {
             saturated: policy.adaptive
                 && connections > 0
                 && (probing || self.rate >= AUTO_SATURATED_RATE),
+            stalled: self.is_stalled(),
         }
     }
 }
@@ -347,6 +354,14 @@ fn adapt(
             let delivered = link.delivered.load(Ordering::Relaxed);
             link.rate = delivered.saturating_sub(link.sampled) as f64 / elapsed.as_secs_f64();
             link.sampled = delivered;
+            let stalled = link.is_stalled() && link.rate < AUTO_SATURATED_RATE;
+            if stalled && !link.stall_noted {
+                tracing::debug!(
+                    "a session waits for a local client that does not read; new connections \
+                     go to other sessions"
+                );
+            }
+            link.stall_noted = stalled;
         }
         *last_sample = now;
     }
@@ -526,12 +541,19 @@ fn start_link(connected: Connected, ctx: &LinkContext, tasks: &mut JoinSet<()>) 
     let link_load = load.clone();
     let delivered = Arc::new(AtomicU64::new(0));
     let link_delivered = delivered.clone();
+    let stalled = Arc::new(AtomicBool::new(false));
+    let link_stalled = stalled.clone();
     let traffic = ctx.traffic.clone();
     traffic.session_opened();
     tasks.spawn(async move {
         match mode {
             LinkMode::Mux => {
-                mux_link::run(connected, ctx, receiver, link_load, link_delivered).await;
+                let gauges = mux_link::Gauges {
+                    load: link_load,
+                    delivered: link_delivered,
+                    stalled: link_stalled,
+                };
+                mux_link::run(connected, ctx, receiver, gauges).await;
             }
             LinkMode::Basic => basic_link::run(connected, ctx, receiver, link_load).await,
         }
@@ -543,6 +565,8 @@ fn start_link(connected: Connected, ctx: &LinkContext, tasks: &mut JoinSet<()>) 
         delivered,
         sampled: 0,
         rate: 0.0,
+        stalled,
+        stall_noted: false,
         assigned_at: None,
         idle_since: None,
     }
@@ -594,8 +618,38 @@ mod tests {
             .map(|&connections| LinkLoad {
                 connections,
                 saturated: false,
+                stalled: false,
             })
             .collect()
+    }
+
+    #[test]
+    fn a_stalled_session_takes_no_new_connection_while_another_can() {
+        let auto = Policy::new(SessionCount::Auto, LinkMode::Mux);
+        let mut links = l(&[1]);
+        links[0].stalled = true;
+        // Alone and stalled: another session opens for the connection.
+        assert_eq!(decide(&links, 0, 1, auto), Decision::Open);
+        // Beside a busier session that flows: that one takes it.
+        links.push(l(&[5])[0]);
+        assert_eq!(decide(&links, 0, 1, auto), Decision::Dispatch(1));
+        // At the session limit, the least loaded of those that flow doubles up.
+        let mut full = l(&[1; AUTO_MAX_SESSIONS]);
+        for link in &mut full {
+            link.saturated = true;
+        }
+        full[0].stalled = true;
+        full[0].connections = 0;
+        assert_eq!(decide(&full, 0, 1, auto), Decision::Dispatch(1));
+        // Every one stalled: the least loaded all the same (the user's limit holds).
+        for link in &mut full {
+            link.stalled = true;
+        }
+        assert_eq!(decide(&full, 0, 1, auto), Decision::Dispatch(0));
+        let fixed_one = Policy::new(SessionCount::Fixed(1), LinkMode::Mux);
+        let mut one = l(&[2]);
+        one[0].stalled = true;
+        assert_eq!(decide(&one, 0, 1, fixed_one), Decision::Dispatch(0));
     }
 
     #[test]
@@ -638,6 +692,7 @@ mod tests {
         let busy = LinkLoad {
             connections: 1,
             saturated: true,
+            stalled: false,
         };
         assert_eq!(decide(&[busy], 0, 1, auto), Decision::Open);
         let mut links = vec![busy, l(&[2])[0]];
@@ -657,6 +712,7 @@ mod tests {
         let busy = LinkLoad {
             connections: 1,
             saturated: true,
+            stalled: false,
         };
         // Seven more connections arrive at once: one session opens for each.
         for opening in 0..7 {
@@ -675,6 +731,8 @@ mod tests {
             delivered: Arc::new(AtomicU64::new(0)),
             sampled: 0,
             rate: 0.0,
+            stalled: Arc::new(AtomicBool::new(false)),
+            stall_noted: false,
             assigned_at: Some(now),
             idle_since: None,
         };

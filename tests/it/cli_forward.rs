@@ -280,3 +280,103 @@ fn download(local: &str) -> Vec<u8> {
     conn.read_to_end(&mut out).expect("read to the end");
     out
 }
+
+#[test]
+fn a_client_that_stops_reading_does_not_hold_up_new_connections() {
+    // Agent pacing on: the flood fills the buffers in seconds, not a machine's worth of CPU.
+    let emu = EmulatorProcess::start(&[]);
+    let server = FloodOrEcho::start();
+    let spec = format!("0:{}", server.port);
+    let mut fw = Forward::start(&emu, &["-vv", &emu.instance, "-L", &spec, "--json"], 1);
+    let local = fw.local();
+    // A client asks for an endless download and never reads it: its session stops
+    // acknowledging (smux v1 has no per-stream flow control, so every stream on it waits).
+    let mut stuck = TcpStream::connect(&local).expect("connect to the forward");
+    stuck.write_all(b"F").expect("ask for the flood");
+    fw.stderr_line_containing("local sockets behind");
+    // Once the pool's samples show it delivering nothing, the stalled session would look like
+    // the roomiest one.
+    fw.stderr_line_containing("a session waits for a local client that does not read");
+    // A new connection is not given to that session: another one opens and carries it.
+    let mut data = random_bytes(256 * 1024, 11);
+    data[0] = b'E';
+    echo_round_trip(&local, &data);
+    fw.stderr_line_containing("opening another session");
+    // The stuck client leaves: its data is dropped and the session flows again.
+    drop(stuck);
+    fw.stderr_line_containing("local sockets caught up: acknowledging again");
+    fw.stop_ok();
+    assert!(
+        server.connections() >= 2,
+        "both connections reached the server"
+    );
+    assert_eq!(emu.stop(), Vec::<String>::new(), "violations");
+}
+
+/// A test server: a connection whose first byte is `F` gets an endless stream of bytes (until
+/// it goes away), any other is echoed, first byte included. It accepts for [`LIMIT`], and every
+/// connection ends within it.
+struct FloodOrEcho {
+    port: u16,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl FloodOrEcho {
+    fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the test server");
+        let port = listener.local_addr().unwrap().port();
+        listener.set_nonblocking(true).unwrap();
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = accepted.clone();
+        let until = std::time::Instant::now() + LIMIT;
+        thread::spawn(move || {
+            while std::time::Instant::now() < until {
+                match listener.accept() {
+                    Ok((conn, _)) => {
+                        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        thread::spawn(move || serve_flood_or_echo(conn, until));
+                    }
+                    // A bounded poll: the listener stops by itself at `until`.
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        thread::sleep(Duration::from_millis(10));
+                    }
+                    Err(_) => break,
+                }
+            }
+        });
+        Self { port, accepted }
+    }
+
+    fn connections(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+fn serve_flood_or_echo(mut conn: TcpStream, until: std::time::Instant) {
+    let _ = conn.set_nonblocking(false);
+    let left = until.saturating_duration_since(std::time::Instant::now());
+    if left.is_zero()
+        || conn.set_read_timeout(Some(left)).is_err()
+        || conn.set_write_timeout(Some(left)).is_err()
+    {
+        return;
+    }
+    let mut first = [0u8; 1];
+    if conn.read_exact(&mut first).is_err() {
+        return;
+    }
+    if first[0] == b'F' {
+        let chunk = random_bytes(64 * 1024, 3);
+        while std::time::Instant::now() < until && conn.write_all(&chunk).is_ok() {}
+        return;
+    }
+    if conn.write_all(&first).is_err() {
+        return;
+    }
+    let mut buf = vec![0u8; 64 * 1024];
+    while let Ok(n) = conn.read(&mut buf) {
+        if n == 0 || conn.write_all(&buf[..n]).is_err() {
+            return;
+        }
+    }
+}
