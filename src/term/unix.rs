@@ -80,6 +80,26 @@ impl Signals {
     }
 }
 
+impl Signals {
+    /// As [`Signals::ending`], for a program without a terminal of its own (a forward in the
+    /// foreground): Ctrl-Z (SIGTSTP) meanwhile stops the process until it is continued, as the
+    /// default action would, instead of being swallowed by the handler.
+    pub async fn ending_with_job_control(&mut self) -> i32 {
+        loop {
+            match self.recv().await {
+                LocalSignal::Terminate(n) => return n,
+                LocalSignal::Interrupt => return libc::SIGINT,
+                LocalSignal::Suspend => {
+                    if let Err(e) = suspend(&mut TerminalGuard::noop()) {
+                        tracing::warn!(error = %e, "could not stop on Ctrl-Z");
+                    }
+                }
+                LocalSignal::Continue | LocalSignal::Resize => {}
+            }
+        }
+    }
+}
+
 impl Drop for Signals {
     fn drop(&mut self) {
         self.listener.abort();

@@ -15,7 +15,8 @@ use crate::support::data::{random_bytes, sha256};
 use crate::support::emulator::EmulatorProcess;
 use crate::support::forward::Forward;
 use crate::support::net::{TcpServer, assert_closed, echo_round_trip, free_port};
-use crate::support::process::{exit_within, lines, run, signal, text};
+use crate::support::poll::poll;
+use crate::support::process::{exit_within, lines, process_state, run, signal, text};
 
 const LIMIT: Duration = Duration::from_secs(60);
 /// Built-in instance whose agent is too old for mux (3.0.161.0).
@@ -279,6 +280,29 @@ fn download(local: &str) -> Vec<u8> {
     let mut out = Vec::new();
     conn.read_to_end(&mut out).expect("read to the end");
     out
+}
+
+#[test]
+fn ctrl_z_stops_a_forward_until_it_is_continued() {
+    let emu = EmulatorProcess::start(&["--no-pacing"]);
+    let echo = TcpServer::echo();
+    let spec = format!("0:{}", echo.port);
+    let fw = Forward::start(&emu, &[&emu.instance, "-L", &spec, "--json"], 1);
+    let local = fw.local();
+    let pid = fw.pid();
+    // Ctrl-Z: the process stops, as any foreground job does.
+    signal(pid, Signal::SIGTSTP);
+    poll(LIMIT, || (process_state(pid) == Some('T')).then_some(()));
+    // `fg`: it runs again and forwards as before.
+    signal(pid, Signal::SIGCONT);
+    poll(LIMIT, || {
+        process_state(pid)
+            .is_some_and(|state| state != 'T')
+            .then_some(())
+    });
+    echo_round_trip(&local, &random_bytes(64 * 1024, 12));
+    fw.stop_ok();
+    assert_eq!(emu.stop(), Vec::<String>::new(), "violations");
 }
 
 #[test]

@@ -27,7 +27,7 @@ use crate::support::emulator::{account, assume, base, fleet_emulator, id_of, sdk
 use crate::support::fixtures::SAMPLE_ACCOUNTS as ACCOUNTS;
 use crate::support::home::Home;
 use crate::support::poll::poll;
-use crate::support::process::{exit_within, killpg, run, signal, text};
+use crate::support::process::{exit_within, killpg, process_state, run, signal, text};
 use crate::support::sshd::{SshAgent, Sshd, login_user};
 
 const LIMIT: Duration = Duration::from_secs(90);
@@ -264,12 +264,7 @@ async fn postern_stops_with_a_stopped_ssh_and_continues_with_it() {
         .process_group(0);
     let mut child = command.spawn().expect("start postern ssh");
     let pid = child.id();
-    let state = || {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        // `pid (comm) STATE ...`: the state follows the last `)`.
-        stat.rsplit_once(") ")
-            .and_then(|(_, rest)| rest.chars().next())
-    };
+    let state = || process_state(pid);
     poll(LIMIT, || (state() == Some('T')).then_some(()));
     assert!(!resumed.exists(), "ssh is stopped too");
     assert_eq!(

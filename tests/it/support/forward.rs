@@ -78,6 +78,11 @@ impl Forward {
             .expect("ready line")
     }
 
+    /// The forward's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Waits (bounded) for a stderr line containing `needle`.
     pub(crate) fn stderr_line_containing(&mut self, needle: &str) -> String {
         let deadline = Instant::now() + LIMIT;

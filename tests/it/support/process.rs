@@ -194,3 +194,12 @@ pub(crate) fn history_records(
         .map(|line| serde_json::from_str(line).expect("a JSON record"))
         .collect()
 }
+
+/// The scheduler state of process `pid` from `/proc` (`R`, `S`, `T` for stopped, ...); `None`
+/// once it is gone.
+pub(crate) fn process_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `pid (comm) STATE ...`: the state follows the last `)`.
+    stat.rsplit_once(") ")
+        .and_then(|(_, rest)| rest.chars().next())
+}

@@ -217,7 +217,7 @@ pub(crate) async fn run(plan: &ForwardPlan) -> anyhow::Result<ExitCode> {
     let forwarder = tokio::select! {
         started = start => started.map_err(|e| forward_failure(e, &described, FORWARD_PORT_WORDS))?,
         // A resize (SIGWINCH) while the sessions start is not a reason to stop.
-        _ = signals.ending() => return Ok(ExitCode::SUCCESS),
+        _ = signals.ending_with_job_control() => return Ok(ExitCode::SUCCESS),
     };
     let via = match &context.profile {
         Some(profile) => format!("{profile}, {}", context.region),
@@ -316,7 +316,7 @@ pub(crate) async fn run(plan: &ForwardPlan) -> anyhow::Result<ExitCode> {
         drop(status);
     });
     let running = tokio::spawn(forwarder.run(notices_tx, stop));
-    signals.ending().await;
+    signals.ending_with_job_control().await;
     tracing::info!("stopping the forwards");
     let _ = stop_tx.send(true);
     let _ = running.await;
