@@ -64,7 +64,14 @@ pub(crate) async fn run(
     } = connected;
     let agent_version = ready.agent_version.clone().unwrap_or_default();
     let target = ctx.connector.request().target.clone();
-    let mut mux = Mux::client(MuxConfig::for_client(&agent_version), now());
+    let mux_config = MuxConfig::for_client(&agent_version);
+    // While local sockets are behind, the websocket is not read at all: the agent's data
+    // waits in TCP (as it does for the official client, whose reader blocks), rather than
+    // arriving unacknowledged beyond our reorder window, dropped, and resent one message per
+    // round trip afterwards (SPEC.md §5.7). Not with smux keepalive on (old agents): that
+    // closes a session that hears nothing for 30 s.
+    let may_hold_reads = mux_config.keepalive.is_none();
+    let mut mux = Mux::client(mux_config, now());
     // The smux side is ready at once (the official client's "internal pipe", SPEC.md §6.5).
     session.set_receive_ready(true);
     let (to_link, mut from_conns) = mpsc::channel::<FromConn>(FROM_CONN_QUEUE);
@@ -179,6 +186,7 @@ pub(crate) async fn run(
             tracing::debug!(behind, "local sockets caught up: acknowledging again");
             receive_paused = false;
             session.set_receive_ready(true);
+            pump.reads_resumed(now);
             stalled.store(false, Ordering::Release);
             // Connections queued while every link was stalled may come here now.
             ctx.pool_wake.notify_one();
@@ -194,8 +202,10 @@ pub(crate) async fn run(
             .flatten()
             .min();
 
+        let reading = !(receive_paused && may_hold_reads);
+
         tokio::select! {
-            received = pump.recv(&mut session) => {
+            received = pump.recv(&mut session), if reading => {
                 if let Err(e) = received {
                     break Some(crate::forward::error_chain(&e));
                 }

@@ -174,18 +174,22 @@ async fn pump(
         }
         let behind = stdout.backlog();
         if !receive_paused && behind > STDOUT_HIGH_WATER {
+            tracing::debug!(behind, "stdout behind: not reading new data");
             receive_paused = true;
             session.set_receive_ready(false);
         } else if receive_paused && behind < STDOUT_LOW_WATER {
             receive_paused = false;
             session.set_receive_ready(true);
+            pump.reads_resumed(now);
         }
         let in_flight = outstanding(&session, pending.len());
         window.handle_rtt(now, session.stats().rtt, in_flight);
         let may_read = !input_done && pending.is_empty() && window.available(in_flight) > 0;
         let deadline = session.poll_timeout();
         tokio::select! {
-            received = pump.recv(&mut session) => {
+            // While stdout is behind, the agent's data waits in TCP, not in our reorder window
+            // (see `mux_link`).
+            received = pump.recv(&mut session), if !receive_paused => {
                 if let Err(e) = received {
                     break Err(lost(crate::forward::error_chain(&e)));
                 }

@@ -222,7 +222,9 @@ async fn drive(
         if let Some(end) = state.end.clone() {
             break Ok(end);
         }
-        apply_backpressure(&mut session, &mut state);
+        if apply_backpressure(&mut session, &mut state) {
+            pump.reads_resumed(now);
+        }
 
         // Until local input may flow (Ready, and for exec the wrapper's start record).
         let handshake_deadline = (!state.input_enabled).then(|| started + config.handshake_timeout);
@@ -254,7 +256,9 @@ async fn drive(
             input = local.input.recv(), if want_input => {
                 on_input(input, &mut state, &mut local, &mut session, &config);
             }
-            received = pump.recv(&mut session) => {
+            // While local output is behind, the agent's data waits in TCP, not in our
+            // reorder window (see `forward::mux_link`).
+            received = pump.recv(&mut session), if !state.receive_paused => {
                 if let Err(lost) = received {
                     break lost_or_exited(&state, lost);
                 }
@@ -647,14 +651,22 @@ fn queue_out(state: &mut State, dest: Dest, data: Vec<u8>) {
 
 /// Stops acknowledging output while the local side is behind, so the agent's pace follows
 /// the terminal's and memory stays bounded.
-fn apply_backpressure(session: &mut Session, state: &mut State) {
+/// Pauses receiving while local output is behind, with hysteresis; true when receiving
+/// resumes.
+fn apply_backpressure(session: &mut Session, state: &mut State) -> bool {
     if !state.receive_paused && state.out_bytes > OUTPUT_HIGH_WATER {
+        tracing::debug!(
+            behind = state.out_bytes,
+            "local output behind: not reading new data"
+        );
         session.set_receive_ready(false);
         state.receive_paused = true;
     } else if state.receive_paused && state.out_bytes < OUTPUT_LOW_WATER {
         session.set_receive_ready(true);
         state.receive_paused = false;
+        return true;
     }
+    false
 }
 
 /// Accounts for one [`write_some`]: a closed standard output ends the session quietly.

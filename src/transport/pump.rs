@@ -415,6 +415,13 @@ impl Pump {
         }
     }
 
+    /// The driver stopped calling [`Pump::recv`] while its local side caught up, and calls it
+    /// again from `now`: the silence was the driver's, so the keepalive does not count it
+    /// against the connection.
+    pub fn reads_resumed(&mut self, now: Instant) {
+        self.keepalive.handle_received(now);
+    }
+
     /// Waits for the next thing the driver must look at: a data frame (already fed to the
     /// session), a broken websocket (reconnection scheduled) or a restored one. Pings, pongs,
     /// keepalive timers and reconnection attempts are handled inside. Cancel-safe: a dropped

@@ -404,3 +404,87 @@ fn serve_flood_or_echo(mut conn: TcpStream, until: std::time::Instant) {
         }
     }
 }
+
+#[test]
+fn a_client_that_pauses_gets_the_rest_with_nothing_dropped_or_resent() {
+    // No agent pacing: the agent would send its whole 100,000-message window at once.
+    let emu = EmulatorProcess::start(&["--no-pacing"]);
+    let data = random_bytes(24 * 1024 * 1024, 13);
+    let source = Source::start(data.clone());
+    let spec = format!("0:{}", source.port);
+    let mut fw = Forward::start(&emu, &["-vv", &emu.instance, "-L", &spec, "--json"], 1);
+    let mut conn = TcpStream::connect(fw.local()).expect("connect to the forward");
+    conn.set_read_timeout(Some(LIMIT)).unwrap();
+    let mut got = vec![0u8; 1024 * 1024];
+    conn.read_exact(&mut got).expect("the first MiB");
+    // The client pauses: postern falls behind, and the source stops once every buffer on the
+    // way is full (postern no longer reads the websocket), or has sent everything.
+    fw.stderr_line_containing("local sockets behind");
+    let mut last = source.written();
+    poll(LIMIT, || {
+        thread::sleep(Duration::from_millis(500));
+        let now = source.written();
+        let settled = now == last;
+        last = now;
+        settled.then_some(())
+    });
+    conn.read_to_end(&mut got).expect("the rest");
+    assert_eq!(got.len(), data.len(), "every byte arrives");
+    assert!(got == data, "the bytes arrive intact and in order");
+    let stderr = fw.stop_ok();
+    // Nothing was taken in and thrown away to be resent one message per round trip.
+    assert!(
+        !stderr.contains("beyond the reorder window"),
+        "postern dropped data it had read: {} lines",
+        stderr.matches("beyond the reorder window").count()
+    );
+    assert_eq!(emu.stop(), Vec::<String>::new(), "violations");
+}
+
+/// A test server that sends `data` to its first connection and closes it, counting what it
+/// has written; it stops by itself after [`LIMIT`].
+struct Source {
+    port: u16,
+    written: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Source {
+    fn start(data: Vec<u8>) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the source");
+        let port = listener.local_addr().unwrap().port();
+        let written = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = written.clone();
+        listener.set_nonblocking(true).unwrap();
+        let until = std::time::Instant::now() + LIMIT;
+        thread::spawn(move || {
+            let mut conn = loop {
+                match listener.accept() {
+                    Ok((conn, _)) => break conn,
+                    // A bounded poll: the source stops by itself at `until`.
+                    Err(e)
+                        if e.kind() == std::io::ErrorKind::WouldBlock
+                            && std::time::Instant::now() < until =>
+                    {
+                        thread::sleep(Duration::from_millis(10));
+                    }
+                    Err(_) => return,
+                }
+            };
+            if conn.set_nonblocking(false).is_err() || conn.set_write_timeout(Some(LIMIT)).is_err()
+            {
+                return;
+            }
+            for chunk in data.chunks(64 * 1024) {
+                if conn.write_all(chunk).is_err() {
+                    return;
+                }
+                counter.fetch_add(chunk.len(), std::sync::atomic::Ordering::SeqCst);
+            }
+        });
+        Self { port, written }
+    }
+
+    fn written(&self) -> usize {
+        self.written.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
