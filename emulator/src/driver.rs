@@ -604,7 +604,7 @@ impl Driver {
         }
         self.hand_input();
         self.session
-            .set_receive_ready(self.pending_input.len() < MAX_PENDING_INPUT);
+            .set_receive_ready(now.into_std(), self.pending_input.len() < MAX_PENDING_INPUT);
     }
 
     /// Gives the plugin the pending input its queue has room for now; the rest waits for

@@ -600,6 +600,7 @@ impl Session {
         }
         if let Some(limit) = self.limits.give_up_after
             && !self.detached
+            && self.receive_ready
             && self.resend.in_flight() > 0
             && now.duration_since(self.last_progress) >= limit
         {
@@ -734,7 +735,12 @@ impl Session {
     }
 
     /// When false, in-order stream data is neither delivered nor acked (the peer retransmits).
-    pub fn set_receive_ready(&mut self, ready: bool) {
+    /// The driver may then stop reading the peer's frames altogether (acks included): the
+    /// give-up limit does not run meanwhile, and starts afresh at `now` when receiving resumes.
+    pub fn set_receive_ready(&mut self, now: Instant, ready: bool) {
+        if ready && !self.receive_ready {
+            self.last_progress = now;
+        }
         self.receive_ready = ready;
     }
 
@@ -839,6 +845,7 @@ impl Session {
         consider(self.handshake_deadline());
         if let Some(limit) = self.limits.give_up_after
             && !self.detached
+            && self.receive_ready
             && self.resend.in_flight() > 0
         {
             consider(Some(self.last_progress + limit));

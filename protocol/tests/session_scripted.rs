@@ -234,6 +234,44 @@ fn client_retransmits_head_once_per_rto_and_gives_up() {
 }
 
 #[test]
+fn no_give_up_while_the_driver_has_stopped_receiving() {
+    let t0 = Instant::now();
+    let mut client = Session::new(SessionConfig::client("1.2.707.0", 9, EPOCH), t0);
+    let mut agent = ScriptedPeer::new(Role::Agent, 1);
+    client
+        .handle_message(t0, &agent.stream(PayloadType::Output, b"$"))
+        .expect("out");
+    let _ = transmits(&mut client, t0);
+    client.send_output(t0, b"abc");
+    let _ = transmits(&mut client, t0);
+    // The driver stops receiving (its local side is behind): the agent's acks go unread, so
+    // their absence says nothing.
+    client.set_receive_ready(t0, false);
+    let late = t0 + Duration::from_secs(600);
+    client.handle_timeout(late);
+    assert!(
+        !events(&mut client)
+            .iter()
+            .any(|e| matches!(e, Event::Closed(_))),
+        "gave up while not receiving"
+    );
+    // Receiving again: the limit runs afresh from then.
+    client.set_receive_ready(late, true);
+    client.handle_timeout(late + Duration::from_secs(299));
+    assert!(
+        !events(&mut client)
+            .iter()
+            .any(|e| matches!(e, Event::Closed(_)))
+    );
+    client.handle_timeout(late + Duration::from_secs(301));
+    assert!(
+        events(&mut client).contains(&Event::Closed(CloseReason::GaveUp(Duration::from_secs(
+            300
+        ))))
+    );
+}
+
+#[test]
 fn pause_publication_holds_sending_until_resumed() {
     let t0 = Instant::now();
     let mut client = Session::new(SessionConfig::client("1.2.707.0", 9, EPOCH), t0);

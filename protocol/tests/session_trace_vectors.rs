@@ -47,7 +47,7 @@ fn port_forwarding_trace_matches_official_client() {
     // Same ClientVersion as the recording so payloads compare byte for byte.
     let mut session = Session::new(SessionConfig::client("1.2.0.0", 1, 1_700_000_000_000), now);
     // The official client has no session handler until the step that registers it.
-    session.set_receive_ready(false);
+    session.set_receive_ready(now, false);
     let mut compared_frames = 0;
     for (i, step) in steps.iter().enumerate() {
         let description = step["description"].as_str().unwrap_or_default();
@@ -64,7 +64,7 @@ fn port_forwarding_trace_matches_official_client() {
                 drain(&mut session, now)
             }
             "client_registers_session_specific_handler" => {
-                session.set_receive_ready(true);
+                session.set_receive_ready(now, true);
                 continue;
             }
             "client_calls_SendInputDataMessage" => {

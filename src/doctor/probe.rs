@@ -486,7 +486,13 @@ pub async fn session_permission(ssm: &SsmClient, target: &str, document: Option<
         ..StartSessionRequest::default()
     };
     let what = document.unwrap_or("the default shell document");
-    let started = match tokio::time::timeout(CALL_LIMIT, ssm.start_session(&request)).await {
+    // Through the ledger: a probe that times out still has its session ended at exit.
+    let started = match tokio::time::timeout(
+        CALL_LIMIT,
+        crate::transport::lifecycle::start(ssm, &request),
+    )
+    .await
+    {
         Ok(Ok(started)) => started,
         Ok(Err(e)) => {
             let (kind, hint) = match e.kind {

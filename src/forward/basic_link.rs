@@ -77,7 +77,7 @@ pub(crate) async fn run(
             if !first_accepted {
                 // The agent dialled at session start; what it sent since goes to this one.
                 first_accepted = true;
-                session.set_receive_ready(true);
+                session.set_receive_ready(now, true);
             }
         }
         if !pending.is_empty() {
@@ -119,10 +119,10 @@ pub(crate) async fn run(
         let behind = backlog.bytes();
         if first_accepted && !receive_paused && behind > BACKLOG_HIGH_WATER {
             receive_paused = true;
-            session.set_receive_ready(false);
+            session.set_receive_ready(now, false);
         } else if receive_paused && behind < BACKLOG_LOW_WATER {
             receive_paused = false;
-            session.set_receive_ready(true);
+            session.set_receive_ready(now, true);
         }
         let in_flight = outstanding(&session, pending.len());
         window.handle_rtt(now, session.stats().rtt, in_flight);

@@ -135,6 +135,8 @@ impl Connector {
                 .map_err(ConnectError::Start)?,
         };
         let session_id = credentials.session_id.clone();
+        // Ended if this call is dropped before the session is handed over.
+        let unclaimed = lifecycle::Unclaimed::new(&self.ssm, &session_id);
         let result = async {
             let pump = lifecycle::open(&self.ssm, &credentials, self.resilience.clone())
                 .await
@@ -145,6 +147,7 @@ impl Connector {
         if result.is_err() {
             self.terminate(&session_id).await;
         }
+        unclaimed.claim();
         result
     }
 
@@ -183,8 +186,9 @@ pub async fn finish(
     pump.close().await;
 }
 
-/// Pumps `session` until `done` holds, the channel closes (returns true) or `limit` passes.
-/// Events other than the end are dropped: the local side is gone.
+/// Pumps `session` until `done` holds, the agent closes the channel (returns true: the
+/// session has ended), the websocket is lost or `limit` passes (false: the session may live
+/// on, so the caller ends it). Events other than the end are dropped: the local side is gone.
 async fn pump_until(
     pump: &mut Pump,
     session: &mut Session,
@@ -195,11 +199,13 @@ async fn pump_until(
     loop {
         let now = transport::now();
         if pump.flush(session, now).await.is_err() {
-            return true;
+            return false;
         }
         while let Some(event) = session.poll_event() {
-            if matches!(event, Event::ChannelClosed(_) | Event::Closed(_)) {
-                return true;
+            match event {
+                Event::ChannelClosed(_) => return true,
+                Event::Closed(_) => return false,
+                _ => {}
             }
         }
         if done(session) || now >= deadline {
@@ -209,7 +215,7 @@ async fn pump_until(
         tokio::select! {
             received = pump.recv(session) => {
                 if received.is_err() {
-                    return true;
+                    return false;
                 }
             }
             () = transport::sleep_until(Some(wake)) => session.handle_timeout(transport::now()),
@@ -226,7 +232,7 @@ async fn handshake(
     let mut session = lifecycle::client_core(started, None);
     // Until the local side is ready, stream data is neither delivered nor acknowledged; the
     // agent retransmits it (SPEC.md §6.5).
-    session.set_receive_ready(false);
+    session.set_receive_ready(started, false);
     let deadline = started + timeout;
     let lost = |source| ConnectError::Lost {
         session_id: session_id.to_owned(),

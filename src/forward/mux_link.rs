@@ -73,7 +73,7 @@ pub(crate) async fn run(
     let may_hold_reads = mux_config.keepalive.is_none();
     let mut mux = Mux::client(mux_config, now());
     // The smux side is ready at once (the official client's "internal pipe", SPEC.md §6.5).
-    session.set_receive_ready(true);
+    session.set_receive_ready(now(), true);
     let (to_link, mut from_conns) = mpsc::channel::<FromConn>(FROM_CONN_QUEUE);
     let backlog = Arc::new(Backlog::default());
     let mut conns: HashMap<StreamId, Conn> = HashMap::new();
@@ -180,13 +180,15 @@ pub(crate) async fn run(
         if !receive_paused && behind > BACKLOG_HIGH_WATER {
             tracing::debug!(behind, "local sockets behind: not acknowledging new data");
             receive_paused = true;
-            session.set_receive_ready(false);
+            session.set_receive_ready(now, false);
             stalled.store(true, Ordering::Release);
         } else if receive_paused && behind < BACKLOG_LOW_WATER {
             tracing::debug!(behind, "local sockets caught up: acknowledging again");
             receive_paused = false;
-            session.set_receive_ready(true);
-            pump.reads_resumed(now);
+            session.set_receive_ready(now, true);
+            if may_hold_reads {
+                pump.reads_resumed(now);
+            }
             stalled.store(false, Ordering::Release);
             // Connections queued while every link was stalled may come here now.
             ctx.pool_wake.notify_one();
@@ -202,7 +204,8 @@ pub(crate) async fn run(
             .flatten()
             .min();
 
-        let reading = !(receive_paused && may_hold_reads);
+        // A broken websocket is still mended meanwhile (its reconnection lives in `recv`).
+        let reading = !(receive_paused && may_hold_reads && pump.is_up());
 
         tokio::select! {
             received = pump.recv(&mut session), if reading => {

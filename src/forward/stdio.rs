@@ -127,7 +127,7 @@ async fn pump(
         mut session,
         ..
     } = connected;
-    session.set_receive_ready(true);
+    session.set_receive_ready(now(), true);
     let stdout = Stdout::spawn();
     let mut pending: Vec<u8> = Vec::new();
     let mut window = UploadWindow::new();
@@ -176,10 +176,10 @@ async fn pump(
         if !receive_paused && behind > STDOUT_HIGH_WATER {
             tracing::debug!(behind, "stdout behind: not reading new data");
             receive_paused = true;
-            session.set_receive_ready(false);
+            session.set_receive_ready(now, false);
         } else if receive_paused && behind < STDOUT_LOW_WATER {
             receive_paused = false;
-            session.set_receive_ready(true);
+            session.set_receive_ready(now, true);
             pump.reads_resumed(now);
         }
         let in_flight = outstanding(&session, pending.len());
@@ -189,7 +189,7 @@ async fn pump(
         tokio::select! {
             // While stdout is behind, the agent's data waits in TCP, not in our reorder window
             // (see `mux_link`).
-            received = pump.recv(&mut session), if !receive_paused => {
+            received = pump.recv(&mut session), if !receive_paused || !pump.is_up() => {
                 if let Err(e) = received {
                     break Err(lost(crate::forward::error_chain(&e)));
                 }

@@ -222,7 +222,7 @@ async fn drive(
         if let Some(end) = state.end.clone() {
             break Ok(end);
         }
-        if apply_backpressure(&mut session, &mut state) {
+        if apply_backpressure(&mut session, &mut state, now) {
             pump.reads_resumed(now);
         }
 
@@ -258,7 +258,7 @@ async fn drive(
             }
             // While local output is behind, the agent's data waits in TCP, not in our
             // reorder window (see `forward::mux_link`).
-            received = pump.recv(&mut session), if !state.receive_paused => {
+            received = pump.recv(&mut session), if !state.receive_paused || !pump.is_up() => {
                 if let Err(lost) = received {
                     break lost_or_exited(&state, lost);
                 }
@@ -649,20 +649,19 @@ fn queue_out(state: &mut State, dest: Dest, data: Vec<u8>) {
     state.out.push_back((dest, data));
 }
 
-/// Stops acknowledging output while the local side is behind, so the agent's pace follows
-/// the terminal's and memory stays bounded.
-/// Pauses receiving while local output is behind, with hysteresis; true when receiving
-/// resumes.
-fn apply_backpressure(session: &mut Session, state: &mut State) -> bool {
+/// Stops receiving (acknowledging, and reading the websocket) while local output is behind,
+/// with hysteresis, so the agent's pace follows the terminal's and memory stays bounded; true
+/// when receiving resumes.
+fn apply_backpressure(session: &mut Session, state: &mut State, now: Instant) -> bool {
     if !state.receive_paused && state.out_bytes > OUTPUT_HIGH_WATER {
         tracing::debug!(
             behind = state.out_bytes,
             "local output behind: not reading new data"
         );
-        session.set_receive_ready(false);
+        session.set_receive_ready(now, false);
         state.receive_paused = true;
     } else if state.receive_paused && state.out_bytes < OUTPUT_LOW_WATER {
-        session.set_receive_ready(true);
+        session.set_receive_ready(now, true);
         state.receive_paused = false;
         return true;
     }

@@ -21,14 +21,20 @@ struct Ledger {
     in_flight: usize,
     /// Started sessions, by id, with the client that can end them.
     open: BTreeMap<String, SsmClient>,
+    /// Abandoned sessions whose TerminateSession is on its way.
+    ending: usize,
+    /// Abandoned sessions ended so far.
+    abandoned: usize,
 }
 
 static LEDGER: Mutex<Ledger> = Mutex::new(Ledger {
     in_flight: 0,
     open: BTreeMap::new(),
+    ending: 0,
+    abandoned: 0,
 });
 
-/// Woken whenever a StartSession call is answered.
+/// Woken whenever a StartSession call is answered or an abandoned session's end is done.
 static ANSWERED: Notify = Notify::const_new();
 
 fn ledger() -> MutexGuard<'static, Ledger> {
@@ -56,6 +62,19 @@ impl InFlight {
     /// The call was answered; `session_id` when it started a session.
     pub fn answered(mut self, session_id: Option<&str>) {
         self.settle(session_id);
+    }
+
+    /// The call started a session its caller no longer waits for: counted as being ended
+    /// until the returned [`Ending`] is dropped (after TerminateSession).
+    pub fn answered_abandoned(mut self) -> Ending {
+        self.answered = true;
+        {
+            let mut ledger = ledger();
+            ledger.in_flight -= 1;
+            ledger.ending += 1;
+        }
+        ANSWERED.notify_waiters();
+        Ending(())
     }
 
     fn settle(&mut self, session_id: Option<&str>) {
@@ -87,41 +106,79 @@ pub fn ended(session_id: &str) {
     ledger().open.remove(session_id);
 }
 
+/// An abandoned session (its starter gave up before it was its own) being ended: counted
+/// until dropped, after its TerminateSession (or that call's cancellation), and then in what
+/// [`end_unfinished`] reports, which waits for it.
+#[must_use = "the session counts as being ended until this is dropped"]
+pub struct Ending(());
+
+impl Drop for Ending {
+    fn drop(&mut self) {
+        {
+            let mut ledger = ledger();
+            ledger.ending -= 1;
+            ledger.abandoned += 1;
+        }
+        ANSWERED.notify_waiters();
+    }
+}
+
+/// Takes `session_id`, which its starter abandoned, out of the sessions to sweep at once and
+/// counts it as being ended.
+pub fn abandon(session_id: &str) -> Ending {
+    let mut ledger = ledger();
+    ledger.open.remove(session_id);
+    ledger.ending += 1;
+    Ending(())
+}
+
+/// Ends `session_id`, which its starter abandoned, through `ssm`.
+pub async fn end_abandoned(ssm: &SsmClient, session_id: &str) {
+    let _ending = abandon(session_id);
+    super::lifecycle::terminate(ssm, session_id).await;
+}
+
 /// Waits up to `grace` for unanswered StartSession calls, then calls TerminateSession for
-/// every session still in the ledger. Returns how many it ended.
+/// every session still in the ledger and waits for abandoned sessions being ended elsewhere
+/// (each call is bounded). Returns how many abandoned sessions were ended in all (by their
+/// starters' tasks and here).
 pub async fn end_unfinished(grace: Duration) -> usize {
-    let deadline = tokio::time::Instant::now() + grace;
-    loop {
-        let answered = ANSWERED.notified();
-        tokio::pin!(answered);
-        // Registered before the check: an answer between the two is not missed.
-        answered.as_mut().enable();
-        let in_flight = ledger().in_flight;
-        if in_flight == 0 {
-            break;
-        }
-        if tokio::time::timeout_at(deadline, answered).await.is_err() {
-            tracing::warn!(
-                calls = in_flight,
-                "StartSession not answered in {grace:?}: a session it started may stay open \
-                 until the service's idle timeout"
-            );
-            break;
-        }
+    let answered = settled(grace, |ledger| ledger.in_flight == 0).await;
+    if !answered {
+        tracing::warn!(
+            "StartSession not answered in {grace:?}: a session it started may stay open until \
+             the service's idle timeout"
+        );
     }
     let leftovers = std::mem::take(&mut ledger().open);
-    if leftovers.is_empty() {
-        return 0;
+    if !leftovers.is_empty() {
+        tracing::info!(
+            sessions = leftovers.len(),
+            "ending the sessions a stopped command left open"
+        );
+        join_all(leftovers.iter().map(|(id, ssm)| end_abandoned(ssm, id))).await;
     }
-    tracing::info!(
-        sessions = leftovers.len(),
-        "ending the sessions a stopped command left open"
-    );
-    join_all(
-        leftovers
-            .iter()
-            .map(|(id, ssm)| super::lifecycle::terminate(ssm, id)),
-    )
+    // Ends begun elsewhere finish within their own bound.
+    settled(super::lifecycle::TERMINATE_TIMEOUT, |ledger| {
+        ledger.ending == 0
+    })
     .await;
-    leftovers.len()
+    ledger().abandoned
+}
+
+/// Waits up to `limit` until `done` holds for the ledger; whether it does.
+async fn settled(limit: Duration, done: impl Fn(&Ledger) -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let changed = ANSWERED.notified();
+        tokio::pin!(changed);
+        // Registered before the check: a change between the two is not missed.
+        changed.as_mut().enable();
+        if done(&ledger()) {
+            return true;
+        }
+        if tokio::time::timeout_at(deadline, changed).await.is_err() {
+            return false;
+        }
+    }
 }

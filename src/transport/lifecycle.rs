@@ -18,9 +18,9 @@ pub const OPEN_TIMEOUT: Duration = Duration::from_secs(45);
 pub const TERMINATE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Calls StartSession for `request` and notes the session in the audit trail. The call runs
-/// in a task of its own and lands in the process's [`ledger`]: a caller that gives up half-way
-/// (Ctrl-C while sessions start) leaves no session that nobody knows of, since
-/// [`ledger::end_unfinished`] waits for the answer and ends it.
+/// in a task of its own and lands in the process's [`ledger`]: when the caller has given up by
+/// the time the answer comes (Ctrl-C while sessions start, a pool shut down), that task ends
+/// the session at once, and [`ledger::end_unfinished`] covers a process that exits first.
 pub async fn start(
     ssm: &SsmClient,
     request: &StartSessionRequest,
@@ -31,33 +31,83 @@ pub async fn start(
         "StartSession"
     );
     let in_flight = ledger::starting(ssm);
-    let call = {
+    let (answer, answered) = tokio::sync::oneshot::channel();
+    {
         let (ssm, request) = (ssm.clone(), request.clone());
         tokio::spawn(async move {
             let result = ssm.start_session(&request).await;
-            match &result {
-                Ok(credentials) => {
-                    in_flight.answered(Some(&credentials.session_id));
-                    // The StreamUrl's query and the token are secrets: only the id is logged.
-                    tracing::info!(session_id = %credentials.session_id, "session started");
-                    crate::audit_trail::note_session(&credentials.session_id);
-                }
-                Err(_) => in_flight.answered(None),
+            let started = result.as_ref().ok().map(|c| c.session_id.clone());
+            if let Some(session_id) = &started {
+                // The StreamUrl's query and the token are secrets: only the id is logged.
+                tracing::info!(%session_id, "session started");
+                crate::audit_trail::note_session(session_id);
             }
-            result
-        })
-    };
-    match call.await {
-        Ok(result) => result,
-        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        // Only a runtime shutting down cancels the task, and it drops this caller too.
-        Err(_) => Err(AwsError::local(
+            if answer.is_closed()
+                && let Some(session_id) = started
+            {
+                let _ending = in_flight.answered_abandoned();
+                tracing::info!(%session_id, "the caller gave up: ending the session it started");
+                terminate(&ssm, &session_id).await;
+                return;
+            }
+            in_flight.answered(started.as_deref());
+            if let Err(Ok(credentials)) = answer.send(result) {
+                // The caller gave up just now.
+                ledger::end_abandoned(&ssm, &credentials.session_id).await;
+            }
+        });
+    }
+    answered.await.unwrap_or_else(|_| {
+        // The task panicked (reported by the panic hook) or the runtime is shutting down.
+        Err(AwsError::local(
             AwsErrorKind::Service,
             "StartSession",
             Some(ssm.region().to_owned()),
             ssm.profile().map(str::to_owned),
-            "the call was cancelled: postern is shutting down",
-        )),
+            "the call ended without an answer",
+        ))
+    })
+}
+
+/// A session started and not yet handed on by its starter (while its data channel opens and
+/// its handshake runs): dropped before [`Unclaimed::claim`], because the starter gave up, it
+/// ends the session in a task of its own.
+#[must_use = "dropping it ends the session"]
+pub struct Unclaimed {
+    ssm: SsmClient,
+    session_id: Option<String>,
+}
+
+impl Unclaimed {
+    /// Watches `session_id`, started through `ssm`.
+    pub fn new(ssm: &SsmClient, session_id: &str) -> Self {
+        Self {
+            ssm: ssm.clone(),
+            session_id: Some(session_id.to_owned()),
+        }
+    }
+
+    /// The session is in its owner's hands (or already ended).
+    pub fn claim(mut self) {
+        self.session_id = None;
+    }
+}
+
+impl Drop for Unclaimed {
+    fn drop(&mut self) {
+        let Some(session_id) = self.session_id.take() else {
+            return;
+        };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let ssm = self.ssm.clone();
+            tracing::info!(%session_id, "start abandoned: ending the session");
+            // Counted at once: a sweep from now on waits for this rather than ending it too.
+            let ending = ledger::abandon(&session_id);
+            runtime.spawn(async move {
+                let _ending = ending;
+                terminate(&ssm, &session_id).await;
+            });
+        }
     }
 }
 
@@ -98,10 +148,11 @@ pub fn client_core(now: Instant, kms: Option<KmsContext>) -> Session {
 /// Calls TerminateSession, bounded by [`TERMINATE_TIMEOUT`]; failures are logged only (the
 /// session may already be gone).
 pub async fn terminate(ssm: &SsmClient, session_id: &str) {
-    ledger::ended(session_id);
     match tokio::time::timeout(TERMINATE_TIMEOUT, ssm.terminate_session(session_id)).await {
         Ok(Ok(())) => tracing::debug!(session_id, "session terminated"),
         Ok(Err(e)) => tracing::warn!(session_id, error = %e, "TerminateSession failed"),
         Err(_) => tracing::warn!(session_id, "TerminateSession timed out"),
     }
+    // Only now: a call cancelled half-way leaves the session to the ledger's sweep.
+    ledger::ended(session_id);
 }

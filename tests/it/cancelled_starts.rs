@@ -41,8 +41,8 @@ fn interrupt(mut child: Child, stderr: &Receiver<String>) -> (Option<i32>, Vec<S
 
 #[tokio::test(flavor = "multi_thread")]
 async fn ctrl_c_during_a_forwards_handshake_ends_its_session() {
-    // Every data-channel message held 1 s: the handshake is still running when Ctrl-C comes.
-    let emulator = emulator(|config| config.faults.delay = Some(Duration::from_secs(1))).await;
+    // Every data-channel message held 5 s: the handshake is still running when Ctrl-C comes.
+    let emulator = emulator(|config| config.faults.delay = Some(Duration::from_secs(5))).await;
     let home = Home::new(None);
     let region = emulator.region().to_owned();
     let mut child = home
@@ -74,8 +74,9 @@ async fn ctrl_c_during_a_forwards_handshake_ends_its_session() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn ctrl_c_while_a_shells_start_session_call_runs_ends_the_session_it_starts() {
-    // Every API call takes 1.5 s: Ctrl-C lands while StartSession is unanswered.
-    let emulator = emulator(|config| config.api_latency = Some(Duration::from_millis(1500))).await;
+    // Every API call takes 1 s: Ctrl-C lands while StartSession is unanswered, and the answer
+    // and the TerminateSession after it fit in postern's 3 s bounds.
+    let emulator = emulator(|config| config.api_latency = Some(Duration::from_secs(1))).await;
     let home = Home::new(None);
     let region = emulator.region().to_owned();
     let mut child = home

@@ -15,7 +15,7 @@
 //! * Receiving: every `Data` event is handed out as an owned buffer; [`Mux::unread_bytes`] is
 //!   the data queued in events not yet polled. The `Mux` never stops reading on its own; a driver
 //!   that cannot write a stream's data to its local socket at once keeps a backlog, and should
-//!   call `Session::set_receive_ready(false)` while that backlog plus `unread_bytes()` exceeds
+//!   call `Session::set_receive_ready(now, false)` while that backlog plus `unread_bytes()` exceeds
 //!   [`MuxConfig::max_receive_buffer`] (the agent relies on acks for pacing, SPEC §5).
 //! * Sending: the peer's consumption is invisible in v1, so nothing can tell how much of the
 //!   agent's 4 MiB is in use. When the agent's budget runs out it stops reading its smux pipe,

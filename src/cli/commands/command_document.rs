@@ -46,7 +46,8 @@ pub(crate) async fn try_start(
         parameters: HashMap::from([("command".to_owned(), vec![exec.command_line.clone()])]),
         reason: reason.map(str::to_owned),
     };
-    match ssm.start_session(&request).await {
+    // Through the ledger, as every start: a Ctrl-C meanwhile leaves no session open.
+    match crate::transport::lifecycle::start(ssm, &request).await {
         Ok(credentials) => {
             tracing::debug!("started through {POSTERN_COMMAND_DOCUMENT}");
             let plan = ExecPlan {

@@ -232,9 +232,11 @@ pub(crate) async fn run(plan: &SessionPlan, mode: &Mode) -> anyhow::Result<ExitC
     let ssm = SsmClient::new(&context);
 
     let marker = ExitMarker::new(rand::random());
-    // Ctrl-C (or SIGTERM, SIGHUP) while StartSession runs ends postern with 128+N; the session
-    // the call started is ended on the way out (`transport::ledger`), not left open until the
-    // service's idle timeout. Once the session runs, signals are the driver's.
+    // Ctrl-C (or SIGTERM, SIGHUP) while StartSession runs or the data channel opens ends
+    // postern with 128+N; the session is ended on the way out (`transport::ledger`), not left
+    // open until the service's idle timeout; Ctrl-Z stops postern. Once the session runs, the
+    // same handlers are the driver's (in raw mode Ctrl-C is a byte; a SIGINT from elsewhere
+    // then interrupts the remote command, and a second one ends the session).
     let mut signals = Signals::install(true).map_err(|e| {
         ExpectedError::new(ErrorKind::Usage, "could not install the signal handlers").source(e)
     })?;
@@ -254,14 +256,23 @@ pub(crate) async fn run(plan: &SessionPlan, mode: &Mode) -> anyhow::Result<ExitC
     };
     let (credentials, mode) = tokio::select! {
         started = start => started?,
-        signal = signals.ending() => {
+        signal = signals.ending_with_job_control() => {
             tracing::info!(signal, "stopped while the session started");
-            return Ok(ExitCode::from(128 + u8::try_from(signal).unwrap_or(0)));
+            return Ok(ExitCode::from(exit_codes::for_signal(signal)));
         }
     };
-    drop(signals);
     let kms = KmsClient::new(&context);
-    carry_session(plan, &mode, (&ssm, &kms), &credentials, &marker, &described).await
+    let clients = (&ssm, &kms);
+    carry_session(
+        plan,
+        &mode,
+        clients,
+        &credentials,
+        &marker,
+        &described,
+        Some(signals),
+    )
+    .await
 }
 
 /// `session-manager-plugin` mode: runs the shell session the AWS CLI started, in raw mode when
@@ -281,12 +292,13 @@ pub(crate) async fn run_started_shell(
         credentials,
         &marker,
         described,
+        None,
     )
     .await
 }
 
 /// Drives a started session to its end, terminates it, and turns the outcome into the exit
-/// code.
+/// code; `signals`: the handlers installed before the start, if any.
 async fn carry_session(
     plan: &SessionPlan,
     mode: &Mode,
@@ -294,8 +306,9 @@ async fn carry_session(
     credentials: &SessionCredentials,
     marker: &ExitMarker,
     described: &str,
+    signals: Option<Signals>,
 ) -> anyhow::Result<ExitCode> {
-    let outcome = drive(plan, mode, (ssm, kms), credentials, marker).await;
+    let outcome = drive(plan, mode, (ssm, kms), credentials, marker, signals).await;
 
     // Leave nothing open on the service, whatever happened.
     lifecycle::terminate(ssm, &credentials.session_id).await;
@@ -337,15 +350,28 @@ async fn drive(
     (ssm, kms): (&SsmClient, &KmsClient),
     credentials: &SessionCredentials,
     marker: &ExitMarker,
+    signals: Option<Signals>,
 ) -> Result<Finished, SessionFailure> {
     let style = if raw_mode(mode) {
         NoticeStyle::Raw
     } else {
         NoticeStyle::Line
     };
-    let pump = lifecycle::open(ssm, credentials, plan.resilience.resilience(style))
-        .await
-        .map_err(SessionFailure::Open)?;
+    let mut signals = match signals {
+        Some(signals) => signals,
+        None => Signals::install(!raw_mode(mode)).map_err(SessionFailure::Local)?,
+    };
+    let open = lifecycle::open(ssm, credentials, plan.resilience.resilience(style));
+    let pump = tokio::select! {
+        pump = open => pump.map_err(SessionFailure::Open)?,
+        signal = signals.ending_with_job_control() => {
+            return Ok(Finished {
+                end: SessionEnd::Signalled(signal),
+                exit_status: None,
+                ready: None,
+            });
+        }
+    };
 
     let (raw, tty, exit_marker) = match mode {
         Mode::Shell { raw } => (*raw, true, None),
@@ -369,7 +395,6 @@ async fn drive(
         kms: Some(kms.clone()),
     };
     let input = transport::stdin_input().map_err(SessionFailure::Local)?;
-    let signals = Signals::install(!raw).map_err(SessionFailure::Local)?;
     let terminal = if raw {
         TerminalGuard::enter().map_err(SessionFailure::Local)?
     } else {

@@ -35,7 +35,7 @@ use crate::cli::commands::tunnel::up::registry;
 use crate::cli::errors::{FORWARD_PORT_WORDS, forward_failure};
 use crate::cli::resolve::resolve_forward;
 use crate::forward::{Forwarder, Notice, Traffic};
-use crate::report::{ErrorKind, ExpectedError};
+use crate::report::{ErrorKind, ExpectedError, exit_codes};
 use crate::transport::{Notifier, Reconnection};
 use crate::tunnel::{Hold, ListenerRecord, Registry, TunnelRecord, TunnelState};
 
@@ -82,7 +82,7 @@ pub(crate) async fn supervise(log: Option<PathBuf>) -> anyhow::Result<ExitCode> 
             signal = stop.ending() => {
                 tracing::info!(signal, "stopped while the tunnels started");
                 stop_all(running, &registry).await;
-                return Ok(ExitCode::from(128 + u8::try_from(signal).unwrap_or(0)));
+                return Ok(ExitCode::from(exit_codes::for_signal(signal)));
             }
         };
         match started {
@@ -122,11 +122,9 @@ fn announce(running: &mut [Running], registry: &Registry) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// Stops `running` (each session ended, each state file removed).
+/// Stops `running`, all at once (each session ended, each state file removed).
 async fn stop_all(running: Vec<Running>, registry: &Registry) {
-    for tunnel in running {
-        tunnel.stop(registry).await;
-    }
+    futures_util::future::join_all(running.into_iter().map(|tunnel| tunnel.stop(registry))).await;
 }
 
 /// The signals that stop the supervisor, listened to from its start.
