@@ -1,9 +1,12 @@
-//! `postern exec` against the emulator: exit statuses, byte-exact output, piped stdin.
+//! `postern exec` against the emulator: exit statuses, byte-exact output, piped stdin, output
+//! read late (nothing dropped and resent).
 
-use std::time::Duration;
+use std::io::Read;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
 
 use crate::support::emulator::EmulatorProcess;
-use crate::support::process::{exit_within, run, run_with_input, text};
+use crate::support::process::{exit_within, lines, run, run_with_input, text};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -190,4 +193,59 @@ fn trace_logging_shows_no_secret() {
     ] {
         assert!(!log.contains(leak), "the trace log shows `{leak}`");
     }
+}
+
+#[test]
+fn output_read_late_arrives_whole_with_nothing_dropped_or_resent() {
+    // No agent pacing: the agent would send its whole 100,000-message window at once.
+    let emu = EmulatorProcess::start(&["--no-pacing"]);
+    let total: usize = 24 * 1024 * 1024;
+    let command = format!("head -c {total} /dev/zero | tr '\\0' 'x'");
+    let mut child = emu
+        .command(&["-vv", "exec", &emu.instance, "--", &command])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn postern exec");
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let stderr = lines(child.stderr.take().expect("piped stderr"));
+    let mut first = vec![0u8; 64 * 1024];
+    stdout.read_exact(&mut first).expect("the first bytes");
+    // This reader pauses: postern falls behind and stops reading the session's data.
+    let deadline = Instant::now() + LIMIT;
+    let mut seen = Vec::new();
+    while !seen
+        .iter()
+        .any(|l: &String| l.contains("local output behind"))
+    {
+        let left = deadline.saturating_duration_since(Instant::now());
+        seen.push(stderr.recv_timeout(left).expect("postern falls behind"));
+    }
+    // Until postern has nothing more to say for a second (bounded): what it would log now is
+    // data taken in and dropped.
+    while let Ok(line) = stderr.recv_timeout(Duration::from_secs(1)) {
+        seen.push(line);
+        assert!(
+            Instant::now() < deadline,
+            "postern kept logging: {:?}",
+            seen.last()
+        );
+    }
+    let mut rest = Vec::new();
+    stdout.read_to_end(&mut rest).expect("the rest");
+    let status = exit_within(&mut child, LIMIT).expect("exec ends");
+    seen.extend(stderr.iter());
+    assert_eq!(status.code(), Some(0), "{:?}", seen.last());
+    assert_eq!(first.len() + rest.len(), total, "every byte arrives");
+    assert!(
+        first.iter().chain(&rest).all(|&b| b == b'x'),
+        "only the command's bytes"
+    );
+    let dropped = seen
+        .iter()
+        .filter(|l| l.contains("beyond the reorder window"))
+        .count();
+    assert_eq!(dropped, 0, "postern dropped data it had read");
+    assert_eq!(emu.stop(), Vec::<String>::new(), "violations");
 }
