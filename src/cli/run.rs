@@ -115,7 +115,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         };
         // Whatever stopped the command half-way (Ctrl-C while sessions started, an error
         // beside running sessions), nothing it started stays open at the service.
-        let ended = crate::transport::ledger::end_unfinished(UNANSWERED_START_GRACE).await;
+        let ended = end_unfinished().await;
         if ended > 0 {
             report::notice(&format!(
                 "ended {ended} session{} left open by the stopped command",
@@ -133,9 +133,27 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     result
 }
 
-/// How long a stopped command waits for StartSession calls still unanswered, to end the
-/// sessions they start.
-const UNANSWERED_START_GRACE: Duration = Duration::from_secs(3);
+/// [`ledger::end_unfinished`](crate::transport::ledger::end_unfinished), bounded by the user:
+/// another Ctrl-C (or SIGTERM, SIGHUP) leaves at once, naming what may stay open.
+async fn end_unfinished() -> usize {
+    use crate::transport::ledger;
+    if !ledger::has_unfinished() {
+        return 0;
+    }
+    let Ok(mut signals) = term::Signals::install(true) else {
+        return ledger::end_unfinished(UNANSWERED_START_GRACE).await;
+    };
+    tokio::select! {
+        ended = ledger::end_unfinished(UNANSWERED_START_GRACE) => ended,
+        _ = signals.ending() => {
+            report::notice(
+                "left without ending the sessions being started or ended: they stay open \
+                 until the service's idle timeout (`aws ssm terminate-session` ends one now)",
+            );
+            0
+        }
+    }
+}
 
 /// The async runtime of `plan`. One session's command (shell, exec, forward, ssh-proxy) runs on
 /// the calling thread alone: with two workers, a message allocated on one and freed on the
@@ -211,3 +229,7 @@ fn audit_start(plan: &Plan) -> Option<AuditStart> {
         reason: reason.clone(),
     })
 }
+
+/// How long a stopped command waits for StartSession calls still unanswered, to end the
+/// sessions they start.
+const UNANSWERED_START_GRACE: Duration = Duration::from_secs(3);

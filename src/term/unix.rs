@@ -78,9 +78,7 @@ impl Signals {
             }
         }
     }
-}
 
-impl Signals {
     /// As [`Signals::ending`], for a program without a terminal of its own (a forward in the
     /// foreground): Ctrl-Z (SIGTSTP) meanwhile stops the process until it is continued, as the
     /// default action would, instead of being swallowed by the handler.

@@ -5,7 +5,9 @@
 //! visible in the console and the audit log as someone still connected.
 //!
 //! One ledger per process: a session is a process-wide resource, started by whichever task
-//! and ended by whichever other.
+//! and ended by whichever other. It makes no AWS call of its own but TerminateSession, and it
+//! never ends a session someone still owns: only what a stopped command or a starter that
+//! gave up leaves behind.
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
@@ -15,32 +17,6 @@ use futures_util::future::join_all;
 use tokio::sync::Notify;
 
 use crate::aws::SsmClient;
-
-struct Ledger {
-    /// StartSession calls sent and not answered.
-    in_flight: usize,
-    /// Started sessions, by id, with the client that can end them.
-    open: BTreeMap<String, SsmClient>,
-    /// Abandoned sessions whose TerminateSession is on its way.
-    ending: usize,
-    /// Abandoned sessions ended so far.
-    abandoned: usize,
-}
-
-static LEDGER: Mutex<Ledger> = Mutex::new(Ledger {
-    in_flight: 0,
-    open: BTreeMap::new(),
-    ending: 0,
-    abandoned: 0,
-});
-
-/// Woken whenever a StartSession call is answered or an abandoned session's end is done.
-static ANSWERED: Notify = Notify::const_new();
-
-fn ledger() -> MutexGuard<'static, Ledger> {
-    // Nothing panics while holding the lock; a poisoned one still holds valid entries.
-    LEDGER.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// One StartSession call on its way: counted until [`InFlight::answered`] or its drop.
 #[must_use = "the call stays counted until answered"]
@@ -138,6 +114,12 @@ pub async fn end_abandoned(ssm: &SsmClient, session_id: &str) {
     super::lifecycle::terminate(ssm, session_id).await;
 }
 
+/// Whether [`end_unfinished`] has anything to wait for or end.
+pub fn has_unfinished() -> bool {
+    let ledger = ledger();
+    ledger.in_flight > 0 || ledger.ending > 0 || !ledger.open.is_empty()
+}
+
 /// Waits up to `grace` for unanswered StartSession calls, then calls TerminateSession for
 /// every session still in the ledger and waits for abandoned sessions being ended elsewhere
 /// (each call is bounded). Returns how many abandoned sessions were ended in all (by their
@@ -181,4 +163,30 @@ async fn settled(limit: Duration, done: impl Fn(&Ledger) -> bool) -> bool {
             return false;
         }
     }
+}
+
+struct Ledger {
+    /// StartSession calls sent and not answered.
+    in_flight: usize,
+    /// Started sessions, by id, with the client that can end them.
+    open: BTreeMap<String, SsmClient>,
+    /// Abandoned sessions whose TerminateSession is on its way.
+    ending: usize,
+    /// Abandoned sessions ended so far.
+    abandoned: usize,
+}
+
+static LEDGER: Mutex<Ledger> = Mutex::new(Ledger {
+    in_flight: 0,
+    open: BTreeMap::new(),
+    ending: 0,
+    abandoned: 0,
+});
+
+/// Woken whenever a StartSession call is answered or an abandoned session's end is done.
+static ANSWERED: Notify = Notify::const_new();
+
+fn ledger() -> MutexGuard<'static, Ledger> {
+    // Nothing panics while holding the lock; a poisoned one still holds valid entries.
+    LEDGER.lock().unwrap_or_else(|p| p.into_inner())
 }

@@ -11,6 +11,7 @@ use nix::sys::signal::Signal;
 
 use crate::support::emulator::{CURRENT, emulator};
 use crate::support::home::Home;
+use crate::support::poll::{poll, try_poll};
 use crate::support::process::{exit_within, lines, signal};
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -36,7 +37,7 @@ fn wait_for_line(stderr: &Receiver<String>, wanted: &str) -> Vec<String> {
 fn interrupt(mut child: Child, stderr: &Receiver<String>) -> (Option<i32>, Vec<String>) {
     signal(child.id(), Signal::SIGINT);
     let status = exit_within(&mut child, LIMIT).expect("postern exits after Ctrl-C");
-    (status.code(), stderr.try_iter().collect())
+    (status.code(), stderr.iter().collect())
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -98,5 +99,40 @@ async fn ctrl_c_while_a_shells_start_session_call_runs_ends_the_session_it_start
     );
     assert_eq!(emulator.open_sessions().1, 1, "StartSession was answered");
     assert_eq!(emulator.open_sessions().0, 0, "{rest:?}");
+    emulator.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_ctrl_c_leaves_without_waiting_and_says_what_may_stay_open() {
+    // StartSession takes 20 s: the first Ctrl-C's clean-up would wait for its answer.
+    let emulator = emulator(|config| config.api_latency = Some(Duration::from_secs(20))).await;
+    let home = Home::new(None);
+    let region = emulator.region().to_owned();
+    let mut child = home
+        .against(&emulator, &["-v", "shell", CURRENT, "--region", &region])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn postern shell");
+    let stderr = lines(child.stderr.take().expect("piped stderr"));
+    wait_for_line(&stderr, "StartSession");
+    signal(child.id(), Signal::SIGINT);
+    wait_for_line(&stderr, "stopped while the session started");
+    // The clean-up waits for the unanswered call; another Ctrl-C ends the wait (sent until
+    // postern exits: one that lands before the clean-up listens is not the subject).
+    let status = poll(LIMIT, || {
+        signal(child.id(), Signal::SIGINT);
+        try_poll(Duration::from_millis(200), || {
+            child.try_wait().expect("child status")
+        })
+    });
+    let rest: Vec<String> = stderr.iter().collect();
+    assert_eq!(status.code(), Some(130), "{rest:?}");
+    assert!(
+        rest.iter()
+            .any(|l| l.contains("left without ending the sessions being started or ended")),
+        "{rest:?}"
+    );
     emulator.shutdown().await.unwrap();
 }

@@ -127,9 +127,9 @@ fn stdin_status_and_stderr_together() {
 fn closed_stdout_exits_quietly() {
     let emu = EmulatorProcess::start(&[]);
     let mut cmd = emu.command(&["exec", &emu.instance, "--", "yes"]);
-    cmd.stdout(std::process::Stdio::piped());
-    cmd.stdin(std::process::Stdio::null());
-    cmd.stderr(std::process::Stdio::piped());
+    cmd.stdout(Stdio::piped());
+    cmd.stdin(Stdio::null());
+    cmd.stderr(Stdio::piped());
     let mut child = cmd.spawn().unwrap();
     let mut stdout = child.stdout.take().unwrap();
     let mut buf = [0u8; 4096];

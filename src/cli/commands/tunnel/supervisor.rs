@@ -8,7 +8,7 @@
 //! Then it keeps the tunnels' state files current (every second, atomically, 0600), keeps a
 //! session open per forward (restarted with backoff when one ends for good), marks a tunnel
 //! that can never work as failed (its listeners closed, its record kept with the reason), and
-//! stops on SIGTERM/SIGINT/SIGHUP (every tunnel) or SIGUSR1 (the tunnels with a stop request),
+//! stops on SIGTERM/SIGINT/SIGHUP/SIGQUIT (every tunnel) or SIGUSR1 (the tunnels with a stop request),
 //! ending each session (TerminateSession) and removing the tunnel's state.
 
 use std::collections::HashSet;
@@ -36,6 +36,7 @@ use crate::cli::errors::{FORWARD_PORT_WORDS, forward_failure};
 use crate::cli::resolve::resolve_forward;
 use crate::forward::{Forwarder, Notice, Traffic};
 use crate::report::{ErrorKind, ExpectedError, exit_codes};
+use crate::term::Signals;
 use crate::transport::{Notifier, Reconnection};
 use crate::tunnel::{Hold, ListenerRecord, Registry, TunnelRecord, TunnelState};
 
@@ -58,7 +59,7 @@ pub(crate) async fn supervise(log: Option<PathBuf>) -> anyhow::Result<ExitCode> 
     let registry = registry()?;
     // From here on SIGTERM (what `up` sends when it gives up), SIGINT and SIGHUP end every
     // session already started rather than the process alone.
-    let mut stop = StopSignals::install()?;
+    let mut stop = Signals::install(true).context("could not install the signal handlers")?;
     let siblings: Vec<String> = launch.tunnels.iter().map(|t| t.name.clone()).collect();
     let mut holds = Vec::new();
     for tunnel in &launch.tunnels {
@@ -125,32 +126,6 @@ fn announce(running: &mut [Running], registry: &Registry) -> anyhow::Result<()> 
 /// Stops `running`, all at once (each session ended, each state file removed).
 async fn stop_all(running: Vec<Running>, registry: &Registry) {
     futures_util::future::join_all(running.into_iter().map(|tunnel| tunnel.stop(registry))).await;
-}
-
-/// The signals that stop the supervisor, listened to from its start.
-struct StopSignals {
-    terminate: tokio::signal::unix::Signal,
-    interrupt: tokio::signal::unix::Signal,
-    hangup: tokio::signal::unix::Signal,
-}
-
-impl StopSignals {
-    fn install() -> anyhow::Result<Self> {
-        Ok(Self {
-            terminate: signal(SignalKind::terminate())?,
-            interrupt: signal(SignalKind::interrupt())?,
-            hangup: signal(SignalKind::hangup())?,
-        })
-    }
-
-    /// The next stopping signal's number. Cancel-safe.
-    async fn ending(&mut self) -> i32 {
-        tokio::select! {
-            _ = self.terminate.recv() => libc::SIGTERM,
-            _ = self.interrupt.recv() => libc::SIGINT,
-            _ = self.hangup.recv() => libc::SIGHUP,
-        }
-    }
 }
 
 /// A tunnel being served.
@@ -284,7 +259,7 @@ async fn start(
 async fn serve(
     mut running: Vec<Running>,
     registry: &Registry,
-    stop: &mut StopSignals,
+    stop: &mut Signals,
 ) -> anyhow::Result<()> {
     let mut stop_some = signal(SignalKind::user_defined1())?;
     let mut tick = tokio::time::interval(REFRESH_EVERY);

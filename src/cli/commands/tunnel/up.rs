@@ -345,11 +345,6 @@ async fn stop(child: &mut tokio::process::Child) {
     let _ = tokio::time::timeout(EXIT_LIMIT, child.wait()).await;
 }
 
-/// How long a supervisor told to stop may take: its tunnels end together (each within 15 s:
-/// drain, TerminateSession flag, TerminateSession), then unanswered StartSession calls (3 s)
-/// and what they started (3 s).
-const STOP_LIMIT: Duration = Duration::from_secs(25);
-
 fn print_ready(records: &[TunnelRecord], json: bool) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
     for record in records {
@@ -390,3 +385,7 @@ fn millis(d: Duration) -> u64 {
 
 /// How long a failed or killed supervisor may take to exit.
 const EXIT_LIMIT: Duration = Duration::from_secs(10);
+/// How long a supervisor told to stop may take: its tunnels end together (each within 15 s:
+/// drain, TerminateSession flag, TerminateSession), then unanswered StartSession calls (3 s)
+/// and what they started (3 s).
+const STOP_LIMIT: Duration = Duration::from_secs(25);
