@@ -135,7 +135,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 /// [`ledger::end_unfinished`](crate::transport::ledger::end_unfinished), bounded by the user:
 /// another Ctrl-C (or SIGTERM, SIGHUP) leaves at once, naming what may stay open.
-async fn end_unfinished() -> usize {
+pub(crate) async fn end_unfinished() -> usize {
     use crate::transport::ledger;
     if !ledger::has_unfinished() {
         return 0;

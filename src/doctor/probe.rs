@@ -541,7 +541,12 @@ pub async fn session_permission(ssm: &SsmClient, target: &str, document: Option<
         }
     };
     let session_id = started.session_id.clone();
-    match tokio::time::timeout(CALL_LIMIT, ssm.terminate_session(&session_id)).await {
+    let terminated = tokio::time::timeout(CALL_LIMIT, ssm.terminate_session(&session_id)).await;
+    if matches!(terminated, Ok(Ok(()))) {
+        // Ended: nothing for the exit sweep (a failed call leaves it there, to try again).
+        crate::transport::ledger::ended(&session_id);
+    }
+    match terminated {
         Ok(Ok(())) => Check::pass(
             "session permission",
             format!(

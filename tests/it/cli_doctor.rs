@@ -45,6 +45,12 @@ fn a_healthy_target_passes() {
     let out = run(emu.command(&["doctor", ONLINE]), LIMIT);
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    // The probe's session was ended by the probe: nothing for the exit's clean-up.
+    assert!(
+        !text(&out.stderr).contains("left open"),
+        "{}",
+        text(&out.stderr)
+    );
     for name in [
         "configuration",
         "network settings",

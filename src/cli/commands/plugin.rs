@@ -115,7 +115,13 @@ pub fn run_plugin(args: &[String]) -> anyhow::Result<ExitCode> {
                 .enable_all()
                 .build()
                 .context("could not start the async runtime")?;
-            let result = runtime.block_on(start_session(*start, raw));
+            let result = runtime.block_on(async {
+                let result = start_session(*start, raw).await;
+                // A session abandoned half-way (Ctrl-C during the handshake) is ended before
+                // the runtime goes.
+                crate::cli::run::end_unfinished().await;
+                result
+            });
             runtime.shutdown_timeout(Duration::from_secs(1));
             result
         }
