@@ -203,8 +203,8 @@ fn exit_code_stderr_and_channel_closed_reach_the_client() {
     assert_eq!(evs.last(), Some(&Event::Closed(CloseReason::ChannelClosed)));
 }
 
-#[test]
-fn client_retransmits_head_once_per_rto_and_gives_up() {
+/// A ready client at `t0` that has queued `abc` for an agent that never acks.
+fn client_sending_abc() -> (Instant, Session) {
     let t0 = Instant::now();
     let mut client = Session::new(SessionConfig::client("1.2.707.0", 9, EPOCH), t0);
     let mut agent = ScriptedPeer::new(Role::Agent, 1);
@@ -213,6 +213,12 @@ fn client_retransmits_head_once_per_rto_and_gives_up() {
         .expect("out");
     let _ = transmits(&mut client, t0);
     client.send_output(t0, b"abc");
+    (t0, client)
+}
+
+#[test]
+fn client_retransmits_head_once_per_rto_and_gives_up() {
+    let (t0, mut client) = client_sending_abc();
     assert_eq!(transmits(&mut client, t0).len(), 1);
     // Before the RTO nothing is resent; at the RTO exactly one copy goes out.
     assert!(transmits(&mut client, t0 + Duration::from_millis(150)).is_empty());
@@ -235,14 +241,7 @@ fn client_retransmits_head_once_per_rto_and_gives_up() {
 
 #[test]
 fn no_give_up_while_the_driver_has_stopped_receiving() {
-    let t0 = Instant::now();
-    let mut client = Session::new(SessionConfig::client("1.2.707.0", 9, EPOCH), t0);
-    let mut agent = ScriptedPeer::new(Role::Agent, 1);
-    client
-        .handle_message(t0, &agent.stream(PayloadType::Output, b"$"))
-        .expect("out");
-    let _ = transmits(&mut client, t0);
-    client.send_output(t0, b"abc");
+    let (t0, mut client) = client_sending_abc();
     let _ = transmits(&mut client, t0);
     // The driver stops receiving (its local side is behind): the agent's acks go unread, so
     // their absence says nothing.

@@ -8,6 +8,7 @@ use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
+use postern_emulator::EmulatorHandle;
 
 use crate::support::emulator::{CURRENT, emulator};
 use crate::support::home::Home;
@@ -31,6 +32,22 @@ fn wait_for_line(stderr: &Receiver<String>, wanted: &str) -> Vec<String> {
             return seen;
         }
     }
+}
+
+/// `postern -v shell` on the emulator's current instance, its stderr read line by line; the
+/// home lives as long as the process needs it.
+fn spawn_shell(emulator: &EmulatorHandle) -> (Child, Receiver<String>, Home) {
+    let home = Home::new(None);
+    let region = emulator.region().to_owned();
+    let mut child = home
+        .against(emulator, &["-v", "shell", CURRENT, "--region", &region])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn postern shell");
+    let stderr = lines(child.stderr.take().expect("piped stderr"));
+    (child, stderr, home)
 }
 
 /// Interrupts `child` and returns its exit code and the rest of its stderr.
@@ -78,16 +95,7 @@ async fn ctrl_c_while_a_shells_start_session_call_runs_ends_the_session_it_start
     // Every API call takes 1 s: Ctrl-C lands while StartSession is unanswered, and the answer
     // and the TerminateSession after it fit in postern's 3 s bounds.
     let emulator = emulator(|config| config.api_latency = Some(Duration::from_secs(1))).await;
-    let home = Home::new(None);
-    let region = emulator.region().to_owned();
-    let mut child = home
-        .against(&emulator, &["-v", "shell", CURRENT, "--region", &region])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn postern shell");
-    let stderr = lines(child.stderr.take().expect("piped stderr"));
+    let (child, stderr, _home) = spawn_shell(&emulator);
     let seen = wait_for_line(&stderr, "StartSession");
     assert_eq!(emulator.open_sessions().0, 0, "not answered yet: {seen:?}");
     let (code, rest) = interrupt(child, &stderr);
@@ -106,16 +114,7 @@ async fn ctrl_c_while_a_shells_start_session_call_runs_ends_the_session_it_start
 async fn a_second_ctrl_c_leaves_without_waiting_and_says_what_may_stay_open() {
     // StartSession takes 20 s: the first Ctrl-C's clean-up would wait for its answer.
     let emulator = emulator(|config| config.api_latency = Some(Duration::from_secs(20))).await;
-    let home = Home::new(None);
-    let region = emulator.region().to_owned();
-    let mut child = home
-        .against(&emulator, &["-v", "shell", CURRENT, "--region", &region])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn postern shell");
-    let stderr = lines(child.stderr.take().expect("piped stderr"));
+    let (mut child, stderr, _home) = spawn_shell(&emulator);
     wait_for_line(&stderr, "StartSession");
     signal(child.id(), Signal::SIGINT);
     wait_for_line(&stderr, "stopped while the session started");
