@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # postern against AWS's session-manager-plugin, in one run on this machine (issue 22):
 # throughput each way, CPU per 100 MB and peak RSS (agent pacing on and off), time to a ready
-# forward, 8-connection scaling, keystroke echo and an interactive shell's RSS, against
+# forward, 8-connection scaling, keystroke echo and an interactive shell's RSS, copying a file
+# each way (postern cp against scp through the plugin, to a local sshd), against
 # `postern emulator` on loopback. Prints a table with postern / plugin ratios.
 #
 # Usage: bench/compare.sh [--quick] [--write] [--only GROUPS] [--baseline POSTERN]
-#                         [--keystrokes N] [--paced-mb N] [--rounds N]
+#                         [--keystrokes N] [--paced-mb N] [--cp-mb N] [--rounds N]
 #   --write         docs/benchmarks.md from this run
-#   --only          comma-separated: unpaced, paced, ready, scaling, echo (default: all)
+#   --only          comma-separated: unpaced, paced, ready, scaling, echo, cp (default: all)
 #   --baseline      another postern binary as a column of its own (before/after a change)
 #   --keystrokes    keystrokes for the echo figures (default 500; 100 with --quick)
 #   --paced-mb      MB per paced transfer (default 4; 1 with --quick)
+#   --cp-mb         MB of the file copied each way (default 16; 2 with --quick)
 #   --rounds        transfers each way per client, clients taking turns, median (default 3;
 #                   1 with --quick)
 # The official plugin: $SESSION_MANAGER_PLUGIN, else `session-manager-plugin` on PATH (when it
@@ -42,7 +44,7 @@ while (($#)); do
     case "$1" in
         --quick) args+=(--quick) ;;
         --write) args+=(--write docs/benchmarks.md) ;;
-        --only | --baseline | --keystrokes | --paced-mb | --rounds)
+        --only | --baseline | --keystrokes | --paced-mb | --cp-mb | --rounds)
             if (($# < 2)); then
                 echo "bench/compare.sh: $1 needs a value" >&2; exit 2
             fi

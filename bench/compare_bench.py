@@ -7,14 +7,15 @@ runs natively (`postern forward`, `postern shell`) and, as the drop-in, under th
 command (`postern plugin`, the link `postern install-plugin` makes). Each figure is measured on
 the client process only (the plugin, not the AWS CLI above it): throughput each way, CPU seconds
 per 100 MB, peak RSS, time to a ready forward, keystroke echo and the CPU each keystroke
-costs, 8-connection scaling, and `postern cp` when the build has it. Prints a table of figures and ratios; `--write FILE` also
-writes it as Markdown. A column whose client is missing is skipped with a note.
+costs, 8-connection scaling, and copying a file each way (`postern cp` against scp through the
+plugin). Prints a table of figures and ratios; `--write FILE` also writes it as Markdown. A column whose client is missing is skipped with a note.
 
 Loopback only, port 0 or a port just taken from the kernel, every wait bounded, every child
 stopped by its pid on the way out. Python 3 standard library only.
 """
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -30,12 +31,13 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import forward_bench as fb  # noqa: E402  (source/sink servers, download, upload, parallel)
+import local_sshd  # noqa: E402  (an sshd for the plugin's scp)
 import shell_pty  # noqa: E402  (PTY sessions, keystroke echo)
 
 MB = 1_000_000
 # What --only can pick: forwards without and with the agent's pacing, time to a ready forward,
-# 8 parallel downloads, keystroke echo with the shell's RSS.
-GROUPS = ("unpaced", "paced", "ready", "scaling", "echo")
+# 8 parallel downloads, keystroke echo with the shell's RSS, copying a file each way.
+GROUPS = ("unpaced", "paced", "ready", "scaling", "echo", "cp")
 LIMIT = 120.0
 KEYS = ("AKIDCOMPARE", "compare-bench-secret")
 
@@ -452,6 +454,92 @@ def shell_figures(clients, emu, keystrokes, table):
     table.add(f"interactive shell: {CLIENT_PROCESSES}", "MiB", together, "lower")
 
 
+def cp_figures(clients, emu, size, table, notes):
+    """Copying one file of `size` random bytes each way, SHA-256 checked, as each client's
+    users do it: postern with `postern cp` after `postern setup` (its Postern-Command document,
+    the default --sessions); the plugin and postern's drop-in with scp, `aws ssm start-session
+    --document-name AWS-StartSSHSession` as its ProxyCommand, to an sshd on loopback (the
+    emulator's instance forwards the session to it: one paced port session). Skips the scp
+    columns with a note when OpenSSH is not installed."""
+    scp_clients = [c for c in clients if c.via_cli]
+    if scp_clients and not local_sshd.available():
+        notes.append("copy a file: the scp columns are skipped ("
+                     + ", ".join(local_sshd.TOOLS) + " needed)")
+        print("note:", notes[-1])
+        scp_clients = []
+    rates = {"download": {}, "upload": {}}
+    with tempfile.TemporaryDirectory(prefix="postern-compare-cp-") as tmp:
+        src = os.path.join(tmp, "source.bin")
+        with open(src, "wb") as f:
+            left = size
+            while left:
+                f.write(os.urandom(min(left, MB)))
+                left -= min(left, MB)
+        want = sha256(src)
+        for client in clients:
+            if client.via_cli:
+                continue
+            run_postern(client, emu, ["setup"])
+            for way in ("download", "upload"):
+                dst = os.path.join(tmp, f"{client.name}-{way}.bin")
+                ends = ([f"{emu.instance}:{src}", dst] if way == "download"
+                        else [src, f"{emu.instance}:{dst}"])
+                secs = run_postern(client, emu, ["cp"] + ends)
+                rates[way][client.name] = size / secs / MB
+                check_copy(client, way, dst, want)
+        if scp_clients:
+            sshd = local_sshd.Sshd()
+            try:
+                for client in scp_clients:
+                    proxy = (f"{client.aws} ssm start-session --target %h --document-name"
+                             " AWS-StartSSHSession --parameters portNumber=%p")
+                    for way in ("download", "upload"):
+                        dst = os.path.join(tmp, f"{client.name}-{way}.bin")
+                        ends = ((f"{emu.instance}:{src}", dst) if way == "download"
+                                else (src, f"{emu.instance}:{dst}"))
+                        secs = sshd.scp(proxy, *ends, client.env(emu), CP_LIMIT)
+                        rates[way][client.name] = size / secs / MB
+                        check_copy(client, way, dst, want)
+            finally:
+                sshd.stop()
+    for way in ("download", "upload"):
+        table.add(f"copy a {size / MB:g} MB file, {way} (postern cp; others scp)", "MB/s",
+                  rates[way], "higher")
+
+
+def run_postern(client, emu, args):
+    """Runs `postern ARGS` for a native column; the seconds it took. Raises on a non-zero
+    exit (with its stderr) or after CP_LIMIT."""
+    start = time.monotonic()
+    done = subprocess.run([client.postern] + args, env=client.env(emu),
+                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, timeout=CP_LIMIT)
+    secs = time.monotonic() - start
+    if done.returncode != 0:
+        raise RuntimeError(f"{client.name}: postern {' '.join(args)} exited "
+                           f"{done.returncode}: {done.stderr.decode(errors='replace')[-500:]}")
+    return secs
+
+
+def check_copy(client, way, path, want):
+    got = sha256(path)
+    os.remove(path)
+    if got != want:
+        raise RuntimeError(f"{client.name}: the {way}ed copy's SHA-256 differs")
+
+
+def sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(MB), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# A copy (postern cp, or the plugin's scp at its ~1 MB/s) that takes longer has hung.
+CP_LIMIT = 600.0
+
+
 # Shells per client for the echo figures. The same binary measured up to 3-4% apart in two
 # shells of one run (A/A runs); pooling shells, started in alternating orders, evens out what
 # one shell's placement (its CPU, its pages, its place among the emulator's sessions) adds.
@@ -523,6 +611,8 @@ def main():
                    "3, 1 with --quick)")
     p.add_argument("--paced-mb", type=float, help="MB per paced transfer "
                    "(default 4, 1 with --quick)")
+    p.add_argument("--cp-mb", type=float, help="MB of the copied file "
+                   "(default 16, 2 with --quick)")
     a = p.parse_args()
     if not a.only <= set(GROUPS):
         p.error(f"--only: unknown group(s) {', '.join(sorted(a.only - set(GROUPS)))}; "
@@ -541,6 +631,9 @@ def main():
     if a.aws:
         clients.append(Client("postern drop-in", aws=a.aws, plugin=a.postern))
     names = [c.name for c in clients]
+    has_cp = subprocess.run([a.postern, "cp", "--help"], capture_output=True).returncode == 0
+    if "cp" in a.only and not has_cp:
+        notes.append("copy a file: not measured (this postern has no `cp` command)")
     stale = order_note(a.postern)
     if stale:
         notes.append(stale)
@@ -550,6 +643,7 @@ def main():
     size = (10 if a.quick else 100) * MB
     paced_size = int((a.paced_mb or (1 if a.quick else 4)) * MB)
     keystrokes = a.keystrokes or (100 if a.quick else 500)
+    cp_size = int((a.cp_mb or (2 if a.quick else 16)) * MB)
     rounds = a.rounds or (1 if a.quick else 3)
     if rounds < 1:
         p.error("--rounds: at least 1")
@@ -567,7 +661,7 @@ def main():
                                 rounds=rounds)
             finally:
                 emu.stop()
-        if a.only & {"paced", "ready", "scaling", "echo"}:
+        if a.only & {"paced", "ready", "scaling", "echo", "cp"}:
             evict_page_cache(binaries)
             emu = Emulator(a.postern, paced=True)
             try:
@@ -580,21 +674,20 @@ def main():
                     scaling_figures(clients, emu, source, each, table)
                 if "echo" in a.only:
                     shell_figures(clients, emu, keystrokes, table)
+                if "cp" in a.only and has_cp:
+                    cp_figures(clients, emu, cp_size, table, notes)
             finally:
                 emu.stop()
     finally:
         for c in clients:
             c.cleanup()
 
-    if subprocess.run([a.postern, "cp", "--help"], capture_output=True).returncode != 0:
-        notes.append("cp throughput: not measured (this postern has no `cp` command)")
-        print("note:", notes[-1])
-
     if a.write:
         command = "bench/compare.sh" + (" --quick" if a.quick else "")
         if a.only != set(GROUPS):
             command += " --only " + ",".join(g for g in GROUPS if g in a.only)
-        for flag, value in (("--keystrokes", a.keystrokes), ("--paced-mb", a.paced_mb)):
+        for flag, value in (("--keystrokes", a.keystrokes), ("--paced-mb", a.paced_mb),
+                            ("--cp-mb", a.cp_mb)):
             if value is not None:
                 command += f" {flag} {value}"
         text = (f"# Benchmarks: postern against AWS's session-manager-plugin\n\n"

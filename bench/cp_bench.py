@@ -1,17 +1,14 @@
 #!/usr/bin/env python3
 """Measurements for bench/cp.sh (see there). Loopback only, port 0, every wait bounded."""
-import getpass
 import hashlib
 import os
-import shlex
-import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
 import forward_bench as fb
+import local_sshd
 
 POSTERN, PROFILE = sys.argv[1], sys.argv[2]
 QUICK = "--quick" in sys.argv[3:]
@@ -48,67 +45,6 @@ def postern(emu, args):
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"postern {' '.join(args)} failed: {proc.stderr.read().decode()}")
     return elapsed, usage.ru_maxrss / 1024
-
-
-class Sshd:
-    """A throwaway sshd on a free loopback port: host and client keys generated in a private
-    temp dir, killed on stop (and by its own `timeout`)."""
-
-    TOOLS = ("/usr/sbin/sshd", "/usr/bin/ssh-keygen", "/usr/bin/scp")
-
-    def __init__(self):
-        self.dir = tempfile.mkdtemp(prefix="postern-cp-bench-sshd-")
-        os.chmod(self.dir, 0o700)
-        for key in ("host_key", "client_key"):
-            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
-                            os.path.join(self.dir, key)], check=True)
-        shutil.copy(os.path.join(self.dir, "client_key.pub"),
-                    os.path.join(self.dir, "authorized_keys"))
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        config = os.path.join(self.dir, "sshd_config")
-        with open(config, "w") as f:
-            f.write(f"ListenAddress 127.0.0.1:{self.port}\nHostKey {self.dir}/host_key\n"
-                    f"AuthorizedKeysFile {self.dir}/authorized_keys\nPidFile {self.dir}/pid\n"
-                    "StrictModes no\nUsePAM no\nPasswordAuthentication no\n"
-                    "KbdInteractiveAuthentication no\nPubkeyAuthentication yes\n"
-                    f"AllowUsers {getpass.getuser()}\nSubsystem sftp internal-sftp\n"
-                    "LogLevel ERROR\n")
-        os.makedirs("/run/sshd", exist_ok=True)
-        self.proc = subprocess.Popen(["timeout", "1800", "/usr/sbin/sshd", "-D", "-e", "-f", config],
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError("sshd did not listen")
-                time.sleep(0.05)
-
-    def scp(self, emu, source, dest):
-        """scp source dest through `postern ssh-proxy`; seconds."""
-        proxy = f"env AWS_ENDPOINT_URL={emu.endpoint} {POSTERN} ssh-proxy %h %p"
-        args = ["scp", "-q", "-F", "/dev/null", "-i", os.path.join(self.dir, "client_key"),
-                "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
-                "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-                "-o", "LogLevel=ERROR", "-o", f"ProxyCommand={proxy}", "-P", str(self.port),
-                source, dest]
-        start = time.monotonic()
-        done = subprocess.run(args, env=fb.ENV, stdin=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, timeout=LIMIT)
-        if done.returncode != 0:
-            raise RuntimeError(f"{shlex.join(args)} failed: {done.stderr.decode()}")
-        return time.monotonic() - start
-
-    def stop(self):
-        self.proc.terminate()
-        self.proc.wait(10)
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def row(name, secs, rss, port_rate, extra=""):
@@ -165,15 +101,17 @@ def main():
                     secs, rss = cp(emu, direction, sessions, src, tmp, want)
                     row(f"cp {direction} --sessions {sessions} (sha256 ok)", secs, rss, port_rate)
             # scp through `postern ssh-proxy` (one SSH port session, paced) to a local sshd.
-            if all(os.path.exists(tool) for tool in Sshd.TOOLS):
-                sshd = Sshd()
+            if local_sshd.available():
+                sshd = local_sshd.Sshd()
+                proxy = f"env AWS_ENDPOINT_URL={emu.endpoint} {POSTERN} ssh-proxy %h %p"
                 try:
                     for direction in ("download", "upload"):
                         dst = os.path.join(tmp, f"scp-{direction}.bin")
                         if direction == "download":
-                            secs = sshd.scp(emu, f"{emu.instance}:{src}", dst)
+                            source, dest = f"{emu.instance}:{src}", dst
                         else:
-                            secs = sshd.scp(emu, src, f"{emu.instance}:{dst}")
+                            source, dest = src, f"{emu.instance}:{dst}"
+                        secs = sshd.scp(proxy, source, dest, fb.ENV, LIMIT)
                         if sha256(dst) != want:
                             raise RuntimeError(f"scp {direction}: SHA-256 differs")
                         os.remove(dst)
@@ -184,7 +122,8 @@ def main():
                 finally:
                     sshd.stop()
             else:
-                print(f"scp through postern ssh-proxy: skipped ({', '.join(Sshd.TOOLS)} needed)")
+                print("scp through postern ssh-proxy: skipped "
+                      f"({', '.join(local_sshd.TOOLS)} needed)")
     finally:
         emu.stop()
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
