@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use crate::report::{ErrorKind, ExpectedError};
+use crate::term::colour_on;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::filter::{LevelFilter, filter_fn};
 use tracing_subscriber::layer::SubscriberExt as _;
@@ -68,7 +69,10 @@ pub(crate) fn init(verbose: u8, log_file: Option<PathBuf>, raw: bool) -> anyhow:
             registry.with(layer).try_init().ok();
         }
         None => {
-            let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+            // Colour only on a terminal: a log piped to a file or a CI job stays plain text.
+            let layer = tracing_subscriber::fmt::layer()
+                .with_ansi(colour_on(&std::io::stderr()))
+                .with_writer(std::io::stderr);
             registry.with(layer).try_init().ok();
         }
     }

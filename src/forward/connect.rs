@@ -155,6 +155,11 @@ impl Connector {
     pub async fn terminate(&self, session_id: &str) {
         lifecycle::terminate(&self.ssm, session_id).await;
     }
+
+    /// [`lifecycle::terminate_closed`]: TerminateSession for a session the service closed.
+    pub async fn terminate_closed(&self, session_id: &str) {
+        lifecycle::terminate_closed(&self.ssm, session_id).await;
+    }
 }
 
 /// Ends `connected`'s session politely: waits up to `drain` for outstanding data to be

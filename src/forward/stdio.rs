@@ -209,7 +209,8 @@ async fn pump(
         }
     };
     match &end {
-        Ok(ProxyEnd::ChannelClosed) | Err(_) => connector.terminate(&session_id).await,
+        Ok(ProxyEnd::ChannelClosed) => connector.terminate_closed(&session_id).await,
+        Err(_) => connector.terminate(&session_id).await,
         Ok(_) => {
             finish(
                 connector,

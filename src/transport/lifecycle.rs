@@ -145,14 +145,40 @@ pub fn client_core(now: Instant, kms: Option<KmsContext>) -> Session {
     Session::new(config, now)
 }
 
-/// Calls TerminateSession, bounded by [`TERMINATE_TIMEOUT`]; failures are logged only (the
-/// session may already be gone).
+/// Calls TerminateSession, bounded by [`TERMINATE_TIMEOUT`]; a failure is a warning (the
+/// session may stay open at the service until its idle timeout), never an error.
 pub async fn terminate(ssm: &SsmClient, session_id: &str) {
-    match tokio::time::timeout(TERMINATE_TIMEOUT, ssm.terminate_session(session_id)).await {
-        Ok(Ok(())) => tracing::debug!(session_id, "session terminated"),
-        Ok(Err(e)) => tracing::warn!(session_id, error = %e, "TerminateSession failed"),
-        Err(_) => tracing::warn!(session_id, "TerminateSession timed out"),
+    end_at_service(ssm, session_id, false).await;
+}
+
+/// [`terminate`] for a session the service closed itself (channel_closed): the call only
+/// makes sure, so its failure (the service unreachable by now, say) is logged at debug.
+pub async fn terminate_closed(ssm: &SsmClient, session_id: &str) {
+    end_at_service(ssm, session_id, true).await;
+}
+
+async fn end_at_service(ssm: &SsmClient, session_id: &str, closed_by_service: bool) {
+    let failure =
+        match tokio::time::timeout(TERMINATE_TIMEOUT, ssm.terminate_session(session_id)).await {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(crate::forward::error_chain(&e)),
+            Err(_) => Some(format!(
+                "no answer within {} s",
+                TERMINATE_TIMEOUT.as_secs()
+            )),
+        };
+    match failure {
+        None => tracing::debug!(session_id, "session terminated"),
+        Some(reason) if closed_by_service => tracing::debug!(
+            session_id,
+            %reason,
+            "TerminateSession after the service closed the session failed"
+        ),
+        Some(reason) => tracing::warn!(
+            session_id,
+            %reason,
+            "could not end the session at the service; it may stay open until its idle timeout"
+        ),
     }
-    // Only now: a call cancelled half-way leaves the session to the ledger's sweep.
     ledger::ended(session_id);
 }

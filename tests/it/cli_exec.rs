@@ -5,6 +5,8 @@ use std::io::Read;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use postern_protocol::session::CLIENT_REORDER_BYTES;
+
 use crate::support::emulator::EmulatorProcess;
 use crate::support::process::{exit_within, lines, run, run_with_input, text};
 
@@ -196,10 +198,28 @@ fn trace_logging_shows_no_secret() {
 }
 
 #[test]
+fn a_log_written_to_a_pipe_has_no_colour_codes() {
+    let emu = EmulatorProcess::start(&[]);
+    let out = run(
+        emu.command(&["-vv", "exec", &emu.instance, "--", "true"]),
+        LIMIT,
+    );
+    assert_eq!(out.status.code(), Some(0), "stderr {}", text(&out.stderr));
+    let log = text(&out.stderr);
+    assert!(log.contains("DEBUG"), "debug logging is on: {log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "an escape sequence in the log: {log:?}"
+    );
+}
+
+#[test]
 fn output_read_late_arrives_whole_with_nothing_dropped_or_resent() {
     // No agent pacing: the agent would send its whole 100,000-message window at once.
     let emu = EmulatorProcess::start(&["--no-pacing"]);
-    let total: usize = 24 * 1024 * 1024;
+    // Half as much again as the client keeps of data it cannot deliver yet: a postern that
+    // kept taking data in while behind would have to drop some of it.
+    let total: usize = CLIENT_REORDER_BYTES * 3 / 2;
     let command = format!("head -c {total} /dev/zero | tr '\\0' 'x'");
     let mut child = emu
         .command(&["-vv", "exec", &emu.instance, "--", &command])

@@ -40,6 +40,7 @@ mod emulator_demo;
 mod emulator_documents;
 mod emulator_faults;
 mod emulator_kms;
+mod emulator_lifetime;
 mod emulator_port;
 mod emulator_throughput;
 mod guardrails;

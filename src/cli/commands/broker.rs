@@ -2,7 +2,7 @@
 //! line. Arguments, plan and run live together here; output goes to stdout, errors to
 //! `report`.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -14,6 +14,7 @@ use crate::cli::common::CommonArgs;
 use crate::cli::errors::broker_failure;
 use crate::cli::reach::{broker_options, load_config};
 use crate::config;
+use crate::term::colour_on;
 
 /// `postern creds`.
 #[derive(clap::Args, Debug, Clone)]
@@ -172,7 +173,7 @@ async fn whoami(broker: &Broker) -> anyhow::Result<ExitCode> {
     let identity = broker.identity(None).await.map_err(|e| {
         broker_failure(e, "could not resolve the source identity", "source default")
     })?;
-    let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let colour = colour_on(&std::io::stdout());
     let mut out = format!(
         "source identity: {} (account {}, source {})\n",
         identity.arn, identity.account, identity.source
@@ -201,7 +202,7 @@ async fn whoami(broker: &Broker) -> anyhow::Result<ExitCode> {
 }
 
 fn accounts(broker: &Broker) -> anyhow::Result<ExitCode> {
-    let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let colour = colour_on(&std::io::stdout());
     let last = broker.cache().map(|c| c.last_success()).unwrap_or_default();
     let mut out = format!(
         "{:<24} {:<12} {:<6} {:<28} LAST SUCCESS\n",

@@ -4,7 +4,7 @@
 //! are left to it; the accounts file is rewritten whole, atomically, on every sync.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{IsTerminal, Write as _};
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::SystemTime;
@@ -16,6 +16,7 @@ use crate::broker::guardrails;
 use crate::broker::{Broker, BrokerError};
 use crate::config::{self, Config, EnvClass, UNKNOWN_ENV};
 use crate::report::{ErrorKind, ExpectedError};
+use crate::term::colour_on;
 
 /// `postern accounts sync`.
 #[derive(clap::Args, Debug, Clone)]
@@ -172,7 +173,7 @@ pub(crate) async fn run(broker: &Broker, args: &SyncArgs) -> anyhow::Result<Exit
     // Checked before writing: what we write must load.
     config::parse_accounts(&path, &text).context("the accounts file postern wrote is invalid")?;
 
-    let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let colour = colour_on(&std::io::stdout());
     let mut out = format!(
         "{:<24} {:<12} {:<10} {:<16} STATUS\n",
         "ALIAS", "ACCOUNT", "ENV", "ENV FROM"

@@ -3,13 +3,13 @@
 
 use std::io::Read;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
 use aws_credential_types::Credentials;
 
 use crate::support::aws::{credentials_env, sdk_config, static_credentials, sts_credentials};
-use crate::support::process::{base_command, lines, postern, terminate};
+use crate::support::process::{base_command, exit_within, lines, postern, terminate};
 
 /// A `postern emulator` process, stopped (SIGTERM) on drop.
 pub(crate) struct EmulatorProcess {
@@ -39,12 +39,18 @@ impl EmulatorProcess {
     /// Starts it as [`EmulatorProcess::start`] does with `env` set for it, and so for the
     /// commands its sessions run on the "instance".
     pub(crate) fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::start_for(LIFETIME, extra, env)
+    }
+
+    /// Starts it as [`EmulatorProcess::start_with_env`] does, to stop by itself after
+    /// `lifetime` (its `--exit-after`, for example `3s`).
+    pub(crate) fn start_for(lifetime: &str, extra: &[&str], env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let violations_log = dir.path().join("violations.jsonl");
         let mut child = Command::new(postern())
             .envs(env.iter().copied())
             .arg("emulator")
-            .args(["--exit-after", "120s", "--violations-log"])
+            .args(["--exit-after", lifetime, "--violations-log"])
             .arg(&violations_log)
             .args(extra)
             .stdin(Stdio::null())
@@ -150,6 +156,18 @@ impl EmulatorProcess {
         read_violations(&self.violations_log)
     }
 
+    /// Waits (bounded by `limit`) for the emulator to end by itself; its exit status and
+    /// stderr, or None (the emulator then killed) when it did not end in time.
+    pub(crate) fn wait_for_exit(mut self, limit: Duration) -> Option<(ExitStatus, String)> {
+        let status = exit_within(&mut self.child, limit)?;
+        let mut stderr = String::new();
+        if let Some(mut pipe) = self.child.stderr.take() {
+            pipe.read_to_string(&mut stderr)
+                .expect("the emulator's stderr");
+        }
+        Some((status, stderr))
+    }
+
     /// Kills the emulator with SIGKILL: the service vanishes without closing anything, as a
     /// network outage looks from the client.
     pub(crate) fn kill(mut self) {
@@ -163,6 +181,9 @@ impl Drop for EmulatorProcess {
         terminate(&mut self.child);
     }
 }
+
+/// How long a test's emulator lives at most (its `--exit-after`).
+const LIFETIME: &str = "120s";
 
 /// How long the emulator may take to print its ready line.
 const READY_LIMIT: Duration = Duration::from_secs(30);
