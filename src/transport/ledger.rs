@@ -114,6 +114,11 @@ pub async fn end_abandoned(ssm: &SsmClient, session_id: &str) {
     super::lifecycle::terminate(ssm, session_id).await;
 }
 
+/// The sessions [`end_unfinished`] would end now: started, neither ended nor being ended.
+pub fn listed() -> Vec<String> {
+    ledger().open.keys().cloned().collect()
+}
+
 /// Whether [`end_unfinished`] has anything to wait for or end.
 pub fn has_unfinished() -> bool {
     let ledger = ledger();

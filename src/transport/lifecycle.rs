@@ -19,8 +19,9 @@ pub const TERMINATE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Calls StartSession for `request` and notes the session in the audit trail. The call runs
 /// in a task of its own and lands in the process's [`ledger`]: when the caller has given up by
-/// the time the answer comes (Ctrl-C while sessions start, a pool shut down), that task ends
-/// the session at once, and [`ledger::end_unfinished`] covers a process that exits first.
+/// the time the answer comes (Ctrl-C while sessions start, a pool shut down), or before it
+/// reads the answer, the session is ended at once, and [`ledger::end_unfinished`] covers a
+/// process that exits first.
 pub async fn start(
     ssm: &SsmClient,
     request: &StartSessionRequest,
@@ -51,13 +52,16 @@ pub async fn start(
                 return;
             }
             in_flight.answered(started.as_deref());
-            if let Err(Ok(credentials)) = answer.send(result) {
-                // The caller gave up just now.
-                ledger::end_abandoned(&ssm, &credentials.session_id).await;
-            }
+            // The session goes with a guard: an answer its caller never reads (it gave up
+            // just now, or after this send and before its next poll) ends the session when
+            // the channel drops it.
+            let _ = answer.send(result.map(|credentials| {
+                let guard = Unclaimed::new(&ssm, &credentials.session_id);
+                (credentials, guard)
+            }));
         });
     }
-    answered.await.unwrap_or_else(|_| {
+    let answer = answered.await.unwrap_or_else(|_| {
         // The task panicked (reported by the panic hook) or the runtime is shutting down.
         Err(AwsError::local(
             AwsErrorKind::Service,
@@ -66,6 +70,10 @@ pub async fn start(
             ssm.profile().map(str::to_owned),
             "the call ended without an answer",
         ))
+    });
+    answer.map(|(credentials, guard)| {
+        guard.claim();
+        credentials
     })
 }
 

@@ -1,16 +1,20 @@
 //! A command stopped while its sessions start leaves nothing open at the service: Ctrl-C during
 //! a forward's handshake and during a shell's StartSession call both end the session the
 //! service started (TerminateSession), which the emulator would otherwise keep open for its
-//! 60 s detach timeout.
+//! 60 s detach timeout. The same for a StartSession answer its caller never reads.
 
+use std::future::Future as _;
 use std::process::{Child, Stdio};
 use std::sync::mpsc::Receiver;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
+use postern::aws::{AwsContext, SsmClient, StartSessionRequest};
+use postern::transport::{ledger, lifecycle};
 use postern_emulator::EmulatorHandle;
 
-use crate::support::emulator::{CURRENT, emulator};
+use crate::support::emulator::{CURRENT, base, emulator};
 use crate::support::home::Home;
 use crate::support::poll::{poll, try_poll};
 use crate::support::process::{exit_within, lines, signal};
@@ -132,6 +136,53 @@ async fn a_second_ctrl_c_leaves_without_waiting_and_says_what_may_stay_open() {
         rest.iter()
             .any(|l| l.contains("left without ending the sessions being started or ended")),
         "{rest:?}"
+    );
+    emulator.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn an_answer_its_caller_never_reads_ends_its_session() {
+    let emulator = emulator(|_| {}).await;
+    let region = emulator.region().to_owned();
+    let ssm = SsmClient::new(&AwsContext {
+        sdk: base(&emulator, &region),
+        region,
+        profile: None,
+        ssm_endpoint: None,
+    });
+    let request = StartSessionRequest {
+        target: CURRENT.to_owned(),
+        ..StartSessionRequest::default()
+    };
+    let mut start = Box::pin(lifecycle::start(&ssm, &request));
+    // The first poll sends the call (in a task of its own); `start` is not polled again.
+    let first = std::future::poll_fn(|cx| Poll::Ready(start.as_mut().poll(cx))).await;
+    assert!(first.is_pending());
+    // Until the call's task has put the answer in the channel: the session is listed.
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    while ledger::listed().is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "no answer in time");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(emulator.open_sessions().0, 1, "the session has started");
+    // The caller gives up with the answer unread: the session is its starter's no more.
+    drop(start);
+    assert_eq!(
+        ledger::listed(),
+        Vec::<String>::new(),
+        "handed to its ending"
+    );
+    while emulator.open_sessions().0 != 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the session stays open"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        ledger::end_unfinished(LIMIT).await,
+        1,
+        "one session was ended"
     );
     emulator.shutdown().await.unwrap();
 }
