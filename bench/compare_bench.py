@@ -7,8 +7,9 @@ runs natively (`postern forward`, `postern shell`) and, as the drop-in, under th
 command (`postern plugin`, the link `postern install-plugin` makes). Each figure is measured on
 the client process only (the plugin, not the AWS CLI above it): throughput each way, CPU seconds
 per 100 MB, peak RSS, time to a ready forward, keystroke echo and the CPU each keystroke
-costs, 8-connection scaling, and copying a file each way (`postern cp` against scp through the
-plugin). Prints a table of figures and ratios; `--write FILE` also writes it as Markdown. A column whose client is missing is skipped with a note.
+costs, 8-connection scaling, and copying a file each way (`postern cp` against scp through
+the plugin). Prints a table of figures and ratios; `--write FILE` also writes it as Markdown.
+A column whose client is missing is skipped with a note.
 
 Loopback only, port 0 or a port just taken from the kernel, every wait bounded, every child
 stopped by its pid on the way out. Python 3 standard library only.
@@ -20,13 +21,13 @@ import json
 import os
 import platform
 import select
+import shlex
 import shutil
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -456,11 +457,21 @@ def shell_figures(clients, emu, keystrokes, table):
 
 def cp_figures(clients, emu, size, table, notes):
     """Copying one file of `size` random bytes each way, SHA-256 checked, as each client's
-    users do it: postern with `postern cp` after `postern setup` (its Postern-Command document,
-    the default --sessions); the plugin and postern's drop-in with scp, `aws ssm start-session
-    --document-name AWS-StartSSHSession` as its ProxyCommand, to an sshd on loopback (the
-    emulator's instance forwards the session to it: one paced port session). Skips the scp
-    columns with a note when OpenSSH is not installed."""
+    users do it, start-up included: postern with `postern cp` after `postern setup` (its
+    Postern-Command document, the default --sessions); the plugin and postern's drop-in with
+    scp, `aws ssm start-session --document-name AWS-StartSSHSession` as its ProxyCommand, to an
+    sshd on loopback (the emulator's instance forwards the session to it: one paced port
+    session). A column whose client cannot copy (no OpenSSH here, a postern build without
+    `cp`) is left empty with a note."""
+    native = []
+    for client in clients:
+        if client.via_cli:
+            continue
+        if has_cp(client.postern):
+            native.append(client)
+        else:
+            notes.append(f"copy a file: no {client.name} figures (this build has no `cp`)")
+            print("note:", notes[-1])
     scp_clients = [c for c in clients if c.via_cli]
     if scp_clients and not local_sshd.available():
         notes.append("copy a file: the scp columns are skipped ("
@@ -476,35 +487,42 @@ def cp_figures(clients, emu, size, table, notes):
                 f.write(os.urandom(min(left, MB)))
                 left -= min(left, MB)
         want = sha256(src)
-        for client in clients:
-            if client.via_cli:
-                continue
+
+        def ends(client, way):
+            """(source, destination, the local copy to check) of `client`'s copy `way`."""
+            local = os.path.join(tmp, f"{client.name.replace(' ', '-')}-{way}.bin")
+            if way == "download":
+                return f"{emu.instance}:{src}", local, local
+            return src, f"{emu.instance}:{local}", local
+
+        for client in native:
             run_postern(client, emu, ["setup"])
             for way in ("download", "upload"):
-                dst = os.path.join(tmp, f"{client.name}-{way}.bin")
-                ends = ([f"{emu.instance}:{src}", dst] if way == "download"
-                        else [src, f"{emu.instance}:{dst}"])
-                secs = run_postern(client, emu, ["cp"] + ends)
+                source, dest, local = ends(client, way)
+                secs = run_postern(client, emu, ["cp", source, dest])
                 rates[way][client.name] = size / secs / MB
-                check_copy(client, way, dst, want)
+                check_copy(client, way, local, want)
         if scp_clients:
             sshd = local_sshd.Sshd()
             try:
                 for client in scp_clients:
-                    proxy = (f"{client.aws} ssm start-session --target %h --document-name"
-                             " AWS-StartSSHSession --parameters portNumber=%p")
+                    proxy = (f"{shlex.quote(client.aws)} ssm start-session --target %h"
+                             " --document-name AWS-StartSSHSession --parameters portNumber=%p")
                     for way in ("download", "upload"):
-                        dst = os.path.join(tmp, f"{client.name}-{way}.bin")
-                        ends = ((f"{emu.instance}:{src}", dst) if way == "download"
-                                else (src, f"{emu.instance}:{dst}"))
-                        secs = sshd.scp(proxy, *ends, client.env(emu), CP_LIMIT)
+                        source, dest, local = ends(client, way)
+                        secs = sshd.scp(proxy, source, dest, client.env(emu), CP_LIMIT)
                         rates[way][client.name] = size / secs / MB
-                        check_copy(client, way, dst, want)
+                        check_copy(client, way, local, want)
             finally:
                 sshd.stop()
     for way in ("download", "upload"):
-        table.add(f"copy a {size / MB:g} MB file, {way} (postern cp; others scp)", "MB/s",
-                  rates[way], "higher")
+        table.add(f"copy a {size / MB:g} MB file, {way} (cp vs scp)",
+                  "MB/s", rates[way], "higher")
+
+
+def has_cp(postern):
+    """Whether this postern build has the `cp` command."""
+    return subprocess.run([postern, "cp", "--help"], capture_output=True).returncode == 0
 
 
 def run_postern(client, emu, args):
@@ -631,9 +649,6 @@ def main():
     if a.aws:
         clients.append(Client("postern drop-in", aws=a.aws, plugin=a.postern))
     names = [c.name for c in clients]
-    has_cp = subprocess.run([a.postern, "cp", "--help"], capture_output=True).returncode == 0
-    if "cp" in a.only and not has_cp:
-        notes.append("copy a file: not measured (this postern has no `cp` command)")
     stale = order_note(a.postern)
     if stale:
         notes.append(stale)
@@ -674,7 +689,7 @@ def main():
                     scaling_figures(clients, emu, source, each, table)
                 if "echo" in a.only:
                     shell_figures(clients, emu, keystrokes, table)
-                if "cp" in a.only and has_cp:
+                if "cp" in a.only:
                     cp_figures(clients, emu, cp_size, table, notes)
             finally:
                 emu.stop()
@@ -702,6 +717,10 @@ def main():
                 f" /proc/PID/clear_refs, the same for every client); \"all client processes\""
                 f" adds, for the plugin and the drop-in, the peak of the AWS CLI that called"
                 f" StartSession and stays resident, waiting for the plugin, the whole session."
+                f" Copying a file: `postern cp` after `postern setup` against scp with"
+                f" `aws ssm start-session --document-name AWS-StartSSHSession` as its"
+                f" ProxyCommand (the plugin, the drop-in) to an sshd on loopback; each"
+                f" copy's time includes its start-up, and every copy is SHA-256 checked."
                 f" Before each emulator starts, the binaries leave the page cache"
                 f" (posix_fadvise), so every client maps its code from the same state."
                 f" Rerun:"

@@ -5,6 +5,7 @@ import getpass
 import os
 import shlex
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -24,6 +25,14 @@ class Sshd:
 
     def __init__(self):
         self.dir = tempfile.mkdtemp(prefix="postern-bench-sshd-")
+        self.proc = None
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self):
         os.chmod(self.dir, 0o700)
         for key in ("host_key", "client_key"):
             subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
@@ -41,8 +50,11 @@ class Sshd:
                     "KbdInteractiveAuthentication no\nPubkeyAuthentication yes\n"
                     f"AllowUsers {getpass.getuser()}\nSubsystem sftp internal-sftp\n"
                     "LogLevel ERROR\n")
-        os.makedirs("/run/sshd", exist_ok=True)
-        self.proc = subprocess.Popen(["timeout", "1800", "/usr/sbin/sshd", "-D", "-e", "-f", config],
+        if os.geteuid() == 0:
+            # sshd's privilege separation directory; a user's sshd runs without one.
+            os.makedirs("/run/sshd", exist_ok=True)
+        self.proc = subprocess.Popen(["timeout", "1800", "/usr/sbin/sshd", "-D", "-e", "-f",
+                                      config],
                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 20
@@ -51,8 +63,7 @@ class Sshd:
                 socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
                 break
             except OSError:
-                if time.monotonic() > deadline:
-                    self.stop()
+                if time.monotonic() > deadline or self.proc.poll() is not None:
                     raise RuntimeError("sshd did not listen")
                 time.sleep(0.05)
 
@@ -65,13 +76,29 @@ class Sshd:
                 "-o", "LogLevel=ERROR", "-o", f"ProxyCommand={proxy}", "-P", str(self.port),
                 source, dest]
         start = time.monotonic()
-        done = subprocess.run(args, env=env, stdin=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, timeout=limit)
-        if done.returncode != 0:
-            raise RuntimeError(f"{shlex.join(args)} failed: {done.stderr.decode()}")
+        # A group of its own: on a timeout ssh and its ProxyCommand (the AWS CLI and its
+        # plugin) stop with scp.
+        proc = subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                start_new_session=True)
+        try:
+            _, stderr = proc.communicate(timeout=limit)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise RuntimeError(f"{shlex.join(args)} took over {limit:.0f} s")
+        if proc.returncode != 0:
+            raise RuntimeError(f"{shlex.join(args)} failed: {stderr.decode()}")
         return time.monotonic() - start
 
     def stop(self):
-        self.proc.terminate()
-        self.proc.wait(10)
-        shutil.rmtree(self.dir, ignore_errors=True)
+        try:
+            if self.proc is not None:
+                self.proc.terminate()
+                try:
+                    self.proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait()
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)

@@ -223,6 +223,24 @@ pub fn raw_notice(message: &str) {
     let _ = stderr.flush();
 }
 
+/// An error and its causes on one line, `a: b: c`, for notices and summaries, which have no
+/// "Caused by:" block; a cause whose text the line already shows is left out.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = String::new();
+    let mut current = Some(error);
+    while let Some(e) = current {
+        let part = e.to_string();
+        if !part.is_empty() && !text.contains(&part) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&part);
+        }
+        current = e.source();
+    }
+    text
+}
+
 /// What [`notice`] prints.
 fn notice_line(message: &str) -> String {
     format!("postern: {}\n", escape_text(message))

@@ -94,7 +94,7 @@ impl SourceError {
                     meta.extra("aws_request_id").map(str::to_owned),
                 )
             }
-            other => (None, error_chain(other), None),
+            other => (None, crate::report::error_chain(other), None),
         };
         let throttled = code.as_deref().is_some_and(is_throttling_code);
         Self {
@@ -335,17 +335,6 @@ fn is_throttling_code(code: &str) -> bool {
             | "TooManyRequestsException"
             | "SlowDown"
     )
-}
-
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// DescribeInstances page size (the API allows 5 to 1000).

@@ -98,7 +98,7 @@ pub fn network_settings(var: impl Fn(&str) -> Option<String>) -> Check {
                 return Check::fail(
                     "network settings",
                     ErrorKind::AwsConfig,
-                    crate::forward::error_chain(&e),
+                    crate::report::error_chain(&e),
                     "point AWS_CA_BUNDLE at a readable PEM file of CA certificates, or unset it",
                 );
             }
@@ -224,7 +224,7 @@ pub async fn credentials(
                      --profile",
                 ),
             };
-            let detail = crate::forward::error_chain(&e);
+            let detail = crate::report::error_chain(&e);
             let mut checks = vec![Check::fail("credentials", kind, detail, hint)];
             // A service answer (even a refusal) still dates the endpoint's clock.
             if let Some(date) = capture.date() {
@@ -348,7 +348,7 @@ pub async fn instance(
                 ),
             };
             return (
-                Check::fail("instance", kind, crate::forward::error_chain(&e), hint),
+                Check::fail("instance", kind, crate::report::error_chain(&e), hint),
                 None,
             );
         }
@@ -486,7 +486,8 @@ pub async fn session_permission(ssm: &SsmClient, target: &str, document: Option<
         ..StartSessionRequest::default()
     };
     let what = document.unwrap_or("the default shell document");
-    // Through the ledger: a probe that times out still has its session ended at exit.
+    // Through the ledger: a probe that times out still has the session its call starts ended
+    // (at once when the answer comes, at exit when it comes no sooner).
     let started = match tokio::time::timeout(
         CALL_LIMIT,
         crate::transport::lifecycle::start(ssm, &request),
@@ -526,7 +527,7 @@ pub async fn session_permission(ssm: &SsmClient, target: &str, document: Option<
                 kind,
                 format!(
                     "probe StartSession on {target} ({what}) refused: {}",
-                    crate::forward::error_chain(&e)
+                    crate::report::error_chain(&e)
                 ),
                 hint,
             );
@@ -564,7 +565,7 @@ pub async fn session_permission(ssm: &SsmClient, target: &str, document: Option<
             format!(
                 "StartSession is allowed, but TerminateSession of the probe {session_id} failed: \
                  {}",
-                crate::forward::error_chain(&e)
+                crate::report::error_chain(&e)
             ),
             "grant ssm:TerminateSession on your own sessions (arn:aws:ssm:*:*:session/${aws:userid}-*); \
              the probe session times out by itself",
@@ -606,7 +607,7 @@ pub async fn kms(context: &AwsContext, sdk: &SdkConfig) -> Check {
                     "kms",
                     format!(
                         "could not read the preferences ({PREFERENCES_DOCUMENT}): {}",
-                        crate::forward::error_chain(&e)
+                        crate::report::error_chain(&e)
                     ),
                     "allow ssm:GetDocument on SSM-SessionManagerRunShell to know whether shells \
                      need KMS (postern's port forwarding and ssh work either way)",

@@ -85,7 +85,7 @@ pub(crate) async fn run(
             pending.drain(..accepted);
         }
         if let Err(e) = pump.flush(&mut session, now).await {
-            break Some(crate::forward::error_chain(&e));
+            break Some(crate::report::error_chain(&e));
         }
         let mut end = None;
         while let Some(event) = session.poll_event() {
@@ -132,7 +132,7 @@ pub(crate) async fn run(
         tokio::select! {
             received = pump.recv(&mut session) => {
                 if let Err(e) = received {
-                    break Some(crate::forward::error_chain(&e));
+                    break Some(crate::report::error_chain(&e));
                 }
             }
             input = from_conns.recv(), if may_read => {

@@ -30,18 +30,3 @@ pub use pool::{AUTO_IDLE_CLOSE, AUTO_MAX_SESSIONS, AUTO_PER_SESSION, LinkMode, S
 pub use socks::SocksAuth;
 pub use spec::{ForwardSpec, Remote, SocksSpec, SpecError};
 pub use traffic::{Rate, Traffic, TrafficSnapshot};
-
-/// An error and its causes on one line, joined with `: ` (for notices, which have no
-/// "Caused by:" block).
-pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut current = Some(error);
-    while let Some(e) = current {
-        let text = e.to_string();
-        if !text.is_empty() && parts.last() != Some(&text) {
-            parts.push(text);
-        }
-        current = e.source();
-    }
-    parts.join(": ")
-}

@@ -90,7 +90,7 @@ pub(crate) async fn run(
     let end: Option<String> = loop {
         let now = now();
         if let Err(e) = pump_out(&mut mux, &mut session, &mut pump, &mut pending, now).await {
-            break Some(crate::forward::error_chain(&e));
+            break Some(crate::report::error_chain(&e));
         }
         let mut end = None;
         while let Some(event) = session.poll_event() {
@@ -170,7 +170,7 @@ pub(crate) async fn run(
             break end;
         }
         if let Err(e) = pump_out(&mut mux, &mut session, &mut pump, &mut pending, now).await {
-            break Some(crate::forward::error_chain(&e));
+            break Some(crate::report::error_chain(&e));
         }
         if stopping {
             break None;
@@ -210,7 +210,7 @@ pub(crate) async fn run(
         tokio::select! {
             received = pump.recv(&mut session), if reading => {
                 if let Err(e) = received {
-                    break Some(crate::forward::error_chain(&e));
+                    break Some(crate::report::error_chain(&e));
                 }
             }
             input = from_conns.recv(), if may_read => {

@@ -284,7 +284,7 @@ impl Pool {
                         if !self.answered {
                             let _ = self.notices.send(Notice::SessionFailed {
                                 target: self.connector.request().target.clone(),
-                                reason: crate::forward::error_chain(&error),
+                                reason: crate::report::error_chain(&error),
                             });
                         }
                         links.retain(LinkHandle::is_alive);
@@ -438,7 +438,7 @@ impl Restart {
         self.attempts += 1;
         let hopeless = refused_for_good(error) || self.attempts >= RESTART_ATTEMPTS;
         if hopeless {
-            traffic.failed(crate::forward::error_chain(error));
+            traffic.failed(crate::report::error_chain(error));
         }
         hopeless
     }

@@ -164,7 +164,7 @@ async fn pump(
         // The service closes the websocket right after channel_closed, which the loop above
         // has seen by now if it came; otherwise the channel broke.
         if let Err(e) = flushed {
-            break Err(lost(crate::forward::error_chain(&e)));
+            break Err(lost(crate::report::error_chain(&e)));
         }
         if stdout.is_closed() {
             break Ok(ProxyEnd::OutputClosed);
@@ -191,7 +191,7 @@ async fn pump(
             // (see `mux_link`).
             received = pump.recv(&mut session), if !receive_paused || !pump.is_up() => {
                 if let Err(e) = received {
-                    break Err(lost(crate::forward::error_chain(&e)));
+                    break Err(lost(crate::report::error_chain(&e)));
                 }
             }
             read = input.recv(), if may_read => match read {

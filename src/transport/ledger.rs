@@ -100,22 +100,27 @@ impl Drop for Ending {
 }
 
 /// Takes `session_id`, which its starter abandoned, out of the sessions to sweep at once and
-/// counts it as being ended.
-pub fn abandon(session_id: &str) -> Ending {
+/// counts it as being ended; None when it is no longer listed (the exit sweep, or its own end,
+/// has it already): then it must not be ended, nor counted, a second time.
+pub fn abandon(session_id: &str) -> Option<Ending> {
     let mut ledger = ledger();
-    ledger.open.remove(session_id);
+    ledger.open.remove(session_id)?;
     ledger.ending += 1;
-    Ending(())
+    Some(Ending(()))
 }
 
-/// Ends `session_id`, which its starter abandoned, through `ssm`.
-pub async fn end_abandoned(ssm: &SsmClient, session_id: &str) {
-    let _ending = abandon(session_id);
+/// Ends `session_id`, which the sweep took from the listed sessions, through `ssm`.
+async fn end_left_open(ssm: &SsmClient, session_id: &str) {
+    let _ending = {
+        ledger().ending += 1;
+        Ending(())
+    };
     super::lifecycle::terminate(ssm, session_id).await;
 }
 
-/// The sessions [`end_unfinished`] would end now: started, neither ended nor being ended.
-pub fn listed() -> Vec<String> {
+/// The ids of the sessions [`end_unfinished`] would end now: started, neither ended nor being
+/// ended.
+pub fn open_session_ids() -> Vec<String> {
     ledger().open.keys().cloned().collect()
 }
 
@@ -143,7 +148,7 @@ pub async fn end_unfinished(grace: Duration) -> usize {
             sessions = leftovers.len(),
             "ending the sessions a stopped command left open"
         );
-        join_all(leftovers.iter().map(|(id, ssm)| end_abandoned(ssm, id))).await;
+        join_all(leftovers.iter().map(|(id, ssm)| end_left_open(ssm, id))).await;
     }
     // Ends begun elsewhere finish within their own bound.
     settled(super::lifecycle::TERMINATE_TIMEOUT, |ledger| {

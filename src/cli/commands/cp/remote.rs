@@ -266,7 +266,11 @@ impl Remote {
             signal = interrupt.fired() => Err(Interrupted(signal)),
         };
         // Leave nothing open on the service, whatever happened.
-        lifecycle::terminate(&self.ssm, &credentials.session_id).await;
+        let finished = outcome
+            .as_ref()
+            .ok()
+            .and_then(|driven| driven.as_ref().ok());
+        lifecycle::terminate_driven(&self.ssm, &credentials.session_id, finished).await;
         let finished =
             outcome?.map_err(|e| session_failure(e, &self.described, &credentials.session_id))?;
         Ok(finished.exit_status)

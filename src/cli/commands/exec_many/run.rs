@@ -30,7 +30,7 @@ use crate::cli::errors::broker_failure;
 use crate::cli::reach::Reach;
 use crate::cli::resilience::NoticeStyle;
 use crate::discovery::Instance;
-use crate::report::{self, ErrorKind, ExpectedError, exit_codes};
+use crate::report::{self, ErrorKind, ExpectedError, error_chain, exit_codes};
 use crate::term::{LocalSignal, Signals, TerminalGuard, colour_on};
 use crate::transport::{self, DriverConfig, DriverError, ExitMarker, Input, Local, Outputs};
 
@@ -242,7 +242,7 @@ async fn account_credentials(
                     format!(
                         "could not get credentials ({}): {}",
                         refused.target,
-                        chain(&refused.error)
+                        error_chain(&refused.error)
                     )
                 });
             (account, result)
@@ -332,10 +332,11 @@ async fn session(
         parameters: HashMap::from([("command".to_owned(), vec![command])]),
         reason: exec.session.reason.clone(),
     };
-    // Never cancelled half-way: a session started unseen could not be terminated.
+    // Not raced with Ctrl-C: a start cancelled half-way is ended by the ledger, but its
+    // instance would then be reported as not started rather than interrupted.
     let started = match transport::lifecycle::start(&ssm, &request).await {
         Ok(started) => started,
-        Err(e) => return not_started(chain(&e)),
+        Err(e) => return not_started(error_chain(&e)),
     };
     let session_id = started.session_id.clone();
     let (status, captured) = carry(shared, instance, (&ssm, &kms), &started, &marker, sink).await;
@@ -364,7 +365,10 @@ async fn carry(
         Ok(pump) => pump,
         Err(e) => {
             return (
-                Status::NotStarted(format!("could not open the data channel: {}", chain(&e))),
+                Status::NotStarted(format!(
+                    "could not open the data channel: {}",
+                    error_chain(&e)
+                )),
                 Captured::default(),
             );
         }
@@ -415,8 +419,8 @@ async fn carry(
                 "the session ended before the command reported its exit status".to_owned(),
             ),
         },
-        Some(Err(e @ DriverError::HandshakeTimeout(_))) => Status::NotStarted(chain(&e)),
-        Some(Err(e)) => Status::Failed(chain(&e)),
+        Some(Err(e @ DriverError::HandshakeTimeout(_))) => Status::NotStarted(error_chain(&e)),
+        Some(Err(e)) => Status::Failed(error_chain(&e)),
     };
     (status, captured)
 }
@@ -447,7 +451,7 @@ async fn clients(shared: &Shared, instance: &Instance) -> Result<(SsmClient, Kms
     cell.get_or_init(|| async move {
         let context = aws::load(&options)
             .await
-            .map_err(|e| format!("could not load the AWS configuration: {}", chain(&e)))?;
+            .map_err(|e| format!("could not load the AWS configuration: {}", error_chain(&e)))?;
         Ok((SsmClient::new(&context), KmsClient::new(&context)))
     })
     .await
@@ -493,22 +497,6 @@ fn record(shared: &Shared, outcome: &Outcome, time: SystemTime, session_id: Stri
     if let Err(error) = audit_trail::append(&path, &entry) {
         tracing::info!(%error, path = %path.display(), "could not append to the session history");
     }
-}
-
-/// An error and its causes on one line: `a: b: c` (a cause its parent already shows is
-/// skipped).
-fn chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !cause_text.is_empty() && !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 /// Bytes an instance's output pipe holds before the session waits for the printer.
