@@ -200,3 +200,41 @@ fn ledger() -> MutexGuard<'static, Ledger> {
     // Nothing panics while holding the lock; a poisoned one still holds valid entries.
     LEDGER.lock().unwrap_or_else(|p| p.into_inner())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aws::AwsContext;
+
+    fn client() -> SsmClient {
+        let sdk = aws_types::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_types::region::Region::new("us-east-1"))
+            .build();
+        SsmClient::new(&AwsContext {
+            sdk,
+            region: "us-east-1".to_owned(),
+            profile: None,
+            ssm_endpoint: None,
+        })
+    }
+
+    #[test]
+    fn a_session_is_abandoned_once() {
+        starting(&client()).answered(Some("ledger-test-once"));
+        assert!(open_session_ids().contains(&"ledger-test-once".to_owned()));
+        let ending = abandon("ledger-test-once").expect("listed: its starter ends it");
+        assert!(!open_session_ids().contains(&"ledger-test-once".to_owned()));
+        // A second guard for the same session (the exit sweep's, another starter's) finds it
+        // taken: no second TerminateSession, no second count.
+        assert!(abandon("ledger-test-once").is_none());
+        drop(ending);
+    }
+
+    #[test]
+    fn an_ended_session_is_not_abandoned() {
+        starting(&client()).answered(Some("ledger-test-ended"));
+        ended("ledger-test-ended");
+        assert!(abandon("ledger-test-ended").is_none());
+    }
+}
