@@ -48,6 +48,8 @@ pub(crate) async fn run(
     let mut first_accepted = false;
     let mut stopping = false;
     let mut discarded = 0u64;
+    // Whether the service closed the session (channel_closed), not the link or the network.
+    let mut closed_by_service = false;
     let end: Option<String> = loop {
         let now = now();
         if current.is_none()
@@ -95,11 +97,8 @@ pub(crate) async fn run(
                     None => discarded += data.len() as u64,
                 },
                 Event::ChannelClosed(closed) => {
-                    end = Some(if closed.output.trim().is_empty() {
-                        "the service closed the session".to_owned()
-                    } else {
-                        closed.output.trim().to_owned()
-                    });
+                    closed_by_service = true;
+                    end = Some(crate::forward::link::service_close_reason(&closed));
                 }
                 Event::Closed(reason) => {
                     end.get_or_insert_with(|| describe_close(&reason));
@@ -191,6 +190,7 @@ pub(crate) async fn run(
             pump: &mut pump,
             session: &mut session,
             agent_version: &agent_version,
+            closed_by_service,
         },
     )
     .await;

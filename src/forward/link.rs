@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
-use postern_protocol::{Limits, Session};
+use postern_protocol::{ChannelClosed, Limits, Session};
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, mpsc, watch};
 
@@ -222,6 +222,18 @@ pub(crate) struct Ending<'a> {
     pub(crate) session: &'a mut Session,
     /// The agent's version, for the TerminateSession flag decision.
     pub(crate) agent_version: &'a str,
+    /// Whether the service closed the session itself (channel_closed).
+    pub(crate) closed_by_service: bool,
+}
+
+/// Why a link's session ended when the service closed it: the service's own words, if any.
+pub(crate) fn service_close_reason(closed: &ChannelClosed) -> String {
+    let said = closed.output.trim();
+    if said.is_empty() {
+        "the service closed the session".to_owned()
+    } else {
+        said.to_owned()
+    }
 }
 
 /// What an ending link closed itself.
@@ -282,7 +294,11 @@ pub(crate) async fn wind_down(
                     reason,
                 });
             }
-            ctx.connector.terminate(session_id).await;
+            if ending.closed_by_service {
+                ctx.connector.terminate_closed(session_id).await;
+            } else {
+                ctx.connector.terminate(session_id).await;
+            }
         }
     }
     ctx.pool_wake.notify_one();

@@ -87,6 +87,8 @@ pub(crate) async fn run(
     let mut port_errors = 0usize;
     // Whether a destination's bytes came through this link.
     let mut answered = false;
+    // Whether the service closed the session (channel_closed), not the link or the network.
+    let mut closed_by_service = false;
     let end: Option<String> = loop {
         let now = now();
         if let Err(e) = pump_out(&mut mux, &mut session, &mut pump, &mut pending, now).await {
@@ -108,11 +110,8 @@ pub(crate) async fn run(
                     });
                 }
                 Event::ChannelClosed(closed) => {
-                    end = Some(if closed.output.trim().is_empty() {
-                        "the service closed the session".to_owned()
-                    } else {
-                        closed.output.trim().to_owned()
-                    });
+                    closed_by_service = true;
+                    end = Some(crate::forward::link::service_close_reason(&closed));
                 }
                 Event::Closed(reason) => {
                     end.get_or_insert_with(|| describe_close(&reason));
@@ -323,6 +322,7 @@ pub(crate) async fn run(
             pump: &mut pump,
             session: &mut session,
             agent_version: &agent_version,
+            closed_by_service,
         },
     )
     .await;

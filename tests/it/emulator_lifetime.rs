@@ -1,26 +1,23 @@
 //! The emulator's `--exit-after`: a test's (or a benchmark's) emulator stops by itself, its
-//! sessions ended, even when nobody stops it.
+//! sessions ended, even when nobody stops it; postern's commands report the session the
+//! service ended without a warning about the TerminateSession that then finds nobody.
 
-use std::process::Stdio;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::Signal;
+
 use crate::support::emulator::EmulatorProcess;
-use crate::support::process::{exit_within, lines};
+use crate::support::process::{exit_within, lines, signal};
 
 #[test]
 fn exit_after_ends_the_sessions_and_the_process_by_itself() {
     // The emulator's lifetime runs from before its ready line.
     let started = Instant::now();
-    let emu = EmulatorProcess::start_for(&format!("{}s", LIFETIME.as_secs()), &[], &[]);
-    let mut exec = emu
-        .command(&["exec", &emu.instance, "--", "echo running; sleep 60"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn postern exec");
-    let stdout = lines(exec.stdout.take().expect("piped stdout"));
-    let stderr = lines(exec.stderr.take().expect("piped stderr"));
+    let emu = emulator();
+    let (mut exec, stdout, stderr) =
+        spawn(emu.command(&["exec", &emu.instance, "--", "echo running; sleep 60"]));
     assert_eq!(
         stdout.recv_timeout(LIMIT).as_deref(),
         Ok("running"),
@@ -48,12 +45,70 @@ fn exit_after_ends_the_sessions_and_the_process_by_itself() {
         said.iter().any(|l| l.contains("closed by the service")),
         "postern says why: {said:?}"
     );
-    // The service ended the session itself: that TerminateSession then finds nobody to answer
-    // is no news to the user.
     assert!(
         !said.iter().any(|l| l.contains("WARN")),
         "no warning: {said:?}"
     );
+}
+
+#[test]
+fn a_forward_reports_its_session_ended_by_the_service_without_a_warning() {
+    let emu = emulator();
+    let (mut forward, stdout, stderr) =
+        spawn(emu.command(&["forward", &emu.instance, "-L", "0:22", "--json"]));
+    let ready = stdout
+        .recv_timeout(LIMIT)
+        .expect("the forward's ready line");
+    assert!(ready.contains("\"local\""), "{ready}");
+    let (status, said_by_emulator) = emu
+        .wait_for_exit(LIMIT)
+        .expect("the emulator ends by itself");
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "a graceful stop: {said_by_emulator}"
+    );
+    // The forward stays for new connections and says its session ended.
+    let deadline = Instant::now() + LIMIT;
+    let mut said = Vec::new();
+    while !said
+        .iter()
+        .any(|l: &String| l.contains("ended: the emulator is shutting down"))
+    {
+        let left = deadline.saturating_duration_since(Instant::now());
+        said.push(
+            stderr
+                .recv_timeout(left)
+                .expect("the forward reports the end"),
+        );
+    }
+    signal(forward.id(), Signal::SIGINT);
+    let status = exit_within(&mut forward, LIMIT).expect("the forward stops on Ctrl-C");
+    said.extend(stderr.iter());
+    assert_eq!(status.code(), Some(0), "{said:?}");
+    // Its TerminateSession after the service's close found nobody: no news to the user.
+    assert!(
+        !said.iter().any(|l| l.contains("WARN")),
+        "no warning: {said:?}"
+    );
+}
+
+/// An emulator that stops by itself after [`LIFETIME`].
+fn emulator() -> EmulatorProcess {
+    EmulatorProcess::start_for(&format!("{}s", LIFETIME.as_secs()), &[], &[])
+}
+
+/// `command` started with its stdout and stderr read line by line.
+fn spawn(mut command: Command) -> (Child, Receiver<String>, Receiver<String>) {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn postern");
+    let stdout = lines(child.stdout.take().expect("piped stdout"));
+    let stderr = lines(child.stderr.take().expect("piped stderr"));
+    (child, stdout, stderr)
 }
 
 /// The emulator's lifetime: long enough for a debug build's `postern exec` to start its

@@ -32,7 +32,9 @@ use crate::cli::resilience::NoticeStyle;
 use crate::discovery::Instance;
 use crate::report::{self, ErrorKind, ExpectedError, error_chain, exit_codes};
 use crate::term::{LocalSignal, Signals, TerminalGuard, colour_on};
-use crate::transport::{self, DriverConfig, DriverError, ExitMarker, Input, Local, Outputs};
+use crate::transport::{
+    self, DriverConfig, DriverError, ExitMarker, Finished, Input, Local, Outputs,
+};
 
 /// Runs the plan to its exit code.
 pub(crate) async fn run(plan: ExecManyPlan) -> anyhow::Result<ExitCode> {
@@ -339,13 +341,15 @@ async fn session(
         Err(e) => return not_started(error_chain(&e)),
     };
     let session_id = started.session_id.clone();
-    let (status, captured) = carry(shared, instance, (&ssm, &kms), &started, &marker, sink).await;
+    let (status, captured, finished) =
+        carry(shared, instance, (&ssm, &kms), &started, &marker, sink).await;
     // Leave nothing open on the service, whatever happened.
-    transport::lifecycle::terminate(&ssm, &session_id).await;
+    transport::lifecycle::terminate_driven(&ssm, &session_id, finished.as_ref()).await;
     (status, Some(session_id), captured)
 }
 
-/// Opens the started session's data channel and runs the command to its end, or until Ctrl-C.
+/// Opens the started session's data channel and runs the command to its end, or until Ctrl-C;
+/// what the driver learnt when it ran to the end.
 async fn carry(
     shared: &Shared,
     instance: &Instance,
@@ -353,13 +357,13 @@ async fn carry(
     started: &SessionCredentials,
     marker: &ExitMarker,
     sink: Sink,
-) -> (Status, Captured) {
+) -> (Status, Captured, Option<Finished>) {
     let exec = &shared.exec;
     let mut cancelled = shared.cancelled.clone();
     let resilience = exec.session.resilience.resilience(NoticeStyle::Line);
     let opened = tokio::select! {
         opened = transport::lifecycle::open(ssm, started, resilience) => opened,
-        _ = cancelled.wait_for(|c| *c) => return (Status::Interrupted, Captured::default()),
+        _ = cancelled.wait_for(|c| *c) => return (Status::Interrupted, Captured::default(), None),
     };
     let pump = match opened {
         Ok(pump) => pump,
@@ -370,6 +374,7 @@ async fn carry(
                     error_chain(&e)
                 )),
                 Captured::default(),
+                None,
             );
         }
     };
@@ -411,7 +416,7 @@ async fn carry(
         }
     };
     let (driven, captured) = tokio::join!(driven, output::drain(stdout_rx, stderr_rx, sink));
-    let status = match driven {
+    let status = match &driven {
         None => Status::Interrupted,
         Some(Ok(finished)) => match finished.exit_status {
             Some(status) => Status::Exited(status),
@@ -419,10 +424,10 @@ async fn carry(
                 "the session ended before the command reported its exit status".to_owned(),
             ),
         },
-        Some(Err(e @ DriverError::HandshakeTimeout(_))) => Status::NotStarted(error_chain(&e)),
-        Some(Err(e)) => Status::Failed(error_chain(&e)),
+        Some(Err(e @ DriverError::HandshakeTimeout(_))) => Status::NotStarted(error_chain(e)),
+        Some(Err(e)) => Status::Failed(error_chain(e)),
     };
-    (status, captured)
+    (status, captured, driven.and_then(Result::ok))
 }
 
 /// The SSM and KMS clients for `instance`'s account and region, with the account's role.
