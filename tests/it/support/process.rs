@@ -126,6 +126,21 @@ pub(crate) fn terminate(child: &mut Child) {
     }
 }
 
+/// Stops `child`, started in a process group of its own (`process_group(0)`: a watchdog such as
+/// `timeout` and the server it runs), with everything in that group: SIGTERM, then SIGKILL
+/// after a grace period. Killing the watchdog alone would leave the server running, orphaned,
+/// with nobody left to time it out.
+pub(crate) fn stop_group(child: &mut Child) {
+    if let Ok(Some(_)) = child.try_wait() {
+        return;
+    }
+    let group = child.id();
+    let _ = killpg(group, Signal::SIGTERM);
+    if exit_within(child, TERM_GRACE).is_none() {
+        let _ = killpg(group, Signal::SIGKILL);
+    }
+}
+
 /// Sends `signal` to the process `pid`, one this test started.
 pub(crate) fn signal(pid: u32, signal: Signal) {
     let pid = i32::try_from(pid).expect("pids fit in i32");

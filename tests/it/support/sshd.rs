@@ -1,6 +1,6 @@
 //! A throwaway sshd for tests that drive real OpenSSH: `sshd -D -e -f CONFIG` on a free
-//! loopback port, host key and authorized key generated in a temp dir, killed on drop and by
-//! its own `timeout` wrapper. Missing tools fail with a clear message.
+//! loopback port, host key and authorized key generated in a temp dir, stopped with its own
+//! `timeout` wrapper on drop, and by that wrapper otherwise. Missing tools fail with a clear message.
 //!
 //! [`Sshd::start_with_pushed_keys`] authorizes no key file at all: only the keys EC2 Instance
 //! Connect pushed to the emulator in the last 60 seconds, read by an AuthorizedKeysCommand
@@ -8,12 +8,14 @@
 
 use std::io::Read;
 use std::net::TcpStream;
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use super::net::free_port;
 use super::poll::try_poll;
+use super::process::stop_group;
 
 /// A throwaway sshd: `sshd -D -e -f CONFIG` on a free loopback port, killed on drop and by its
 /// own `timeout` wrapper.
@@ -96,16 +98,18 @@ impl Sshd {
         );
         std::fs::write(dir.join("sshd_config"), config).expect("write sshd_config");
         std::fs::create_dir_all("/run/sshd").ok();
+        // A group of its own: Drop stops the watchdog and sshd together.
         let mut child = Command::new("timeout")
             .args(["120", "/usr/sbin/sshd", "-D", "-e", "-f"])
             .arg(dir.join("sshd_config"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
+            .process_group(0)
             .spawn()
             .expect("start sshd");
         if try_poll(STARTUP, || TcpStream::connect(("127.0.0.1", port)).ok()).is_none() {
-            let _ = child.kill();
+            stop_group(&mut child);
             let mut err = String::new();
             if let Some(mut stderr) = child.stderr.take() {
                 let _ = stderr.read_to_string(&mut err);
@@ -144,8 +148,7 @@ impl Sshd {
 
 impl Drop for Sshd {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        stop_group(&mut self.child);
     }
 }
 
@@ -196,10 +199,11 @@ impl SshAgent {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            .process_group(0)
             .spawn()
             .expect("start ssh-agent");
         if try_poll(STARTUP, || socket.exists().then_some(())).is_none() {
-            let _ = child.kill();
+            stop_group(&mut child);
             panic!("ssh-agent made no socket at {}", socket.display());
         }
         Self {
@@ -222,7 +226,6 @@ impl SshAgent {
 
 impl Drop for SshAgent {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        stop_group(&mut self.child);
     }
 }
