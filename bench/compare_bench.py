@@ -16,7 +16,6 @@ stopped by its pid on the way out. Python 3 standard library only.
 """
 
 import argparse
-import hashlib
 import json
 import os
 import platform
@@ -31,6 +30,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import copied_files  # noqa: E402  (random files and their SHA-256)
 import forward_bench as fb  # noqa: E402  (source/sink servers, download, upload, parallel)
 import local_sshd  # noqa: E402  (an sshd for the plugin's scp)
 import shell_pty  # noqa: E402  (PTY sessions, keystroke echo)
@@ -481,12 +481,7 @@ def cp_figures(clients, emu, size, table, notes):
     rates = {"download": {}, "upload": {}}
     with tempfile.TemporaryDirectory(prefix="postern-compare-cp-") as tmp:
         src = os.path.join(tmp, "source.bin")
-        with open(src, "wb") as f:
-            left = size
-            while left:
-                f.write(os.urandom(min(left, MB)))
-                left -= min(left, MB)
-        want = sha256(src)
+        want = copied_files.write_random(src, size)
 
         def ends(client, way):
             """(source, destination, the local copy to check) of `client`'s copy `way`."""
@@ -540,18 +535,10 @@ def run_postern(client, emu, args):
 
 
 def check_copy(client, way, path, want):
-    got = sha256(path)
+    got = copied_files.sha256(path)
     os.remove(path)
     if got != want:
         raise RuntimeError(f"{client.name}: the {way}ed copy's SHA-256 differs")
-
-
-def sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(MB), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # A copy (postern cp, or the plugin's scp at its ~1 MB/s) that takes longer has hung.

@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
 """Measurements for bench/cp.sh (see there). Loopback only, port 0, every wait bounded."""
-import hashlib
 import os
 import subprocess
 import sys
 import tempfile
 import time
 
+import copied_files
 import forward_bench as fb
 import local_sshd
 
@@ -16,14 +16,6 @@ MIB = 1024 * 1024
 SIZE = (16 if QUICK else 64) * MIB
 PORT_SAMPLE = (2 if QUICK else 8) * 1_000_000
 LIMIT = 900
-
-
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(MIB), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def postern(emu, args):
@@ -62,7 +54,7 @@ def cp(emu, direction, sessions, src, dst_dir, want):
     else:
         args = ["cp", "--sessions", str(sessions), src, f"{emu.instance}:{dst}"]
     secs, rss = postern(emu, args)
-    if sha256(dst) != want:
+    if copied_files.sha256(dst) != want:
         raise RuntimeError(f"{direction} --sessions {sessions}: SHA-256 differs")
     os.remove(dst)
     return secs, rss
@@ -83,10 +75,7 @@ def main():
         print(f"{'one SSM port session, paced (baseline)':58} {port_rate / 1e6:8.2f} MB/s")
         with tempfile.TemporaryDirectory() as tmp:
             src = os.path.join(tmp, "src.bin")
-            with open(src, "wb") as f:
-                for _ in range(SIZE // MIB):
-                    f.write(os.urandom(MIB))
-            want = sha256(src)
+            want = copied_files.write_random(src, SIZE)
             # Without `postern setup`: no Postern-Command, every session a paced PTY.
             one = None
             for sessions in (1, 8):
@@ -112,7 +101,7 @@ def main():
                         else:
                             source, dest = src, f"{emu.instance}:{dst}"
                         secs = sshd.scp(proxy, source, dest, fb.ENV, LIMIT)
-                        if sha256(dst) != want:
+                        if copied_files.sha256(dst) != want:
                             raise RuntimeError(f"scp {direction}: SHA-256 differs")
                         os.remove(dst)
                         rate = SIZE / secs

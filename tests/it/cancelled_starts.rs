@@ -7,7 +7,7 @@ use std::future::Future as _;
 use std::process::{Child, Stdio};
 use std::sync::mpsc::Receiver;
 use std::task::Poll;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use postern::aws::{AwsContext, SsmClient, StartSessionRequest};
@@ -17,26 +17,9 @@ use postern_emulator::EmulatorHandle;
 use crate::support::emulator::{CURRENT, base, emulator};
 use crate::support::home::Home;
 use crate::support::poll::{poll, try_poll};
-use crate::support::process::{exit_within, lines, signal};
+use crate::support::process::{exit_within, lines, signal, wait_for_line};
 
 const LIMIT: Duration = Duration::from_secs(60);
-
-/// Reads `stderr` until a line containing `wanted`; every line read, for messages.
-fn wait_for_line(stderr: &Receiver<String>, wanted: &str) -> Vec<String> {
-    let deadline = Instant::now() + LIMIT;
-    let mut seen = Vec::new();
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = stderr
-            .recv_timeout(left)
-            .unwrap_or_else(|_| panic!("no line with {wanted:?} in time; saw {seen:?}"));
-        let found = line.contains(wanted);
-        seen.push(line);
-        if found {
-            return seen;
-        }
-    }
-}
 
 /// `postern -v shell` on the emulator's current instance, its stderr read line by line; the
 /// home lives as long as the process needs it.
@@ -80,7 +63,7 @@ async fn ctrl_c_during_a_forwards_handshake_ends_its_session() {
         .spawn()
         .expect("spawn postern forward");
     let stderr = lines(child.stderr.take().expect("piped stderr"));
-    wait_for_line(&stderr, "opening data channel");
+    wait_for_line(&stderr, "opening data channel", LIMIT);
     assert_eq!(emulator.open_sessions().0, 1, "the session has started");
     let (code, rest) = interrupt(child, &stderr);
     assert_eq!(code, Some(0), "{rest:?}");
@@ -100,7 +83,7 @@ async fn ctrl_c_while_a_shells_start_session_call_runs_ends_the_session_it_start
     // and the TerminateSession after it fit in postern's 3 s bounds.
     let emulator = emulator(|config| config.api_latency = Some(Duration::from_secs(1))).await;
     let (child, stderr, _home) = spawn_shell(&emulator);
-    let seen = wait_for_line(&stderr, "StartSession");
+    let seen = wait_for_line(&stderr, "StartSession", LIMIT);
     assert_eq!(emulator.open_sessions().0, 0, "not answered yet: {seen:?}");
     let (code, rest) = interrupt(child, &stderr);
     assert_eq!(code, Some(130), "{rest:?}");
@@ -119,9 +102,9 @@ async fn a_second_ctrl_c_leaves_without_waiting_and_says_what_may_stay_open() {
     // StartSession takes 20 s: the first Ctrl-C's clean-up would wait for its answer.
     let emulator = emulator(|config| config.api_latency = Some(Duration::from_secs(20))).await;
     let (mut child, stderr, _home) = spawn_shell(&emulator);
-    wait_for_line(&stderr, "StartSession");
+    wait_for_line(&stderr, "StartSession", LIMIT);
     signal(child.id(), Signal::SIGINT);
-    wait_for_line(&stderr, "stopped while the session started");
+    wait_for_line(&stderr, "stopped while the session started", LIMIT);
     // The clean-up waits for the unanswered call; another Ctrl-C ends the wait (sent until
     // postern exits: one that lands before the clean-up listens is not the subject).
     let status = poll(LIMIT, || {

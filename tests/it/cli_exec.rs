@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use postern_protocol::session::CLIENT_REORDER_BYTES;
 
 use crate::support::emulator::EmulatorProcess;
-use crate::support::process::{exit_within, lines, run, run_with_input, text};
+use crate::support::process::{exit_within, lines, run, run_with_input, text, wait_for_line};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -234,14 +234,7 @@ fn output_read_late_arrives_whole_with_nothing_dropped_or_resent() {
     stdout.read_exact(&mut first).expect("the first bytes");
     // This reader pauses: postern falls behind and stops reading the session's data.
     let deadline = Instant::now() + LIMIT;
-    let mut seen = Vec::new();
-    while !seen
-        .iter()
-        .any(|l: &String| l.contains("local output behind"))
-    {
-        let left = deadline.saturating_duration_since(Instant::now());
-        seen.push(stderr.recv_timeout(left).expect("postern falls behind"));
-    }
+    let mut seen = wait_for_line(&stderr, "local output behind", LIMIT);
     // Until postern has nothing more to say for a second (bounded): what it would log now is
     // data taken in and dropped.
     while let Ok(line) = stderr.recv_timeout(Duration::from_secs(1)) {

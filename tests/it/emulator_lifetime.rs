@@ -2,14 +2,12 @@
 //! sessions ended, even when nobody stops it; postern's commands report the session the
 //! service ended without a warning about the TerminateSession that then finds nobody.
 
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
 use crate::support::emulator::EmulatorProcess;
-use crate::support::process::{exit_within, lines, signal};
+use crate::support::process::{exit_within, signal, spawn_piped, wait_for_line};
 
 #[test]
 fn exit_after_ends_the_sessions_and_the_process_by_itself() {
@@ -17,7 +15,7 @@ fn exit_after_ends_the_sessions_and_the_process_by_itself() {
     let started = Instant::now();
     let emu = emulator();
     let (mut exec, stdout, stderr) =
-        spawn(emu.command(&["exec", &emu.instance, "--", "echo running; sleep 60"]));
+        spawn_piped(emu.command(&["exec", &emu.instance, "--", "echo running; sleep 60"]));
     assert_eq!(
         stdout.recv_timeout(LIMIT).as_deref(),
         Ok("running"),
@@ -55,7 +53,7 @@ fn exit_after_ends_the_sessions_and_the_process_by_itself() {
 fn a_forward_reports_its_session_ended_by_the_service_without_a_warning() {
     let emu = emulator();
     let (mut forward, stdout, stderr) =
-        spawn(emu.command(&["forward", &emu.instance, "-L", "0:22", "--json"]));
+        spawn_piped(emu.command(&["forward", &emu.instance, "-L", "0:22", "--json"]));
     let ready = stdout
         .recv_timeout(LIMIT)
         .expect("the forward's ready line");
@@ -69,19 +67,7 @@ fn a_forward_reports_its_session_ended_by_the_service_without_a_warning() {
         "a graceful stop: {said_by_emulator}"
     );
     // The forward stays for new connections and says its session ended.
-    let deadline = Instant::now() + LIMIT;
-    let mut said = Vec::new();
-    while !said
-        .iter()
-        .any(|l: &String| l.contains("ended: the emulator is shutting down"))
-    {
-        let left = deadline.saturating_duration_since(Instant::now());
-        said.push(
-            stderr
-                .recv_timeout(left)
-                .expect("the forward reports the end"),
-        );
-    }
+    let mut said = wait_for_line(&stderr, "ended: the emulator is shutting down", LIMIT);
     signal(forward.id(), Signal::SIGINT);
     let status = exit_within(&mut forward, LIMIT).expect("the forward stops on Ctrl-C");
     said.extend(stderr.iter());
@@ -96,19 +82,6 @@ fn a_forward_reports_its_session_ended_by_the_service_without_a_warning() {
 /// An emulator that stops by itself after [`LIFETIME`].
 fn emulator() -> EmulatorProcess {
     EmulatorProcess::start_for(&format!("{}s", LIFETIME.as_secs()), &[], &[])
-}
-
-/// `command` started with its stdout and stderr read line by line.
-fn spawn(mut command: Command) -> (Child, Receiver<String>, Receiver<String>) {
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn postern");
-    let stdout = lines(child.stdout.take().expect("piped stdout"));
-    let stderr = lines(child.stderr.take().expect("piped stderr"));
-    (child, stdout, stderr)
 }
 
 /// The emulator's lifetime: long enough for a debug build's `postern exec` to start its

@@ -1,14 +1,14 @@
 //! A running `postern forward` against an [`EmulatorProcess`]: started until its ready lines
 //! (bounded), its stderr read as it comes, stopped with SIGINT as a terminal's Ctrl-C would.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
 use super::emulator::EmulatorProcess;
-use super::process::{exit_within, lines, signal};
+use super::process::{exit_within, signal, spawn_piped};
 
 /// A running `postern forward` and what it printed when ready.
 pub(crate) struct Forward {
@@ -31,15 +31,8 @@ impl Forward {
 
     /// Starts `command` (a `postern forward` with its environment) and waits (bounded) for
     /// `count` ready lines.
-    pub(crate) fn spawn(mut command: Command, count: usize) -> Self {
-        let mut child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn postern forward");
-        let stdout = lines(child.stdout.take().expect("piped stdout"));
-        let stderr = lines(child.stderr.take().expect("piped stderr"));
+    pub(crate) fn spawn(command: Command, count: usize) -> Self {
+        let (mut child, stdout, stderr) = spawn_piped(command);
         let deadline = Instant::now() + LIMIT;
         let mut ready_lines = Vec::new();
         while ready_lines.len() < count {

@@ -5,7 +5,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
@@ -151,6 +151,43 @@ pub(crate) fn signal(pid: u32, signal: Signal) {
 pub(crate) fn killpg(pgid: u32, signal: Signal) -> nix::Result<()> {
     let pgid = i32::try_from(pgid).expect("pids fit in i32");
     nix::sys::signal::killpg(Pid::from_raw(pgid), signal)
+}
+
+/// Reads `lines` until one containing `wanted`, for at most `limit`; every line read (the
+/// last one the match), for messages. Panics, naming what it saw, when none comes in time.
+pub(crate) fn wait_for_line(
+    lines: &mpsc::Receiver<String>,
+    wanted: &str,
+    limit: Duration,
+) -> Vec<String> {
+    let deadline = Instant::now() + limit;
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = lines
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("no line with {wanted:?} in time; saw {seen:?}"));
+        let found = line.contains(wanted);
+        seen.push(line);
+        if found {
+            return seen;
+        }
+    }
+}
+
+/// Starts `command` with no stdin and its stdout and stderr read line by line.
+pub(crate) fn spawn_piped(
+    mut command: Command,
+) -> (Child, mpsc::Receiver<String>, mpsc::Receiver<String>) {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn postern");
+    let stdout = lines(child.stdout.take().expect("piped stdout"));
+    let stderr = lines(child.stderr.take().expect("piped stderr"));
+    (child, stdout, stderr)
 }
 
 /// Reads `source` line by line on a thread of its own (a full pipe would block the child);
