@@ -115,13 +115,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         };
         // Whatever stopped the command half-way (Ctrl-C while sessions started, an error
         // beside running sessions), nothing it started stays open at the service.
-        let ended = end_unfinished().await;
-        if ended > 0 {
-            report::notice(&format!(
-                "ended {ended} session{} left open by the stopped command",
-                if ended == 1 { "" } else { "s" }
-            ));
-        }
+        end_unfinished().await;
         if let Some(audit) = audit {
             audit.finish(&result).await;
         }
@@ -134,24 +128,31 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 /// [`ledger::end_unfinished`](crate::transport::ledger::end_unfinished), bounded by the user:
-/// another Ctrl-C (or SIGTERM, SIGHUP) leaves at once, naming what may stay open.
-pub(crate) async fn end_unfinished() -> usize {
+/// another Ctrl-C (or SIGTERM, SIGHUP) leaves at once, naming what may stay open. Says how
+/// many sessions it ended.
+pub(crate) async fn end_unfinished() {
     use crate::transport::ledger;
     if !ledger::has_unfinished() {
-        return 0;
+        return;
     }
-    let Ok(mut signals) = term::Signals::install(true) else {
-        return ledger::end_unfinished(UNANSWERED_START_GRACE).await;
+    let ended = match term::Signals::install(true) {
+        Ok(mut signals) => tokio::select! {
+            ended = ledger::end_unfinished(UNANSWERED_START_GRACE) => ended,
+            _ = signals.ending() => {
+                report::notice(
+                    "left without ending the sessions being started or ended: they stay open \
+                     until the service's idle timeout (`aws ssm terminate-session` ends one now)",
+                );
+                0
+            }
+        },
+        Err(_) => ledger::end_unfinished(UNANSWERED_START_GRACE).await,
     };
-    tokio::select! {
-        ended = ledger::end_unfinished(UNANSWERED_START_GRACE) => ended,
-        _ = signals.ending() => {
-            report::notice(
-                "left without ending the sessions being started or ended: they stay open \
-                 until the service's idle timeout (`aws ssm terminate-session` ends one now)",
-            );
-            0
-        }
+    if ended > 0 {
+        report::notice(&format!(
+            "ended {ended} session{} left open by the stopped command",
+            if ended == 1 { "" } else { "s" }
+        ));
     }
 }
 

@@ -123,12 +123,16 @@ impl Connector {
             Some((adopted_id, slot)) => {
                 // A poisoned lock means a panic elsewhere; the slot's content is still valid.
                 let taken = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
-                taken.ok_or_else(|| ConnectError::Ended {
+                let credentials = taken.ok_or_else(|| ConnectError::Ended {
                     session_id: adopted_id.clone(),
                     reason: "the session handed over by the AWS CLI has ended; start another \
                              with `aws ssm start-session`"
                         .to_owned(),
-                })?
+                })?;
+                // Ours to end from here on, as if we had started it: the AWS CLI does not end
+                // it when we exit.
+                transport::ledger::adopted(&self.ssm, adopted_id);
+                credentials
             }
             None => lifecycle::start(&self.ssm, &self.request)
                 .await

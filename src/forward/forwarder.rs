@@ -13,6 +13,7 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
 
 use crate::aws::{SsmClient, StartSessionRequest};
 use crate::forward::connect::{ConnectError, Connected, Connector};
@@ -247,22 +248,24 @@ impl Forwarder {
     }
 
     /// Serves the forwards until `shutdown` becomes true; ends every session before returning.
+    /// Dropping the future (or aborting its task) stops every listener, pool and link at once:
+    /// the sessions they leave open stay in the ledger for the exit sweep.
     pub async fn run(
         self,
         notices: mpsc::UnboundedSender<Notice>,
         shutdown: watch::Receiver<bool>,
     ) {
-        let mut tasks = Vec::new();
+        let mut tasks = JoinSet::new();
         for (ready, (listener, connector, first)) in self.ready.iter().zip(self.parts) {
             let (into, source) = mpsc::unbounded_channel();
             let local = ready.local.to_string();
-            tasks.push(tokio::spawn(pool::accept(
+            tasks.spawn(pool::accept(
                 listener,
                 local.clone(),
                 into,
                 notices.clone(),
                 shutdown.clone(),
-            )));
+            ));
             let pool = Pool {
                 source,
                 local,
@@ -277,7 +280,7 @@ impl Forwarder {
                 answered: false,
                 keep_warm: self.keep_warm,
             };
-            tasks.push(tokio::spawn(pool.run(Some(first))));
+            tasks.spawn(pool.run(Some(first)));
         }
         if let Some(mut router) = self.router {
             router.notices = notices.clone();
@@ -291,18 +294,12 @@ impl Forwarder {
                     router: to_router.clone(),
                     notices: notices.clone(),
                 };
-                tasks.push(tokio::spawn(socks::serve(
-                    listener,
-                    config,
-                    shutdown.clone(),
-                )));
+                tasks.spawn(socks::serve(listener, config, shutdown.clone()));
             }
             drop(to_router);
-            tasks.push(tokio::spawn(router.run(requests, shutdown.clone())));
+            tasks.spawn(router.run(requests, shutdown.clone()));
         }
-        for task in tasks {
-            let _ = task.await;
-        }
+        while tasks.join_next().await.is_some() {}
     }
 }
 

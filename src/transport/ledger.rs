@@ -76,6 +76,13 @@ impl Drop for InFlight {
     }
 }
 
+/// `session_id`, started by someone else and handed to this process to run and end (the AWS
+/// CLI's session in `session-manager-plugin` mode): listed as if this process had started it,
+/// so that a command stopped half-way ends it too.
+pub fn adopted(ssm: &SsmClient, session_id: &str) {
+    ledger().open.insert(session_id.to_owned(), ssm.clone());
+}
+
 /// `session_id` has ended (TerminateSession called, or the agent closed it): nothing to do for
 /// it any more.
 pub fn ended(session_id: &str) {
@@ -229,6 +236,14 @@ mod tests {
         // taken: no second TerminateSession, no second count.
         assert!(abandon("ledger-test-once").is_none());
         drop(ending);
+    }
+
+    #[test]
+    fn an_adopted_session_is_swept_until_it_ends() {
+        adopted(&client(), "ledger-test-adopted");
+        assert!(open_session_ids().contains(&"ledger-test-adopted".to_owned()));
+        ended("ledger-test-adopted");
+        assert!(!open_session_ids().contains(&"ledger-test-adopted".to_owned()));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! --endpoint-url <emulator>`): the link made by `postern install-plugin` first on PATH, then a
 //! shell with scripted input, a port forward (AWS-StartPortForwardingSession, sha256-checked
 //! echo) ended by Ctrl-C as a terminal sends it (SIGINT to the process group, which the CLI
-//! ignores), and ssh with `ProxyCommand="aws ssm start-session --document-name
+//! ignores), a second Ctrl-C that stops waiting for the wind-down, and ssh with `ProxyCommand="aws ssm start-session --document-name
 //! AWS-StartSSHSession …"` against a loopback sshd. Also the plugin's own argument contract.
 //!
 //! The AWS CLI comes from POSTERN_TEST_AWS_CLI, which `scripts/test` sets to the venv it
@@ -20,6 +20,7 @@ use nix::sys::signal::Signal;
 use crate::support::data::random_bytes;
 use crate::support::emulator::EmulatorProcess;
 use crate::support::net::{TcpServer, echo_round_trip};
+use crate::support::poll::poll;
 use crate::support::process::{killpg, lines, postern, run, run_with_input, text};
 use crate::support::sshd::Sshd;
 
@@ -271,68 +272,27 @@ fn a_production_instance_of_the_index_gets_a_warning_in_plugin_mode() {
 fn aws_cli_port_forward_carries_data_and_stops_on_ctrl_c() {
     let aws = aws_cli();
     let server = TcpServer::echo();
-    let echo = server.port;
     let emu = EmulatorProcess::start(&["--no-pacing"]);
     let bin = PluginDir::new();
-    let mut cmd = aws_command(&aws, &bin.dir, &emu);
-    let parameters = format!(r#"{{"portNumber":["{echo}"],"localPortNumber":["0"]}}"#);
-    cmd.args([
-        "ssm",
-        "start-session",
-        "--target",
-        &emu.instance,
-        "--document-name",
-        "AWS-StartPortForwardingSession",
-        "--parameters",
-        &parameters,
-    ])
-    .stdin(Stdio::null())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    // Its own process group, so that a terminal's Ctrl-C can be imitated: SIGINT to the group.
-    .process_group(0);
-    let mut child = cmd.spawn().expect("spawn aws");
-    let pid = child.id();
-    let _watchdog = Watchdog::new(pid, LIMIT);
-    let lines = lines(child.stdout.take().unwrap());
-    let mut seen = Vec::new();
-    let port = loop {
-        let line = lines
-            .recv_timeout(Duration::from_secs(60))
-            .unwrap_or_else(|_| panic!("no `Port … opened` line; stdout so far: {seen:?}"));
-        seen.push(line.clone());
-        if let Some(rest) = line.strip_prefix("Port ") {
-            let port: u16 = rest.split(' ').next().unwrap().parse().unwrap();
-            break port;
-        }
-    };
-    assert!(
-        seen[0].is_empty() && seen[1].starts_with("Starting session with SessionId: "),
-        "{seen:?}"
-    );
+    let forward = AwsPortForward::start(&aws, &bin, &emu, server.port);
     for round in 0..2 {
         echo_round_trip(
-            &format!("127.0.0.1:{port}"),
+            &format!("127.0.0.1:{}", forward.port),
             &random_bytes(2 * 1024 * 1024, round),
         );
     }
     assert_eq!(
-        lines.recv_timeout(Duration::from_secs(10)).ok().as_deref(),
+        forward
+            .stdout
+            .recv_timeout(Duration::from_secs(10))
+            .ok()
+            .as_deref(),
         Some("Waiting for connections...")
     );
     // Ctrl-C on a terminal: SIGINT to the foreground group. The CLI ignores it, the plugin
     // (which started with SIGINT ignored) must still act on it.
-    killpg(pid, Signal::SIGINT).expect("SIGINT to the process group");
-    let status = child.wait().unwrap();
-    // The reader thread ends with the process's stdout: this drains what is left.
-    let rest: Vec<String> = lines.iter().collect();
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
+    forward.ctrl_c();
+    let (status, rest, stderr) = forward.finish();
     assert_eq!(status.code(), Some(0), "stderr {stderr}, stdout {rest:?}");
     assert!(
         rest.iter()
@@ -345,6 +305,181 @@ fn aws_cli_port_forward_carries_data_and_stops_on_ctrl_c() {
         "{rest:?}"
     );
     assert_eq!(emu.stop(), Vec::<String>::new(), "violations");
+}
+
+#[test]
+fn a_second_ctrl_c_under_the_aws_cli_leaves_at_once_and_ends_the_session() {
+    let aws = aws_cli();
+    let server = TcpServer::echo();
+    // The websocket goes silent after the handshake (see cli_forward's test of the same): the
+    // agent never answers the TerminateSession flag, and the polite end would wait it out and
+    // then call TerminateSession itself. The AWS CLI does not end the session for us.
+    let emu = EmulatorProcess::start(&["--no-pacing", "--stall-after", "5"]);
+    let bin = PluginDir::new();
+    let forward = AwsPortForward::start(&aws, &bin, &emu, server.port);
+    forward.ctrl_c();
+    forward.stdout_line("Terminate signal received, exiting.");
+    forward.ctrl_c();
+    let (status, rest, stderr) = forward.finish();
+    assert_eq!(status.code(), Some(0), "stderr {stderr}, stdout {rest:?}");
+    // The exit sweep ended the AWS CLI's session, which the aborted wind-down left open.
+    assert!(
+        stderr.contains("ended 1 session left open by the stopped command"),
+        "stderr {stderr}, stdout {rest:?}"
+    );
+    assert_eq!(emu.stop(), Vec::<String>::new(), "violations");
+}
+
+#[test]
+fn a_window_resize_while_the_aws_cli_session_opens_does_not_end_the_forward() {
+    let aws = aws_cli();
+    let server = TcpServer::echo();
+    // Every message of the emulator held 1 s: the handshake takes that long at least.
+    let emu = EmulatorProcess::start(&["--no-pacing", "--delay", "1s"]);
+    let bin = PluginDir::new();
+    let log = bin.dir.join("plugin.log");
+    let mut forward = AwsPortForward::spawn(
+        &aws,
+        &bin,
+        &emu,
+        server.port,
+        &[
+            ("POSTERN_LOG", Path::new("debug")),
+            ("POSTERN_LOG_FILE", &log),
+        ],
+    );
+    // The data channel is opening: the signal handlers are in place, the handshake is not done.
+    poll(LIMIT, || {
+        std::fs::read_to_string(&log)
+            .ok()
+            .filter(|l| l.contains("opening data channel"))
+    });
+    for _ in 0..3 {
+        forward.signal(Signal::SIGWINCH);
+    }
+    forward.wait_until_listening();
+    echo_round_trip(
+        &format!("127.0.0.1:{}", forward.port),
+        &random_bytes(64 * 1024, 7),
+    );
+    forward.ctrl_c();
+    let (status, rest, stderr) = forward.finish();
+    assert_eq!(status.code(), Some(0), "stderr {stderr}, stdout {rest:?}");
+    assert_eq!(emu.stop(), Vec::<String>::new(), "violations");
+}
+
+/// `aws ssm start-session` of a port forward to `port` on the emulator's instance, through
+/// postern as the plugin, in a process group of its own (so that a terminal's Ctrl-C can be
+/// imitated: SIGINT to the group); started until its `Port … opened` line.
+struct AwsPortForward {
+    child: std::process::Child,
+    stdout: mpsc::Receiver<String>,
+    /// The local port the plugin listens on, once it does.
+    port: u16,
+    _watchdog: Watchdog,
+}
+
+impl AwsPortForward {
+    fn start(aws: &Path, bin: &PluginDir, emu: &EmulatorProcess, port: u16) -> Self {
+        let mut forward = Self::spawn(aws, bin, emu, port, &[]);
+        forward.wait_until_listening();
+        forward
+    }
+
+    /// Starts it with `env` added, without waiting.
+    fn spawn(
+        aws: &Path,
+        bin: &PluginDir,
+        emu: &EmulatorProcess,
+        port: u16,
+        env: &[(&str, &Path)],
+    ) -> Self {
+        let mut cmd = aws_command(aws, &bin.dir, emu);
+        let parameters = format!(r#"{{"portNumber":["{port}"],"localPortNumber":["0"]}}"#);
+        cmd.args([
+            "ssm",
+            "start-session",
+            "--target",
+            &emu.instance,
+            "--document-name",
+            "AWS-StartPortForwardingSession",
+            "--parameters",
+            &parameters,
+        ])
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+        let mut child = cmd.spawn().expect("spawn aws");
+        let watchdog = Watchdog::new(child.id(), LIMIT);
+        let stdout = lines(child.stdout.take().unwrap());
+        Self {
+            child,
+            stdout,
+            port: 0,
+            _watchdog: watchdog,
+        }
+    }
+
+    /// Waits (bounded) for the `Port … opened` line and takes the port from it.
+    fn wait_until_listening(&mut self) {
+        let mut seen = Vec::new();
+        self.port = loop {
+            let line = self
+                .stdout
+                .recv_timeout(Duration::from_secs(60))
+                .unwrap_or_else(|_| panic!("no `Port … opened` line; stdout so far: {seen:?}"));
+            seen.push(line.clone());
+            if let Some(rest) = line.strip_prefix("Port ") {
+                break rest.split(' ').next().unwrap().parse().unwrap();
+            }
+        };
+        assert!(
+            seen[0].is_empty() && seen[1].starts_with("Starting session with SessionId: "),
+            "{seen:?}"
+        );
+    }
+
+    /// Sends `signal` to the process group.
+    fn signal(&self, signal: Signal) {
+        killpg(self.child.id(), signal).expect("signal to the process group");
+    }
+
+    /// SIGINT to the process group, as a terminal's Ctrl-C.
+    fn ctrl_c(&self) {
+        self.signal(Signal::SIGINT);
+    }
+
+    /// Waits (bounded) for the stdout line `wanted`.
+    fn stdout_line(&self, wanted: &str) {
+        let mut seen = Vec::new();
+        loop {
+            let line = self
+                .stdout
+                .recv_timeout(Duration::from_secs(60))
+                .unwrap_or_else(|_| panic!("no stdout line {wanted:?}; got {seen:?}"));
+            if line == wanted {
+                return;
+            }
+            seen.push(line);
+        }
+    }
+
+    /// Waits for the exit; the status, the rest of stdout and all of stderr.
+    fn finish(mut self) -> (std::process::ExitStatus, Vec<String>, String) {
+        let status = self.child.wait().unwrap();
+        // The reader thread ends with the process's stdout: this drains what is left.
+        let rest: Vec<String> = self.stdout.iter().collect();
+        let mut stderr = String::new();
+        self.child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        (status, rest, stderr)
+    }
 }
 
 #[test]

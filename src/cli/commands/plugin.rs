@@ -260,7 +260,8 @@ async fn forward(
     let start = Forwarder::start_with(&options, vec![connector]);
     let forwarder = tokio::select! {
         started = start => started.map_err(|e| forward_failure(e, described, PLUGIN_PORT_WORDS))?,
-        _ = signals.recv() => return Ok(ExitCode::SUCCESS),
+        // A window resize while the session opens is not a reason to stop.
+        () = ending_signal(&mut signals) => return Ok(ExitCode::SUCCESS),
     };
     // One forward: its readiness is the only entry.
     let Some(ready) = forwarder.ready().first().cloned() else {
@@ -276,7 +277,7 @@ async fn forward(
     }
     let (notices_tx, mut notices) = mpsc::unbounded_channel();
     let (stop_tx, stop) = watch::channel(false);
-    let running = tokio::spawn(forwarder.run(notices_tx, stop));
+    let mut running = tokio::spawn(forwarder.run(notices_tx, stop));
     let mut announced = false;
     loop {
         tokio::select! {
@@ -321,8 +322,28 @@ async fn forward(
         }
     }
     let _ = stop_tx.send(true);
-    let _ = running.await;
+    // As `postern forward`: another signal stops waiting for the polite end; the exit sweep
+    // then ends the session (see `ledger::adopted`).
+    tokio::select! {
+        _ = &mut running => {}
+        () = ending_signal(&mut signals) => {
+            running.abort();
+            let _ = running.await;
+        }
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The next signal that ends a plugin-mode forward: as the official plugin, Ctrl-Z (SIGTSTP)
+/// is one too (plugin `sessionmanagerplugin/session/sessionutil`'s control signals); a resize
+/// or a continue is not.
+async fn ending_signal(signals: &mut Signals) {
+    loop {
+        match signals.recv().await {
+            LocalSignal::Terminate(_) | LocalSignal::Interrupt | LocalSignal::Suspend => return,
+            LocalSignal::Continue | LocalSignal::Resize => {}
+        }
+    }
 }
 
 async fn ssh(

@@ -315,11 +315,21 @@ pub(crate) async fn run(plan: &ForwardPlan) -> anyhow::Result<ExitCode> {
         }
         drop(status);
     });
-    let running = tokio::spawn(forwarder.run(notices_tx, stop));
+    let mut running = tokio::spawn(forwarder.run(notices_tx, stop));
     signals.ending_with_job_control().await;
     tracing::info!("stopping the forwards");
     let _ = stop_tx.send(true);
-    let _ = running.await;
+    // Each session's polite end can take seconds (outstanding data drained, the agent's answer
+    // to the TerminateSession flag awaited); another Ctrl-C stops waiting for it. Aborting
+    // stops every listener, pool and link; the exit sweep then ends the sessions they left.
+    tokio::select! {
+        _ = &mut running => {}
+        _ = signals.ending() => {
+            running.abort();
+            let _ = running.await;
+            report::notice("stopped waiting for the forwards to wind down");
+        }
+    }
     let _ = printer.await;
     Ok(ExitCode::SUCCESS)
 }
