@@ -12,6 +12,8 @@ pub struct SsmClient {
     client: aws_sdk_ssm::Client,
     region: String,
     profile: Option<String>,
+    /// Shared by the clones of one client: what [`SsmClient::is_clone_of`] compares.
+    identity: std::sync::Arc<()>,
 }
 
 /// What to start: the target, and the document with its parameters (none = default shell).
@@ -53,7 +55,14 @@ impl SsmClient {
             client: context.ssm_client(),
             region: context.region.clone(),
             profile: context.profile.clone(),
+            identity: std::sync::Arc::default(),
         }
+    }
+
+    /// Whether `self` and `other` are clones of one client (made by one [`SsmClient::new`]):
+    /// what one part of a process (a tunnel of `up`'s supervisor) started its sessions with.
+    pub fn is_clone_of(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.identity, &other.identity)
     }
 
     /// Calls StartSession.

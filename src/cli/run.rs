@@ -128,8 +128,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 /// [`ledger::end_unfinished`](crate::transport::ledger::end_unfinished), bounded by the user:
-/// another Ctrl-C (or SIGTERM, SIGHUP) leaves at once, naming what may stay open. Says how
-/// many sessions it ended.
+/// another Ctrl-C (or SIGTERM, SIGHUP) leaves at once, naming what may stay open. Prints how
+/// many sessions it ended (`postern: ended 1 session left open by the stopped command`).
 pub(crate) async fn end_unfinished() {
     use crate::transport::ledger;
     if !ledger::has_unfinished() {

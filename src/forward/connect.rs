@@ -181,6 +181,7 @@ pub async fn finish(
     let closed = pump_until(pump, session, drain, |s| !s.has_unacked()).await;
     let mut terminated = closed;
     if !closed && postern_protocol::version::client_sends_terminate_flag(agent_version) {
+        pump.stop_resuming();
         session.send_flag(transport::now(), Flag::TerminateSession);
         // Keep acknowledging until the agent has ended the session: closing the websocket
         // at the flag's ack would leave its last messages unacknowledged.

@@ -249,7 +249,8 @@ impl Forwarder {
 
     /// Serves the forwards until `shutdown` becomes true; ends every session before returning.
     /// Dropping the future (or aborting its task) stops every listener, pool and link at once:
-    /// the sessions they leave open stay in the ledger for the exit sweep.
+    /// the sessions they leave open stay in the ledger, for the exit sweep or
+    /// [`ledger::end_left_by`](crate::transport::ledger::end_left_by).
     pub async fn run(
         self,
         notices: mpsc::UnboundedSender<Notice>,

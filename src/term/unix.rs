@@ -79,6 +79,18 @@ impl Signals {
         }
     }
 
+    /// The next signal that ends a session the way the official plugin's control signals do
+    /// (Ctrl-C, Ctrl-backslash, Ctrl-Z: plugin `sessionmanagerplugin/session/sessionutil`), or
+    /// SIGTERM, SIGHUP; a window resize or a continue is not one. Cancel-safe.
+    pub async fn ending_or_suspend(&mut self) {
+        loop {
+            match self.recv().await {
+                LocalSignal::Terminate(_) | LocalSignal::Interrupt | LocalSignal::Suspend => return,
+                LocalSignal::Continue | LocalSignal::Resize => {}
+            }
+        }
+    }
+
     /// As [`Signals::ending`], for a program without a terminal of its own (a forward in the
     /// foreground): Ctrl-Z (SIGTSTP) meanwhile stops the process until it is continued, as the
     /// default action would, instead of being swallowed by the handler.

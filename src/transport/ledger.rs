@@ -1,7 +1,8 @@
-//! The sessions this process started and has not ended, and the StartSession calls still
-//! waiting for an answer: what [`end_unfinished`] ends when a command stops half-way (Ctrl-C
-//! while a forward's sessions start, a pool shut down while it opens one, a supervisor that
-//! gives up). Without it such a session stays open at the service until its idle timeout,
+//! The sessions this process started (or adopted: the AWS CLI's, in plugin mode) and has not
+//! ended, and the StartSession calls still waiting for an answer: what [`end_unfinished`] ends
+//! when a command stops half-way (Ctrl-C while a forward's sessions start or end, a pool shut
+//! down while it opens one, a supervisor that gives up; [`end_left_by`] for one tunnel of
+//! many). Without it such a session stays open at the service until its idle timeout,
 //! visible in the console and the audit log as someone still connected.
 //!
 //! One ledger per process: a session is a process-wide resource, started by whichever task
@@ -131,6 +132,29 @@ pub fn open_session_ids() -> Vec<String> {
     ledger().open.keys().cloned().collect()
 }
 
+/// Ends the listed sessions started through a clone of `ssm` (see [`SsmClient::is_clone_of`]):
+/// what one stopped part of a long-lived process (a tunnel of `up`'s supervisor, cut short)
+/// left open, while the sessions of the other parts stay. Returns how many it ended.
+pub async fn end_left_by(ssm: &SsmClient) -> usize {
+    let leftovers = take_left_by(ssm);
+    join_all(leftovers.iter().map(|(id, ssm)| end_left_open(ssm, id))).await;
+    leftovers.len()
+}
+
+/// Takes the sessions started through a clone of `ssm` out of the listed ones.
+fn take_left_by(ssm: &SsmClient) -> Vec<(String, SsmClient)> {
+    let mut ledger = ledger();
+    let ids: Vec<String> = ledger
+        .open
+        .iter()
+        .filter(|(_, client)| client.is_clone_of(ssm))
+        .map(|(id, _)| id.clone())
+        .collect();
+    ids.into_iter()
+        .filter_map(|id| ledger.open.remove_entry(&id))
+        .collect()
+}
+
 /// Whether [`end_unfinished`] has anything to wait for or end.
 pub fn has_unfinished() -> bool {
     let ledger = ledger();
@@ -244,6 +268,25 @@ mod tests {
         assert!(open_session_ids().contains(&"ledger-test-adopted".to_owned()));
         ended("ledger-test-adopted");
         assert!(!open_session_ids().contains(&"ledger-test-adopted".to_owned()));
+    }
+
+    #[test]
+    fn only_the_sessions_of_one_client_are_taken_for_its_sweep() {
+        let tunnel = client();
+        let other = client();
+        starting(&tunnel).answered(Some("ledger-test-tunnel-a"));
+        adopted(&tunnel.clone(), "ledger-test-tunnel-b");
+        starting(&other).answered(Some("ledger-test-other"));
+        let mut taken: Vec<String> = take_left_by(&tunnel)
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        taken.sort();
+        assert_eq!(taken, ["ledger-test-tunnel-a", "ledger-test-tunnel-b"]);
+        let open = open_session_ids();
+        assert!(open.contains(&"ledger-test-other".to_owned()));
+        assert!(!open.iter().any(|id| id.starts_with("ledger-test-tunnel")));
+        ended("ledger-test-other");
     }
 
     #[test]

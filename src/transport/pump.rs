@@ -248,6 +248,8 @@ pub struct Pump {
     last_frames: Option<Instant>,
     /// Whether the socket's receive low-water mark is raised (see [`Hold`]).
     low_water: bool,
+    /// Whether a broken websocket is resumed; off once the session is being ended.
+    resuming: bool,
 }
 
 /// Read coalescing for a paced stream. The agent sends a full message (1 KiB of data), then
@@ -362,6 +364,7 @@ impl Pump {
             hold: None,
             last_frames: None,
             low_water: false,
+            resuming: true,
         }
     }
 
@@ -373,6 +376,17 @@ impl Pump {
     /// Successful reconnections so far.
     pub fn reconnects(&self) -> u64 {
         self.reconnects
+    }
+
+    /// From now on a broken websocket is the end ([`Lost`]), not something to resume: the
+    /// session is being ended (the TerminateSession flag is on its way), so a reconnection
+    /// would only announce itself and then find the session gone; TerminateSession ends it.
+    pub fn stop_resuming(&mut self) {
+        self.resuming = false;
+        if !self.is_up() {
+            // A reconnection under way is given up too.
+            self.link = Link::Gone;
+        }
     }
 
     /// Whether the websocket is up now.
@@ -554,7 +568,7 @@ impl Pump {
         // Whatever the broken websocket still had to say is moot.
         self.deferred = None;
         self.hold = None;
-        if session.is_closed() || self.backoff.config().max_attempts == 0 {
+        if session.is_closed() || self.backoff.config().max_attempts == 0 || !self.resuming {
             self.link = Link::Gone;
             return Err(Lost::Broken(cause));
         }

@@ -1,7 +1,8 @@
 //! A command stopped while its sessions start leaves nothing open at the service: Ctrl-C during
 //! a forward's handshake and during a shell's StartSession call both end the session the
 //! service started (TerminateSession), which the emulator would otherwise keep open for its
-//! 60 s detach timeout. The same for a StartSession answer its caller never reads.
+//! 60 s detach timeout. The same for a StartSession answer its caller never reads, and for a
+//! forward whose polite end a second Ctrl-C cuts short.
 
 use std::future::Future as _;
 use std::process::{Child, Stdio};
@@ -67,6 +68,65 @@ async fn ctrl_c_during_a_forwards_handshake_ends_its_session() {
     assert_eq!(emulator.open_sessions().0, 1, "the session has started");
     let (code, rest) = interrupt(child, &stderr);
     assert_eq!(code, Some(0), "{rest:?}");
+    assert!(
+        rest.iter()
+            .any(|l| l.contains("ended 1 session left open by the stopped command")),
+        "{rest:?}"
+    );
+    // Ended before postern exited: no poll needed.
+    assert_eq!(emulator.open_sessions().0, 0, "{rest:?}");
+    emulator.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_ctrl_c_cuts_a_forwards_wind_down_short_and_its_session_still_ends() {
+    // The websocket goes silent once the session has carried five messages, the last of them
+    // the agent's HandshakeComplete: the forward is ready, and the agent never answers the
+    // TerminateSession flag, so the polite end waits out its 2 s grace and then calls
+    // TerminateSession itself, which takes 1 s (every API call does): a window of 3 s for the
+    // second Ctrl-C. No keepalive pings, so nothing notices the silence before.
+    let emulator = emulator(|config| {
+        config.faults.stall_after = Some(5);
+        config.api_latency = Some(Duration::from_secs(1));
+    })
+    .await;
+    let home = Home::new(None);
+    let region = emulator.region().to_owned();
+    let mut child = home
+        .against(
+            &emulator,
+            &[
+                "-v",
+                "forward",
+                CURRENT,
+                "-L",
+                "0:22",
+                "--keepalive",
+                "0s",
+                "--region",
+                &region,
+            ],
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn postern forward");
+    let stdout = lines(child.stdout.take().expect("piped stdout"));
+    let stderr = lines(child.stderr.take().expect("piped stderr"));
+    stdout
+        .recv_timeout(LIMIT)
+        .expect("the forward's ready line");
+    signal(child.id(), Signal::SIGINT);
+    wait_for_line(&stderr, "stopping the forwards", LIMIT);
+    let (code, rest) = interrupt(child, &stderr);
+    assert_eq!(code, Some(0), "{rest:?}");
+    assert!(
+        rest.iter()
+            .any(|l| l.contains("stopped waiting for the forwards to wind down")),
+        "{rest:?}"
+    );
+    // The exit sweep, not the aborted polite end, ended it.
     assert!(
         rest.iter()
             .any(|l| l.contains("ended 1 session left open by the stopped command")),

@@ -311,10 +311,11 @@ fn aws_cli_port_forward_carries_data_and_stops_on_ctrl_c() {
 fn a_second_ctrl_c_under_the_aws_cli_leaves_at_once_and_ends_the_session() {
     let aws = aws_cli();
     let server = TcpServer::echo();
-    // The websocket goes silent after the handshake (see cli_forward's test of the same): the
-    // agent never answers the TerminateSession flag, and the polite end would wait it out and
-    // then call TerminateSession itself. The AWS CLI does not end the session for us.
-    let emu = EmulatorProcess::start(&["--no-pacing", "--stall-after", "5"]);
+    // The websocket goes silent after the handshake (see cancelled_starts' test of the same):
+    // the agent never answers the TerminateSession flag, and the polite end would wait it out
+    // (2 s) and then call TerminateSession itself (1 s, as every API call): the window for the
+    // second Ctrl-C. The AWS CLI does not end the session for us.
+    let emu = EmulatorProcess::start(&["--no-pacing", "--stall-after", "5", "--api-latency", "1s"]);
     let bin = PluginDir::new();
     let forward = AwsPortForward::start(&aws, &bin, &emu, server.port);
     forward.ctrl_c();

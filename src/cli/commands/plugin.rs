@@ -34,7 +34,7 @@ use crate::forward::{
 };
 use crate::plugin::{self, ContractError, DocumentKind, Invocation, PluginStart};
 use crate::report::{self, ErrorKind, ExpectedError};
-use crate::term::{self, LocalSignal, Signals};
+use crate::term::{self, Signals};
 
 /// `postern plugin`: the official plugin's arguments, passed through.
 #[derive(clap::Args, Debug, Clone)]
@@ -261,7 +261,7 @@ async fn forward(
     let forwarder = tokio::select! {
         started = start => started.map_err(|e| forward_failure(e, described, PLUGIN_PORT_WORDS))?,
         // A window resize while the session opens is not a reason to stop.
-        () = ending_signal(&mut signals) => return Ok(ExitCode::SUCCESS),
+        () = signals.ending_or_suspend() => return Ok(ExitCode::SUCCESS),
     };
     // One forward: its readiness is the only entry.
     let Some(ready) = forwarder.ready().first().cloned() else {
@@ -312,13 +312,10 @@ async fn forward(
                 }
                 None => break,
             },
-            signal = signals.recv() => match signal {
-                LocalSignal::Terminate(_) | LocalSignal::Interrupt | LocalSignal::Suspend => {
-                    console("Terminate signal received, exiting.\n");
-                    break;
-                }
-                LocalSignal::Continue | LocalSignal::Resize => {}
-            },
+            () = signals.ending_or_suspend() => {
+                console("Terminate signal received, exiting.\n");
+                break;
+            }
         }
     }
     let _ = stop_tx.send(true);
@@ -326,24 +323,12 @@ async fn forward(
     // then ends the session (see `ledger::adopted`).
     tokio::select! {
         _ = &mut running => {}
-        () = ending_signal(&mut signals) => {
+        () = signals.ending_or_suspend() => {
             running.abort();
             let _ = running.await;
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// The next signal that ends a plugin-mode forward: as the official plugin, Ctrl-Z (SIGTSTP)
-/// is one too (plugin `sessionmanagerplugin/session/sessionutil`'s control signals); a resize
-/// or a continue is not.
-async fn ending_signal(signals: &mut Signals) {
-    loop {
-        match signals.recv().await {
-            LocalSignal::Terminate(_) | LocalSignal::Interrupt | LocalSignal::Suspend => return,
-            LocalSignal::Continue | LocalSignal::Resize => {}
-        }
-    }
 }
 
 async fn ssh(

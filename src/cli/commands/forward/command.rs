@@ -322,15 +322,19 @@ pub(crate) async fn run(plan: &ForwardPlan) -> anyhow::Result<ExitCode> {
     // Each session's polite end can take seconds (outstanding data drained, the agent's answer
     // to the TerminateSession flag awaited); another Ctrl-C stops waiting for it. Aborting
     // stops every listener, pool and link; the exit sweep then ends the sessions they left.
-    tokio::select! {
-        _ = &mut running => {}
-        _ = signals.ending() => {
+    let cut_short = tokio::select! {
+        _ = &mut running => false,
+        _ = signals.ending_with_job_control() => {
             running.abort();
             let _ = running.await;
-            report::notice("stopped waiting for the forwards to wind down");
+            true
         }
-    }
+    };
+    // The status line goes first (the printer ends once the forwards' notices senders have).
     let _ = printer.await;
+    if cut_short {
+        report::notice("stopped waiting for the forwards to wind down");
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -37,7 +37,7 @@ use crate::cli::resolve::resolve_forward;
 use crate::forward::{Forwarder, Notice, Traffic};
 use crate::report::{ErrorKind, ExpectedError, exit_codes};
 use crate::term::Signals;
-use crate::transport::{Notifier, Reconnection};
+use crate::transport::{Notifier, Reconnection, ledger};
 use crate::tunnel::{Hold, ListenerRecord, Registry, TunnelRecord, TunnelState};
 
 /// `postern tunnel-supervisor` (started by `postern up`; its work arrives on stdin).
@@ -137,6 +137,9 @@ struct Running {
     task: JoinHandle<()>,
     notices: JoinHandle<()>,
     hold: Hold,
+    /// The client the tunnel's sessions were started with: what they are found by when the
+    /// tunnel is cut short.
+    ssm: SsmClient,
 }
 
 /// What the tunnel's reconnection notifier and notices tell the supervisor.
@@ -190,7 +193,7 @@ async fn start(
     });
     let (context, described) = load_aws(&plan.aws, &plan.options.target).await?;
     let ssm = SsmClient::new(&context);
-    let forwarder = Forwarder::start(ssm, &plan.options)
+    let forwarder = Forwarder::start(ssm.clone(), &plan.options)
         .await
         .map_err(|e| forward_failure(e, &described, FORWARD_PORT_WORDS))?
         .keeping_sessions_open();
@@ -252,6 +255,7 @@ async fn start(
         task,
         notices,
         hold,
+        ssm,
     })
 }
 
@@ -338,7 +342,14 @@ impl Running {
             .is_err()
         {
             tracing::warn!(tunnel = %self.record.name, "the tunnel did not end in time");
+            // Stops its listeners, pools and links at once; the sessions they were still
+            // ending are ended here, not at the supervisor's exit, which may be hours away.
             self.task.abort();
+            let _ = (&mut self.task).await;
+            let ended = ledger::end_left_by(&self.ssm).await;
+            if ended > 0 {
+                tracing::warn!(tunnel = %self.record.name, sessions = ended, "ended the sessions the tunnel left open");
+            }
         }
         self.notices.abort();
     }
