@@ -188,8 +188,11 @@ impl Router {
 impl HttpConnector for Router {
     fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
         // The backstop for endpoints postern does not see at start-up (a profile's
-        // `endpoint_url` in the shared config files): no plain request leaves this machine.
-        if let Some(refusal) = plain_http_refusal(request.uri()) {
+        // `endpoint_url` in the shared config files): no plain request leaves this machine,
+        // but for the host's own credential sources.
+        if !is_host_credential_source(request.uri())
+            && let Some(refusal) = plain_http_refusal(request.uri())
+        {
             return HttpConnectorFuture::ready(Err(ConnectorError::user(refusal.into())));
         }
         let connector = self.connector(request.uri()).clone();
@@ -220,6 +223,34 @@ pub(crate) fn plain_http_refusal(endpoint: &str) -> Option<String> {
             crate::term::escape(endpoint)
         )
     })
+}
+
+/// Whether `uri` is one of the link-local credential sources the SDK's providers reach over
+/// plain `http://` by design (none of them speaks TLS), answered by the instance's own
+/// hypervisor or node, never across a network: EC2's instance metadata service (IMDS, for an
+/// instance profile; aws-config `src/imds/client.rs`), ECS task credentials and EKS Pod
+/// Identity (aws-config `src/ecs.rs`, which allows plain `http://` to these and to loopback
+/// only). Without them postern could not run on EC2, ECS or EKS with the host's role.
+fn is_host_credential_source(uri: &str) -> bool {
+    const SOURCES: [std::net::IpAddr; 5] = [
+        std::net::IpAddr::V4(std::net::Ipv4Addr::new(169, 254, 169, 254)), // IMDS
+        std::net::IpAddr::V6(std::net::Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254)), // IMDS
+        std::net::IpAddr::V4(std::net::Ipv4Addr::new(169, 254, 170, 2)),   // ECS
+        std::net::IpAddr::V4(std::net::Ipv4Addr::new(169, 254, 170, 23)),  // EKS Pod Identity
+        std::net::IpAddr::V6(std::net::Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x23)), // EKS
+    ];
+    if !is_plain_http(uri) {
+        return false;
+    }
+    let ip = match url::Url::parse(uri)
+        .ok()
+        .and_then(|url| url.host().map(|h| h.to_owned()))
+    {
+        Some(url::Host::Ipv4(ip)) => std::net::IpAddr::V4(ip),
+        Some(url::Host::Ipv6(ip)) => std::net::IpAddr::V6(ip),
+        _ => return false,
+    };
+    SOURCES.contains(&ip)
 }
 
 /// Whether `uri` is a plain `http://` one (no TLS).
@@ -265,6 +296,29 @@ mod tests {
         ] {
             let refusal = plain_http_refusal(refused).expect(refused);
             assert!(refusal.contains("unencrypted"), "{refusal}");
+        }
+    }
+
+    #[test]
+    fn the_hosts_credential_sources_are_the_only_plain_http_beyond_loopback() {
+        for source in [
+            "http://169.254.169.254/latest/api/token",
+            "http://[fd00:ec2::254]/latest/meta-data/iam/security-credentials/",
+            "http://169.254.170.2/v2/credentials/abc",
+            "http://169.254.170.23/v1/credentials",
+            "http://[fd00:ec2::23]/v1/credentials",
+        ] {
+            assert!(is_host_credential_source(source), "{source}");
+        }
+        for other in [
+            "https://169.254.169.254/",
+            "http://169.254.169.253/",
+            "http://169.254.170.3/",
+            "http://instance-data/latest/",
+            "http://10.0.0.5:4566/",
+            "http://ssm.eu-west-1.amazonaws.com/",
+        ] {
+            assert!(!is_host_credential_source(other), "{other}");
         }
     }
 
