@@ -1,21 +1,34 @@
 //! `postern demo` through the real binary, in a hostile environment (the user's AWS settings
 //! point nowhere): the product's own listing, a shell on a member account's instance reached
 //! with the account's role, the product's guardrail on a production instance, and no file left
-//! behind.
+//! behind, also when the demo is stopped with SIGTERM.
 
+use std::io::Write as _;
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
-use std::process::Output;
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
+use nix::sys::signal::Signal;
 use postern_emulator::Fleet;
 
-use crate::support::process::{postern, run_with_input, text};
+use crate::support::process::{
+    exit_within, lines, postern, process_state, run_with_input, signal, text, wait_for_line,
+};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
 /// Runs `postern demo ARGS` with `stdin` written to it, HOME and TMPDIR in `root`, and the
 /// user's AWS variables set to values that must not be used.
 fn demo(root: &Path, args: &[&str], stdin: &[u8]) -> Output {
+    let output = run_with_input(demo_command(root, args), stdin, LIMIT);
+    assert_left_nothing(root);
+    output
+}
+
+/// `postern demo ARGS` with HOME and TMPDIR in `root`, and the user's AWS variables set to
+/// values that must not be used.
+fn demo_command(root: &Path, args: &[&str]) -> Command {
     let home = root.join("home");
     let tmp = root.join("tmp");
     std::fs::create_dir_all(home.join(".aws")).unwrap();
@@ -25,7 +38,7 @@ fn demo(root: &Path, args: &[&str], stdin: &[u8]) -> Output {
         "[default]\nregion = nowhere-1\ncredential_process = false\n",
     )
     .unwrap();
-    let mut command = std::process::Command::new(postern());
+    let mut command = Command::new(postern());
     command
         .arg("demo")
         .args(args)
@@ -38,18 +51,21 @@ fn demo(root: &Path, args: &[&str], stdin: &[u8]) -> Output {
         .env("AWS_SECRET_ACCESS_KEY", "users-real-secret")
         .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
         .env("POSTERN_CONFIG", home.join("users-postern.toml"));
-    let output = run_with_input(command, stdin, LIMIT);
+    command
+}
+
+/// The demo left no temporary file and wrote nothing into HOME.
+fn assert_left_nothing(root: &Path) {
     assert_eq!(
-        std::fs::read_dir(&tmp).unwrap().count(),
+        std::fs::read_dir(root.join("tmp")).unwrap().count(),
         0,
         "temporary files left behind"
     );
-    let home_files: Vec<_> = std::fs::read_dir(&home)
+    let home_files: Vec<_> = std::fs::read_dir(root.join("home"))
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(home_files, [".aws"], "the demo wrote into HOME");
-    output
 }
 
 #[test]
@@ -119,4 +135,41 @@ fn demo_keeps_the_production_guardrail() {
         stderr.contains("acme-prod") && stderr.contains("confirmation"),
         "stderr: {stderr}"
     );
+}
+
+#[test]
+fn sigterm_stops_the_demo_and_its_shell_and_removes_its_private_directory() {
+    let root = tempfile::tempdir().unwrap();
+    let mut demo = demo_command(root.path(), &["--select", "orders-api-dev-1"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn postern demo");
+    let stdout = lines(demo.stdout.take().expect("piped stdout"));
+    let mut stdin = demo.stdin.take().expect("piped stdin");
+    stdin.write_all(b"echo ready-$((6*7))\n").unwrap();
+    wait_for_line(&stdout, "ready-42", LIMIT);
+    // While it runs: one directory, private, holding the emulator's keys.
+    let dirs: Vec<_> = std::fs::read_dir(root.path().join("tmp"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    let mode = std::fs::metadata(&dirs[0]).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "{}", dirs[0].display());
+    let shell: u32 = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", demo.id()))
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .expect("the demo's postern shell")
+        .parse()
+        .unwrap();
+    signal(demo.id(), Signal::SIGTERM);
+    let status = exit_within(&mut demo, LIMIT).expect("the demo stops after SIGTERM");
+    // The shell's own answer to SIGTERM (128 + 15), passed on by the demo.
+    assert_eq!(status.code(), Some(143));
+    assert_eq!(process_state(shell), None, "the demo's shell outlived it");
+    drop(stdin);
+    assert_left_nothing(root.path());
 }

@@ -15,7 +15,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
+use nix::sys::signal::Signal;
 use postern_emulator::{BaseCredentials, Emulator, EmulatorConfig, EmulatorHandle, Fleet};
+use tokio::signal::unix::{SignalKind, signal as unix_signal};
 
 use crate::private_file::write_private;
 
@@ -69,18 +71,42 @@ async fn run_child(emulator: &EmulatorHandle, args: &DemoArgs) -> anyhow::Result
         .command(&exe, emulator, &child_args(args))
         .spawn()
         .context("cannot start postern for the demo")?;
+    // SIGTERM or SIGHUP to the demo alone (a closed terminal, `kill`) is passed on: the child
+    // restores the terminal and ends its session, then the demo removes its directory (AWS
+    // keys included) and stops the emulator. Left to the default action, the demo would die at
+    // once, its child would retry a vanished emulator over the user's prompt, and the directory
+    // would stay behind.
+    let mut terminate = unix_signal(SignalKind::terminate()).context("cannot catch SIGTERM")?;
+    let mut hangup = unix_signal(SignalKind::hangup()).context("cannot catch SIGHUP")?;
+    let mut kill_at = None;
     loop {
-        tokio::select! {
+        let passed_on = tokio::select! {
             status = child.wait() => {
                 let status = status.context("cannot wait for the demo's postern")?;
                 return Ok(exit_code(status));
             }
             // Ctrl-C outside raw mode reaches the whole process group: the child decides, the
             // demo keeps waiting for it.
-            _ = tokio::signal::ctrl_c() => {}
+            _ = tokio::signal::ctrl_c() => None,
+            _ = terminate.recv() => Some(Signal::SIGTERM),
+            _ = hangup.recv() => Some(Signal::SIGHUP),
+            () = crate::transport::sleep_until(kill_at), if kill_at.is_some() => {
+                tracing::warn!("the demo's postern did not stop in time: killing it");
+                let _ = child.start_kill();
+                kill_at = None;
+                None
+            }
+        };
+        if let (Some(signal), Some(pid)) = (passed_on, child.id()) {
+            let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap_or(i32::MAX));
+            let _ = nix::sys::signal::kill(pid, signal);
+            kill_at.get_or_insert_with(|| crate::transport::now() + CHILD_STOP_LIMIT);
         }
     }
 }
+
+/// How long the demo's postern may take to stop after a passed-on signal.
+const CHILD_STOP_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The subcommand the child runs: the picker (`shell` without TARGET), a named instance, or
 /// the listing.
@@ -102,7 +128,10 @@ struct DemoHome {
 impl DemoHome {
     /// Creates the directory (0700) and writes the configuration for `emulator`'s fleet.
     fn create(emulator: &EmulatorHandle) -> std::io::Result<Self> {
-        let dir = tempfile::Builder::new().prefix("postern-demo-").tempdir()?;
+        let dir = tempfile::Builder::new()
+            .prefix("postern-demo-")
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .tempdir()?;
         let home = Self { dir };
         write_private(
             &home.path("config.toml"),

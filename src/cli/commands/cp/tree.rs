@@ -91,8 +91,10 @@ async fn unpack_locally(
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
+    // Private (0700) while the tree arrives: nobody else reads it before it is in place.
     let work = tempfile::Builder::new()
         .prefix(".postern-cp-")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
         .tempdir_in(&parent)
         .map_err(|e| failures::local_io("create a temporary directory in", &parent, e))?;
     let tar_file = work.path().join("tree.tar");
