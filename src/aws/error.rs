@@ -102,7 +102,7 @@ impl AwsError {
         SdkError<E, R>: RequestId,
     {
         let request_id = err.request_id().map(str::to_owned);
-        let mut kind = AwsErrorKind::Service;
+        let kind = classify(&err);
         let mut this = Detail {
             region: Some(region.to_owned()),
             profile: profile.map(str::to_owned),
@@ -114,14 +114,8 @@ impl AwsError {
                 let inner = service.err();
                 this.code = inner.code().map(str::to_owned);
                 this.message = inner.message().map(str::to_owned);
-                kind = kind_for_code(this.code.as_deref().unwrap_or_default());
             }
             SdkError::DispatchFailure(failure) => {
-                kind = if failure.is_io() || failure.is_timeout() {
-                    AwsErrorKind::Unreachable
-                } else {
-                    AwsErrorKind::Credentials
-                };
                 this.source = failure
                     .as_connector_error()
                     .map(|c| Box::new(ChainOnly::of(c)) as Box<dyn StdError + Send + Sync>);
@@ -130,27 +124,12 @@ impl AwsError {
                 }
             }
             SdkError::TimeoutError(_) => {
-                kind = AwsErrorKind::Unreachable;
                 this.message = Some("the request timed out".to_owned());
             }
             other => {
                 // Construction failures (e.g. no credentials) and unparsable responses.
-                let chain = ChainOnly::of(&other);
-                if chain.text.contains("credential") || chain.text.contains("identity") {
-                    kind = AwsErrorKind::Credentials;
-                }
-                this.source = Some(Box::new(chain));
+                this.source = Some(Box::new(ChainOnly::of(&other)));
             }
-        }
-        // Identity resolution failures arrive as dispatch failures of kind "other" in some
-        // SDK versions; the chain says so.
-        if kind == AwsErrorKind::Credentials
-            && let Some(src) = &this.source
-            && !src.to_string().contains("credential")
-            && !src.to_string().contains("identity")
-            && !src.to_string().contains("profile")
-        {
-            kind = AwsErrorKind::Unreachable;
         }
         Self {
             kind,
@@ -186,6 +165,44 @@ impl StdError for AwsError {
     }
 }
 
+/// Classifies a failed SDK call: by the service's error code, or by how the request failed
+/// (not sent, no answer, no credentials).
+pub fn classify<E, R>(err: &SdkError<E, R>) -> AwsErrorKind
+where
+    E: ProvideErrorMetadata + StdError + 'static,
+    R: fmt::Debug + 'static,
+{
+    let names_identity = |text: &str| text.contains("credential") || text.contains("identity");
+    match err {
+        SdkError::ServiceError(service) => kind_for_code(service.err().code().unwrap_or_default()),
+        SdkError::DispatchFailure(failure) if failure.is_io() || failure.is_timeout() => {
+            AwsErrorKind::Unreachable
+        }
+        // Identity resolution failures arrive as dispatch failures of kind "other" in some SDK
+        // versions; the cause's text says which.
+        SdkError::DispatchFailure(failure) => match failure.as_connector_error() {
+            Some(cause) => {
+                let text = ChainOnly::of(cause).text;
+                if names_identity(&text) || text.contains("profile") {
+                    AwsErrorKind::Credentials
+                } else {
+                    AwsErrorKind::Unreachable
+                }
+            }
+            None => AwsErrorKind::Credentials,
+        },
+        SdkError::TimeoutError(_) => AwsErrorKind::Unreachable,
+        // Construction failures (e.g. no credentials) and unparsable responses.
+        other => {
+            if names_identity(&ChainOnly::of(other).text) {
+                AwsErrorKind::Credentials
+            } else {
+                AwsErrorKind::Service
+            }
+        }
+    }
+}
+
 /// Classifies a service error code.
 fn kind_for_code(code: &str) -> AwsErrorKind {
     match code {
@@ -199,8 +216,14 @@ fn kind_for_code(code: &str) -> AwsErrorKind {
         "EC2InstanceTypeInvalidException" | "EC2InstanceStateInvalidException" => {
             AwsErrorKind::Unsupported
         }
-        "AccessDeniedException" | "AccessDenied" => AwsErrorKind::AccessDenied,
-        "UnrecognizedClientException"
+        // EC2 names a missing permission UnauthorizedOperation.
+        "AccessDeniedException" | "AccessDenied" | "UnauthorizedOperation" => {
+            AwsErrorKind::AccessDenied
+        }
+        // EC2 names bad or expired credentials AuthFailure and RequestExpired.
+        "AuthFailure"
+        | "RequestExpired"
+        | "UnrecognizedClientException"
         | "InvalidClientTokenId"
         | "InvalidSignatureException"
         | "SignatureDoesNotMatch"
@@ -272,6 +295,12 @@ mod tests {
         assert_eq!(
             kind_for_code("ExpiredTokenException"),
             AwsErrorKind::Credentials
+        );
+        // EC2's own names for the same.
+        assert_eq!(kind_for_code("AuthFailure"), AwsErrorKind::Credentials);
+        assert_eq!(
+            kind_for_code("UnauthorizedOperation"),
+            AwsErrorKind::AccessDenied
         );
         assert_eq!(kind_for_code("ThrottlingException"), AwsErrorKind::Service);
         assert_eq!(

@@ -20,7 +20,7 @@ pub use config::{
     ssm_endpoint_in_effect,
 };
 pub use documents::{DocumentVersions, DocumentsClient};
-pub use error::{AwsError, AwsErrorKind};
+pub use error::{AwsError, AwsErrorKind, classify};
 pub use http::HttpClientError;
 pub use instance_connect::{
     DESCRIBE_INSTANCES, InstanceConnectClient, PushedKey, SEND_SSH_PUBLIC_KEY,

@@ -12,7 +12,7 @@ use aws_types::SdkConfig;
 use aws_types::region::Region;
 use tokio::sync::OnceCell;
 
-use crate::aws::{AwsContext, AwsOptions, CredentialsOverride};
+use crate::aws::{AwsContext, AwsErrorKind, AwsOptions, CredentialsOverride};
 use crate::broker::guardrails::{self, Confirmation};
 use crate::broker::{Broker, BrokerCredentials, BrokerError, BrokerOptions, MfaSource};
 use crate::cli::common::CommonArgs;
@@ -49,7 +49,7 @@ pub(crate) struct BrokerScopes {
     providers: Mutex<HashMap<String, Arc<ProviderCell>>>,
 }
 
-type ProviderCell = OnceCell<Result<SharedCredentialsProvider, String>>;
+type ProviderCell = OnceCell<Result<SharedCredentialsProvider, (AwsErrorKind, String)>>;
 
 impl Reach {
     /// Loads the configuration; the broker exists only when it lists accounts.
@@ -279,7 +279,10 @@ impl BrokerScopes {
         }
     }
 
-    async fn provider(&self, scope: &Scope) -> Result<SharedCredentialsProvider, String> {
+    async fn provider(
+        &self,
+        scope: &Scope,
+    ) -> Result<SharedCredentialsProvider, (AwsErrorKind, String)> {
         let id = scope
             .account
             .split('-')
@@ -295,11 +298,11 @@ impl BrokerScopes {
             let target = self
                 .broker
                 .resolve_for_listing(&id)
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| (AwsErrorKind::Configuration, e.to_string()))?;
             self.broker
                 .credentials(&target)
                 .await
-                .map_err(|e| describe_broker_error(&e))?;
+                .map_err(|e| (broker_error_kind(&e), describe_broker_error(&e)))?;
             Ok(SharedCredentialsProvider::new(BrokerCredentials::new(
                 Arc::clone(&self.broker),
                 target,
@@ -315,7 +318,10 @@ impl ScopeConfigs for BrokerScopes {
         let provider = self
             .provider(scope)
             .await
-            .map_err(|message| SourceError::local(scope, "AssumeRole", message))?;
+            .map_err(|(kind, message)| SourceError {
+                kind,
+                ..SourceError::local(scope, "AssumeRole", message)
+            })?;
         Ok(self
             .base
             .to_builder()
@@ -323,6 +329,18 @@ impl ScopeConfigs for BrokerScopes {
             .credentials_provider(provider)
             .retry_config(RetryConfig::disabled())
             .build())
+    }
+}
+
+/// What kind of failure a broker error is, as an AWS call's would be classified.
+fn broker_error_kind(err: &BrokerError) -> AwsErrorKind {
+    match err {
+        BrokerError::Aws(e) => e.kind,
+        BrokerError::Mfa(_) => AwsErrorKind::Credentials,
+        BrokerError::UnknownAccount(_)
+        | BrokerError::NoRole(_)
+        | BrokerError::UnknownSource(_)
+        | BrokerError::Refused(_) => AwsErrorKind::Configuration,
     }
 }
 

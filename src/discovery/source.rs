@@ -8,6 +8,7 @@ use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_types::SdkConfig;
 use aws_types::region::Region;
 
+use crate::aws::AwsErrorKind;
 use crate::discovery::instance::{Instance, Scope};
 
 /// Lists the instances of one scope. Implementations: [`SdkSource`] and
@@ -43,6 +44,9 @@ pub struct SourceError {
     pub request_id: Option<String>,
     /// Whether the call was throttled (and is worth retrying after a pause).
     pub throttled: bool,
+    /// What kind of failure it is (credentials, an endpoint out of reach, ...), as an AWS
+    /// call's error is classified.
+    pub kind: AwsErrorKind,
 }
 
 /// The single-profile identity: the default credential chain or `--profile`, the same
@@ -70,6 +74,7 @@ impl SourceError {
             message: message.into(),
             request_id: None,
             throttled: false,
+            kind: AwsErrorKind::Service,
         }
     }
 
@@ -104,6 +109,7 @@ impl SourceError {
             message,
             request_id,
             throttled,
+            kind: crate::aws::classify(error),
         }
     }
 }

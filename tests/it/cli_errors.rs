@@ -244,3 +244,59 @@ fn endpoint_url_is_ssm_s_endpoint_only() {
         text(&listing.stdout)
     );
 }
+
+/// `postern ARGS` with every service sent to `endpoint` and a cache of its own.
+fn listing_command(
+    endpoint: &str,
+    cache: &std::path::Path,
+    args: &[&str],
+) -> std::process::Command {
+    let mut cmd = base_command();
+    cmd.env("AWS_ENDPOINT_URL", endpoint)
+        .env("POSTERN_CACHE_DIR", cache)
+        .args(args);
+    cmd
+}
+
+#[test]
+fn a_listing_refused_everywhere_is_an_unreachable_endpoint() {
+    let cache = tempfile::tempdir().unwrap();
+    // A port that was free a moment ago: every scope's call is refused.
+    let endpoint = format!("http://127.0.0.1:{}", free_port());
+    let out = run(listing_command(&endpoint, cache.path(), &["list"]), LIMIT);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(252), "stderr {stderr}");
+    assert!(stderr.contains("Connection refused"), "{stderr}");
+    assert!(stderr.contains("hint: check the network"), "{stderr}");
+}
+
+#[test]
+fn a_listing_whose_credentials_are_refused_is_a_credentials_error() {
+    let emu = EmulatorProcess::start(&[]);
+    let cache = tempfile::tempdir().unwrap();
+    // base_command's keys are not the emulator's: EC2 answers AuthFailure. A name goes through
+    // the same listing as `list` does.
+    for args in [&["list"][..], &["exec", "web-1", "--", "true"]] {
+        let out = run(listing_command(&emu.endpoint, cache.path(), args), LIMIT);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(248), "{args:?}: {stderr}");
+        assert!(stderr.contains("AuthFailure"), "{stderr}");
+        assert!(stderr.contains("hint: check the credentials"), "{stderr}");
+    }
+}
+
+#[test]
+fn a_listing_with_no_credentials_is_a_credentials_error_on_readable_lines() {
+    let emu = EmulatorProcess::start(&[]);
+    let cache = tempfile::tempdir().unwrap();
+    let mut cmd = listing_command(&emu.endpoint, cache.path(), &["list"]);
+    cmd.env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY");
+    let out = run(cmd, LIMIT);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(248), "stderr {stderr}");
+    assert!(stderr.contains("hint: check the credentials"), "{stderr}");
+    // The SDK's account of each credential provider it tried, one per line, not `\n`s.
+    assert!(stderr.contains("\n  Environment: "), "{stderr}");
+    assert!(!stderr.contains("\\n"), "{stderr}");
+}

@@ -14,7 +14,7 @@ use std::time::SystemTime;
 use anyhow::Context as _;
 use tokio::sync::mpsc;
 
-use crate::aws::{self, AwsContext, AwsOptions};
+use crate::aws::{self, AwsContext, AwsErrorKind, AwsOptions};
 use crate::cli::reach::{BrokerScopes, Reach, Scopes};
 use crate::discovery::{
     Cache, DEFAULT_MAX_AGE, Index, IndexOptions, Indexed, Instance, InstanceSource, Listed,
@@ -23,7 +23,7 @@ use crate::discovery::{
 use crate::paths::cache_dir;
 use crate::picker::{Feed, SearchFields, fit_cell, fit_widths, rank};
 use crate::report::{self, ErrorKind, ExpectedError};
-use crate::term::{Colour, colour_on, escape, paint};
+use crate::term::{Colour, colour_on, escape, escape_text, paint};
 
 /// `postern list`.
 #[derive(clap::Args, Debug, Clone)]
@@ -206,7 +206,7 @@ async fn load(
         report::notice(&warning);
     }
     if index.failures.len() == scopes.len() && index.stale.is_empty() {
-        return Err(nothing_listed(reach).into());
+        return Err(nothing_listed(reach, &index).into());
     }
     Ok((index, None))
 }
@@ -499,13 +499,42 @@ async fn scopes_to_list(
     Ok(scopes)
 }
 
-fn nothing_listed(reach: &Reach) -> ExpectedError {
-    ExpectedError::new(
-        ErrorKind::AwsRequest,
-        "could not list instances in any account or region",
-    )
-    .target(describe_reach(reach))
-    .hint("check the credentials and region; the warnings above give each scope's reason")
+/// Every scope failed: an error of the kind they share (every one without credentials, every
+/// endpoint out of reach, ...), so that the exit code says what a single call's would.
+fn nothing_listed(reach: &Reach, index: &Index) -> ExpectedError {
+    let kinds: Vec<AwsErrorKind> = index.failures.iter().map(|f| f.error.kind).collect();
+    let shared = kinds
+        .first()
+        .copied()
+        .filter(|first| kinds.iter().all(|k| k == first));
+    let (kind, hint) = match shared {
+        Some(AwsErrorKind::Credentials) => (
+            ErrorKind::AwsConfig,
+            "check the credentials: refresh them (e.g. `aws sso login`), or pick another \
+             --profile or --source",
+        ),
+        Some(AwsErrorKind::Unreachable) => (
+            ErrorKind::EndpointUnreachable,
+            "check the network, --endpoint-url and AWS_ENDPOINT_URL, and any proxy \
+             (HTTPS_PROXY, NO_PROXY)",
+        ),
+        Some(AwsErrorKind::AccessDenied) => (
+            ErrorKind::AccessDenied,
+            "listing needs ec2:DescribeInstances and ssm:DescribeInstanceInformation in each \
+             account and region",
+        ),
+        Some(AwsErrorKind::Configuration) => (
+            ErrorKind::Config,
+            "check the accounts, roles and source identity of the configuration (`postern \
+             accounts`)",
+        ),
+        _ => (ErrorKind::AwsRequest, "check the credentials and region"),
+    };
+    ExpectedError::new(kind, "could not list instances in any account or region")
+        .target(describe_reach(reach))
+        .hint(format!(
+            "{hint}; the warnings above give each scope's reason"
+        ))
 }
 
 /// A warning line per scope that failed (escaped: the message came from AWS).
@@ -525,7 +554,12 @@ fn warnings(index: &Index) -> Vec<String> {
                 .as_deref()
                 .map(|id| format!(" (request id {})", escape(id)))
                 .unwrap_or_default();
-            format!("warning: {}{request}{stale}", escape(&error.to_string()))
+            // A multi-line cause (the SDK's "no credentials found in chain. Attempted:" and
+            // one line per provider) stays on its lines.
+            format!(
+                "warning: {}{request}{stale}",
+                escape_text(&error.to_string())
+            )
         })
         .collect()
 }
