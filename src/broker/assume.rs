@@ -212,6 +212,18 @@ impl Broker {
         Ok(label)
     }
 
+    /// The AWS options the source identity `target` is reached from (or the default source,
+    /// with no target) is loaded with: its profile, the command line's region, else its own,
+    /// else the configuration's first. What `postern doctor` checks the credentials of.
+    pub fn source_options(&self, target: Option<&RoleTarget>) -> Result<AwsOptions, BrokerError> {
+        let label = self.source_label(target.map(|t| &t.account))?;
+        Ok(source_options(
+            &self.source_spec(&label),
+            &self.options.aws,
+            &self.config,
+        ))
+    }
+
     /// The identity of the source `target` would use, or of the default source.
     pub async fn identity(
         &self,
@@ -483,6 +495,20 @@ struct SourceSession {
     session_credentials: Option<CachedCredentials>,
 }
 
+/// The options a source identity of `spec` is loaded with: see [`Broker::source_options`].
+fn source_options(spec: &Source, cli: &AwsOptions, config: &Config) -> AwsOptions {
+    AwsOptions {
+        profile: spec.profile.clone(),
+        region: cli
+            .region
+            .clone()
+            .or(spec.region.clone())
+            .or_else(|| config.regions.first().cloned()),
+        endpoint_url: cli.endpoint_url.clone(),
+        credentials: None,
+    }
+}
+
 impl SourceSession {
     async fn load(
         label: &str,
@@ -490,16 +516,7 @@ impl SourceSession {
         cli: &AwsOptions,
         config: &Config,
     ) -> Result<Self, BrokerError> {
-        let mut options = AwsOptions {
-            profile: spec.profile.clone(),
-            region: cli
-                .region
-                .clone()
-                .or(spec.region.clone())
-                .or_else(|| config.regions.first().cloned()),
-            endpoint_url: cli.endpoint_url.clone(),
-            credentials: None,
-        };
+        let mut options = source_options(&spec, cli, config);
         let context = match aws::load(&options).await {
             Ok(context) => context,
             Err(e) if e.kind == AwsErrorKind::Configuration => {

@@ -130,6 +130,7 @@ impl Plan {
             Some(Command::Completions(args)) => Ok(Self::Completions(args)),
             Some(Command::Doctor(args)) => Ok(Self::Doctor(DoctorPlan::new(
                 aws_options(&common)?,
+                &common,
                 args,
             )?)),
             Some(Command::History(args)) => Ok(Self::History(args)),

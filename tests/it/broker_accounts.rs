@@ -11,7 +11,7 @@ use aws_credential_types::Credentials;
 use postern_emulator::EmulatorHandle;
 
 use crate::support::aws::credentials_env;
-use crate::support::emulator::{assume, fleet_emulator};
+use crate::support::emulator::{assume, fleet_emulator, id_of};
 use crate::support::fixtures::SAMPLE_ACCOUNTS as ACCOUNTS;
 use crate::support::home::Home;
 use crate::support::process::{self, run};
@@ -501,4 +501,52 @@ async fn a_session_resumes_with_refreshed_role_credentials_and_no_second_mfa_pro
         1,
         "one MFA code for the whole session"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_checks_the_configured_source_identity_and_its_role() {
+    let emulator = fleet_emulator(|_| {}).await;
+    // The source identity is a named profile of the AWS files, as the configuration says; the
+    // environment holds no credentials and names no profile.
+    let home = Home::new(Some(&format!(
+        "{HEAD}{ACCOUNTS}\n[source]\nprofile = \"dev-id\"\n"
+    )));
+    let keys = emulator.base_credentials();
+    std::fs::write(home.path().join("aws-config"), "[profile dev-id]\n").unwrap();
+    std::fs::write(
+        home.path().join("aws-credentials"),
+        format!(
+            "[dev-id]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
+            keys.access_key_id(),
+            keys.secret_access_key()
+        ),
+    )
+    .unwrap();
+    let instance = id_of(&emulator, "kafka-dev-1");
+    let mut command = home.command();
+    command
+        .env("AWS_ENDPOINT_URL", emulator.endpoint())
+        .env("AWS_CONFIG_FILE", home.path().join("aws-config"))
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            home.path().join("aws-credentials"),
+        )
+        .args(["doctor", &instance, "--account", "acme-dev", "--no-probe"]);
+    let output = run(command, LIMIT);
+    let stdout = process::text(&output.stdout);
+    let check = |name: &str| {
+        stdout
+            .lines()
+            .find(|l| {
+                l.get(6..)
+                    .is_some_and(|rest| rest.starts_with(&format!("{name}:")))
+            })
+            .unwrap_or_else(|| panic!("no {name} line in:\n{stdout}"))
+            .to_owned()
+    };
+    assert!(check("configuration").contains("dev-id"), "{stdout}");
+    assert!(check("credentials").starts_with("PASS  "), "{stdout}");
+    let role = check("role assumption");
+    assert!(role.starts_with("PASS  "), "{stdout}");
+    assert!(role.contains("PosternAccess"), "{stdout}");
 }

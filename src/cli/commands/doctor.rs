@@ -3,16 +3,17 @@
 //! needed failed; otherwise with the first failure's documented code.
 
 use std::io::Write as _;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::SharedCredentialsProvider;
 
 use crate::aws::{AwsOptions, SsmClient, service_endpoint_from_env};
-use crate::broker::{Broker, BrokerError, BrokerOptions, MfaSource};
-use crate::cli::common::Target;
+use crate::broker::{Broker, BrokerError, BrokerOptions};
+use crate::cli::common::{CommonArgs, Target};
 use crate::cli::errors::broker_kind;
-use crate::config;
+use crate::cli::reach::{broker_options, load_config};
 use crate::doctor::{self, Check, Status};
 use crate::report::{ErrorKind, ExpectedError};
 
@@ -47,6 +48,11 @@ pub struct DoctorArgs {
 #[derive(Clone, Debug)]
 pub struct DoctorPlan {
     aws: AwsOptions,
+    /// The role broker's options (`--source`, `--mfa-command`, `--no-cache`), as every
+    /// command that assumes roles takes them.
+    broker: BrokerOptions,
+    /// `--config`.
+    config: Option<PathBuf>,
     target: Option<Target>,
     account: Option<String>,
     probe: bool,
@@ -56,9 +62,15 @@ pub struct DoctorPlan {
 
 impl DoctorPlan {
     /// Validates the arguments.
-    pub(crate) fn new(aws: AwsOptions, args: DoctorArgs) -> Result<Self, ExpectedError> {
+    pub(crate) fn new(
+        aws: AwsOptions,
+        common: &CommonArgs,
+        args: DoctorArgs,
+    ) -> Result<Self, ExpectedError> {
         Ok(Self {
             aws,
+            broker: broker_options(common),
+            config: common.broker.config.clone(),
             target: args.target.as_deref().map(Target::parse).transpose()?,
             account: args.account,
             probe: !args.no_probe,
@@ -79,7 +91,27 @@ pub(crate) async fn run(plan: &DoctorPlan) -> anyhow::Result<ExitCode> {
             None => out.line("postern doctor: can this machine reach AWS Systems Manager?")?,
         }
     }
-    let (mut context, check) = match doctor::configuration(&plan.aws).await {
+    // With configured accounts, the credentials that matter are the source identity's, which
+    // every role is assumed from (`--profile` and `--source` still choose it).
+    let broker = match load_config(plan.config.as_deref()) {
+        Ok(config) if !config.accounts.is_empty() => Some(Broker::new(config, plan.broker.clone())),
+        Ok(_) => None,
+        Err(e) => {
+            out.check(Check::fail(
+                "configuration",
+                ErrorKind::Config,
+                crate::report::error_chain(&e),
+                "fix the file named above (see the README's \"Accounts and roles\")",
+            ))?;
+            out.skip_rest(plan, "needs a valid configuration")?;
+            return out.finish(plan);
+        }
+    };
+    let options = match &broker {
+        Some(broker) => source_options(broker, plan.account.as_deref()),
+        None => plan.aws.clone(),
+    };
+    let (mut context, check) = match doctor::configuration(&options).await {
         Ok(found) => found,
         Err(check) => {
             out.check(check)?;
@@ -105,7 +137,7 @@ pub(crate) async fn run(plan: &DoctorPlan) -> anyhow::Result<ExitCode> {
             "role assumption",
             "no --account given: the remaining checks use these credentials directly",
         ))?,
-        Some(query) => match assume(plan, query).await {
+        Some(query) => match assume(broker.as_ref(), query).await {
             Ok((credentials, role_arn, role_account, cached)) => {
                 context.sdk = context
                     .sdk
@@ -162,28 +194,29 @@ pub(crate) async fn run(plan: &DoctorPlan) -> anyhow::Result<ExitCode> {
     out.finish(plan)
 }
 
+/// The options of the source identity `account`'s role is assumed from (the default source
+/// without one, or when `account` is unknown: the role assumption check says why).
+fn source_options(broker: &Broker, account: Option<&str>) -> AwsOptions {
+    let target = account.and_then(|a| broker.resolve(a).ok());
+    broker
+        .source_options(target.as_ref())
+        .or_else(|_| broker.source_options(None))
+        .unwrap_or_default()
+}
+
 /// The role broker's credentials for `query`: (credentials, role ARN, account id, cached).
 async fn assume(
-    plan: &DoctorPlan,
+    broker: Option<&Broker>,
     query: &str,
 ) -> Result<(Credentials, String, String, bool), Check> {
-    let config = config::load(None).map_err(|e| {
-        Check::fail(
+    let Some(broker) = broker else {
+        return Err(Check::fail(
             "role assumption",
             ErrorKind::Config,
-            format!("the postern configuration cannot be read: {e}"),
-            "fix the file named above (see `postern accounts`)",
-        )
-    })?;
-    let broker = Broker::new(
-        config,
-        BrokerOptions {
-            aws: plan.aws.clone(),
-            source: None,
-            mfa: MfaSource::Terminal,
-            cache_dir: config::cache_dir(),
-        },
-    );
+            format!("--account {query}: the configuration lists no accounts"),
+            "list the account in the configuration file (see `postern accounts sync`)",
+        ));
+    };
     let fail = |e: BrokerError| {
         let (kind, hint) = broker_kind(&e);
         Check::fail(
