@@ -204,6 +204,21 @@ async fn list_spans_every_configured_account_and_region() {
         text.lines().all(|l| l.contains("\"env\":\"prod\"")),
         "{text}"
     );
+    // Environment names mean the same everywhere: `production` is `prod`.
+    let production = succeeded(&run_in(
+        &home,
+        &emulator,
+        &["list", "--env", "production", "--json"],
+    ));
+    assert_eq!(production, text);
+    // A name no instance has lists nothing, and says which there are.
+    let output = run_in(&home, &emulator, &["list", "--env", "qa"]);
+    let notes = process::text(&output.stderr);
+    assert!(
+        notes.contains("note: no instance of the index is in environment `qa` (environments: "),
+        "{notes}"
+    );
+    assert!(notes.contains("prod"), "{notes}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

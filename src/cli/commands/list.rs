@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 
 use crate::aws::{self, AwsContext, AwsErrorKind, AwsOptions};
 use crate::cli::reach::{BrokerScopes, Reach, Scopes};
+use crate::config;
 use crate::discovery::{
     Cache, DEFAULT_MAX_AGE, Index, IndexOptions, Indexed, Instance, InstanceSource, Listed,
     Progress, Scope, SdkSource, SingleProfile, SourceError, Summary, build_index,
@@ -108,6 +109,9 @@ pub(crate) async fn list(plan: &ListPlan) -> anyhow::Result<ExitCode> {
     // Rows left in the cache file show without being decoded (only the matches' are, for
     // --json or --tag).
     let rows = in_place.unwrap_or_else(|| index.instances.into_iter().map(Indexed::from).collect());
+    if let Some(env) = plan.env.as_deref() {
+        note_unknown_env(env, &rows);
+    }
     let scoped = in_scope(rows, plan.account.as_deref(), plan.env.as_deref());
     let rows = filter(&scoped, &plan.query, &plan.tags);
     let stdout = std::io::stdout();
@@ -355,9 +359,35 @@ pub(crate) fn in_scope<T: Listed>(
         .filter(|i| {
             let i = i.summary();
             account.is_none_or(|a| i.alias == a || i.account == a)
-                && env.is_none_or(|e| i.env == Some(e))
+                // `--env production` finds `prod` and `prod-eu` too: names mean the same
+                // everywhere (`config::same_env`).
+                && env.is_none_or(|e| i.env.is_some_and(|own| config::same_env(own, e)))
         })
         .collect()
+}
+
+/// A note when no instance of the index is in environment `env` (a typo shows no rows at all,
+/// which looks like an empty environment): the environments there are.
+fn note_unknown_env<T: Listed>(env: &str, instances: &[T]) {
+    let mut known: Vec<&str> = instances.iter().filter_map(|i| i.summary().env).collect();
+    if known.iter().any(|own| config::same_env(own, env)) {
+        return;
+    }
+    known.sort_unstable();
+    known.dedup();
+    let known = if known.is_empty() {
+        "none".to_owned()
+    } else {
+        known
+            .iter()
+            .map(|e| escape(e))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    report::notice(&format!(
+        "note: no instance of the index is in environment `{}` (environments: {known})",
+        escape(env)
+    ));
 }
 
 /// Instances matching `query` (skim's search syntax over the fields a person means, as in
