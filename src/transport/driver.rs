@@ -22,6 +22,7 @@ use crate::transport::escape::{EscapeFilter, Escaped, HELP};
 use crate::transport::exit_marker::{Marked, MarkerScanner};
 use crate::transport::local::{Input, LocalInput, Outputs};
 use crate::transport::pump::{self, Lost, Pump, now, sleep_until};
+use crate::transport::stdin_lines::Base64Lines;
 
 /// How the driver treats local IO.
 #[derive(Debug)]
@@ -35,6 +36,10 @@ pub struct DriverConfig {
     /// At end of input send the terminal EOF character (Ctrl-D) so the remote side sees
     /// end of file, and keep the session open for the remaining output (SPEC.md §6.2).
     pub eof_sends_ctrl_d: bool,
+    /// Send the input as [`Base64Lines`] (ended by their end line, not Ctrl-D), for the
+    /// wrapper of [`ExitMarker::wrap_with_piped_input`](crate::transport::ExitMarker) to
+    /// decode: piped input reaches the command byte for byte.
+    pub input_as_base64_lines: bool,
     /// `postern exec` over AWS-StartInteractiveCommand: the wrapper's records to strip.
     pub exit_marker: Option<MarkerScanner>,
     /// KMS, for sessions the account's preferences encrypt (SPEC.md §7).
@@ -172,6 +177,7 @@ async fn drive(
         ready: None,
         last_size: None,
         escape: config.escape.map(EscapeFilter::new),
+        input_lines: config.input_as_base64_lines.then(Base64Lines::default),
         stdout_closed: false,
         kms_pending: None,
         kms_requested: false,
@@ -328,6 +334,8 @@ struct State {
     ready: Option<ReadyInfo>,
     last_size: Option<SizeData>,
     escape: Option<EscapeFilter>,
+    /// Piped input on its way as base64 lines ([`DriverConfig::input_as_base64_lines`]).
+    input_lines: Option<Base64Lines>,
     stdout_closed: bool,
     /// A GenerateDataKey the core asked for, not yet made: (key id, encryption context).
     kms_pending: Option<(String, std::collections::BTreeMap<String, String>)>,
@@ -555,7 +563,10 @@ fn on_input(
                         if let Some(&last) = bytes.last() {
                             state.last_input_byte = last;
                         }
-                        state.input_pending.extend(bytes);
+                        match state.input_lines.as_mut() {
+                            Some(lines) => lines.encode(&bytes, &mut state.input_pending),
+                            None => state.input_pending.extend(bytes),
+                        }
                     }
                     Escaped::Disconnect => {
                         state.end = Some(SessionEnd::Disconnected);
@@ -575,7 +586,9 @@ fn on_input(
         }
         Some(Input::Eof) | None => {
             state.input_done = true;
-            if config.eof_sends_ctrl_d {
+            if let Some(lines) = state.input_lines.as_mut() {
+                lines.finish(&mut state.input_pending);
+            } else if config.eof_sends_ctrl_d {
                 // A partial last line needs one Ctrl-D to be read and a second for EOF.
                 if state.last_input_byte != b'\n' {
                     state.input_pending.push(CTRL_D);

@@ -74,7 +74,28 @@ impl ExitMarker {
     /// runs its command). `tty`: keep the terminal's echo and output processing for an
     /// interactive user; otherwise turn echo and output processing off so output is byte-exact.
     pub fn wrap(&self, command: &str, tty: bool) -> String {
+        self.wrap_with(command, tty, false)
+    }
+
+    /// [`ExitMarker::wrap`] without a terminal, for input piped to `postern exec`: the command
+    /// reads it from a decoder (`sed` up to the end line, `base64 -d`) fed with the
+    /// [`Base64Lines`](crate::transport::Base64Lines) postern sends, not from the terminal,
+    /// which would act on its control bytes (Ctrl-C kills the command, Ctrl-D ends a read, CR
+    /// becomes NL). The command sees end of file after the last byte, as through ssh.
+    pub fn wrap_with_piped_input(&self, command: &str) -> String {
+        self.wrap_with(command, false, true)
+    }
+
+    fn wrap_with(&self, command: &str, tty: bool, piped_input: bool) -> String {
         let quoted = shell_quote(command);
+        let input = if piped_input {
+            format!(
+                "{{ sed -n '/^{}$/q;p' | base64 -d; }} | ",
+                crate::transport::stdin_lines::END_LINE_PATTERN
+            )
+        } else {
+            String::new()
+        };
         let prefix = PREFIX;
         let setup = if tty {
             "__postern_tty=$(stty -g 2>/dev/null); stty -echo 2>/dev/null; "
@@ -89,7 +110,7 @@ impl ExitMarker {
         format!(
             "{setup}printf '%s%s' '{prefix}' '{READY}'; IFS= read -r __postern_m; \
              printf '%s%s%s' '{prefix}' \"$__postern_m\" 's;'; IFS= read -r _; {restore}\
-             sh -c {quoted}; printf '%s%s%s%d;' '{prefix}' \"$__postern_m\" 'x' \"$?\""
+             {input}sh -c {quoted}; printf '%s%s%s%d;' '{prefix}' \"$__postern_m\" 'x' \"$?\""
         )
     }
 
@@ -272,6 +293,21 @@ mod tests {
         let scanner = marker.scanner();
         assert!(!format!("{scanner:?}").contains(&secret));
         assert_eq!(scanner.secret_line(), format!("{secret}\n").into_bytes());
+    }
+
+    #[test]
+    fn piped_input_is_decoded_for_the_command_alone() {
+        let marker = marker();
+        let wrapped = marker.wrap_with_piped_input("wc -c");
+        assert!(!wrapped.contains(&"ab".repeat(16)), "{wrapped}");
+        // The secret and start lines are read by the wrapper first; the decoder feeds only the
+        // command, whose status is the pipeline's.
+        let decoder = wrapped.find("{ sed -n '/^\\.$/q;p' | base64 -d; } | sh -c 'wc -c'; ");
+        assert!(
+            decoder.is_some_and(|at| at > wrapped.rfind("IFS= read -r _;").unwrap()),
+            "{wrapped}"
+        );
+        assert!(wrapped.starts_with("stty -echo -opost"), "{wrapped}");
     }
 
     #[test]

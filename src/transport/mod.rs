@@ -12,6 +12,7 @@ pub mod ledger;
 pub mod lifecycle;
 mod local;
 mod pump;
+pub(crate) mod stdin_lines;
 mod tty;
 
 pub use channel::{CLIENT_VERSION, DataChannel, OpenError, client_id, open, open_frame, redact};
@@ -23,3 +24,4 @@ pub use pump::{
     ChannelFailure, DEFAULT_KEEPALIVE, Lost, Notifier, Pump, ReconnectError, Reconnection,
     Resilience, ResumeTarget, deliver, now, sleep_until,
 };
+pub use stdin_lines::Base64Lines;

@@ -113,6 +113,41 @@ fn piped_stdin_reaches_the_command_and_ends_with_eof() {
 }
 
 #[test]
+fn piped_binary_input_reaches_the_command_byte_for_byte() {
+    let emu = EmulatorProcess::start(&[]);
+    // Every byte value, and what a terminal acts on: Ctrl-C (would kill the command), Ctrl-D
+    // (would end a read), CR LF (CR would become NL), Ctrl-S, DEL.
+    let mut input: Vec<u8> = (0..=255u8).cycle().take(64 * 1024).collect();
+    input.extend_from_slice(b"\x03\x04line\r\n\x13\x7f\x04");
+    let out = run_with_input(
+        emu.command(&["exec", &emu.instance, "--", "od -An -v -tx1 | tr -d ' \\n'"]),
+        &input,
+        LIMIT,
+    );
+    assert_eq!(out.status.code(), Some(0), "stderr {}", text(&out.stderr));
+    let expected: String = input.iter().map(|b| format!("{b:02x}")).collect();
+    assert!(
+        text(&out.stdout) == expected,
+        "the command read other bytes"
+    );
+}
+
+#[test]
+fn a_command_that_stops_reading_ends_with_input_still_coming() {
+    let emu = EmulatorProcess::start(&[]);
+    let input: Vec<u8> = (1..=200_000)
+        .flat_map(|n| format!("{n}\n").into_bytes())
+        .collect();
+    let out = run_with_input(
+        emu.command(&["exec", &emu.instance, "--", "head -2; exit 3"]),
+        &input,
+        LIMIT,
+    );
+    assert_eq!(out.status.code(), Some(3), "stderr {}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "1\n2\n");
+}
+
+#[test]
 fn stdin_status_and_stderr_together() {
     let emu = EmulatorProcess::start(&[]);
     let out = run_with_input(

@@ -330,6 +330,7 @@ fn start_request(plan: &SessionPlan, mode: &Mode, marker: &ExitMarker) -> StartS
     {
         let command = match &exec.document {
             Some(_) => exec.command_line.clone(),
+            None if pipes_input(mode) => marker.wrap_with_piped_input(&exec.command_line),
             None => marker.wrap(&exec.command_line, *tty),
         };
         request.document_name = Some(
@@ -391,6 +392,7 @@ async fn drive(
         escape: if raw { plan.escape } else { None },
         send_size: tty,
         eof_sends_ctrl_d: !stdin_tty,
+        input_as_base64_lines: pipes_input(mode),
         exit_marker,
         kms: Some(kms.clone()),
     };
@@ -461,3 +463,13 @@ fn exit_code(finished: &Finished, mode: &Mode, described: &str) -> anyhow::Resul
 
 /// The AWS-owned document running one command in a PTY (SPEC.md §1.2, §6.3).
 pub(crate) const INTERACTIVE_COMMAND_DOCUMENT: &str = "AWS-StartInteractiveCommand";
+
+/// Whether `mode` pipes input to a command on the agent's terminal (`exec` through the marker
+/// wrapper, no terminal asked for, standard input not a terminal): it then goes as base64
+/// lines the wrapper decodes, so that it arrives byte for byte ([`Base64Lines`]).
+///
+/// [`Base64Lines`]: crate::transport::Base64Lines
+fn pipes_input(mode: &Mode) -> bool {
+    matches!(mode, Mode::Exec { tty: false, plan, .. } if plan.document.is_none())
+        && !term::is_terminal(std::io::stdin().as_raw_fd())
+}

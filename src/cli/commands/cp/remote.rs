@@ -240,6 +240,7 @@ impl Remote {
                 escape: None,
                 send_size: false,
                 eof_sends_ctrl_d: false,
+                input_as_base64_lines: false,
                 exit_marker: marker.as_ref().map(ExitMarker::scanner),
                 kms: Some(self.kms.clone()),
             };

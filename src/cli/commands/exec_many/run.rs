@@ -397,6 +397,7 @@ async fn carry(
         escape: None,
         send_size: false,
         eof_sends_ctrl_d: true,
+        input_as_base64_lines: false,
         exit_marker: exec.document.is_none().then(|| marker.scanner()),
         kms: Some(kms.clone()),
     };
