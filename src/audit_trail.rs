@@ -103,6 +103,19 @@ pub fn take_sessions() -> Vec<String> {
     std::mem::take(&mut *STARTED.lock().unwrap_or_else(|p| p.into_inner()))
 }
 
+/// Notes that this process's session runs through `document`, not the one its command line
+/// implies (`postern exec` through `Postern-Command`). Read back with [`take_document`].
+pub fn note_document(document: &str) {
+    *DOCUMENT.lock().unwrap_or_else(|p| p.into_inner()) = Some(document.to_owned());
+}
+
+/// The document noted by [`note_document`], if any; clears it.
+pub fn take_document() -> Option<String> {
+    DOCUMENT.lock().unwrap_or_else(|p| p.into_inner()).take()
+}
+
+static DOCUMENT: Mutex<Option<String>> = Mutex::new(None);
+
 /// `time` as RFC 3339 UTC with seconds (`2026-12-01T21:30:00Z`).
 pub fn format_time(time: SystemTime) -> String {
     humantime::format_rfc3339_seconds(time).to_string()

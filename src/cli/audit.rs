@@ -77,7 +77,7 @@ impl Audit {
             region: lookup.region.or(self.start.aws.region.clone()),
             profile: lookup.profile.or(self.start.aws.profile.clone()),
             target: self.start.target,
-            document: self.start.document,
+            document: audit_trail::take_document().or(self.start.document),
             session_ids: audit_trail::take_sessions(),
             reason: self.start.reason,
             duration_ms: audit_trail::millis(duration),

@@ -330,3 +330,35 @@ fn exec_uses_postern_command_once_set_up_and_falls_back_without_it() {
     assert_eq!(text(&piped.stdout), "piped\n");
     assert_eq!(emu.stop(), Vec::<String>::new(), "violations");
 }
+
+#[test]
+fn exec_on_many_instances_uses_postern_command_too_and_the_history_names_it() {
+    let emu = EmulatorProcess::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let history = dir.path().join("history.jsonl");
+    let postern = |args: &[&str]| {
+        let mut command = emu.command(args);
+        command
+            .env("POSTERN_HISTORY_FILE", &history)
+            .env("POSTERN_CACHE_DIR", dir.path().join("cache"));
+        run(command, LIMIT)
+    };
+    let out = postern(&["setup"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let both = "echo out; echo err >&2; exit 4";
+    let out = postern(&["exec", "--all", &emu.instance, "--json", "--", both]);
+    // One instance, its command failed: 242.
+    assert_eq!(out.status.code(), Some(242), "{}", text(&out.stderr));
+    let record: Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
+    assert_eq!(record["stdout"], "out\n", "{record}");
+    assert_eq!(record["stderr"], "err\n", "{record}");
+    assert_eq!(record["exit_status"], 4, "{record}");
+    let out = postern(&["exec", &emu.instance, "--", "true"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // Both sessions ran through the document, and the history says so.
+    let records = crate::support::process::history_records(&history, &[], LIMIT);
+    assert_eq!(records.len(), 2, "{records:?}");
+    for record in &records {
+        assert_eq!(record["document"], "Postern-Command", "{record}");
+    }
+}

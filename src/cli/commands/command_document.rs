@@ -50,6 +50,7 @@ pub(crate) async fn try_start(
     match crate::transport::lifecycle::start(ssm, &request).await {
         Ok(credentials) => {
             tracing::debug!("started through {POSTERN_COMMAND_DOCUMENT}");
+            crate::audit_trail::note_document(POSTERN_COMMAND_DOCUMENT);
             let plan = ExecPlan {
                 document: Some(POSTERN_COMMAND_DOCUMENT.to_owned()),
                 ..(**exec).clone()

@@ -4,7 +4,7 @@
 //! start-up, driver and TerminateSession as a single `postern exec`. Ctrl-C (or SIGTERM,
 //! SIGHUP) terminates every open session, starts no more, and the summary tells what finished.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::IsTerminal as _;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
@@ -16,9 +16,10 @@ use tokio::task::JoinSet;
 
 use crate::audit_trail::{self, SessionRecord};
 use crate::aws::{
-    self, AwsOptions, CredentialsOverride, KmsClient, SessionCredentials, SsmClient,
+    self, AwsError, AwsOptions, CredentialsOverride, KmsClient, SessionCredentials, SsmClient,
     StartSessionRequest,
 };
+use crate::cli::commands::command_document;
 use crate::cli::commands::exec_many::output::{
     self, Captured, Look, PrintHandle, Printer, Sink, json_line,
 };
@@ -26,6 +27,7 @@ use crate::cli::commands::exec_many::plan::{ExecManyPlan, OutputMode, Selection}
 use crate::cli::commands::exec_many::summary::{Outcome, Status, Summary};
 use crate::cli::commands::list::{filter, in_scope, load_index};
 use crate::cli::commands::session::{ExecPlan, INTERACTIVE_COMMAND_DOCUMENT};
+use crate::cli::commands::setup::POSTERN_COMMAND_DOCUMENT;
 use crate::cli::errors::broker_failure;
 use crate::cli::reach::Reach;
 use crate::cli::resilience::NoticeStyle;
@@ -90,6 +92,7 @@ pub(crate) async fn run(plan: ExecManyPlan) -> anyhow::Result<ExitCode> {
         printer: printer.handle(),
         credentials,
         clients: Mutex::new(HashMap::new()),
+        without_command_document: Mutex::new(HashSet::new()),
         cancelled,
     });
 
@@ -168,6 +171,9 @@ struct Shared {
     credentials: HashMap<String, Result<Option<CredentialsOverride>, String>>,
     /// SSM and KMS clients per account and region, made by the first instance there.
     clients: Mutex<HashMap<(String, String), Arc<ClientCell>>>,
+    /// Accounts and regions where `Postern-Command` is absent (or not allowed): their other
+    /// instances start AWS-StartInteractiveCommand at once.
+    without_command_document: Mutex<HashSet<(String, String)>>,
     /// Becomes true on Ctrl-C.
     cancelled: watch::Receiver<bool>,
 }
@@ -273,7 +279,7 @@ async fn run_one(shared: Arc<Shared>, n: usize, instance: Instance, label: Strin
         },
         OutputMode::Group | OutputMode::Json => Sink::Capture,
     };
-    let (status, session_id, captured) = session(&shared, &instance, sink).await;
+    let (status, started, captured) = session(&shared, &instance, sink).await;
     let outcome = outcome_of(&instance, status, clock);
     match shared.output {
         OutputMode::Stream => {
@@ -298,18 +304,19 @@ async fn run_one(shared: Arc<Shared>, n: usize, instance: Instance, label: Strin
         }
         OutputMode::Json => shared.printer.out(json_line(&outcome, &captured)).await,
     }
-    if let Some(session_id) = session_id {
-        record(&shared, &outcome, time, session_id);
+    if let Some((session_id, document)) = started {
+        record(&shared, &outcome, time, session_id, document);
     }
     outcome
 }
 
-/// One instance's session: its status, its session id once started, and its captured output.
+/// One instance's session: its status, its session id and document once started, and its
+/// captured output.
 async fn session(
     shared: &Shared,
     instance: &Instance,
     sink: Sink,
-) -> (Status, Option<String>, Captured) {
+) -> (Status, Option<(String, String)>, Captured) {
     let not_started = |why: String| (Status::NotStarted(why), None, Captured::default());
     if *shared.cancelled.borrow() {
         return (Status::Interrupted, None, Captured::default());
@@ -319,33 +326,70 @@ async fn session(
         Err(why) => return not_started(why),
     };
     let marker = ExitMarker::new(rand::random());
-    let exec = &shared.exec;
-    let command = match &exec.document {
-        Some(_) => exec.command_line.clone(),
-        None => marker.wrap(&exec.command_line, false),
-    };
-    let request = StartSessionRequest {
-        target: instance.id.clone(),
-        document_name: Some(
-            exec.document
-                .clone()
-                .unwrap_or_else(|| INTERACTIVE_COMMAND_DOCUMENT.to_owned()),
-        ),
-        parameters: HashMap::from([("command".to_owned(), vec![command])]),
-        reason: exec.session.reason.clone(),
-    };
     // Not raced with Ctrl-C: a start cancelled half-way is ended by the ledger, but its
     // instance would then be reported as not started rather than interrupted.
-    let started = match transport::lifecycle::start(&ssm, &request).await {
+    let (started, document) = match start(shared, instance, &ssm, &marker).await {
         Ok(started) => started,
         Err(e) => return not_started(error_chain(&e)),
     };
     let session_id = started.session_id.clone();
+    // The wrapper's exit record, unless a document reports the status itself.
+    let marker = document.is_none().then_some(&marker);
     let (status, captured, finished) =
-        carry(shared, instance, (&ssm, &kms), &started, &marker, sink).await;
+        carry(shared, instance, (&ssm, &kms), &started, marker, sink).await;
     // Leave nothing open on the service, whatever happened.
     transport::lifecycle::terminate_driven(&ssm, &session_id, finished.as_ref()).await;
-    (status, Some(session_id), captured)
+    let document = document.unwrap_or_else(|| INTERACTIVE_COMMAND_DOCUMENT.to_owned());
+    (status, Some((session_id, document)), captured)
+}
+
+/// Starts `instance`'s session: through the user's `--document`, else `Postern-Command` where
+/// `postern setup` created it (stdout and stderr apart, the exit status from the agent, as a
+/// single `exec` without input), else AWS-StartInteractiveCommand with `marker`'s wrapper.
+/// Returns the document that reports the exit status (`None`: the wrapper does).
+async fn start(
+    shared: &Shared,
+    instance: &Instance,
+    ssm: &SsmClient,
+    marker: &ExitMarker,
+) -> Result<(SessionCredentials, Option<String>), AwsError> {
+    let exec = &shared.exec;
+    let request = |document: &str, command: String| StartSessionRequest {
+        target: instance.id.clone(),
+        document_name: Some(document.to_owned()),
+        parameters: HashMap::from([("command".to_owned(), vec![command])]),
+        reason: exec.session.reason.clone(),
+    };
+    if let Some(document) = &exec.document {
+        let started =
+            transport::lifecycle::start(ssm, &request(document, exec.command_line.clone())).await?;
+        return Ok((started, Some(document.clone())));
+    }
+    let scope = (account_id(instance).to_owned(), instance.region.clone());
+    let known_absent = shared
+        .without_command_document
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .contains(&scope);
+    if !known_absent {
+        let command = request(POSTERN_COMMAND_DOCUMENT, exec.command_line.clone());
+        match transport::lifecycle::start(ssm, &command).await {
+            Ok(started) => return Ok((started, Some(POSTERN_COMMAND_DOCUMENT.to_owned()))),
+            Err(e) if command_document::falls_back(&e) => {
+                shared
+                    .without_command_document
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(scope);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let wrapped = request(
+        INTERACTIVE_COMMAND_DOCUMENT,
+        marker.wrap(&exec.command_line, false),
+    );
+    Ok((transport::lifecycle::start(ssm, &wrapped).await?, None))
 }
 
 /// Opens the started session's data channel and runs the command to its end, or until Ctrl-C;
@@ -355,7 +399,7 @@ async fn carry(
     instance: &Instance,
     (ssm, kms): (&SsmClient, &KmsClient),
     started: &SessionCredentials,
-    marker: &ExitMarker,
+    marker: Option<&ExitMarker>,
     sink: Sink,
 ) -> (Status, Captured, Option<Finished>) {
     let exec = &shared.exec;
@@ -398,7 +442,7 @@ async fn carry(
         send_size: false,
         eof_sends_ctrl_d: true,
         input_as_base64_lines: false,
-        exit_marker: exec.document.is_none().then(|| marker.scanner()),
+        exit_marker: marker.map(ExitMarker::scanner),
         kms: Some(kms.clone()),
     };
     // The encryption context names the session and the target as started (SPEC.md §7.2).
@@ -476,8 +520,15 @@ fn outcome_of(instance: &Instance, status: Status, since: Instant) -> Outcome {
     }
 }
 
-/// Appends the instance's session to the history (best effort, as every session's record).
-fn record(shared: &Shared, outcome: &Outcome, time: SystemTime, session_id: String) {
+/// Appends the instance's session, started through `document`, to the history (best effort,
+/// as every session's record).
+fn record(
+    shared: &Shared,
+    outcome: &Outcome,
+    time: SystemTime,
+    session_id: String,
+    document: String,
+) {
     let Some(path) = audit_trail::default_path() else {
         return;
     };
@@ -490,11 +541,7 @@ fn record(shared: &Shared, outcome: &Outcome, time: SystemTime, session_id: Stri
         region: Some(outcome.region.clone()),
         profile: shared.aws.profile.clone(),
         target: outcome.id.clone(),
-        document: Some(
-            exec.document
-                .clone()
-                .unwrap_or_else(|| INTERACTIVE_COMMAND_DOCUMENT.to_owned()),
-        ),
+        document: Some(document),
         session_ids: vec![session_id],
         reason: exec.session.reason.clone(),
         duration_ms: audit_trail::millis(outcome.duration),
