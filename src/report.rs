@@ -163,6 +163,10 @@ impl StdError for ExpectedError {
 /// Prints `err` to stderr and returns its exit code: an [`ExpectedError`]'s documented code,
 /// else [`exit_codes::UNEXPECTED`].
 pub fn error(err: &anyhow::Error) -> ExitCode {
+    if output_closed(err) {
+        // `postern list | head -1`: the reader has all it wanted; nothing to report.
+        return ExitCode::from(exit_codes::OUTPUT_CLOSED);
+    }
     let text = render(err);
     let mut stderr = std::io::stderr().lock();
     // If stderr itself is gone there is nobody left to tell.
@@ -173,8 +177,24 @@ pub fn error(err: &anyhow::Error) -> ExitCode {
 
 /// The exit code for `err`.
 pub fn code_of(err: &anyhow::Error) -> u8 {
+    if output_closed(err) {
+        return exit_codes::OUTPUT_CLOSED;
+    }
     err.downcast_ref::<ExpectedError>()
         .map_or(exit_codes::UNEXPECTED, |e| e.kind.exit_code())
+}
+
+/// Whether `err` is a write to standard output that found its reader gone (EPIPE: Rust ignores
+/// SIGPIPE, so a closed pipe is an error, not a signal): an error of no documented kind whose
+/// cause is a broken pipe. postern's own pipes and sockets report their failures as
+/// [`ExpectedError`]s of their kind.
+fn output_closed(err: &anyhow::Error) -> bool {
+    err.downcast_ref::<ExpectedError>().is_none()
+        && err.chain().any(|cause| {
+            cause
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+        })
 }
 
 /// The full message for `err`, as [`error`] prints it: what failed, the causes and the hint,
@@ -406,6 +426,10 @@ mod tests {
     fn unexpected_errors_exit_one() {
         let err = anyhow::anyhow!("boom");
         assert_eq!(code_of(&err), exit_codes::UNEXPECTED);
+        // A closed standard output (`| head`) is no error of its own.
+        let closed = anyhow::Error::new(std::io::Error::from(std::io::ErrorKind::BrokenPipe))
+            .context("could not write the listing");
+        assert_eq!(code_of(&closed), exit_codes::OUTPUT_CLOSED);
         assert_eq!(render(&err), "error: boom\n");
     }
 

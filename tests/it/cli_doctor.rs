@@ -187,3 +187,29 @@ fn bad_credentials_fail_early_and_skip_the_rest() {
     );
     assert!(line(&stdout, "instance").starts_with("SKIP  "), "{stdout}");
 }
+
+#[test]
+fn a_reader_that_stops_early_ends_it_quietly_with_141() {
+    use std::io::BufRead as _;
+    let dir = tempfile::tempdir().unwrap();
+    // Every API call takes 200 ms: the reader is gone long before the credentials line.
+    let emu = EmulatorProcess::start(&["--fleet", &fleet(dir.path()), "--api-latency", "200ms"]);
+    // `postern doctor ID --json | head -1`.
+    let mut child = emu
+        .command(&["doctor", ONLINE, "--json", "--no-probe"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.starts_with('{'), "{first}");
+    // The reader is gone now; the next line finds the pipe closed.
+    let status = crate::support::process::exit_within(&mut child, LIMIT).expect("doctor exits");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(141), "{stderr}");
+    assert_eq!(stderr, "");
+}
