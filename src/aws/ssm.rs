@@ -126,6 +126,42 @@ impl SsmClient {
         .map(Some)
     }
 
+    /// The SSM agent version instance `instance_id` last reported (DescribeInstanceInformation);
+    /// `None` when the instance is not registered or reported none.
+    pub async fn agent_version(&self, instance_id: &str) -> Result<Option<String>, AwsError> {
+        let filter = aws_sdk_ssm::types::InstanceInformationStringFilter::builder()
+            .key("InstanceIds")
+            .values(instance_id)
+            .build()
+            .map_err(|e| {
+                AwsError::local(
+                    AwsErrorKind::Service,
+                    "DescribeInstanceInformation",
+                    Some(self.region.clone()),
+                    self.profile.clone(),
+                    &e.to_string(),
+                )
+            })?;
+        let output = self
+            .client
+            .describe_instance_information()
+            .filters(filter)
+            .send()
+            .await
+            .map_err(|err| {
+                AwsError::from_sdk(
+                    "DescribeInstanceInformation",
+                    &self.region,
+                    self.profile.as_deref(),
+                    err,
+                )
+            })?;
+        Ok(output
+            .instance_information_list()
+            .iter()
+            .find_map(|i| i.agent_version().map(str::to_owned)))
+    }
+
     /// Calls TerminateSession so nothing stays open on the service.
     pub async fn terminate_session(&self, session_id: &str) -> Result<(), AwsError> {
         self.client

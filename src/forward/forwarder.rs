@@ -137,6 +137,12 @@ impl Forwarder {
             .collect();
         let mut forwarder = Self::start_with(options, connectors).await?;
         if !options.socks.is_empty() {
+            if let Err(e) = socks_agent_check(&ssm, &forwarder, &options.target).await {
+                for (_, connector, connected) in &forwarder.parts {
+                    connector.terminate(&connected.session_id).await;
+                }
+                return Err(e);
+            }
             forwarder.router = Some(Router {
                 ssm: socks_ssm,
                 target: options.target.clone(),
@@ -329,6 +335,42 @@ pub fn start_request(
         parameters,
         reason,
     }
+}
+
+/// A SOCKS proxy opens every connection through the remote-host document: refused at start
+/// when the target's agent is too old for it, rather than listening and then failing every
+/// CONNECT. The agent version comes from a `-L` session already open, else from
+/// DescribeInstanceInformation; when that cannot tell (no permission, not an instance id, no
+/// version reported), each connection still says why it failed.
+async fn socks_agent_check(
+    ssm: &SsmClient,
+    forwarder: &Forwarder,
+    target: &str,
+) -> Result<(), ForwardError> {
+    let known = forwarder
+        .ready
+        .first()
+        .map(|ready| ready.agent_version.clone())
+        .filter(|v| !v.is_empty());
+    let agent = match known {
+        Some(agent) => agent,
+        None => match ssm.agent_version(target).await {
+            Ok(Some(agent)) => agent,
+            Ok(None) => return Ok(()),
+            Err(e) => {
+                tracing::debug!(error = %e, "agent version unknown: the SOCKS proxy starts anyway");
+                return Ok(());
+            }
+        },
+    };
+    if agent_at_least(&agent, REMOTE_HOST_MIN_AGENT) {
+        return Ok(());
+    }
+    Err(ForwardError::AgentTooOld {
+        agent_version: agent,
+        feature: "act as a SOCKS proxy (each connection is a forward to a remote host)",
+        needed: REMOTE_HOST_MIN_AGENT,
+    })
 }
 
 fn check_agents(forwards: &[ForwardSpec], connected: &[Connected]) -> Result<(), ForwardError> {

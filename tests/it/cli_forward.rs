@@ -240,6 +240,29 @@ fn an_agent_too_old_for_remote_hosts_is_a_clear_error() {
     assert!(stderr.contains("hint: update the SSM agent"), "{stderr}");
 }
 
+#[test]
+fn a_socks_proxy_on_an_agent_too_old_for_it_is_refused_at_start() {
+    let emu = EmulatorProcess::start(&[]);
+    // Alone (the version from DescribeInstanceInformation), and beside a `-L` forward (from
+    // its session, which is then ended).
+    for args in [
+        &["forward", OLD_AGENT, "-D", "0"][..],
+        &["forward", OLD_AGENT, "-L", "0:22", "-D", "0"],
+    ] {
+        let out = run(emu.command(args), LIMIT);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(245), "{args:?}: {stderr}");
+        assert!(
+            stderr.starts_with(
+                "error: the SSM agent (version 3.0.161.0) is too old to act as a SOCKS proxy"
+            ),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("left open"), "{stderr}");
+    }
+    assert_eq!(emu.stop(), Vec::<String>::new(), "violations");
+}
+
 /// `forwarding LOCAL -> REMOTE via …`: the local address and the remote.
 fn parse_line(line: &str) -> (std::net::SocketAddr, String) {
     let rest = line.strip_prefix("forwarding ").expect("ready line");
