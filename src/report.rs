@@ -175,6 +175,19 @@ pub fn error(err: &anyhow::Error) -> ExitCode {
     ExitCode::from(code_of(err))
 }
 
+/// `duration` for a person: whole seconds from one second up (`1m 7s`), whole milliseconds
+/// below (`250ms`), not humantime's every unit down to nanoseconds (`1m 7s 579ms 539us 735ns`).
+pub fn human_duration(duration: std::time::Duration) -> String {
+    let rounded = if duration >= std::time::Duration::from_secs(1) {
+        std::time::Duration::from_secs(
+            duration.as_secs() + u64::from(duration.subsec_millis() >= 500),
+        )
+    } else {
+        std::time::Duration::from_millis(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX))
+    };
+    humantime::format_duration(rounded).to_string()
+}
+
 /// The exit code for `err`.
 pub fn code_of(err: &anyhow::Error) -> u8 {
     if output_closed(err) {
@@ -426,6 +439,14 @@ mod tests {
     fn unexpected_errors_exit_one() {
         let err = anyhow::anyhow!("boom");
         assert_eq!(code_of(&err), exit_codes::UNEXPECTED);
+        assert_eq!(
+            human_duration(std::time::Duration::from_nanos(67_579_539_735)),
+            "1m 8s"
+        );
+        assert_eq!(
+            human_duration(std::time::Duration::from_micros(250_400)),
+            "250ms"
+        );
         // A closed standard output (`| head`) is no error of its own.
         let closed = anyhow::Error::new(std::io::Error::from(std::io::ErrorKind::BrokenPipe))
             .context("could not write the listing");

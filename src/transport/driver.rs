@@ -94,7 +94,7 @@ pub enum DriverError {
     /// The agent sent nothing usable in time.
     #[error(
         "the agent did not start the session within {}",
-        humantime::format_duration(*.0)
+        crate::report::human_duration(*.0)
     )]
     HandshakeTimeout(Duration),
     /// The websocket broke before the session ended and could not be restored.
@@ -425,7 +425,7 @@ fn on_event(
                     }
                     CloseReason::GaveUp(after) => DriverError::Closed(format!(
                         "the agent acknowledged nothing for {}",
-                        humantime::format_duration(after)
+                        crate::report::human_duration(after)
                     )),
                     CloseReason::HandshakeTimeout => {
                         DriverError::HandshakeTimeout(config.handshake_timeout)

@@ -48,7 +48,7 @@ pub enum ChannelFailure {
     #[error("the connection ended without a close frame")]
     Ended,
     /// Nothing arrived, not even a Pong, for this long after a Ping.
-    #[error("the connection answered no keepalive ping for {}", humantime::format_duration(*.0))]
+    #[error("the connection answered no keepalive ping for {}", crate::report::human_duration(*.0))]
     Unresponsive(Duration),
 }
 
@@ -59,7 +59,7 @@ pub enum ReconnectError {
     #[error(transparent)]
     Resume(AwsError),
     /// ResumeSession took too long.
-    #[error("ResumeSession did not answer within {}", humantime::format_duration(*.0))]
+    #[error("ResumeSession did not answer within {}", crate::report::human_duration(*.0))]
     ResumeTimeout(Duration),
     /// The new websocket could not be opened.
     #[error(transparent)]
@@ -77,7 +77,7 @@ pub enum Lost {
     #[error("the data channel was lost")]
     Broken(#[source] ChannelFailure),
     /// Every reconnection attempt failed.
-    #[error("gave up reconnecting after {attempts} attempts over {}", humantime::format_duration(*.outage))]
+    #[error("gave up reconnecting after {attempts} attempts over {}", crate::report::human_duration(*.outage))]
     GaveUp {
         /// Attempts made.
         attempts: u32,
