@@ -142,7 +142,7 @@ impl Plan {
                 "`postern plugin` takes the AWS CLI's arguments",
             )),
             Some(Command::Emulator(args)) => Ok(Self::Emulator(args)),
-            Some(Command::Demo(args)) => Ok(Self::Demo(args)),
+            Some(Command::Demo(args)) => Ok(Self::Demo(args.passing_on(&common))),
         }
     }
 }

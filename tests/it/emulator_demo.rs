@@ -138,6 +138,23 @@ fn demo_keeps_the_production_guardrail() {
 }
 
 #[test]
+fn demo_passes_yes_on_to_confirm_a_production_instance() {
+    let root = tempfile::tempdir().unwrap();
+    let output = demo(
+        root.path(),
+        &["--select", "orders-api-prod-1", "--yes"],
+        b"echo demo-$((6*7))\nexit\n",
+    );
+    let stdout = text(&output.stdout);
+    let stderr = text(&output.stderr);
+    assert!(
+        stdout.contains("demo-42"),
+        "stdout: {stdout}\nstderr: {stderr}"
+    );
+    assert!(output.status.success(), "stderr: {stderr}");
+}
+
+#[test]
 fn sigterm_stops_the_demo_and_its_shell_and_removes_its_private_directory() {
     let root = tempfile::tempdir().unwrap();
     let mut demo = demo_command(root.path(), &["--select", "orders-api-dev-1"])

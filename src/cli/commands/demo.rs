@@ -36,6 +36,34 @@ pub struct DemoArgs {
     /// List the instances (`postern list`) and exit without opening a shell.
     #[arg(long)]
     pub list: bool,
+
+    /// The global flags the demo's postern takes as given (`--yes`, `--query`, `--select-1`,
+    /// `--account`, `-v`); the AWS and configuration ones are the demo's own.
+    #[arg(skip)]
+    pub passed_on: Vec<String>,
+}
+
+impl DemoArgs {
+    /// Notes the global flags of `common` that the demo's postern takes.
+    pub(crate) fn passing_on(mut self, common: &crate::cli::common::CommonArgs) -> Self {
+        let flags = &mut self.passed_on;
+        if common.verbose > 0 {
+            flags.push(format!("-{}", "v".repeat(usize::from(common.verbose))));
+        }
+        if common.broker.yes {
+            flags.push("--yes".to_owned());
+        }
+        if let Some(query) = &common.query {
+            flags.extend(["--query".to_owned(), query.clone()]);
+        }
+        if common.select_one {
+            flags.push("--select-1".to_owned());
+        }
+        if let Some(account) = &common.account {
+            flags.extend(["--account".to_owned(), account.clone()]);
+        }
+        self
+    }
 }
 
 /// Runs the demo; the exit code is the child postern's.
@@ -111,11 +139,14 @@ const CHILD_STOP_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// The subcommand the child runs: the picker (`shell` without TARGET), a named instance, or
 /// the listing.
 fn child_args(args: &DemoArgs) -> Vec<String> {
-    if args.list {
-        return vec!["list".to_owned()];
-    }
-    let mut out = vec!["shell".to_owned()];
-    out.extend(args.select.clone());
+    let mut out = if args.list {
+        vec!["list".to_owned()]
+    } else {
+        let mut shell = vec!["shell".to_owned()];
+        shell.extend(args.select.clone());
+        shell
+    };
+    out.extend(args.passed_on.iter().cloned());
     out
 }
 
@@ -287,5 +318,14 @@ mod tests {
             ..DemoArgs::default()
         };
         assert_eq!(child_args(&list), ["list"]);
+        let confirmed = DemoArgs {
+            select: Some("orders-api-prod-1".to_owned()),
+            passed_on: vec!["--yes".to_owned()],
+            ..DemoArgs::default()
+        };
+        assert_eq!(
+            child_args(&confirmed),
+            ["shell", "orders-api-prod-1", "--yes"]
+        );
     }
 }
