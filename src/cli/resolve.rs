@@ -75,19 +75,19 @@ pub(crate) async fn resolve(mut plan: Plan, common: &CommonArgs) -> anyhow::Resu
                 .into());
             };
             let id = entry.id.as_str().to_owned();
-            broker
-                .resolve(account)
-                .and_then(|target| broker.source_for(&target))
-                .map_err(|e| {
-                    broker_failure(
-                        e,
-                        &format!("could not open a session in account {account}"),
-                        &format!("account {account}"),
-                    )
-                })?;
+            check_source(broker, account)?;
             Some(id)
         }
     };
+    // NAME@ALIAS names its account as surely: a source identity that may not reach it is
+    // refused as such (241), not reported as a name nothing matches (the listing skips it).
+    if account.is_none()
+        && !is_id
+        && let Some((_, alias)) = raw.rsplit_once('@')
+        && broker.config().account(alias).is_some()
+    {
+        check_source(broker, alias)?;
+    }
     let chosen = if is_id {
         match (find_cached(&reach, &raw, account).await?, account_id) {
             (Some(instance), _) => instance,
@@ -106,6 +106,22 @@ pub(crate) async fn resolve(mut plan: Plan, common: &CommonArgs) -> anyhow::Resu
     };
     bind(slot, &reach, &chosen).await?;
     Ok(plan)
+}
+
+/// Refuses when the source identity may not reach configured account `account` (alias or id):
+/// the guardrail's error, with its exit code.
+fn check_source(broker: &crate::broker::Broker, account: &str) -> anyhow::Result<()> {
+    broker
+        .resolve(account)
+        .and_then(|target| broker.source_for(&target))
+        .map_err(|e| {
+            broker_failure(
+                e,
+                &format!("could not open a session in account {account}"),
+                &format!("account {account}"),
+            )
+        })
+        .map(|_| ())
 }
 
 /// `postern exec` from the picker with several rows allowed: one chosen runs as ever (its

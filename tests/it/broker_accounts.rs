@@ -565,3 +565,30 @@ async fn doctor_checks_the_configured_source_identity_and_its_role() {
     assert!(role.starts_with("PASS  "), "{stdout}");
     assert!(role.contains("PosternAccess"), "{stdout}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_in_an_account_the_source_may_not_reach_is_refused_by_the_guardrail() {
+    let emulator = fleet_emulator(|_| {}).await;
+    // The README's "both ways" configuration: prod-admin reaches production only.
+    let home = Home::new(Some(&format!(
+        "{HEAD}{ACCOUNTS}\n[sources.prod-admin]\nenvironments = [\"prod\"]\n\n\
+         [environments.prod]\nsource = \"prod-admin\"\n"
+    )));
+    let output = run_in(
+        &home,
+        &emulator,
+        &[
+            "exec",
+            "kafka-dev-1@acme-dev",
+            "--source",
+            "prod-admin",
+            "--",
+            "true",
+        ],
+    );
+    let stderr = process::text(&output.stderr);
+    assert_eq!(output.status.code(), Some(241), "{stderr}");
+    assert!(stderr.contains("acme-dev"), "{stderr}");
+    assert!(stderr.contains("prod-admin"), "{stderr}");
+    assert!(!stderr.contains("no instance matches"), "{stderr}");
+}
