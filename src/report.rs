@@ -199,8 +199,8 @@ pub fn code_of(err: &anyhow::Error) -> u8 {
 
 /// Whether `err` is a write to standard output that found its reader gone (EPIPE: Rust ignores
 /// SIGPIPE, so a closed pipe is an error, not a signal): an error of no documented kind whose
-/// cause is a broken pipe. postern's own pipes and sockets report their failures as
-/// [`ExpectedError`]s of their kind.
+/// cause is a broken pipe, while standard output is a pipe nobody reads any more. A broken
+/// pipe of another kind (a supervisor gone, a child process) is reported as the error it is.
 fn output_closed(err: &anyhow::Error) -> bool {
     err.downcast_ref::<ExpectedError>().is_none()
         && err.chain().any(|cause| {
@@ -208,6 +208,20 @@ fn output_closed(err: &anyhow::Error) -> bool {
                 .downcast_ref::<std::io::Error>()
                 .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
         })
+        && stdout_reader_gone()
+}
+
+/// Whether standard output is a pipe whose reading end is closed (poll reports POLLERR).
+fn stdout_reader_gone() -> bool {
+    let stdout = std::io::stdout();
+    let mut fds = [nix::poll::PollFd::new(
+        std::os::fd::AsFd::as_fd(&stdout),
+        nix::poll::PollFlags::POLLOUT,
+    )];
+    nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO).is_ok()
+        && fds[0]
+            .revents()
+            .is_some_and(|r| r.intersects(nix::poll::PollFlags::POLLERR))
 }
 
 /// The full message for `err`, as [`error`] prints it: what failed, the causes and the hint,
@@ -439,18 +453,6 @@ mod tests {
     fn unexpected_errors_exit_one() {
         let err = anyhow::anyhow!("boom");
         assert_eq!(code_of(&err), exit_codes::UNEXPECTED);
-        assert_eq!(
-            human_duration(std::time::Duration::from_nanos(67_579_539_735)),
-            "1m 8s"
-        );
-        assert_eq!(
-            human_duration(std::time::Duration::from_micros(250_400)),
-            "250ms"
-        );
-        // A closed standard output (`| head`) is no error of its own.
-        let closed = anyhow::Error::new(std::io::Error::from(std::io::ErrorKind::BrokenPipe))
-            .context("could not write the listing");
-        assert_eq!(code_of(&closed), exit_codes::OUTPUT_CLOSED);
         assert_eq!(render(&err), "error: boom\n");
     }
 
@@ -480,5 +482,26 @@ mod tests {
         codes.sort_unstable();
         codes.dedup();
         assert_eq!(codes.len(), kinds.len());
+    }
+
+    #[test]
+    fn durations_read_as_a_person_writes_them() {
+        assert_eq!(
+            human_duration(std::time::Duration::from_nanos(67_579_539_735)),
+            "1m 8s"
+        );
+        assert_eq!(
+            human_duration(std::time::Duration::from_micros(250_400)),
+            "250ms"
+        );
+    }
+
+    #[test]
+    fn a_broken_pipe_while_stdout_is_read_is_an_error() {
+        // This test's standard output is read (the test harness): a broken pipe elsewhere
+        // (a supervisor gone) is reported, not taken for `| head`.
+        let elsewhere = anyhow::Error::new(std::io::Error::from(std::io::ErrorKind::BrokenPipe))
+            .context("could not hand the tunnels to their supervisor");
+        assert_eq!(code_of(&elsewhere), exit_codes::UNEXPECTED);
     }
 }

@@ -190,7 +190,7 @@ impl HttpConnector for Router {
         // The backstop for endpoints postern does not see at start-up (a profile's
         // `endpoint_url` in the shared config files): no plain request leaves this machine,
         // but for the host's own credential sources.
-        if !is_host_credential_source(request.uri())
+        if !is_host_credential_request(&request)
             && let Some(refusal) = plain_http_refusal(request.uri())
         {
             return HttpConnectorFuture::ready(Err(ConnectorError::user(refusal.into())));
@@ -225,12 +225,24 @@ pub(crate) fn plain_http_refusal(endpoint: &str) -> Option<String> {
     })
 }
 
+/// Whether `request` goes to one of the host's own credential sources: unsigned (a signed AWS
+/// call that a profile's `endpoint_url` sends there is refused as any other), to
+/// [`is_host_credential_source`].
+fn is_host_credential_request(request: &HttpRequest) -> bool {
+    let headers = request.headers();
+    let signed = headers
+        .get("authorization")
+        .is_some_and(|value| value.starts_with("AWS4-"))
+        || headers.contains_key("x-amz-security-token");
+    !signed && is_host_credential_source(request.uri())
+}
+
 /// Whether `uri` is one of the link-local credential sources the SDK's providers reach over
-/// plain `http://` by design (none of them speaks TLS), answered by the instance's own
-/// hypervisor or node, never across a network: EC2's instance metadata service (IMDS, for an
+/// plain `http://` on port 80 by design (none of them speaks TLS), answered on EC2, ECS and EKS
+/// by the instance's own hypervisor or node: EC2's instance metadata service (IMDS, for an
 /// instance profile; aws-config `src/imds/client.rs`), ECS task credentials and EKS Pod
 /// Identity (aws-config `src/ecs.rs`, which allows plain `http://` to these and to loopback
-/// only). Without them postern could not run on EC2, ECS or EKS with the host's role.
+/// only). Without them postern could not run there with the host's role.
 fn is_host_credential_source(uri: &str) -> bool {
     const SOURCES: [std::net::IpAddr; 5] = [
         std::net::IpAddr::V4(std::net::Ipv4Addr::new(169, 254, 169, 254)), // IMDS
@@ -242,10 +254,13 @@ fn is_host_credential_source(uri: &str) -> bool {
     if !is_plain_http(uri) {
         return false;
     }
-    let ip = match url::Url::parse(uri)
-        .ok()
-        .and_then(|url| url.host().map(|h| h.to_owned()))
-    {
+    let Ok(url) = url::Url::parse(uri) else {
+        return false;
+    };
+    if url.port_or_known_default() != Some(80) {
+        return false;
+    }
+    let ip = match url.host() {
         Some(url::Host::Ipv4(ip)) => std::net::IpAddr::V4(ip),
         Some(url::Host::Ipv6(ip)) => std::net::IpAddr::V6(ip),
         _ => return false,
@@ -314,12 +329,34 @@ mod tests {
             "https://169.254.169.254/",
             "http://169.254.169.253/",
             "http://169.254.170.3/",
+            "http://169.254.169.254:8080/latest/api/token",
             "http://instance-data/latest/",
             "http://10.0.0.5:4566/",
             "http://ssm.eu-west-1.amazonaws.com/",
         ] {
             assert!(!is_host_credential_source(other), "{other}");
         }
+    }
+
+    #[test]
+    fn a_signed_call_to_a_credential_address_is_refused_as_any_other() {
+        let mut request = HttpRequest::empty();
+        request
+            .set_uri("http://169.254.169.254/latest/api/token")
+            .unwrap();
+        assert!(is_host_credential_request(&request));
+        // A profile's endpoint_url pointing there: SigV4-signed, with the session token.
+        request.headers_mut().insert(
+            "authorization",
+            "AWS4-HMAC-SHA256 Credential=AKID/20261207/us-east-1/ssm/aws4_request",
+        );
+        assert!(!is_host_credential_request(&request));
+        let mut token_only = HttpRequest::empty();
+        token_only.set_uri("http://169.254.170.2/v2/x").unwrap();
+        token_only
+            .headers_mut()
+            .insert("x-amz-security-token", "token");
+        assert!(!is_host_credential_request(&token_only));
     }
 
     #[test]

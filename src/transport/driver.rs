@@ -397,6 +397,15 @@ fn on_event(
                             tracing::debug!(code, "exec wrapper reported the exit status");
                             state.exit_status = Some(code);
                             state.grace_deadline = Some(now + EXIT_GRACE);
+                            // Piped input the command no longer reads: the end line lets the
+                            // wrapper's decoder, and so the session, end now rather than when
+                            // our standard input does (`sleep 600 | postern exec … -- true`).
+                            if !state.input_done
+                                && let Some(lines) = state.input_lines.as_mut()
+                            {
+                                lines.finish(&mut state.input_pending);
+                                state.input_done = true;
+                            }
                         }
                     }
                 }

@@ -88,14 +88,6 @@ impl ExitMarker {
 
     fn wrap_with(&self, command: &str, tty: bool, piped_input: bool) -> String {
         let quoted = shell_quote(command);
-        let input = if piped_input {
-            format!(
-                "{{ sed -n '/^{}$/q;p' | base64 -d; }} | ",
-                crate::transport::stdin_lines::END_LINE_PATTERN
-            )
-        } else {
-            String::new()
-        };
         let prefix = PREFIX;
         let setup = if tty {
             "__postern_tty=$(stty -g 2>/dev/null); stty -echo 2>/dev/null; "
@@ -107,10 +99,22 @@ impl ExitMarker {
         } else {
             ""
         };
+        let run =
+            format!("sh -c {quoted}; printf '%s%s%s%d;' '{prefix}' \"$__postern_m\" 'x' \"$?\"");
+        // With piped input the command and its exit record are the pipeline's right-hand
+        // side: the record follows the command's end, not the decoder's, which waits for input
+        // that may never come (`sleep 600 | postern exec … -- true`).
+        let run = if piped_input {
+            format!(
+                "{{ sed -n '/^{}$/q;p' | base64 -d; }} | {{ {run}; }}",
+                crate::transport::stdin_lines::END_LINE_PATTERN
+            )
+        } else {
+            run
+        };
         format!(
             "{setup}printf '%s%s' '{prefix}' '{READY}'; IFS= read -r __postern_m; \
-             printf '%s%s%s' '{prefix}' \"$__postern_m\" 's;'; IFS= read -r _; {restore}\
-             {input}sh -c {quoted}; printf '%s%s%s%d;' '{prefix}' \"$__postern_m\" 'x' \"$?\""
+             printf '%s%s%s' '{prefix}' \"$__postern_m\" 's;'; IFS= read -r _; {restore}{run}"
         )
     }
 
@@ -302,7 +306,8 @@ mod tests {
         assert!(!wrapped.contains(&"ab".repeat(16)), "{wrapped}");
         // The secret and start lines are read by the wrapper first; the decoder feeds only the
         // command, whose status is the pipeline's.
-        let decoder = wrapped.find("{ sed -n '/^\\.$/q;p' | base64 -d; } | sh -c 'wc -c'; ");
+        let decoder =
+            wrapped.find("{ sed -n '/^\\.$/q;p' | base64 -d; } | { sh -c 'wc -c'; printf ");
         assert!(
             decoder.is_some_and(|at| at > wrapped.rfind("IFS= read -r _;").unwrap()),
             "{wrapped}"

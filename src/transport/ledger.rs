@@ -138,6 +138,9 @@ pub fn open_session_ids() -> Vec<String> {
 pub async fn end_left_by(ssm: &SsmClient) -> usize {
     let leftovers = take_left_by(ssm);
     join_all(leftovers.iter().map(|(id, ssm)| end_left_open(ssm, id))).await;
+    // Reported by the caller now: the process's exit sweep must not count them again.
+    let mut ledger = ledger();
+    ledger.abandoned = ledger.abandoned.saturating_sub(leftovers.len());
     leftovers.len()
 }
 

@@ -164,8 +164,11 @@ impl fmt::Display for Reconnection<'_> {
                 )
             }
             Self::Restored { outage, .. } => {
-                let shown = Duration::from_millis(outage.as_millis() as u64);
-                write!(f, "reconnected after {}", humantime::format_duration(shown))
+                write!(
+                    f,
+                    "reconnected after {}",
+                    crate::report::human_duration(*outage)
+                )
             }
         }
     }

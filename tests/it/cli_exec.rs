@@ -148,6 +148,23 @@ fn a_command_that_stops_reading_ends_with_input_still_coming() {
 }
 
 #[test]
+fn a_command_ends_while_its_piped_input_stays_open_and_idle() {
+    let emu = EmulatorProcess::start(&[]);
+    // `sleep 600 | postern exec … -- 'exit 6'`: the pipe stays open, nothing comes.
+    let mut child = emu
+        .command(&["exec", &emu.instance, "--", "exit 6"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let held_open = child.stdin.take();
+    let status = exit_within(&mut child, LIMIT).expect("exec ends with its command");
+    assert_eq!(status.code(), Some(6));
+    drop(held_open);
+}
+
+#[test]
 fn stdin_status_and_stderr_together() {
     let emu = EmulatorProcess::start(&[]);
     let out = run_with_input(

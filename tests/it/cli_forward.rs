@@ -170,8 +170,15 @@ fn a_websocket_closed_while_the_session_ends_is_not_resumed() {
     // Ctrl-C. Resuming a session being ended would only announce a reconnection and then find
     // the session gone.
     let emu = EmulatorProcess::start(&["--no-pacing", "--close-after", "7"]);
-    let fw = Forward::start(&emu, &[&emu.instance, "-L", "0:22", "--keepalive", "0s"], 1);
+    let fw = Forward::start(
+        &emu,
+        &[&emu.instance, "-L", "0:22", "--keepalive", "0s", "-v"],
+        1,
+    );
     let stderr = fw.stop_ok();
+    // The websocket did close during the wind-down (else this test would prove nothing)...
+    assert!(stderr.contains("data channel broke"), "stderr {stderr}");
+    // ...and nothing tried to resume it.
     assert!(!stderr.contains("reconnecting"), "stderr {stderr}");
     assert!(!stderr.contains("connection lost"), "stderr {stderr}");
     assert_eq!(emu.stop(), Vec::<String>::new(), "violations");

@@ -40,12 +40,7 @@ pub(crate) async fn try_start(
     if *tty || exec.document.is_some() || !stdin_is_empty() {
         return Ok(None);
     }
-    let request = StartSessionRequest {
-        target: target.to_owned(),
-        document_name: Some(POSTERN_COMMAND_DOCUMENT.to_owned()),
-        parameters: HashMap::from([("command".to_owned(), vec![exec.command_line.clone()])]),
-        reason: reason.map(str::to_owned),
-    };
+    let request = request(target, &exec.command_line, reason);
     // Through the ledger, as every start: a Ctrl-C meanwhile leaves no session open.
     match crate::transport::lifecycle::start(ssm, &request).await {
         Ok(credentials) => {
@@ -72,6 +67,20 @@ pub(crate) async fn try_start(
             Ok(None)
         }
         Err(err) => Err(err),
+    }
+}
+
+/// The StartSession request running `command_line` on `target` through `Postern-Command`.
+pub(crate) fn request(
+    target: &str,
+    command_line: &str,
+    reason: Option<&str>,
+) -> StartSessionRequest {
+    StartSessionRequest {
+        target: target.to_owned(),
+        document_name: Some(POSTERN_COMMAND_DOCUMENT.to_owned()),
+        parameters: HashMap::from([("command".to_owned(), vec![command_line.to_owned()])]),
+        reason: reason.map(str::to_owned),
     }
 }
 

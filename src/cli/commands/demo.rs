@@ -92,6 +92,9 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn run_child(emulator: &EmulatorHandle, args: &DemoArgs) -> anyhow::Result<ExitCode> {
+    // Caught before the directory exists: a signal from now on still lets it be removed.
+    let mut terminate = unix_signal(SignalKind::terminate()).context("cannot catch SIGTERM")?;
+    let mut hangup = unix_signal(SignalKind::hangup()).context("cannot catch SIGHUP")?;
     let home = DemoHome::create(emulator).context("cannot write the demo's temporary files")?;
     eprintln!("{BANNER}");
     let exe = std::env::current_exe().context("cannot find the postern executable")?;
@@ -104,8 +107,6 @@ async fn run_child(emulator: &EmulatorHandle, args: &DemoArgs) -> anyhow::Result
     // keys included) and stops the emulator. Left to the default action, the demo would die at
     // once, its child would retry a vanished emulator over the user's prompt, and the directory
     // would stay behind.
-    let mut terminate = unix_signal(SignalKind::terminate()).context("cannot catch SIGTERM")?;
-    let mut hangup = unix_signal(SignalKind::hangup()).context("cannot catch SIGHUP")?;
     let mut kill_at = None;
     loop {
         let passed_on = tokio::select! {

@@ -108,7 +108,9 @@ pub(crate) async fn run(plan: &DoctorPlan) -> anyhow::Result<ExitCode> {
         }
     };
     let options = match &broker {
-        Some(broker) => source_options(broker, plan.account.as_deref()),
+        Some(broker) => {
+            source_options(broker, plan.account.as_deref()).unwrap_or_else(|| plan.aws.clone())
+        }
         None => plan.aws.clone(),
     };
     let (mut context, check) = match doctor::configuration(&options).await {
@@ -195,13 +197,14 @@ pub(crate) async fn run(plan: &DoctorPlan) -> anyhow::Result<ExitCode> {
 }
 
 /// The options of the source identity `account`'s role is assumed from (the default source
-/// without one, or when `account` is unknown: the role assumption check says why).
-fn source_options(broker: &Broker, account: Option<&str>) -> AwsOptions {
+/// without one, or when `account` is unknown: the role assumption check says why); `None` when
+/// the source itself is unknown (`--source` names none), and the command line's then apply.
+fn source_options(broker: &Broker, account: Option<&str>) -> Option<AwsOptions> {
     let target = account.and_then(|a| broker.resolve(a).ok());
     broker
         .source_options(target.as_ref())
         .or_else(|_| broker.source_options(None))
-        .unwrap_or_default()
+        .ok()
 }
 
 /// The role broker's credentials for `query`: (credentials, role ARN, account id, cached).

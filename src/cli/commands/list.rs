@@ -359,18 +359,35 @@ pub(crate) fn in_scope<T: Listed>(
         .filter(|i| {
             let i = i.summary();
             account.is_none_or(|a| i.alias == a || i.account == a)
-                // `--env production` finds `prod` and `prod-eu` too: names mean the same
-                // everywhere (`config::same_env`).
-                && env.is_none_or(|e| i.env.is_some_and(|own| config::same_env(own, e)))
+                && env.is_none_or(|e| i.env.is_some_and(|own| env_matches(own, e)))
         })
         .collect()
+}
+
+/// Whether an instance of environment `own` passes the filter `--env wanted`: a bare class
+/// word (`prod`, `production`, `stg`, `dev`, ...) selects its whole class, as names mean the
+/// same everywhere (`--env production` finds `prod` and `prod-eu`); any other name selects
+/// itself alone (case aside), so `exec --all --env prod-eu` never reaches `prod-us`.
+fn env_matches(own: &str, wanted: &str) -> bool {
+    let is_class_word = !wanted.trim().contains(|c: char| !c.is_ascii_alphanumeric())
+        && matches!(
+            config::env_class(wanted),
+            config::EnvClass::Production
+                | config::EnvClass::Staging
+                | config::EnvClass::Development
+        );
+    if is_class_word {
+        config::env_class(own) == config::env_class(wanted)
+    } else {
+        own.trim().eq_ignore_ascii_case(wanted.trim())
+    }
 }
 
 /// A note when no instance of the index is in environment `env` (a typo shows no rows at all,
 /// which looks like an empty environment): the environments there are.
 fn note_unknown_env<T: Listed>(env: &str, instances: &[T]) {
     let mut known: Vec<&str> = instances.iter().filter_map(|i| i.summary().env).collect();
-    if known.iter().any(|own| config::same_env(own, env)) {
+    if known.iter().any(|own| env_matches(own, env)) {
         return;
     }
     known.sort_unstable();
@@ -894,6 +911,20 @@ mod tests {
         let whole = render_table(&refs, false, None);
         assert!(whole.contains("a-name-much-too-long-for-a-narrow-terminal"));
         assert_eq!(whole.lines().count(), 3);
+    }
+
+    #[test]
+    fn a_class_word_selects_its_class_and_any_other_name_itself() {
+        assert!(env_matches("prod-eu", "production"));
+        assert!(env_matches("live", "prod"));
+        assert!(env_matches("prod", "PROD"));
+        assert!(!env_matches("stg", "prod"));
+        // A name that is not a bare class word: itself alone.
+        assert!(env_matches("prod-eu", "Prod-EU"));
+        assert!(!env_matches("prod-us", "prod-eu"));
+        assert!(!env_matches("prod", "prod-eu"));
+        assert!(env_matches("qa", "qa"));
+        assert!(!env_matches("dev", "qa"));
     }
 
     #[test]

@@ -372,7 +372,11 @@ async fn start(
         .unwrap_or_else(|p| p.into_inner())
         .contains(&scope);
     if !known_absent {
-        let command = request(POSTERN_COMMAND_DOCUMENT, exec.command_line.clone());
+        let command = command_document::request(
+            &instance.id,
+            &exec.command_line,
+            exec.session.reason.as_deref(),
+        );
         match transport::lifecycle::start(ssm, &command).await {
             Ok(started) => return Ok((started, Some(POSTERN_COMMAND_DOCUMENT.to_owned()))),
             Err(e) if command_document::falls_back(&e) => {
