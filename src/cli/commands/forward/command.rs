@@ -114,6 +114,7 @@ impl ForwardPlan {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        check_distinct_ports(&forwards, &socks)?;
         let socks_auth = socks_auth(
             &socks,
             std::env::var(SOCKS_USER_ENV).ok(),
@@ -139,6 +140,37 @@ impl ForwardPlan {
             account: None,
         })
     }
+}
+
+/// Refuses two listeners of this command on one local port (`-L 8080:80 -L 8080:443`), which
+/// would otherwise fail at start as "in use", as if another program held the port.
+fn check_distinct_ports(
+    forwards: &[ForwardSpec],
+    socks: &[SocksSpec],
+) -> Result<(), ExpectedError> {
+    let listeners: Vec<SocketAddr> = forwards
+        .iter()
+        .map(|f| SocketAddr::new(f.bind, f.local_port))
+        .chain(socks.iter().map(|s| SocketAddr::new(s.bind, s.port)))
+        .collect();
+    for (i, a) in listeners.iter().enumerate() {
+        let clash = listeners[i + 1..].iter().find(|b| {
+            a.port() != 0
+                && a.port() == b.port()
+                && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+        });
+        if let Some(b) = clash {
+            return Err(ExpectedError::new(
+                ErrorKind::Usage,
+                format!(
+                    "two listeners of this command on port {}: {a} and {b}",
+                    a.port()
+                ),
+            )
+            .hint("give each -L and -D a local port of its own (0 picks a free one)"));
+        }
+    }
+    Ok(())
 }
 
 /// The SOCKS credentials from the environment: required when a `-D` listens beyond loopback,
@@ -443,6 +475,23 @@ mod tests {
         assert!(socks_auth(&local, some(&"u".repeat(256)), some("p")).is_err());
         // Without -D the variables mean nothing.
         assert_eq!(socks_auth(&[], some("u"), None).unwrap(), None);
+    }
+
+    #[test]
+    fn two_listeners_on_one_local_port_are_refused_before_any_request() {
+        let f = |raw: &str| -> ForwardSpec { raw.parse().unwrap() };
+        let d = |raw: &str| -> SocksSpec { raw.parse().unwrap() };
+        let err = check_distinct_ports(&[f("18940:80"), f("18940:443")], &[]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Usage);
+        assert!(err.to_string().contains("port 18940"), "{err}");
+        assert!(check_distinct_ports(&[f("18940:80")], &[d("18940")]).is_err());
+        assert!(check_distinct_ports(&[f("0.0.0.0:18940:80")], &[d("127.0.0.2:18940")]).is_err());
+        // Free ports, different ports, different addresses: fine.
+        assert!(check_distinct_ports(&[f("0:80"), f("0:443")], &[d("0")]).is_ok());
+        assert!(check_distinct_ports(&[f("18940:80"), f("18941:80")], &[]).is_ok());
+        assert!(
+            check_distinct_ports(&[f("127.0.0.1:18940:80"), f("127.0.0.2:18940:80")], &[]).is_ok()
+        );
     }
 
     #[test]
