@@ -11,6 +11,7 @@ use aws_credential_types::Credentials;
 use postern_emulator::EmulatorHandle;
 
 use crate::support::aws::credentials_env;
+use crate::support::doctor::check_line;
 use crate::support::emulator::{assume, fleet_emulator, id_of};
 use crate::support::fixtures::SAMPLE_ACCOUNTS as ACCOUNTS;
 use crate::support::home::Home;
@@ -549,16 +550,7 @@ async fn doctor_checks_the_configured_source_identity_and_its_role() {
         .args(["doctor", &instance, "--account", "acme-dev", "--no-probe"]);
     let output = run(command, LIMIT);
     let stdout = process::text(&output.stdout);
-    let check = |name: &str| {
-        stdout
-            .lines()
-            .find(|l| {
-                l.get(6..)
-                    .is_some_and(|rest| rest.starts_with(&format!("{name}:")))
-            })
-            .unwrap_or_else(|| panic!("no {name} line in:\n{stdout}"))
-            .to_owned()
-    };
+    let check = |name: &str| check_line(&stdout, name);
     assert!(check("configuration").contains("dev-id"), "{stdout}");
     assert!(check("credentials").starts_with("PASS  "), "{stdout}");
     let role = check("role assumption");

@@ -18,7 +18,7 @@ use postern_emulator::EmulatorHandle;
 use crate::support::emulator::{CURRENT, base, emulator};
 use crate::support::home::Home;
 use crate::support::poll::{poll, try_poll};
-use crate::support::process::{exit_within, lines, signal, wait_for_line};
+use crate::support::process::{exit_within, lines, signal, spawn_piped, wait_for_line};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -36,6 +36,12 @@ fn spawn_shell(emulator: &EmulatorHandle) -> (Child, Receiver<String>, Home) {
         .expect("spawn postern shell");
     let stderr = lines(child.stderr.take().expect("piped stderr"));
     (child, stderr, home)
+}
+
+/// Asserts that one of `lines` contains `text`.
+#[track_caller]
+fn assert_said(lines: &[String], text: &str) {
+    assert!(lines.iter().any(|l| l.contains(text)), "{lines:?}");
 }
 
 /// Interrupts `child` and returns its exit code and the rest of its stderr.
@@ -68,11 +74,7 @@ async fn ctrl_c_during_a_forwards_handshake_ends_its_session() {
     assert_eq!(emulator.open_sessions().0, 1, "the session has started");
     let (code, rest) = interrupt(child, &stderr);
     assert_eq!(code, Some(0), "{rest:?}");
-    assert!(
-        rest.iter()
-            .any(|l| l.contains("ended 1 session left open by the stopped command")),
-        "{rest:?}"
-    );
+    assert_said(&rest, "ended 1 session left open by the stopped command");
     // Ended before postern exited: no poll needed.
     assert_eq!(emulator.open_sessions().0, 0, "{rest:?}");
     emulator.shutdown().await.unwrap();
@@ -92,28 +94,20 @@ async fn a_second_ctrl_c_cuts_a_forwards_wind_down_short_and_its_session_still_e
     .await;
     let home = Home::new(None);
     let region = emulator.region().to_owned();
-    let mut child = home
-        .against(
-            &emulator,
-            &[
-                "-v",
-                "forward",
-                CURRENT,
-                "-L",
-                "0:22",
-                "--keepalive",
-                "0s",
-                "--region",
-                &region,
-            ],
-        )
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn postern forward");
-    let stdout = lines(child.stdout.take().expect("piped stdout"));
-    let stderr = lines(child.stderr.take().expect("piped stderr"));
+    let (child, stdout, stderr) = spawn_piped(home.against(
+        &emulator,
+        &[
+            "-v",
+            "forward",
+            CURRENT,
+            "-L",
+            "0:22",
+            "--keepalive",
+            "0s",
+            "--region",
+            &region,
+        ],
+    ));
     stdout
         .recv_timeout(LIMIT)
         .expect("the forward's ready line");
@@ -121,17 +115,9 @@ async fn a_second_ctrl_c_cuts_a_forwards_wind_down_short_and_its_session_still_e
     wait_for_line(&stderr, "stopping the forwards", LIMIT);
     let (code, rest) = interrupt(child, &stderr);
     assert_eq!(code, Some(0), "{rest:?}");
-    assert!(
-        rest.iter()
-            .any(|l| l.contains("stopped waiting for the forwards to wind down")),
-        "{rest:?}"
-    );
+    assert_said(&rest, "stopped waiting for the forwards to wind down");
     // The exit sweep, not the aborted polite end, ended it.
-    assert!(
-        rest.iter()
-            .any(|l| l.contains("ended 1 session left open by the stopped command")),
-        "{rest:?}"
-    );
+    assert_said(&rest, "ended 1 session left open by the stopped command");
     // Ended before postern exited: no poll needed.
     assert_eq!(emulator.open_sessions().0, 0, "{rest:?}");
     emulator.shutdown().await.unwrap();
@@ -147,11 +133,7 @@ async fn ctrl_c_while_a_shells_start_session_call_runs_ends_the_session_it_start
     assert_eq!(emulator.open_sessions().0, 0, "not answered yet: {seen:?}");
     let (code, rest) = interrupt(child, &stderr);
     assert_eq!(code, Some(130), "{rest:?}");
-    assert!(
-        rest.iter()
-            .any(|l| l.contains("ended 1 session left open by the stopped command")),
-        "{rest:?}"
-    );
+    assert_said(&rest, "ended 1 session left open by the stopped command");
     assert_eq!(emulator.open_sessions().1, 1, "StartSession was answered");
     assert_eq!(emulator.open_sessions().0, 0, "{rest:?}");
     emulator.shutdown().await.unwrap();

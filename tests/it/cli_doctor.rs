@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use crate::support::doctor::check_line as line;
 use crate::support::emulator::EmulatorProcess;
 use crate::support::process::{run, text};
 
@@ -25,17 +26,6 @@ fn fleet(dir: &std::path::Path) -> String {
     )
     .unwrap();
     path.display().to_string()
-}
-
-/// The line of check `name`.
-fn line<'a>(stdout: &'a str, name: &str) -> &'a str {
-    stdout
-        .lines()
-        .find(|l| {
-            l.get(6..)
-                .is_some_and(|rest| rest.starts_with(&format!("{name}:")))
-        })
-        .unwrap_or_else(|| panic!("no {name} line in:\n{stdout}"))
 }
 
 #[test]
